@@ -1,0 +1,1 @@
+//! llama-orch-e2e (skeleton).

@@ -1,0 +1,3 @@
+//! llama-orchd (skeleton).
+
+fn main() {}

@@ -1,0 +1,152 @@
+//! The daemon's one config file (`~/.llama-orch/config.yaml`) and where llama-orch keeps its
+//! files. Pure types plus path resolution from values the caller passes in.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable that overrides the home directory (`~/.llama-orch`).
+pub const HOME_ENV: &str = "LLAMA_ORCH_HOME";
+
+/// The config file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Address the API listens on. Loopback by default (HME-002).
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// The watched manifests directory; default `<home>/manifests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests_dir: Option<PathBuf>,
+    /// Status, events and catalog; default `<home>/state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Tells this daemon's containers from another daemon's on the same runtime. Containers
+    /// labelled with another instance are never touched.
+    #[serde(default = "default_instance")]
+    pub instance: String,
+    /// The container runtime.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Where GPUs come from: `nvml` (the default) or an explicit simulated list.
+    #[serde(default)]
+    pub gpus: GpuConfig,
+    /// Periodic full reconcile, in milliseconds, on top of file and container events.
+    #[serde(default = "default_resync_ms")]
+    pub resync_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: default_bind(),
+            manifests_dir: None,
+            state_dir: None,
+            instance: default_instance(),
+            runtime: RuntimeConfig::default(),
+            gpus: GpuConfig::default(),
+            resync_interval_ms: default_resync_ms(),
+        }
+    }
+}
+
+/// Which container runtime to use.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuntimeConfig {
+    /// `docker`, `podman` or `auto` (Docker's socket first, then Podman's).
+    #[serde(default)]
+    pub kind: RuntimeKind,
+    /// Socket URL, e.g. `unix:///var/run/docker.sock`; default: `DOCKER_HOST`, then the
+    /// runtime's usual socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+}
+
+/// Container runtime kinds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Whichever answers.
+    #[default]
+    Auto,
+    /// Docker Engine.
+    Docker,
+    /// Podman's Docker-compatible service.
+    Podman,
+}
+
+/// Where GPUs come from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuConfig {
+    /// NVIDIA's management library: real GPUs. Without a driver the daemon refuses to start.
+    #[default]
+    Nvml,
+    /// An explicit, simulated inventory for tests and demos. Everything that shows GPUs labels
+    /// them as simulated, and no inference ever runs on them.
+    Simulate(Vec<SimulatedGpu>),
+}
+
+/// One simulated GPU.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SimulatedGpu {
+    /// Display name, e.g. `Simulated RTX 3090`.
+    pub name: String,
+    /// Total VRAM in bytes.
+    pub vram_bytes: u64,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_instance() -> String {
+    "default".into()
+}
+
+fn default_resync_ms() -> u64 {
+    10_000
+}
+
+/// Resolves llama-orch's home directory from `LLAMA_ORCH_HOME` or `$HOME/.llama-orch`.
+pub fn home_dir(env_home: Option<&str>, user_home: Option<&str>) -> PathBuf {
+    match (env_home, user_home) {
+        (Some(h), _) if !h.is_empty() => PathBuf::from(h),
+        (_, Some(u)) => Path::new(u).join(".llama-orch"),
+        _ => PathBuf::from(".llama-orch"),
+    }
+}
+
+impl Config {
+    /// Parses the config file's text; errors name the field.
+    pub fn from_yaml(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| e.without_snippet().to_string())?;
+        if value.is_null() {
+            return Ok(Config::default());
+        }
+        serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| {
+            let path = e.path().to_string();
+            if path.is_empty() || path == "." {
+                e.inner().to_string()
+            } else {
+                format!("field `{path}`: {}", e.inner())
+            }
+        })
+    }
+
+    /// The manifests directory under `home`, unless configured.
+    pub fn manifests_dir(&self, home: &Path) -> PathBuf {
+        self.manifests_dir.clone().unwrap_or_else(|| home.join("manifests"))
+    }
+
+    /// The state directory under `home`, unless configured.
+    pub fn state_dir(&self, home: &Path) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| home.join("state"))
+    }
+}

@@ -1,0 +1,157 @@
+//! `Pool`: N replicas of one Engine serving one Model on a set of GPUs, with the queue and
+//! restart policy that govern them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{Kind, Spec};
+
+/// `Pool.spec`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoolSpec {
+    /// Name of the Engine that runs the replicas.
+    pub engine: String,
+    /// Name of the Model the replicas serve.
+    pub model: String,
+    /// How many replicas to run (0–16).
+    pub replicas: u32,
+    /// Which GPUs the pool may use: `all`, or a list of device indices such as `[0, 1]`.
+    #[serde(default)]
+    pub gpus: GpuSelector,
+    /// GPUs given to each replica.
+    #[serde(default = "one")]
+    pub gpus_per_replica: u32,
+    /// Concurrent sequences per replica (the engine's `--parallel`).
+    #[serde(default = "one")]
+    pub slots_per_replica: u32,
+    /// Context size per replica; defaults to the Model's `ctxMax`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_size: Option<u32>,
+    /// The admission queue in front of the replicas.
+    #[serde(default)]
+    pub queue: QueueSpec,
+    /// How crashed replicas are restarted.
+    #[serde(default)]
+    pub restart: RestartSpec,
+}
+
+impl Spec for PoolSpec {
+    const KIND: Kind = Kind::Pool;
+}
+
+/// Which GPUs a pool may use: the keyword `all`, or device indices such as `[0, 1]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum GpuSelector {
+    /// `all`: every GPU in the inventory.
+    Keyword(AllGpus),
+    /// Device indices, e.g. `[0, 1]`.
+    Devices(Vec<u32>),
+}
+
+impl Default for GpuSelector {
+    fn default() -> Self {
+        GpuSelector::Keyword(AllGpus::All)
+    }
+}
+
+impl GpuSelector {
+    /// The selected indices out of `available` (all of them for `all`), in ascending order,
+    /// without duplicates.
+    pub fn select(&self, available: &[u32]) -> Vec<u32> {
+        let mut out: Vec<u32> = match self {
+            GpuSelector::Keyword(AllGpus::All) => available.to_vec(),
+            GpuSelector::Devices(d) => d.clone(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// The keyword `all`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AllGpus {
+    /// Every GPU.
+    #[serde(rename = "all")]
+    All,
+}
+
+/// The admission queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QueueSpec {
+    /// Tasks that may wait per pool.
+    #[serde(default = "default_queue_capacity")]
+    pub capacity: u32,
+    /// What happens when the queue is full.
+    #[serde(default)]
+    pub full_policy: FullQueuePolicy,
+}
+
+impl Default for QueueSpec {
+    fn default() -> Self {
+        Self {
+            capacity: default_queue_capacity(),
+            full_policy: FullQueuePolicy::default(),
+        }
+    }
+}
+
+/// Full-queue policy (ORCH-3005).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FullQueuePolicy {
+    /// Refuse the new task with 429.
+    #[default]
+    Reject,
+    /// Drop the least recently enqueued task to make room.
+    DropLru,
+}
+
+/// Restart policy: exponential backoff and a circuit breaker (OC-POOL-3010/3011).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestartSpec {
+    /// First delay after a crash, in milliseconds.
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Longest delay between attempts, in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Consecutive failures after which the circuit opens: attempts pause for `backoffMaxMs`
+    /// and then one trial start is made (half-open).
+    #[serde(default = "default_circuit_failures")]
+    pub circuit_breaker_failures: u32,
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        Self {
+            backoff_initial_ms: default_backoff_initial_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            circuit_breaker_failures: default_circuit_failures(),
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_queue_capacity() -> u32 {
+    64
+}
+
+fn default_backoff_initial_ms() -> u64 {
+    500
+}
+
+fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+
+fn default_circuit_failures() -> u32 {
+    6
+}

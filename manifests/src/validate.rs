@@ -1,0 +1,358 @@
+//! Semantic checks serde cannot express: names, ranges, formats and placeholders within one
+//! object (`check_object`), and duplicates and references across a set (`check_set`).
+
+use std::collections::BTreeMap;
+
+use crate::error::ManifestError;
+use crate::meta::{AnyObject, Kind, ObjectRef};
+use crate::parse::Located;
+use crate::{EngineSpec, ModelSpec, PoolSpec, Provisioning};
+
+/// Placeholders an Engine's `args` may use.
+pub const PLACEHOLDERS: [&str; 5] = ["model_path", "port", "ctx_size", "slots", "host"];
+
+/// Most replicas one Pool may ask for.
+pub const MAX_REPLICAS: u32 = 16;
+
+/// One problem inside one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted field path.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub hint: String,
+}
+
+fn problem(field: &str, message: impl Into<String>, hint: impl Into<String>) -> Problem {
+    Problem {
+        field: field.to_string(),
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+/// Checks one object on its own.
+pub fn check_object(object: &AnyObject) -> Vec<Problem> {
+    let mut out = Vec::new();
+    check_name(object.name(), &mut out);
+    match object {
+        AnyObject::Engine(e) => check_engine(&e.spec, &mut out),
+        AnyObject::Model(m) => check_model(&m.spec, &mut out),
+        AnyObject::Pool(p) => check_pool(&p.spec, &mut out),
+    }
+    out
+}
+
+/// True when `name` is a valid object name.
+pub fn is_valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 40
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
+fn check_name(name: &str, out: &mut Vec<Problem>) {
+    if !is_valid_name(name) {
+        out.push(problem(
+            "metadata.name",
+            format!("`{name}` is not a valid name"),
+            "use 1–40 lower-case letters, digits and `-`, starting with a letter and not ending with `-`",
+        ));
+    }
+}
+
+fn check_engine(spec: &EngineSpec, out: &mut Vec<Problem>) {
+    if spec.provisioning != Provisioning::Container {
+        out.push(problem(
+            "spec.provisioning",
+            format!(
+                "provisioning mode `{}` is not yet supported",
+                spec.provisioning.as_str()
+            ),
+            "use `provisioning: container` with an image",
+        ));
+    }
+    match spec.image.as_deref() {
+        None if spec.provisioning == Provisioning::Container => out.push(problem(
+            "spec.image",
+            "missing image",
+            "set `image:` to a local image, e.g. `llama-orch/mock-engine:dev`",
+        )),
+        Some(i) if i.trim().is_empty() || i.chars().any(char::is_whitespace) => out.push(problem(
+            "spec.image",
+            format!("`{i}` is not an image reference"),
+            "use `name:tag`, without spaces",
+        )),
+        _ => {}
+    }
+    if spec.version.trim().is_empty() {
+        out.push(problem(
+            "spec.version",
+            "version label is empty",
+            "set it to the engine's version, e.g. `b4500`",
+        ));
+    }
+    if spec.port == 0 {
+        out.push(problem(
+            "spec.port",
+            "port 0 is not a port",
+            "set the port the engine listens on inside the container",
+        ));
+    }
+    for (field, list) in [("spec.args", &spec.args), ("spec.extraArgs", &spec.extra_args)] {
+        for (i, arg) in list.iter().enumerate() {
+            if let Err(msg) = check_placeholders(arg) {
+                out.push(problem(
+                    &format!("{field}[{i}]"),
+                    msg,
+                    format!("placeholders are {{{}}}", PLACEHOLDERS.join("}, {")),
+                ));
+            }
+        }
+    }
+    for key in spec.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            out.push(problem(
+                &format!("spec.env.{key}"),
+                format!("`{key}` is not a valid variable name"),
+                "use letters, digits and `_`",
+            ));
+        }
+    }
+    let h = &spec.health;
+    if !h.path.starts_with('/') {
+        out.push(problem(
+            "spec.health.path",
+            format!("`{}` does not start with `/`", h.path),
+            "e.g. `/health`",
+        ));
+    }
+    for (field, value, min) in [
+        ("spec.health.intervalMs", h.interval_ms, 50),
+        ("spec.health.timeoutMs", h.timeout_ms, 50),
+        ("spec.health.startupTimeoutMs", h.startup_timeout_ms, 1_000),
+    ] {
+        if value < min {
+            out.push(problem(
+                field,
+                format!("{value} is below the minimum of {min}"),
+                format!("use at least {min}"),
+            ));
+        }
+    }
+    if h.failure_threshold == 0 {
+        out.push(problem(
+            "spec.health.failureThreshold",
+            "must be at least 1",
+            "use 3 unless you know better",
+        ));
+    }
+}
+
+/// Checks that every `{…}` in `arg` names a known placeholder.
+pub fn check_placeholders(arg: &str) -> Result<(), String> {
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err(format!("`{arg}` has an unclosed `{{`"));
+        };
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!("unknown placeholder `{{{name}}}` in `{arg}`"));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+fn check_model(spec: &ModelSpec, out: &mut Vec<Problem>) {
+    if let Err(msg) = spec.parse_ref() {
+        out.push(problem("spec.ref", msg, ""));
+    }
+    if let Some(d) = &spec.digest {
+        let ok = d
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            out.push(problem(
+                "spec.digest",
+                format!("`{d}` is not a digest"),
+                "use `sha256:` followed by 64 hex digits (`sha256sum FILE`)",
+            ));
+        }
+    }
+    if spec.ctx_max == 0 {
+        out.push(problem(
+            "spec.ctxMax",
+            "must be at least 1",
+            "set the model's trained context length, e.g. 8192",
+        ));
+    }
+    if spec.vram_bytes == Some(0) {
+        out.push(problem(
+            "spec.vramBytes",
+            "must be more than 0",
+            "omit it to use the estimate",
+        ));
+    }
+}
+
+fn check_pool(spec: &PoolSpec, out: &mut Vec<Problem>) {
+    for (field, value) in [("spec.engine", &spec.engine), ("spec.model", &spec.model)] {
+        if !is_valid_name(value) {
+            out.push(problem(
+                field,
+                format!("`{value}` is not a valid name"),
+                "name an existing object",
+            ));
+        }
+    }
+    if spec.replicas > MAX_REPLICAS {
+        out.push(problem(
+            "spec.replicas",
+            format!("{} is above the maximum of {MAX_REPLICAS}", spec.replicas),
+            "use fewer replicas",
+        ));
+    }
+    if !(1..=8).contains(&spec.gpus_per_replica) {
+        out.push(problem(
+            "spec.gpusPerReplica",
+            format!("{} is outside 1–8", spec.gpus_per_replica),
+            "use 1 unless the model needs more",
+        ));
+    }
+    if !(1..=256).contains(&spec.slots_per_replica) {
+        out.push(problem(
+            "spec.slotsPerReplica",
+            format!("{} is outside 1–256", spec.slots_per_replica),
+            "use 1–8 on a workstation",
+        ));
+    }
+    if spec.ctx_size == Some(0) {
+        out.push(problem(
+            "spec.ctxSize",
+            "must be at least 1",
+            "omit it to use the Model's ctxMax",
+        ));
+    }
+    if let crate::GpuSelector::Devices(d) = &spec.gpus {
+        if d.is_empty() {
+            out.push(problem(
+                "spec.gpus",
+                "empty GPU list",
+                "list device indices such as `[0]`, or use `all`",
+            ));
+        }
+        let mut seen = d.clone();
+        seen.sort_unstable();
+        if seen.windows(2).any(|w| w[0] == w[1]) {
+            out.push(problem(
+                "spec.gpus",
+                "a GPU index is listed twice",
+                "list each device once",
+            ));
+        }
+    }
+    if !(1..=100_000).contains(&spec.queue.capacity) {
+        out.push(problem(
+            "spec.queue.capacity",
+            format!("{} is outside 1–100000", spec.queue.capacity),
+            "64 is a good start",
+        ));
+    }
+    let r = &spec.restart;
+    if r.backoff_initial_ms < 10 {
+        out.push(problem(
+            "spec.restart.backoffInitialMs",
+            format!("{} is below 10", r.backoff_initial_ms),
+            "use at least 10",
+        ));
+    }
+    if r.backoff_max_ms < r.backoff_initial_ms {
+        out.push(problem(
+            "spec.restart.backoffMaxMs",
+            "is below backoffInitialMs",
+            "make it at least backoffInitialMs",
+        ));
+    }
+    if r.circuit_breaker_failures == 0 {
+        out.push(problem(
+            "spec.restart.circuitBreakerFailures",
+            "must be at least 1",
+            "6 is the default",
+        ));
+    }
+}
+
+/// Checks a whole set: duplicate names within a kind, and Pool references to Engines and
+/// Models that must exist. Errors are reported on the object that is wrong (the later
+/// duplicate, the Pool with the dangling reference).
+pub fn check_set(objects: &[Located]) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
+    let mut first: BTreeMap<ObjectRef, &Located> = BTreeMap::new();
+    for loc in objects {
+        let r = loc.object.object_ref();
+        if let Some(prev) = first.get(&r) {
+            errors.push(
+                ManifestError::file(
+                    &loc.file,
+                    format!("{r} is already defined in {} (document {})", prev.file, prev.document),
+                    "names are unique per kind: rename one or delete the other",
+                )
+                .in_document(loc.document)
+                .on_object(Some(r.kind), Some(r.name.clone()))
+                .at_field("metadata.name"),
+            );
+        } else {
+            first.insert(r, loc);
+        }
+    }
+    for loc in objects {
+        let AnyObject::Pool(pool) = &loc.object else { continue };
+        let on = |field: &str, message: String, hint: String| {
+            ManifestError::file(&loc.file, message, hint)
+                .in_document(loc.document)
+                .on_object(Some(Kind::Pool), Some(pool.metadata.name.clone()))
+                .at_field(field)
+        };
+        if !first.contains_key(&ObjectRef::new(Kind::Engine, &pool.spec.engine)) {
+            errors.push(on(
+                "spec.engine",
+                format!("Engine `{}` does not exist", pool.spec.engine),
+                "create that Engine, or name an existing one".into(),
+            ));
+        }
+        match first
+            .get(&ObjectRef::new(Kind::Model, &pool.spec.model))
+            .map(|l| &l.object)
+        {
+            None => errors.push(on(
+                "spec.model",
+                format!("Model `{}` does not exist", pool.spec.model),
+                "create that Model, or name an existing one".into(),
+            )),
+            Some(AnyObject::Model(model)) => {
+                if let Some(ctx) = pool.spec.ctx_size
+                    && ctx > model.spec.ctx_max
+                {
+                    errors.push(on(
+                        "spec.ctxSize",
+                        format!(
+                            "{ctx} exceeds Model `{}`'s ctxMax of {}",
+                            model.metadata.name, model.spec.ctx_max
+                        ),
+                        "lower ctxSize or raise the Model's ctxMax".into(),
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    errors
+}

@@ -1,0 +1,3 @@
+//! mock-engine (skeleton).
+
+fn main() {}

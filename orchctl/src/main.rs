@@ -1,0 +1,3 @@
+//! orchctl (skeleton).
+
+fn main() {}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs (when absent) and starts a real Docker daemon and a real Podman service on a
+# Debian 12 machine, following ../shared/docs/container-runtimes.md. Idempotent: a socket
+# that already answers is left alone. Prints the two DOCKER_HOST values to use.
+#
+# Sockets:  Docker  unix:///tmp/lo-docker/docker.sock
+#           Podman  unix:///tmp/lo-podman.sock
+set -euo pipefail
+
+DOCKER_DIR=${LLORCH_DOCKER_DIR:-/tmp/lo-docker}
+DOCKER_SOCK="$DOCKER_DIR/docker.sock"
+PODMAN_SOCK=${LLORCH_PODMAN_SOCK:-/tmp/lo-podman.sock}
+
+log() { printf '[setup-runtimes] %s\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    log "this step installs packages and starts daemons: run it as root (or with sudo)"
+    exit 1
+  fi
+}
+
+install_packages() {
+  local missing=()
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  if [ ${#missing[@]} -gt 0 ]; then
+    need_root
+    log "installing ${missing[*]} from Debian's packages"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  fi
+}
+
+wait_for() { # wait_for <seconds> <command...>
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then return 1; fi
+    sleep 0.5
+  done
+}
+
+start_docker() {
+  if DOCKER_HOST="unix://$DOCKER_SOCK" docker version >/dev/null 2>&1; then
+    log "docker: already answering on $DOCKER_SOCK"; return
+  fi
+  need_root
+  mkdir -p "$DOCKER_DIR"
+  # A stale pid file from a killed daemon makes dockerd refuse to start.
+  rm -f "$DOCKER_DIR/dockerd.pid"
+  log "docker: starting dockerd on $DOCKER_SOCK"
+  nohup dockerd --host "unix://$DOCKER_SOCK" --data-root "$DOCKER_DIR/data" \
+    --exec-root "$DOCKER_DIR/exec" --pidfile "$DOCKER_DIR/dockerd.pid" \
+    >"$DOCKER_DIR/dockerd.log" 2>&1 </dev/null &
+  if ! wait_for 60 env DOCKER_HOST="unix://$DOCKER_SOCK" docker version; then
+    log "docker: dockerd did not answer within 60 s; its log:"; tail -n 30 "$DOCKER_DIR/dockerd.log" >&2
+    exit 1
+  fi
+}
+
+configure_podman() {
+  # crun fails here ("cgroups in hybrid mode not supported") and containers need explicit
+  # ulimits below the VM's hard limit: see container-runtimes.md.
+  local conf=/etc/containers/containers.conf
+  if ! grep -q 'runtime = "runc"' "$conf" 2>/dev/null; then
+    need_root
+    mkdir -p /etc/containers
+    cat >"$conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]
+[engine]
+runtime = "runc"
+CONF
+  fi
+}
+
+start_podman() {
+  if curl -sf --unix-socket "$PODMAN_SOCK" http://d/_ping >/dev/null 2>&1; then
+    log "podman: already answering on $PODMAN_SOCK"; return
+  fi
+  rm -f "$PODMAN_SOCK"
+  log "podman: starting the API service on $PODMAN_SOCK"
+  nohup podman system service --time=0 "unix://$PODMAN_SOCK" >/tmp/lo-podman.log 2>&1 </dev/null &
+  if ! wait_for 60 curl -sf --unix-socket "$PODMAN_SOCK" http://d/_ping; then
+    log "podman: service did not answer within 60 s; its log:"; tail -n 30 /tmp/lo-podman.log >&2
+    exit 1
+  fi
+}
+
+install_packages
+start_docker
+configure_podman
+start_podman
+echo "DOCKER_SOCKET=unix://$DOCKER_SOCK"
+echo "PODMAN_SOCKET=unix://$PODMAN_SOCK"
