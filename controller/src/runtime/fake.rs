@@ -1,0 +1,1 @@
+//! In-memory fake runtime for unit tests. (To be implemented.)

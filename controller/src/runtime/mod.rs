@@ -1,0 +1,183 @@
+//! The container runtime edge: one narrow trait that the reconciler drives, with a Docker /
+//! Podman implementation over bollard (`docker.rs`) and an in-memory fake for unit tests
+//! (`fake.rs`). Nothing outside this module knows about bollard.
+//!
+//! Contract (both implementations, proven by the e2e runtime contract tests):
+//! - `list` returns every container (running or not) carrying all of the given labels.
+//! - `create_and_start` publishes `container_port` on 127.0.0.1 at an ephemeral host port and
+//!   returns the started container, host port filled in.
+//! - `remove` force-removes; a container that is already gone is success (cleanup is idempotent).
+//! - `events` yields lifecycle events (`start`, `die`, `destroy`, …) of containers carrying the
+//!   labels; the stream ends when the connection drops (the caller reconnects).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::Stream;
+
+pub mod docker;
+pub mod fake;
+
+/// Errors from the container runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The socket could not be reached or answered garbage.
+    #[error("cannot reach the container runtime at {socket}: {message}")]
+    Connect {
+        /// Socket URL.
+        socket: String,
+        /// Why.
+        message: String,
+    },
+    /// The image is not present locally (and no registry is consulted).
+    #[error("image `{image}` is not present in {runtime}; build or load it first (e.g. scripts/build-mock-image.sh)")]
+    ImageMissing {
+        /// Image reference.
+        image: String,
+        /// `docker` or `podman`.
+        runtime: String,
+    },
+    /// Any other failed API call, named by the step that failed.
+    #[error("{step} failed: {message}")]
+    Api {
+        /// `create container`, `start container`, `list containers`, …
+        step: &'static str,
+        /// The runtime's message.
+        message: String,
+    },
+}
+
+/// `Result` with [`RuntimeError`].
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// A bind mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// Absolute path on the host.
+    pub host_path: String,
+    /// Path inside the container.
+    pub container_path: String,
+    /// Mounted read-only (models always are).
+    pub read_only: bool,
+}
+
+/// How GPUs reach the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpuAttachment {
+    /// No GPUs.
+    None,
+    /// Simulated GPUs: only `CUDA_VISIBLE_DEVICES` / `NVIDIA_VISIBLE_DEVICES` in the env
+    /// (set by the caller); no device request, since there is no device.
+    Simulated(Vec<u32>),
+    /// Real NVIDIA GPUs by index: Docker device request (driver `nvidia`, these ids,
+    /// capability `gpu`); Podman CDI devices `nvidia.com/gpu=<id>`.
+    Nvidia(Vec<u32>),
+}
+
+/// Everything needed to create one engine container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// Container name (unique on the runtime).
+    pub name: String,
+    /// Image reference; must be present locally.
+    pub image: String,
+    /// Arguments passed after the image's entrypoint.
+    pub args: Vec<String>,
+    /// Environment, in order.
+    pub env: Vec<(String, String)>,
+    /// Labels (owner, instance, pool, replica, spec hash…).
+    pub labels: BTreeMap<String, String>,
+    /// Port inside the container, published on 127.0.0.1 at an ephemeral host port.
+    pub container_port: u16,
+    /// Bind mounts.
+    pub mounts: Vec<Mount>,
+    /// GPUs.
+    pub gpus: GpuAttachment,
+}
+
+/// A container's state as the runtime reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Being restarted by the runtime (we never ask for that, but report it).
+    Restarting,
+    /// Stopped, with its exit code.
+    Exited(i64),
+    /// Dead, paused, removing or anything else: not serving.
+    Other(String),
+}
+
+impl ContainerState {
+    /// True while the process runs.
+    pub fn is_running(&self) -> bool {
+        matches!(self, ContainerState::Running)
+    }
+}
+
+/// One container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// Full id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// State.
+    pub state: ContainerState,
+    /// Host port the container port is published on, when running.
+    pub host_port: Option<u16>,
+}
+
+/// A lifecycle event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    /// Container id.
+    pub container_id: String,
+    /// `start`, `die`, `destroy`, `kill`, `oom`, …
+    pub action: String,
+    /// The container's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Identity of the runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeIdentity {
+    /// `docker` or `podman`.
+    pub kind: String,
+    /// Socket URL.
+    pub socket: String,
+    /// Server version.
+    pub version: String,
+}
+
+/// A boxed stream of runtime events.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<RuntimeEvent>> + Send>>;
+
+/// The container runtime as the reconciler sees it.
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Which runtime this is.
+    fn identity(&self) -> RuntimeIdentity;
+
+    /// Every container (any state) carrying all of `labels`.
+    fn list(&self, labels: &[(String, String)]) -> impl Future<Output = Result<Vec<ContainerInfo>>> + Send;
+
+    /// Creates and starts a container; returns it with its host port.
+    fn create_and_start(&self, spec: &ContainerSpec) -> impl Future<Output = Result<ContainerInfo>> + Send;
+
+    /// Force-removes a container; already gone is success.
+    fn remove(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// The last `lines` lines of a container's stdout and stderr, oldest first.
+    fn logs_tail(&self, id: &str, lines: usize) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// True when the image is present locally.
+    fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Lifecycle events of containers carrying all of `labels`.
+    fn events(&self, labels: &[(String, String)]) -> EventStream;
+}
