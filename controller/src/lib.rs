@@ -2,4 +2,16 @@
 //! runtime until they match, probes them, and publishes status, events and a snapshot the API
 //! server reads. It never serves tasks.
 
+pub mod backoff;
+pub mod conditions;
+pub mod controller;
+pub mod gpu;
+pub mod labels;
+pub mod manifest_store;
+pub mod model_check;
+pub mod pool;
+pub mod probe;
 pub mod runtime;
+pub mod spec;
+pub mod state_dir;
+pub mod triggers;

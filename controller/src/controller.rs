@@ -1,0 +1,386 @@
+//! The reconcile loop. File events, container events, probe changes and a resync timer only
+//! *wake* it; every pass re-reads the whole truth (manifests, labelled containers, GPUs),
+//! reconciles every object, writes status and publishes a [`Snapshot`]. Passes never overlap,
+//! so no object is ever reconciled twice at once, and the first pass is a full scan of both
+//! manifests and containers before anything is touched.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use llorch_manifests::api::{GpuView, ObjectView, RuntimeInfo, Snapshot, SourceRef};
+use llorch_manifests::status::{ConditionType, EventType, ObjectStatus, ReplicaStatus};
+use llorch_manifests::{AnyObject, Kind, ManifestError, ObjectRef};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::conditions;
+use crate::gpu::GpuInventory;
+use crate::labels;
+use crate::manifest_store::{DesiredState, ManifestStore};
+use crate::model_check::ModelChecker;
+use crate::pool::{PoolContext, PoolInputs, SlotMemory, reconcile_pool};
+use crate::probe::Probers;
+use crate::runtime::{ContainerInfo, ContainerRuntime};
+use crate::state_dir::{EventLog, StatusFiles, now_rfc3339};
+
+/// Events arriving within this window are handled by one pass.
+pub const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Settings of the loop.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Instance label.
+    pub instance: String,
+    /// Periodic resync.
+    pub resync: Duration,
+}
+
+/// The controller: owns the loop state. Build it, then [`Controller::run`] it.
+pub struct Controller<R: ContainerRuntime> {
+    runtime: Arc<R>,
+    settings: Settings,
+    store: ManifestStore,
+    models: ModelChecker,
+    gpus: Box<dyn GpuInventory>,
+    gpu_view: Vec<GpuView>,
+    probers: Probers,
+    slots: HashMap<String, BTreeMap<u32, SlotMemory>>,
+    statuses: BTreeMap<ObjectRef, ObjectStatus>,
+    status_files: StatusFiles,
+    events: Arc<EventLog>,
+    known: HashSet<String>,
+    reported_errors: HashSet<String>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    wake: Arc<Notify>,
+}
+
+impl<R: ContainerRuntime> Controller<R> {
+    /// A controller over `store`, driving `runtime`.
+    pub fn new(
+        runtime: Arc<R>,
+        settings: Settings,
+        store: ManifestStore,
+        gpus: Box<dyn GpuInventory>,
+        status_files: StatusFiles,
+        events: Arc<EventLog>,
+    ) -> Self {
+        let wake = Arc::new(Notify::new());
+        let (snapshot, _) = watch::channel(Arc::new(Snapshot { instance: settings.instance.clone(), ..Snapshot::default() }));
+        Self {
+            probers: Probers::new(wake.clone()),
+            runtime,
+            settings,
+            store,
+            models: ModelChecker::default(),
+            gpus,
+            gpu_view: Vec::new(),
+            slots: HashMap::new(),
+            statuses: BTreeMap::new(),
+            status_files,
+            events,
+            known: HashSet::new(),
+            reported_errors: HashSet::new(),
+            snapshot,
+            wake,
+        }
+    }
+
+    /// Receives every published snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.subscribe()
+    }
+
+    /// Wakes the loop for an early pass (file and container watchers call this).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Runs passes until `cancel` fires.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        self.events.emit(None, None, EventType::Normal, "ControllerStarted", format!(
+            "controller started: instance `{}`, manifests in {}, runtime {} at {}",
+            self.settings.instance,
+            self.store.dir().display(),
+            self.runtime.identity().kind,
+            self.runtime.identity().socket
+        ));
+        loop {
+            let next = self.pass().await;
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => tokio::time::sleep(DEBOUNCE).await,
+                _ = tokio::time::sleep(next) => {}
+            }
+        }
+    }
+
+    /// One full reconcile pass; returns when the next one is due at the latest.
+    pub async fn pass(&mut self) -> Duration {
+        let desired = self.store.scan();
+        self.report_new_errors(&desired);
+        match self.gpus.devices() {
+            Ok(v) => self.gpu_view = v,
+            Err(e) => tracing::error!(error = %e, "GPU inventory failed; keeping the last known devices"),
+        }
+        let selector = labels::instance_selector(&self.settings.instance);
+        let containers = match self.runtime.list(&selector).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list containers; nothing is changed until the runtime answers");
+                self.events.emit(None, None, EventType::Warning, "RuntimeUnavailable", e.to_string());
+                return Duration::from_secs(1);
+            }
+        };
+        let mut by_pool: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
+        for c in containers {
+            match labels::read(&c.labels) {
+                Some(l) if desired.get(Kind::Pool, &l.pool).is_some() => by_pool.entry(l.pool).or_default().push(c),
+                _ => self.remove_orphan(&c).await,
+            }
+        }
+
+        let mut requeue = self.settings.resync;
+        let mut replicas: Vec<ReplicaStatus> = Vec::new();
+        self.reconcile_models_and_engines(&desired);
+        let pools: Vec<_> = desired.of_kind(Kind::Pool).cloned().collect();
+        for entry in pools {
+            let AnyObject::Pool(pool) = &entry.object else { continue };
+            let obj = entry.object.object_ref();
+            let containers = by_pool.remove(pool.name()).unwrap_or_default();
+            let mut status = self.take_status(&obj);
+            status.generation = Some(entry.generation.clone());
+            status.manifest_errors = entry.errors.clone();
+            match self.pool_inputs(&desired, pool, &entry.file) {
+                Ok((engine, model, model_path, selection)) if entry.actionable => {
+                    let slots = self.slots.entry(pool.name().to_string()).or_default();
+                    let ctx = PoolContext {
+                        runtime: &self.runtime,
+                        instance: &self.settings.instance,
+                        probers: &mut self.probers,
+                        events: &self.events,
+                        slots,
+                        known: &mut self.known,
+                    };
+                    let inputs = PoolInputs {
+                        pool,
+                        engine: &engine,
+                        model: &model,
+                        model_path: &model_path,
+                        gpu_selection: &selection,
+                        gpus_simulated: self.gpus.simulated(),
+                    };
+                    let out = reconcile_pool(ctx, inputs, containers, &mut status, self.settings.resync).await;
+                    status.observed_generation = Some(entry.generation.clone());
+                    requeue = requeue.min(out.requeue);
+                    replicas.extend(out.replicas);
+                }
+                blocked => {
+                    // Leave its containers exactly as they are: a broken reference or a missing
+                    // model must not disturb replicas that serve.
+                    let why = match blocked {
+                        Err(why) => why,
+                        Ok(_) => entry.errors.first().map(ToString::to_string).unwrap_or_default(),
+                    };
+                    conditions::set_failed(&mut status, "Blocked", format!("not reconciling: {why}"));
+                    replicas.extend(self.untouched_replicas(pool, &containers));
+                    requeue = requeue.min(Duration::from_secs(2));
+                }
+            }
+            self.put_status(status);
+        }
+        self.forget_deleted(&desired);
+        let live: HashSet<String> = replicas.iter().filter_map(|r| r.container_id.clone()).collect();
+        self.probers.retain(&live);
+        self.publish(&desired, replicas);
+        requeue
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn pool_inputs(
+        &mut self,
+        desired: &DesiredState,
+        pool: &llorch_manifests::Pool,
+        _file: &std::path::Path,
+    ) -> Result<(llorch_manifests::Engine, llorch_manifests::Model, std::path::PathBuf, Vec<u32>), String> {
+        let Some(AnyObject::Engine(engine)) = desired.get(Kind::Engine, &pool.spec.engine).map(|e| &e.object) else {
+            return Err(format!("Engine `{}` does not exist", pool.spec.engine));
+        };
+        let Some(model_entry) = desired.get(Kind::Model, &pool.spec.model) else {
+            return Err(format!("Model `{}` does not exist", pool.spec.model));
+        };
+        let AnyObject::Model(model) = &model_entry.object else {
+            return Err(format!("Model `{}` does not exist", pool.spec.model));
+        };
+        let model_path =
+            self.models.resolve(&model.spec, &model_entry.file).map_err(|e| format!("Model `{}` is not usable: {e}", model.name()))?;
+        let available: Vec<u32> = self.gpu_view.iter().map(|g| g.index).collect();
+        let selection = pool.spec.gpus.select(&available);
+        if let Some(missing) = selection.iter().find(|i| !available.contains(i)) {
+            return Err(format!(
+                "GPU {missing} does not exist; this host has {} (see `orchctl get gpus`)",
+                if available.is_empty() { "none".to_string() } else { format!("{available:?}") }
+            ));
+        }
+        Ok((engine.clone(), model.clone(), model_path, selection))
+    }
+
+    fn untouched_replicas(&self, pool: &llorch_manifests::Pool, containers: &[ContainerInfo]) -> Vec<ReplicaStatus> {
+        containers
+            .iter()
+            .filter_map(|c| {
+                let l = labels::read(&c.labels)?;
+                let ready = self.probers.state(&c.id).is_some_and(|p| p.healthy);
+                Some(ReplicaStatus {
+                    id: format!("{}-{}", pool.name(), l.index),
+                    pool: pool.name().to_string(),
+                    index: l.index,
+                    phase: if ready {
+                        llorch_manifests::status::ReplicaPhase::Ready
+                    } else {
+                        llorch_manifests::status::ReplicaPhase::Unhealthy
+                    },
+                    container_id: Some(c.id.clone()),
+                    container_name: Some(c.name.clone()),
+                    endpoint: c.host_port.map(|p| format!("http://127.0.0.1:{p}")),
+                    gpus: c.labels.get(labels::GPUS_KEY).map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect()).unwrap_or_default(),
+                    gpus_simulated: c.labels.get(labels::GPUS_SIMULATED_KEY).is_some_and(|v| v == "true"),
+                    engine_version: c.labels.get(labels::ENGINE_VERSION_KEY).cloned().unwrap_or_default(),
+                    spec_hash: l.spec_hash,
+                    restarts: 0,
+                    ready_since: None,
+                })
+            })
+            .collect()
+    }
+
+    fn reconcile_models_and_engines(&mut self, desired: &DesiredState) {
+        let entries: Vec<_> = desired.objects.values().filter(|e| e.object.kind() != Kind::Pool).cloned().collect();
+        for entry in entries {
+            let obj = entry.object.object_ref();
+            let mut status = self.take_status(&obj);
+            status.generation = Some(entry.generation.clone());
+            status.observed_generation = Some(entry.generation.clone());
+            status.manifest_errors = entry.errors.clone();
+            let verdict = match &entry.object {
+                AnyObject::Model(m) => self.models.resolve(&m.spec, &entry.file).map(|p| format!("model file {}", p.display())),
+                AnyObject::Engine(e) => Ok(format!("engine {} image {}", e.spec.version, e.spec.image.clone().unwrap_or_default())),
+                AnyObject::Pool(_) => continue,
+            };
+            match verdict {
+                Ok(msg) => conditions::set_healthy(&mut status, "Valid", msg),
+                Err(e) => {
+                    let failed_before = status.condition(ConditionType::Degraded).is_some_and(|c| c.status);
+                    if !failed_before {
+                        self.events.emit(Some(&obj), None, EventType::Warning, "ModelUnavailable", e.clone());
+                    }
+                    conditions::set_failed(&mut status, "ModelUnavailable", e)
+                }
+            }
+            self.put_status(status);
+        }
+    }
+
+    async fn remove_orphan(&mut self, c: &ContainerInfo) {
+        let pool = c.labels.get(labels::POOL_KEY).cloned().unwrap_or_default();
+        let obj = ObjectRef::new(Kind::Pool, pool);
+        match self.runtime.remove(&c.id).await {
+            Ok(()) => self.events.emit(
+                Some(&obj),
+                None,
+                EventType::Normal,
+                "OrphanRemoved",
+                format!("removed container {} ({}): no manifest declares it", c.name, crate::pool::short(&c.id)),
+            ),
+            Err(e) => self.events.emit(Some(&obj), None, EventType::Warning, "RemoveFailed", format!("cannot remove orphan {}: {e}", c.name)),
+        }
+        self.slots.remove(&obj.name);
+    }
+
+    fn take_status(&mut self, obj: &ObjectRef) -> ObjectStatus {
+        self.statuses
+            .remove(obj)
+            .or_else(|| self.status_files.load(obj))
+            .unwrap_or_else(|| ObjectStatus::new(obj.clone()))
+    }
+
+    fn put_status(&mut self, mut status: ObjectStatus) {
+        let changed = match self.statuses.get(&status.object) {
+            Some(old) => !same_ignoring_time(old, &status),
+            None => true,
+        };
+        if changed {
+            status.updated_at = now_rfc3339();
+            if let Err(e) = self.status_files.store(&status) {
+                tracing::error!(error = %e, "cannot persist status");
+            }
+        }
+        self.statuses.insert(status.object.clone(), status);
+    }
+
+    fn forget_deleted(&mut self, desired: &DesiredState) {
+        let gone: Vec<ObjectRef> = self.statuses.keys().filter(|r| !desired.objects.contains_key(*r)).cloned().collect();
+        for r in gone {
+            self.statuses.remove(&r);
+            self.status_files.remove(&r);
+            self.slots.remove(&r.name);
+            self.events.emit(Some(&r), None, EventType::Normal, "Deleted", format!("{r} is no longer declared"));
+        }
+    }
+
+    fn report_new_errors(&mut self, desired: &DesiredState) {
+        let all: Vec<&ManifestError> =
+            desired.file_errors.iter().chain(desired.objects.values().flat_map(|e| e.errors.iter())).collect();
+        let now: HashSet<String> = all.iter().map(|e| e.to_string()).collect();
+        for e in all {
+            let text = e.to_string();
+            if !self.reported_errors.contains(&text) {
+                let obj = match (e.kind, &e.name) {
+                    (Some(k), Some(n)) => Some(ObjectRef::new(k, n.clone())),
+                    _ => None,
+                };
+                self.events.emit(obj.as_ref(), None, EventType::Warning, "ManifestInvalid", text);
+            }
+        }
+        self.reported_errors = now;
+    }
+
+    fn publish(&self, desired: &DesiredState, mut replicas: Vec<ReplicaStatus>) {
+        replicas.sort_by(|a, b| (&a.pool, a.index).cmp(&(&b.pool, b.index)));
+        let objects = desired
+            .objects
+            .iter()
+            .map(|(r, e)| ObjectView {
+                object: r.clone(),
+                source: Some(SourceRef { file: e.file.display().to_string(), document: e.document }),
+                manifest: Some(e.object.to_json()),
+                status: self.statuses.get(r).cloned().unwrap_or_else(|| ObjectStatus::new(r.clone())),
+            })
+            .collect();
+        let id = self.runtime.identity();
+        let snapshot = Snapshot {
+            synced: true,
+            instance: self.settings.instance.clone(),
+            objects,
+            replicas,
+            gpus: self.gpu_view.clone(),
+            gpus_simulated: self.gpus.simulated(),
+            file_errors: desired.file_errors.clone(),
+            runtime: RuntimeInfo { kind: id.kind, socket: id.socket, version: id.version },
+        };
+        self.snapshot.send_if_modified(|cur| {
+            if **cur == snapshot {
+                false
+            } else {
+                *cur = Arc::new(snapshot);
+                true
+            }
+        });
+    }
+}
+
+fn same_ignoring_time(a: &ObjectStatus, b: &ObjectStatus) -> bool {
+    let mut b = b.clone();
+    b.updated_at = a.updated_at.clone();
+    *a == b
+}

@@ -1,0 +1,231 @@
+//! Turns (Engine, Model, Pool, replica index, GPUs) into the exact container to run and the
+//! spec hash that identifies it. Pure: no I/O, unit-tested.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use llorch_manifests::hash::short_hash;
+use llorch_manifests::{EngineSpec, ModelSpec, PoolSpec};
+use serde::Serialize;
+
+use crate::labels;
+use crate::runtime::{ContainerSpec, GpuAttachment, Mount};
+
+/// Where model files appear inside engine containers.
+pub const MODEL_DIR_IN_CONTAINER: &str = "/models";
+
+/// The inputs of one replica's container.
+#[derive(Clone, Debug)]
+pub struct ReplicaInputs<'a> {
+    /// This daemon's instance label.
+    pub instance: &'a str,
+    /// Pool name.
+    pub pool_name: &'a str,
+    /// Pool spec.
+    pub pool: &'a PoolSpec,
+    /// Engine spec.
+    pub engine: &'a EngineSpec,
+    /// Model spec.
+    pub model: &'a ModelSpec,
+    /// The model file on the host, resolved and checked.
+    pub model_path: &'a Path,
+    /// Replica index.
+    pub index: u32,
+    /// GPU indices for this replica.
+    pub gpus: &'a [u32],
+    /// Whether those GPUs are simulated.
+    pub gpus_simulated: bool,
+}
+
+/// The parts of the inputs that, when changed, require a new container. Replica count, queue
+/// and restart policy are deliberately absent: changing them must not restart engines.
+#[derive(Serialize)]
+struct HashInputs<'a> {
+    engine: &'a EngineSpec,
+    model_ref: &'a str,
+    model_path: &'a Path,
+    model_digest: &'a Option<String>,
+    ctx_size: u32,
+    slots: u32,
+    gpus: &'a [u32],
+    gpus_simulated: bool,
+}
+
+impl ReplicaInputs<'_> {
+    /// Context size: the Pool's, else the Model's maximum.
+    pub fn ctx_size(&self) -> u32 {
+        self.pool.ctx_size.unwrap_or(self.model.ctx_max)
+    }
+
+    /// The spec hash of this replica's container.
+    pub fn spec_hash(&self) -> String {
+        short_hash(&HashInputs {
+            engine: self.engine,
+            model_ref: &self.model.reference,
+            model_path: self.model_path,
+            model_digest: &self.model.digest,
+            ctx_size: self.ctx_size(),
+            slots: self.pool.slots_per_replica,
+            gpus: self.gpus,
+            gpus_simulated: self.gpus_simulated,
+        })
+    }
+
+    /// The model path as the engine sees it.
+    pub fn model_path_in_container(&self) -> String {
+        let file = self.model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        format!("{MODEL_DIR_IN_CONTAINER}/{file}")
+    }
+
+    /// The container to create. `suffix` makes the name unique across restarts.
+    pub fn container_spec(&self, suffix: &str) -> ContainerSpec {
+        let hash = self.spec_hash();
+        let model_in = self.model_path_in_container();
+        let fill = |arg: &String| {
+            arg.replace("{model_path}", &model_in)
+                .replace("{port}", &self.engine.port.to_string())
+                .replace("{ctx_size}", &self.ctx_size().to_string())
+                .replace("{slots}", &self.pool.slots_per_replica.to_string())
+                .replace("{host}", "0.0.0.0")
+        };
+        let args = self.engine.args.iter().chain(&self.engine.extra_args).map(fill).collect();
+        let gpu_list = self.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let mut env: Vec<(String, String)> = self.engine.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.push(("CUDA_VISIBLE_DEVICES".into(), gpu_list.clone()));
+        env.push(("NVIDIA_VISIBLE_DEVICES".into(), gpu_list.clone()));
+        if self.gpus_simulated {
+            env.push(("LLAMA_ORCH_GPUS_SIMULATED".into(), "1".into()));
+        }
+        let mut labels = BTreeMap::new();
+        labels.insert(labels::OWNER_KEY.to_string(), labels::OWNER.to_string());
+        labels.insert(labels::INSTANCE_KEY.to_string(), self.instance.to_string());
+        labels.insert(labels::POOL_KEY.to_string(), self.pool_name.to_string());
+        labels.insert(labels::REPLICA_KEY.to_string(), self.index.to_string());
+        labels.insert(labels::SPEC_HASH_KEY.to_string(), hash.clone());
+        labels.insert(labels::ENGINE_VERSION_KEY.to_string(), self.engine.version.clone());
+        labels.insert(labels::GPUS_KEY.to_string(), gpu_list);
+        labels.insert(labels::GPUS_SIMULATED_KEY.to_string(), self.gpus_simulated.to_string());
+        ContainerSpec {
+            name: format!("llorch-{}-{}-{}-{}-{suffix}", self.instance, self.pool_name, self.index, &hash[..6.min(hash.len())]),
+            image: self.engine.image.clone().unwrap_or_default(),
+            args,
+            env,
+            labels,
+            container_port: self.engine.port,
+            mounts: vec![Mount {
+                host_path: self.model_path.display().to_string(),
+                container_path: model_in,
+                read_only: true,
+            }],
+            gpus: if self.gpus_simulated {
+                GpuAttachment::Simulated(self.gpus.to_vec())
+            } else {
+                GpuAttachment::Nvidia(self.gpus.to_vec())
+            },
+        }
+    }
+}
+
+/// GPUs for replica `index`: `per_replica` consecutive devices from the selection, wrapping.
+/// Errors when the selection is empty or smaller than `per_replica`.
+pub fn assign_gpus(selection: &[u32], per_replica: u32, index: u32) -> Result<Vec<u32>, String> {
+    let n = selection.len();
+    let g = per_replica as usize;
+    if n == 0 {
+        return Err("the Pool's GPU selection is empty".into());
+    }
+    if g > n {
+        return Err(format!("gpusPerReplica is {g} but only {n} GPU(s) are selected"));
+    }
+    let start = index as usize * g;
+    Ok((0..g).map(|k| selection[(start + k) % n]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llorch_manifests::{Engine, Model, Pool};
+
+    fn objects() -> (Engine, Model, Pool) {
+        let e: Engine = serde_json::from_value(serde_json::json!({
+            "apiVersion": "llama-orch.dev/v1alpha1", "kind": "Engine", "metadata": {"name": "mock"},
+            "spec": {"image": "img:dev", "version": "1", "env": {"A": "b"}}
+        }))
+        .unwrap();
+        let m: Model = serde_json::from_value(serde_json::json!({
+            "apiVersion": "llama-orch.dev/v1alpha1", "kind": "Model", "metadata": {"name": "tiny"},
+            "spec": {"ref": "file:/m/tiny.gguf", "ctxMax": 4096}
+        }))
+        .unwrap();
+        let p: Pool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "llama-orch.dev/v1alpha1", "kind": "Pool", "metadata": {"name": "chat"},
+            "spec": {"engine": "mock", "model": "tiny", "replicas": 2, "slotsPerReplica": 3}
+        }))
+        .unwrap();
+        (e, m, p)
+    }
+
+    #[test]
+    fn container_spec_fills_placeholders_labels_mount_and_gpu_env() {
+        let (e, m, p) = objects();
+        let inputs = ReplicaInputs {
+            instance: "t",
+            pool_name: "chat",
+            pool: &p.spec,
+            engine: &e.spec,
+            model: &m.spec,
+            model_path: Path::new("/m/tiny.gguf"),
+            index: 1,
+            gpus: &[1],
+            gpus_simulated: true,
+        };
+        let spec = inputs.container_spec("x");
+        assert_eq!(
+            spec.args,
+            ["--model", "/models/tiny.gguf", "--host", "0.0.0.0", "--port", "8080", "--ctx-size", "4096", "--parallel", "3"]
+        );
+        assert_eq!(spec.labels[labels::REPLICA_KEY], "1");
+        assert_eq!(spec.labels[labels::SPEC_HASH_KEY], inputs.spec_hash());
+        assert_eq!(spec.labels[labels::GPUS_SIMULATED_KEY], "true");
+        assert!(spec.env.contains(&("CUDA_VISIBLE_DEVICES".into(), "1".into())));
+        assert!(spec.env.contains(&("A".into(), "b".into())));
+        assert_eq!(spec.gpus, GpuAttachment::Simulated(vec![1]));
+        assert!(spec.mounts[0].read_only);
+        assert_eq!(spec.mounts[0].container_path, "/models/tiny.gguf");
+    }
+
+    #[test]
+    fn spec_hash_ignores_replica_count_but_not_slots() {
+        let (e, m, mut p) = objects();
+        let hash = |p: &PoolSpec| {
+            ReplicaInputs {
+                instance: "t",
+                pool_name: "chat",
+                pool: p,
+                engine: &e.spec,
+                model: &m.spec,
+                model_path: Path::new("/m/tiny.gguf"),
+                index: 0,
+                gpus: &[0],
+                gpus_simulated: true,
+            }
+            .spec_hash()
+        };
+        let before = hash(&p.spec);
+        p.spec.replicas = 1;
+        p.spec.queue.capacity = 3;
+        assert_eq!(hash(&p.spec), before);
+        p.spec.slots_per_replica = 4;
+        assert_ne!(hash(&p.spec), before);
+    }
+
+    #[test]
+    fn gpus_are_assigned_round_robin_within_the_selection() {
+        assert_eq!(assign_gpus(&[0, 1], 1, 0).unwrap(), vec![0]);
+        assert_eq!(assign_gpus(&[0, 1], 1, 1).unwrap(), vec![1]);
+        assert_eq!(assign_gpus(&[0, 1], 1, 2).unwrap(), vec![0]);
+        assert_eq!(assign_gpus(&[2, 3], 2, 1).unwrap(), vec![2, 3]);
+        assert!(assign_gpus(&[0], 2, 0).is_err());
+        assert!(assign_gpus(&[], 1, 0).is_err());
+    }
+}
