@@ -1,22 +1,152 @@
-//! The GPU inventory edge (trait only for now; the NVML and simulated implementations are
-//! being written alongside — extend this file, keep the trait).
+//! The GPU inventory edge: which NVIDIA GPUs this host has and how much VRAM each has free.
+//! One narrow trait, [`GpuInventory`], with NVIDIA's management library behind it in
+//! production (`nvml.rs`) and an explicit, labelled simulation for tests and demos
+//! (`simulated.rs`). It only reports; it never picks GPUs for anyone and never falls back to CPU:
+//! without a usable GPU, [`open`] fails with what to fix.
 
 use llorch_manifests::api::GpuView;
+use llorch_manifests::config::GpuConfig;
 
-/// Errors from a GPU inventory.
+mod nvml;
+mod simulated;
+
+pub use nvml::NvmlGpus;
+pub use simulated::SimulatedGpus;
+
+/// What llama-orch says whenever no real GPU can be used: it never runs inference on CPU.
+pub const NO_CPU_FALLBACK: &str = "llama-orch never falls back to CPU inference";
+
+/// Errors from the GPU inventory.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
-    /// Placeholder until the real variants land.
-    #[error("{0}")]
-    Other(String),
+    /// The NVML library could not be opened: no NVIDIA driver is installed.
+    #[error(
+        "NVML could not be loaded ({library} not found): no NVIDIA driver on this host. Install the NVIDIA \
+         driver (e.g. `apt install nvidia-driver`, then reboot) and check `nvidia-smi`, or for tests and demos \
+         set `gpus: {{simulate: [...]}}` in config.yaml — {NO_CPU_FALLBACK}."
+    )]
+    LoadLibrary {
+        /// The library looked for.
+        library: &'static str,
+        /// The loader's own words.
+        #[source]
+        source: nvml_wrapper::error::NvmlError,
+    },
+    /// NVML loaded but could not start (driver not loaded, version mismatch, no permission…).
+    #[error(
+        "NVML could not be initialised: {source}. The NVIDIA driver is installed but not usable: check that \
+         `nvidia-smi` works (a reboot after a driver update, or `modprobe nvidia`, often fixes it) — \
+         {NO_CPU_FALLBACK}."
+    )]
+    Init {
+        /// NVML's error.
+        #[source]
+        source: nvml_wrapper::error::NvmlError,
+    },
+    /// NVML works but reports no GPU.
+    #[error(
+        "NVML reports no NVIDIA GPU on this host. Check `nvidia-smi -L`, or for tests and demos set \
+         `gpus: {{simulate: [...]}}` in config.yaml — {NO_CPU_FALLBACK}."
+    )]
+    NoDevices,
+    /// Reading one device failed.
+    #[error("reading GPU {index} ({what}) through NVML failed: {source}")]
+    Query {
+        /// Device index.
+        index: u32,
+        /// What was being read: `handle`, `uuid`, `name`, `memory`.
+        what: &'static str,
+        /// NVML's error.
+        #[source]
+        source: nvml_wrapper::error::NvmlError,
+    },
+    /// `gpus: {simulate: []}`.
+    #[error(
+        "`gpus.simulate` is empty: list at least one simulated GPU, e.g. \
+         `gpus: {{simulate: [{{name: Simulated RTX 3090, vramBytes: 25769803776}}]}}`, or use `gpus: nvml` \
+         for real GPUs — {NO_CPU_FALLBACK}."
+    )]
+    EmptySimulation,
+    /// A simulated GPU with no VRAM.
+    #[error("`gpus.simulate[{index}]` (`{name}`) has `vramBytes: 0`; give it the VRAM it simulates, in bytes")]
+    SimulatedWithoutVram {
+        /// Position in the list.
+        index: usize,
+        /// Its name.
+        name: String,
+    },
 }
 
-/// Where the daemon learns which GPUs exist.
+/// The GPUs this host has, as the controller and the API show them.
 pub trait GpuInventory: Send + Sync {
-    /// The devices, as of now.
+    /// Every GPU, ordered by index, with its current VRAM use.
     fn devices(&self) -> Result<Vec<GpuView>, GpuError>;
-    /// True for the simulated inventory.
+
+    /// True when the inventory is simulated: no inference can run on it.
     fn simulated(&self) -> bool;
+
     /// `nvml` or `simulated`.
     fn source(&self) -> &'static str;
+}
+
+/// Opens the inventory the config asks for. Fails — never degrades — when it is unusable: no
+/// NVIDIA driver, no GPU, or an empty simulation.
+pub fn open(config: &GpuConfig) -> Result<Box<dyn GpuInventory>, GpuError> {
+    match config {
+        GpuConfig::Nvml => Ok(Box::new(NvmlGpus::open()?)),
+        GpuConfig::Simulate(gpus) => Ok(Box::new(SimulatedGpus::new(gpus)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use llorch_manifests::config::SimulatedGpu;
+
+    use super::*;
+
+    #[test]
+    fn a_simulated_config_opens_a_simulated_inventory() {
+        let config = GpuConfig::Simulate(vec![SimulatedGpu {
+            name: "Simulated RTX 3090".into(),
+            vram_bytes: 24 << 30,
+        }]);
+        let inventory = open(&config).unwrap();
+        assert!(inventory.simulated());
+        assert_eq!(inventory.source(), "simulated");
+        assert_eq!(inventory.devices().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_simulation_is_an_error_that_shows_how_to_write_one() {
+        let err = open(&GpuConfig::Simulate(vec![])).err().unwrap().to_string();
+        assert!(err.starts_with("`gpus.simulate` is empty"), "{err}");
+        assert!(err.contains("never falls back to CPU"), "{err}");
+    }
+
+    /// ORCH-1102: without a GPU the daemon fails fast with what to fix. This machine has no
+    /// NVIDIA driver; on one that has, the inventory must list real devices instead.
+    #[test]
+    fn without_an_nvidia_driver_nvml_fails_with_what_is_missing_and_what_to_do() {
+        match open(&GpuConfig::Nvml) {
+            Err(GpuError::LoadLibrary { library, .. }) => {
+                let err = open(&GpuConfig::Nvml).err().unwrap().to_string();
+                assert_eq!(library, "libnvidia-ml.so.1");
+                assert!(
+                    err.starts_with(
+                        "NVML could not be loaded (libnvidia-ml.so.1 not found): no NVIDIA driver on this host."
+                    ),
+                    "{err}"
+                );
+                assert!(err.contains("apt install nvidia-driver"), "{err}");
+                assert!(err.contains("nvidia-smi"), "{err}");
+                assert!(err.contains("gpus: {simulate: [...]}"), "{err}");
+                assert!(err.contains("llama-orch never falls back to CPU inference."), "{err}");
+            }
+            Ok(inventory) => {
+                let devices = inventory.devices().unwrap();
+                assert!(!devices.is_empty() && !inventory.simulated() && inventory.source() == "nvml");
+            }
+            Err(other) => panic!("an unexpected NVML error on this host: {other}"),
+        }
+    }
 }
