@@ -38,11 +38,11 @@ pub struct ReplicaInputs<'a> {
 }
 
 /// The parts of the inputs that, when changed, require a new container. Replica count, queue
-/// and restart policy are deliberately absent: changing them must not restart engines.
+/// and restart policy are deliberately absent: changing them must not restart engines. The
+/// model is identified by its resolved file (and digest), not by how `ref` spells it.
 #[derive(Serialize)]
 struct HashInputs<'a> {
     engine: &'a EngineSpec,
-    model_ref: &'a str,
     model_path: &'a Path,
     model_digest: &'a Option<String>,
     ctx_size: u32,
@@ -61,7 +61,6 @@ impl ReplicaInputs<'_> {
     pub fn spec_hash(&self) -> String {
         short_hash(&HashInputs {
             engine: self.engine,
-            model_ref: &self.model.reference,
             model_path: self.model_path,
             model_digest: &self.model.digest,
             ctx_size: self.ctx_size(),

@@ -1,0 +1,181 @@
+//! The reconcile loop against the in-memory runtime: creation with labels, scale-down,
+//! crash → restart with backoff and a counted restart, orphan removal, adoption, and broken
+//! manifests that leave running replicas alone. Health (and so Ready) is proven end-to-end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use llorch_controller::controller::{Controller, Settings};
+use llorch_controller::gpu::{GpuError, GpuInventory};
+use llorch_controller::labels;
+use llorch_controller::manifest_store::ManifestStore;
+use llorch_controller::runtime::fake::FakeRuntime;
+use llorch_controller::state_dir::{EventLog, StatusFiles};
+use llorch_manifests::api::GpuView;
+use llorch_manifests::status::ConditionType;
+
+struct TwoSimulatedGpus;
+
+impl GpuInventory for TwoSimulatedGpus {
+    fn devices(&self) -> Result<Vec<GpuView>, GpuError> {
+        Ok((0..2)
+            .map(|i| GpuView {
+                index: i,
+                uuid: format!("SIM-GPU-{i}"),
+                name: "sim".into(),
+                total_bytes: 1 << 34,
+                used_bytes: 0,
+                free_bytes: 1 << 34,
+                utilization_pct: None,
+                simulated: true,
+            })
+            .collect())
+    }
+    fn simulated(&self) -> bool {
+        true
+    }
+    fn source(&self) -> &'static str {
+        "simulated"
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    runtime: Arc<FakeRuntime>,
+    controller: Controller<FakeRuntime>,
+    events: Arc<EventLog>,
+}
+
+fn stack(replicas: u32) -> String {
+    format!(
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: mock}}\nspec: {{image: 'img:dev', version: '1'}}\n---\n\
+         apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: tiny}}\nspec: {{ref: 'file:tiny.gguf', ctxMax: 64}}\n---\n\
+         apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: chat}}\nspec: {{engine: mock, model: tiny, replicas: {replicas}, \
+         restart: {{backoffInitialMs: 10000, backoffMaxMs: 60000, circuitBreakerFailures: 3}}}}\n"
+    )
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(dir.path().join("manifests/tiny.gguf"), b"w").unwrap();
+    let runtime = Arc::new(FakeRuntime::new());
+    let events = Arc::new(EventLog::open(&dir.path().join("state")).unwrap());
+    let controller = Controller::new(
+        runtime.clone(),
+        Settings { instance: "t".into(), resync: Duration::from_secs(5) },
+        ManifestStore::new(dir.path().join("manifests")),
+        Box::new(TwoSimulatedGpus),
+        StatusFiles::open(&dir.path().join("state")).unwrap(),
+        events.clone(),
+    );
+    World { dir, runtime, controller, events }
+}
+
+impl World {
+    fn write(&self, text: &str) {
+        std::fs::write(self.dir.path().join("manifests/chat.yaml"), text).unwrap();
+    }
+    fn running(&self) -> Vec<String> {
+        self.runtime.containers().into_iter().filter(|c| c.info.state.is_running()).map(|c| c.info.id).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_pool_gets_one_labelled_container_per_replica_on_distinct_gpus() {
+    let mut w = world();
+    w.write(&stack(2));
+    w.controller.pass().await;
+    let cs = w.runtime.containers();
+    assert_eq!(cs.len(), 2);
+    let mut gpus: Vec<String> = cs.iter().map(|c| c.spec.labels[labels::GPUS_KEY].clone()).collect();
+    gpus.sort();
+    assert_eq!(gpus, ["0", "1"]);
+    for c in &cs {
+        assert_eq!(c.spec.labels[labels::INSTANCE_KEY], "t");
+        assert_eq!(c.spec.labels[labels::GPUS_SIMULATED_KEY], "true");
+        assert!(c.spec.mounts[0].read_only && c.spec.mounts[0].host_path.ends_with("tiny.gguf"));
+    }
+    // A second pass with nothing changed creates nothing.
+    w.controller.pass().await;
+    assert_eq!(w.runtime.create_count(), 2);
+}
+
+#[tokio::test]
+async fn scaling_down_removes_the_highest_replica_only() {
+    let mut w = world();
+    w.write(&stack(2));
+    w.controller.pass().await;
+    let replica0 = w.runtime.containers().into_iter().find(|c| c.spec.labels[labels::REPLICA_KEY] == "0").unwrap().info.id;
+    w.write(&stack(1));
+    w.controller.pass().await;
+    assert_eq!(w.running(), vec![replica0]);
+}
+
+#[tokio::test]
+async fn a_crash_is_restarted_once_immediately_then_backs_off_and_is_counted() {
+    let mut w = world();
+    w.write(&stack(1));
+    w.controller.pass().await;
+    let first = w.running()[0].clone();
+    w.runtime.set_logs(&first, &["loading", "error: out of memory"]);
+    assert!(w.runtime.kill(&first, 137));
+    w.controller.pass().await;
+    let second = w.running();
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0], first, "replaced by a new container");
+    let snap = w.controller.subscribe().borrow().clone();
+    let chat = snap.objects.iter().find(|o| o.object.name == "chat").unwrap();
+    assert_eq!(chat.status.restarts, 1);
+    assert_eq!(chat.status.last_error.as_ref().unwrap().log_tail, ["loading", "error: out of memory"]);
+    // The second crash waits for the backoff (10 s here): no new container yet.
+    assert!(w.runtime.kill(&second[0], 1));
+    w.controller.pass().await;
+    assert!(w.running().is_empty());
+    let snap = w.controller.subscribe().borrow().clone();
+    let chat = snap.objects.iter().find(|o| o.object.name == "chat").unwrap();
+    assert_eq!(chat.status.restarts, 2);
+    assert!(chat.status.condition(ConditionType::Degraded).unwrap().status);
+    assert!(chat.status.next_restart_in_ms.unwrap() > 5_000);
+    assert!(w.events.recent(None, 100).iter().any(|e| e.reason == "EngineCrashed" && e.message.contains("next attempt in")));
+}
+
+#[tokio::test]
+async fn orphans_are_removed_and_matching_containers_adopted() {
+    let mut w = world();
+    w.write(&stack(1));
+    w.controller.pass().await;
+    let spec = w.runtime.containers()[0].spec.clone();
+    // A fresh controller (a restarted daemon) over the same runtime adopts the container…
+    let mut w2 = world();
+    std::fs::write(w2.dir.path().join("manifests/tiny.gguf"), b"w").unwrap();
+    w2.write(&stack(1).replace("file:tiny.gguf", &format!("file:{}", w.dir.path().join("manifests/tiny.gguf").display())));
+    let adopted = w2.runtime.seed_running(&spec);
+    let mut orphan_spec = spec.clone();
+    orphan_spec.name = "leftover".into();
+    orphan_spec.labels.insert(labels::POOL_KEY.into(), "gone".into());
+    let orphan = w2.runtime.seed_running(&orphan_spec);
+    w2.controller.pass().await;
+    assert_eq!(w2.runtime.create_count(), 0, "nothing new created");
+    assert_eq!(w2.running(), vec![adopted.id]);
+    assert!(w2.runtime.container(&orphan.id).is_none(), "…and removes the orphan");
+}
+
+#[tokio::test]
+async fn a_broken_edit_or_dangling_reference_leaves_running_replicas_alone() {
+    let mut w = world();
+    w.write(&stack(2));
+    w.controller.pass().await;
+    let before = w.running();
+    w.write(&stack(2).replace("replicas: 2", "replicas: lots"));
+    w.controller.pass().await;
+    assert_eq!(w.running(), before);
+    w.write(&stack(2).replace("model: tiny", "model: nope"));
+    w.controller.pass().await;
+    assert_eq!(w.running(), before);
+    let snap = w.controller.subscribe().borrow().clone();
+    let chat = snap.objects.iter().find(|o| o.object.name == "chat").unwrap();
+    assert!(chat.status.manifest_errors.iter().any(|e| e.to_string().contains("Model `nope` does not exist")));
+    assert!(!chat.status.is_ready());
+}
