@@ -1,1 +1,95 @@
-//! llama-orch-api-server (skeleton).
+//! llama-orch's HTTP API server: liveness and readiness, control-plane reads of the snapshot the
+//! controller publishes (`/v2/pools`, `/v2/replicas`, `/v2/gpus`, …), recent events, engine log
+//! tails and Prometheus metrics.
+//!
+//! It only reads: the controller owns the [`Snapshot`] (through a `watch` channel) and the
+//! event and log sources behind [`EventSource`] and [`LogSource`]. It never touches containers
+//! or manifest files.
+
+pub mod correlation;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod routes;
+pub mod sources;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use llorch_manifests::api::Snapshot;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+pub use routes::{GpuList, LogTail};
+pub use sources::{BoxFuture, EventSource, LogSource, NoEvents, NoLogs};
+
+/// The largest request body accepted. Every route is a read today; this caps what a client
+/// can make the server buffer before a handler rejects it.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler reads: the controller's latest snapshot, its events and its log tails.
+#[derive(Clone)]
+pub struct AppState {
+    /// The controller's latest view of the world; `synced` is false until its first full scan.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Recent events, newest last.
+    pub events: Arc<dyn EventSource>,
+    /// Engine container logs.
+    pub logs: Arc<dyn LogSource>,
+}
+
+impl AppState {
+    /// Bundles the three sources.
+    pub fn new(
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        events: Arc<dyn EventSource>,
+        logs: Arc<dyn LogSource>,
+    ) -> Self {
+        Self { snapshot, events, logs }
+    }
+
+    /// The current snapshot. Cheap (an `Arc` clone); never held across an await.
+    pub fn current(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.borrow())
+    }
+}
+
+/// Every route of the API, with JSON errors, a request body limit and `X-Correlation-Id`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::metrics::metrics))
+        .route("/v2/snapshot", get(routes::objects::snapshot))
+        .route("/v2/pools", get(routes::objects::list_pools))
+        .route("/v2/pools/{name}", get(routes::objects::get_pool))
+        .route("/v2/models", get(routes::objects::list_models))
+        .route("/v2/models/{name}", get(routes::objects::get_model))
+        .route("/v2/engines", get(routes::objects::list_engines))
+        .route("/v2/engines/{name}", get(routes::objects::get_engine))
+        .route("/v2/replicas", get(routes::objects::list_replicas))
+        .route("/v2/replicas/{id}/logs", get(routes::logs::replica_logs))
+        .route("/v2/gpus", get(routes::objects::list_gpus))
+        .route("/v2/events", get(routes::events::list_events))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(correlation::correlation_id))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

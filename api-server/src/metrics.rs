@@ -1,0 +1,116 @@
+//! Prometheus metrics rendered from one [`Snapshot`]: GPU inventory and VRAM, pool replica
+//! counts, readiness and restarts, and manifest errors. A fresh registry per scrape keeps the
+//! output a pure function of the snapshot (no stale series for deleted pools).
+//!
+//! Simulated GPUs carry `simulated="true"` on every GPU series, and
+//! `llorch_gpu_inventory_simulated` says so once for the whole inventory.
+
+use std::sync::atomic::AtomicU64;
+
+use llorch_manifests::Kind;
+use llorch_manifests::api::Snapshot;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The response's `Content-Type` (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+type Labels = Vec<(&'static str, String)>;
+type U64Gauge = Gauge<u64, AtomicU64>;
+
+fn flag(b: bool) -> String {
+    if b { "true" } else { "false" }.to_string()
+}
+
+/// Renders the snapshot as Prometheus text.
+pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+
+    let synced = U64Gauge::default();
+    synced.set(u64::from(snapshot.synced));
+    registry.register(
+        "llorch_snapshot_synced",
+        "1 once the controller has finished its first full scan",
+        synced,
+    );
+
+    let inventory_simulated = U64Gauge::default();
+    inventory_simulated.set(u64::from(snapshot.gpus_simulated));
+    registry.register(
+        "llorch_gpu_inventory_simulated",
+        "1 when the GPU inventory is simulated (no real devices)",
+        inventory_simulated,
+    );
+
+    let info = Family::<Labels, U64Gauge>::default();
+    let total = Family::<Labels, U64Gauge>::default();
+    let used = Family::<Labels, U64Gauge>::default();
+    let utilization = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for gpu in &snapshot.gpus {
+        let simulated = flag(gpu.simulated || snapshot.gpus_simulated);
+        info.get_or_create(&vec![
+            ("index", gpu.index.to_string()),
+            ("uuid", gpu.uuid.clone()),
+            ("name", gpu.name.clone()),
+            ("simulated", simulated.clone()),
+        ])
+        .set(1);
+        let labels: Labels = vec![("gpu", gpu.index.to_string()), ("simulated", simulated)];
+        total.get_or_create(&labels).set(gpu.total_bytes);
+        used.get_or_create(&labels).set(gpu.used_bytes);
+        if let Some(pct) = gpu.utilization_pct {
+            utilization.get_or_create(&labels).set(f64::from(pct) / 100.0);
+        }
+    }
+    registry.register("llorch_gpu_info", "One series per GPU in the inventory", info);
+    registry.register("vram_total_bytes", "Total VRAM per GPU, bytes", total);
+    registry.register("vram_used_bytes", "Used VRAM per GPU, bytes", used);
+    registry.register(
+        "gpu_utilization",
+        "GPU utilisation per GPU, 0 to 1, when known",
+        utilization,
+    );
+
+    let replicas = Family::<Labels, U64Gauge>::default();
+    let ready = Family::<Labels, U64Gauge>::default();
+    let restarts = Family::<Labels, Counter>::default();
+    for view in snapshot.objects.iter().filter(|o| o.object.kind == Kind::Pool) {
+        let pool = view.object.name.clone();
+        let counts = view.status.replicas.unwrap_or_default();
+        replicas
+            .get_or_create(&vec![("pool", pool.clone()), ("state", "desired".into())])
+            .set(u64::from(counts.desired));
+        replicas
+            .get_or_create(&vec![("pool", pool.clone()), ("state", "ready".into())])
+            .set(u64::from(counts.ready));
+        ready
+            .get_or_create(&vec![("pool", pool.clone())])
+            .set(u64::from(view.status.is_ready()));
+        restarts
+            .get_or_create(&vec![("pool", pool)])
+            .inc_by(view.status.restarts);
+    }
+    registry.register("llorch_pool_replicas", "Replicas per pool, desired and ready", replicas);
+    registry.register("llorch_pool_ready", "1 when the pool's Ready condition holds", ready);
+    registry.register(
+        "llorch_pool_restarts",
+        "Engine restarts after crashes, per pool, over the pool's life",
+        restarts,
+    );
+
+    let errors = U64Gauge::default();
+    let object_errors: usize = snapshot.objects.iter().map(|o| o.status.manifest_errors.len()).sum();
+    errors.set(u64::try_from(object_errors + snapshot.file_errors.len()).unwrap_or(u64::MAX));
+    registry.register(
+        "llorch_manifest_errors",
+        "Problems found in the manifests directory (see `orchctl get pools`)",
+        errors,
+    );
+
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry)?;
+    Ok(out)
+}

@@ -1,0 +1,54 @@
+//! `GET /v2/replicas/{id}/logs?tail=N`: the last lines of a replica's engine container, read
+//! through the [`LogSource`](crate::LogSource). Unknown replicas are a 404.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
+
+/// Lines returned when `tail` is not given.
+pub const DEFAULT_TAIL: usize = 100;
+/// The largest `tail` accepted.
+pub const MAX_TAIL: usize = 10_000;
+
+/// The response body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogTail {
+    /// The replica id.
+    pub replica: String,
+    /// Oldest first.
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LogsQuery {
+    tail: Option<usize>,
+}
+
+pub(crate) async fn replica_logs(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
+) -> Result<Json<LogTail>, ApiError> {
+    let tail = query.tail.unwrap_or(DEFAULT_TAIL);
+    if tail == 0 || tail > MAX_TAIL {
+        return Err(ApiError::InvalidParams(format!(
+            "`tail` is {tail}; it must be between 1 and {MAX_TAIL}"
+        )));
+    }
+    let snapshot = state.current();
+    if !snapshot.replicas.iter().any(|r| r.id == id) {
+        if !snapshot.synced {
+            return Err(ApiError::not_synced());
+        }
+        return Err(ApiError::NotFound(format!(
+            "replica `{id}` not found; list them with `orchctl get replicas`"
+        )));
+    }
+    drop(snapshot);
+    let lines = state.logs.tail(&id, tail).await.map_err(ApiError::LogsUnavailable)?;
+    Ok(Json(LogTail { replica: id, lines }))
+}

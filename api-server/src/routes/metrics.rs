@@ -1,0 +1,14 @@
+//! `GET /metrics`: Prometheus text, rendered from the current snapshot on each scrape.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text =
+        crate::metrics::render(&state.current()).map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
+    Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}

@@ -1,0 +1,28 @@
+//! Request handlers, one file per concern. Handlers read the snapshot and sources in
+//! [`AppState`](crate::AppState) and answer JSON; every failure is an [`ApiError`].
+
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod logs;
+pub(crate) mod metrics;
+pub(crate) mod objects;
+
+use axum::http::Uri;
+
+use crate::error::ApiError;
+
+pub use logs::LogTail;
+pub use objects::GpuList;
+
+/// Any path no route matches.
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for `{}`; the control-plane routes are under /v2 (e.g. /v2/pools)",
+        uri.path()
+    ))
+}
+
+/// A known path with the wrong method.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,46 @@
+//! The two narrow edges the API reads besides the snapshot: recent events and engine log tails.
+//! The controller implements them; tests use fakes. Nothing here does I/O itself.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use llorch_manifests::ObjectRef;
+use llorch_manifests::status::Event;
+
+/// A boxed, sendable future (what an object-safe async trait method returns).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where recent events come from.
+pub trait EventSource: Send + Sync {
+    /// At most `limit` of the most recent events, oldest first; only those about `object`
+    /// when given.
+    fn recent(&self, object: Option<&ObjectRef>, limit: usize) -> Vec<Event>;
+}
+
+/// Where engine container logs come from.
+pub trait LogSource: Send + Sync {
+    /// The last `lines` lines the replica's container wrote, oldest first, or a sentence
+    /// saying why they cannot be read (no container, runtime unreachable).
+    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>>;
+}
+
+/// An event source with nothing in it, for wiring before the controller's is ready.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoEvents;
+
+impl EventSource for NoEvents {
+    fn recent(&self, _object: Option<&ObjectRef>, _limit: usize) -> Vec<Event> {
+        Vec::new()
+    }
+}
+
+/// A log source that has no logs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoLogs;
+
+impl LogSource for NoLogs {
+    fn tail(&self, replica_id: &str, _lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>> {
+        let message = format!("logs of replica `{replica_id}` are not available from this server");
+        Box::pin(async move { Err(message) })
+    }
+}
