@@ -1,0 +1,49 @@
+//! Adapts the controller's event log and container runtime to the API server's read-only
+//! `EventSource` and `LogSource` edges.
+
+use std::sync::Arc;
+
+use llorch_api::sources::{BoxFuture, EventSource, LogSource};
+use llorch_controller::runtime::ContainerRuntime;
+use llorch_controller::state_dir::EventLog;
+use llorch_manifests::ObjectRef;
+use llorch_manifests::api::Snapshot;
+use llorch_manifests::status::Event;
+use tokio::sync::watch;
+
+/// The controller's event log.
+pub struct Events(pub Arc<EventLog>);
+
+impl EventSource for Events {
+    fn recent(&self, object: Option<&ObjectRef>, limit: usize) -> Vec<Event> {
+        self.0.recent(object, limit)
+    }
+}
+
+/// Container logs, by replica id, through the runtime.
+pub struct Logs<R> {
+    /// The runtime.
+    pub runtime: Arc<R>,
+    /// Where replica ids map to containers.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl<R: ContainerRuntime> LogSource for Logs<R> {
+    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>> {
+        let container = self
+            .snapshot
+            .borrow()
+            .replicas
+            .iter()
+            .find(|r| r.id == replica_id)
+            .map(|r| r.container_id.clone());
+        let replica_id = replica_id.to_string();
+        Box::pin(async move {
+            match container {
+                None => Err(format!("no replica `{replica_id}`; see `orchctl get replicas`")),
+                Some(None) => Err(format!("replica `{replica_id}` has no container right now (it is backing off or starting)")),
+                Some(Some(id)) => self.runtime.logs_tail(&id, lines).await.map_err(|e| e.to_string()),
+            }
+        })
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test command (README): sets up everything the tests need on a fresh Debian 12 machine,
+# then runs every tier. Real Docker and real Podman are installed and started when absent,
+# the mock engine image is built for both, and the end-to-end suite runs against both.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --fast     unit and integration tiers only (no containers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fast=0
+[ "${1:-}" = "--fast" ] && fast=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit and integration tests"
+cargo test --locked
+
+if [ "$fast" = 1 ]; then exit 0; fi
+
+step "container runtimes (Docker and Podman)"
+eval "$(bash scripts/setup-runtimes.sh)"
+export LLORCH_DOCKER_SOCKET="$DOCKER_SOCKET" LLORCH_PODMAN_SOCKET="$PODMAN_SOCKET"
+
+step "mock engine image for both runtimes"
+bash scripts/build-mock-image.sh --docker "$DOCKER_SOCKET" --podman "$PODMAN_SOCKET"
+
+step "binaries for the end-to-end tests"
+cargo build --locked --bins
+
+step "end-to-end tests against real Docker and real Podman"
+# Two at a time: each test runs its own daemon and engine containers on a 2-core machine.
+cargo test --locked -p llama-orch-e2e -- --test-threads=2
