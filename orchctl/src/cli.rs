@@ -1,0 +1,282 @@
+//! The command line: global flags and one struct per subcommand, each with examples in its
+//! `--help`. Parsing only; what the commands do lives in their own modules.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  orchctl apply -f examples/                 # declare engines, models and pools
+  orchctl get pools                          # what is running, and is it ready?
+  orchctl wait pool/chat --for=condition=Ready --timeout=2m
+  orchctl describe pool/chat                 # conditions, replicas, last error, events
+  orchctl logs chat/0 --tail 50              # the engine's own words
+
+apply, diff and delete edit the manifests directory and work without a running daemon;
+the other commands ask llama-orchd (--server, $LLAMA_ORCH_URL, or the config's bind address).";
+
+/// Control llama-orch: declare engines, models and pools, and see how they run.
+#[derive(Debug, Parser)]
+#[command(name = "orchctl", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Config file [default: $LLAMA_ORCH_HOME/config.yaml, LLAMA_ORCH_HOME defaulting to
+    /// ~/.llama-orch]. It names the manifests directory and the daemon's bind address.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// llama-orchd's URL [default: http://<bind from the config>].
+    #[arg(long, global = true, env = "LLAMA_ORCH_URL", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write manifests into the manifests directory (validated first; all or nothing).
+    Apply(ApplyArgs),
+    /// Show what `apply` would change.
+    Diff(DiffArgs),
+    /// Remove an object's manifest from the manifests directory.
+    Delete(DeleteArgs),
+    /// List pools, models, engines, replicas or GPUs.
+    Get(GetArgs),
+    /// Show one object in detail: spec, conditions, replicas, last error, events.
+    Describe(DescribeArgs),
+    /// Wait until an object is Ready (for its current manifest), Degraded, or deleted.
+    Wait(WaitArgs),
+    /// List recent events.
+    Events(EventsArgs),
+    /// Print the last lines an engine container wrote.
+    Logs(LogsArgs),
+}
+
+/// `-o`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    #[default]
+    Table,
+    /// The raw objects as JSON.
+    Json,
+    /// The raw objects as YAML.
+    Yaml,
+}
+
+/// `orchctl apply`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl apply -f examples/chat-pool.yaml
+  orchctl apply -f examples/                  # every *.yaml / *.yml in the folder, sorted
+  cat pool.yaml | orchctl apply -f -
+
+Each object is written to <manifests dir>/<kind>-<name>.yaml (e.g. pool-chat.yaml). Relative
+`file:` model references are made absolute against the input file's folder. Nothing is
+written if any input is invalid or would break a reference.")]
+pub struct ApplyArgs {
+    /// A manifest file, a folder of them (not recursive), or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", required = true)]
+    pub files: Vec<String>,
+}
+
+/// `orchctl diff`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl diff -f examples/
+  orchctl diff -f pool.yaml && echo no changes
+
+Exit status: 0 no differences, 1 differences, 2 an error (like `kubectl diff`).")]
+pub struct DiffArgs {
+    /// A manifest file, a folder of them, or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", required = true)]
+    pub files: Vec<String>,
+}
+
+/// `orchctl delete`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl delete pool/chat
+  orchctl delete pool chat
+  orchctl delete -f examples/chat-pool.yaml
+
+Only files that hold nothing but the object are removed; for a file with several documents,
+orchctl names the file to edit instead.")]
+pub struct DeleteArgs {
+    /// `kind/name`, or a kind followed by a name.
+    #[arg(value_name = "KIND/NAME", conflicts_with = "files")]
+    pub target: Option<String>,
+    /// The name, when the kind is given on its own.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Delete every object these manifests declare. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+    pub files: Vec<String>,
+    /// Succeed when the object is not there.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+/// What `get` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// Pools.
+    Pools,
+    /// Models.
+    Models,
+    /// Engines.
+    Engines,
+    /// Replicas of pools.
+    Replicas,
+    /// The GPU inventory.
+    Gpus,
+}
+
+impl FromStr for Resource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "pool" | "pools" => Ok(Resource::Pools),
+            "model" | "models" => Ok(Resource::Models),
+            "engine" | "engines" => Ok(Resource::Engines),
+            "replica" | "replicas" => Ok(Resource::Replicas),
+            "gpu" | "gpus" => Ok(Resource::Gpus),
+            _ => Err(format!(
+                "`{s}` is not something orchctl lists; use pools, models, engines, replicas or gpus"
+            )),
+        }
+    }
+}
+
+/// `orchctl get`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl get pools
+  orchctl get pool chat -o yaml
+  orchctl get replicas --pool chat
+  orchctl get gpus")]
+pub struct GetArgs {
+    /// pools, models, engines, replicas or gpus.
+    #[arg(value_name = "RESOURCE")]
+    pub resource: Resource,
+    /// Only this one (a name; a replica id; a GPU index).
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Replicas of this pool only.
+    #[arg(long, value_name = "POOL")]
+    pub pool: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `orchctl describe`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl describe pool/chat
+  orchctl describe model tiny")]
+pub struct DescribeArgs {
+    /// `kind/name`, or a kind followed by a name.
+    #[arg(value_name = "KIND/NAME")]
+    pub target: String,
+    /// The name, when the kind is given on its own.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// `orchctl wait`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl apply -f pool.yaml && orchctl wait pool/chat --for=condition=Ready --timeout=2m
+  orchctl wait pool/chat --for=condition=Degraded --timeout=30s
+  orchctl delete pool/chat && orchctl wait pool/chat --for=delete
+
+A condition counts only once the daemon has acted on the manifest as it is on disk now, so
+`apply` followed by `wait` never reports the previous version as Ready. Polls every 200 ms.")]
+pub struct WaitArgs {
+    /// `kind/name`.
+    #[arg(value_name = "KIND/NAME")]
+    pub target: String,
+    /// `condition=Ready`, `condition=Progressing`, `condition=Degraded` or `delete`.
+    #[arg(long = "for", value_name = "CONDITION", required = true)]
+    pub for_: String,
+    /// How long to wait, e.g. `30s`, `2m`, `500ms`.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub timeout: String,
+}
+
+/// `orchctl events`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl events
+  orchctl events pool/chat --limit 100")]
+pub struct EventsArgs {
+    /// Only events about this object (`kind/name`), or of this kind (`pools`).
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Option<String>,
+    /// How many of the most recent events.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `orchctl logs`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl logs chat/0
+  orchctl logs chat-1 --tail 200")]
+pub struct LogsArgs {
+    /// `<pool>/<index>` or a replica id (`chat-0`).
+    #[arg(value_name = "REPLICA")]
+    pub replica: String,
+    /// How many of the last lines.
+    #[arg(long, default_value_t = 100)]
+    pub tail: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn get_accepts_singular_and_plural_resource_names() {
+        assert_eq!("pool".parse(), Ok(Resource::Pools));
+        assert_eq!("GPUS".parse(), Ok(Resource::Gpus));
+        assert!("widgets".parse::<Resource>().is_err());
+    }
+
+    #[test]
+    fn apply_takes_repeated_files_and_wait_its_condition() {
+        let cli = Cli::parse_from(["orchctl", "apply", "-f", "a.yaml", "-f", "dir"]);
+        let Command::Apply(args) = cli.command else {
+            panic!("not apply")
+        };
+        assert_eq!(args.files, ["a.yaml", "dir"]);
+        let cli = Cli::parse_from(["orchctl", "wait", "pool/chat", "--for=condition=Ready", "--timeout=2m"]);
+        let Command::Wait(args) = cli.command else {
+            panic!("not wait")
+        };
+        assert_eq!((args.for_.as_str(), args.timeout.as_str()), ("condition=Ready", "2m"));
+    }
+}

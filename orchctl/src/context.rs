@@ -1,0 +1,146 @@
+//! Where orchctl looks: the config file (`--config`, else `$LLAMA_ORCH_HOME/config.yaml`), the
+//! manifests directory it names, and the daemon's URL (`--server`, `$LLAMA_ORCH_URL`, else
+//! `http://<bind>`). A missing default config file means defaults; a missing `--config` file
+//! is an error, because a typo should not silently point orchctl elsewhere.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use llorch_manifests::config::{self, Config};
+
+/// What every command needs to know about its surroundings.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The config file that was (or would have been) read.
+    pub config_path: PathBuf,
+    /// Its contents, or the defaults.
+    pub config: Config,
+    /// The manifests directory.
+    pub manifests_dir: PathBuf,
+    /// The daemon's base URL, without a trailing `/`.
+    pub server: String,
+}
+
+impl Context {
+    /// Resolves the context from flags and the environment (`env` looks a variable up).
+    pub fn resolve(
+        config_flag: Option<&Path>,
+        server_flag: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Context> {
+        let home = config::home_dir(env(config::HOME_ENV).as_deref(), env("HOME").as_deref());
+        let (config_path, config) = match config_flag {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                (path.to_path_buf(), parse_config(path, &text)?)
+            }
+            None => {
+                let path = home.join("config.yaml");
+                let config = match std::fs::read_to_string(&path) {
+                    Ok(text) => parse_config(&path, &text)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot read the config file {}", path.display()));
+                    }
+                };
+                (path, config)
+            }
+        };
+        let manifests_dir = config.manifests_dir(&home);
+        let server = match server_flag.filter(|s| !s.trim().is_empty()) {
+            Some(url) => normalize_url(url),
+            None => url_for_bind(&config.bind),
+        };
+        Ok(Context {
+            config_path,
+            config,
+            manifests_dir,
+            server,
+        })
+    }
+
+    /// A context for tests and embedding: this manifests directory and this server.
+    pub fn with(manifests_dir: impl Into<PathBuf>, server: &str) -> Context {
+        Context {
+            config_path: PathBuf::new(),
+            config: Config::default(),
+            manifests_dir: manifests_dir.into(),
+            server: normalize_url(server),
+        }
+    }
+}
+
+fn parse_config(path: &Path, text: &str) -> anyhow::Result<Config> {
+    Config::from_yaml(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// `http://` added when missing; no trailing `/`.
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+/// The URL that reaches a daemon bound to `bind`; a wildcard bind is reached on loopback.
+pub fn url_for_bind(bind: &str) -> String {
+    let host_port = if let Some(port) = bind.strip_prefix("0.0.0.0:") {
+        format!("127.0.0.1:{port}")
+    } else if let Some(port) = bind.strip_prefix("[::]:") {
+        format!("[::1]:{port}")
+    } else {
+        bind.to_string()
+    };
+    normalize_url(&host_port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(home: &Path) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name| (name == config::HOME_ENV).then(|| home.display().to_string())
+    }
+
+    #[test]
+    fn a_missing_default_config_means_defaults_under_llama_orch_home() {
+        let home = tempfile::tempdir().unwrap();
+        let ctx = Context::resolve(None, None, &env_with(home.path())).unwrap();
+        assert_eq!(ctx.manifests_dir, home.path().join("manifests"));
+        assert_eq!(ctx.server, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_config_names_the_manifests_dir_and_the_bind_address() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config.yaml"),
+            "bind: 0.0.0.0:9999\nmanifestsDir: /srv/manifests\n",
+        )
+        .unwrap();
+        let ctx = Context::resolve(None, None, &env_with(home.path())).unwrap();
+        assert_eq!(ctx.manifests_dir, PathBuf::from("/srv/manifests"));
+        assert_eq!(ctx.server, "http://127.0.0.1:9999");
+    }
+
+    #[test]
+    fn the_server_flag_wins_and_a_missing_explicit_config_is_an_error() {
+        let home = tempfile::tempdir().unwrap();
+        let ctx = Context::resolve(None, Some("localhost:1234/"), &env_with(home.path())).unwrap();
+        assert_eq!(ctx.server, "http://localhost:1234");
+        let err = Context::resolve(Some(&home.path().join("nope.yaml")), None, &env_with(home.path())).unwrap_err();
+        assert!(format!("{err:#}").contains("nope.yaml"));
+    }
+
+    #[test]
+    fn an_invalid_config_names_the_file_and_the_field() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("config.yaml"), "bindd: x\n").unwrap();
+        let err = Context::resolve(None, None, &env_with(home.path())).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("config.yaml") && text.contains("bindd"), "{text}");
+    }
+}

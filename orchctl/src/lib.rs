@@ -1,0 +1,67 @@
+//! orchctl: a kubectl-like CLI for llama-orch.
+//!
+//! `apply`, `diff` and `delete` work on the manifests directory directly (no daemon needed);
+//! `get`, `describe`, `wait`, `events` and `logs` read llama-orchd's HTTP API. Every command is
+//! a library function that writes to the [`Io`] it is given, so tests run them without a
+//! terminal; `main.rs` only parses arguments and picks the exit code.
+
+pub mod apply;
+pub mod cli;
+pub mod client;
+pub mod context;
+pub mod delete;
+pub mod describe;
+pub mod diff;
+pub mod duration;
+pub mod events;
+pub mod get;
+pub mod input;
+pub mod logs;
+pub mod manifest_dir;
+pub mod output;
+pub mod table;
+pub mod views;
+pub mod wait;
+
+use std::io::{Read, Write};
+
+use cli::{Cli, Command};
+
+/// Where a command writes and reads: stdout, stderr and stdin in the binary, buffers in tests.
+pub struct Io<'a> {
+    /// Results.
+    pub out: &'a mut dyn Write,
+    /// Errors, warnings and progress.
+    pub err: &'a mut dyn Write,
+    /// `-f -`.
+    pub input: &'a mut dyn Read,
+}
+
+/// Runs one command and returns the process exit code: 0 success, 1 failure (for `diff`:
+/// 1 means differences and 2 failure, like `kubectl diff`).
+pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
+    let failure = if matches!(cli.command, Command::Diff(_)) { 2 } else { 1 };
+    match dispatch(cli, io).await {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e:#}");
+            failure
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
+    let ctx = context::Context::resolve(cli.config.as_deref(), cli.server.as_deref(), &|name| {
+        std::env::var(name).ok()
+    })?;
+    match cli.command {
+        Command::Apply(args) => apply::run(&ctx, &args, io),
+        Command::Diff(args) => diff::run(&ctx, &args, io),
+        Command::Delete(args) => delete::run(&ctx, &args, io),
+        Command::Get(args) => get::run(&ctx, &args, io).await,
+        Command::Describe(args) => describe::run(&ctx, &args, io).await,
+        Command::Wait(args) => wait::run(&ctx, &args, io).await,
+        Command::Events(args) => events::run(&ctx, &args, io).await,
+        Command::Logs(args) => logs::run(&ctx, &args, io).await,
+    }
+}

@@ -1,0 +1,276 @@
+//! The tables `get` and `events` print, built from wire types only (no I/O), with times shown
+//! relative to a `now` the caller passes in, so the output is testable.
+//!
+//! Simulated GPUs are labelled as such in every table that shows a GPU.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use llorch_manifests::api::{GpuView, ObjectView};
+use llorch_manifests::status::{ConditionType, Event, EventType, ObjectStatus, ReplicaStatus};
+use llorch_manifests::{Kind, ManifestError};
+use serde_json::Value;
+
+use crate::duration;
+use crate::table::Table;
+
+/// `12s`, `3m` … since `ts` (RFC 3339), or `-` when it is missing or unreadable.
+pub fn age(ts: &str, now: Timestamp) -> String {
+    let Ok(then) = ts.parse::<Timestamp>() else {
+        return "-".into();
+    };
+    let secs = now.as_second().saturating_sub(then.as_second()).max(0);
+    duration::short(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+}
+
+/// Ready / Progressing / Degraded with a short reason, as one cell.
+pub fn status_summary(status: &ObjectStatus) -> String {
+    let holds = |t| status.condition(t).filter(|c| c.status);
+    if let Some(c) = holds(ConditionType::Degraded) {
+        return format!("Degraded ({})", c.reason);
+    }
+    if let Some(c) = holds(ConditionType::Progressing) {
+        return format!("Progressing ({})", c.reason);
+    }
+    if holds(ConditionType::Ready).is_some() {
+        return "Ready".into();
+    }
+    if !status.manifest_errors.is_empty() {
+        return "Invalid (see describe)".into();
+    }
+    match status.condition(ConditionType::Ready) {
+        Some(c) => format!("NotReady ({})", c.reason),
+        None => "Pending".into(),
+    }
+}
+
+fn spec_field<'a>(view: &'a ObjectView, field: &str) -> Option<&'a Value> {
+    view.manifest.as_ref()?.get("spec")?.get(field)
+}
+
+fn spec_text(view: &ObjectView, field: &str) -> String {
+    match spec_field(view, field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// `NAME ENGINE MODEL READY RESTARTS STATUS UPDATED`.
+pub fn pools(views: &[ObjectView], now: Timestamp) -> Table {
+    let mut t = Table::new(&["NAME", "ENGINE", "MODEL", "READY", "RESTARTS", "STATUS", "UPDATED"]);
+    for v in views.iter().filter(|v| v.object.kind == Kind::Pool) {
+        let ready = v
+            .status
+            .replicas
+            .map_or_else(|| "-".into(), |r| format!("{}/{}", r.ready, r.desired));
+        t.row(vec![
+            v.object.name.clone(),
+            spec_text(v, "engine"),
+            spec_text(v, "model"),
+            ready,
+            v.status.restarts.to_string(),
+            status_summary(&v.status),
+            age(&v.status.updated_at, now),
+        ]);
+    }
+    t
+}
+
+/// `NAME REF CTX-MAX DIGEST STATUS UPDATED`.
+pub fn models(views: &[ObjectView], now: Timestamp) -> Table {
+    let mut t = Table::new(&["NAME", "REF", "CTX-MAX", "DIGEST", "STATUS", "UPDATED"]);
+    for v in views.iter().filter(|v| v.object.kind == Kind::Model) {
+        let digest = match spec_field(v, "digest") {
+            Some(Value::String(d)) => short_digest(d),
+            _ => "-".into(),
+        };
+        t.row(vec![
+            v.object.name.clone(),
+            spec_text(v, "ref"),
+            spec_text(v, "ctxMax"),
+            digest,
+            status_summary(&v.status),
+            age(&v.status.updated_at, now),
+        ]);
+    }
+    t
+}
+
+fn short_digest(d: &str) -> String {
+    match d.strip_prefix("sha256:") {
+        Some(hex) if hex.len() > 12 => format!("sha256:{}…", &hex[..12]),
+        _ => d.to_string(),
+    }
+}
+
+/// `NAME IMAGE VERSION API STATUS UPDATED`.
+pub fn engines(views: &[ObjectView], now: Timestamp) -> Table {
+    let mut t = Table::new(&["NAME", "IMAGE", "VERSION", "API", "STATUS", "UPDATED"]);
+    for v in views.iter().filter(|v| v.object.kind == Kind::Engine) {
+        let api = match spec_field(v, "api") {
+            Some(Value::String(a)) => a.clone(),
+            _ => "llamacpp".into(),
+        };
+        t.row(vec![
+            v.object.name.clone(),
+            spec_text(v, "image"),
+            spec_text(v, "version"),
+            api,
+            status_summary(&v.status),
+            age(&v.status.updated_at, now),
+        ]);
+    }
+    t
+}
+
+/// GPU indices, marked `(simulated)` when they are.
+pub fn gpu_list(gpus: &[u32], simulated: bool) -> String {
+    if gpus.is_empty() {
+        return "-".into();
+    }
+    let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+    let list = list.join(",");
+    if simulated { format!("{list} (simulated)") } else { list }
+}
+
+/// `ID POOL PHASE CONTAINER ENDPOINT GPUS RESTARTS`.
+pub fn replicas(replicas: &[ReplicaStatus]) -> Table {
+    let mut t = Table::new(&["ID", "POOL", "PHASE", "CONTAINER", "ENDPOINT", "GPUS", "RESTARTS"]);
+    for r in replicas {
+        let container = r
+            .container_id
+            .as_deref()
+            .map_or_else(|| "-".into(), |id| id.chars().take(12).collect());
+        t.row(vec![
+            r.id.clone(),
+            r.pool.clone(),
+            format!("{:?}", r.phase),
+            container,
+            r.endpoint.clone().unwrap_or_else(|| "-".into()),
+            gpu_list(&r.gpus, r.gpus_simulated),
+            r.restarts.to_string(),
+        ]);
+    }
+    t
+}
+
+/// Bytes as GiB with one decimal.
+pub fn gib(bytes: u64) -> String {
+    // Display only: the precision lost converting to f64 is far below a tenth of a GiB.
+    let g = bytes as f64 / f64::from(1u32 << 30);
+    format!("{g:.1} GiB")
+}
+
+/// `INDEX NAME VRAM-TOTAL VRAM-FREE SIMULATED`.
+pub fn gpus(gpus: &[GpuView], inventory_simulated: bool) -> Table {
+    let mut t = Table::new(&["INDEX", "NAME", "VRAM-TOTAL", "VRAM-FREE", "SIMULATED"]);
+    for g in gpus {
+        let simulated = g.simulated || inventory_simulated;
+        t.row(vec![
+            g.index.to_string(),
+            g.name.clone(),
+            gib(g.total_bytes),
+            gib(g.free_bytes),
+            if simulated { "yes" } else { "no" }.into(),
+        ]);
+    }
+    t
+}
+
+/// `TIME TYPE OBJECT REASON MESSAGE`.
+pub fn events(events: &[Event]) -> Table {
+    let mut t = Table::new(&["TIME", "TYPE", "OBJECT", "REASON", "MESSAGE"]);
+    for e in events {
+        let object = match (&e.object, &e.replica) {
+            (Some(o), Some(r)) => format!("{o} ({r})"),
+            (Some(o), None) => o.to_string(),
+            (None, Some(r)) => format!("replica/{r}"),
+            (None, None) => "-".into(),
+        };
+        let kind = match e.type_ {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        };
+        t.row(vec![
+            short_time(&e.ts),
+            kind.into(),
+            object,
+            e.reason.clone(),
+            e.message.clone(),
+        ]);
+    }
+    t
+}
+
+/// An RFC 3339 time to the second, in UTC.
+pub fn short_time(ts: &str) -> String {
+    match ts.parse::<Timestamp>() {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => ts.to_string(),
+    }
+}
+
+/// The warning lines printed under a pool table for errors not tied to an object.
+pub fn file_error_warnings(errors: &[ManifestError]) -> String {
+    errors.iter().map(|e| format!("warning: {e}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llorch_manifests::ObjectRef;
+    use llorch_manifests::status::Condition;
+
+    fn status_with(conditions: &[(ConditionType, bool, &str)]) -> ObjectStatus {
+        let mut s = ObjectStatus::new(ObjectRef::new(Kind::Pool, "p"));
+        s.conditions = conditions
+            .iter()
+            .map(|(t, b, r)| Condition {
+                type_: *t,
+                status: *b,
+                reason: (*r).into(),
+                message: String::new(),
+                last_transition_time: String::new(),
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn degraded_outranks_progressing_which_outranks_ready() {
+        use ConditionType::*;
+        assert_eq!(
+            status_summary(&status_with(&[(Ready, true, "Ok"), (Degraded, true, "CrashLoop")])),
+            "Degraded (CrashLoop)"
+        );
+        assert_eq!(
+            status_summary(&status_with(&[(Ready, true, "Ok"), (Progressing, true, "Rolling")])),
+            "Progressing (Rolling)"
+        );
+        assert_eq!(
+            status_summary(&status_with(&[(Ready, true, "Ok"), (Progressing, false, "Done")])),
+            "Ready"
+        );
+        assert_eq!(
+            status_summary(&status_with(&[(Ready, false, "Starting")])),
+            "NotReady (Starting)"
+        );
+        assert_eq!(status_summary(&status_with(&[])), "Pending");
+    }
+
+    #[test]
+    fn ages_are_relative_to_now() {
+        let now: Timestamp = "2026-01-01T00:10:00Z".parse().unwrap();
+        assert_eq!(age("2026-01-01T00:09:30Z", now), "30s");
+        assert_eq!(age("2026-01-01T00:00:00Z", now), "10m");
+        assert_eq!(age("", now), "-");
+    }
+
+    #[test]
+    fn simulated_gpus_are_labelled() {
+        assert_eq!(gpu_list(&[0, 1], true), "0,1 (simulated)");
+        assert_eq!(gpu_list(&[0], false), "0");
+        assert_eq!(gib(24 << 30), "24.0 GiB");
+    }
+}
