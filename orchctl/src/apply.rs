@@ -59,7 +59,7 @@ pub struct Step {
 /// What `apply` would do, and what stops it.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
-    /// One step per input object, in input order.
+    /// One step per input object: Engines, then Models, then Pools, each in input order.
     pub steps: Vec<Step>,
     /// Errors the change would introduce (nothing may be written while there are any).
     pub errors: Vec<ManifestError>,
@@ -139,6 +139,10 @@ pub fn plan(dir: &ManifestDir, new: &[InputObject]) -> Plan {
             action,
         });
     }
+
+    // Engines and Models before the Pools that name them: a daemon reading the directory
+    // mid-apply never sees a reference to something not yet written.
+    plan.steps.sort_by_key(|s| s.object.kind());
 
     let before: Vec<Located> = dir.objects().cloned().collect();
     let mut after: Vec<Located> = before

@@ -27,7 +27,13 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// llama-orchd's URL [default: http://<bind from the config>].
-    #[arg(long, global = true, env = "LLAMA_ORCH_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "LLAMA_ORCH_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub server: Option<String>,
 
     /// What to do.

@@ -79,7 +79,10 @@ pub fn delete(ctx: &Context, objects: &[ObjectRef], ignore_not_found: bool, io: 
     let dir = ManifestDir::read(&ctx.manifests_dir)?;
     let mut failed = false;
     let mut removed: Vec<ObjectRef> = Vec::new();
-    for object in objects {
+    // Pools before the Engines and Models they name, so no dangling reference is ever seen.
+    let mut objects = objects.to_vec();
+    objects.sort_by_key(|o| std::cmp::Reverse(o.kind));
+    for object in &objects {
         match outcome(&dir, object) {
             Outcome::Deleted(path) => {
                 match std::fs::remove_file(&path) {

@@ -134,7 +134,12 @@ pub fn render(
     }
 
     if let Some(err) = &status.last_error {
-        let _ = writeln!(s, "\nLast error ({} ago):", views::age(&err.at, now));
+        match views::age(&err.at, now).as_str() {
+            "-" => s.push_str("\nLast error:\n"),
+            age => {
+                let _ = writeln!(s, "\nLast error ({age} ago):");
+            }
+        }
         let _ = writeln!(s, "  {}", err.message);
         if !err.log_tail.is_empty() {
             let _ = writeln!(s, "  Engine log tail:");

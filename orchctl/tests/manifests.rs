@@ -16,7 +16,10 @@ fn apply_writes_each_object_to_its_own_file_with_a_header_and_absolute_model_ref
     let examples = examples().canonicalize().unwrap();
     let ran = home.run_blocking(&["apply", "-f", &examples.display().to_string()]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert_eq!(ran.out, "pool/chat created\nengine/mock created\nmodel/tiny created\n");
+    assert_eq!(
+        ran.out, "engine/mock created\nmodel/tiny created\npool/chat created\n",
+        "dependencies first"
+    );
     assert_eq!(
         home.manifest_names(),
         ["engine-mock.yaml", "model-tiny.yaml", "pool-chat.yaml"]
@@ -292,7 +295,21 @@ fn delete_dash_f_deletes_what_the_file_declares() {
     let ran = home.run_blocking(&["delete", "-f", &all]);
     assert_eq!(
         (ran.code, ran.out.as_str()),
-        (0, "engine/mock deleted\nmodel/tiny deleted\n")
+        (0, "model/tiny deleted\nengine/mock deleted\n")
     );
     assert!(home.manifest_names().is_empty());
+}
+
+#[test]
+fn delete_dash_f_removes_pools_before_what_they_refer_to() {
+    let home = home();
+    let all = home.input_file("all.yaml", &format!("{ENGINE}---\n{MODEL}---\n{POOL}"));
+    assert_eq!(home.run_blocking(&["apply", "-f", &all]).code, 0);
+    let ran = home.run_blocking(&["delete", "-f", &all]);
+    assert_eq!(ran.out, "pool/chat deleted\nmodel/tiny deleted\nengine/mock deleted\n");
+    assert!(
+        !ran.err.contains("warning"),
+        "no dangling reference along the way: {}",
+        ran.err
+    );
 }
