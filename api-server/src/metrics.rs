@@ -114,3 +114,50 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
     prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llorch_manifests::api::GpuView;
+
+    #[test]
+    fn an_empty_snapshot_renders_the_scalar_metrics_and_no_empty_families() {
+        let text = render(&Snapshot::default()).unwrap();
+        for line in [
+            "# TYPE llorch_snapshot_synced gauge",
+            "llorch_snapshot_synced 0",
+            "llorch_gpu_inventory_simulated 0",
+            "llorch_manifest_errors 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("llorch_pool_"), "no pools, no pool series:\n{text}");
+    }
+
+    #[test]
+    fn a_simulated_gpu_is_labelled_simulated_even_when_only_the_inventory_says_so() {
+        let snapshot = Snapshot {
+            gpus_simulated: true,
+            gpus: vec![GpuView {
+                index: 0,
+                uuid: "SIM-GPU-0".into(),
+                name: "Simulated".into(),
+                total_bytes: 1,
+                used_bytes: 0,
+                free_bytes: 1,
+                utilization_pct: None,
+                simulated: false,
+            }],
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot).unwrap();
+        assert!(
+            text.contains(r#"vram_total_bytes{gpu="0",simulated="true"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("gpu_utilization{"),
+            "no utilisation series when unknown:\n{text}"
+        );
+    }
+}

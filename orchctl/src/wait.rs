@@ -180,6 +180,43 @@ pub async fn run(ctx: &Context, args: &WaitArgs, io: &mut Io<'_>) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llorch_manifests::Kind;
+    use llorch_manifests::status::{Condition, ObjectStatus};
+
+    fn ready_view(generation: Option<&str>, observed: Option<&str>) -> ObjectView {
+        let object = ObjectRef::new(Kind::Pool, "chat");
+        let mut status = ObjectStatus::new(object.clone());
+        status.generation = generation.map(String::from);
+        status.observed_generation = observed.map(String::from);
+        status.conditions = vec![Condition {
+            type_: ConditionType::Ready,
+            status: true,
+            reason: "ReplicasReady".into(),
+            message: String::new(),
+            last_transition_time: String::new(),
+        }];
+        ObjectView {
+            object,
+            source: None,
+            manifest: None,
+            status,
+        }
+    }
+
+    #[test]
+    fn ready_counts_only_for_the_generation_on_disk() {
+        let view = ready_view(Some("old"), Some("old"));
+        assert!(condition_met(&view, ConditionType::Ready, Some("new")).is_err());
+        assert!(condition_met(&view, ConditionType::Ready, Some("old")).is_ok());
+    }
+
+    #[test]
+    fn without_a_local_manifest_the_daemons_generation_is_the_reference() {
+        assert!(condition_met(&ready_view(Some("g2"), Some("g1")), ConditionType::Ready, None).is_err());
+        assert!(condition_met(&ready_view(Some("g2"), Some("g2")), ConditionType::Ready, None).is_ok());
+        let err = condition_met(&ready_view(None, None), ConditionType::Degraded, None).unwrap_err();
+        assert!(err.contains("not reported yet"), "{err}");
+    }
 
     #[test]
     fn wait_targets_parse_case_insensitively() {
