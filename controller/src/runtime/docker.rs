@@ -373,3 +373,41 @@ impl ContainerRuntime for DockerRuntime {
         Box::pin(stream)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_socket_is_named_with_how_to_start_the_runtime() {
+        let err = DockerRuntime::connect_to("/tmp/llorch-no-such-runtime.sock")
+            .await
+            .unwrap_err();
+        let RuntimeError::Connect { socket, message } = &err else {
+            panic!("not a connect error: {err}")
+        };
+        assert_eq!(socket, "unix:///tmp/llorch-no-such-runtime.sock");
+        assert!(
+            message.contains("no socket at /tmp/llorch-no-such-runtime.sock"),
+            "{message}"
+        );
+        assert!(message.contains("scripts/setup-runtimes.sh"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_explicit_socket_is_the_only_one_tried() {
+        let err = DockerRuntime::connect(RuntimeKind::Podman, Some("unix:///tmp/llorch-none.sock"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot reach the container runtime at unix:///tmp/llorch-none.sock:")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_scheme_is_a_connect_error() {
+        let err = DockerRuntime::connect_to("ssh://host").await.unwrap_err();
+        assert!(matches!(err, RuntimeError::Connect { .. }), "{err}");
+    }
+}
