@@ -1,0 +1,27 @@
+//! mock-engine: a stand-in for llama.cpp's `llama-server` in tests.
+//!
+//! It speaks llama-server's native API and the OpenAI API with llama-server's JSON shapes,
+//! generates deterministic text (see [`tokens`]), limits concurrency to `--parallel` slots, and
+//! injects faults on demand (slow loading, failed loading, crash or hang after N tokens, bad
+//! health). The binary (`main.rs`) only parses flags, binds, handles signals and maps errors to
+//! exit codes; everything else lives here so tests can run it in-process.
+
+pub mod access_log;
+pub mod api_error;
+pub mod cli;
+pub mod emitter;
+pub mod faults;
+pub mod generation;
+pub mod llamacpp;
+pub mod metrics;
+pub mod openai;
+pub mod request;
+pub mod server;
+pub mod slots;
+pub mod sse;
+pub mod state;
+pub mod stop;
+pub mod tokens;
+
+pub use cli::Config;
+pub use server::{RunError, run};
