@@ -168,13 +168,24 @@ impl DockerRuntime {
         }
     }
 
+    /// An answer neither bollard nor the lenient reader could read.
+    fn unreadable(&self, step: &'static str, strict: &str, lenient: &serde_json::Error) -> RuntimeError {
+        let server = self.server.kind.as_str();
+        RuntimeError::Api {
+            step,
+            message: format!("unreadable answer from {server}: {strict}; read leniently: {lenient}"),
+        }
+    }
+
     async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
-        let inspected = self
-            .docker
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| self.error("inspect container", e))?;
-        convert::from_inspect(&inspected).ok_or_else(|| RuntimeError::Api {
+        let info = match self.docker.inspect_container(id, None).await {
+            Ok(inspected) => convert::from_inspect(&inspected),
+            Err(BollardError::JsonDataError { contents, message, .. }) => {
+                convert::inspect_leniently(&contents).map_err(|e| self.unreadable("inspect container", &message, &e))?
+            }
+            Err(e) => return Err(self.error("inspect container", e)),
+        };
+        info.ok_or_else(|| RuntimeError::Api {
             step: "inspect container",
             message: format!("the answer for `{id}` carries no container id"),
         })
@@ -231,16 +242,17 @@ impl ContainerRuntime for DockerRuntime {
                 filters,
                 ..Default::default()
             };
-            let summaries = self
-                .docker
-                .list_containers(Some(options))
-                .await
-                .map_err(|e| self.error("list containers", e))?;
-            let mut found = Vec::with_capacity(summaries.len());
-            for summary in &summaries {
-                let Some(info) = convert::from_summary(summary) else {
-                    continue;
-                };
+            let listed: Vec<ContainerInfo> = match self.docker.list_containers(Some(options)).await {
+                Ok(summaries) => summaries.iter().filter_map(convert::from_summary).collect(),
+                // Podman 4.3 lists a container as `stopped` between `die` and `cleanup`.
+                Err(BollardError::JsonDataError { contents, message, .. }) => {
+                    convert::summaries_leniently(&contents)
+                        .map_err(|e| self.unreadable("list containers", &message, &e))?
+                }
+                Err(e) => return Err(self.error("list containers", e)),
+            };
+            let mut found = Vec::with_capacity(listed.len());
+            for info in listed {
                 // The server filtered already; checking again keeps the contract exact.
                 if !carries_all(&info.labels, &wanted) {
                     continue;

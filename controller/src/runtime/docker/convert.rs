@@ -12,6 +12,10 @@
 //! - A removed container is `destroy` on Docker and `remove` on Podman: both become `destroy`.
 //!   Podman also emits `init` and `cleanup`, passed through as they are.
 //! - Event attributes mix labels with `name`, `image`, `exitCode`…; the latter are dropped.
+//! - Podman 4.3 lists a container as `stopped` between its `die` and its `cleanup`, and may use
+//!   its own `configured`/`initialized`: bollard's strict types reject the whole answer, so it is
+//!   read again leniently ([`summaries_leniently`], [`inspect_leniently`]) with those states
+//!   mapped to Docker's.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -127,6 +131,70 @@ pub fn event(m: &EventMessage) -> Option<RuntimeEvent> {
         action: action.to_string(),
         labels,
     })
+}
+
+/// Reads a `GET /containers/json` answer that bollard's types rejected, mapping Podman's own
+/// states to Docker's; a state neither knows becomes [`ContainerState::Other`] with its name.
+pub fn summaries_leniently(raw: &str) -> Result<Vec<ContainerInfo>, serde_json::Error> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(raw)?;
+    let mut infos = Vec::with_capacity(items.len());
+    for mut item in items {
+        let unknown = normalize_state(item.get_mut("State"));
+        let summary: ContainerSummary = serde_json::from_value(item)?;
+        if let Some(mut info) = from_summary(&summary) {
+            if let Some(state) = unknown {
+                info.state = ContainerState::Other(state);
+                info.host_port = None;
+            }
+            infos.push(info);
+        }
+    }
+    Ok(infos)
+}
+
+/// Reads a `GET /containers/{id}/json` answer that bollard's types rejected, as
+/// [`summaries_leniently`] does.
+pub fn inspect_leniently(raw: &str) -> Result<Option<ContainerInfo>, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_str(raw)?;
+    let unknown = normalize_state(value.get_mut("State").and_then(|s| s.get_mut("Status")));
+    let inspected: ContainerInspectResponse = serde_json::from_value(value)?;
+    Ok(from_inspect(&inspected).map(|mut info| {
+        if let Some(state) = unknown {
+            info.state = ContainerState::Other(state);
+            info.host_port = None;
+        }
+        info
+    }))
+}
+
+/// Rewrites a state string in place to one bollard knows. Returns the original when it had to
+/// be blanked because neither Docker nor Podman defines it.
+fn normalize_state(state: Option<&mut serde_json::Value>) -> Option<String> {
+    const DOCKER_STATES: &[&str] = &[
+        "",
+        "created",
+        "running",
+        "paused",
+        "restarting",
+        "exited",
+        "removing",
+        "dead",
+        "stopping",
+    ];
+    let state = state?;
+    let name = state.as_str()?.to_string();
+    let mapped = match name.as_str() {
+        known if DOCKER_STATES.contains(&known) => return None,
+        // The process is gone; Podman has not run its cleanup yet.
+        "stopped" => "exited",
+        "configured" | "initialized" => "created",
+        _ => {
+            *state = serde_json::Value::String(String::new());
+            return Some(name);
+        }
+    };
+    *state = serde_json::Value::String(mapped.to_string());
+    None
 }
 
 /// `Exited (137) 2 seconds ago` → 137.
@@ -368,6 +436,50 @@ mod tests {
             from_summary(&s).unwrap().state,
             ContainerState::Other("exited (weird)".into())
         );
+    }
+
+    /// What Podman 4.3 answered in the e2e run right after a `die`: `stopped`, not `exited`.
+    fn podman_list_stopped() -> String {
+        PODMAN_LIST_EXITED.replace(r#""State": "exited""#, r#""State": "stopped""#)
+    }
+
+    #[test]
+    fn bollard_alone_rejects_podmans_stopped_state() {
+        let raw = podman_list_stopped();
+        assert!(raw.contains(r#""State": "stopped""#));
+        assert!(serde_json::from_str::<Vec<ContainerSummary>>(&raw).is_err());
+    }
+
+    #[test]
+    fn a_stopped_podman_container_reads_leniently_as_exited_with_its_code() {
+        let infos = summaries_leniently(&podman_list_stopped()).unwrap();
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].state, ContainerState::Exited(137));
+        assert_eq!(infos[0].host_port, None);
+        assert_eq!(infos[0].name, "llorch-fixture-podman");
+    }
+
+    #[test]
+    fn a_state_nobody_defines_is_kept_by_name_as_other() {
+        let raw = PODMAN_LIST_RUNNING.replace(r#""State": "running""#, r#""State": "hibernating""#);
+        let infos = summaries_leniently(&raw).unwrap();
+        assert_eq!(infos[0].state, ContainerState::Other("hibernating".into()));
+        assert_eq!(infos[0].host_port, None);
+    }
+
+    #[test]
+    fn a_stopped_inspection_reads_leniently_too() {
+        let raw = PODMAN_INSPECT_EXITED.replacen(r#""Status": "exited""#, r#""Status": "stopped""#, 1);
+        assert!(serde_json::from_str::<ContainerInspectResponse>(&raw).is_err());
+        let info = inspect_leniently(&raw).unwrap().unwrap();
+        assert_eq!(info.state, ContainerState::Exited(137));
+        assert_eq!(info, inspected(PODMAN_INSPECT_EXITED));
+    }
+
+    #[test]
+    fn configured_reads_as_created() {
+        let raw = PODMAN_LIST_RUNNING.replace(r#""State": "running""#, r#""State": "configured""#);
+        assert_eq!(summaries_leniently(&raw).unwrap()[0].state, ContainerState::Created);
     }
 
     fn out(s: &str) -> LogOutput {
