@@ -63,12 +63,19 @@ pub struct ManifestStore {
     dir: PathBuf,
     last_good: HashMap<PathBuf, Vec<Located>>,
     cache: HashMap<PathBuf, Cached>,
+    /// Which file each object was accepted from last time: on a duplicate, that one stays.
+    accepted_from: HashMap<ObjectRef, String>,
 }
 
 impl ManifestStore {
     /// A store over `dir` (created if missing).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), last_good: HashMap::new(), cache: HashMap::new() }
+        Self {
+            dir: dir.into(),
+            last_good: HashMap::new(),
+            cache: HashMap::new(),
+            accepted_from: HashMap::new(),
+        }
     }
 
     /// The watched directory.
@@ -98,8 +105,16 @@ impl ManifestStore {
                         Some(c) if c.bytes_hash == bytes_hash => Ok(c.clone()),
                         _ => {
                             let cached = match parse_file(&name, &bytes) {
-                                Ok(objects) => Cached { bytes_hash, objects, errors: Vec::new() },
-                                Err(errors) => Cached { bytes_hash, objects: Vec::new(), errors },
+                                Ok(objects) => Cached {
+                                    bytes_hash,
+                                    objects,
+                                    errors: Vec::new(),
+                                },
+                                Err(errors) => Cached {
+                                    bytes_hash,
+                                    objects: Vec::new(),
+                                    errors,
+                                },
                             };
                             self.cache.insert(path.clone(), cached.clone());
                             Ok(cached)
@@ -119,9 +134,16 @@ impl ManifestStore {
         self.assemble(file_errors)
     }
 
-    fn assemble(&self, file_errors: Vec<ManifestError>) -> DesiredState {
+    fn assemble(&mut self, file_errors: Vec<ManifestError>) -> DesiredState {
         let mut all: Vec<Located> = self.last_good.values().flatten().cloned().collect();
-        all.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
+        // File order decides between duplicates, except that a definition already in force
+        // wins over a newcomer elsewhere: adding a clashing file must not replace what runs.
+        let newcomer = |l: &Located| {
+            self.accepted_from
+                .get(&l.object.object_ref())
+                .is_some_and(|f| *f != l.file)
+        };
+        all.sort_by(|a, b| (newcomer(a), &a.file, a.document).cmp(&(newcomer(b), &b.file, b.document)));
         let set_errors = validate::check_set(&all);
         let mut state = DesiredState::default();
         for loc in all {
@@ -150,8 +172,10 @@ impl ManifestStore {
                 Some(entry) => {
                     // A reference error makes the object unsafe to act on; a duplicate in another
                     // file or a broken newer version does not: the accepted definition stands.
-                    if matches!(err.field.as_deref(), Some("spec.engine" | "spec.model" | "spec.ctxSize"))
-                        && err.file == entry.file.display().to_string()
+                    if matches!(
+                        err.field.as_deref(),
+                        Some("spec.engine" | "spec.model" | "spec.ctxSize")
+                    ) && err.file == entry.file.display().to_string()
                     {
                         entry.actionable = false;
                     }
@@ -160,6 +184,11 @@ impl ManifestStore {
                 None => state.file_errors.push(err),
             }
         }
+        self.accepted_from = state
+            .objects
+            .iter()
+            .map(|(r, e)| (r.clone(), e.file.display().to_string()))
+            .collect();
         state
     }
 }
@@ -233,10 +262,34 @@ mod tests {
         let chat = s.get(Kind::Pool, "chat").unwrap();
         assert!(chat.actionable, "the last good version stays in force");
         assert_eq!(chat.errors.len(), 1);
-        assert!(chat.errors[0].to_string().contains("spec.replicas"), "{}", chat.errors[0]);
+        assert!(
+            chat.errors[0].to_string().contains("spec.replicas"),
+            "{}",
+            chat.errors[0]
+        );
 
         std::fs::remove_file(dir.path().join("pool.yaml")).unwrap();
         assert!(store.scan().get(Kind::Pool, "chat").is_none());
+    }
+
+    #[test]
+    fn a_duplicate_in_a_new_file_does_not_displace_the_definition_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "b.yaml", &format!("{ENGINE}---\n{MODEL}---\n{POOL}"));
+        let mut store = ManifestStore::new(dir.path());
+        store.scan();
+        // Sorts before b.yaml, so plain file order would pick it.
+        write(dir.path(), "a.yaml", &POOL.replace("replicas: 2", "replicas: 5"));
+        let s = store.scan();
+        let chat = s.get(Kind::Pool, "chat").unwrap();
+        assert!(chat.file.ends_with("b.yaml"));
+        assert!(
+            chat.errors
+                .iter()
+                .any(|e| e.file.ends_with("a.yaml") && e.message.contains("already defined")),
+            "{:?}",
+            chat.errors
+        );
     }
 
     #[test]
@@ -247,7 +300,11 @@ mod tests {
         let s = ManifestStore::new(dir.path()).scan();
         let chat = s.get(Kind::Pool, "chat").unwrap();
         assert!(!chat.actionable);
-        assert!(chat.errors.iter().any(|e| e.to_string().contains("Model `tiny` does not exist")));
+        assert!(
+            chat.errors
+                .iter()
+                .any(|e| e.to_string().contains("Model `tiny` does not exist"))
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! one test, the runtime's own CLI, and a guard that removes a test's containers even when the
 //! test fails. Nothing here skips a test: a runtime that does not answer is a failure.
 
+pub mod daemon;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

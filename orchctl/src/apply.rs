@@ -98,8 +98,9 @@ pub fn plan(dir: &ManifestDir, new: &[InputObject]) -> Plan {
         for (file, loc) in &found {
             if file.path != target {
                 plan.conflicts.push(format!(
-                    "{r} is already declared in {} (document {}), which orchctl apply did not \
+                    "{}: {r} is already declared in {} (document {}), which orchctl apply did not \
                      write; edit that file instead, or remove the object from it first",
+                    n.located.file,
                     file.path.display(),
                     loc.document
                 ));

@@ -1,0 +1,340 @@
+//! A real `llama-orchd` for end-to-end tests: a temporary home with a config (simulated GPUs,
+//! the runtime under test, a unique instance label, a free loopback port), the built binary as
+//! a child process, and helpers to write manifests, read the snapshot, run `orchctl` and the
+//! runtime's own CLI. Dropping it kills the daemon and removes every container of its instance.
+
+// Test support: failing loudly, with context, is what a harness should do.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use llorch_manifests::api::Snapshot;
+
+/// A container runtime under test.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    /// `docker` or `podman`.
+    pub name: &'static str,
+    /// Its API socket URL.
+    pub socket: String,
+}
+
+impl Runtime {
+    /// Docker at `LLORCH_DOCKER_SOCKET` (default: the socket scripts/setup-runtimes.sh starts).
+    pub fn docker() -> Self {
+        Self {
+            name: "docker",
+            socket: crate::docker_socket(),
+        }
+    }
+
+    /// Podman at `LLORCH_PODMAN_SOCKET` (default: the socket scripts/setup-runtimes.sh starts).
+    pub fn podman() -> Self {
+        Self {
+            name: "podman",
+            socket: crate::podman_socket(),
+        }
+    }
+
+    /// The runtime's CLI, pointed at the same engine as the socket.
+    pub fn cli(&self) -> Command {
+        crate::runtime_cli(self.name, &self.socket)
+    }
+
+    /// Runs the CLI and returns trimmed stdout; panics with stderr on failure.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self
+            .cli()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.name));
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Ids of all containers (any state) labelled with `instance`, sorted.
+    pub fn container_ids(&self, instance: &str) -> Vec<String> {
+        let filter = format!("label=dev.llama-orch.instance={instance}");
+        let mut ids: Vec<String> = self
+            .run(&["ps", "-a", "--no-trunc", "--filter", &filter, "--format", "{{.ID}}"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Removes all containers labelled with `instance` (best effort).
+    pub fn remove_instance(&self, instance: &str) {
+        for id in self.container_ids(instance) {
+            let _ = self.cli().args(["rm", "-f", &id]).output();
+        }
+    }
+}
+
+/// Where the workspace's built binaries are: `LLORCH_BIN_DIR`, else `target/debug`.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var("LLORCH_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --bins`; scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The temporary home (`LLAMA_ORCH_HOME`).
+    pub home: tempfile::TempDir,
+    /// Unique instance label.
+    pub instance: String,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The runtime it drives.
+    pub runtime: Runtime,
+    child: Option<Child>,
+    http: reqwest::blocking::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18080)
+}
+
+impl Daemon {
+    /// Starts a daemon on `runtime` with two simulated GPUs and waits until it is ready.
+    pub fn start(runtime: Runtime) -> Daemon {
+        let home = tempfile::Builder::new()
+            .prefix("llorch-e2e-")
+            .tempdir()
+            .expect("temp home");
+        let instance = crate::unique("e2e");
+        let port = free_port();
+        std::fs::create_dir_all(home.path().join("manifests")).expect("manifests dir");
+        std::fs::create_dir_all(home.path().join("models")).expect("models dir");
+        std::fs::write(home.path().join("models/tiny.gguf"), b"mock weights").expect("model file");
+        let config = format!(
+            "bind: 127.0.0.1:{port}\ninstance: {instance}\nresyncIntervalMs: 2000\nruntime:\n  kind: {}\n  socket: {}\n\
+             gpus:\n  simulate:\n    - {{name: Simulated RTX 3090, vramBytes: 25769803776}}\n    - {{name: Simulated RTX 3060, vramBytes: 12884901888}}\n",
+            runtime.name, runtime.socket
+        );
+        std::fs::write(home.path().join("config.yaml"), config).expect("config");
+        let mut d = Daemon {
+            home,
+            instance,
+            url: format!("http://127.0.0.1:{port}"),
+            runtime,
+            child: None,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.path().join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new(bin("llama-orchd"))
+            .env("LLAMA_ORCH_HOME", self.home.path())
+            .env_remove("DOCKER_HOST")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn llama-orchd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send()
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("llama-orchd exited with {status} during start-up:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "llama-orchd not ready after 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs the daemon (no clean shutdown) and starts a new one on the same home.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// SIGKILLs the daemon.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// True while the daemon process runs and answers `/healthz`.
+    pub fn is_healthy(&mut self) -> bool {
+        let alive = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        alive
+            && self
+                .http
+                .get(format!("{}/healthz", self.url))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+    }
+
+    /// The watched manifests directory.
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.home.path().join("manifests")
+    }
+
+    /// The model file every test Model points at.
+    pub fn model_path(&self) -> PathBuf {
+        self.home.path().join("models/tiny.gguf")
+    }
+
+    /// Writes `text` to `<manifests>/<file>` atomically (temp file + rename), as editors do.
+    pub fn write_manifest(&self, file: &str, text: &str) {
+        let path = self.manifests_dir().join(file);
+        let tmp = self.home.path().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text).expect("write manifest");
+        std::fs::rename(&tmp, &path).expect("move manifest into place");
+    }
+
+    /// Deletes `<manifests>/<file>`.
+    pub fn delete_manifest(&self, file: &str) {
+        std::fs::remove_file(self.manifests_dir().join(file)).expect("delete manifest");
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.http
+            .get(format!("{}/v2/snapshot", self.url))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("GET /v2/snapshot: {e}\n{}", self.log()))
+    }
+
+    /// Polls the snapshot until `done` holds; panics with the last snapshot after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.snapshot();
+            if done(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; last snapshot:\n{}",
+                    serde_json::to_string_pretty(&s).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `orchctl` against this daemon and home.
+    pub fn orchctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("orchctl"))
+            .env("LLAMA_ORCH_HOME", self.home.path())
+            .env("LLAMA_ORCH_URL", &self.url)
+            .args(args)
+            .output()
+            .expect("run orchctl")
+    }
+
+    /// Ids of this instance's containers, sorted.
+    pub fn container_ids(&self) -> Vec<String> {
+        self.runtime.container_ids(&self.instance)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        self.runtime.remove_instance(&self.instance);
+    }
+}
+
+/// An Engine (`name`) running the mock engine image with `extra_args`, a Model `tiny` at
+/// `model`, and a Pool `pool` of `replicas` on that engine: one multi-document manifest.
+pub fn mock_stack(engine: &str, pool: &str, replicas: u32, model: &Path, extra_args: &[&str]) -> String {
+    let extra = if extra_args.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  extraArgs: [{}]\n",
+            extra_args
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: {engine}}}\nspec:\n  image: llama-orch/mock-engine:dev\n  version: \"0.1.0\"\n{extra}  health: {{path: /health, intervalMs: 200}}\n  \
+         \n---\napiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: {pool}-model}}\nspec:\n  ref: file:{}\n  ctxMax: 4096\n\
+         ---\napiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: {pool}}}\nspec:\n  engine: {engine}\n  model: {pool}-model\n  replicas: {replicas}\n  \
+         slotsPerReplica: 2\n  restart: {{backoffInitialMs: 200, backoffMaxMs: 3000, circuitBreakerFailures: 8}}\n",
+        model.display()
+    )
+}
+
+/// The status of pool `name` in `s`, if present.
+pub fn pool_status<'a>(s: &'a Snapshot, name: &str) -> Option<&'a llorch_manifests::status::ObjectStatus> {
+    s.objects
+        .iter()
+        .find(|o| o.object.kind == llorch_manifests::Kind::Pool && o.object.name == name)
+        .map(|o| &o.status)
+}
+
+/// True when pool `name` is Ready with `n` ready replicas and has observed its current manifest.
+pub fn pool_ready(s: &Snapshot, name: &str, n: u32) -> bool {
+    pool_status(s, name).is_some_and(|st| {
+        st.is_ready()
+            && st.replicas.is_some_and(|r| r.ready == n && r.desired == n)
+            && st.observed_generation == st.generation
+    })
+}
+
+/// Container ids of pool `name`'s replicas in `s`, by index.
+pub fn replica_containers(s: &Snapshot, name: &str) -> Vec<Option<String>> {
+    s.replicas
+        .iter()
+        .filter(|r| r.pool == name)
+        .map(|r| r.container_id.clone())
+        .collect()
+}
