@@ -30,7 +30,10 @@ impl SlotBackoff {
             return Duration::ZERO;
         }
         let exp = (n - 2).min(30);
-        let ms = policy.backoff_initial_ms.saturating_mul(1u64 << exp).min(policy.backoff_max_ms);
+        let ms = policy
+            .backoff_initial_ms
+            .saturating_mul(1u64 << exp)
+            .min(policy.backoff_max_ms);
         Duration::from_millis(ms)
     }
 
@@ -56,7 +59,9 @@ impl SlotBackoff {
 
     /// Time left before the next attempt, if one is pending.
     pub fn remaining(&self, now: Instant) -> Option<Duration> {
-        self.not_before.and_then(|t| t.checked_duration_since(now)).filter(|d| !d.is_zero())
+        self.not_before
+            .and_then(|t| t.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
     }
 
     /// The replica has been Ready since `since`: once that lasts [`STABLE_AFTER`], forget
@@ -75,13 +80,19 @@ mod tests {
     use super::*;
 
     fn policy() -> RestartSpec {
-        RestartSpec { backoff_initial_ms: 100, backoff_max_ms: 1_000, circuit_breaker_failures: 5 }
+        RestartSpec {
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+            circuit_breaker_failures: 5,
+        }
     }
 
     #[test]
     fn backoff_is_immediate_then_doubles_up_to_the_cap() {
         let p = policy();
-        let delays: Vec<u64> = (1..=7).map(|n| SlotBackoff::delay_after(&p, n).as_millis() as u64).collect();
+        let delays: Vec<u64> = (1..=7)
+            .map(|n| SlotBackoff::delay_after(&p, n).as_millis() as u64)
+            .collect();
         assert_eq!(delays, vec![0, 100, 200, 400, 800, 1000, 1000]);
     }
 

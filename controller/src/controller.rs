@@ -66,7 +66,10 @@ impl<R: ContainerRuntime> Controller<R> {
         events: Arc<EventLog>,
     ) -> Self {
         let wake = Arc::new(Notify::new());
-        let (snapshot, _) = watch::channel(Arc::new(Snapshot { instance: settings.instance.clone(), ..Snapshot::default() }));
+        let (snapshot, _) = watch::channel(Arc::new(Snapshot {
+            instance: settings.instance.clone(),
+            ..Snapshot::default()
+        }));
         Self {
             probers: Probers::new(wake.clone()),
             runtime,
@@ -98,13 +101,19 @@ impl<R: ContainerRuntime> Controller<R> {
 
     /// Runs passes until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
-        self.events.emit(None, None, EventType::Normal, "ControllerStarted", format!(
-            "controller started: instance `{}`, manifests in {}, runtime {} at {}",
-            self.settings.instance,
-            self.store.dir().display(),
-            self.runtime.identity().kind,
-            self.runtime.identity().socket
-        ));
+        self.events.emit(
+            None,
+            None,
+            EventType::Normal,
+            "ControllerStarted",
+            format!(
+                "controller started: instance `{}`, manifests in {}, runtime {} at {}",
+                self.settings.instance,
+                self.store.dir().display(),
+                self.runtime.identity().kind,
+                self.runtime.identity().socket
+            ),
+        );
         loop {
             let next = self.pass().await;
             tokio::select! {
@@ -128,7 +137,8 @@ impl<R: ContainerRuntime> Controller<R> {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list containers; nothing is changed until the runtime answers");
-                self.events.emit(None, None, EventType::Warning, "RuntimeUnavailable", e.to_string());
+                self.events
+                    .emit(None, None, EventType::Warning, "RuntimeUnavailable", e.to_string());
                 return Duration::from_secs(1);
             }
         };
@@ -202,7 +212,15 @@ impl<R: ContainerRuntime> Controller<R> {
         desired: &DesiredState,
         pool: &llorch_manifests::Pool,
         _file: &std::path::Path,
-    ) -> Result<(llorch_manifests::Engine, llorch_manifests::Model, std::path::PathBuf, Vec<u32>), String> {
+    ) -> Result<
+        (
+            llorch_manifests::Engine,
+            llorch_manifests::Model,
+            std::path::PathBuf,
+            Vec<u32>,
+        ),
+        String,
+    > {
         let Some(AnyObject::Engine(engine)) = desired.get(Kind::Engine, &pool.spec.engine).map(|e| &e.object) else {
             return Err(format!("Engine `{}` does not exist", pool.spec.engine));
         };
@@ -212,14 +230,20 @@ impl<R: ContainerRuntime> Controller<R> {
         let AnyObject::Model(model) = &model_entry.object else {
             return Err(format!("Model `{}` does not exist", pool.spec.model));
         };
-        let model_path =
-            self.models.resolve(&model.spec, &model_entry.file).map_err(|e| format!("Model `{}` is not usable: {e}", model.name()))?;
+        let model_path = self
+            .models
+            .resolve(&model.spec, &model_entry.file)
+            .map_err(|e| format!("Model `{}` is not usable: {e}", model.name()))?;
         let available: Vec<u32> = self.gpu_view.iter().map(|g| g.index).collect();
         let selection = pool.spec.gpus.select(&available);
         if let Some(missing) = selection.iter().find(|i| !available.contains(i)) {
             return Err(format!(
                 "GPU {missing} does not exist; this host has {} (see `orchctl get gpus`)",
-                if available.is_empty() { "none".to_string() } else { format!("{available:?}") }
+                if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{available:?}")
+                }
             ));
         }
         Ok((engine.clone(), model.clone(), model_path, selection))
@@ -243,7 +267,11 @@ impl<R: ContainerRuntime> Controller<R> {
                     container_id: Some(c.id.clone()),
                     container_name: Some(c.name.clone()),
                     endpoint: c.host_port.map(|p| format!("http://127.0.0.1:{p}")),
-                    gpus: c.labels.get(labels::GPUS_KEY).map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect()).unwrap_or_default(),
+                    gpus: c
+                        .labels
+                        .get(labels::GPUS_KEY)
+                        .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
+                        .unwrap_or_default(),
                     gpus_simulated: c.labels.get(labels::GPUS_SIMULATED_KEY).is_some_and(|v| v == "true"),
                     engine_version: c.labels.get(labels::ENGINE_VERSION_KEY).cloned().unwrap_or_default(),
                     spec_hash: l.spec_hash,
@@ -255,7 +283,12 @@ impl<R: ContainerRuntime> Controller<R> {
     }
 
     fn reconcile_models_and_engines(&mut self, desired: &DesiredState) {
-        let entries: Vec<_> = desired.objects.values().filter(|e| e.object.kind() != Kind::Pool).cloned().collect();
+        let entries: Vec<_> = desired
+            .objects
+            .values()
+            .filter(|e| e.object.kind() != Kind::Pool)
+            .cloned()
+            .collect();
         for entry in entries {
             let obj = entry.object.object_ref();
             let mut status = self.take_status(&obj);
@@ -263,8 +296,15 @@ impl<R: ContainerRuntime> Controller<R> {
             status.observed_generation = Some(entry.generation.clone());
             status.manifest_errors = entry.errors.clone();
             let verdict = match &entry.object {
-                AnyObject::Model(m) => self.models.resolve(&m.spec, &entry.file).map(|p| format!("model file {}", p.display())),
-                AnyObject::Engine(e) => Ok(format!("engine {} image {}", e.spec.version, e.spec.image.clone().unwrap_or_default())),
+                AnyObject::Model(m) => self
+                    .models
+                    .resolve(&m.spec, &entry.file)
+                    .map(|p| format!("model file {}", p.display())),
+                AnyObject::Engine(e) => Ok(format!(
+                    "engine {} image {}",
+                    e.spec.version,
+                    e.spec.image.clone().unwrap_or_default()
+                )),
                 AnyObject::Pool(_) => continue,
             };
             match verdict {
@@ -272,7 +312,8 @@ impl<R: ContainerRuntime> Controller<R> {
                 Err(e) => {
                     let failed_before = status.condition(ConditionType::Degraded).is_some_and(|c| c.status);
                     if !failed_before {
-                        self.events.emit(Some(&obj), None, EventType::Warning, "ModelUnavailable", e.clone());
+                        self.events
+                            .emit(Some(&obj), None, EventType::Warning, "ModelUnavailable", e.clone());
                     }
                     conditions::set_failed(&mut status, "ModelUnavailable", e)
                 }
@@ -290,9 +331,19 @@ impl<R: ContainerRuntime> Controller<R> {
                 None,
                 EventType::Normal,
                 "OrphanRemoved",
-                format!("removed container {} ({}): no manifest declares it", c.name, crate::pool::short(&c.id)),
+                format!(
+                    "removed container {} ({}): no manifest declares it",
+                    c.name,
+                    crate::pool::short(&c.id)
+                ),
             ),
-            Err(e) => self.events.emit(Some(&obj), None, EventType::Warning, "RemoveFailed", format!("cannot remove orphan {}: {e}", c.name)),
+            Err(e) => self.events.emit(
+                Some(&obj),
+                None,
+                EventType::Warning,
+                "RemoveFailed",
+                format!("cannot remove orphan {}: {e}", c.name),
+            ),
         }
         self.slots.remove(&obj.name);
     }
@@ -319,18 +370,32 @@ impl<R: ContainerRuntime> Controller<R> {
     }
 
     fn forget_deleted(&mut self, desired: &DesiredState) {
-        let gone: Vec<ObjectRef> = self.statuses.keys().filter(|r| !desired.objects.contains_key(*r)).cloned().collect();
+        let gone: Vec<ObjectRef> = self
+            .statuses
+            .keys()
+            .filter(|r| !desired.objects.contains_key(*r))
+            .cloned()
+            .collect();
         for r in gone {
             self.statuses.remove(&r);
             self.status_files.remove(&r);
             self.slots.remove(&r.name);
-            self.events.emit(Some(&r), None, EventType::Normal, "Deleted", format!("{r} is no longer declared"));
+            self.events.emit(
+                Some(&r),
+                None,
+                EventType::Normal,
+                "Deleted",
+                format!("{r} is no longer declared"),
+            );
         }
     }
 
     fn report_new_errors(&mut self, desired: &DesiredState) {
-        let all: Vec<&ManifestError> =
-            desired.file_errors.iter().chain(desired.objects.values().flat_map(|e| e.errors.iter())).collect();
+        let all: Vec<&ManifestError> = desired
+            .file_errors
+            .iter()
+            .chain(desired.objects.values().flat_map(|e| e.errors.iter()))
+            .collect();
         let now: HashSet<String> = all.iter().map(|e| e.to_string()).collect();
         for e in all {
             let text = e.to_string();
@@ -339,7 +404,8 @@ impl<R: ContainerRuntime> Controller<R> {
                     (Some(k), Some(n)) => Some(ObjectRef::new(k, n.clone())),
                     _ => None,
                 };
-                self.events.emit(obj.as_ref(), None, EventType::Warning, "ManifestInvalid", text);
+                self.events
+                    .emit(obj.as_ref(), None, EventType::Warning, "ManifestInvalid", text);
             }
         }
         self.reported_errors = now;
@@ -352,9 +418,16 @@ impl<R: ContainerRuntime> Controller<R> {
             .iter()
             .map(|(r, e)| ObjectView {
                 object: r.clone(),
-                source: Some(SourceRef { file: e.file.display().to_string(), document: e.document }),
+                source: Some(SourceRef {
+                    file: e.file.display().to_string(),
+                    document: e.document,
+                }),
                 manifest: Some(e.object.to_json()),
-                status: self.statuses.get(r).cloned().unwrap_or_else(|| ObjectStatus::new(r.clone())),
+                status: self
+                    .statuses
+                    .get(r)
+                    .cloned()
+                    .unwrap_or_else(|| ObjectStatus::new(r.clone())),
             })
             .collect();
         let id = self.runtime.identity();
@@ -366,7 +439,11 @@ impl<R: ContainerRuntime> Controller<R> {
             gpus: self.gpu_view.clone(),
             gpus_simulated: self.gpus.simulated(),
             file_errors: desired.file_errors.clone(),
-            runtime: RuntimeInfo { kind: id.kind, socket: id.socket, version: id.version },
+            runtime: RuntimeInfo {
+                kind: id.kind,
+                socket: id.socket,
+                version: id.version,
+            },
         };
         self.snapshot.send_if_modified(|cur| {
             if **cur == snapshot {

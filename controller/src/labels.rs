@@ -24,7 +24,10 @@ pub const GPUS_SIMULATED_KEY: &str = "dev.llama-orch.gpus-simulated";
 
 /// The label filter that selects all of one instance's containers.
 pub fn instance_selector(instance: &str) -> Vec<(String, String)> {
-    vec![(OWNER_KEY.to_string(), OWNER.to_string()), (INSTANCE_KEY.to_string(), instance.to_string())]
+    vec![
+        (OWNER_KEY.to_string(), OWNER.to_string()),
+        (INSTANCE_KEY.to_string(), instance.to_string()),
+    ]
 }
 
 /// What a container's labels say about it.

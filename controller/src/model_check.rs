@@ -28,18 +28,26 @@ impl ModelChecker {
             manifest_file.parent().unwrap_or(Path::new(".")).join(raw)
         };
         let meta = std::fs::metadata(&path).map_err(|e| {
-            format!("model file {} is not readable ({e}); put the file there or fix `spec.ref`", path.display())
+            format!(
+                "model file {} is not readable ({e}); put the file there or fix `spec.ref`",
+                path.display()
+            )
         })?;
         if !meta.is_file() {
             return Err(format!("model path {} is not a regular file", path.display()));
         }
         let path = path.canonicalize().unwrap_or(path);
         if let Some(want) = &spec.digest {
-            let key = (path.clone(), meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+            let key = (
+                path.clone(),
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            );
             let have = match self.digests.get(&key) {
                 Some(d) => d.clone(),
                 None => {
-                    let d = sha256_file(&path).map_err(|e| format!("cannot read model file {}: {e}", path.display()))?;
+                    let d =
+                        sha256_file(&path).map_err(|e| format!("cannot read model file {}: {e}", path.display()))?;
                     self.digests.insert(key, d.clone());
                     d
                 }
@@ -67,7 +75,10 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     let digest = hasher.finalize();
-    Ok(format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "sha256:{}",
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 #[cfg(test)]
@@ -75,7 +86,12 @@ mod tests {
     use super::*;
 
     fn spec(reference: &str, digest: Option<&str>) -> ModelSpec {
-        ModelSpec { reference: reference.into(), digest: digest.map(String::from), ctx_max: 64, vram_bytes: None }
+        ModelSpec {
+            reference: reference.into(),
+            digest: digest.map(String::from),
+            ctx_max: 64,
+            vram_bytes: None,
+        }
     }
 
     #[test]
@@ -84,7 +100,11 @@ mod tests {
         std::fs::write(dir.path().join("m.gguf"), b"abc").unwrap();
         let manifest = dir.path().join("model.yaml");
         let mut c = ModelChecker::default();
-        assert!(c.resolve(&spec("file:m.gguf", None), &manifest).unwrap().ends_with("m.gguf"));
+        assert!(
+            c.resolve(&spec("file:m.gguf", None), &manifest)
+                .unwrap()
+                .ends_with("m.gguf")
+        );
         let good = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert!(c.resolve(&spec("file:m.gguf", Some(good)), &manifest).is_ok());
         let bad = format!("sha256:{}", "0".repeat(64));

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llorch_manifests::status::{CircuitState, ConditionType, EventType, LastError, ObjectStatus, ReplicaCounts, ReplicaPhase, ReplicaStatus};
+use llorch_manifests::status::{
+    CircuitState, ConditionType, EventType, LastError, ObjectStatus, ReplicaCounts, ReplicaPhase, ReplicaStatus,
+};
 use llorch_manifests::{Engine, Model, ObjectRef, Pool};
 
 use crate::backoff::SlotBackoff;
@@ -95,7 +97,16 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
     // Surplus: indices at or above the desired count.
     for (index, list) in by_index.range(desired..) {
         for c in list {
-            remove(ctx.runtime, ctx.events, &obj, *index, c, "ReplicaRemoved", "scaled down").await;
+            remove(
+                ctx.runtime,
+                ctx.events,
+                &obj,
+                *index,
+                c,
+                "ReplicaRemoved",
+                "scaled down",
+            )
+            .await;
         }
     }
     ctx.slots.retain(|i, _| *i < desired);
@@ -128,12 +139,42 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
         for c in by_index.remove(&index).unwrap_or_default() {
             let matches = labels::read(&c.labels).is_some_and(|l| l.spec_hash == hash);
             if !matches {
-                remove(ctx.runtime, ctx.events, &obj, index, &c, "ReplicaOutdated", "its spec changed; replacing it").await;
-            } else if current.as_ref().is_some_and(|k| k.state.is_running() || !c.state.is_running()) {
-                remove(ctx.runtime, ctx.events, &obj, index, &c, "DuplicateRemoved", "a second container for this replica").await;
+                remove(
+                    ctx.runtime,
+                    ctx.events,
+                    &obj,
+                    index,
+                    &c,
+                    "ReplicaOutdated",
+                    "its spec changed; replacing it",
+                )
+                .await;
+            } else if current
+                .as_ref()
+                .is_some_and(|k| k.state.is_running() || !c.state.is_running())
+            {
+                remove(
+                    ctx.runtime,
+                    ctx.events,
+                    &obj,
+                    index,
+                    &c,
+                    "DuplicateRemoved",
+                    "a second container for this replica",
+                )
+                .await;
             } else {
                 if let Some(prev) = current.take() {
-                    remove(ctx.runtime, ctx.events, &obj, index, &prev, "DuplicateRemoved", "a second container for this replica").await;
+                    remove(
+                        ctx.runtime,
+                        ctx.events,
+                        &obj,
+                        index,
+                        &prev,
+                        "DuplicateRemoved",
+                        "a second container for this replica",
+                    )
+                    .await;
                 }
                 current = Some(c);
             }
@@ -158,7 +199,13 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
                 (s, Some(port)) if s.is_running() => {
                     let endpoint = format!("http://127.0.0.1:{port}");
                     if ctx.known.insert(c.id.clone()) {
-                        ctx.events.emit(Some(&obj), Some(&replica_id), EventType::Normal, "ReplicaAdopted", format!("adopted running container {} ({})", c.name, short(&c.id)));
+                        ctx.events.emit(
+                            Some(&obj),
+                            Some(&replica_id),
+                            EventType::Normal,
+                            "ReplicaAdopted",
+                            format!("adopted running container {} ({})", c.name, short(&c.id)),
+                        );
                     }
                     ctx.probers.ensure(&c.id, &endpoint, health);
                     replica.container_id = Some(c.id.clone());
@@ -179,14 +226,22 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
                             requeue = requeue.min(BUSY_REQUEUE);
                             let failing = p.failing_since.map(|t| now.duration_since(t)).unwrap_or_default();
                             (failing >= Duration::from_millis(health.startup_timeout_ms)).then(|| {
-                                format!("engine stayed unhealthy for {} s: {}", failing.as_secs(), p.last_error.unwrap_or_default())
+                                format!(
+                                    "engine stayed unhealthy for {} s: {}",
+                                    failing.as_secs(),
+                                    p.last_error.unwrap_or_default()
+                                )
                             })
                         }
                         Some(p) => {
                             requeue = requeue.min(BUSY_REQUEUE);
                             let waited = now.duration_since(p.since);
                             (waited >= Duration::from_millis(health.startup_timeout_ms)).then(|| {
-                                format!("engine not healthy after {} s (startupTimeoutMs): {}", waited.as_secs(), p.last_error.unwrap_or_default())
+                                format!(
+                                    "engine not healthy after {} s (startupTimeoutMs): {}",
+                                    waited.as_secs(),
+                                    p.last_error.unwrap_or_default()
+                                )
                             })
                         }
                         None => {
@@ -215,9 +270,17 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
                         Some(&replica_id),
                         EventType::Warning,
                         "EngineCrashed",
-                        format!("{message}; restart #{} {}; last log line: {last}", status.restarts, next_attempt_text(&slot.backoff, now)),
+                        format!(
+                            "{message}; restart #{} {}; last log line: {last}",
+                            status.restarts,
+                            next_attempt_text(&slot.backoff, now)
+                        ),
                     );
-                    status.last_error = Some(LastError { message: format!("replica {replica_id}: {message}"), log_tail, at: now_rfc3339() });
+                    status.last_error = Some(LastError {
+                        message: format!("replica {replica_id}: {message}"),
+                        log_tail,
+                        at: now_rfc3339(),
+                    });
                     replica.container_id = None;
                     replica.container_name = None;
                     replica.endpoint = None;
@@ -231,22 +294,38 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
         } else {
             let wait = slot.backoff.remaining(now).unwrap_or(BUSY_REQUEUE);
             requeue = requeue.min(wait.max(Duration::from_millis(20)));
-            replica.phase = if slot.backoff.circuit == CircuitState::Open { ReplicaPhase::CircuitOpen } else { ReplicaPhase::BackingOff };
+            replica.phase = if slot.backoff.circuit == CircuitState::Open {
+                ReplicaPhase::CircuitOpen
+            } else {
+                ReplicaPhase::BackingOff
+            };
         }
         replicas.push(replica);
     }
 
     if !to_create.is_empty() {
         requeue = requeue.min(BUSY_REQUEUE);
-        let results = futures_util::future::join_all(to_create.iter().map(|(_, _, spec)| ctx.runtime.create_and_start(spec))).await;
+        let results =
+            futures_util::future::join_all(to_create.iter().map(|(_, _, spec)| ctx.runtime.create_and_start(spec)))
+                .await;
         for ((index, replica_id, spec), result) in to_create.into_iter().zip(results) {
             let slot = ctx.slots.entry(index).or_default();
             let replica = replicas.iter_mut().find(|r| r.index == index);
             match result {
                 Ok(c) => {
                     ctx.known.insert(c.id.clone());
-                    let reason = if slot.backoff.consecutive_failures > 0 { "ReplicaRestarted" } else { "ReplicaCreated" };
-                    ctx.events.emit(Some(&obj), Some(&replica_id), EventType::Normal, reason, format!("started container {} ({}) from {}", c.name, short(&c.id), spec.image));
+                    let reason = if slot.backoff.consecutive_failures > 0 {
+                        "ReplicaRestarted"
+                    } else {
+                        "ReplicaCreated"
+                    };
+                    ctx.events.emit(
+                        Some(&obj),
+                        Some(&replica_id),
+                        EventType::Normal,
+                        reason,
+                        format!("started container {} ({}) from {}", c.name, short(&c.id), spec.image),
+                    );
                     if let (Some(r), Some(port)) = (replica, c.host_port) {
                         let endpoint = format!("http://127.0.0.1:{port}");
                         ctx.probers.ensure(&c.id, &endpoint, health);
@@ -258,8 +337,18 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
                 Err(e) => {
                     slot.backoff.record_failure(policy, now);
                     let message = format!("cannot start replica {replica_id}: {e}");
-                    ctx.events.emit(Some(&obj), Some(&replica_id), EventType::Warning, "CreateFailed", format!("{message}; {}", next_attempt_text(&slot.backoff, now)));
-                    status.last_error = Some(LastError { message, log_tail: Vec::new(), at: now_rfc3339() });
+                    ctx.events.emit(
+                        Some(&obj),
+                        Some(&replica_id),
+                        EventType::Warning,
+                        "CreateFailed",
+                        format!("{message}; {}", next_attempt_text(&slot.backoff, now)),
+                    );
+                    status.last_error = Some(LastError {
+                        message,
+                        log_tail: Vec::new(),
+                        at: now_rfc3339(),
+                    });
                     if let Some(r) = replica {
                         r.phase = ReplicaPhase::BackingOff;
                     }
@@ -273,7 +362,13 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
 }
 
 /// Sets the Pool's conditions from its replicas and slots.
-fn summarize(status: &mut ObjectStatus, pool: &Pool, replicas: &[ReplicaStatus], slots: &BTreeMap<u32, SlotMemory>, now: Instant) {
+fn summarize(
+    status: &mut ObjectStatus,
+    pool: &Pool,
+    replicas: &[ReplicaStatus],
+    slots: &BTreeMap<u32, SlotMemory>,
+    now: Instant,
+) {
     let desired = pool.spec.replicas;
     let ready = replicas.iter().filter(|r| r.phase == ReplicaPhase::Ready).count() as u32;
     status.replicas = Some(ReplicaCounts { desired, ready });
@@ -283,48 +378,111 @@ fn summarize(status: &mut ObjectStatus, pool: &Pool, replicas: &[ReplicaStatus],
         CircuitState::HalfOpen => 1,
         CircuitState::Open => 2,
     });
-    status.next_restart_in_ms = slots.values().filter_map(|s| s.backoff.remaining(now)).min().map(|d| d.as_millis() as u64);
+    status.next_restart_in_ms = slots
+        .values()
+        .filter_map(|s| s.backoff.remaining(now))
+        .min()
+        .map(|d| d.as_millis() as u64);
     let counts = format!("{ready}/{desired} replicas ready");
     if ready >= desired {
         conditions::set(status, ConditionType::Ready, true, "ReplicasReady", counts.clone());
-        conditions::set(status, ConditionType::Progressing, false, "ReplicasReady", counts.clone());
+        conditions::set(
+            status,
+            ConditionType::Progressing,
+            false,
+            "ReplicasReady",
+            counts.clone(),
+        );
     } else {
         conditions::set(status, ConditionType::Ready, false, "ReplicasNotReady", counts.clone());
-        conditions::set(status, ConditionType::Progressing, failing.is_empty(), "ReplicasStarting", counts.clone());
+        conditions::set(
+            status,
+            ConditionType::Progressing,
+            failing.is_empty(),
+            "ReplicasStarting",
+            counts.clone(),
+        );
     }
     let degraded_failures = failing.iter().any(|_| ready < desired);
     if degraded_failures {
         let circuit_open = status.circuit == Some(CircuitState::Open);
         let reason = if circuit_open { "CircuitOpen" } else { "EngineCrashLoop" };
-        let last = status.last_error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
-        let next = status.next_restart_in_ms.map(|ms| format!("; next attempt in {ms} ms")).unwrap_or_default();
+        let last = status
+            .last_error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default();
+        let next = status
+            .next_restart_in_ms
+            .map(|ms| format!("; next attempt in {ms} ms"))
+            .unwrap_or_default();
         let tail = status
             .last_error
             .as_ref()
             .and_then(|e| e.log_tail.last().cloned())
             .map(|l| format!("; engine log: {l}"))
             .unwrap_or_default();
-        conditions::set(status, ConditionType::Degraded, true, reason, format!("{counts}; {last}{next}{tail}"));
+        conditions::set(
+            status,
+            ConditionType::Degraded,
+            true,
+            reason,
+            format!("{counts}; {last}{next}{tail}"),
+        );
     } else if !status.manifest_errors.is_empty() {
         let first = status.manifest_errors[0].to_string();
-        conditions::set(status, ConditionType::Degraded, true, "ManifestInvalid", format!("running the last valid manifest; {first}"));
+        conditions::set(
+            status,
+            ConditionType::Degraded,
+            true,
+            "ManifestInvalid",
+            format!("running the last valid manifest; {first}"),
+        );
     } else {
         conditions::set(status, ConditionType::Degraded, false, "AsExpected", counts);
     }
 }
 
-async fn remove<R: ContainerRuntime>(runtime: &Arc<R>, events: &EventLog, obj: &ObjectRef, index: u32, c: &ContainerInfo, reason: &str, why: &str) {
+async fn remove<R: ContainerRuntime>(
+    runtime: &Arc<R>,
+    events: &EventLog,
+    obj: &ObjectRef,
+    index: u32,
+    c: &ContainerInfo,
+    reason: &str,
+    why: &str,
+) {
     let replica = format!("{}-{index}", obj.name);
     match runtime.remove(&c.id).await {
-        Ok(()) => events.emit(Some(obj), Some(&replica), EventType::Normal, reason, format!("removed container {} ({}): {why}", c.name, short(&c.id))),
-        Err(e) => events.emit(Some(obj), Some(&replica), EventType::Warning, "RemoveFailed", format!("cannot remove container {}: {e}", c.name)),
+        Ok(()) => events.emit(
+            Some(obj),
+            Some(&replica),
+            EventType::Normal,
+            reason,
+            format!("removed container {} ({}): {why}", c.name, short(&c.id)),
+        ),
+        Err(e) => events.emit(
+            Some(obj),
+            Some(&replica),
+            EventType::Warning,
+            "RemoveFailed",
+            format!("cannot remove container {}: {e}", c.name),
+        ),
     }
 }
 
 fn next_attempt_text(b: &SlotBackoff, now: Instant) -> String {
     match (b.circuit, b.remaining(now)) {
-        (CircuitState::Open, Some(d)) => format!("circuit open after {} failures, next trial in {} ms", b.consecutive_failures, d.as_millis()),
-        (_, Some(d)) => format!("next attempt in {} ms (failure {})", d.as_millis(), b.consecutive_failures),
+        (CircuitState::Open, Some(d)) => format!(
+            "circuit open after {} failures, next trial in {} ms",
+            b.consecutive_failures,
+            d.as_millis()
+        ),
+        (_, Some(d)) => format!(
+            "next attempt in {} ms (failure {})",
+            d.as_millis(),
+            b.consecutive_failures
+        ),
         _ => "retrying now".to_string(),
     }
 }
@@ -335,11 +493,16 @@ pub fn short(id: &str) -> &str {
 }
 
 fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{:x}", (nanos / 1_000) & 0xff_ffff_ffff)
 }
 
 fn rfc3339_ago(ago: Duration) -> String {
     let t = jiff::Timestamp::now() - jiff::SignedDuration::try_from(ago).unwrap_or_default();
-    t.round(jiff::Unit::Millisecond).map(|t| t.to_string()).unwrap_or_default()
+    t.round(jiff::Unit::Millisecond)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }

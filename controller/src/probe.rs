@@ -57,8 +57,16 @@ pub struct Probers {
 impl Probers {
     /// Probers that call `wake` when a container's health changes.
     pub fn new(wake: Arc<Notify>) -> Self {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap_or_default();
-        Self { board: Arc::default(), tasks: HashMap::new(), client, wake }
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap_or_default();
+        Self {
+            board: Arc::default(),
+            tasks: HashMap::new(),
+            client,
+            wake,
+        }
     }
 
     /// Starts probing `container_id` at `base_url` unless already probing it.
@@ -69,7 +77,10 @@ impl Probers {
         let id = container_id.to_string();
         let url = format!("{}{}", base_url.trim_end_matches('/'), health.path);
         let board = self.board.clone();
-        board.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), ProbeState::new(Instant::now()));
+        board
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), ProbeState::new(Instant::now()));
         let client = self.client.clone();
         let wake = self.wake.clone();
         let timeout = Duration::from_millis(health.timeout_ms);
@@ -102,12 +113,19 @@ impl Probers {
             }
             keep
         });
-        self.board.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
+        self.board
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| live.contains(id));
     }
 
     /// What the probes have seen of `container_id`.
     pub fn state(&self, container_id: &str) -> Option<ProbeState> {
-        self.board.lock().unwrap_or_else(|p| p.into_inner()).get(container_id).cloned()
+        self.board
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(container_id)
+            .cloned()
     }
 }
 
@@ -120,9 +138,16 @@ impl Drop for Probers {
 }
 
 /// Applies one probe outcome; returns (readiness changed, ever healthy).
-fn record(board: &Mutex<HashMap<String, ProbeState>>, id: &str, outcome: Result<(), String>, threshold: u32) -> (bool, bool) {
+fn record(
+    board: &Mutex<HashMap<String, ProbeState>>,
+    id: &str,
+    outcome: Result<(), String>,
+    threshold: u32,
+) -> (bool, bool) {
     let mut board = board.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(s) = board.get_mut(id) else { return (false, false) };
+    let Some(s) = board.get_mut(id) else {
+        return (false, false);
+    };
     let now = Instant::now();
     let was = s.healthy;
     match outcome {

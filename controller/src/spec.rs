@@ -72,7 +72,11 @@ impl ReplicaInputs<'_> {
 
     /// The model path as the engine sees it.
     pub fn model_path_in_container(&self) -> String {
-        let file = self.model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        let file = self
+            .model_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
         format!("{MODEL_DIR_IN_CONTAINER}/{file}")
     }
 
@@ -87,7 +91,13 @@ impl ReplicaInputs<'_> {
                 .replace("{slots}", &self.pool.slots_per_replica.to_string())
                 .replace("{host}", "0.0.0.0")
         };
-        let args = self.engine.args.iter().chain(&self.engine.extra_args).map(fill).collect();
+        let args = self
+            .engine
+            .args
+            .iter()
+            .chain(&self.engine.extra_args)
+            .map(fill)
+            .collect();
         let gpu_list = self.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
         let mut env: Vec<(String, String)> = self.engine.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.push(("CUDA_VISIBLE_DEVICES".into(), gpu_list.clone()));
@@ -105,7 +115,13 @@ impl ReplicaInputs<'_> {
         labels.insert(labels::GPUS_KEY.to_string(), gpu_list);
         labels.insert(labels::GPUS_SIMULATED_KEY.to_string(), self.gpus_simulated.to_string());
         ContainerSpec {
-            name: format!("llorch-{}-{}-{}-{}-{suffix}", self.instance, self.pool_name, self.index, &hash[..6.min(hash.len())]),
+            name: format!(
+                "llorch-{}-{}-{}-{}-{suffix}",
+                self.instance,
+                self.pool_name,
+                self.index,
+                &hash[..6.min(hash.len())]
+            ),
             image: self.engine.image.clone().unwrap_or_default(),
             args,
             env,
@@ -181,7 +197,18 @@ mod tests {
         let spec = inputs.container_spec("x");
         assert_eq!(
             spec.args,
-            ["--model", "/models/tiny.gguf", "--host", "0.0.0.0", "--port", "8080", "--ctx-size", "4096", "--parallel", "3"]
+            [
+                "--model",
+                "/models/tiny.gguf",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "8080",
+                "--ctx-size",
+                "4096",
+                "--parallel",
+                "3"
+            ]
         );
         assert_eq!(spec.labels[labels::REPLICA_KEY], "1");
         assert_eq!(spec.labels[labels::SPEC_HASH_KEY], inputs.spec_hash());

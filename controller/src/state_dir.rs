@@ -46,7 +46,10 @@ impl StatusFiles {
     /// Opens (creating) `<state>/status`.
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
         let dir = state_dir.join("status");
-        std::fs::create_dir_all(&dir).map_err(|source| StateError::CreateDir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
         Ok(Self { dir })
     }
 
@@ -86,8 +89,10 @@ pub struct EventLog {
 impl EventLog {
     /// Opens `<state>/events.jsonl` for appending and loads its tail.
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| StateError::CreateDir { path: state_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| StateError::CreateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         let path = state_dir.join("events.jsonl");
         let mut recent = VecDeque::with_capacity(EVENTS_IN_MEMORY);
         if let Ok(text) = std::fs::read_to_string(&path) {
@@ -100,11 +105,21 @@ impl EventLog {
                 }
             }
         }
-        Ok(Self { path, recent: Mutex::new(recent) })
+        Ok(Self {
+            path,
+            recent: Mutex::new(recent),
+        })
     }
 
     /// Records an event: appended to the file, kept in memory, logged.
-    pub fn emit(&self, object: Option<&ObjectRef>, replica: Option<&str>, type_: EventType, reason: &str, message: String) {
+    pub fn emit(
+        &self,
+        object: Option<&ObjectRef>,
+        replica: Option<&str>,
+        type_: EventType,
+        reason: &str,
+        message: String,
+    ) {
         let event = Event {
             ts: now_rfc3339(),
             object: object.cloned(),
@@ -133,8 +148,13 @@ impl EventLog {
     /// The most recent events (oldest first), optionally for one object.
     pub fn recent(&self, object: Option<&ObjectRef>, limit: usize) -> Vec<Event> {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<Event> =
-            recent.iter().rev().filter(|e| object.is_none_or(|o| e.object.as_ref() == Some(o))).take(limit).cloned().collect();
+        let mut out: Vec<Event> = recent
+            .iter()
+            .rev()
+            .filter(|e| object.is_none_or(|o| e.object.as_ref() == Some(o)))
+            .take(limit)
+            .cloned()
+            .collect();
         out.reverse();
         out
     }
@@ -142,7 +162,10 @@ impl EventLog {
 
 /// Now, as RFC 3339 with millisecond precision.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Millisecond).map(|t| t.to_string()).unwrap_or_default()
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -156,7 +179,13 @@ mod tests {
         let chat = ObjectRef::new(Kind::Pool, "chat");
         {
             let log = EventLog::open(dir.path()).unwrap();
-            log.emit(Some(&chat), Some("chat-0"), EventType::Normal, "ReplicaCreated", "made".into());
+            log.emit(
+                Some(&chat),
+                Some("chat-0"),
+                EventType::Normal,
+                "ReplicaCreated",
+                "made".into(),
+            );
             log.emit(None, None, EventType::Warning, "ManifestInvalid", "bad".into());
         }
         let log = EventLog::open(dir.path()).unwrap();

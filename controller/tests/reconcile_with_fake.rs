@@ -64,13 +64,21 @@ fn world() -> World {
     let events = Arc::new(EventLog::open(&dir.path().join("state")).unwrap());
     let controller = Controller::new(
         runtime.clone(),
-        Settings { instance: "t".into(), resync: Duration::from_secs(5) },
+        Settings {
+            instance: "t".into(),
+            resync: Duration::from_secs(5),
+        },
         ManifestStore::new(dir.path().join("manifests")),
         Box::new(TwoSimulatedGpus),
         StatusFiles::open(&dir.path().join("state")).unwrap(),
         events.clone(),
     );
-    World { dir, runtime, controller, events }
+    World {
+        dir,
+        runtime,
+        controller,
+        events,
+    }
 }
 
 impl World {
@@ -78,7 +86,12 @@ impl World {
         std::fs::write(self.dir.path().join("manifests/chat.yaml"), text).unwrap();
     }
     fn running(&self) -> Vec<String> {
-        self.runtime.containers().into_iter().filter(|c| c.info.state.is_running()).map(|c| c.info.id).collect()
+        self.runtime
+            .containers()
+            .into_iter()
+            .filter(|c| c.info.state.is_running())
+            .map(|c| c.info.id)
+            .collect()
     }
 }
 
@@ -107,7 +120,14 @@ async fn scaling_down_removes_the_highest_replica_only() {
     let mut w = world();
     w.write(&stack(2));
     w.controller.pass().await;
-    let replica0 = w.runtime.containers().into_iter().find(|c| c.spec.labels[labels::REPLICA_KEY] == "0").unwrap().info.id;
+    let replica0 = w
+        .runtime
+        .containers()
+        .into_iter()
+        .find(|c| c.spec.labels[labels::REPLICA_KEY] == "0")
+        .unwrap()
+        .info
+        .id;
     w.write(&stack(1));
     w.controller.pass().await;
     assert_eq!(w.running(), vec![replica0]);
@@ -128,7 +148,10 @@ async fn a_crash_is_restarted_once_immediately_then_backs_off_and_is_counted() {
     let snap = w.controller.subscribe().borrow().clone();
     let chat = snap.objects.iter().find(|o| o.object.name == "chat").unwrap();
     assert_eq!(chat.status.restarts, 1);
-    assert_eq!(chat.status.last_error.as_ref().unwrap().log_tail, ["loading", "error: out of memory"]);
+    assert_eq!(
+        chat.status.last_error.as_ref().unwrap().log_tail,
+        ["loading", "error: out of memory"]
+    );
     // The second crash waits for the backoff (10 s here): no new container yet.
     assert!(w.runtime.kill(&second[0], 1));
     w.controller.pass().await;
@@ -138,7 +161,12 @@ async fn a_crash_is_restarted_once_immediately_then_backs_off_and_is_counted() {
     assert_eq!(chat.status.restarts, 2);
     assert!(chat.status.condition(ConditionType::Degraded).unwrap().status);
     assert!(chat.status.next_restart_in_ms.unwrap() > 5_000);
-    assert!(w.events.recent(None, 100).iter().any(|e| e.reason == "EngineCrashed" && e.message.contains("next attempt in")));
+    assert!(
+        w.events
+            .recent(None, 100)
+            .iter()
+            .any(|e| e.reason == "EngineCrashed" && e.message.contains("next attempt in"))
+    );
 }
 
 #[tokio::test]
@@ -150,7 +178,10 @@ async fn orphans_are_removed_and_matching_containers_adopted() {
     // A fresh controller (a restarted daemon) over the same runtime adopts the container…
     let mut w2 = world();
     std::fs::write(w2.dir.path().join("manifests/tiny.gguf"), b"w").unwrap();
-    w2.write(&stack(1).replace("file:tiny.gguf", &format!("file:{}", w.dir.path().join("manifests/tiny.gguf").display())));
+    w2.write(&stack(1).replace(
+        "file:tiny.gguf",
+        &format!("file:{}", w.dir.path().join("manifests/tiny.gguf").display()),
+    ));
     let adopted = w2.runtime.seed_running(&spec);
     let mut orphan_spec = spec.clone();
     orphan_spec.name = "leftover".into();
@@ -176,6 +207,11 @@ async fn a_broken_edit_or_dangling_reference_leaves_running_replicas_alone() {
     assert_eq!(w.running(), before);
     let snap = w.controller.subscribe().borrow().clone();
     let chat = snap.objects.iter().find(|o| o.object.name == "chat").unwrap();
-    assert!(chat.status.manifest_errors.iter().any(|e| e.to_string().contains("Model `nope` does not exist")));
+    assert!(
+        chat.status
+            .manifest_errors
+            .iter()
+            .any(|e| e.to_string().contains("Model `nope` does not exist"))
+    );
     assert!(!chat.status.is_ready());
 }

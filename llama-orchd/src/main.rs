@@ -20,9 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 /// The llama-orch daemon.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = "The llama-orch daemon: keeps the engine containers declared by the manifests in \
+#[command(
+    version,
+    about,
+    long_about = "The llama-orch daemon: keeps the engine containers declared by the manifests in \
     <home>/manifests running and Ready, and serves the API. Home is $LLAMA_ORCH_HOME or ~/.llama-orch; \
-    its config.yaml is optional.")]
+    its config.yaml is optional."
+)]
 struct Args {
     /// Config file (default: <home>/config.yaml; missing means defaults).
     #[arg(long, env = "LLAMA_ORCH_CONFIG")]
@@ -68,14 +72,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot create manifests directory {}: {e}", s.manifests_dir.display()))?;
     let status_files = StatusFiles::open(&s.state_dir)?;
     let events = Arc::new(EventLog::open(&s.state_dir)?);
-    let listener = tokio::net::TcpListener::bind(s.bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (set `bind:` in {})", s.bind, s.config_path.display()))?;
+    let listener = tokio::net::TcpListener::bind(s.bind).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {}: {e} (set `bind:` in {})",
+            s.bind,
+            s.config_path.display()
+        )
+    })?;
     tracing::info!(bind = %s.bind, manifests = %s.manifests_dir.display(), state = %s.state_dir.display(), instance = %s.config.instance, "llama-orchd listening");
 
     let controller = Controller::new(
         runtime.clone(),
-        Settings { instance: s.config.instance.clone(), resync: std::time::Duration::from_millis(s.config.resync_interval_ms) },
+        Settings {
+            instance: s.config.instance.clone(),
+            resync: std::time::Duration::from_millis(s.config.resync_interval_ms),
+        },
         ManifestStore::new(&s.manifests_dir),
         gpus,
         status_files,
@@ -90,7 +101,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let state = llorch_api::AppState::new(
         snapshot.clone(),
         Arc::new(sources::Events(events)),
-        Arc::new(sources::Logs { runtime: runtime.clone(), snapshot }),
+        Arc::new(sources::Logs {
+            runtime: runtime.clone(),
+            snapshot,
+        }),
     );
     let api = tokio::spawn(llorch_api::serve(listener, state, cancel.clone().cancelled_owned()));
     let follower = tokio::spawn(triggers::forward_runtime_events(
@@ -128,7 +142,9 @@ async fn shutdown_signal() {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LLAMA_ORCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().flatten_event(true).with_current_span(false).init();
     } else {

@@ -23,8 +23,13 @@ pub struct Resolved {
 
 /// Loads the config file (a missing file means defaults) and resolves paths.
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
-    let home = home_dir(std::env::var(HOME_ENV).ok().as_deref(), std::env::var("HOME").ok().as_deref());
-    let config_path = explicit.map(Path::to_path_buf).unwrap_or_else(|| home.join("config.yaml"));
+    let home = home_dir(
+        std::env::var(HOME_ENV).ok().as_deref(),
+        std::env::var("HOME").ok().as_deref(),
+    );
+    let config_path = explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| home.join("config.yaml"));
     let config = match std::fs::read_to_string(&config_path) {
         Ok(text) => Config::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
@@ -33,14 +38,20 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", config_path.display())),
     };
-    let base = config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| home.clone());
+    let base = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| home.clone());
     let anchor = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
     let manifests_dir = anchor(config.manifests_dir(&home));
     let state_dir = anchor(config.state_dir(&home));
-    let bind: SocketAddr = config
-        .bind
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{}: field `bind`: `{}` is not an address like 127.0.0.1:8080 ({e})", config_path.display(), config.bind))?;
+    let bind: SocketAddr = config.bind.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: field `bind`: `{}` is not an address like 127.0.0.1:8080 ({e})",
+            config_path.display(),
+            config.bind
+        )
+    })?;
     if !bind.ip().is_loopback() {
         bail!(
             "{}: field `bind`: {bind} is not a loopback address. This release has no authentication, so it only \
@@ -49,7 +60,17 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
         );
     }
     if !llorch_manifests::validate::is_valid_name(&config.instance) {
-        bail!("{}: field `instance`: `{}` must be a short lower-case name like `default`", config_path.display(), config.instance);
+        bail!(
+            "{}: field `instance`: `{}` must be a short lower-case name like `default`",
+            config_path.display(),
+            config.instance
+        );
     }
-    Ok(Resolved { config, config_path, manifests_dir, state_dir, bind })
+    Ok(Resolved {
+        config,
+        config_path,
+        manifests_dir,
+        state_dir,
+        bind,
+    })
 }

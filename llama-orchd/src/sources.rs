@@ -41,7 +41,9 @@ impl<R: ContainerRuntime> LogSource for Logs<R> {
         Box::pin(async move {
             match container {
                 None => Err(format!("no replica `{replica_id}`; see `orchctl get replicas`")),
-                Some(None) => Err(format!("replica `{replica_id}` has no container right now (it is backing off or starting)")),
+                Some(None) => Err(format!(
+                    "replica `{replica_id}` has no container right now (it is backing off or starting)"
+                )),
                 Some(Some(id)) => self.runtime.logs_tail(&id, lines).await.map_err(|e| e.to_string()),
             }
         })
