@@ -30,6 +30,8 @@ pub const BUSY_REQUEUE: Duration = Duration::from_millis(250);
 pub struct SlotMemory {
     /// Backoff and circuit.
     pub backoff: SlotBackoff,
+    /// Restarts of this slot since the daemon started (the Pool's total is persisted).
+    pub restarts: u64,
 }
 
 /// Everything a pool reconcile may touch.
@@ -191,7 +193,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
             gpus_simulated: inputs.gpus_simulated,
             engine_version: inputs.engine.spec.version.clone(),
             spec_hash: hash.clone(),
-            restarts: 0,
+            restarts: slot.restarts,
             ready_since: None,
         };
         if let Some(c) = current {
@@ -263,6 +265,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
                     let log_tail = ctx.runtime.logs_tail(&c.id, LOG_TAIL_LINES).await.unwrap_or_default();
                     remove(ctx.runtime, ctx.events, &obj, index, &c, "EngineFailed", &message).await;
                     slot.backoff.record_failure(policy, now);
+                    slot.restarts += 1;
                     status.restarts += 1;
                     let last = log_tail.last().cloned().unwrap_or_default();
                     ctx.events.emit(
@@ -300,6 +303,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
                 ReplicaPhase::BackingOff
             };
         }
+        replica.restarts = slot.restarts;
         replicas.push(replica);
     }
 

@@ -1,6 +1,7 @@
 //! One stderr line per request — method, path, status, tokens generated, duration — so that
 //! `docker logs` tells what the engine did. Streamed responses are logged when the stream ends
-//! (or the client hangs up), so the line carries the final token count.
+//! (or the client hangs up), so the line carries the final token count. Successful `/health`
+//! probes are not logged.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +41,11 @@ pub async fn log_requests(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(line.tally.clone());
     let response = next.run(request).await;
     let status = response.status();
+    // Successful health probes arrive every second from the orchestrator; like llama-server,
+    // keep them out of the log so its tail shows what the engine did.
+    if line.path == "/health" && status.is_success() {
+        return response;
+    }
     if response.body().size_hint().exact().is_some() {
         line.print(status, "");
         return response;
