@@ -35,3 +35,6 @@ cargo build --locked --bins
 step "end-to-end tests against real Docker and real Podman"
 # Two at a time: each test runs its own daemon and engine containers on a 2-core machine.
 cargo test --locked -p llama-orch-e2e -- --test-threads=2
+
+step "the README's demo, end to end (simulated GPUs, mock engine, real Docker)"
+bash scripts/demo.sh --ci

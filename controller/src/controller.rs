@@ -51,6 +51,8 @@ pub struct Controller<R: ContainerRuntime> {
     events: Arc<EventLog>,
     known: HashSet<String>,
     reported_errors: HashSet<String>,
+    kept_orphans: HashSet<String>,
+    runtime_down: bool,
     snapshot: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
 }
@@ -84,6 +86,8 @@ impl<R: ContainerRuntime> Controller<R> {
             events,
             known: HashSet::new(),
             reported_errors: HashSet::new(),
+            kept_orphans: HashSet::new(),
+            runtime_down: false,
             snapshot,
             wake,
         }
@@ -134,11 +138,19 @@ impl<R: ContainerRuntime> Controller<R> {
         }
         let selector = labels::instance_selector(&self.settings.instance);
         let containers = match self.runtime.list(&selector).await {
-            Ok(c) => c,
+            Ok(c) => {
+                if std::mem::take(&mut self.runtime_down) {
+                    let msg = "the container runtime answers again".to_string();
+                    self.events.emit(None, None, EventType::Normal, "RuntimeAvailable", msg);
+                }
+                c
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot list containers; nothing is changed until the runtime answers");
-                self.events
-                    .emit(None, None, EventType::Warning, "RuntimeUnavailable", e.to_string());
+                if !std::mem::replace(&mut self.runtime_down, true) {
+                    self.events
+                        .emit(None, None, EventType::Warning, "RuntimeUnavailable", e.to_string());
+                }
                 return Duration::from_secs(1);
             }
         };
@@ -146,13 +158,30 @@ impl<R: ContainerRuntime> Controller<R> {
         for c in containers {
             match labels::read(&c.labels) {
                 Some(l) if desired.get(Kind::Pool, &l.pool).is_some() => by_pool.entry(l.pool).or_default().push(c),
+                Some(l) if !desired.unknown_sources.is_empty() => {
+                    // A manifest we cannot read may declare this pool: keep its containers.
+                    if self.kept_orphans.insert(c.id.clone()) {
+                        let obj = ObjectRef::new(Kind::Pool, l.pool);
+                        self.events.emit(
+                            Some(&obj),
+                            None,
+                            EventType::Warning,
+                            "OrphanKept",
+                            format!(
+                                "keeping container {} although no readable manifest declares {obj}: {} cannot be read yet",
+                                c.name,
+                                desired.unknown_sources.join(", ")
+                            ),
+                        );
+                    }
+                }
                 _ => self.remove_orphan(&c).await,
             }
         }
 
         let mut requeue = self.settings.resync;
         let mut replicas: Vec<ReplicaStatus> = Vec::new();
-        self.reconcile_models_and_engines(&desired);
+        self.reconcile_models_and_engines(&desired).await;
         let pools: Vec<_> = desired.of_kind(Kind::Pool).cloned().collect();
         for entry in pools {
             let AnyObject::Pool(pool) = &entry.object else { continue };
@@ -193,6 +222,7 @@ impl<R: ContainerRuntime> Controller<R> {
                         Ok(_) => entry.errors.first().map(ToString::to_string).unwrap_or_default(),
                     };
                     conditions::set_failed(&mut status, "Blocked", format!("not reconciling: {why}"));
+                    status.observed_generation = Some(entry.generation.clone());
                     replicas.extend(self.untouched_replicas(pool, &containers));
                     requeue = requeue.min(Duration::from_secs(2));
                 }
@@ -246,6 +276,8 @@ impl<R: ContainerRuntime> Controller<R> {
                 }
             ));
         }
+        crate::spec::assign_gpus(&selection, pool.spec.gpus_per_replica, 0)
+            .map_err(|e| format!("cannot place replicas: {e} (spec.gpus / spec.gpusPerReplica)"))?;
         Ok((engine.clone(), model.clone(), model_path, selection))
     }
 
@@ -282,7 +314,7 @@ impl<R: ContainerRuntime> Controller<R> {
             .collect()
     }
 
-    fn reconcile_models_and_engines(&mut self, desired: &DesiredState) {
+    async fn reconcile_models_and_engines(&mut self, desired: &DesiredState) {
         let entries: Vec<_> = desired
             .objects
             .values()
@@ -295,16 +327,14 @@ impl<R: ContainerRuntime> Controller<R> {
             status.generation = Some(entry.generation.clone());
             status.observed_generation = Some(entry.generation.clone());
             status.manifest_errors = entry.errors.clone();
-            let verdict = match &entry.object {
-                AnyObject::Model(m) => self
-                    .models
-                    .resolve(&m.spec, &entry.file)
-                    .map(|p| format!("model file {}", p.display())),
-                AnyObject::Engine(e) => Ok(format!(
-                    "engine {} image {}",
-                    e.spec.version,
-                    e.spec.image.clone().unwrap_or_default()
-                )),
+            let (verdict, reason) = match &entry.object {
+                AnyObject::Model(m) => (
+                    self.models
+                        .resolve(&m.spec, &entry.file)
+                        .map(|p| format!("model file {}", p.display())),
+                    "ModelUnavailable",
+                ),
+                AnyObject::Engine(e) => (self.check_image(e).await, "ImageMissing"),
                 AnyObject::Pool(_) => continue,
             };
             match verdict {
@@ -313,12 +343,25 @@ impl<R: ContainerRuntime> Controller<R> {
                     let failed_before = status.condition(ConditionType::Degraded).is_some_and(|c| c.status);
                     if !failed_before {
                         self.events
-                            .emit(Some(&obj), None, EventType::Warning, "ModelUnavailable", e.clone());
+                            .emit(Some(&obj), None, EventType::Warning, reason, e.clone());
                     }
-                    conditions::set_failed(&mut status, "ModelUnavailable", e)
+                    conditions::set_failed(&mut status, reason, e)
                 }
             }
             self.put_status(status);
+        }
+    }
+
+    /// The Engine's image must be present locally: no registry is consulted.
+    async fn check_image(&self, engine: &llorch_manifests::Engine) -> Result<String, String> {
+        let image = engine.spec.image.clone().unwrap_or_default();
+        let runtime = self.runtime.identity().kind;
+        match self.runtime.image_exists(&image).await {
+            Ok(true) => Ok(format!("engine {} image {image}", engine.spec.version)),
+            Ok(false) => Err(format!(
+                "image `{image}` is not present in {runtime}; build or load it there (the mock engine: scripts/build-mock-image.sh)"
+            )),
+            Err(e) => Err(format!("cannot check image `{image}`: {e}")),
         }
     }
 

@@ -36,6 +36,9 @@ pub struct DesiredState {
     pub objects: BTreeMap<ObjectRef, Entry>,
     /// Errors not tied to any known object.
     pub file_errors: Vec<ManifestError>,
+    /// Files (or the directory) that could not be read or parsed and have no last good copy:
+    /// they may declare objects we cannot see, so containers that look orphaned must be kept.
+    pub unknown_sources: Vec<String>,
 }
 
 impl DesiredState {
@@ -86,12 +89,15 @@ impl ManifestStore {
     /// Re-reads every manifest file and returns the desired state.
     pub fn scan(&mut self) -> DesiredState {
         let mut file_errors = Vec::new();
+        let mut unknown = Vec::new();
         let files = match list_manifest_files(&self.dir) {
             Ok(files) => files,
             Err(e) => {
                 // An unreadable directory must not look like "everything deleted".
                 file_errors.push(e);
-                return self.assemble(file_errors);
+                let mut state = self.assemble(file_errors);
+                state.unknown_sources.push(self.dir.display().to_string());
+                return state;
             }
         };
         self.last_good.retain(|path, _| files.contains(path));
@@ -130,8 +136,14 @@ impl ManifestStore {
                 Ok(c) => file_errors.extend(c.errors),
                 Err(e) => file_errors.push(e),
             }
+            let failed = self.cache.get(path).is_none_or(|c| !c.errors.is_empty());
+            if failed && !self.last_good.contains_key(path) {
+                unknown.push(name);
+            }
         }
-        self.assemble(file_errors)
+        let mut state = self.assemble(file_errors);
+        state.unknown_sources = unknown;
+        state
     }
 
     fn assemble(&mut self, file_errors: Vec<ManifestError>) -> DesiredState {
@@ -315,6 +327,7 @@ mod tests {
         write(dir.path(), "notes.txt", "ignored");
         let s = ManifestStore::new(dir.path()).scan();
         assert_eq!(s.file_errors.len(), 2, "{:#?}", s.file_errors);
+        assert_eq!(s.unknown_sources.len(), 2, "unreadable files may hide objects");
         assert!(s.file_errors.iter().any(|e| e.message.contains("bytes")));
         assert!(s.file_errors.iter().any(|e| e.hint.contains("symlink loop")));
     }

@@ -32,6 +32,8 @@ pub struct SlotMemory {
     pub backoff: SlotBackoff,
     /// Restarts of this slot since the daemon started (the Pool's total is persisted).
     pub restarts: u64,
+    /// The spec hash the backoff applies to: an edit gets a fresh start, not the old penalty.
+    pub spec_hash: String,
 }
 
 /// Everything a pool reconcile may touch.
@@ -137,6 +139,10 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
         };
         let hash = ri.spec_hash();
         let slot = ctx.slots.entry(index).or_default();
+        if slot.spec_hash != hash {
+            slot.backoff = SlotBackoff::default();
+            slot.spec_hash = hash.clone();
+        }
         let mut current: Option<ContainerInfo> = None;
         for c in by_index.remove(&index).unwrap_or_default() {
             let matches = labels::read(&c.labels).is_some_and(|l| l.spec_hash == hash);

@@ -99,8 +99,16 @@ impl ReplicaInputs<'_> {
             .map(fill)
             .collect();
         let gpu_list = self.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        // The runtime exposes only the requested devices, renumbered from 0 inside the
+        // container: NVIDIA_VISIBLE_DEVICES names host devices (for the NVIDIA runtime hook),
+        // CUDA_VISIBLE_DEVICES the container's own indices. Host indices in CUDA_VISIBLE_DEVICES
+        // would hide the devices and invite a CPU fallback.
+        let local_list = (0..self.gpus.len())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let mut env: Vec<(String, String)> = self.engine.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        env.push(("CUDA_VISIBLE_DEVICES".into(), gpu_list.clone()));
+        env.push(("CUDA_VISIBLE_DEVICES".into(), local_list));
         env.push(("NVIDIA_VISIBLE_DEVICES".into(), gpu_list.clone()));
         if self.gpus_simulated {
             env.push(("LLAMA_ORCH_GPUS_SIMULATED".into(), "1".into()));
@@ -213,7 +221,14 @@ mod tests {
         assert_eq!(spec.labels[labels::REPLICA_KEY], "1");
         assert_eq!(spec.labels[labels::SPEC_HASH_KEY], inputs.spec_hash());
         assert_eq!(spec.labels[labels::GPUS_SIMULATED_KEY], "true");
-        assert!(spec.env.contains(&("CUDA_VISIBLE_DEVICES".into(), "1".into())));
+        assert!(
+            spec.env.contains(&("NVIDIA_VISIBLE_DEVICES".into(), "1".into())),
+            "host device"
+        );
+        assert!(
+            spec.env.contains(&("CUDA_VISIBLE_DEVICES".into(), "0".into())),
+            "renumbered inside"
+        );
         assert!(spec.env.contains(&("A".into(), "b".into())));
         assert_eq!(spec.gpus, GpuAttachment::Simulated(vec![1]));
         assert!(spec.mounts[0].read_only);

@@ -215,3 +215,43 @@ async fn a_broken_edit_or_dangling_reference_leaves_running_replicas_alone() {
     );
     assert!(!chat.status.is_ready());
 }
+
+#[tokio::test]
+async fn a_daemon_starting_on_a_broken_manifest_keeps_that_pools_containers() {
+    let mut w = world();
+    w.write(&stack(1));
+    w.controller.pass().await;
+    let spec = w.runtime.containers()[0].spec.clone();
+    // Restart over a manifest that is broken from the start: no last good copy exists, so the
+    // running container cannot be told from an orphan and must be kept.
+    let mut w2 = world();
+    w2.write(&stack(1).replace("replicas: 1", "replicas: [oops"));
+    let kept = w2.runtime.seed_running(&spec);
+    w2.controller.pass().await;
+    assert_eq!(w2.running(), vec![kept.id.clone()]);
+    assert!(w2.events.recent(None, 50).iter().any(|e| e.reason == "OrphanKept"));
+    // Once the file is fixed, the pool is reconciled as usual.
+    w2.write(&stack(1).replace(
+        "file:tiny.gguf",
+        &format!("file:{}", w.dir.path().join("manifests/tiny.gguf").display()),
+    ));
+    w2.controller.pass().await;
+    assert_eq!(w2.running(), vec![kept.id]);
+    assert_eq!(w2.runtime.create_count(), 0);
+}
+
+#[tokio::test]
+async fn gpus_per_replica_beyond_the_mask_blocks_the_pool_with_a_reason() {
+    let mut w = world();
+    w.write(&stack(1).replace("replicas: 1,", "replicas: 1, gpus: [1], gpusPerReplica: 2,"));
+    w.controller.pass().await;
+    assert_eq!(w.runtime.create_count(), 0);
+    let snap = w.controller.subscribe().borrow().clone();
+    let chat = snap.objects.iter().find(|o| o.object.name == "chat").unwrap();
+    let degraded = chat.status.condition(ConditionType::Degraded).unwrap();
+    assert!(
+        degraded.status && degraded.message.contains("gpusPerReplica"),
+        "{degraded:?}"
+    );
+    assert_eq!(chat.status.observed_generation, chat.status.generation);
+}

@@ -38,13 +38,7 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", config_path.display())),
     };
-    let base = config_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| home.clone());
-    let anchor = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-    let manifests_dir = anchor(config.manifests_dir(&home));
-    let state_dir = anchor(config.state_dir(&home));
+    let (manifests_dir, state_dir) = config.resolved_dirs(&home, &config_path);
     let bind: SocketAddr = config.bind.parse().map_err(|e| {
         anyhow::anyhow!(
             "{}: field `bind`: `{}` is not an address like 127.0.0.1:8080 ({e})",

@@ -149,4 +149,15 @@ impl Config {
     pub fn state_dir(&self, home: &Path) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(|| home.join("state"))
     }
+
+    /// `(manifests dir, state dir)` with relative configured paths taken from the config
+    /// file's folder, as the daemon and orchctl both must see them.
+    pub fn resolved_dirs(&self, home: &Path, config_path: &Path) -> (PathBuf, PathBuf) {
+        let base = config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(home);
+        let anchor = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        (anchor(self.manifests_dir(home)), anchor(self.state_dir(home)))
+    }
 }

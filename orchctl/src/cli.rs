@@ -23,7 +23,7 @@ the other commands ask llama-orchd (--server, $LLAMA_ORCH_URL, or the config's b
 pub struct Cli {
     /// Config file [default: $LLAMA_ORCH_HOME/config.yaml, LLAMA_ORCH_HOME defaulting to
     /// ~/.llama-orch]. It names the manifests directory and the daemon's bind address.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", env = "LLAMA_ORCH_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// llama-orchd's URL [default: http://<bind from the config>].

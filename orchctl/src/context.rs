@@ -47,7 +47,7 @@ impl Context {
                 (path, config)
             }
         };
-        let manifests_dir = config.manifests_dir(&home);
+        let (manifests_dir, _) = config.resolved_dirs(&home, &config_path);
         let server = match server_flag.filter(|s| !s.trim().is_empty()) {
             Some(url) => normalize_url(url),
             None => url_for_bind(&config.bind),
