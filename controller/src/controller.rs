@@ -52,6 +52,7 @@ pub struct Controller<R: ContainerRuntime> {
     known: HashSet<String>,
     reported_errors: HashSet<String>,
     kept_orphans: HashSet<String>,
+    last_ready: HashMap<ObjectRef, bool>,
     runtime_down: bool,
     snapshot: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
@@ -87,6 +88,7 @@ impl<R: ContainerRuntime> Controller<R> {
             known: HashSet::new(),
             reported_errors: HashSet::new(),
             kept_orphans: HashSet::new(),
+            last_ready: HashMap::new(),
             runtime_down: false,
             snapshot,
             wake,
@@ -399,6 +401,21 @@ impl<R: ContainerRuntime> Controller<R> {
     }
 
     fn put_status(&mut self, mut status: ObjectStatus) {
+        // Becoming Ready, or losing it, is a state change people look for in the events.
+        let ready = status.is_ready();
+        let before = self.last_ready.insert(status.object.clone(), ready);
+        if before != Some(ready) && (before.is_some() || ready) {
+            let message = status
+                .condition(ConditionType::Ready)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            let (kind, reason) = if ready {
+                (EventType::Normal, "Ready")
+            } else {
+                (EventType::Warning, "NotReady")
+            };
+            self.events.emit(Some(&status.object), None, kind, reason, message);
+        }
         let changed = match self.statuses.get(&status.object) {
             Some(old) => !same_ignoring_time(old, &status),
             None => true,
@@ -421,6 +438,7 @@ impl<R: ContainerRuntime> Controller<R> {
             .collect();
         for r in gone {
             self.statuses.remove(&r);
+            self.last_ready.remove(&r);
             self.status_files.remove(&r);
             self.slots.remove(&r.name);
             self.events.emit(

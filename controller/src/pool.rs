@@ -143,50 +143,25 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
             slot.backoff = SlotBackoff::default();
             slot.spec_hash = hash.clone();
         }
-        let mut current: Option<ContainerInfo> = None;
-        for c in by_index.remove(&index).unwrap_or_default() {
-            let matches = labels::read(&c.labels).is_some_and(|l| l.spec_hash == hash);
-            if !matches {
-                remove(
-                    ctx.runtime,
-                    ctx.events,
-                    &obj,
-                    index,
-                    &c,
-                    "ReplicaOutdated",
-                    "its spec changed; replacing it",
-                )
-                .await;
-            } else if current
-                .as_ref()
-                .is_some_and(|k| k.state.is_running() || !c.state.is_running())
-            {
-                remove(
-                    ctx.runtime,
-                    ctx.events,
-                    &obj,
-                    index,
-                    &c,
-                    "DuplicateRemoved",
-                    "a second container for this replica",
-                )
-                .await;
-            } else {
-                if let Some(prev) = current.take() {
-                    remove(
-                        ctx.runtime,
-                        ctx.events,
-                        &obj,
-                        index,
-                        &prev,
-                        "DuplicateRemoved",
-                        "a second container for this replica",
-                    )
-                    .await;
-                }
-                current = Some(c);
-            }
+        let (matching, outdated): (Vec<ContainerInfo>, Vec<ContainerInfo>) = by_index
+            .remove(&index)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|c| labels::read(&c.labels).is_some_and(|l| l.spec_hash == hash));
+        for c in &outdated {
+            let why = "its spec changed; replacing it";
+            remove(ctx.runtime, ctx.events, &obj, index, c, "ReplicaOutdated", why).await;
         }
+        // Keep one container per slot, a running one if there is one.
+        let keep = matching
+            .iter()
+            .position(|c| c.state.is_running())
+            .or((!matching.is_empty()).then_some(0));
+        for (_, c) in matching.iter().enumerate().filter(|(i, _)| Some(*i) != keep) {
+            let why = "a second container for this replica";
+            remove(ctx.runtime, ctx.events, &obj, index, c, "DuplicateRemoved", why).await;
+        }
+        let current = keep.and_then(|i| matching.into_iter().nth(i));
         let mut replica = ReplicaStatus {
             id: replica_id.clone(),
             pool: pool_name.to_string(),

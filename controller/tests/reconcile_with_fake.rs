@@ -113,6 +113,23 @@ async fn a_pool_gets_one_labelled_container_per_replica_on_distinct_gpus() {
     // A second pass with nothing changed creates nothing.
     w.controller.pass().await;
     assert_eq!(w.runtime.create_count(), 2);
+    let ready_events: Vec<_> = w
+        .events
+        .recent(None, 100)
+        .into_iter()
+        .filter(|e| e.reason == "Ready")
+        .collect();
+    assert!(
+        ready_events
+            .iter()
+            .any(|e| e.object.as_ref().is_some_and(|o| o.name == "tiny")),
+        "{ready_events:?}"
+    );
+    assert_eq!(
+        ready_events.len(),
+        2,
+        "one Ready event each for the Engine and the Model, not one per pass"
+    );
 }
 
 #[tokio::test]
@@ -254,4 +271,20 @@ async fn gpus_per_replica_beyond_the_mask_blocks_the_pool_with_a_reason() {
         "{degraded:?}"
     );
     assert_eq!(chat.status.observed_generation, chat.status.generation);
+}
+
+#[tokio::test]
+async fn a_second_container_for_one_replica_is_removed_and_the_running_one_kept() {
+    let mut w = world();
+    w.write(&stack(1));
+    w.controller.pass().await;
+    let first = w.runtime.containers()[0].clone();
+    let mut twin = first.spec.clone();
+    twin.name = "twin".into();
+    let twin = w.runtime.seed_running(&twin);
+    w.controller.pass().await;
+    assert_eq!(w.running().len(), 1, "no duplicates");
+    assert_eq!(w.runtime.create_count(), 1);
+    assert!(w.events.recent(None, 50).iter().any(|e| e.reason == "DuplicateRemoved"));
+    assert!(w.running() == vec![first.info.id] || w.running() == vec![twin.id]);
 }
