@@ -17,6 +17,7 @@ pub mod parse;
 pub mod pool;
 pub mod schema;
 pub mod status;
+pub mod task;
 pub mod validate;
 
 pub use engine::{ApiFlavour, EngineSpec, HealthCheck, Provisioning};

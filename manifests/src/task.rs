@@ -1,0 +1,187 @@
+//! Data-plane wire types (requirements §4): a task request, what admission answers, the SSE
+//! event payloads and the error taxonomy shared by HTTP bodies, SSE `error` events and metrics.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the data-plane API, reported by capabilities discovery.
+pub const DATA_API_VERSION: &str = "2.0.0";
+
+/// Task priority: `interactive` is served before `batch` (with a guard against starving batch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// A person or agent is waiting.
+    #[default]
+    Interactive,
+    /// Background work.
+    Batch,
+}
+
+/// One chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// `POST /v2/tasks` body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRequest {
+    /// Pin the task to this Pool; never silently placed elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Or: any Pool serving this Model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// A plain prompt (exactly one of `prompt` and `messages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Chat messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<ChatMessage>>,
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Seed; the same request with the same seed on the same replica gives the same tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Stop strings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// `interactive` (default) or `batch`.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Keeps a conversation on one replica (KV-cache warmth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// `202 Accepted` body of `POST /v2/tasks`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskAdmitted {
+    /// The task's id.
+    pub task_id: String,
+    /// The Pool it was queued on.
+    pub pool: String,
+    /// 0-based position in the queue at admission.
+    pub queue_position: u32,
+    /// Estimated milliseconds until it starts.
+    pub predicted_start_ms: u64,
+    /// Where to read its SSE stream.
+    pub events_url: String,
+}
+
+/// Stable error codes (OC-CTRL-2030).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The queue is full and the policy is `reject`.
+    AdmissionReject,
+    /// The task was dropped from a full queue (policy `drop-lru`).
+    QueueFullDropLru,
+    /// The request is malformed or exceeds a limit.
+    InvalidParams,
+    /// The Pool exists but has no Ready replica.
+    PoolUnready,
+    /// No such Pool, or none serves the Model.
+    PoolUnavailable,
+    /// No replica slot could take the task.
+    ReplicaExhausted,
+    /// The engine stalled past a watchdog.
+    DecodeTimeout,
+    /// The engine connection was lost mid-stream.
+    WorkerReset,
+    /// A bug or an unexpected failure.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire and in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::AdmissionReject => "ADMISSION_REJECT",
+            ErrorCode::QueueFullDropLru => "QUEUE_FULL_DROP_LRU",
+            ErrorCode::InvalidParams => "INVALID_PARAMS",
+            ErrorCode::PoolUnready => "POOL_UNREADY",
+            ErrorCode::PoolUnavailable => "POOL_UNAVAILABLE",
+            ErrorCode::ReplicaExhausted => "REPLICA_EXHAUSTED",
+            ErrorCode::DecodeTimeout => "DECODE_TIMEOUT",
+            ErrorCode::WorkerReset => "WORKER_RESET",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// The JSON body of a data-plane error (HTTP) and the payload of the SSE `error` event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// What happened and what to do.
+    pub message: String,
+    /// Whether retrying the same request may succeed.
+    pub retriable: bool,
+    /// When to retry, from measured service times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// The backpressure policy that refused the task (`reject`, `drop-lru`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_label: Option<String>,
+    /// The engine involved, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+}
+
+/// SSE `started`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Started {
+    /// Position in the queue when the stream was opened (0 when it starts at once).
+    pub queue_position: u32,
+    /// Estimated milliseconds until the first token.
+    pub predicted_start_ms: u64,
+}
+
+/// SSE `token`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Token {
+    /// The token text.
+    pub t: String,
+    /// Its 0-based index.
+    pub i: u32,
+}
+
+/// SSE `metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Metrics {
+    /// Tasks waiting in the pool's queue.
+    pub queue_depth: u32,
+    /// This task's position, while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
+    /// Refreshed estimate, while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_start_ms: Option<u64>,
+    /// Probability the task starts within its estimate.
+    pub on_time_probability: f64,
+    /// False when a session moved to another replica (its KV cache is cold there).
+    pub kv_warmth: bool,
+}
+
+/// SSE `end`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct End {
+    /// Tokens generated.
+    pub tokens_out: u32,
+    /// Milliseconds from the first token to the last.
+    pub decode_time_ms: u64,
+}
