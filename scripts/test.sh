@@ -29,6 +29,11 @@ export LLORCH_DOCKER_SOCKET="$DOCKER_SOCKET" LLORCH_PODMAN_SOCKET="$PODMAN_SOCKE
 step "mock engine image for both runtimes"
 bash scripts/build-mock-image.sh --docker "$DOCKER_SOCKET" --podman "$PODMAN_SOCKET"
 
+step "real llama-server image (llama.cpp) and the SmolLM2-135M model for both runtimes"
+# A test fixture, cached in ${LLORCH_CACHE:-~/.cache/llama-orch-ci}: ~4 min the first time.
+LLORCH_SMOLLM2_GGUF=$(bash scripts/build-llama-server-image.sh --docker "$DOCKER_SOCKET" --podman "$PODMAN_SOCKET")
+export LLORCH_SMOLLM2_GGUF
+
 step "binaries for the end-to-end tests"
 cargo build --locked --bins
 

