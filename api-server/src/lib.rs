@@ -7,18 +7,21 @@
 //! or manifest files.
 
 pub mod correlation;
+pub mod dataplane;
+pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 mod routes;
 pub mod sources;
+pub mod tasks;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use llorch_manifests::api::Snapshot;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,6 +43,8 @@ pub struct AppState {
     pub events: Arc<dyn EventSource>,
     /// Engine container logs.
     pub logs: Arc<dyn LogSource>,
+    /// The task data plane; without one, the task routes answer 503.
+    pub data: Option<Arc<tasks::DataPlane>>,
 }
 
 impl AppState {
@@ -49,7 +54,18 @@ impl AppState {
         events: Arc<dyn EventSource>,
         logs: Arc<dyn LogSource>,
     ) -> Self {
-        Self { snapshot, events, logs }
+        Self {
+            snapshot,
+            events,
+            logs,
+            data: None,
+        }
+    }
+
+    /// Adds the task data plane (admission, dispatch, streaming) over the same snapshot.
+    pub fn with_data_plane(mut self, engines: engine::EngineClients) -> Self {
+        self.data = Some(tasks::DataPlane::new(self.snapshot.clone(), engines));
+        self
     }
 
     /// The current snapshot. Cheap (an `Arc` clone); never held across an await.
@@ -75,6 +91,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/replicas/{id}/logs", get(routes::logs::replica_logs))
         .route("/v2/gpus", get(routes::objects::list_gpus))
         .route("/v2/events", get(routes::events::list_events))
+        .route("/v2/tasks", post(routes::tasks::submit).get(routes::tasks::list))
+        .route("/v2/tasks/{id}", get(routes::tasks::status))
+        .route("/v2/tasks/{id}/events", get(routes::tasks::events))
+        .route("/v2/tasks/{id}/cancel", post(routes::tasks::cancel))
+        .route("/v2/meta/capabilities", get(routes::tasks::capabilities))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

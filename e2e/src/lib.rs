@@ -5,6 +5,7 @@
 //! test fails. Nothing here skips a test: a runtime that does not answer is a failure.
 
 pub mod daemon;
+pub mod sse;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -105,7 +105,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             runtime: runtime.clone(),
             snapshot,
         }),
-    );
+    )
+    .with_data_plane(llorch_api::engine::EngineClients::new()?);
     let api = tokio::spawn(llorch_api::serve(listener, state, cancel.clone().cancelled_owned()));
     let follower = tokio::spawn(triggers::forward_runtime_events(
         runtime.clone(),

@@ -1,0 +1,164 @@
+//! The task data plane (`/v2/tasks`): admission into a per-pool queue, dispatch onto Ready
+//! replica slots, and the token stream each task feeds. One [`DataPlane`] per daemon; it reads
+//! the controller's snapshot and never touches containers.
+//!
+//! - [`task`]: one task's state, its event channel and its race-free cancel flag.
+//! - [`pool_view`]: what a Pool looks like to the data plane (Ready replicas, slots, limits).
+//! - [`worker`]: the task that owns one Pool's queue and slot table.
+//! - [`runner`]: streams one dispatched task from its engine.
+//! - [`validate`]: a raw request into a `ValidTask`, refusing what cannot fit before enqueue.
+
+pub mod pool_view;
+pub mod runner;
+pub mod task;
+pub mod validate;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use llorch_manifests::api::Snapshot;
+use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskError, TaskRequest};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::engine::EngineClients;
+use task::{TaskPhase, TaskState};
+use worker::{Command, WorkerHandle};
+
+/// Finished tasks are forgotten this long after they end.
+pub const KEEP_FINISHED: Duration = Duration::from_secs(300);
+
+/// Why a task was not admitted (an HTTP error before any stream exists).
+#[derive(Debug)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub error: TaskError,
+}
+
+impl Refusal {
+    fn new(status: u16, code: ErrorCode, message: impl Into<String>, retriable: bool) -> Self {
+        Self {
+            status,
+            error: TaskError {
+                code,
+                message: message.into(),
+                retriable,
+                retry_after_ms: None,
+                policy_label: None,
+                engine: None,
+            },
+        }
+    }
+}
+
+/// The data plane.
+pub struct DataPlane {
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    engines: EngineClients,
+    workers: Mutex<HashMap<String, WorkerHandle>>,
+    tasks: Mutex<HashMap<String, Arc<TaskState>>>,
+}
+
+impl DataPlane {
+    /// A data plane over the controller's snapshots.
+    pub fn new(snapshot: watch::Receiver<Arc<Snapshot>>, engines: EngineClients) -> Arc<Self> {
+        Arc::new(Self {
+            snapshot,
+            engines,
+            workers: Mutex::default(),
+            tasks: Mutex::default(),
+        })
+    }
+
+    /// Validates and admits a task; `Ok` carries the 202 body.
+    pub async fn submit(self: &Arc<Self>, req: TaskRequest) -> Result<TaskAdmitted, Refusal> {
+        let snapshot = self.snapshot.borrow().clone();
+        let pool_name = pool_view::choose_pool(&snapshot, &req)?;
+        let view = pool_view::PoolView::read(&snapshot, &pool_name)?;
+        let valid = validate::validate(req, &view)?;
+        if view.replicas.is_empty() {
+            return Err(Refusal::new(
+                503,
+                ErrorCode::PoolUnready,
+                format!("pool `{pool_name}` has no Ready replica; see `orchctl describe pool/{pool_name}`"),
+                true,
+            ));
+        }
+        self.sweep();
+        let task = TaskState::new(pool_name.clone(), valid);
+        let worker = self.worker_for(&pool_name);
+        let (reply, answer) = oneshot::channel();
+        worker
+            .tx
+            .send(Command::Enqueue {
+                task: task.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| Refusal::new(503, ErrorCode::PoolUnavailable, "the pool's dispatcher stopped", true))?;
+        let admitted = answer
+            .await
+            .map_err(|_| Refusal::new(503, ErrorCode::PoolUnavailable, "the pool's dispatcher stopped", true))??;
+        lock(&self.tasks).insert(task.id.clone(), task);
+        Ok(admitted)
+    }
+
+    /// The task, if known.
+    pub fn task(&self, id: &str) -> Option<Arc<TaskState>> {
+        lock(&self.tasks).get(id).cloned()
+    }
+
+    /// All known tasks, newest first.
+    pub fn tasks(&self) -> Vec<Arc<TaskState>> {
+        let mut all: Vec<_> = lock(&self.tasks).values().cloned().collect();
+        all.sort_by_key(|t| std::cmp::Reverse(t.created));
+        all
+    }
+
+    /// Cancels a task: after this returns, its stream carries no further token (ORCH-3026).
+    /// A queued task leaves the queue; a running one stops and frees its slot.
+    pub fn cancel(&self, id: &str) -> Option<(TaskPhase, u32)> {
+        let task = self.task(id)?;
+        let streamed = task.cancel();
+        if let Some(w) = lock(&self.workers).get(&task.pool).cloned() {
+            // The queue entry is removed by the worker; if its channel is momentarily full the
+            // entry is skipped at dispatch instead (the task is already marked canceled).
+            let _ = w.tx.try_send(Command::Cancel { id: task.id.clone() });
+        }
+        Some((task.phase(), streamed))
+    }
+
+    fn worker_for(self: &Arc<Self>, pool: &str) -> WorkerHandle {
+        let mut workers = lock(&self.workers);
+        if let Some(w) = workers.get(pool).filter(|w| !w.tx.is_closed()) {
+            return w.clone();
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let tx_for_runners = tx.clone();
+        let handle = WorkerHandle { tx };
+        workers.insert(pool.to_string(), handle.clone());
+        let worker = worker::PoolWorker::new(pool.to_string(), self.snapshot.clone(), self.engines.clone());
+        tokio::spawn(worker.run(rx, tx_for_runners));
+        handle
+    }
+
+    fn sweep(&self) {
+        let now = Instant::now();
+        lock(&self.tasks).retain(|_, t| t.finished_at().is_none_or(|at| now.duration_since(at) < KEEP_FINISHED));
+    }
+}
+
+/// How a full-queue policy is named in 429 bodies and metrics.
+pub fn policy_label(policy: llorch_manifests::FullQueuePolicy) -> &'static str {
+    match policy {
+        llorch_manifests::FullQueuePolicy::Reject => "reject",
+        llorch_manifests::FullQueuePolicy::DropLru => "drop-lru",
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

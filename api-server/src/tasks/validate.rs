@@ -1,0 +1,99 @@
+//! Turns a raw [`TaskRequest`] into a [`ValidTask`] against the Pool it targets, refusing
+//! before enqueue what cannot fit (ORCH-3014, OC-CORE-1020/1021).
+//!
+//! Token counting: prompts are not tokenized here (that needs the model's tokenizer). The
+//! estimate is `ceil(bytes / 4)` for text, plus 4 per chat message for its template — about
+//! right for English with BPE vocabularies and deliberately cheap. A prompt that the estimate
+//! lets through but the engine finds too long is refused by the engine (`INVALID_PARAMS`).
+
+use llorch_manifests::task::{ErrorCode, Priority, TaskRequest};
+
+use super::Refusal;
+use super::pool_view::PoolView;
+use crate::engine::{GenerateRequest, Prompt};
+
+/// Stop strings per request.
+pub const MAX_STOP: usize = 8;
+/// Bytes per stop string.
+pub const MAX_STOP_BYTES: usize = 64;
+
+/// A request that fits its Pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidTask {
+    /// What the engine is asked.
+    pub generate: GenerateRequest,
+    /// Priority.
+    pub priority: Priority,
+    /// Session, for affinity.
+    pub session_id: Option<String>,
+    /// Estimated prompt tokens.
+    pub prompt_tokens: u32,
+}
+
+fn invalid(message: String) -> Refusal {
+    Refusal::new(400, ErrorCode::InvalidParams, message, false)
+}
+
+/// Estimated tokens of a prompt.
+pub fn estimate_tokens(prompt: &Prompt) -> u32 {
+    let est = |s: &str| s.len().div_ceil(4) as u32;
+    match prompt {
+        Prompt::Text(t) => est(t),
+        Prompt::Chat(ms) => ms.iter().map(|m| est(&m.content) + 4).sum(),
+    }
+}
+
+/// Validates `req` for `pool`.
+pub fn validate(req: TaskRequest, pool: &PoolView) -> Result<ValidTask, Refusal> {
+    let prompt = match (req.prompt, req.messages) {
+        (Some(p), None) => Prompt::Text(p),
+        (None, Some(m)) if !m.is_empty() => Prompt::Chat(m),
+        (None, Some(_)) => return Err(invalid("`messages` is empty; send at least one message".into())),
+        (Some(_), Some(_)) => return Err(invalid("send either `prompt` or `messages`, not both".into())),
+        (None, None) => return Err(invalid("missing `prompt` (or `messages`)".into())),
+    };
+    if req.max_tokens == 0 {
+        return Err(invalid("`max_tokens` must be at least 1".into()));
+    }
+    if req.max_tokens > pool.ctx_size {
+        return Err(invalid(format!(
+            "`max_tokens` {} exceeds pool `{}`'s context of {} tokens",
+            req.max_tokens, pool.name, pool.ctx_size
+        )));
+    }
+    if let Some(t) = req.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(invalid(format!("`temperature` {t} is outside 0–2")));
+    }
+    if let Some(p) = req.top_p
+        && !(p > 0.0 && p <= 1.0)
+    {
+        return Err(invalid(format!("`top_p` {p} is outside (0, 1]")));
+    }
+    if req.stop.len() > MAX_STOP || req.stop.iter().any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES) {
+        return Err(invalid(format!(
+            "`stop` takes at most {MAX_STOP} non-empty strings of at most {MAX_STOP_BYTES} bytes"
+        )));
+    }
+    let prompt_tokens = estimate_tokens(&prompt);
+    if prompt_tokens.saturating_add(req.max_tokens) > pool.ctx_size {
+        return Err(invalid(format!(
+            "the prompt (~{prompt_tokens} tokens, estimated as bytes/4) plus `max_tokens` {} exceeds pool `{}`'s context of {} tokens; shorten the prompt or lower max_tokens",
+            req.max_tokens, pool.name, pool.ctx_size
+        )));
+    }
+    Ok(ValidTask {
+        generate: GenerateRequest {
+            prompt,
+            max_tokens: req.max_tokens,
+            temperature: req.temperature,
+            top_p: req.top_p,
+            seed: req.seed,
+            stop: req.stop,
+        },
+        priority: req.priority,
+        session_id: req.session_id.filter(|s| !s.is_empty()),
+        prompt_tokens,
+    })
+}

@@ -1,0 +1,316 @@
+//! The dispatcher of one Pool: a task that owns the Pool's queue, slot table and service-time
+//! estimate, and talks to the rest through a channel (house style: one owner, no shared
+//! locks on the queue). It admits, cancels, dispatches onto free replica slots, refreshes
+//! waiting tasks' estimates every second, and follows the snapshot for replica changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llorch_manifests::api::Snapshot;
+use llorch_manifests::task::{ErrorCode, Metrics, Started, TaskAdmitted, TaskError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::pool_view::PoolView;
+use super::runner;
+use super::task::{TaskEvent, TaskState};
+use super::{Refusal, policy_label};
+use crate::dataplane::{Acquire, Admission, PoolQueue, ServiceTimeEstimator, SlotTable};
+use crate::engine::EngineClients;
+
+/// Interval of `metrics` frames to waiting tasks.
+pub const METRICS_EVERY: Duration = Duration::from_secs(1);
+
+/// What the worker is asked to do.
+pub enum Command {
+    /// Admit a task.
+    Enqueue {
+        /// The task.
+        task: Arc<TaskState>,
+        /// The 202 body, or the refusal.
+        reply: oneshot::Sender<Result<TaskAdmitted, Refusal>>,
+    },
+    /// Remove a canceled task from the queue (a running one stops by itself).
+    Cancel {
+        /// Task id.
+        id: String,
+    },
+    /// A dispatched task ended; its slot is free.
+    Finished {
+        /// How long it held the slot, for the estimate.
+        service: Duration,
+        /// The endpoint, when the engine there could not be reached or dropped the stream.
+        failed_endpoint: Option<String>,
+    },
+}
+
+/// The way in.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    /// Commands.
+    pub tx: mpsc::Sender<Command>,
+}
+
+/// One Pool's dispatcher.
+pub struct PoolWorker {
+    pool: String,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    engines: EngineClients,
+    view: Option<PoolView>,
+    queue: Option<PoolQueue<String, Arc<TaskState>>>,
+    waiting: HashMap<String, Arc<TaskState>>,
+    slots: SlotTable,
+    estimate: ServiceTimeEstimator,
+    /// Endpoints whose engine failed under a task: no new task goes there until the controller
+    /// replaces the container (a new endpoint) — it may not have noticed the crash yet.
+    suspect: std::collections::HashSet<String>,
+}
+
+impl PoolWorker {
+    /// A dispatcher for `pool`.
+    pub fn new(pool: String, snapshot: watch::Receiver<Arc<Snapshot>>, engines: EngineClients) -> Self {
+        Self {
+            pool,
+            snapshot,
+            engines,
+            view: None,
+            queue: None,
+            waiting: HashMap::new(),
+            slots: SlotTable::new(),
+            estimate: ServiceTimeEstimator::new(),
+            suspect: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Runs until the Pool disappears.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, tx: mpsc::Sender<Command>) {
+        if !self.refresh() {
+            return self.close("the pool is no longer declared");
+        }
+        let mut tick = tokio::time::interval(METRICS_EVERY);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                changed = self.snapshot.changed() => {
+                    if changed.is_err() || !self.refresh() {
+                        return self.close("the pool is no longer declared");
+                    }
+                }
+                _ = tick.tick() => self.send_metrics(),
+            }
+            self.dispatch(&tx);
+        }
+    }
+
+    /// Re-reads the Pool from the snapshot; false when it is gone.
+    fn refresh(&mut self) -> bool {
+        let snapshot = self.snapshot.borrow_and_update().clone();
+        match PoolView::read(&snapshot, &self.pool) {
+            Ok(mut view) => {
+                self.suspect
+                    .retain(|e| view.replicas.iter().any(|(_, endpoint)| endpoint == e));
+                view.replicas.retain(|(_, endpoint)| !self.suspect.contains(endpoint));
+                self.slots.replace(view.replicas.iter().map(|(r, _)| r.clone()));
+                if self
+                    .queue
+                    .as_ref()
+                    .is_none_or(|q| q.capacity() != view.queue.capacity || q.policy() != view.queue.full_policy)
+                {
+                    // A new queue spec takes effect for new tasks; waiting ones move over in order.
+                    let mut fresh = PoolQueue::new(&view.queue);
+                    if let Some(mut old) = self.queue.take() {
+                        for (id, task) in old.drain(Instant::now()) {
+                            let _ = fresh.enqueue(id, task.request.priority, task, Instant::now());
+                        }
+                    }
+                    self.queue = Some(fresh);
+                }
+                self.view = Some(view);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn close(mut self, why: &str) {
+        let now = Instant::now();
+        if let Some(q) = self.queue.as_mut() {
+            for (_, task) in q.drain(now) {
+                let err = TaskError {
+                    code: ErrorCode::PoolUnavailable,
+                    message: format!("pool `{}` went away while the task waited: {why}", self.pool),
+                    retriable: false,
+                    retry_after_ms: None,
+                    policy_label: None,
+                    engine: None,
+                };
+                task.send(TaskEvent::Error(err.clone()));
+                task.finish(Some(err));
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Enqueue { task, reply } => {
+                let _ = reply.send(self.admit(task));
+            }
+            Command::Cancel { id } => {
+                if let Some(q) = self.queue.as_mut() {
+                    q.cancel(id.as_str());
+                }
+                self.waiting.remove(&id);
+            }
+            Command::Finished {
+                service,
+                failed_endpoint,
+            } => match failed_endpoint {
+                Some(endpoint) => {
+                    self.suspect.insert(endpoint);
+                    self.refresh();
+                }
+                None => self.estimate.record_ms(service.as_millis() as u64),
+            },
+        }
+    }
+
+    fn admit(&mut self, task: Arc<TaskState>) -> Result<TaskAdmitted, Refusal> {
+        let now = Instant::now();
+        let (slots_total, busy) = (self.slots.slots_total(), self.slots.busy_slots());
+        let Some(queue) = self.queue.as_mut() else {
+            return Err(Refusal::new(
+                503,
+                ErrorCode::PoolUnavailable,
+                "the pool is not available",
+                true,
+            ));
+        };
+        let id = task.id.clone();
+        let admitted = |position: u32, estimate: &ServiceTimeEstimator| {
+            let predicted = estimate.predicted_start_ms(position, slots_total, busy);
+            task.send(TaskEvent::Started(Started {
+                queue_position: position,
+                predicted_start_ms: predicted,
+            }));
+            TaskAdmitted {
+                task_id: id.clone(),
+                pool: task.pool.clone(),
+                queue_position: position,
+                predicted_start_ms: predicted,
+                events_url: format!("/v2/tasks/{id}/events"),
+            }
+        };
+        match queue.enqueue(id.clone(), task.request.priority, task.clone(), now) {
+            Admission::Enqueued { position } => {
+                self.waiting.insert(id.clone(), task.clone());
+                Ok(admitted(position, &self.estimate))
+            }
+            Admission::EnqueuedDroppingOldest {
+                position,
+                dropped: (dropped_id, dropped),
+            } => {
+                self.waiting.remove(&dropped_id);
+                self.waiting.insert(id.clone(), task.clone());
+                let retry = self
+                    .estimate
+                    .retry_after_ms(queue.depth(), queue.capacity(), slots_total);
+                let err = TaskError {
+                    code: ErrorCode::QueueFullDropLru,
+                    message: format!(
+                        "dropped from pool `{}`'s full queue to make room for a newer task (policy drop-lru)",
+                        self.pool
+                    ),
+                    retriable: true,
+                    retry_after_ms: Some(retry),
+                    policy_label: Some("drop-lru".into()),
+                    engine: None,
+                };
+                dropped.send(TaskEvent::Error(err.clone()));
+                dropped.finish(Some(err));
+                Ok(admitted(position, &self.estimate))
+            }
+            Admission::Rejected { .. } | Admission::AlreadyQueued { .. } => {
+                let retry = self
+                    .estimate
+                    .retry_after_ms(queue.depth(), queue.capacity(), slots_total);
+                let label = policy_label(queue.policy());
+                let mut refusal = Refusal::new(
+                    429,
+                    ErrorCode::AdmissionReject,
+                    format!(
+                        "pool `{}`'s queue is full ({} waiting, capacity {}, policy {label}); retry in {retry} ms",
+                        self.pool,
+                        queue.depth(),
+                        queue.capacity()
+                    ),
+                    true,
+                );
+                refusal.error.retry_after_ms = Some(retry);
+                refusal.error.policy_label = Some(label.to_string());
+                task.finish(Some(refusal.error.clone()));
+                Err(refusal)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, tx: &mpsc::Sender<Command>) {
+        let Some(view) = self.view.clone() else { return };
+        let now = Instant::now();
+        while self.slots.has_free_slot() {
+            let Some(queue) = self.queue.as_mut() else { return };
+            let Some((id, task)) = queue.next(now) else { return };
+            self.waiting.remove(&id);
+            if task.is_canceled() {
+                continue;
+            }
+            match self.slots.acquire(task.request.session_id.as_deref()) {
+                Acquire::Placed(placement) => {
+                    let endpoint = view
+                        .replicas
+                        .iter()
+                        .find(|(r, _)| r.id == placement.guard.replica_id())
+                        .map(|(_, e)| e.clone())
+                        .unwrap_or_default();
+                    let client = self.engines.for_api(view.api);
+                    let engine = format!("{} {}", view.engine, view.engine_version);
+                    tokio::spawn(runner::run(task, placement, endpoint, client, engine, tx.clone()));
+                }
+                Acquire::AllBusy | Acquire::NoReplicas => {
+                    let err = TaskError {
+                        code: ErrorCode::ReplicaExhausted,
+                        message: format!("no replica slot of pool `{}` could take the task", self.pool),
+                        retriable: true,
+                        retry_after_ms: Some(self.estimate.mean_ms() as u64),
+                        policy_label: None,
+                        engine: None,
+                    };
+                    task.send(TaskEvent::Error(err.clone()));
+                    task.finish(Some(err));
+                }
+            }
+        }
+    }
+
+    fn send_metrics(&self) {
+        let Some(queue) = self.queue.as_ref() else { return };
+        let (slots_total, busy) = (self.slots.slots_total(), self.slots.busy_slots());
+        for (id, task) in &self.waiting {
+            let Some(position) = queue.position(id.as_str()) else {
+                continue;
+            };
+            let predicted = self.estimate.predicted_start_ms(position, slots_total, busy);
+            task.send(TaskEvent::Metrics(Metrics {
+                queue_depth: queue.depth(),
+                queue_position: Some(position),
+                predicted_start_ms: Some(predicted),
+                on_time_probability: self
+                    .estimate
+                    .on_time_probability(position, slots_total, busy, predicted.max(1)),
+                kv_warmth: true,
+            }));
+        }
+    }
+}
