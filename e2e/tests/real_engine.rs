@@ -344,6 +344,76 @@ fn wrong_digest_never_creates_a_container(rt: Runtime) {
     assert_eq!(d.container_ids().len(), 1);
 }
 
+/// The data plane against the real engine, through both adapters: a Pool whose Engine says
+/// `api: llamacpp` (native `/completion` streaming) and one whose Engine says `api: openai`
+/// (llama-server's `/v1/completions` streaming). The determinism suite (64 fixed seeds, the
+/// same request twice → byte-identical token streams) passes through each, and the streamed
+/// text equals what the engine answers directly. `--parallel 1`, as the suite requires.
+fn real_engine_streams_through_the_task_api_deterministically(rt: Runtime) {
+    use llama_orch_e2e::sse::{TaskClient, tokens};
+    let model = require_fixtures(&rt);
+    let d = Daemon::start(rt);
+    let openai_engine = real_stack(&model, GGUF_SHA256)
+        .replace("name: llamacpp}", "name: llamacpp-oai}")
+        .replace("api: llamacpp", "api: openai")
+        .replace("name: smollm2}", "name: smollm2-oai}")
+        .replace("name: smol}", "name: smol-oai}")
+        .replace("engine: llamacpp\n", "engine: llamacpp-oai\n")
+        .replace("model: smollm2\n", "model: smollm2-oai\n");
+    d.write_manifest("smol.yaml", &real_stack(&model, GGUF_SHA256));
+    d.write_manifest("smol-oai.yaml", &openai_engine);
+    let s = d.wait_for("both real pools Ready", READY_WITHIN, |s| {
+        pool_ready(s, "smol", 1) && pool_ready(s, "smol-oai", 1)
+    });
+    let c = TaskClient::new(&d.url);
+    for pool in ["smol", "smol-oai"] {
+        for seed in 0..64u64 {
+            let body = serde_json::json!({"pool": pool, "prompt": "Once upon a time", "max_tokens": 8, "seed": seed, "temperature": 0.8});
+            let run = || {
+                let a = c.submit(&body);
+                assert_eq!(a.status, 202, "{pool}: {:?}", a.body);
+                let events = c.events(a.body["task_id"].as_str().unwrap());
+                assert_eq!(events.last().unwrap().event, "end", "{pool} seed {seed}: {events:?}");
+                tokens(&events)
+            };
+            let (first, second) = (run(), run());
+            assert!(!first.is_empty(), "{pool} seed {seed}: no tokens");
+            assert_eq!(
+                first, second,
+                "{pool} seed {seed}: the same request gave different tokens"
+            );
+        }
+    }
+    // Streamed through llama-orch == answered directly by the engine (native API, fixed seed).
+    let endpoint = s
+        .replicas
+        .iter()
+        .find(|r| r.pool == "smol")
+        .unwrap()
+        .endpoint
+        .clone()
+        .unwrap();
+    let direct: serde_json::Value = http()
+        .post(format!("{endpoint}/completion"))
+        .json(&serde_json::json!({"prompt": "Once upon a time", "n_predict": 8, "seed": 42, "temperature": 0.8}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let a = c.submit(&serde_json::json!({"pool": "smol", "prompt": "Once upon a time", "max_tokens": 8, "seed": 42, "temperature": 0.8}));
+    let streamed = tokens(&c.events(a.body["task_id"].as_str().unwrap())).concat();
+    assert_eq!(
+        streamed,
+        direct["content"].as_str().unwrap(),
+        "streamed text equals the engine's own answer"
+    );
+}
+
+#[test]
+fn docker_real_engine_streams_through_the_task_api_deterministically() {
+    real_engine_streams_through_the_task_api_deterministically(Runtime::docker());
+}
+
 macro_rules! on_both_runtimes {
     ($($name:ident),* $(,)?) => {
         mod docker {

@@ -31,11 +31,19 @@ pub(crate) async fn open_stream<P: ChunkParser>(
     url: String,
     parser: P,
 ) -> Result<TokenStream, EngineError> {
-    let response = request
-        .header(ACCEPT, "text/event-stream")
-        .send()
-        .await
-        .map_err(|err| send_error(url, err))?;
+    let retry = request.try_clone();
+    let response = match (request.header(ACCEPT, "text/event-stream").send().await, retry) {
+        (Ok(response), _) => response,
+        // llama-server closes a connection after a streamed reply although it announced
+        // keep-alive; a request sent on such a pooled connection dies before any answer. The
+        // engine never saw it, so one retry on a fresh connection is safe.
+        (Err(err), Some(retry)) if is_stale_connection(&err) => retry
+            .header(ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|err| send_error(url, err))?,
+        (Err(err), _) => return Err(send_error(url, err)),
+    };
     let status = response.status();
     if !status.is_success() {
         let body = read_capped(response).await;
@@ -52,6 +60,11 @@ pub(crate) async fn open_stream<P: ChunkParser>(
         )));
     }
     Ok(Box::pin(EngineStream::new(Box::pin(response.bytes_stream()), parser)))
+}
+
+/// A send that failed after a (pooled) connection was made but before any answer arrived.
+fn is_stale_connection(err: &reqwest::Error) -> bool {
+    err.is_request() && !err.is_connect() && !err.is_timeout() && !err.is_builder()
 }
 
 /// Classifies a failure to get a response head.
