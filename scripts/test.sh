@@ -34,6 +34,19 @@ step "real llama-server image (llama.cpp) and the SmolLM2-135M model for both ru
 LLORCH_SMOLLM2_GGUF=$(bash scripts/build-llama-server-image.sh --docker "$DOCKER_SOCKET" --podman "$PODMAN_SOCKET")
 export LLORCH_SMOLLM2_GGUF
 
+step "the official openai Python SDK for the OpenAI-compatibility e2e test"
+# A virtual environment in ${LLORCH_CACHE:-~/.cache/llama-orch-ci}/venv-openai; kept between runs.
+openai_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-openai"
+if [ ! -x "$openai_venv/bin/pip" ]; then
+  # Debian ships venv's pip bootstrap separately (python3-venv).
+  if ! { command -v python3 >/dev/null && python3 -m venv --clear "$openai_venv" >/dev/null 2>&1; }; then
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
+    python3 -m venv --clear "$openai_venv"
+  fi
+fi
+"$openai_venv/bin/python" -c 'import openai' 2>/dev/null || "$openai_venv/bin/pip" install -q openai
+
 step "binaries for the end-to-end tests"
 cargo build --locked --bins
 

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod openai;
 mod routes;
 pub mod sources;
 pub mod tasks;
@@ -96,6 +97,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/tasks/{id}/events", get(routes::tasks::events))
         .route("/v2/tasks/{id}/cancel", post(routes::tasks::cancel))
         .route("/v2/meta/capabilities", get(routes::tasks::capabilities))
+        .route("/v1/models", get(routes::openai::list_models))
+        .route("/v1/models/{id}", get(routes::openai::get_model))
+        .route("/v1/chat/completions", post(routes::openai::chat_completions))
+        .route("/v1/completions", post(routes::openai::completions))
+        .route("/v1/{*rest}", axum::routing::any(routes::openai::not_found))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

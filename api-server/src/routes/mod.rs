@@ -6,6 +6,7 @@ pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod objects;
+pub(crate) mod openai;
 pub(crate) mod tasks;
 
 use axum::http::Uri;
