@@ -1,13 +1,17 @@
 //! `X-Correlation-Id` on every response (OC-CTRL-2052): a well-formed id sent by the client is
 //! echoed, otherwise one is generated. The id is also put in the request's extensions for
 //! handlers and logs.
+//!
+//! A handler may answer with an id of its own when the client sent none: the task routes use
+//! the id the task was submitted with, so a task's stream carries the same id as its logs. The
+//! middleware leaves such a header alone.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -39,22 +43,32 @@ pub fn generate() -> String {
     format!("{hash:016x}")
 }
 
-/// The middleware.
-pub async fn correlation_id(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
+/// The well-formed id the client sent, if any.
+pub fn client_supplied(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_acceptable(v))
-        .map_or_else(generate, String::from);
+}
+
+/// The middleware.
+pub async fn correlation_id(mut request: Request, next: Next) -> Response {
+    let id = client_supplied(request.headers()).map_or_else(generate, String::from);
     request.extensions_mut().insert(CorrelationId(id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let mut response = next.run(request).await;
-    tracing::debug!(correlation_id = %id, %method, %path, status = response.status().as_u16(), "request");
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if !response.headers().contains_key(HEADER)
+        && let Ok(value) = HeaderValue::from_str(&id)
+    {
         response.headers_mut().insert(HEADER, value);
     }
+    let echoed = response
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&id);
+    tracing::debug!(correlation_id = %echoed, %method, %path, status = response.status().as_u16(), "request");
     response
 }
 
@@ -69,6 +83,16 @@ mod tests {
         assert!(!is_acceptable("has space"));
         assert!(!is_acceptable("new\nline"));
         assert!(!is_acceptable(&"x".repeat(MAX_LEN + 1)));
+    }
+
+    #[test]
+    fn only_a_well_formed_header_counts_as_client_supplied() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(client_supplied(&headers), None);
+        headers.insert(HEADER, HeaderValue::from_static("bad id"));
+        assert_eq!(client_supplied(&headers), None);
+        headers.insert(HEADER, HeaderValue::from_static("agent-7:turn-2"));
+        assert_eq!(client_supplied(&headers), Some("agent-7:turn-2"));
     }
 
     #[test]

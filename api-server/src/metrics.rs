@@ -2,6 +2,10 @@
 //! counts, readiness and restarts, and manifest errors. A fresh registry per scrape keeps the
 //! output a pure function of the snapshot (no stale series for deleted pools).
 //!
+//! The data plane's series (`tasks_*`, `queue_depth`, `latency_*`, `tokens_*`, …) are not
+//! derived from the snapshot: they are counted as tasks flow, in a [`Telemetry`] that
+//! [`render_with`] adds to the same scrape.
+//!
 //! Simulated GPUs carry `simulated="true"` on every GPU series, and
 //! `llorch_gpu_inventory_simulated` says so once for the whole inventory.
 
@@ -15,6 +19,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::tasks::telemetry::Telemetry;
+
 /// The response's `Content-Type` (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -27,6 +33,11 @@ fn flag(b: bool) -> String {
 
 /// Renders the snapshot as Prometheus text.
 pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
+    render_with(snapshot, None)
+}
+
+/// Renders the snapshot and, when there is one, the data plane's series.
+pub fn render_with(snapshot: &Snapshot, telemetry: Option<&Telemetry>) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
 
     let synced = U64Gauge::default();
@@ -110,6 +121,10 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
         errors,
     );
 
+    if let Some(telemetry) = telemetry {
+        telemetry.register(&mut registry);
+    }
+
     let mut out = String::new();
     prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
@@ -132,6 +147,22 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
         assert!(!text.contains("llorch_pool_"), "no pools, no pool series:\n{text}");
+    }
+
+    #[test]
+    fn the_data_planes_series_render_next_to_the_snapshots() {
+        let telemetry = Telemetry::new();
+        telemetry.enqueued("chat", llorch_manifests::task::Priority::Batch);
+        telemetry.queue_depth("chat", 0, 1);
+        let text = render_with(&Snapshot::default(), Some(&telemetry)).unwrap();
+        for line in [
+            "llorch_snapshot_synced 0",
+            r#"tasks_enqueued_total{pool="chat",priority="batch"} 1"#,
+            r#"queue_depth{pool="chat",priority="batch"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!render(&Snapshot::default()).unwrap().contains("tasks_"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus text, rendered from the current snapshot on each scrape.
+//! `GET /metrics`: Prometheus text, rendered from the current snapshot on each scrape, with the
+//! data plane's task series when the server has a data plane.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -8,7 +9,8 @@ use crate::AppState;
 use crate::error::ApiError;
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let text =
-        crate::metrics::render(&state.current()).map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
+    let telemetry = state.data.as_ref().map(|dp| dp.telemetry());
+    let text = crate::metrics::render_with(&state.current(), telemetry)
+        .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
     Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }

@@ -1,11 +1,16 @@
 //! The native task API (`/v2/tasks`, requirements §4): submit (202, or an HTTP error before
 //! any stream exists — 429 with `Retry-After` and `X-Backoff-Ms` when the queue is full),
 //! the SSE stream of a task, cancel, status, and capabilities discovery.
+//!
+//! A task carries the `X-Correlation-Id` of the request that submitted it. Its own routes
+//! (status, stream, cancel) answer with that id when the client sends none, so the stream a
+//! client reads and the daemon's log lines about the task can be matched.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -17,6 +22,8 @@ use llorch_manifests::task::{DATA_API_VERSION, ErrorCode, TaskError, TaskRequest
 use serde_json::json;
 
 use crate::AppState;
+use crate::correlation::{self, CorrelationId};
+use crate::tasks::log::CancelReason;
 use crate::tasks::task::{TaskEvent, TaskState};
 use crate::tasks::{DataPlane, Refusal};
 
@@ -58,17 +65,47 @@ fn data_plane(state: &AppState) -> Result<Arc<DataPlane>, Response> {
         .ok_or_else(|| error(503, ErrorCode::Internal, "this server has no data plane".into()))
 }
 
+/// Answers with the task's correlation id unless the client sent one (which the middleware
+/// echoes).
+fn with_task_correlation(mut response: Response, request: &HeaderMap, task: &TaskState) -> Response {
+    if correlation::client_supplied(request).is_none()
+        && let Ok(v) = HeaderValue::from_str(&task.meta.correlation_id)
+    {
+        response.headers_mut().insert(correlation::HEADER, v);
+    }
+    response
+}
+
 /// `POST /v2/tasks`.
-pub(crate) async fn submit(State(state): State<AppState>, body: Bytes) -> Response {
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    correlation_id: Option<Extension<CorrelationId>>,
+    body: Bytes,
+) -> Response {
     let dp = match data_plane(&state) {
         Ok(dp) => dp,
         Err(r) => return r,
     };
+    let correlation_id = correlation_id.map(|Extension(CorrelationId(id))| id);
     let req: TaskRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(400, ErrorCode::InvalidParams, format!("request body: {e}")),
+        Err(e) => {
+            let refusal = Refusal {
+                status: 400,
+                error: TaskError {
+                    code: ErrorCode::InvalidParams,
+                    message: format!("request body: {e}"),
+                    retriable: false,
+                    retry_after_ms: None,
+                    policy_label: None,
+                    engine: None,
+                },
+            };
+            dp.refused(&refusal, None, correlation_id.as_deref().unwrap_or_default(), None);
+            return refusal_response(refusal);
+        }
     };
-    match dp.submit(req).await {
+    match dp.submit_with(req, correlation_id).await {
         Ok(admitted) => {
             let mut headers = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&admitted.events_url) {
@@ -89,13 +126,13 @@ pub(crate) async fn list(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /v2/tasks/{id}`.
-pub(crate) async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(crate) async fn status(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let dp = match data_plane(&state) {
         Ok(dp) => dp,
         Err(r) => return r,
     };
     match dp.task(&id) {
-        Some(t) => Json(t.summary()).into_response(),
+        Some(t) => with_task_correlation(Json(t.summary()).into_response(), &headers, &t),
         None => error(
             404,
             ErrorCode::InvalidParams,
@@ -105,15 +142,26 @@ pub(crate) async fn status(State(state): State<AppState>, Path(id): Path<String>
 }
 
 /// `POST /v2/tasks/{id}/cancel`: once this answers, the task's stream carries no more tokens.
-pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let dp = match data_plane(&state) {
         Ok(dp) => dp,
         Err(r) => return r,
     };
-    match dp.cancel(&id) {
-        Some((phase, streamed)) => {
-            Json(json!({ "task_id": id, "state": phase, "tokens_streamed": streamed })).into_response()
-        }
+    let Some(task) = dp.task(&id) else {
+        return error(404, ErrorCode::InvalidParams, format!("no task `{id}`"));
+    };
+    match dp.cancel_because(&id, CancelReason::Requested) {
+        Some(c) => with_task_correlation(
+            Json(json!({
+                "task_id": id,
+                "state": c.state,
+                "previous_state": c.was,
+                "tokens_streamed": c.tokens_streamed,
+            }))
+            .into_response(),
+            &headers,
+            &task,
+        ),
         None => error(404, ErrorCode::InvalidParams, format!("no task `{id}`")),
     }
 }
@@ -122,12 +170,14 @@ pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>
 struct DisconnectGuard {
     task: Arc<TaskState>,
     dp: Arc<DataPlane>,
+    /// The stream yielded `end` or `error`: a client that leaves now leaves a finished task.
+    delivered_final: bool,
 }
 
 impl Drop for DisconnectGuard {
     fn drop(&mut self) {
-        if !self.task.phase().is_final() {
-            self.dp.cancel(&self.task.id);
+        if !self.delivered_final && !self.task.phase().is_final() {
+            self.dp.cancel_because(&self.task.id, CancelReason::Disconnected);
         }
     }
 }
@@ -144,7 +194,7 @@ fn sse_event(ev: &TaskEvent) -> Event {
 }
 
 /// `GET /v2/tasks/{id}/events`: `started`, `metrics`*, `token`*, then `end` or `error`.
-pub(crate) async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(crate) async fn events(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let dp = match data_plane(&state) {
         Ok(dp) => dp,
         Err(r) => return r,
@@ -159,17 +209,22 @@ pub(crate) async fn events(State(state): State<AppState>, Path(id): Path<String>
             format!("task `{id}`'s stream is already being read"),
         );
     };
-    let guard = DisconnectGuard { task: task.clone(), dp };
-    Sse::new(stream(rx, guard))
+    let guard = DisconnectGuard {
+        task: task.clone(),
+        dp,
+        delivered_final: false,
+    };
+    let response = Sse::new(stream(rx, guard))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
+        .into_response();
+    with_task_correlation(response, &headers, &task)
 }
 
 fn stream(
     rx: tokio::sync::mpsc::UnboundedReceiver<TaskEvent>,
     guard: DisconnectGuard,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((rx, guard, false), |(mut rx, guard, ended)| async move {
+    futures_util::stream::unfold((rx, guard, false), |(mut rx, mut guard, ended)| async move {
         if ended {
             return None;
         }
@@ -189,6 +244,7 @@ fn stream(
             return None;
         }
         let last = matches!(ev, TaskEvent::End(_) | TaskEvent::Error(_));
+        guard.delivered_final |= last;
         Some((Ok(sse_event(&ev)), (rx, guard, last)))
     })
 }

@@ -7,10 +7,14 @@
 //! - [`worker`]: the task that owns one Pool's queue and slot table.
 //! - [`runner`]: streams one dispatched task from its engine.
 //! - [`validate`]: a raw request into a `ValidTask`, refusing what cannot fit before enqueue.
+//! - [`telemetry`]: the Prometheus series every part of the data plane records into.
+//! - [`log`]: the log line of each step of a task's life.
 
+pub mod log;
 pub mod pool_view;
 pub mod runner;
 pub mod task;
+pub mod telemetry;
 pub mod validate;
 pub mod worker;
 
@@ -23,7 +27,9 @@ use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskError, TaskRequest};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::EngineClients;
-use task::{TaskPhase, TaskState};
+use log::CancelReason;
+use task::{TaskMeta, TaskPhase, TaskState};
+use telemetry::Telemetry;
 use worker::{Command, WorkerHandle};
 
 /// Finished tasks are forgotten this long after they end.
@@ -54,12 +60,24 @@ impl Refusal {
     }
 }
 
+/// What a cancel found and left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Canceled {
+    /// The phase after the cancel: `Canceled`, or how the task had already ended.
+    pub state: TaskPhase,
+    /// The phase before it; a final one means the cancel changed nothing.
+    pub was: TaskPhase,
+    /// Tokens the task's stream carried; none follows.
+    pub tokens_streamed: u32,
+}
+
 /// The data plane.
 pub struct DataPlane {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     engines: EngineClients,
     workers: Mutex<HashMap<String, WorkerHandle>>,
     tasks: Mutex<HashMap<String, Arc<TaskState>>>,
+    telemetry: Telemetry,
 }
 
 impl DataPlane {
@@ -70,13 +88,53 @@ impl DataPlane {
             engines,
             workers: Mutex::default(),
             tasks: Mutex::default(),
+            telemetry: Telemetry::new(),
         })
     }
 
-    /// Validates and admits a task; `Ok` carries the 202 body.
+    /// The series this data plane records, for `/metrics`.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Validates and admits a task under a fresh correlation id; `Ok` carries the 202 body.
     pub async fn submit(self: &Arc<Self>, req: TaskRequest) -> Result<TaskAdmitted, Refusal> {
+        self.submit_with(req, None).await
+    }
+
+    /// Validates and admits a task that carries `correlation_id` (the submitting request's
+    /// `X-Correlation-Id`; a fresh one when `None`) in its logs and stream responses.
+    pub async fn submit_with(
+        self: &Arc<Self>,
+        req: TaskRequest,
+        correlation_id: Option<String>,
+    ) -> Result<TaskAdmitted, Refusal> {
+        let correlation_id = correlation_id.unwrap_or_else(crate::correlation::generate);
+        let session_id = req.session_id.clone();
+        let mut pool = None;
+        let result = self.admit(req, correlation_id.clone(), &mut pool).await;
+        if let Err(refusal) = &result {
+            self.refused(refusal, pool.as_deref(), &correlation_id, session_id.as_deref());
+        }
+        result
+    }
+
+    /// Counts and logs a refusal at submit (also for requests refused before they reach the
+    /// data plane, such as an unreadable body).
+    pub fn refused(&self, refusal: &Refusal, pool: Option<&str>, correlation_id: &str, session_id: Option<&str>) {
+        self.telemetry.rejected(refusal.error.code);
+        log::rejected(None, pool, correlation_id, session_id, refusal.status, &refusal.error);
+    }
+
+    async fn admit(
+        self: &Arc<Self>,
+        req: TaskRequest,
+        correlation_id: String,
+        pool: &mut Option<String>,
+    ) -> Result<TaskAdmitted, Refusal> {
         let snapshot = self.snapshot.borrow().clone();
         let pool_name = pool_view::choose_pool(&snapshot, &req)?;
+        *pool = Some(pool_name.clone());
         let view = pool_view::PoolView::read(&snapshot, &pool_name)?;
         let valid = validate::validate(req, &view)?;
         if view.replicas.is_empty() {
@@ -88,7 +146,12 @@ impl DataPlane {
             ));
         }
         self.sweep();
-        let task = TaskState::new(pool_name.clone(), valid);
+        let meta = TaskMeta {
+            correlation_id,
+            engine: view.engine.clone(),
+            engine_version: view.engine_version.clone(),
+        };
+        let task = TaskState::with_meta(pool_name.clone(), valid, meta);
         let worker = self.worker_for(&pool_name);
         let (reply, answer) = oneshot::channel();
         worker
@@ -121,14 +184,28 @@ impl DataPlane {
     /// Cancels a task: after this returns, its stream carries no further token (ORCH-3026).
     /// A queued task leaves the queue; a running one stops and frees its slot.
     pub fn cancel(&self, id: &str) -> Option<(TaskPhase, u32)> {
+        self.cancel_because(id, CancelReason::Requested)
+            .map(|c| (c.state, c.tokens_streamed))
+    }
+
+    /// [`cancel`](Self::cancel), saying why in the task's log line, and what the task was doing.
+    pub fn cancel_because(&self, id: &str, reason: CancelReason) -> Option<Canceled> {
         let task = self.task(id)?;
-        let streamed = task.cancel();
+        let (streamed, was) = task.cancel_from();
+        if !was.is_final() {
+            self.telemetry.canceled(&task.pool, task.request.priority);
+            log::canceled(&task, reason, was, streamed);
+        }
         if let Some(w) = lock(&self.workers).get(&task.pool).cloned() {
             // The queue entry is removed by the worker; if its channel is momentarily full the
             // entry is skipped at dispatch instead (the task is already marked canceled).
             let _ = w.tx.try_send(Command::Cancel { id: task.id.clone() });
         }
-        Some((task.phase(), streamed))
+        Some(Canceled {
+            state: task.phase(),
+            was,
+            tokens_streamed: streamed,
+        })
     }
 
     fn worker_for(self: &Arc<Self>, pool: &str) -> WorkerHandle {
@@ -140,7 +217,12 @@ impl DataPlane {
         let tx_for_runners = tx.clone();
         let handle = WorkerHandle { tx };
         workers.insert(pool.to_string(), handle.clone());
-        let worker = worker::PoolWorker::new(pool.to_string(), self.snapshot.clone(), self.engines.clone());
+        let worker = worker::PoolWorker::new(
+            pool.to_string(),
+            self.snapshot.clone(),
+            self.engines.clone(),
+            self.telemetry.clone(),
+        );
         tokio::spawn(worker.run(rx, tx_for_runners));
         handle
     }

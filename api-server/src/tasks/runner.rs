@@ -1,6 +1,8 @@
 //! Streams one dispatched task from its replica's engine into the task's event channel, under
 //! idle and wall-clock watchdogs, and gives the slot back (by dropping its guard) however the
-//! task ends: completion, engine error, cancel or client disconnect.
+//! task ends: completion, engine error, cancel or client disconnect. It records first-token
+//! and decode latency and generated tokens (one atomic add per token), and logs the stream's
+//! start, end or failure.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +11,9 @@ use futures_util::StreamExt;
 use llorch_manifests::task::{End, Metrics, TaskError, Token};
 use tokio::sync::mpsc;
 
+use super::log;
 use super::task::{TaskEvent, TaskState};
+use super::telemetry::Telemetry;
 use super::worker::Command;
 use crate::dataplane::Placement;
 use crate::engine::{EngineClient, EngineError, EngineEvent, Watchdog};
@@ -30,17 +34,41 @@ fn task_error(e: &EngineError, engine: &str) -> TaskError {
     }
 }
 
-/// Runs `task` on the replica of `placement` at `endpoint`.
+/// The engine a task runs on.
+pub struct Target {
+    /// The replica's base URL.
+    pub endpoint: String,
+    /// The adapter for its API.
+    pub client: Arc<dyn EngineClient>,
+    /// `name version`, for `error.engine`.
+    pub engine: String,
+}
+
+/// Ends the task with `err` (recorded unless it was canceled first), then sends the event.
+fn fail(task: &TaskState, replica: &str, err: TaskError, telemetry: &Telemetry) {
+    if task.finish(Some(err.clone())) {
+        telemetry.failed(&task.pool, err.code);
+        log::failed(task, Some(replica), &err);
+    }
+    task.send(TaskEvent::Error(err));
+}
+
+/// Runs `task` on the replica of `placement` at `target`.
 pub async fn run(
     task: Arc<TaskState>,
     placement: Placement,
-    endpoint: String,
-    client: Arc<dyn EngineClient>,
-    engine: String,
+    target: Target,
+    telemetry: Telemetry,
     done: mpsc::Sender<Command>,
 ) {
+    let Target {
+        endpoint,
+        client,
+        engine,
+    } = target;
     let began = Instant::now();
-    task.set_running(placement.guard.replica_id());
+    let replica = placement.guard.replica_id().to_string();
+    task.set_running(&replica);
     if !placement.affinity.kv_warmth() {
         task.send(TaskEvent::Metrics(Metrics {
             queue_depth: 0,
@@ -61,12 +89,11 @@ pub async fn run(
         None => {}
         Some(Err(e)) => {
             failed = engine_gone(&e);
-            let err = task_error(&e, &engine);
-            task.send(TaskEvent::Error(err.clone()));
-            task.finish(Some(err));
+            fail(&task, &replica, task_error(&e, &engine), &telemetry);
         }
         Some(Ok(stream)) => {
             let mut stream = Watchdog::new(IDLE_TIMEOUT, WALL_TIMEOUT).wrap(stream);
+            let generated = telemetry.tokens_out(&task.pool);
             let mut index = 0u32;
             let mut first: Option<Instant> = None;
             loop {
@@ -77,34 +104,39 @@ pub async fn run(
                 };
                 match next {
                     Some(Ok(EngineEvent::Token(t))) => {
-                        first.get_or_insert_with(Instant::now);
+                        if first.is_none() {
+                            first = Some(Instant::now());
+                            let ms = task.created.elapsed().as_millis() as u64;
+                            telemetry.first_token_ms(&task.pool, ms);
+                            log::stream_started(&task, &replica, ms);
+                        }
                         if !task.send(TaskEvent::Token(Token { t, i: index })) {
                             break;
                         }
+                        generated.inc();
                         task.count_token();
                         index += 1;
                     }
                     Some(Ok(EngineEvent::Done { tokens_out, .. })) => {
                         let decode_time_ms = first.map(|f| f.elapsed().as_millis() as u64).unwrap_or(0);
+                        if task.finish(None) {
+                            telemetry.decode_ms(&task.pool, decode_time_ms);
+                            log::ended(&task, &replica, tokens_out, decode_time_ms);
+                        }
                         task.send(TaskEvent::End(End {
                             tokens_out,
                             decode_time_ms,
                         }));
-                        task.finish(None);
                         break;
                     }
                     Some(Err(e)) => {
                         failed = engine_gone(&e);
-                        let err = task_error(&e, &engine);
-                        task.send(TaskEvent::Error(err.clone()));
-                        task.finish(Some(err));
+                        fail(&task, &replica, task_error(&e, &engine), &telemetry);
                         break;
                     }
                     None => {
                         let e = EngineError::Protocol("the engine's stream ended without a final event".into());
-                        let err = task_error(&e, &engine);
-                        task.send(TaskEvent::Error(err.clone()));
-                        task.finish(Some(err));
+                        fail(&task, &replica, task_error(&e, &engine), &telemetry);
                         break;
                     }
                 }

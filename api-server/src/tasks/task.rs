@@ -1,6 +1,7 @@
 //! One task: its validated request, its phase, the channel its events flow through, and the
 //! cancel flag that makes cancel race-free: the SSE side checks the flag before it emits each
 //! token, and the flag is set before a cancel is acknowledged, so no token follows the ack.
+//! It also carries what its log lines need ([`TaskMeta`]: correlation id, engine).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,17 @@ struct Progress {
     finished_at: Option<Instant>,
 }
 
+/// Where a task came from and what serves it: what its logs and stream response carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskMeta {
+    /// The `X-Correlation-Id` of the request that submitted it.
+    pub correlation_id: String,
+    /// The Pool's engine.
+    pub engine: String,
+    /// Its version label.
+    pub engine_version: String,
+}
+
 /// A task.
 #[derive(Debug)]
 pub struct TaskState {
@@ -71,6 +83,8 @@ pub struct TaskState {
     pub request: ValidTask,
     /// When it was admitted.
     pub created: Instant,
+    /// Correlation id and engine.
+    pub meta: TaskMeta,
     canceled: AtomicBool,
     /// Tokens handed to the client's stream. Held while a token is emitted and while cancel
     /// flips the flag, so the count a cancel reports is exactly what the client will get.
@@ -85,14 +99,24 @@ pub struct TaskState {
 }
 
 impl TaskState {
-    /// A new queued task.
+    /// A new queued task with a fresh correlation id and no engine named.
     pub fn new(pool: String, request: ValidTask) -> Arc<Self> {
+        let meta = TaskMeta {
+            correlation_id: crate::correlation::generate(),
+            ..TaskMeta::default()
+        };
+        Self::with_meta(pool, request, meta)
+    }
+
+    /// A new queued task.
+    pub fn with_meta(pool: String, request: ValidTask, meta: TaskMeta) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(Self {
             id: new_id(),
             pool,
             request,
             created: Instant::now(),
+            meta,
             canceled: AtomicBool::new(false),
             emitted: Mutex::new(0),
             token: CancellationToken::new(),
@@ -111,6 +135,12 @@ impl TaskState {
     /// Marks the task canceled and returns how many tokens its stream carried: no token
     /// follows (ORCH-3026). Idempotent; a finished task stays as it ended.
     pub fn cancel(&self) -> u32 {
+        self.cancel_from().0
+    }
+
+    /// [`cancel`](Self::cancel), also returning the phase the task was in: a final phase means
+    /// this call changed nothing.
+    pub fn cancel_from(&self) -> (u32, TaskPhase) {
         let emitted = {
             let gate = self.emitted.lock().unwrap_or_else(|p| p.into_inner());
             self.canceled.store(true, Ordering::SeqCst);
@@ -118,11 +148,12 @@ impl TaskState {
         };
         self.token.cancel();
         let mut p = self.progress();
-        if !p.phase.is_final() {
+        let was = p.phase;
+        if !was.is_final() {
             p.phase = TaskPhase::Canceled;
             p.finished_at = Some(Instant::now());
         }
-        emitted
+        (emitted, was)
     }
 
     /// Lets one token out to the client unless the task was canceled; the stream calls this
@@ -174,18 +205,32 @@ impl TaskState {
         self.progress().tokens_out += 1;
     }
 
-    /// Records the end (unless canceled first).
-    pub fn finish(&self, error: Option<TaskError>) {
+    /// Tokens the engine sent so far.
+    pub fn tokens_out(&self) -> u32 {
+        self.progress().tokens_out
+    }
+
+    /// The replica, once dispatched.
+    pub fn replica(&self) -> Option<String> {
+        self.progress().replica.clone()
+    }
+
+    /// Records the end (unless canceled first); true when this call ended the task. Call it
+    /// before sending the final event, so that a client that has read `end` or `error` finds
+    /// the task final (and its disconnect cancels nothing).
+    pub fn finish(&self, error: Option<TaskError>) -> bool {
         let mut p = self.progress();
-        if !p.phase.is_final() {
-            p.phase = if error.is_some() {
-                TaskPhase::Failed
-            } else {
-                TaskPhase::Done
-            };
-            p.error = error;
-            p.finished_at = Some(Instant::now());
+        if p.phase.is_final() {
+            return false;
         }
+        p.phase = if error.is_some() {
+            TaskPhase::Failed
+        } else {
+            TaskPhase::Done
+        };
+        p.error = error;
+        p.finished_at = Some(Instant::now());
+        true
     }
 
     /// The phase.
@@ -211,6 +256,7 @@ impl TaskState {
             session_id: self.request.session_id.clone(),
             age_ms: self.created.elapsed().as_millis() as u64,
             error: p.error.clone(),
+            correlation_id: self.meta.correlation_id.clone(),
         }
     }
 }
@@ -239,6 +285,8 @@ pub struct TaskSummary {
     /// The error, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskError>,
+    /// The `X-Correlation-Id` it was submitted with; its logs carry it.
+    pub correlation_id: String,
 }
 
 fn new_id() -> String {

@@ -2,6 +2,8 @@
 //! estimate, and talks to the rest through a channel (house style: one owner, no shared
 //! locks on the queue). It admits, cancels, dispatches onto free replica slots, refreshes
 //! waiting tasks' estimates every second, and follows the snapshot for replica changes.
+//! It records the pool's queue depth, admissions, drops and placements in [`Telemetry`], and
+//! logs each admission, drop and placement.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,9 +13,11 @@ use llorch_manifests::api::Snapshot;
 use llorch_manifests::task::{ErrorCode, Metrics, Started, TaskAdmitted, TaskError};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::log;
 use super::pool_view::PoolView;
 use super::runner;
 use super::task::{TaskEvent, TaskState};
+use super::telemetry::Telemetry;
 use super::{Refusal, policy_label};
 use crate::dataplane::{Acquire, Admission, PoolQueue, ServiceTimeEstimator, SlotTable};
 use crate::engine::EngineClients;
@@ -56,6 +60,7 @@ pub struct PoolWorker {
     pool: String,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     engines: EngineClients,
+    telemetry: Telemetry,
     view: Option<PoolView>,
     queue: Option<PoolQueue<String, Arc<TaskState>>>,
     waiting: HashMap<String, Arc<TaskState>>,
@@ -68,11 +73,17 @@ pub struct PoolWorker {
 
 impl PoolWorker {
     /// A dispatcher for `pool`.
-    pub fn new(pool: String, snapshot: watch::Receiver<Arc<Snapshot>>, engines: EngineClients) -> Self {
+    pub fn new(
+        pool: String,
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        engines: EngineClients,
+        telemetry: Telemetry,
+    ) -> Self {
         Self {
             pool,
             snapshot,
             engines,
+            telemetry,
             view: None,
             queue: None,
             waiting: HashMap::new(),
@@ -102,6 +113,14 @@ impl PoolWorker {
                 _ = tick.tick() => self.send_metrics(),
             }
             self.dispatch(&tx);
+            self.record_depth();
+        }
+    }
+
+    fn record_depth(&self) {
+        if let Some(q) = self.queue.as_ref() {
+            let (interactive, batch) = q.depth_by_priority();
+            self.telemetry.queue_depth(&self.pool, interactive, batch);
         }
     }
 
@@ -147,10 +166,14 @@ impl PoolWorker {
                     policy_label: None,
                     engine: None,
                 };
-                task.send(TaskEvent::Error(err.clone()));
-                task.finish(Some(err));
+                if task.finish(Some(err.clone())) {
+                    self.telemetry.failed(&self.pool, err.code);
+                    log::failed(&task, None, &err);
+                }
+                task.send(TaskEvent::Error(err));
             }
         }
+        self.telemetry.forget_queue(&self.pool);
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -189,8 +212,11 @@ impl PoolWorker {
             ));
         };
         let id = task.id.clone();
+        let telemetry = &self.telemetry;
         let admitted = |position: u32, estimate: &ServiceTimeEstimator| {
             let predicted = estimate.predicted_start_ms(position, slots_total, busy);
+            telemetry.enqueued(&task.pool, task.request.priority);
+            log::admitted(&task, position, predicted);
             task.send(TaskEvent::Started(Started {
                 queue_position: position,
                 predicted_start_ms: predicted,
@@ -228,8 +254,18 @@ impl PoolWorker {
                     policy_label: Some("drop-lru".into()),
                     engine: None,
                 };
-                dropped.send(TaskEvent::Error(err.clone()));
-                dropped.finish(Some(err));
+                self.telemetry.rejected(err.code);
+                self.telemetry.backpressure(&self.pool, "drop-lru");
+                log::rejected(
+                    Some(&dropped.id),
+                    Some(&self.pool),
+                    &dropped.meta.correlation_id,
+                    dropped.request.session_id.as_deref(),
+                    0,
+                    &err,
+                );
+                dropped.finish(Some(err.clone()));
+                dropped.send(TaskEvent::Error(err));
                 Ok(admitted(position, &self.estimate))
             }
             Admission::Rejected { .. } | Admission::AlreadyQueued { .. } => {
@@ -237,6 +273,7 @@ impl PoolWorker {
                     .estimate
                     .retry_after_ms(queue.depth(), queue.capacity(), slots_total);
                 let label = policy_label(queue.policy());
+                self.telemetry.backpressure(&self.pool, label);
                 let mut refusal = Refusal::new(
                     429,
                     ErrorCode::AdmissionReject,
@@ -268,15 +305,25 @@ impl PoolWorker {
             }
             match self.slots.acquire(task.request.session_id.as_deref()) {
                 Acquire::Placed(placement) => {
+                    let replica = placement.guard.replica_id().to_string();
                     let endpoint = view
                         .replicas
                         .iter()
-                        .find(|(r, _)| r.id == placement.guard.replica_id())
+                        .find(|(r, _)| r.id == replica)
                         .map(|(_, e)| e.clone())
                         .unwrap_or_default();
-                    let client = self.engines.for_api(view.api);
-                    let engine = format!("{} {}", view.engine, view.engine_version);
-                    tokio::spawn(runner::run(task, placement, endpoint, client, engine, tx.clone()));
+                    let waited_ms = now.saturating_duration_since(task.created).as_millis() as u64;
+                    self.telemetry
+                        .started(&self.pool, task.request.priority, task.request.prompt_tokens);
+                    self.telemetry.placed(&self.pool, &replica);
+                    log::placed(&task, &replica, &placement.affinity, waited_ms);
+                    let target = runner::Target {
+                        endpoint,
+                        client: self.engines.for_api(view.api),
+                        engine: format!("{} {}", view.engine, view.engine_version),
+                    };
+                    let telemetry = self.telemetry.clone();
+                    tokio::spawn(runner::run(task, placement, target, telemetry, tx.clone()));
                 }
                 Acquire::AllBusy | Acquire::NoReplicas => {
                     let err = TaskError {
@@ -287,8 +334,11 @@ impl PoolWorker {
                         policy_label: None,
                         engine: None,
                     };
-                    task.send(TaskEvent::Error(err.clone()));
-                    task.finish(Some(err));
+                    if task.finish(Some(err.clone())) {
+                        self.telemetry.failed(&self.pool, err.code);
+                        log::failed(&task, None, &err);
+                    }
+                    task.send(TaskEvent::Error(err));
                 }
             }
         }
