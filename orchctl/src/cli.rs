@@ -13,6 +13,8 @@ Examples:
   orchctl wait pool/chat --for=condition=Ready --timeout=2m
   orchctl describe pool/chat                 # conditions, replicas, last error, events
   orchctl logs chat/0 --tail 50              # the engine's own words
+  orchctl run chat \"Write a haiku about GPUs\" --max-tokens 64
+  orchctl tasks                              # queued, running and recent tasks
 
 apply, diff and delete edit the manifests directory and work without a running daemon;
 the other commands ask llama-orchd (--server, $LLAMA_ORCH_URL, or the config's bind address).";
@@ -60,6 +62,12 @@ pub enum Command {
     Events(EventsArgs),
     /// Print the last lines an engine container wrote.
     Logs(LogsArgs),
+    /// Run a prompt on a pool and stream the reply to stdout.
+    Run(RunArgs),
+    /// List queued, running and recently finished tasks.
+    Tasks(TasksArgs),
+    /// Cancel a queued or running task.
+    Cancel(CancelArgs),
 }
 
 /// `-o`.
@@ -255,6 +263,93 @@ pub struct LogsArgs {
     pub tail: usize,
 }
 
+/// `--priority`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PriorityArg {
+    /// Served first.
+    #[default]
+    Interactive,
+    /// Waits behind interactive tasks.
+    Batch,
+}
+
+impl From<PriorityArg> for llorch_manifests::task::Priority {
+    fn from(p: PriorityArg) -> Self {
+        match p {
+            PriorityArg::Interactive => llorch_manifests::task::Priority::Interactive,
+            PriorityArg::Batch => llorch_manifests::task::Priority::Batch,
+        }
+    }
+}
+
+/// `orchctl run`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl run chat \"Once upon a time\" --max-tokens 32 --seed 7
+  orchctl run chat \"Explain KV caches in one paragraph\" --chat --temperature 0.2
+  git diff | orchctl run code - --chat --priority batch > review.txt
+
+Tokens go to stdout as they arrive; the queue position while waiting and a summary at the end
+go to stderr. Ctrl-C cancels the task before exiting.
+
+Exit status: 0 done, 1 failure, 3 refused by backpressure (HTTP 429: retry later),
+4 the task failed with an error event, 130 interrupted (the task was canceled).")]
+pub struct RunArgs {
+    /// The pool to run on (the task never runs elsewhere).
+    #[arg(value_name = "POOL")]
+    pub pool: String,
+    /// The prompt, or `-` to read it from stdin.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: String,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_tokens: u32,
+    /// Seed: the same prompt, parameters and seed on the same replica give the same tokens.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Sampling temperature, 0 to 2.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
+    /// `interactive` is served before `batch`.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Interactive)]
+    pub priority: PriorityArg,
+    /// Keep a conversation on one replica (its KV cache stays warm).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// Send the prompt as a user chat message (the engine applies its chat template).
+    #[arg(long)]
+    pub chat: bool,
+}
+
+/// `orchctl tasks`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl tasks
+  orchctl tasks -o json | jq '.[] | select(.state == \"failed\") | .error'
+
+Finished tasks are kept for 5 minutes.")]
+pub struct TasksArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `orchctl cancel`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl cancel task-18f3a2c41b7-3
+
+Once this answers, the task's stream carries no further token; `tokens_streamed` is exactly
+what its client received.")]
+pub struct CancelArgs {
+    /// The task id (`orchctl tasks` lists them).
+    #[arg(value_name = "TASK_ID")]
+    pub task_id: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +379,34 @@ mod tests {
             panic!("not wait")
         };
         assert_eq!((args.for_.as_str(), args.timeout.as_str()), ("condition=Ready", "2m"));
+    }
+
+    #[test]
+    fn run_takes_a_pool_a_prompt_and_sampling_flags() {
+        let cli = Cli::parse_from([
+            "orchctl",
+            "run",
+            "chat",
+            "hello there",
+            "--max-tokens",
+            "8",
+            "--seed",
+            "7",
+            "--temperature",
+            "0.5",
+            "--priority",
+            "batch",
+            "--session",
+            "s1",
+            "--chat",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!((args.pool.as_str(), args.prompt.as_str()), ("chat", "hello there"));
+        assert_eq!((args.max_tokens, args.seed, args.temperature), (8, Some(7), Some(0.5)));
+        assert_eq!(args.priority, PriorityArg::Batch);
+        assert_eq!(args.session.as_deref(), Some("s1"));
+        assert!(args.chat);
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP client of llama-orchd's read API. Failures are [`RequestError`]s whose messages
 //! are meant for people: an unreachable daemon says how to start it; an API error shows the
-//! daemon's own message (which names the object and what to do).
+//! daemon's own message (which names the object and what to do). The task API's calls are in
+//! [`crate::task_api`].
 
 use std::time::Duration;
 
@@ -13,6 +14,10 @@ use serde::de::DeserializeOwned;
 
 /// How long one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a task stream may stay silent. The daemon sends a keep-alive every 5 s, so this
+/// only trips when the daemon or the connection is gone.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -68,7 +73,9 @@ pub struct LogTail {
 pub struct Client {
     base: Url,
     base_text: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    /// No overall timeout (a stream lasts as long as a generation), only an idle one.
+    pub(crate) stream_http: reqwest::Client,
 }
 
 impl Client {
@@ -82,7 +89,17 @@ impl Client {
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        Ok(Client { base, base_text, http })
+        let stream_http = reqwest::Client::builder()
+            .read_timeout(STREAM_IDLE_TIMEOUT)
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        Ok(Client {
+            base,
+            base_text,
+            http,
+            stream_http,
+        })
     }
 
     /// The daemon's base URL.
@@ -90,12 +107,8 @@ impl Client {
         &self.base_text
     }
 
-    /// `GET` of a path made of `segments` (each escaped) with `query`, decoded as JSON.
-    pub async fn get<T: DeserializeOwned>(
-        &self,
-        segments: &[&str],
-        query: &[(&str, String)],
-    ) -> Result<T, RequestError> {
+    /// The URL of a path made of `segments`, each escaped.
+    pub fn url(&self, segments: &[&str]) -> Result<Url, RequestError> {
         let mut url = self.base.clone();
         {
             let mut path = url
@@ -104,6 +117,16 @@ impl Client {
             path.pop_if_empty();
             path.extend(segments);
         }
+        Ok(url)
+    }
+
+    /// `GET` of a path made of `segments` (each escaped) with `query`, decoded as JSON.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, RequestError> {
+        let mut url = self.url(segments)?;
         if !query.is_empty() {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
@@ -114,6 +137,15 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.transport(&e))?;
+        self.decode(&url, response).await
+    }
+
+    /// A JSON answer, or the daemon's error.
+    pub(crate) async fn decode<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        response: reqwest::Response,
+    ) -> Result<T, RequestError> {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
         if status.is_success() {
@@ -132,7 +164,8 @@ impl Client {
         }
     }
 
-    fn transport(&self, e: &reqwest::Error) -> RequestError {
+    /// A transport failure in words: unreachable, timed out, or what reqwest said.
+    pub(crate) fn transport(&self, e: &reqwest::Error) -> RequestError {
         if e.is_connect() {
             RequestError::Unreachable {
                 base: self.base_text.clone(),

@@ -1,9 +1,10 @@
 //! orchctl: a kubectl-like CLI for llama-orch.
 //!
 //! `apply`, `diff` and `delete` work on the manifests directory directly (no daemon needed);
-//! `get`, `describe`, `wait`, `events` and `logs` read llama-orchd's HTTP API. Every command is
-//! a library function that writes to the [`Io`] it is given, so tests run them without a
-//! terminal; `main.rs` only parses arguments and picks the exit code.
+//! `get`, `describe`, `wait`, `events` and `logs` read llama-orchd's HTTP API; `run`, `tasks`
+//! and `cancel` use its task API. Every command is a library function that writes to the
+//! [`Io`] it is given, so tests run them without a terminal; `main.rs` only parses arguments
+//! and picks the exit code.
 
 pub mod apply;
 pub mod cli;
@@ -19,7 +20,12 @@ pub mod input;
 pub mod logs;
 pub mod manifest_dir;
 pub mod output;
+pub mod run;
+pub mod sse;
+pub mod status_line;
 pub mod table;
+pub mod task_api;
+pub mod tasks;
 pub mod views;
 pub mod wait;
 
@@ -33,12 +39,15 @@ pub struct Io<'a> {
     pub out: &'a mut dyn Write,
     /// Errors, warnings and progress.
     pub err: &'a mut dyn Write,
-    /// `-f -`.
+    /// `-f -`, `run … -`.
     pub input: &'a mut dyn Read,
+    /// Whether `err` is a terminal (progress lines are then rewritten in place).
+    pub err_tty: bool,
 }
 
 /// Runs one command and returns the process exit code: 0 success, 1 failure (for `diff`:
-/// 1 means differences and 2 failure, like `kubectl diff`).
+/// 1 means differences and 2 failure, like `kubectl diff`; for `run`: 3 refused by
+/// backpressure, 4 the task failed, 130 interrupted).
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
     let failure = if matches!(cli.command, Command::Diff(_)) { 2 } else { 1 };
     match dispatch(cli, io).await {
@@ -63,5 +72,15 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Wait(args) => wait::run(&ctx, &args, io).await,
         Command::Events(args) => events::run(&ctx, &args, io).await,
         Command::Logs(args) => logs::run(&ctx, &args, io).await,
+        Command::Run(args) => run::run(&ctx, &args, io, ctrl_c()).await,
+        Command::Tasks(args) => tasks::list(&ctx, &args, io).await,
+        Command::Cancel(args) => tasks::cancel(&ctx, &args, io).await,
+    }
+}
+
+/// Resolves on Ctrl-C; never, when the handler cannot be installed.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -1,6 +1,6 @@
 //! The `orchctl` binary: parses the command line and hands it to the library.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         out: &mut out,
         err: &mut err,
         input: &mut input,
+        err_tty: std::io::stderr().is_terminal(),
     };
     let code = runtime.block_on(orchctl::run(cli, &mut io));
     let _ = out.flush();

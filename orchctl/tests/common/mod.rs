@@ -90,6 +90,7 @@ impl Home {
                 out: &mut out,
                 err: &mut err,
                 input: &mut input,
+                err_tty: false,
             };
             orchctl::run(cli, &mut io).await
         };

@@ -1,0 +1,186 @@
+//! The task API's calls (`/v2/tasks`, see docs/api.md): submit, read a task's event stream,
+//! list, look up and cancel. A refused submit is an answer, not an error: it carries the
+//! daemon's code, message and retry advice for the caller to show.
+
+use std::collections::VecDeque;
+
+use llorch_manifests::task::{Priority, TaskAdmitted, TaskError, TaskRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{Client, RequestError, STREAM_IDLE_TIMEOUT};
+use crate::sse::{SseEvent, SseParser};
+
+/// What `POST /v2/tasks` answered.
+#[derive(Debug)]
+pub enum Submitted {
+    /// 202: queued.
+    Admitted(TaskAdmitted),
+    /// An HTTP error before any stream exists.
+    Refused(Refused),
+}
+
+/// A refused submit.
+#[derive(Debug)]
+pub struct Refused {
+    /// HTTP status (429 when the queue is full).
+    pub status: u16,
+    /// The daemon's error body.
+    pub error: TaskError,
+    /// `Retry-After`, in seconds.
+    pub retry_after_s: Option<u64>,
+    /// `X-Backoff-Ms`.
+    pub backoff_ms: Option<u64>,
+}
+
+/// `POST /v2/tasks/{id}/cancel`'s answer.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct CancelAck {
+    /// The task.
+    pub task_id: String,
+    /// Its state after the cancel: `canceled`, or how it had already ended.
+    pub state: String,
+    /// Its state before: `queued` or `running` when this cancel stopped it.
+    #[serde(default)]
+    pub previous_state: Option<String>,
+    /// Tokens its stream carried; none follows the acknowledgement.
+    pub tokens_streamed: u32,
+}
+
+/// One task as `GET /v2/tasks` lists it (the fields orchctl shows).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct TaskRow {
+    /// Id.
+    pub task_id: String,
+    /// Pool.
+    pub pool: String,
+    /// `queued`, `running`, `done`, `failed` or `canceled`.
+    pub state: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Tokens generated so far.
+    pub tokens_out: u32,
+    /// Milliseconds since admission.
+    pub age_ms: u64,
+    /// The replica, once dispatched.
+    #[serde(default)]
+    pub replica: Option<String>,
+}
+
+/// A task's open SSE stream.
+pub struct EventStream {
+    response: reqwest::Response,
+    parser: SseParser,
+    ready: VecDeque<SseEvent>,
+    task_id: String,
+}
+
+impl EventStream {
+    /// The next event; `None` when the daemon closed the stream.
+    pub async fn next(&mut self) -> Result<Option<SseEvent>, RequestError> {
+        loop {
+            if let Some(ev) = self.ready.pop_front() {
+                return Ok(Some(ev));
+            }
+            let chunk = self.response.chunk().await.map_err(|e| {
+                if e.is_timeout() {
+                    RequestError::Other(format!(
+                        "task {}'s stream was silent for {} s; llama-orchd may have stopped",
+                        self.task_id,
+                        STREAM_IDLE_TIMEOUT.as_secs()
+                    ))
+                } else {
+                    RequestError::Other(format!("task {}'s stream broke: {e}", self.task_id))
+                }
+            })?;
+            match chunk {
+                Some(bytes) => self.ready.extend(self.parser.push(&bytes)),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+fn header_u64(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+impl Client {
+    /// `POST /v2/tasks`.
+    pub async fn submit_task(&self, req: &TaskRequest) -> Result<Submitted, RequestError> {
+        let url = self.url(&["v2", "tasks"])?;
+        let response = self
+            .http
+            .post(url.clone())
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return self.decode(&url, response).await.map(Submitted::Admitted);
+        }
+        let retry_after_s = header_u64(response.headers(), "retry-after");
+        let backoff_ms = header_u64(response.headers(), "x-backoff-ms");
+        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+        match serde_json::from_slice::<TaskError>(&bytes) {
+            Ok(error) => Ok(Submitted::Refused(Refused {
+                status: status.as_u16(),
+                error,
+                retry_after_s,
+                backoff_ms,
+            })),
+            Err(_) => Err(RequestError::Other(format!(
+                "{url} answered HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
+            ))),
+        }
+    }
+
+    /// Opens `GET /v2/tasks/{id}/events`.
+    pub async fn task_events(&self, task_id: &str) -> Result<EventStream, RequestError> {
+        let url = self.url(&["v2", "tasks", task_id, "events"])?;
+        let response = self
+            .stream_http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| self.transport(&e))?;
+        if !response.status().is_success() {
+            return Err(self
+                .decode::<serde_json::Value>(&url, response)
+                .await
+                .err()
+                .unwrap_or_else(|| {
+                    RequestError::Other(format!("{url} answered with an error status and a JSON body"))
+                }));
+        }
+        Ok(EventStream {
+            response,
+            parser: SseParser::new(),
+            ready: VecDeque::new(),
+            task_id: task_id.to_string(),
+        })
+    }
+
+    /// `GET /v2/tasks`, newest first, as the daemon sent them.
+    pub async fn list_tasks(&self) -> Result<Vec<serde_json::Value>, RequestError> {
+        self.get(&["v2", "tasks"], &[]).await
+    }
+
+    /// `GET /v2/tasks/{id}`.
+    pub async fn task(&self, task_id: &str) -> Result<TaskRow, RequestError> {
+        self.get(&["v2", "tasks", task_id], &[]).await
+    }
+
+    /// `POST /v2/tasks/{id}/cancel`.
+    pub async fn cancel_task(&self, task_id: &str) -> Result<CancelAck, RequestError> {
+        let url = self.url(&["v2", "tasks", task_id, "cancel"])?;
+        let response = self
+            .http
+            .post(url.clone())
+            .send()
+            .await
+            .map_err(|e| self.transport(&e))?;
+        self.decode(&url, response).await
+    }
+}
