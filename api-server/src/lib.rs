@@ -31,9 +31,10 @@ pub use error::ApiError;
 pub use routes::{GpuList, LogTail};
 pub use sources::{BoxFuture, EventSource, LogSource, NoEvents, NoLogs};
 
-/// The largest request body accepted. Every route is a read today; this caps what a client
-/// can make the server buffer before a handler rejects it.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The largest request body accepted (task and chat requests are the only bodies): room for
+/// a long conversation, and a cap on what a client can make the server buffer. Larger bodies
+/// get 413 with the limit named.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What every handler reads: the controller's latest snapshot, its events and its log tails.
 #[derive(Clone)]

@@ -133,8 +133,9 @@ async fn complete(
         let view = PoolView::read(&snapshot, &pool).map_err(OpenAiError::from_refusal)?;
         mapped.fill_default_max_tokens(view.ctx_size, estimate_tokens(&prompt_of(&mapped.task)));
     }
+    let correlation_id = crate::correlation::client_supplied(&headers).map(|id| id.to_string());
     let admitted = dp
-        .submit(mapped.task.clone())
+        .submit_with(mapped.task.clone(), correlation_id)
         .await
         .map_err(OpenAiError::from_refusal)?;
     let task = dp
