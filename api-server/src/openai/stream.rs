@@ -41,7 +41,8 @@ impl Drop for DisconnectGuard {
     fn drop(&mut self) {
         // `ended` covers the moment between the runner sending `end` and marking the task done.
         if !self.ended && !self.task.phase().is_final() {
-            self.dp.cancel_because(&self.task.id, crate::tasks::log::CancelReason::Disconnected);
+            self.dp
+                .cancel_because(&self.task.id, crate::tasks::log::CancelReason::Disconnected);
         }
     }
 }
