@@ -13,6 +13,7 @@
 pub mod log;
 pub mod pool_view;
 pub mod runner;
+pub mod sessions;
 pub mod task;
 pub mod telemetry;
 pub mod validate;

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::log;
 use super::pool_view::PoolView;
 use super::runner;
+use super::sessions::{SessionBook, Turn};
 use super::task::{TaskEvent, TaskState};
 use super::telemetry::Telemetry;
 use super::{Refusal, policy_label};
@@ -69,6 +70,7 @@ pub struct PoolWorker {
     /// Endpoints whose engine failed under a task: no new task goes there until the controller
     /// replaces the container (a new endpoint) — it may not have noticed the crash yet.
     suspect: std::collections::HashSet<String>,
+    sessions: SessionBook,
 }
 
 impl PoolWorker {
@@ -90,6 +92,7 @@ impl PoolWorker {
             slots: SlotTable::new(),
             estimate: ServiceTimeEstimator::new(),
             suspect: std::collections::HashSet::new(),
+            sessions: SessionBook::default(),
         }
     }
 
@@ -110,7 +113,12 @@ impl PoolWorker {
                         return self.close("the pool is no longer declared");
                     }
                 }
-                _ = tick.tick() => self.send_metrics(),
+                _ = tick.tick() => {
+                    for expired in self.sessions.expire(Instant::now()) {
+                        self.slots.forget_session(&expired);
+                    }
+                    self.send_metrics()
+                }
             }
             self.dispatch(&tx);
             self.record_depth();
@@ -302,6 +310,12 @@ impl PoolWorker {
             self.waiting.remove(&id);
             if task.is_canceled() {
                 continue;
+            }
+            if let Some(session) = task.request.session_id.as_deref()
+                && self.sessions.turn(session, now) == Turn::Fresh
+            {
+                // New, idle past its TTL, or out of turns: placed like a new session.
+                self.slots.forget_session(session);
             }
             match self.slots.acquire(task.request.session_id.as_deref()) {
                 Acquire::Placed(placement) => {
