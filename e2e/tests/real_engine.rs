@@ -407,6 +407,46 @@ fn real_engine_streams_through_the_task_api_deterministically(rt: Runtime) {
         direct["content"].as_str().unwrap(),
         "streamed text equals the engine's own answer"
     );
+
+    // And through the OpenAI-compatible front door, on both pools: the same seed gives the
+    // same text streamed and not.
+    for pool in ["smol", "smol-oai"] {
+        let body = |stream: bool| {
+            serde_json::json!({"model": pool, "messages": [{"role": "user", "content": "Tell me a story."}],
+                "max_tokens": 8, "seed": 3, "temperature": 0.8, "stream": stream})
+        };
+        let whole: serde_json::Value = http()
+            .post(format!("{}/v1/chat/completions", d.url))
+            .json(&body(false))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let text = whole["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            whole["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+            "{pool}: {whole}"
+        );
+        let raw = http()
+            .post(format!("{}/v1/chat/completions", d.url))
+            .json(&body(true))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(raw.trim_end().ends_with("data: [DONE]"), "{pool}: {raw}");
+        let streamed: String = raw
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|l| *l != "[DONE]")
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+            .collect();
+        assert_eq!(streamed, text, "{pool}: /v1 streamed and non-streamed text agree");
+    }
 }
 
 #[test]
