@@ -337,3 +337,36 @@ fn bad_requests_are_refused_before_enqueue_with_the_field_named() {
         );
     }
 }
+
+/// ORCH-3099: with `spec.sessions.tokenBudget`, a session's tasks are refused before enqueue
+/// once their `max_tokens` would exceed what is left; metrics frames say what is left; other
+/// sessions are unaffected.
+#[test]
+fn a_session_token_budget_is_enforced_before_enqueue() {
+    let (_d, c) = start("budget", 1, 1, "{capacity: 8}\n  sessions: {tokenBudget: 20}", &[]);
+    let ask =
+        |session: &str| json!({"pool": "budget", "prompt": "Once upon a time", "max_tokens": 8, "session_id": session});
+    for _ in 0..2 {
+        let id = submit_ok(&c, ask("s1"));
+        let events = c.events(&id);
+        assert_eq!(events.last().unwrap().event, "end");
+    }
+    let refused = c.submit(&ask("s1"));
+    assert_eq!(refused.status, 429, "{:?}", refused.body);
+    assert_eq!(refused.body["code"], "ADMISSION_REJECT");
+    assert_eq!(refused.body["policy_label"], "session-budget");
+    assert_eq!(refused.body["retriable"], false);
+    assert!(
+        refused.body["message"].as_str().unwrap().contains("4 tokens left"),
+        "{:?}",
+        refused.body
+    );
+    // What is left still fits a smaller task, and another session has its own budget.
+    let small = submit_ok(
+        &c,
+        json!({"pool": "budget", "prompt": "x", "max_tokens": 4, "session_id": "s1"}),
+    );
+    assert_eq!(c.events(&small).last().unwrap().event, "end");
+    let other = submit_ok(&c, ask("s2"));
+    assert_eq!(c.events(&other).last().unwrap().event, "end");
+}

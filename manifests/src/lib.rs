@@ -25,7 +25,7 @@ pub use error::ManifestError;
 pub use meta::{API_VERSION, AnyObject, Kind, Object, ObjectMeta, ObjectRef, Spec};
 pub use model::ModelSpec;
 pub use parse::{MAX_MANIFEST_BYTES, parse_file};
-pub use pool::{AllGpus, FullQueuePolicy, GpuSelector, PoolSpec, QueueSpec, RestartSpec};
+pub use pool::{AllGpus, FullQueuePolicy, GpuSelector, PoolSpec, QueueSpec, RestartSpec, SessionSpec};
 
 /// An `Engine` manifest.
 pub type Engine = Object<EngineSpec>;

@@ -34,6 +34,44 @@ pub struct PoolSpec {
     /// How crashed replicas are restarted.
     #[serde(default)]
     pub restart: RestartSpec,
+    /// How long sessions keep their replica, and their token budget.
+    #[serde(default)]
+    pub sessions: SessionSpec,
+}
+
+/// Sessions (ORCH-3021, ORCH-3099): a `session_id` keeps a conversation on one replica for
+/// its KV cache until it has been idle `ttlSeconds` or used `maxTurns`; then it starts afresh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SessionSpec {
+    /// Idle time after which a session expires (1–3600).
+    #[serde(default = "default_session_ttl")]
+    pub ttl_seconds: u64,
+    /// Turns after which a session starts afresh (1–1000).
+    #[serde(default = "default_session_turns")]
+    pub max_turns: u32,
+    /// Tokens a session may generate over its life; a task whose `max_tokens` would exceed
+    /// what is left is refused before enqueue. None: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<u64>,
+}
+
+impl Default for SessionSpec {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: default_session_ttl(),
+            max_turns: default_session_turns(),
+            token_budget: None,
+        }
+    }
+}
+
+fn default_session_ttl() -> u64 {
+    600
+}
+
+fn default_session_turns() -> u32 {
+    8
 }
 
 impl Spec for PoolSpec {

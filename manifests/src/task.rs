@@ -175,6 +175,9 @@ pub struct Metrics {
     pub on_time_probability: f64,
     /// False when a session moved to another replica (its KV cache is cold there).
     pub kv_warmth: bool,
+    /// Tokens the task's session may still generate, when the Pool sets a budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens_remaining: Option<u64>,
 }
 
 /// SSE `end`.

@@ -281,6 +281,28 @@ fn check_pool(spec: &PoolSpec, out: &mut Vec<Problem>) {
             "make it at least backoffInitialMs",
         ));
     }
+    let sessions = &spec.sessions;
+    if !(1..=3600).contains(&sessions.ttl_seconds) {
+        out.push(problem(
+            "spec.sessions.ttlSeconds",
+            format!("{} is outside 1–3600", sessions.ttl_seconds),
+            "600 is the default",
+        ));
+    }
+    if !(1..=1000).contains(&sessions.max_turns) {
+        out.push(problem(
+            "spec.sessions.maxTurns",
+            format!("{} is outside 1–1000", sessions.max_turns),
+            "8 is the default",
+        ));
+    }
+    if sessions.token_budget == Some(0) {
+        out.push(problem(
+            "spec.sessions.tokenBudget",
+            "must be more than 0",
+            "omit it for no budget",
+        ));
+    }
     if r.circuit_breaker_failures == 0 {
         out.push(problem(
             "spec.restart.circuitBreakerFailures",

@@ -106,6 +106,7 @@ fn a_completions_stream_has_text_chunks_and_no_role_chunk() {
         predicted_start_ms: Some(10),
         on_time_probability: 1.0,
         kv_warmth: true,
+        budget_tokens_remaining: None,
     });
     let frames = encode(&e, vec![started(), metrics, token("Once", 0), end(1)]);
     assert_eq!(frames[0]["object"], "text_completion");

@@ -22,6 +22,8 @@ pub struct PoolView {
     pub slots: u32,
     /// Queue settings.
     pub queue: QueueSpec,
+    /// Session lifetime and budget.
+    pub sessions: llorch_manifests::SessionSpec,
     /// Engine name.
     pub engine: String,
     /// Engine version label.
@@ -131,6 +133,7 @@ impl PoolView {
             ctx_size: pool.spec.ctx_size.unwrap_or(model.spec.ctx_max),
             slots: pool.spec.slots_per_replica,
             queue: pool.spec.queue.clone(),
+            sessions: pool.spec.sessions.clone(),
             engine: engine.name().to_string(),
             engine_version: engine.spec.version.clone(),
             api: engine.spec.api,

@@ -76,6 +76,7 @@ pub async fn run(
             predicted_start_ms: None,
             on_time_probability: 1.0,
             kv_warmth: false,
+            budget_tokens_remaining: None,
         }));
     }
     let cancel = task.cancellation();
@@ -151,6 +152,11 @@ pub async fn run(
         .send(Command::Finished {
             service: began.elapsed(),
             failed_endpoint,
+            session: task
+                .request
+                .session_id
+                .clone()
+                .map(|s| (s, task.summary().tokens_out, task.request.generate.max_tokens)),
         })
         .await;
 }

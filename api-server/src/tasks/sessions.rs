@@ -1,6 +1,7 @@
-//! Session lifetimes (ORCH-3021): a session keeps its replica (KV-cache warmth) for at most
-//! [`SESSION_TTL`] since its last turn and [`MAX_TURNS`] turns; then it starts afresh, placed
-//! like a new session. Pure bookkeeping over instants handed in.
+//! Session lifetimes (ORCH-3021) and token budgets (ORCH-3099): a session keeps its replica
+//! (KV-cache warmth) for at most a TTL since its last turn and a number of turns (defaults
+//! [`SESSION_TTL`], [`MAX_TURNS`], per Pool `spec.sessions`); then it starts afresh, placed like
+//! a new session, with a fresh budget. Pure bookkeeping over instants handed in.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ pub enum Turn {
 struct Session {
     last: Instant,
     turns: u32,
+    tokens: u64,
 }
 
 /// The sessions of one Pool.
@@ -49,24 +51,68 @@ impl SessionBook {
         }
     }
 
-    /// Records a turn of `id` at `now`.
+    fn expired(&self, s: &Session, now: Instant) -> bool {
+        now.duration_since(s.last) >= self.ttl || s.turns >= self.max_turns
+    }
+
+    /// Records a turn of `id` at `now` (when its task is dispatched).
     pub fn turn(&mut self, id: &str, now: Instant) -> Turn {
-        let fresh = Session { last: now, turns: 1 };
-        match self.sessions.get_mut(id) {
-            Some(s) if now.duration_since(s.last) < self.ttl && s.turns < self.max_turns => {
-                s.last = now;
-                s.turns += 1;
-                Turn::Continues
-            }
-            Some(s) => {
-                *s = fresh;
-                Turn::Fresh
-            }
-            None => {
-                self.sessions.insert(id.to_string(), fresh);
-                Turn::Fresh
-            }
+        let (ttl, max_turns) = (self.ttl, self.max_turns);
+        let s = self.sessions.entry(id.to_string()).or_insert(Session {
+            last: now,
+            turns: 0,
+            tokens: 0,
+        });
+        let expired = now.duration_since(s.last) >= ttl || s.turns >= max_turns;
+        if s.turns > 0 && !expired {
+            s.last = now;
+            s.turns += 1;
+            return Turn::Continues;
         }
+        if s.turns > 0 {
+            // A new life: the old one's tokens no longer count.
+            s.tokens = 0;
+        }
+        s.last = now;
+        s.turns = 1;
+        Turn::Fresh
+    }
+
+    /// Reserves `tokens` of `id`'s budget for a task being admitted (its `max_tokens`); the
+    /// unused part is given back by [`SessionBook::refund`] when the task ends.
+    pub fn reserve(&mut self, id: &str, tokens: u64, now: Instant) {
+        let fresh = Session {
+            last: now,
+            turns: 0,
+            tokens: 0,
+        };
+        let expired = self.sessions.get(id).is_some_and(|s| self.expired(s, now));
+        let s = self.sessions.entry(id.to_string()).or_insert(fresh);
+        if expired {
+            *s = fresh;
+        }
+        s.tokens = s.tokens.saturating_add(tokens);
+    }
+
+    /// Gives back `tokens` of a reservation that were not generated.
+    pub fn refund(&mut self, id: &str, tokens: u64) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.tokens = s.tokens.saturating_sub(tokens);
+        }
+    }
+
+    /// Tokens `id` has reserved or generated in its current life (0 when new or expired).
+    pub fn used(&self, id: &str, now: Instant) -> u64 {
+        match self.sessions.get(id) {
+            Some(s) if !self.expired(s, now) => s.tokens,
+            _ => 0,
+        }
+    }
+
+    /// Applies new limits (a Pool edit); sessions keep their history.
+    pub fn set_limits(&mut self, ttl: Duration, max_turns: u32) {
+        self.ttl = ttl;
+        self.max_turns = max_turns;
     }
 
     /// Forgets sessions idle past the TTL; returns their ids.
@@ -98,6 +144,25 @@ mod tests {
         assert_eq!(book.turn("s", t), Turn::Continues);
         assert_eq!(book.turn("s", t), Turn::Fresh, "the 4th turn exceeds 3");
         assert_eq!(book.turn("s", t), Turn::Continues);
+    }
+
+    #[test]
+    fn reservations_count_until_refunded_and_a_new_life_starts_at_zero() {
+        let mut book = SessionBook::new(Duration::from_secs(60), 2);
+        let t = Instant::now();
+        book.reserve("s", 10, t);
+        assert_eq!(book.used("s", t), 10, "reserved at admission, before dispatch");
+        assert_eq!(book.turn("s", t), Turn::Fresh);
+        assert_eq!(book.used("s", t), 10, "the first turn keeps its reservation");
+        book.refund("s", 4);
+        assert_eq!(book.used("s", t), 6);
+        book.reserve("s", 5, t);
+        assert_eq!(book.turn("s", t), Turn::Continues);
+        assert_eq!(book.used("s", t), 0, "out of turns: the next task starts a new life");
+        assert_eq!(book.used("other", t), 0);
+        book.reserve("s", 3, t);
+        assert_eq!(book.used("s", t), 3);
+        assert_eq!(book.used("s", t + Duration::from_secs(61)), 0, "expired");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum Command {
         service: Duration,
         /// The endpoint, when the engine there could not be reached or dropped the stream.
         failed_endpoint: Option<String>,
+        /// The task's session, the tokens it generated and the tokens it had reserved.
+        session: Option<(String, u32, u32)>,
     },
 }
 
@@ -155,6 +157,8 @@ impl PoolWorker {
                     }
                     self.queue = Some(fresh);
                 }
+                self.sessions
+                    .set_limits(Duration::from_secs(view.sessions.ttl_seconds), view.sessions.max_turns);
                 self.view = Some(view);
                 true
             }
@@ -190,26 +194,36 @@ impl PoolWorker {
                 let _ = reply.send(self.admit(task));
             }
             Command::Cancel { id } => {
-                if let Some(q) = self.queue.as_mut() {
-                    q.cancel(id.as_str());
+                if let Some(task) = self.queue.as_mut().and_then(|q| q.cancel(id.as_str())) {
+                    self.release(&task, 0);
                 }
                 self.waiting.remove(&id);
             }
             Command::Finished {
                 service,
                 failed_endpoint,
-            } => match failed_endpoint {
-                Some(endpoint) => {
-                    self.suspect.insert(endpoint);
-                    self.refresh();
+                session,
+            } => {
+                if let Some((id, generated, reserved)) = session {
+                    self.sessions.refund(&id, u64::from(reserved.saturating_sub(generated)));
                 }
-                None => self.estimate.record_ms(service.as_millis() as u64),
-            },
+                match failed_endpoint {
+                    Some(endpoint) => {
+                        self.suspect.insert(endpoint);
+                        self.refresh();
+                    }
+                    None => self.estimate.record_ms(service.as_millis() as u64),
+                }
+            }
         }
     }
 
     fn admit(&mut self, task: Arc<TaskState>) -> Result<TaskAdmitted, Refusal> {
         let now = Instant::now();
+        if let Some(refusal) = self.over_budget(&task, now) {
+            task.finish(Some(refusal.error.clone()));
+            return Err(refusal);
+        }
         let (slots_total, busy) = (self.slots.slots_total(), self.slots.busy_slots());
         let Some(queue) = self.queue.as_mut() else {
             return Err(Refusal::new(
@@ -240,6 +254,10 @@ impl PoolWorker {
         match queue.enqueue(id.clone(), task.request.priority, task.clone(), now) {
             Admission::Enqueued { position } => {
                 self.waiting.insert(id.clone(), task.clone());
+                if let Some(session) = task.request.session_id.as_deref() {
+                    self.sessions
+                        .reserve(session, u64::from(task.request.generate.max_tokens), now);
+                }
                 Ok(admitted(position, &self.estimate))
             }
             Admission::EnqueuedDroppingOldest {
@@ -248,6 +266,14 @@ impl PoolWorker {
             } => {
                 self.waiting.remove(&dropped_id);
                 self.waiting.insert(id.clone(), task.clone());
+                if let Some(session) = dropped.request.session_id.as_deref() {
+                    self.sessions
+                        .refund(session, u64::from(dropped.request.generate.max_tokens));
+                }
+                if let Some(session) = task.request.session_id.as_deref() {
+                    self.sessions
+                        .reserve(session, u64::from(task.request.generate.max_tokens), now);
+                }
                 let retry = self
                     .estimate
                     .retry_after_ms(queue.depth(), queue.capacity(), slots_total);
@@ -301,6 +327,44 @@ impl PoolWorker {
         }
     }
 
+    /// Gives back the part of a task's session reservation it did not generate.
+    fn release(&mut self, task: &TaskState, generated: u32) {
+        if let Some(session) = task.request.session_id.as_deref() {
+            let unused = task.request.generate.max_tokens.saturating_sub(generated);
+            self.sessions.refund(session, u64::from(unused));
+        }
+    }
+
+    /// Tokens the task's session may still generate, when the Pool sets a budget.
+    fn budget_left(&self, task: &TaskState, now: Instant) -> Option<u64> {
+        let budget = self.view.as_ref()?.sessions.token_budget?;
+        let session = task.request.session_id.as_deref()?;
+        Some(budget.saturating_sub(self.sessions.used(session, now)))
+    }
+
+    /// ORCH-3099: a task whose `max_tokens` exceeds what its session has left is refused
+    /// before enqueue.
+    fn over_budget(&self, task: &TaskState, now: Instant) -> Option<Refusal> {
+        let left = self.budget_left(task, now)?;
+        let want = u64::from(task.request.generate.max_tokens);
+        if want <= left {
+            return None;
+        }
+        let mut refusal = Refusal::new(
+            429,
+            ErrorCode::AdmissionReject,
+            format!(
+                "session `{}` has {left} tokens left of its budget on pool `{}`, and the task asks for up to {want}; \
+                 lower max_tokens, or start a new session",
+                task.request.session_id.as_deref().unwrap_or_default(),
+                self.pool
+            ),
+            false,
+        );
+        refusal.error.policy_label = Some("session-budget".into());
+        Some(refusal)
+    }
+
     fn dispatch(&mut self, tx: &mpsc::Sender<Command>) {
         let Some(view) = self.view.clone() else { return };
         let now = Instant::now();
@@ -309,6 +373,7 @@ impl PoolWorker {
             let Some((id, task)) = queue.next(now) else { return };
             self.waiting.remove(&id);
             if task.is_canceled() {
+                self.release(&task, 0);
                 continue;
             }
             if let Some(session) = task.request.session_id.as_deref()
@@ -374,6 +439,7 @@ impl PoolWorker {
                     .estimate
                     .on_time_probability(position, slots_total, busy, predicted.max(1)),
                 kv_warmth: true,
+                budget_tokens_remaining: self.budget_left(task, Instant::now()),
             }));
         }
     }
