@@ -15,6 +15,9 @@ use crate::runtime::ContainerRuntime;
 /// Watches `dir` (not recursively); any event wakes the loop. Keep the returned watcher alive.
 pub fn watch_manifests(dir: &Path, wake: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        // Reads (our own pass opening the directory and files among them) change nothing;
+        // waking on them made the loop re-trigger itself every pass.
+        Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
         Ok(_) => wake.notify_one(),
         Err(e) => tracing::warn!(error = %e, "manifest watcher error; the periodic resync still applies"),
     })?;

@@ -78,6 +78,7 @@ pub struct DataPlane {
     engines: EngineClients,
     workers: Mutex<HashMap<String, WorkerHandle>>,
     tasks: Mutex<HashMap<String, Arc<TaskState>>>,
+    last_sweep: Mutex<Option<Instant>>,
     telemetry: Telemetry,
 }
 
@@ -89,6 +90,7 @@ impl DataPlane {
             engines,
             workers: Mutex::default(),
             tasks: Mutex::default(),
+            last_sweep: Mutex::default(),
             telemetry: Telemetry::new(),
         })
     }
@@ -228,8 +230,17 @@ impl DataPlane {
         handle
     }
 
+    /// Forgets tasks finished more than [`KEEP_FINISHED`] ago; walks the map at most once a
+    /// second so admission does not pay O(tasks held) per request.
     fn sweep(&self) {
         let now = Instant::now();
+        {
+            let mut last = lock(&self.last_sweep);
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(now);
+        }
         lock(&self.tasks).retain(|_, t| t.finished_at().is_none_or(|at| now.duration_since(at) < KEEP_FINISHED));
     }
 }

@@ -39,7 +39,8 @@ fn object<T: serde::de::DeserializeOwned>(snapshot: &Snapshot, kind: Kind, name:
         .objects
         .iter()
         .find(|o| o.object.kind == kind && o.object.name == name)?;
-    serde_json::from_value(view.manifest.clone()?).ok()
+    // `&Value` is a deserializer: no clone of the manifest per request.
+    T::deserialize(view.manifest.as_ref()?).ok()
 }
 
 fn unavailable(message: String) -> Refusal {
