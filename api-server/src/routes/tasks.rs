@@ -224,29 +224,33 @@ fn stream(
     rx: tokio::sync::mpsc::UnboundedReceiver<TaskEvent>,
     guard: DisconnectGuard,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((rx, guard, false), |(mut rx, mut guard, ended)| async move {
-        if ended {
-            return None;
-        }
-        let cancel = guard.task.cancellation();
-        let ev = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return None,
-            ev = rx.recv() => ev?,
-        };
-        // Race-free cancel: a token passes the task's gate (which cancel also takes) before it
-        // is emitted, so nothing follows an acknowledged cancel.
-        let allowed = match ev {
-            TaskEvent::Token(_) => guard.task.admit_token(),
-            _ => !guard.task.is_canceled(),
-        };
-        if !allowed {
-            return None;
-        }
-        let last = matches!(ev, TaskEvent::End(_) | TaskEvent::Error(_));
-        guard.delivered_final |= last;
-        Some((Ok(sse_event(&ev)), (rx, guard, last)))
-    })
+    // One owned cancellation future per stream, kept in the unfold state (not one per event).
+    let cancelled = Box::pin(guard.task.cancellation().cancelled_owned());
+    futures_util::stream::unfold(
+        (rx, guard, false, cancelled),
+        |(mut rx, mut guard, ended, mut cancelled)| async move {
+            if ended {
+                return None;
+            }
+            let ev = tokio::select! {
+                biased;
+                _ = &mut cancelled => return None,
+                ev = rx.recv() => ev?,
+            };
+            // Race-free cancel: a token passes the task's gate (which cancel also takes) before it
+            // is emitted, so nothing follows an acknowledged cancel.
+            let allowed = match ev {
+                TaskEvent::Token(_) => guard.task.admit_token(),
+                _ => !guard.task.is_canceled(),
+            };
+            if !allowed {
+                return None;
+            }
+            let last = matches!(ev, TaskEvent::End(_) | TaskEvent::Error(_));
+            guard.delivered_final |= last;
+            Some((Ok(sse_event(&ev)), (rx, guard, last, cancelled)))
+        },
+    )
 }
 
 /// `GET /v2/meta/capabilities` (ORCH-3095/3096).

@@ -97,10 +97,14 @@ pub async fn run(
             let generated = telemetry.tokens_out(&task.pool);
             let mut index = 0u32;
             let mut first: Option<Instant> = None;
+            // One cancellation future for the whole stream: building one per token takes the
+            // token's lock each time (it showed in the relay profile).
+            let cancelled = cancel.cancelled();
+            tokio::pin!(cancelled);
             loop {
                 let next = tokio::select! {
                     biased;
-                    _ = cancel.cancelled() => break,
+                    _ = &mut cancelled => break,
                     next = stream.next() => next,
                 };
                 match next {
