@@ -71,6 +71,16 @@ pub fn validate(req: TaskRequest, pool: &PoolView) -> Result<ValidTask, Refusal>
     {
         return Err(invalid(format!("`top_p` {p} is outside (0, 1]")));
     }
+    // llama.cpp seeds are 32-bit: a larger seed would be truncated by the real engine (and
+    // not by the mock), so the same request could differ between them.
+    if let Some(seed) = req.seed
+        && seed > u64::from(u32::MAX)
+    {
+        return Err(invalid(format!(
+            "`seed` {seed} is above {} (engines use 32-bit seeds)",
+            u32::MAX
+        )));
+    }
     if req.stop.len() > MAX_STOP || req.stop.iter().any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES) {
         return Err(invalid(format!(
             "`stop` takes at most {MAX_STOP} non-empty strings of at most {MAX_STOP_BYTES} bytes"
