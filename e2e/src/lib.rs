@@ -145,6 +145,20 @@ impl Drop for ContainerGuard {
     }
 }
 
+/// Declares `docker::<name>` and `podman::<name>` tests that call the scenario `fn <name>(Runtime)`
+/// of the calling test file once per runtime.
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod docker {
+            $( #[test] fn $name() { super::$name($crate::daemon::Runtime::docker()) } )*
+        }
+        mod podman {
+            $( #[test] fn $name() { super::$name($crate::daemon::Runtime::podman()) } )*
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -454,18 +454,7 @@ fn docker_real_engine_streams_through_the_task_api_deterministically() {
     real_engine_streams_through_the_task_api_deterministically(Runtime::docker());
 }
 
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod docker {
-            $( #[test] fn $name() { super::$name(llama_orch_e2e::daemon::Runtime::docker()) } )*
-        }
-        mod podman {
-            $( #[test] fn $name() { super::$name(llama_orch_e2e::daemon::Runtime::podman()) } )*
-        }
-    };
-}
-
-on_both_runtimes!(
+llama_orch_e2e::on_both_runtimes!(
     real_engine_serves_the_real_model,
     wrong_digest_never_creates_a_container
 );

@@ -191,18 +191,7 @@ fn crash_looping_engine_degrades_only_its_pool(rt: Runtime) {
     assert!(d.is_healthy());
 }
 
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod docker {
-            $( #[test] fn $name() { super::$name(llama_orch_e2e::daemon::Runtime::docker()) } )*
-        }
-        mod podman {
-            $( #[test] fn $name() { super::$name(llama_orch_e2e::daemon::Runtime::podman()) } )*
-        }
-    };
-}
-
-on_both_runtimes!(
+llama_orch_e2e::on_both_runtimes!(
     two_replicas_become_ready,
     killed_container_is_replaced,
     scale_down_keeps_the_survivor,
