@@ -178,6 +178,8 @@ mod tests {
                 free_bytes: 1,
                 utilization_pct: None,
                 simulated: false,
+                processes: Vec::new(),
+                errors: Vec::new(),
             }],
             ..Snapshot::default()
         };

@@ -113,6 +113,8 @@ fn snapshot() -> Snapshot {
         free_bytes: 23 << 30,
         utilization_pct: Some(50),
         simulated: true,
+        processes: Vec::new(),
+        errors: Vec::new(),
     };
     Snapshot {
         synced: true,

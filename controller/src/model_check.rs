@@ -21,7 +21,12 @@ impl ModelChecker {
     /// The model file on the host, checked (and digest-verified when declared). `manifest_file`
     /// anchors relative paths. The error says what is wrong and what to do.
     pub fn resolve(&mut self, spec: &ModelSpec, manifest_file: &Path) -> Result<PathBuf, String> {
-        let ModelRef::File(raw) = spec.parse_ref()?;
+        let ModelRef::File(raw) = spec.parse_ref()? else {
+            return Err(format!(
+                "`{}` is a remote reference; remote models are not fetched by this build yet",
+                spec.reference
+            ));
+        };
         let path = if Path::new(raw).is_absolute() {
             PathBuf::from(raw)
         } else {

@@ -29,6 +29,8 @@ impl GpuInventory for TwoSimulatedGpus {
                 free_bytes: 1 << 34,
                 utilization_pct: None,
                 simulated: true,
+                processes: Vec::new(),
+                errors: Vec::new(),
             })
             .collect())
     }

@@ -53,6 +53,99 @@ pub struct GpuView {
     pub utilization_pct: Option<u32>,
     /// True for the simulated inventory: no real device behind it.
     pub simulated: bool,
+    /// Processes using the device (NVML), largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<GpuProcess>,
+    /// Driver or ECC problems; a device with any is unhealthy and its replicas are not Ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// A process holding memory on a GPU.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuProcess {
+    /// Process id (in the host's namespace).
+    pub pid: u32,
+    /// Device memory it holds, when the driver reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+}
+
+/// A Model artifact in the local catalog (`GET /v2/catalog`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogEntry {
+    /// `sha256:<hex>` of the content: the cache key.
+    pub digest: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// The file in the content-addressed cache (or the user's own file for `file:` refs).
+    pub path: String,
+    /// The references it was fetched or read from.
+    pub refs: Vec<String>,
+    /// Models that declare it now.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// `Active` while a Model declares it, `Retired` after.
+    pub lifecycle: Lifecycle,
+    /// When it entered the catalog (RFC 3339).
+    pub added_at: String,
+}
+
+/// A catalog entry's lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Lifecycle {
+    /// Declared by at least one Model.
+    Active,
+    /// No Model declares it; kept in the cache until removed.
+    Retired,
+}
+
+/// `GET /v2/pools/{id}/health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolHealth {
+    /// Pool name.
+    pub pool: String,
+    /// At least one replica process is up (running, whether or not Ready).
+    pub live: bool,
+    /// At least one replica is Ready and the pool admits tasks.
+    pub ready: bool,
+    /// Admission is stopped by a drain.
+    pub draining: bool,
+    /// Milliseconds left before a drain cancels what still runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline_in_ms: Option<u64>,
+    /// Tasks running on the pool's replicas.
+    pub in_flight: u32,
+    /// Tasks waiting in its queue.
+    pub queued: u32,
+    /// Replica counts.
+    pub replicas: crate::status::ReplicaCounts,
+    /// The current or last reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::status::Rollout>,
+    /// The most recent failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// `POST /v2/pools/{id}/drain`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// How long running tasks may take to finish before they are canceled.
+    pub deadline_ms: u64,
+}
+
+/// `POST /v2/pools/{id}/reload`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadRequest {
+    /// The Model to serve from now on; none reloads the current one (new replicas, same spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// The container runtime the daemon drives.

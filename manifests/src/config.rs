@@ -35,6 +35,78 @@ pub struct Config {
     /// Periodic full reconcile, in milliseconds, on top of file and container events.
     #[serde(default = "default_resync_ms")]
     pub resync_interval_ms: u64,
+    /// The model cache and the download policy (ORCH-3080, ORCH-3091, ORCH-3205).
+    #[serde(default)]
+    pub models: ModelsConfig,
+    /// What provisioning may do on its own: pull images, build from source, install packages
+    /// (ORCH-3202..3206). Everything is off by default: llama-orch says what is missing instead.
+    #[serde(default)]
+    pub provisioning: ProvisioningPolicy,
+}
+
+/// The model cache and what may be downloaded into it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelsConfig {
+    /// The content-addressed model cache; default `~/.cache/llama-orch/models`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Global switch for outbound model downloads. Off: remote `ref`s fail with an advisory
+    /// error that says how to fetch the file yourself.
+    #[serde(default = "yes")]
+    pub downloads: bool,
+    /// Hosts models may be downloaded from; a name also allows its subdomains (`hf.co` allows
+    /// `cdn-lfs.hf.co`). Redirects are followed only to allowed hosts.
+    #[serde(default = "default_allow_hosts")]
+    pub allow_hosts: Vec<String>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            downloads: true,
+            allow_hosts: default_allow_hosts(),
+        }
+    }
+}
+
+/// The environment variable the Hugging Face token is read from (never from a file, never logged).
+pub const HF_TOKEN_ENV: &str = "HF_TOKEN";
+
+/// What provisioning may do without asking.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProvisioningPolicy {
+    /// Pull a `container` Engine's image when it is not present locally.
+    #[serde(default)]
+    pub allow_image_pulls: bool,
+    /// Run a `source` Engine's git + cmake build.
+    #[serde(default)]
+    pub allow_source_builds: bool,
+    /// Install a `package` Engine with pacman (and makepkg for the AUR) on Arch Linux.
+    #[serde(default)]
+    pub allow_package_installs: bool,
+    /// Where engines are built and unpacked; default `~/.cache/llama-orch/engines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_cache_dir: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_allow_hosts() -> Vec<String> {
+    vec!["huggingface.co".into(), "hf.co".into()]
+}
+
+/// `~/.cache/llama-orch`, from `XDG_CACHE_HOME` or `$HOME/.cache`.
+pub fn cache_root(xdg_cache_home: Option<&str>, user_home: Option<&str>) -> PathBuf {
+    match (xdg_cache_home, user_home) {
+        (Some(x), _) if !x.is_empty() => Path::new(x).join("llama-orch"),
+        (_, Some(u)) => Path::new(u).join(".cache/llama-orch"),
+        _ => PathBuf::from(".cache/llama-orch"),
+    }
 }
 
 impl Default for Config {
@@ -47,6 +119,8 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             gpus: GpuConfig::default(),
             resync_interval_ms: default_resync_ms(),
+            models: ModelsConfig::default(),
+            provisioning: ProvisioningPolicy::default(),
         }
     }
 }

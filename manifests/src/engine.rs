@@ -13,14 +13,30 @@ use crate::meta::{Kind, Spec};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EngineSpec {
-    /// How the engine is provisioned. Only `container` is supported in this release; the other
-    /// modes are reserved and refused with a clear message.
+    /// How the engine is provisioned (ORCH-3201): `container` (the default), `external`,
+    /// `binary`, `source` or `package`. `orchctl plan pool/<name>` shows what it will do.
     #[serde(default)]
     pub provisioning: Provisioning,
     /// Container image, e.g. `ghcr.io/ggml-org/llama.cpp:server-cuda` or
-    /// `llama-orch/mock-engine:dev`. Required for `container`.
+    /// `llama-orch/mock-engine:dev`. Required for `container`; it must be present locally unless
+    /// the config's `provisioning.allowImagePulls` lets llama-orch pull it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// `external`: the base URL of an engine that is already running, e.g.
+    /// `http://127.0.0.1:8081`. llama-orch probes it and sends it work; it never starts or
+    /// stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `binary`: the executable to spawn (absolute path, or a name looked up on `PATH`), e.g.
+    /// `/usr/local/bin/llama-server`. `{port}` is a free loopback port chosen per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    /// `source`: where to build the engine from (git + cmake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceBuild>,
+    /// `package`: the system package that provides the engine (pacman/AUR on Arch Linux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageInstall>,
     /// A version label pinned by every replica of a Pool (shown in status and capabilities).
     pub version: String,
     /// Which HTTP API the engine speaks.
@@ -30,7 +46,9 @@ pub struct EngineSpec {
     #[serde(default = "default_port")]
     pub port: u16,
     /// Command-line arguments. Placeholders: `{model_path}` (the model file as mounted,
-    /// read-only, inside the container), `{port}`, `{ctx_size}`, `{slots}`, `{host}`.
+    /// read-only, inside the container; the host path for `binary`), `{port}`, `{ctx_size}`,
+    /// `{slots}`, `{host}`, `{tensor_split}` (the Pool's `tensorSplit` as `2,1`; an argument
+    /// that uses it, and the flag just before it, are dropped when the Pool sets none).
     #[serde(default = "default_args")]
     pub args: Vec<String>,
     /// Appended after `args` (same placeholders).
@@ -48,6 +66,41 @@ impl Spec for EngineSpec {
     const KIND: Kind = Kind::Engine;
 }
 
+/// `source` provisioning: a git repository built with cmake into the engine cache.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourceBuild {
+    /// Repository URL, e.g. `https://github.com/ggml-org/llama.cpp`.
+    pub repo: String,
+    /// Tag, branch or commit to build (pin a tag or commit for reproducible builds).
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// Extra cmake `-D` flags, e.g. `["GGML_CUDA=ON"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmake_flags: Vec<String>,
+    /// The cmake target and binary to run, e.g. `llama-server`.
+    #[serde(default = "default_source_target")]
+    pub target: String,
+}
+
+/// `package` provisioning: a system package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PackageInstall {
+    /// Package name, e.g. `llama.cpp-cuda`.
+    pub name: String,
+    /// True when the package comes from the AUR (built with `makepkg`), not the official repos.
+    #[serde(default)]
+    pub aur: bool,
+    /// The binary the package installs, e.g. `llama-server`.
+    #[serde(default = "default_source_target")]
+    pub binary: String,
+}
+
+fn default_source_target() -> String {
+    "llama-server".to_string()
+}
+
 /// Where the engine comes from (ORCH-3201).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -55,13 +108,13 @@ pub enum Provisioning {
     /// A container image run by Docker or Podman (the default).
     #[default]
     Container,
-    /// Attach to an engine already listening at a URL (reserved).
+    /// Attach to an engine already listening at `url`.
     External,
-    /// Spawn a local executable (reserved).
+    /// Spawn and supervise a local `executable`.
     Binary,
-    /// Build from source with git + cmake (reserved).
+    /// Build `source` with git + cmake, then run it like `binary`.
     Source,
-    /// Install with the system package manager (reserved).
+    /// Install `package` with the system package manager, then run it like `binary`.
     Package,
 }
 

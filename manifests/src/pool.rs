@@ -22,6 +22,13 @@ pub struct PoolSpec {
     /// GPUs given to each replica.
     #[serde(default = "one")]
     pub gpus_per_replica: u32,
+    /// How a replica's model is split across its GPUs, as relative weights, one per GPU of
+    /// the replica (e.g. `[2, 1]`): passed to the engine as `{tensor_split}` (llama.cpp's
+    /// `--tensor-split 2,1`). Only when set, and only with `gpusPerReplica` > 1. Placement
+    /// checks each GPU's share against that GPU; without it the model is assumed evenly split,
+    /// so the smallest GPU caps what a replica may need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor_split: Option<Vec<u32>>,
     /// Concurrent sequences per replica (the engine's `--parallel`).
     #[serde(default = "one")]
     pub slots_per_replica: u32,

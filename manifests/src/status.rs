@@ -103,6 +103,15 @@ pub struct ObjectStatus {
     /// Problems with the object's manifest (parse, validation, references).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifest_errors: Vec<ManifestError>,
+    /// For Models: the artifact's fetch, verification and VRAM figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelState>,
+    /// For Pools: what one replica needs in VRAM and where replicas were placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram: Option<PoolVram>,
+    /// For Pools: the last or current reload (model or engine change, or `reload`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     /// When the status last changed (RFC 3339).
     #[serde(default)]
     pub updated_at: String,
@@ -122,6 +131,9 @@ impl ObjectStatus {
             next_restart_in_ms: None,
             last_error: None,
             manifest_errors: Vec::new(),
+            model: None,
+            vram: None,
+            rollout: None,
             updated_at: String::new(),
         }
     }
@@ -222,4 +234,134 @@ pub struct Event {
     pub reason: String,
     /// A sentence for people.
     pub message: String,
+}
+
+/// Where a Model's artifact is in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelPhase {
+    /// Not looked at yet.
+    #[default]
+    Pending,
+    /// Being downloaded into the cache (see `bytesDone` / `bytesTotal`).
+    Fetching,
+    /// Being hashed.
+    Verifying,
+    /// On disk, verified when a digest is declared, and measured.
+    Ready,
+    /// Unusable: see the Model's `lastError`; no Pool that uses it starts replicas.
+    Failed,
+}
+
+/// A Model's artifact as the catalog sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelState {
+    /// Where it is.
+    pub phase: ModelPhase,
+    /// The URL it is fetched from (credentials never included), for remote refs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    /// The file engines are given, once Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Its sha256 (`sha256:<hex>`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Bytes fetched (or hashed) so far.
+    #[serde(default)]
+    pub bytes_done: u64,
+    /// Total bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+    /// What the GGUF header says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<GgufInfo>,
+    /// The VRAM figures placement uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram: Option<ModelVram>,
+}
+
+/// The parts of a GGUF header that size a model.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GgufInfo {
+    /// `general.architecture`, e.g. `llama`.
+    pub architecture: String,
+    /// Tensors in the file.
+    pub tensor_count: u64,
+    /// Transformer blocks (`<arch>.block_count`).
+    pub layers: u32,
+    /// Attention heads.
+    pub heads: u32,
+    /// Key/value heads (grouped-query attention), = heads when absent.
+    pub kv_heads: u32,
+    /// Embedding width.
+    pub embedding_length: u32,
+    /// Trained context length.
+    pub context_length: u32,
+}
+
+/// A Model's VRAM figures, independent of any Pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelVram {
+    /// `gguf` (from the header) or `override` (`spec.vramBytes`).
+    pub source: String,
+    /// Sum of the tensor sizes (gguf), or the override.
+    pub weights_bytes: u64,
+    /// KV-cache bytes per token of context per sequence (f16 K and V); 0 for overrides.
+    pub kv_bytes_per_token: u64,
+}
+
+/// What one replica of a Pool needs, and the breakdown behind it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolVram {
+    /// `gguf` or `override`.
+    pub source: String,
+    /// Model weights.
+    pub weights_bytes: u64,
+    /// KV cache at the Pool's context size (shared by its slots).
+    pub kv_cache_bytes: u64,
+    /// Compute buffers and the CUDA context.
+    pub overhead_bytes: u64,
+    /// Total per replica (spread over the replica's GPUs).
+    pub per_replica_bytes: u64,
+}
+
+/// Where a reload stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutPhase {
+    /// New replicas are starting next to the old ones.
+    Progressing,
+    /// New replicas are Ready; old ones finish their tasks and go.
+    Draining,
+    /// Done: only new replicas serve.
+    Complete,
+    /// The new replicas failed; the old ones were kept and serve on.
+    RolledBack,
+}
+
+/// A reload of a Pool from one revision (spec hash) to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Where it stands.
+    pub phase: RolloutPhase,
+    /// The revision being replaced.
+    pub from_revision: String,
+    /// The revision being rolled out.
+    pub to_revision: String,
+    /// The model before, when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_model: Option<String>,
+    /// The model after, when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_model: Option<String>,
+    /// A sentence for people (why it rolled back, what is left).
+    pub message: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
 }

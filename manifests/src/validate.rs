@@ -9,7 +9,7 @@ use crate::parse::Located;
 use crate::{EngineSpec, ModelSpec, PoolSpec, Provisioning};
 
 /// Placeholders an Engine's `args` may use.
-pub const PLACEHOLDERS: [&str; 5] = ["model_path", "port", "ctx_size", "slots", "host"];
+pub const PLACEHOLDERS: [&str; 6] = ["model_path", "port", "ctx_size", "slots", "host", "tensor_split"];
 
 /// Most replicas one Pool may ask for.
 pub const MAX_REPLICAS: u32 = 16;
@@ -67,16 +67,7 @@ fn check_name(name: &str, out: &mut Vec<Problem>) {
 }
 
 fn check_engine(spec: &EngineSpec, out: &mut Vec<Problem>) {
-    if spec.provisioning != Provisioning::Container {
-        out.push(problem(
-            "spec.provisioning",
-            format!(
-                "provisioning mode `{}` is not yet supported",
-                spec.provisioning.as_str()
-            ),
-            "use `provisioning: container` with an image",
-        ));
-    }
+    check_provisioning(spec, out);
     match spec.image.as_deref() {
         None if spec.provisioning == Provisioning::Container => out.push(problem(
             "spec.image",
@@ -151,6 +142,78 @@ fn check_engine(spec: &EngineSpec, out: &mut Vec<Problem>) {
             "must be at least 1",
             "use 3 unless you know better",
         ));
+    }
+}
+
+/// Each provisioning mode needs its own field, and only that one.
+fn check_provisioning(spec: &EngineSpec, out: &mut Vec<Problem>) {
+    let mode = spec.provisioning;
+    let present = [
+        ("spec.url", spec.url.is_some(), Provisioning::External),
+        ("spec.executable", spec.executable.is_some(), Provisioning::Binary),
+        ("spec.source", spec.source.is_some(), Provisioning::Source),
+        ("spec.package", spec.package.is_some(), Provisioning::Package),
+    ];
+    for (field, is_set, owner) in present {
+        if is_set && owner != mode {
+            out.push(problem(
+                field,
+                format!(
+                    "only used with `provisioning: {}`, not `{}`",
+                    owner.as_str(),
+                    mode.as_str()
+                ),
+                format!("remove it, or set `provisioning: {}`", owner.as_str()),
+            ));
+        }
+        if !is_set && owner == mode {
+            let example = match owner {
+                Provisioning::External => "`url: http://127.0.0.1:8081`",
+                Provisioning::Binary => "`executable: /usr/local/bin/llama-server`",
+                Provisioning::Source => "`source: {repo: https://github.com/ggml-org/llama.cpp, ref: b4500}`",
+                _ => "`package: {name: llama.cpp-cuda, aur: true}`",
+            };
+            out.push(problem(
+                field,
+                format!("`provisioning: {}` needs it", mode.as_str()),
+                format!("set {example}"),
+            ));
+        }
+    }
+    if mode != Provisioning::Container && spec.image.is_some() {
+        out.push(problem(
+            "spec.image",
+            format!("only used with `provisioning: container`, not `{}`", mode.as_str()),
+            "remove it, or set `provisioning: container`",
+        ));
+    }
+    if let Some(url) = &spec.url {
+        let ok = (url.starts_with("http://") || url.starts_with("https://")) && !url.contains(char::is_whitespace);
+        if !ok {
+            out.push(problem(
+                "spec.url",
+                format!("`{url}` is not an http(s) URL"),
+                "e.g. `http://127.0.0.1:8081`",
+            ));
+        }
+    }
+    if spec.executable.as_deref().is_some_and(|e| e.trim().is_empty()) {
+        out.push(problem(
+            "spec.executable",
+            "is empty",
+            "name the engine binary, e.g. `llama-server`",
+        ));
+    }
+    if let Some(src) = &spec.source
+        && (src.repo.trim().is_empty() || src.git_ref.trim().is_empty())
+    {
+        {
+            out.push(problem(
+                "spec.source",
+                "`repo` and `ref` must not be empty",
+                "pin a tag or commit",
+            ));
+        }
     }
 }
 
@@ -233,6 +296,28 @@ fn check_pool(spec: &PoolSpec, out: &mut Vec<Problem>) {
             format!("{} is outside 1–256", spec.slots_per_replica),
             "use 1–8 on a workstation",
         ));
+    }
+    if let Some(split) = &spec.tensor_split {
+        if spec.gpus_per_replica < 2 {
+            out.push(problem(
+                "spec.tensorSplit",
+                "needs `gpusPerReplica` of 2 or more",
+                "remove it, or give each replica several GPUs",
+            ));
+        } else if split.len() != spec.gpus_per_replica as usize {
+            out.push(problem(
+                "spec.tensorSplit",
+                format!(
+                    "has {} weights for {} GPUs per replica",
+                    split.len(),
+                    spec.gpus_per_replica
+                ),
+                "give one weight per GPU, e.g. `[2, 1]`",
+            ));
+        }
+        if split.contains(&0) || split.iter().any(|w| *w > 1000) {
+            out.push(problem("spec.tensorSplit", "weights must be 1–1000", "e.g. `[2, 1]`"));
+        }
     }
     if spec.ctx_size == Some(0) {
         out.push(problem(

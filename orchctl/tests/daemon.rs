@@ -130,6 +130,8 @@ fn snapshot() -> Snapshot {
             free_bytes: 20 << 30,
             utilization_pct: None,
             simulated: true,
+            processes: Vec::new(),
+            errors: Vec::new(),
         }],
         gpus_simulated: true,
         file_errors: vec![ManifestError::file(

@@ -168,6 +168,8 @@ fn snapshot(endpoint: &str, slots: u32, queue: &str) -> Snapshot {
             free_bytes: 24 << 30,
             utilization_pct: None,
             simulated: true,
+            processes: Vec::new(),
+            errors: Vec::new(),
         }],
         gpus_simulated: true,
         ..Snapshot::default()

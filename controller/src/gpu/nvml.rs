@@ -53,6 +53,8 @@ impl NvmlGpus {
             // Not every board reports utilisation (some vGPU and MIG setups do not).
             utilization_pct: device.utilization_rates().ok().map(|u| u.gpu),
             simulated: false,
+            processes: Vec::new(),
+            errors: Vec::new(),
         })
     }
 }

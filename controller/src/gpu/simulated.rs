@@ -36,6 +36,8 @@ impl SimulatedGpus {
                 free_bytes: gpu.vram_bytes,
                 utilization_pct: None,
                 simulated: true,
+                processes: Vec::new(),
+                errors: Vec::new(),
             });
         }
         Ok(SimulatedGpus { devices })
@@ -83,6 +85,8 @@ mod tests {
                 free_bytes: 12 << 30,
                 utilization_pct: None,
                 simulated: true,
+                processes: Vec::new(),
+                errors: Vec::new(),
             }
         );
         assert_eq!(devices[0].uuid, "SIM-GPU-0");
