@@ -9,7 +9,7 @@ use llorch_manifests::{EngineSpec, ModelSpec, PoolSpec};
 use serde::Serialize;
 
 use crate::labels;
-use crate::runtime::{ContainerSpec, GpuAttachment, Mount};
+use crate::runtime::{ContainerSpec, GpuAttachment, Launch, Mount};
 
 /// Where model files appear inside engine containers.
 pub const MODEL_DIR_IN_CONTAINER: &str = "/models";
@@ -83,13 +83,26 @@ impl ReplicaInputs<'_> {
     /// The container to create. `suffix` makes the name unique across restarts.
     pub fn container_spec(&self, suffix: &str) -> ContainerSpec {
         let hash = self.spec_hash();
-        let model_in = self.model_path_in_container();
+        // A `binary` engine is a plain process: it reads the model where it is, listens on
+        // loopback, and its `{port}` is picked (and filled) by the process runtime.
+        let executable = match self.engine.provisioning {
+            llorch_manifests::Provisioning::Binary => self.engine.executable.clone(),
+            _ => None,
+        };
+        let model_in = match executable {
+            Some(_) => self.model_path.display().to_string(),
+            None => self.model_path_in_container(),
+        };
+        let (port, host) = match executable {
+            Some(_) => ("{port}".to_string(), "127.0.0.1"),
+            None => (self.engine.port.to_string(), "0.0.0.0"),
+        };
         let fill = |arg: &String| {
             arg.replace("{model_path}", &model_in)
-                .replace("{port}", &self.engine.port.to_string())
+                .replace("{port}", &port)
                 .replace("{ctx_size}", &self.ctx_size().to_string())
                 .replace("{slots}", &self.pool.slots_per_replica.to_string())
-                .replace("{host}", "0.0.0.0")
+                .replace("{host}", host)
         };
         let args = self
             .engine
@@ -103,10 +116,14 @@ impl ReplicaInputs<'_> {
         // container: NVIDIA_VISIBLE_DEVICES names host devices (for the NVIDIA runtime hook),
         // CUDA_VISIBLE_DEVICES the container's own indices. Host indices in CUDA_VISIBLE_DEVICES
         // would hide the devices and invite a CPU fallback.
-        let local_list = (0..self.gpus.len())
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        // A process sees the host's devices, so it gets host indices.
+        let local_list = match executable {
+            Some(_) => gpu_list.clone(),
+            None => (0..self.gpus.len())
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
         let mut env: Vec<(String, String)> = self.engine.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.push(("CUDA_VISIBLE_DEVICES".into(), local_list));
         env.push(("NVIDIA_VISIBLE_DEVICES".into(), gpu_list.clone()));
@@ -131,15 +148,19 @@ impl ReplicaInputs<'_> {
                 &hash[..6.min(hash.len())]
             ),
             image: self.engine.image.clone().unwrap_or_default(),
+            mounts: match executable {
+                Some(_) => Vec::new(),
+                None => vec![Mount {
+                    host_path: self.model_path.display().to_string(),
+                    container_path: model_in,
+                    read_only: true,
+                }],
+            },
+            launch: executable.map_or(Launch::Image, Launch::Executable),
             args,
             env,
             labels,
             container_port: self.engine.port,
-            mounts: vec![Mount {
-                host_path: self.model_path.display().to_string(),
-                container_path: model_in,
-                read_only: true,
-            }],
             gpus: if self.gpus_simulated {
                 GpuAttachment::Simulated(self.gpus.to_vec())
             } else {
@@ -233,6 +254,37 @@ mod tests {
         assert_eq!(spec.gpus, GpuAttachment::Simulated(vec![1]));
         assert!(spec.mounts[0].read_only);
         assert_eq!(spec.mounts[0].container_path, "/models/tiny.gguf");
+    }
+
+    #[test]
+    fn a_binary_engine_runs_the_executable_on_loopback_with_the_host_model_path() {
+        let (mut e, m, p) = objects();
+        e.spec.image = None;
+        e.spec.provisioning = llorch_manifests::Provisioning::Binary;
+        e.spec.executable = Some("/opt/llama/llama-server".into());
+        let inputs = ReplicaInputs {
+            instance: "t",
+            pool_name: "chat",
+            pool: &p.spec,
+            engine: &e.spec,
+            model: &m.spec,
+            model_path: Path::new("/m/tiny.gguf"),
+            index: 0,
+            gpus: &[1],
+            gpus_simulated: false,
+        };
+        let spec = inputs.container_spec("x");
+        assert_eq!(spec.launch, Launch::Executable("/opt/llama/llama-server".into()));
+        assert_eq!(
+            spec.args[..6],
+            ["--model", "/m/tiny.gguf", "--host", "127.0.0.1", "--port", "{port}"]
+        );
+        assert!(spec.mounts.is_empty(), "no container, no mount");
+        assert!(
+            spec.env.contains(&("CUDA_VISIBLE_DEVICES".into(), "1".into())),
+            "host index"
+        );
+        assert_eq!(spec.gpus, GpuAttachment::Nvidia(vec![1]));
     }
 
     #[test]

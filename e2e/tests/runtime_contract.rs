@@ -94,6 +94,7 @@ impl Fixture {
         ContainerSpec {
             name: format!("llorch-{}", self.test_id),
             image: self.image.clone(),
+            launch: llorch_controller::runtime::Launch::Image,
             args: ["--model", MODEL_IN_CONTAINER, "--host", "0.0.0.0", "--port", "8080"]
                 .map(String::from)
                 .to_vec(),

@@ -2,8 +2,9 @@
 //! [`ContainerRuntime`] against either, telling them apart by what the server says about
 //! itself. It owns connecting (socket choice, API version negotiation, ping) and the calls;
 //! building request bodies and reading responses are pure functions in `create_body` and
-//! `convert`, unit-tested without a daemon. It never pulls images: nothing is fetched from a
-//! registry.
+//! `convert`, unit-tested without a daemon. It pulls an image only when asked
+//! ([`ContainerRuntime::pull_image`]), which the controller does only when config
+//! `provisioning.allowImagePulls` is true.
 
 mod convert;
 mod create_body;
@@ -15,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, ClientVersion, Docker};
 use futures_util::StreamExt;
@@ -216,6 +218,18 @@ fn open(socket: &str, version: &ClientVersion) -> Result<Docker, BollardError> {
     }
 }
 
+/// `repo[:tag]` or `repo@digest` → (repo, tag or digest); no tag means `latest`.
+fn split_tag(image: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo, digest);
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
 fn label_filter(labels: &[(String, String)]) -> Vec<String> {
     labels.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
@@ -355,6 +369,23 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    fn pull_image(&self, image: &str) -> impl Future<Output = Result<()>> + Send {
+        let (from_image, tag) = split_tag(image);
+        let options = CreateImageOptions {
+            from_image: Some(from_image.to_string()),
+            // Without a tag the API pulls every tag of the repository.
+            tag: Some(tag.to_string()),
+            ..Default::default()
+        };
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        async move {
+            while let Some(step) = progress.next().await {
+                step.map_err(|e| self.error("pull image", e))?;
+            }
+            Ok(())
+        }
+    }
+
     fn events(&self, labels: &[(String, String)]) -> EventStream {
         let wanted = labels.to_vec();
         let mut filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
@@ -415,6 +446,17 @@ mod tests {
             err.to_string()
                 .starts_with("cannot reach the container runtime at unix:///tmp/llorch-none.sock:")
         );
+    }
+
+    #[test]
+    fn image_references_split_into_repository_and_tag() {
+        assert_eq!(
+            split_tag("ghcr.io/ggml-org/llama.cpp:server-cuda"),
+            ("ghcr.io/ggml-org/llama.cpp", "server-cuda")
+        );
+        assert_eq!(split_tag("localhost:5000/x"), ("localhost:5000/x", "latest"));
+        assert_eq!(split_tag("busybox"), ("busybox", "latest"));
+        assert_eq!(split_tag("a/b@sha256:00"), ("a/b", "sha256:00"));
     }
 
     #[tokio::test]

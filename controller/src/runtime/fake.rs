@@ -285,6 +285,23 @@ impl ContainerRuntime for FakeRuntime {
         std::future::ready(Ok(!self.state().missing_images.contains(image)))
     }
 
+    /// Every image is in the fake registry, except those [`FakeRuntime::fail_create_for`]
+    /// names: pulling them fails with that message.
+    fn pull_image(&self, image: &str) -> impl Future<Output = Result<()>> + Send {
+        let mut state = self.state();
+        let result = match state.failing_images.get(image) {
+            Some(message) => Err(RuntimeError::Api {
+                step: "pull image",
+                message: message.clone(),
+            }),
+            None => {
+                state.missing_images.remove(image);
+                Ok(())
+            }
+        };
+        std::future::ready(result)
+    }
+
     fn events(&self, labels: &[(String, String)]) -> EventStream {
         let wanted = labels.to_vec();
         let receiver = self.events.subscribe();
@@ -325,6 +342,7 @@ mod tests {
         ContainerSpec {
             name: name.into(),
             image: "llama-orch/mock-engine:dev".into(),
+            launch: crate::runtime::Launch::Image,
             args: vec![],
             env: vec![],
             labels: BTreeMap::from([

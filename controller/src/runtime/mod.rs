@@ -18,6 +18,8 @@ use futures_util::Stream;
 
 pub mod docker;
 pub mod fake;
+pub mod multi;
+pub mod process;
 
 /// Errors from the container runtime.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,18 @@ pub enum GpuAttachment {
     Nvidia(Vec<u32>),
 }
 
+/// What runs a replica: a container image on Docker/Podman, or a local executable spawned as a
+/// plain process (`binary`, and `source`/`package` once built or installed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Launch {
+    /// A container from [`ContainerSpec::image`].
+    #[default]
+    Image,
+    /// A process from this executable (absolute path or a name on `PATH`); `{port}` in the
+    /// args is filled with a free loopback port by the process runtime.
+    Executable(String),
+}
+
 /// Everything needed to create one engine container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerSpec {
@@ -82,6 +96,8 @@ pub struct ContainerSpec {
     pub name: String,
     /// Image reference; must be present locally.
     pub image: String,
+    /// Container or process.
+    pub launch: Launch,
     /// Arguments passed after the image's entrypoint.
     pub args: Vec<String>,
     /// Environment, in order.
@@ -177,6 +193,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// True when the image is present locally.
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Pulls the image from its registry (only called when config `provisioning.allowImagePulls`
+    /// is true).
+    fn pull_image(&self, image: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// Lifecycle events of containers carrying all of `labels`.
     fn events(&self, labels: &[(String, String)]) -> EventStream;

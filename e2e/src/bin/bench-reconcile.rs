@@ -59,6 +59,7 @@ fn baseline(rt: &Runtime, model: &std::path::Path, runs: usize) -> Vec<f64> {
         let spec = ContainerSpec {
             name: format!("{instance}-{i}"),
             image: llama_orch_e2e::mock_image(),
+            launch: llorch_controller::runtime::Launch::Image,
             args: ["--model", "/models/tiny.gguf", "--host", "0.0.0.0", "--port", "8080"]
                 .map(String::from)
                 .to_vec(),

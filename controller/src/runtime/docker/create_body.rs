@@ -145,6 +145,7 @@ mod tests {
         ContainerSpec {
             name: "llorch-default-chat-0".into(),
             image: "llama-orch/mock-engine:dev".into(),
+            launch: crate::runtime::Launch::Image,
             args: vec![
                 "--model".into(),
                 "/models/m.gguf".into(),
