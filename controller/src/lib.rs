@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod labels;
 pub mod manifest_store;
 pub mod model_check;
+pub mod placement;
 pub mod pool;
 pub mod probe;
 pub mod runtime;

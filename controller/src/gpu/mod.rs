@@ -3,11 +3,19 @@
 //! production (`nvml.rs`) and an explicit, labelled simulation for tests and demos
 //! (`simulated.rs`). It only reports; it never picks GPUs for anyone and never falls back to CPU:
 //! without a usable GPU, [`open`] fails with what to fix.
+//!
+//! Used and free VRAM: NVML reports what the devices really hold. A simulated device holds
+//! nothing, so its use is what llama-orch's own replicas reserve: the controller computes
+//! those reservations during placement and applies them with [`charge_reserved`].
 
 use llorch_manifests::api::GpuView;
 use llorch_manifests::config::GpuConfig;
 
+use std::collections::BTreeMap;
+
+pub mod fake;
 mod nvml;
+mod readings;
 mod simulated;
 
 pub use nvml::NvmlGpus;
@@ -98,6 +106,16 @@ pub fn open(config: &GpuConfig) -> Result<Box<dyn GpuInventory>, GpuError> {
     }
 }
 
+/// A simulated inventory's use: `used` = what our replicas reserve on each device, `free` =
+/// the rest. Only for simulated devices; NVML's figures are never overwritten.
+pub fn charge_reserved(devices: &mut [GpuView], reserved: &BTreeMap<u32, u64>) {
+    for d in devices.iter_mut().filter(|d| d.simulated) {
+        let r = reserved.get(&d.index).copied().unwrap_or(0);
+        d.used_bytes = r.min(d.total_bytes);
+        d.free_bytes = d.total_bytes.saturating_sub(r);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use llorch_manifests::config::SimulatedGpu;
@@ -114,6 +132,22 @@ mod tests {
         assert!(inventory.simulated());
         assert_eq!(inventory.source(), "simulated");
         assert_eq!(inventory.devices().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn reservations_become_the_use_of_simulated_gpus_only() {
+        let mut devices = fake::FakeGpus::uniform(2, 12).devices().unwrap();
+        devices[1].simulated = false;
+        devices[1].used_bytes = 1;
+        charge_reserved(&mut devices, &BTreeMap::from([(0, 5 << 30), (1, 3 << 30)]));
+        assert_eq!((devices[0].used_bytes, devices[0].free_bytes), (5 << 30, 7 << 30));
+        assert_eq!(devices[1].used_bytes, 1, "a real device keeps what NVML said");
+        charge_reserved(&mut devices, &BTreeMap::from([(0, 20 << 30)]));
+        assert_eq!(
+            (devices[0].used_bytes, devices[0].free_bytes),
+            (12 << 30, 0),
+            "over-reserved reads full"
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Real NVIDIA GPUs through NVML (`nvml-wrapper`, which loads `libnvidia-ml.so.1` at run time,
 //! so the binary builds and starts on machines without a driver). Each call to `devices` reads
-//! the current memory use; nothing is cached.
+//! the current memory use, processes and ECC state; nothing is cached. What the answers mean
+//! is decided in `readings.rs`.
 
 use llorch_manifests::api::GpuView;
 use nvml_wrapper::Nvml;
+use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError};
 use nvml_wrapper::error::NvmlError;
 
+use super::readings::{self, Readings};
 use super::{GpuError, GpuInventory};
 
 /// The shared library NVML lives in (what `nvml-wrapper` opens on Linux).
@@ -39,23 +42,27 @@ impl NvmlGpus {
         Ok(NvmlGpus { nvml })
     }
 
-    fn device(&self, index: u32) -> Result<GpuView, GpuError> {
-        let query = |what: &'static str| move |source| GpuError::Query { index, what, source };
-        let device = self.nvml.device_by_index(index).map_err(query("handle"))?;
-        let memory = device.memory_info().map_err(query("memory"))?;
-        Ok(GpuView {
+    /// Reads one device; a device that cannot be read is listed with its problem rather than
+    /// failing the whole inventory.
+    fn device(&self, index: u32) -> GpuView {
+        let device = match self.nvml.device_by_index(index) {
+            Ok(d) => d,
+            Err(e) => return readings::unreadable(index, &e),
+        };
+        readings::view(
             index,
-            uuid: device.uuid().map_err(query("uuid"))?,
-            name: device.name().map_err(query("name"))?,
-            total_bytes: memory.total,
-            used_bytes: memory.used,
-            free_bytes: memory.free,
-            // Not every board reports utilisation (some vGPU and MIG setups do not).
-            utilization_pct: device.utilization_rates().ok().map(|u| u.gpu),
-            simulated: false,
-            processes: Vec::new(),
-            errors: Vec::new(),
-        })
+            Readings {
+                uuid: device.uuid(),
+                name: device.name(),
+                memory: device.memory_info().map(|m| (m.total, m.used, m.free)),
+                utilization: device.utilization_rates().map(|u| u.gpu),
+                // The v3 process lists; a driver too old for them shows no processes.
+                compute: device.running_compute_processes(),
+                graphics: device.running_graphics_processes(),
+                ecc_uncorrected_volatile: device.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile),
+                pages_pending_retirement: device.are_pages_pending_retired(),
+            },
+        )
     }
 }
 
@@ -65,7 +72,7 @@ impl GpuInventory for NvmlGpus {
         if count == 0 {
             return Err(GpuError::NoDevices);
         }
-        (0..count).map(|index| self.device(index)).collect()
+        Ok((0..count).map(|index| self.device(index)).collect())
     }
 
     fn simulated(&self) -> bool {

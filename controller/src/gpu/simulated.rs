@@ -1,6 +1,8 @@
 //! A simulated GPU inventory, exactly as listed in `gpus: {simulate: [...]}`: uuids
-//! `SIM-GPU-<index>`, all VRAM free, flagged `simulated` everywhere it shows. Lets tests and demos
-//! exercise placement on a machine without GPUs; nothing ever runs on these devices.
+//! `SIM-GPU-<index>`, flagged `simulated` everywhere it shows. Lets tests and demos exercise
+//! placement on a machine without GPUs; nothing ever runs on these devices. It reports all
+//! VRAM free: no process really uses it. Its use is what llama-orch's own replicas reserve,
+//! which the controller charges after placement (`gpu::charge_reserved`).
 
 use llorch_manifests::api::GpuView;
 use llorch_manifests::config::SimulatedGpu;
