@@ -49,6 +49,9 @@ struct HashInputs<'a> {
     slots: u32,
     gpus: &'a [u32],
     gpus_simulated: bool,
+    /// Absent (not `null`) when unset, so Pools without a split keep their hashes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tensor_split: Option<&'a Vec<u32>>,
 }
 
 impl ReplicaInputs<'_> {
@@ -67,6 +70,7 @@ impl ReplicaInputs<'_> {
             slots: self.pool.slots_per_replica,
             gpus: self.gpus,
             gpus_simulated: self.gpus_simulated,
+            tensor_split: self.pool.tensor_split.as_ref(),
         })
     }
 
@@ -104,11 +108,11 @@ impl ReplicaInputs<'_> {
                 .replace("{slots}", &self.pool.slots_per_replica.to_string())
                 .replace("{host}", host)
         };
-        let args = self
-            .engine
-            .args
+        let split = self.pool.tensor_split.as_ref().map(|w| {
+            w.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        });
+        let args = with_tensor_split(self.engine.args.iter().chain(&self.engine.extra_args), split.as_deref())
             .iter()
-            .chain(&self.engine.extra_args)
             .map(fill)
             .collect();
         let gpu_list = self.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
@@ -168,6 +172,27 @@ impl ReplicaInputs<'_> {
             },
         }
     }
+}
+
+/// Fills `{tensor_split}` with the Pool's weights (`2,1`), or — when the Pool sets none — drops
+/// each argument that uses it together with the flag just before it (`--tensor-split`), so an
+/// Engine can carry the flag for the Pools that split and stay valid for those that do not.
+pub fn with_tensor_split<'a>(args: impl Iterator<Item = &'a String>, split: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for arg in args {
+        if !arg.contains("{tensor_split}") {
+            out.push(arg.clone());
+            continue;
+        }
+        match split {
+            Some(s) => out.push(arg.replace("{tensor_split}", s)),
+            None if !arg.starts_with('-') && out.last().is_some_and(|p| p.starts_with('-')) => {
+                out.pop();
+            }
+            None => {}
+        }
+    }
+    out
 }
 
 /// GPUs for replica `index`: `per_replica` consecutive devices from the selection, wrapping.
@@ -310,6 +335,63 @@ mod tests {
         assert_eq!(hash(&p.spec), before);
         p.spec.slots_per_replica = 4;
         assert_ne!(hash(&p.spec), before);
+    }
+
+    #[test]
+    fn tensor_split_is_filled_or_dropped_with_its_flag() {
+        let args: Vec<String> = ["--model", "m", "--tensor-split", "{tensor_split}", "--split-mode=row"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            with_tensor_split(args.iter(), Some("2,1")),
+            ["--model", "m", "--tensor-split", "2,1", "--split-mode=row"]
+        );
+        assert_eq!(with_tensor_split(args.iter(), None), ["--model", "m", "--split-mode=row"]);
+        let inline: Vec<String> = vec!["-ts={tensor_split}".into(), "--x".into()];
+        assert_eq!(with_tensor_split(inline.iter(), None), ["--x"]);
+        assert_eq!(with_tensor_split(inline.iter(), Some("3,1")), ["-ts=3,1", "--x"]);
+    }
+
+    #[test]
+    fn tensor_split_is_in_the_hash_only_when_set() {
+        let (mut e, m, mut p) = objects();
+        e.spec.extra_args = vec!["--tensor-split".into(), "{tensor_split}".into()];
+        p.spec.gpus_per_replica = 2;
+        let inputs = |p: &PoolSpec| {
+            let ri = ReplicaInputs {
+                instance: "t",
+                pool_name: "chat",
+                pool: p,
+                engine: &e.spec,
+                model: &m.spec,
+                model_path: Path::new("/m/tiny.gguf"),
+                index: 0,
+                gpus: &[0, 1],
+                gpus_simulated: true,
+            };
+            (ri.spec_hash(), ri.container_spec("x").args)
+        };
+        let (unset, args) = inputs(&p.spec);
+        assert!(!args.iter().any(|a| a.contains("tensor")), "{args:?}");
+        p.spec.tensor_split = Some(vec![2, 1]);
+        let (two_one, args) = inputs(&p.spec);
+        assert_eq!(args[args.len() - 2..], ["--tensor-split", "2,1"]);
+        p.spec.tensor_split = Some(vec![1, 1]);
+        let (one_one, _) = inputs(&p.spec);
+        assert!(unset != two_one && two_one != one_one);
+        // Unset serializes nothing: hashes of Pools without a split did not change.
+        let hash_inputs = serde_json::to_value(HashInputs {
+            engine: &e.spec,
+            model_path: Path::new("/m"),
+            model_digest: &None,
+            ctx_size: 1,
+            slots: 1,
+            gpus: &[0],
+            gpus_simulated: true,
+            tensor_split: None,
+        })
+        .unwrap();
+        assert!(hash_inputs.get("tensor_split").is_none());
     }
 
     #[test]
