@@ -21,6 +21,7 @@ use crate::manifest_store::{DesiredState, ManifestStore};
 use crate::model_check::ModelChecker;
 use crate::pool::{PoolContext, PoolInputs, SlotMemory, reconcile_pool};
 use crate::probe::Probers;
+use crate::provision::{EngineCheck, Provisioner};
 use crate::runtime::{ContainerInfo, ContainerRuntime};
 use crate::state_dir::{EventLog, StatusFiles, now_rfc3339};
 
@@ -56,6 +57,8 @@ pub struct Controller<R: ContainerRuntime> {
     runtime_down: bool,
     snapshot: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
+    provisioner: Provisioner,
+    engine_checks: HashMap<String, EngineCheck>,
 }
 
 impl<R: ContainerRuntime> Controller<R> {
@@ -75,6 +78,8 @@ impl<R: ContainerRuntime> Controller<R> {
         }));
         Self {
             probers: Probers::new(wake.clone()),
+            provisioner: Provisioner::new(Default::default(), wake.clone()),
+            engine_checks: HashMap::new(),
             runtime,
             settings,
             store,
@@ -93,6 +98,13 @@ impl<R: ContainerRuntime> Controller<R> {
             snapshot,
             wake,
         }
+    }
+
+    /// Provisions Engines under `policy` (config `provisioning`): image pulls, source builds,
+    /// package installs. The default allows none of them.
+    pub fn with_provisioning(mut self, policy: llorch_manifests::config::ProvisioningPolicy) -> Self {
+        self.provisioner = Provisioner::new(policy, self.wake.clone());
+        self
     }
 
     /// Receives every published snapshot.
@@ -183,6 +195,7 @@ impl<R: ContainerRuntime> Controller<R> {
 
         let mut requeue = self.settings.resync;
         let mut replicas: Vec<ReplicaStatus> = Vec::new();
+        let mut external_probes: HashSet<String> = HashSet::new();
         self.reconcile_models_and_engines(&desired).await;
         let pools: Vec<_> = desired.of_kind(Kind::Pool).cloned().collect();
         for entry in pools {
@@ -192,6 +205,19 @@ impl<R: ContainerRuntime> Controller<R> {
             let mut status = self.take_status(&obj);
             status.generation = Some(entry.generation.clone());
             status.manifest_errors = entry.errors.clone();
+            if let Some(engine) = crate::external::engine_of(&desired, pool).filter(|_| entry.actionable) {
+                // Nothing of ours runs for it: containers left from another mode go.
+                for c in &containers {
+                    self.remove_orphan(c).await;
+                }
+                let out = crate::external::reconcile(&mut self.probers, pool, &engine, &mut status);
+                status.observed_generation = Some(entry.generation.clone());
+                requeue = requeue.min(out.requeue);
+                external_probes.insert(out.probe_id);
+                replicas.push(out.replica);
+                self.put_status(status);
+                continue;
+            }
             match self.pool_inputs(&desired, pool, &entry.file) {
                 Ok((engine, model, model_path, selection)) if entry.actionable => {
                     let slots = self.slots.entry(pool.name().to_string()).or_default();
@@ -232,7 +258,8 @@ impl<R: ContainerRuntime> Controller<R> {
             self.put_status(status);
         }
         self.forget_deleted(&desired);
-        let live: HashSet<String> = replicas.iter().filter_map(|r| r.container_id.clone()).collect();
+        let mut live: HashSet<String> = replicas.iter().filter_map(|r| r.container_id.clone()).collect();
+        live.extend(external_probes);
         self.probers.retain(&live);
         self.publish(&desired, replicas);
         requeue
@@ -256,6 +283,7 @@ impl<R: ContainerRuntime> Controller<R> {
         let Some(AnyObject::Engine(engine)) = desired.get(Kind::Engine, &pool.spec.engine).map(|e| &e.object) else {
             return Err(format!("Engine `{}` does not exist", pool.spec.engine));
         };
+        let engine = &crate::provision::launchable(engine, self.engine_checks.get(engine.name()))?;
         let Some(model_entry) = desired.get(Kind::Model, &pool.spec.model) else {
             return Err(format!("Model `{}` does not exist", pool.spec.model));
         };
@@ -336,7 +364,11 @@ impl<R: ContainerRuntime> Controller<R> {
                         .map(|p| format!("model file {}", p.display())),
                     "ModelUnavailable",
                 ),
-                AnyObject::Engine(e) => (self.check_image(e).await, "ImageMissing"),
+                AnyObject::Engine(e) => {
+                    let check = self.provisioner.check(&self.runtime, e.name(), &e.spec).await;
+                    self.engine_checks.insert(e.name().to_string(), check.clone());
+                    (check.verdict, check.reason)
+                }
                 AnyObject::Pool(_) => continue,
             };
             match verdict {
@@ -351,19 +383,6 @@ impl<R: ContainerRuntime> Controller<R> {
                 }
             }
             self.put_status(status);
-        }
-    }
-
-    /// The Engine's image must be present locally: no registry is consulted.
-    async fn check_image(&self, engine: &llorch_manifests::Engine) -> Result<String, String> {
-        let image = engine.spec.image.clone().unwrap_or_default();
-        let runtime = self.runtime.identity().kind;
-        match self.runtime.image_exists(&image).await {
-            Ok(true) => Ok(format!("engine {} image {image}", engine.spec.version)),
-            Ok(false) => Err(format!(
-                "image `{image}` is not present in {runtime}; build or load it there (the mock engine: scripts/build-mock-image.sh)"
-            )),
-            Err(e) => Err(format!("cannot check image `{image}`: {e}")),
         }
     }
 

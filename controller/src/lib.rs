@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod conditions;
 pub mod controller;
+pub mod external;
 pub mod gpu;
 pub mod labels;
 pub mod manifest_store;
@@ -12,6 +13,7 @@ pub mod model_check;
 pub mod placement;
 pub mod pool;
 pub mod probe;
+pub mod provision;
 pub mod runtime;
 pub mod spec;
 pub mod state_dir;

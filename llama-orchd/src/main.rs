@@ -14,8 +14,10 @@ use llorch_controller::controller::{Controller, Settings};
 use llorch_controller::manifest_store::ManifestStore;
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::runtime::docker::DockerRuntime;
+use llorch_controller::runtime::multi::MultiRuntime;
+use llorch_controller::runtime::process::ProcessRuntime;
 use llorch_controller::state_dir::{EventLog, StatusFiles};
-use llorch_controller::{gpu, labels, triggers};
+use llorch_controller::{gpu, labels, provision, triggers};
 use tokio_util::sync::CancellationToken;
 
 /// The llama-orch daemon.
@@ -65,9 +67,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "GPU inventory is SIMULATED (config `gpus: simulate`): for tests and demos only; no inference runs on these devices"
         );
     }
-    let runtime = Arc::new(DockerRuntime::connect(s.config.runtime.kind, s.config.runtime.socket.as_deref()).await?);
-    let id = runtime.identity();
-    tracing::info!(runtime = %id.kind, socket = %id.socket, version = %id.version, "container runtime connected");
+    let processes = ProcessRuntime::open(&s.state_dir.join("processes")).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the process records directory {}: {e}",
+            s.state_dir.join("processes").display()
+        )
+    })?;
+    let runtime = match DockerRuntime::connect(s.config.runtime.kind, s.config.runtime.socket.as_deref()).await {
+        Ok(docker) => {
+            let id = docker.identity();
+            tracing::info!(runtime = %id.kind, socket = %id.socket, version = %id.version, "container runtime connected");
+            Arc::new(MultiRuntime::new(Arc::new(docker), processes))
+        }
+        // Engines that are processes or external URLs need no Docker/Podman: start without one
+        // when nothing declared needs it; container Engines declared later say what is missing.
+        Err(e) if !provision::needs_container_runtime(&ManifestStore::new(&s.manifests_dir).scan()) => {
+            tracing::warn!(error = %e, "no container runtime; running only binary, source, package and external engines");
+            Arc::new(MultiRuntime::processes_only(e.to_string(), processes))
+        }
+        Err(e) => return Err(e.into()),
+    };
     std::fs::create_dir_all(&s.manifests_dir)
         .map_err(|e| anyhow::anyhow!("cannot create manifests directory {}: {e}", s.manifests_dir.display()))?;
     let status_files = StatusFiles::open(&s.state_dir)?;
@@ -91,7 +110,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         gpus,
         status_files,
         events.clone(),
-    );
+    )
+    .with_provisioning(s.config.provisioning.clone());
     let snapshot = controller.subscribe();
     let wake = controller.waker();
     let _watcher = triggers::watch_manifests(&s.manifests_dir, wake.clone())

@@ -435,6 +435,21 @@ pub fn check_set(objects: &[Located]) -> Vec<ManifestError> {
                 "create that Engine, or name an existing one".into(),
             ));
         }
+        if let Some(AnyObject::Engine(engine)) = first
+            .get(&ObjectRef::new(Kind::Engine, &pool.spec.engine))
+            .map(|l| &l.object)
+            && engine.spec.provisioning == Provisioning::External
+            && pool.spec.replicas > 1
+        {
+            errors.push(on(
+                "spec.replicas",
+                format!(
+                    "{} replicas, but Engine `{}` is `provisioning: external`: one URL is one replica",
+                    pool.spec.replicas, engine.metadata.name
+                ),
+                "set `replicas: 1`; for more, declare one external Engine per URL and one Pool per Engine".into(),
+            ));
+        }
         match first
             .get(&ObjectRef::new(Kind::Model, &pool.spec.model))
             .map(|l| &l.object)
@@ -462,4 +477,32 @@ pub fn check_set(objects: &[Located]) -> Vec<ManifestError> {
         }
     }
     errors
+}
+
+#[cfg(test)]
+mod external_replica_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn set(replicas: u32) -> Vec<ManifestError> {
+        let yaml = format!(
+            "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: ext}}\nspec: {{provisioning: external, url: 'http://127.0.0.1:8081', version: '1'}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: m}}\nspec: {{ref: 'file:/m.gguf', ctxMax: 4096}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: p}}\nspec: {{engine: ext, model: m, replicas: {replicas}}}\n"
+        );
+        check_set(&crate::parse_file("f.yaml", yaml.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn an_external_engine_serves_exactly_one_replica() {
+        assert_eq!(set(1), vec![]);
+        let errors = set(2);
+        assert_eq!(errors.len(), 1);
+        let msg = errors[0].to_string();
+        assert!(msg.contains("field `spec.replicas`"), "{msg}");
+        assert!(
+            msg.contains("Engine `ext` is `provisioning: external`: one URL is one replica"),
+            "{msg}"
+        );
+    }
 }
