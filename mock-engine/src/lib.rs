@@ -14,6 +14,7 @@ pub mod faults;
 pub mod generation;
 pub mod llamacpp;
 pub mod metrics;
+pub mod model_file;
 pub mod openai;
 pub mod request;
 pub mod server;

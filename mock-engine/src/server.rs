@@ -1,4 +1,4 @@
-//! The server's life: listen, "load" the model (delay, file check, injected failure), serve, and
+//! The server's life: listen, "load" the model (delay, GGUF header check, injected failure), serve, and
 //! shut down on request or crash on an injected fault. Returns errors instead of exiting, so that
 //! tests can run it in-process; `main` maps them to exit codes.
 
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access_log::log_requests;
 use crate::api_error::ApiError;
 use crate::cli::Config;
+use crate::model_file::{self, LoadFailure};
 use crate::state::{AppState, BUILD_INFO};
 use crate::{llamacpp, openai};
 
@@ -32,7 +33,7 @@ pub enum RunError {
     LoadModel {
         path: PathBuf,
         #[source]
-        source: io::Error,
+        source: LoadFailure,
     },
     #[error("failed to load model '{}' (injected by --fail-at-start)", path.display())]
     InjectedLoadFailure { path: PathBuf },
@@ -161,24 +162,40 @@ fn print_banner(config: &Config, address: std::net::SocketAddr) {
     eprintln!("main: loading model");
 }
 
-/// "Loads" the model: waits `--load-delay-ms`, checks the file, applies `--fail-at-start`.
+/// "Loads" the model: waits `--load-delay-ms`, checks the file as llama.cpp would (see
+/// [`model_file`]), applies `--fail-at-start`.
 async fn load_model(state: &AppState) -> Result<(), RunError> {
     let config = &state.config;
     let path = config.model_path.as_path();
     eprintln!("srv    load_model: loading model '{}'", path.display());
     tokio::time::sleep(config.load_delay).await;
-    let size = match check_model_file(path).await {
-        Ok(size) => size,
-        Err(source) => {
-            print_load_failure(path, &source.to_string());
+    let checked = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || model_file::check(&path)).await
+    };
+    let summary = match checked {
+        Ok(Ok(summary)) => summary,
+        Ok(Err(failure)) => {
+            print_load_failure(path, &failure.lines(path));
             return Err(RunError::LoadModel {
                 path: path.to_owned(),
-                source,
+                source: failure,
             });
         }
+        Err(join) => return Err(RunError::Serve(io::Error::other(join))),
     };
+    eprintln!(
+        "print_info: arch = {}, n_layer = {}, n_head = {}, n_head_kv = {}, n_embd = {}, n_ctx_train = {}",
+        summary.architecture,
+        summary.layers,
+        summary.heads,
+        summary.kv_heads,
+        summary.embedding_length,
+        summary.context_length
+    );
     if config.fail_at_start {
-        print_load_failure(path, "injected by mock-engine --fail-at-start");
+        let line = "llama_model_load: error loading model: injected by mock-engine --fail-at-start".to_owned();
+        print_load_failure(path, &[line]);
         return Err(RunError::InjectedLoadFailure { path: path.to_owned() });
     }
     eprintln!("srv    load_model: initializing slots, n_slots = {}", config.parallel);
@@ -188,24 +205,16 @@ async fn load_model(state: &AppState) -> Result<(), RunError> {
             config.n_ctx_slot()
         );
     }
-    state.set_loaded(size);
+    // llama-server reports the tensor bytes (`llama_model_size`) as the model's size.
+    state.set_loaded(summary.tensor_bytes);
     Ok(())
 }
 
-/// The file must exist, be a regular file and be readable; returns its size.
-async fn check_model_file(path: &Path) -> io::Result<u64> {
-    let file = tokio::fs::File::open(path).await?;
-    let metadata = file.metadata().await?;
-    if !metadata.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    Ok(metadata.len())
-}
-
-fn print_load_failure(path: &Path, reason: &str) {
+fn print_load_failure(path: &Path, cause: &[String]) {
     let path = path.display();
-    eprintln!("gguf_init_from_file: failed to open GGUF file '{path}' ({reason})");
-    eprintln!("llama_model_load: error loading model: llama_model_loader: failed to load model from {path}");
+    for line in cause {
+        eprintln!("{line}");
+    }
     eprintln!("llama_model_load_from_file_impl: failed to load model");
     eprintln!("common_init_from_params: failed to load model '{path}'");
     eprintln!("srv    load_model: failed to load model, '{path}'");

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Process, SseReader, binary, model_file};
+use common::{Process, SseReader, binary, model_file, model_file_with};
 use serde_json::json;
 use tokio::process::Command;
 
@@ -45,6 +45,28 @@ async fn a_directory_is_not_a_model_file() {
     let dir = tempfile::tempdir().unwrap();
     let (code, stderr) = run_to_exit(&["--model", dir.path().to_str().unwrap()], &[]).await;
     assert_eq!(code, 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_gguf_is_refused_like_llama_cpp_does() {
+    let model = model_file_with(b"mock weights");
+    let path = model.path().to_str().unwrap();
+    let (code, stderr) = run_to_exit(&["--model", path], &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("invalid magic characters"), "{stderr}");
+    assert!(stderr.contains("llama_model_load: error loading model: "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: failed to load model '{path}'")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_architecture_is_refused_by_name() {
+    let model = model_file_with(&llorch_gguf::fixture::tiny_model("brokenarch"));
+    let (code, stderr) = run_to_exit(&["--model", model.path().to_str().unwrap()], &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("unknown model architecture: 'brokenarch'"), "{stderr}");
 }
 
 #[tokio::test]

@@ -18,10 +18,15 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A fake model file that lives as long as the engine using it.
+/// A tiny real GGUF model file that lives as long as the engine using it.
 pub fn model_file() -> NamedTempFile {
+    model_file_with(&llorch_gguf::fixture::tiny_model("llama"))
+}
+
+/// A model file with these bytes.
+pub fn model_file_with(bytes: &[u8]) -> NamedTempFile {
     let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
-    std::fs::write(file.path(), b"GGUF mock").unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
     file
 }
 
