@@ -41,7 +41,7 @@ impl MockEngine {
     /// Starts a mock with `tweak`ed defaults; waits until it is loaded unless it has a load delay.
     async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
         let model = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
-        std::fs::write(model.path(), b"GGUF mock").unwrap();
+        std::fs::write(model.path(), mock_engine::model_file::fixture_model()).unwrap();
         let mut config = Config::for_model(model.path());
         tweak(&mut config);
         let wait_loaded = config.load_delay.is_zero();

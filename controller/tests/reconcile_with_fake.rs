@@ -58,10 +58,13 @@ fn stack(replicas: u32) -> String {
     )
 }
 
+/// A real tiny GGUF (`llorch_gguf::fixture::tiny_model("llama")`, committed as the example model).
+const TINY_GGUF: &[u8] = include_bytes!("../../examples/models/tiny.gguf");
+
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    std::fs::write(dir.path().join("manifests/tiny.gguf"), b"w").unwrap();
+    std::fs::write(dir.path().join("manifests/tiny.gguf"), TINY_GGUF).unwrap();
     let runtime = Arc::new(FakeRuntime::new());
     let events = Arc::new(EventLog::open(&dir.path().join("state")).unwrap());
     let controller = Controller::new(
@@ -196,7 +199,7 @@ async fn orphans_are_removed_and_matching_containers_adopted() {
     let spec = w.runtime.containers()[0].spec.clone();
     // A fresh controller (a restarted daemon) over the same runtime adopts the container…
     let mut w2 = world();
-    std::fs::write(w2.dir.path().join("manifests/tiny.gguf"), b"w").unwrap();
+    std::fs::write(w2.dir.path().join("manifests/tiny.gguf"), TINY_GGUF).unwrap();
     w2.write(&stack(1).replace(
         "file:tiny.gguf",
         &format!("file:{}", w.dir.path().join("manifests/tiny.gguf").display()),

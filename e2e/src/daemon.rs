@@ -125,7 +125,11 @@ impl Daemon {
         let port = free_port();
         std::fs::create_dir_all(home.path().join("manifests")).expect("manifests dir");
         std::fs::create_dir_all(home.path().join("models")).expect("models dir");
-        std::fs::write(home.path().join("models/tiny.gguf"), b"mock weights").expect("model file");
+        std::fs::write(
+            home.path().join("models/tiny.gguf"),
+            llorch_gguf::fixture::tiny_model("llama"),
+        )
+        .expect("model file");
         let config = format!(
             "bind: 127.0.0.1:{port}\ninstance: {instance}\nresyncIntervalMs: 2000\nruntime:\n  kind: {}\n  socket: {}\n\
              gpus:\n  simulate:\n    - {{name: Simulated RTX 3090, vramBytes: 25769803776}}\n    - {{name: Simulated RTX 3060, vramBytes: 12884901888}}\n",

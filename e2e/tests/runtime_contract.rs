@@ -71,7 +71,11 @@ impl Fixture {
         let test_id = unique("contract");
         let guard = ContainerGuard::new(runtime, &socket, TEST_LABEL, &test_id);
         let model_dir = tempfile::tempdir().expect("a temp dir");
-        std::fs::write(model_dir.path().join("m.gguf"), b"GGUF not really").expect("a model file");
+        std::fs::write(
+            model_dir.path().join("m.gguf"),
+            llorch_gguf::fixture::tiny_model("llama"),
+        )
+        .expect("a model file");
         Fixture {
             runtime,
             socket,

@@ -82,7 +82,7 @@ struct Mock {
 impl Mock {
     async fn start(tweak: impl FnOnce(&mut mock_engine::Config)) -> Mock {
         let model = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
-        std::fs::write(model.path(), b"GGUF mock").unwrap();
+        std::fs::write(model.path(), mock_engine::model_file::fixture_model()).unwrap();
         let mut config = mock_engine::Config::for_model(model.path());
         config.parallel = 2;
         tweak(&mut config);
