@@ -68,6 +68,10 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Cancel a queued or running task.
     Cancel(CancelArgs),
+    /// Show what llama-orch will do for a Pool, before anything runs.
+    Plan(PlanArgs),
+    /// Check this host: NVIDIA driver and NVML, container runtime and toolkit, disk, tools.
+    Doctor(DoctorArgs),
 }
 
 /// `-o`.
@@ -348,6 +352,39 @@ pub struct CancelArgs {
     /// The task id (`orchctl tasks` lists them).
     #[arg(value_name = "TASK_ID")]
     pub task_id: String,
+}
+
+/// `orchctl plan`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl plan pool/chat
+  orchctl plan -f examples/chat-pool.yaml     # the -f objects win over the manifests directory
+
+Prints the model (reference, file, cache, digest check, VRAM when the daemon knows it), the
+Engine's provisioning steps and policy, and per replica the container or process to create.
+The same input gives the same text. Nothing is run or written.")]
+pub struct PlanArgs {
+    /// `pool/<name>`.
+    #[arg(value_name = "pool/NAME", required_unless_present = "files")]
+    pub target: Option<String>,
+    /// Manifests to plan with (every Pool in them is planned). Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+    pub files: Vec<String>,
+}
+
+/// `orchctl doctor`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl doctor
+  orchctl doctor --json | jq '.[] | select(.level == \"fail\")'
+
+Exit status: 0 when nothing FAILs, 1 otherwise. It works without a running daemon.")]
+pub struct DoctorArgs {
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

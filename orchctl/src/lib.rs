@@ -13,6 +13,7 @@ pub mod context;
 pub mod delete;
 pub mod describe;
 pub mod diff;
+pub mod doctor;
 pub mod duration;
 pub mod events;
 pub mod get;
@@ -20,6 +21,7 @@ pub mod input;
 pub mod logs;
 pub mod manifest_dir;
 pub mod output;
+pub mod plan;
 pub mod run;
 pub mod sse;
 pub mod status_line;
@@ -60,6 +62,10 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
 }
 
 async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
+    // The doctor reports a broken config file as one of its checks instead of failing on it.
+    if let Command::Doctor(args) = &cli.command {
+        return doctor::run(cli.config.as_deref(), args, io).await;
+    }
     let ctx = context::Context::resolve(cli.config.as_deref(), cli.server.as_deref(), &|name| {
         std::env::var(name).ok()
     })?;
@@ -75,6 +81,8 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(&ctx, &args, io, ctrl_c()).await,
         Command::Tasks(args) => tasks::list(&ctx, &args, io).await,
         Command::Cancel(args) => tasks::cancel(&ctx, &args, io).await,
+        Command::Plan(args) => plan::run(&ctx, &args, io).await,
+        Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args, io).await,
     }
 }
 
