@@ -21,6 +21,8 @@ use crate::manifest_store::{DesiredState, ManifestStore};
 use crate::model_check::ModelChecker;
 use crate::pool::{PoolContext, PoolInputs, SlotMemory, reconcile_pool};
 use crate::probe::Probers;
+use crate::reloads::ReloadCounters;
+use crate::retire::{AlwaysIdle, ReplicaGate};
 use crate::provision::{EngineCheck, Provisioner};
 use crate::runtime::{ContainerInfo, ContainerRuntime};
 use crate::state_dir::{EventLog, StatusFiles, now_rfc3339};
@@ -57,6 +59,8 @@ pub struct Controller<R: ContainerRuntime> {
     runtime_down: bool,
     snapshot: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
+    gate: Arc<dyn ReplicaGate>,
+    reloads: Arc<ReloadCounters>,
     provisioner: Provisioner,
     engine_checks: HashMap<String, EngineCheck>,
 }
@@ -97,6 +101,8 @@ impl<R: ContainerRuntime> Controller<R> {
             runtime_down: false,
             snapshot,
             wake,
+            gate: Arc::new(AlwaysIdle),
+            reloads: Arc::new(ReloadCounters::in_memory()),
         }
     }
 
@@ -104,6 +110,19 @@ impl<R: ContainerRuntime> Controller<R> {
     /// package installs. The default allows none of them.
     pub fn with_provisioning(mut self, policy: llorch_manifests::config::ProvisioningPolicy) -> Self {
         self.provisioner = Provisioner::new(policy, self.wake.clone());
+        self
+    }
+
+    /// Retires old replicas of a rollout through `gate` (the data plane's in-flight count)
+    /// instead of removing them at once.
+    pub fn with_gate(mut self, gate: Arc<dyn ReplicaGate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// Reads explicit reload counters from `reloads` (bumped by the API's reload route).
+    pub fn with_reloads(mut self, reloads: Arc<ReloadCounters>) -> Self {
+        self.reloads = reloads;
         self
     }
 
@@ -228,6 +247,7 @@ impl<R: ContainerRuntime> Controller<R> {
                         events: &self.events,
                         slots,
                         known: &mut self.known,
+                        gate: self.gate.as_ref(),
                     };
                     let inputs = PoolInputs {
                         pool,
@@ -236,6 +256,7 @@ impl<R: ContainerRuntime> Controller<R> {
                         model_path: &model_path,
                         gpu_selection: &selection,
                         gpus_simulated: self.gpus.simulated(),
+                        reload: self.reloads.get(pool.name()),
                     };
                     let out = reconcile_pool(ctx, inputs, containers, &mut status, self.settings.resync).await;
                     status.observed_generation = Some(entry.generation.clone());

@@ -165,6 +165,9 @@ pub enum ReplicaPhase {
     CircuitOpen,
     /// Being removed (surplus, outdated or orphaned).
     Terminating,
+    /// Replaced by a new revision in a reload: takes no new tasks, finishes the ones it runs,
+    /// then goes.
+    Draining,
 }
 
 /// One replica of a Pool.

@@ -103,6 +103,9 @@ pub enum ErrorCode {
     WorkerReset,
     /// A bug or an unexpected failure.
     Internal,
+    /// The Pool is being drained: it admits no new task, and a running one was stopped at the
+    /// drain's deadline.
+    PoolDraining,
 }
 
 impl ErrorCode {
@@ -118,6 +121,7 @@ impl ErrorCode {
             ErrorCode::DecodeTimeout => "DECODE_TIMEOUT",
             ErrorCode::WorkerReset => "WORKER_RESET",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::PoolDraining => "POOL_DRAINING",
         }
     }
 }

@@ -1,0 +1,137 @@
+//! Explicit reloads (`POST /v2/pools/{id}/reload` without a new model): a per-pool counter that
+//! the controller folds into every replica's spec hash, so bumping it makes every replica
+//! outdated and the rolling replacement in [`crate::rollout`] runs for an unchanged spec.
+//!
+//! The counters are persisted in `<state>/reloads.json` (written atomically): a restarted daemon
+//! computes the same hashes as before and adopts its containers instead of replacing them. A
+//! counter of 0 leaves the hash exactly as it was before reloads existed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use llorch_manifests::hash::short_hash;
+
+use crate::labels;
+use crate::runtime::ContainerSpec;
+
+/// Reload counters by pool name.
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    path: Option<PathBuf>,
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Why a counter could not be saved.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct SaveError {
+    /// The file.
+    pub path: PathBuf,
+    /// Cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl ReloadCounters {
+    /// Counters kept in memory only (tests, a controller without a state directory).
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Counters persisted in `<state_dir>/reloads.json`; a missing or unreadable file starts
+    /// every pool at 0 (an unreadable one is logged).
+    pub fn open(state_dir: &Path) -> Self {
+        let path = state_dir.join("reloads.json");
+        let counts = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(file = %path.display(), error = %e, "reload counters unreadable; starting from 0");
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
+        Self {
+            path: Some(path),
+            counts: Mutex::new(counts),
+        }
+    }
+
+    /// The counter of `pool` (0 when never reloaded).
+    pub fn get(&self, pool: &str) -> u64 {
+        self.lock().get(pool).copied().unwrap_or(0)
+    }
+
+    /// Increments `pool`'s counter, persists it, and returns the new value.
+    pub fn bump(&self, pool: &str) -> Result<u64, SaveError> {
+        let mut counts = self.lock();
+        let next = counts.get(pool).copied().unwrap_or(0).saturating_add(1);
+        counts.insert(pool.to_string(), next);
+        if let Some(path) = &self.path {
+            let tmp = path.with_extension("json.tmp");
+            let text = serde_json::to_vec_pretty(&*counts).unwrap_or_default();
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|source| SaveError {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        Ok(next)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `hash` with the reload counter folded in; `hash` itself when the counter is 0.
+pub fn fold(hash: &str, reload: u64) -> String {
+    if reload == 0 {
+        hash.to_string()
+    } else {
+        short_hash(&(hash, reload))
+    }
+}
+
+/// Rewrites a container spec built for `base_hash` to carry `hash` (the folded one) in its
+/// spec-hash label and name.
+pub fn relabel(spec: &mut ContainerSpec, base_hash: &str, hash: &str) {
+    if base_hash == hash {
+        return;
+    }
+    spec.labels.insert(labels::SPEC_HASH_KEY.to_string(), hash.to_string());
+    rename(&mut spec.name, base_hash, hash);
+}
+
+/// Replaces the 6-character hash in a container name (`llorch-…-<index>-<hash6>-<suffix>`).
+fn rename(name: &mut String, base_hash: &str, hash: &str) {
+    let (old6, new6) = (&base_hash[..6.min(base_hash.len())], &hash[..6.min(hash.len())]);
+    if let Some(at) = name.rfind(&format!("-{old6}-")) {
+        name.replace_range(at + 1..at + 1 + old6.len(), new6);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn counters_persist_and_zero_keeps_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ReloadCounters::open(dir.path());
+        assert_eq!(c.get("chat"), 0);
+        assert_eq!(c.bump("chat").unwrap(), 1);
+        assert_eq!(c.bump("chat").unwrap(), 2);
+        assert_eq!(ReloadCounters::open(dir.path()).get("chat"), 2, "a restart reads it back");
+        assert_eq!(fold("abcdef123456", 0), "abcdef123456");
+        assert_ne!(fold("abcdef123456", 1), fold("abcdef123456", 2));
+    }
+
+    #[test]
+    fn the_hash_in_the_name_is_replaced() {
+        let mut name = "llorch-t-chat-0-abcdef-1f2e".to_string();
+        rename(&mut name, "abcdef123456", "0123456789ab");
+        assert_eq!(name, "llorch-t-chat-0-012345-1f2e");
+    }
+}

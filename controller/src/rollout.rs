@@ -1,0 +1,303 @@
+//! Rolling (surge) replacement of a Pool's replicas when their spec changes — an Engine, Model
+//! or Pool edit, or an explicit reload — with rollback when the new revision fails.
+//!
+//! For each replica index whose container is outdated and Ready, the new revision starts
+//! *alongside* it; the old one keeps serving. All indices of the pool surge at once, and the
+//! cut-over is atomic: only when every new container is Ready do the new ones take traffic
+//! (published Ready) and the old ones retire (published `Draining`, closed to new tasks through
+//! the [`ReplicaGate`](crate::retire::ReplicaGate), removed once idle or after
+//! [`RETIRE_DEADLINE`]). If any new container fails before the cut-over (exits, misses its
+//! startup timeout, cannot be created), the rollout ROLLS BACK: every new container goes, the
+//! old ones are left exactly as they are (same ids, never restarted), and the failed revision is
+//! remembered in the Pool's status (`rollout.phase: rolled-back`), so it is not retried until
+//! the spec changes again or an explicit reload bumps the revision. Indices without a Ready old
+//! container (crash-looping, first start) are simply replaced, as before.
+//!
+//! Level-triggered: [`decide`] sees only what is observed now (containers, probes) plus the
+//! per-slot memory (which old container retires since when, a failed create) and the persisted
+//! status. After a daemon restart mid-rollout an index with two containers of different hashes
+//! is the same observation as before the restart, so the same decision follows: nothing is
+//! duplicated or lost.
+//!
+//! This module decides and records; `pool.rs` observes and acts on the runtime.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use llorch_manifests::ObjectRef;
+use llorch_manifests::status::{EventType, LastError, ObjectStatus, Rollout, RolloutPhase};
+
+use crate::state_dir::{EventLog, now_rfc3339};
+
+/// An old container that still has tasks in flight is removed anyway after this long: the
+/// data plane's wall-clock watchdog ends every task within it.
+pub const RETIRE_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The label with the Model a container serves (for `rollout.fromModel`).
+pub const MODEL_LABEL: &str = "dev.llama-orch.model";
+
+/// The new revision's container of one index, as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NewState {
+    /// Not created yet.
+    Absent,
+    /// Created; its health probe has not passed yet.
+    Starting,
+    /// Its health probe passes.
+    Ready,
+    /// It exited, missed its startup timeout, or could not be created.
+    Failed {
+        /// What happened.
+        message: String,
+        /// The engine's last log lines.
+        log_tail: Vec<String>,
+    },
+}
+
+/// One replica index that has a Ready old container and a new revision to roll out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Surge {
+    /// Replica index.
+    pub index: u32,
+    /// The old container's spec hash.
+    pub old_hash: String,
+    /// The target spec hash.
+    pub new_hash: String,
+    /// The Model the old container serves, from its label.
+    pub old_model: Option<String>,
+    /// Where the new container is.
+    pub new: NewState,
+    /// The old container is already retiring (closed to new tasks).
+    pub retiring: bool,
+}
+
+/// What to do with the surging indices this pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Start the missing new containers; old ones serve; new ones wait (not Ready to tasks).
+    Progress,
+    /// Every new container is Ready (or retirement already began): new ones serve, old ones
+    /// retire.
+    CutOver,
+    /// A new container failed before the cut-over: remove every new one, keep every old one.
+    RollBack {
+        /// The index whose new container failed first.
+        index: u32,
+        /// Why.
+        message: String,
+        /// Its engine's last log lines.
+        log_tail: Vec<String>,
+    },
+}
+
+/// The step for `surges` (sorted by index); `None` when nothing surges.
+pub fn decide(surges: &[Surge]) -> Option<Step> {
+    if surges.is_empty() {
+        return None;
+    }
+    // Once an old container was closed to new tasks, the rollout is committed: a new container
+    // that fails now is restarted like any crashed replica (and its old one reopened).
+    let committed = surges.iter().any(|s| s.retiring);
+    if !committed
+        && let Some((index, message, log_tail)) = surges.iter().find_map(|s| match &s.new {
+            NewState::Failed { message, log_tail } => Some((s.index, message.clone(), log_tail.clone())),
+            _ => None,
+        })
+    {
+        return Some(Step::RollBack {
+            index,
+            message,
+            log_tail,
+        });
+    }
+    if committed || surges.iter().all(|s| s.new == NewState::Ready) {
+        Some(Step::CutOver)
+    } else {
+        Some(Step::Progress)
+    }
+}
+
+/// The revision a past rollout failed on, when the pool still targets it (some index's target
+/// hash equals it): such a target is held back, not retried.
+pub fn failed_target(status: &ObjectStatus, targets: &BTreeMap<u32, String>) -> Option<String> {
+    let r = status.rollout.as_ref()?;
+    (r.phase == RolloutPhase::RolledBack && targets.values().any(|h| *h == r.to_revision)).then(|| r.to_revision.clone())
+}
+
+/// What [`record`] needs besides the step.
+pub struct Record<'a> {
+    /// The Pool.
+    pub obj: &'a ObjectRef,
+    /// The Model the Pool declares now.
+    pub model: &'a str,
+    /// The surging indices (sorted by index).
+    pub surges: &'a [Surge],
+    /// This pass's step.
+    pub step: Option<&'a Step>,
+    /// Old containers removed this pass after draining.
+    pub retired: usize,
+    /// Some index still has an old container (its probe may not have reported yet).
+    pub olds_left: bool,
+}
+
+/// Updates `status.rollout` and emits an event on every phase change: `RolloutStarted`
+/// (progressing), `RolloutDraining`, `RolloutComplete`, `RolloutFailed`.
+pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
+    let prev = status.rollout.clone();
+    let emit = |kind: EventType, reason: &str, message: String| events.emit(Some(r.obj), None, kind, reason, message);
+    let Some(step) = r.step else {
+        if r.olds_left {
+            return;
+        }
+        // Nothing surges and no old container is left: a rollout in motion has finished.
+        if let Some(mut done) = prev.filter(|p| matches!(p.phase, RolloutPhase::Progressing | RolloutPhase::Draining)) {
+            done.phase = RolloutPhase::Complete;
+            done.message = format!("every replica runs revision {}", done.to_revision);
+            emit(
+                EventType::Normal,
+                "RolloutComplete",
+                format!("rollout {} → {} complete", done.from_revision, done.to_revision),
+            );
+            status.rollout = Some(done);
+        }
+        return;
+    };
+    let Some(first) = r.surges.first() else { return };
+    let same = prev.as_ref().filter(|p| p.to_revision == first.new_hash);
+    let from_model = first.old_model.clone().filter(|m| m != r.model);
+    let to_model = from_model.as_ref().map(|_| r.model.to_string());
+    let started_at = same
+        .filter(|p| p.phase != RolloutPhase::Complete)
+        .map(|p| p.started_at.clone())
+        .unwrap_or_else(now_rfc3339);
+    let n = r.surges.len();
+    let (phase, message) = match step {
+        Step::Progress => {
+            let ready = r.surges.iter().filter(|s| s.new == NewState::Ready).count();
+            (
+                RolloutPhase::Progressing,
+                format!("{ready}/{n} new replicas Ready; the old ones serve until all are"),
+            )
+        }
+        Step::CutOver => {
+            let left = n.saturating_sub(r.retired);
+            (
+                RolloutPhase::Draining,
+                format!("new replicas serve; {left} old replica(s) finish their tasks before removal"),
+            )
+        }
+        Step::RollBack {
+            index,
+            message,
+            log_tail,
+        } => {
+            let last = log_tail.last().map(|l| format!("; engine log: {l}")).unwrap_or_default();
+            let text = format!(
+                "rolled back: the new revision {} failed on replica {index}: {message}{last}; the {n} old replica(s) were kept and serve on",
+                first.new_hash
+            );
+            status.last_error = Some(LastError {
+                message: text.clone(),
+                log_tail: log_tail.clone(),
+                at: now_rfc3339(),
+            });
+            (RolloutPhase::RolledBack, text)
+        }
+    };
+    let changed = same.is_none_or(|p| p.phase != phase);
+    if changed {
+        let (kind, reason) = match phase {
+            RolloutPhase::Progressing => (EventType::Normal, "RolloutStarted"),
+            RolloutPhase::Draining => (EventType::Normal, "RolloutDraining"),
+            RolloutPhase::RolledBack => (EventType::Warning, "RolloutFailed"),
+            RolloutPhase::Complete => (EventType::Normal, "RolloutComplete"),
+        };
+        let models = match (&from_model, &to_model) {
+            (Some(f), Some(t)) => format!(" (model {f} → {t})"),
+            _ => String::new(),
+        };
+        emit(
+            kind,
+            reason,
+            format!("rollout {} → {}{models}: {message}", first.old_hash, first.new_hash),
+        );
+    }
+    status.rollout = Some(Rollout {
+        phase,
+        from_revision: same.map(|p| p.from_revision.clone()).unwrap_or_else(|| first.old_hash.clone()),
+        to_revision: first.new_hash.clone(),
+        from_model: same.and_then(|p| p.from_model.clone()).or(from_model),
+        to_model: same.and_then(|p| p.to_model.clone()).or(to_model),
+        message,
+        started_at,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn surge(index: u32, new: NewState, retiring: bool) -> Surge {
+        Surge {
+            index,
+            old_hash: "old".into(),
+            new_hash: "new".into(),
+            old_model: Some("tiny".into()),
+            new,
+            retiring,
+        }
+    }
+
+    fn failed() -> NewState {
+        NewState::Failed {
+            message: "engine exited with code 1".into(),
+            log_tail: vec!["unknown architecture".into()],
+        }
+    }
+
+    #[test]
+    fn nothing_surges_means_no_step() {
+        assert_eq!(decide(&[]), None);
+    }
+
+    #[test]
+    fn old_replicas_serve_until_every_new_one_is_ready() {
+        let s = [surge(0, NewState::Ready, false), surge(1, NewState::Starting, false)];
+        assert_eq!(decide(&s), Some(Step::Progress));
+        let s = [surge(0, NewState::Ready, false), surge(1, NewState::Ready, false)];
+        assert_eq!(decide(&s), Some(Step::CutOver));
+    }
+
+    #[test]
+    fn any_failure_before_the_cut_over_rolls_back_the_whole_pool() {
+        let s = [surge(0, NewState::Ready, false), surge(1, failed(), false)];
+        let Some(Step::RollBack { index, log_tail, .. }) = decide(&s) else {
+            panic!("expected a rollback")
+        };
+        assert_eq!((index, log_tail), (1, vec!["unknown architecture".to_string()]));
+    }
+
+    #[test]
+    fn after_retirement_began_a_failure_is_a_crash_not_a_rollback() {
+        let s = [surge(0, NewState::Ready, true), surge(1, failed(), false)];
+        assert_eq!(decide(&s), Some(Step::CutOver));
+    }
+
+    #[test]
+    fn a_rolled_back_revision_is_held_back_while_it_is_still_the_target() {
+        let mut status = ObjectStatus::new(ObjectRef::new(llorch_manifests::Kind::Pool, "chat"));
+        status.rollout = Some(Rollout {
+            phase: RolloutPhase::RolledBack,
+            from_revision: "old".into(),
+            to_revision: "bad".into(),
+            from_model: None,
+            to_model: None,
+            message: String::new(),
+            started_at: String::new(),
+        });
+        let targets = BTreeMap::from([(0, "bad".to_string())]);
+        assert_eq!(failed_target(&status, &targets).as_deref(), Some("bad"));
+        let edited = BTreeMap::from([(0, "fixed".to_string())]);
+        assert_eq!(failed_target(&status, &edited), None, "a new spec is tried again");
+    }
+}

@@ -1,0 +1,439 @@
+//! Rolling replacement against the in-memory runtime, with real health probes: each fake
+//! container's published port is a tiny HTTP server in this test process that answers the
+//! probe (200, or 503 for images named `sick…`), so replicas really become Ready. Images named
+//! `crash…` exit right after they start, with an engine-like last log line.
+//!
+//! Proves: surge (new next to old), the atomic cut-over, retirement through the gate (only
+//! when idle), rollback on a failing new revision with the old containers untouched and the
+//! failed revision not retried, an explicit reload retrying it, and a daemon restart in the
+//! middle of a rollout finishing it without duplicating or losing replicas.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use llorch_controller::controller::{Controller, Settings};
+use llorch_controller::gpu::{GpuError, GpuInventory};
+use llorch_controller::labels;
+use llorch_controller::manifest_store::ManifestStore;
+use llorch_controller::reloads::ReloadCounters;
+use llorch_controller::retire::ReplicaGate;
+use llorch_controller::runtime::fake::FakeRuntime;
+use llorch_controller::runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, EventStream, Result as RtResult, RuntimeIdentity,
+};
+use llorch_controller::state_dir::{EventLog, StatusFiles};
+use llorch_manifests::api::{GpuView, Snapshot};
+use llorch_manifests::status::{ConditionType, ReplicaPhase, RolloutPhase};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct OneGpu;
+
+impl GpuInventory for OneGpu {
+    fn devices(&self) -> Result<Vec<GpuView>, GpuError> {
+        Ok(vec![GpuView {
+            index: 0,
+            uuid: "SIM-GPU-0".into(),
+            name: "sim".into(),
+            total_bytes: 1 << 36,
+            used_bytes: 0,
+            free_bytes: 1 << 36,
+            utilization_pct: None,
+            simulated: true,
+            processes: Vec::new(),
+            errors: Vec::new(),
+        }])
+    }
+    fn simulated(&self) -> bool {
+        true
+    }
+    fn source(&self) -> &'static str {
+        "simulated"
+    }
+}
+
+/// The fake runtime, with a real health endpoint behind every running container's port.
+struct Served {
+    fake: FakeRuntime,
+    ports: Mutex<HashMap<String, u16>>,
+}
+
+/// Answers every request with 200, or 503 when `sick`.
+async fn health_server(sick: bool) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let status = if sick { "503 Service Unavailable" } else { "200 OK" };
+                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+impl Served {
+    async fn served(&self, mut c: ContainerInfo) -> ContainerInfo {
+        if c.host_port.is_some() {
+            let known = self.ports.lock().unwrap().get(&c.id).copied();
+            let port = match known {
+                Some(p) => p,
+                None => {
+                    let sick = c.name.contains("sick") || self.image_of(&c.id).starts_with("sick");
+                    let p = health_server(sick).await;
+                    self.ports.lock().unwrap().insert(c.id.clone(), p);
+                    p
+                }
+            };
+            c.host_port = Some(port);
+        }
+        c
+    }
+
+    fn image_of(&self, id: &str) -> String {
+        self.fake.container(id).map(|c| c.spec.image).unwrap_or_default()
+    }
+}
+
+impl ContainerRuntime for Served {
+    fn identity(&self) -> RuntimeIdentity {
+        self.fake.identity()
+    }
+    fn list(&self, labels: &[(String, String)]) -> impl Future<Output = RtResult<Vec<ContainerInfo>>> + Send {
+        let listed = self.fake.list(labels);
+        async move {
+            let mut out = Vec::new();
+            for c in listed.await? {
+                out.push(self.served(c).await);
+            }
+            Ok(out)
+        }
+    }
+    fn create_and_start(&self, spec: &ContainerSpec) -> impl Future<Output = RtResult<ContainerInfo>> + Send {
+        let spec = spec.clone();
+        async move {
+            let c = self.fake.create_and_start(&spec).await?;
+            if spec.image.starts_with("crash") {
+                self.fake
+                    .set_logs(&c.id, &["loading model", "error: unknown model architecture: 'brokenarch'"]);
+                self.fake.kill(&c.id, 1);
+                return Ok(self.fake.container(&c.id).unwrap().info);
+            }
+            Ok(self.served(c).await)
+        }
+    }
+    fn remove(&self, id: &str) -> impl Future<Output = RtResult<()>> + Send {
+        self.fake.remove(id)
+    }
+    fn logs_tail(&self, id: &str, lines: usize) -> impl Future<Output = RtResult<Vec<String>>> + Send {
+        self.fake.logs_tail(id, lines)
+    }
+    fn image_exists(&self, image: &str) -> impl Future<Output = RtResult<bool>> + Send {
+        self.fake.image_exists(image)
+    }
+    fn pull_image(&self, image: &str) -> impl Future<Output = RtResult<()>> + Send {
+        self.fake.pull_image(image)
+    }
+    fn events(&self, labels: &[(String, String)]) -> EventStream {
+        self.fake.events(labels)
+    }
+}
+
+/// A gate the test opens and closes: "busy" replicas are never idle.
+#[derive(Default)]
+struct TestGate {
+    busy: AtomicBool,
+    closed: Mutex<Vec<String>>,
+}
+
+impl ReplicaGate for TestGate {
+    fn close_if_idle(&self, container_id: &str) -> bool {
+        let mut closed = self.closed.lock().unwrap();
+        if !closed.iter().any(|c| c == container_id) {
+            closed.push(container_id.to_string());
+        }
+        !self.busy.load(Ordering::SeqCst)
+    }
+    fn reopen(&self, container_id: &str) {
+        self.closed.lock().unwrap().retain(|c| c != container_id);
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    runtime: Arc<Served>,
+    controller: Controller<Served>,
+    events: Arc<EventLog>,
+    gate: Arc<TestGate>,
+    reloads: Arc<ReloadCounters>,
+}
+
+fn stack(image: &str, env: &str) -> String {
+    format!(
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: mock}}\nspec: {{image: '{image}', version: '1', env: {{V: '{env}'}}, \
+         health: {{path: /health, intervalMs: 100, startupTimeoutMs: 3000}}}}\n---\n\
+         apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: tiny}}\nspec: {{ref: 'file:tiny.gguf', ctxMax: 64}}\n---\n\
+         apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: chat}}\nspec: {{engine: mock, model: tiny, replicas: 2, gpus: [0], \
+         restart: {{backoffInitialMs: 10000, backoffMaxMs: 60000, circuitBreakerFailures: 3}}}}\n"
+    )
+}
+
+fn controller(dir: &std::path::Path, runtime: &Arc<Served>, gate: &Arc<TestGate>, reloads: &Arc<ReloadCounters>) -> (Controller<Served>, Arc<EventLog>) {
+    let events = Arc::new(EventLog::open(&dir.join("state")).unwrap());
+    let c = Controller::new(
+        runtime.clone(),
+        Settings {
+            instance: "t".into(),
+            resync: Duration::from_secs(5),
+        },
+        ManifestStore::new(dir.join("manifests")),
+        Box::new(OneGpu),
+        StatusFiles::open(&dir.join("state")).unwrap(),
+        events.clone(),
+    )
+    .with_gate(gate.clone())
+    .with_reloads(reloads.clone());
+    (c, events)
+}
+
+fn world() -> World {
+    // The controller's HTTP client (probes) needs a TLS provider, as in the daemon.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(dir.path().join("manifests/tiny.gguf"), b"w").unwrap();
+    let runtime = Arc::new(Served {
+        fake: FakeRuntime::new(),
+        ports: Mutex::default(),
+    });
+    let gate = Arc::new(TestGate::default());
+    let reloads = Arc::new(ReloadCounters::in_memory());
+    let (controller, events) = controller(dir.path(), &runtime, &gate, &reloads);
+    World {
+        dir,
+        runtime,
+        controller,
+        events,
+        gate,
+        reloads,
+    }
+}
+
+impl World {
+    fn write(&self, text: &str) {
+        std::fs::write(self.dir.path().join("manifests/chat.yaml"), text).unwrap();
+    }
+    fn running(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .runtime
+            .fake
+            .containers()
+            .into_iter()
+            .filter(|c| c.info.state.is_running())
+            .map(|c| c.info.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+    fn snapshot(&self) -> Snapshot {
+        Snapshot::clone(&self.controller.subscribe().borrow())
+    }
+    fn reasons(&self) -> Vec<String> {
+        self.events.recent(None, 500).into_iter().map(|e| e.reason).collect()
+    }
+    /// Runs passes until `done` holds on the snapshot (10 s at most).
+    async fn until(&mut self, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.controller.pass().await;
+            let s = self.snapshot();
+            if done(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:#?}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+}
+
+fn ready(s: &Snapshot) -> usize {
+    s.replicas.iter().filter(|r| r.phase == ReplicaPhase::Ready).count()
+}
+
+fn chat(s: &Snapshot) -> &llorch_manifests::status::ObjectStatus {
+    &s.objects.iter().find(|o| o.object.name == "chat").unwrap().status
+}
+
+fn hashes(w: &World) -> Vec<String> {
+    let mut h: Vec<String> = w
+        .runtime
+        .fake
+        .containers()
+        .into_iter()
+        .map(|c| c.spec.labels[labels::SPEC_HASH_KEY].clone())
+        .collect();
+    h.sort();
+    h.dedup();
+    h
+}
+
+async fn two_ready(w: &mut World) -> Vec<String> {
+    w.write(&stack("img:dev", "1"));
+    w.until("two Ready replicas", |s| ready(s) == 2).await;
+    w.running()
+}
+
+#[tokio::test]
+async fn an_edit_starts_new_replicas_next_to_the_old_ones_and_retires_the_old_after_the_cut_over() {
+    let mut w = world();
+    let old = two_ready(&mut w).await;
+    w.write(&stack("img:dev", "2"));
+    w.controller.pass().await;
+    // Surge: four containers, the old ones still the Ready ones.
+    assert_eq!(w.running().len(), 4, "new containers start alongside the old");
+    let s = w.snapshot();
+    let serving: Vec<_> = s
+        .replicas
+        .iter()
+        .filter(|r| r.phase == ReplicaPhase::Ready)
+        .filter_map(|r| r.container_id.clone())
+        .collect();
+    assert!(serving.iter().all(|id| old.contains(id)), "only old replicas serve until the cut-over");
+    assert_eq!(chat(&s).rollout.as_ref().unwrap().phase, RolloutPhase::Progressing);
+    let s = w
+        .until("the rollout to complete", |s| {
+            chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::Complete)
+        })
+        .await;
+    assert_eq!(ready(&s), 2);
+    let now = w.running();
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().all(|id| !old.contains(id)), "old containers are gone");
+    assert_eq!(hashes(&w).len(), 1, "every container on the new revision");
+    assert_eq!(w.runtime.fake.create_count(), 4, "two first, two in the rollout: none twice");
+    let reasons = w.reasons();
+    for r in ["RolloutStarted", "RolloutDraining", "ReplicaRetiring", "ReplicaRetired", "RolloutComplete"] {
+        assert!(reasons.iter().any(|x| x == r), "event {r} missing: {reasons:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_retiring_replica_with_tasks_in_flight_drains_and_goes_only_when_idle() {
+    let mut w = world();
+    let old = two_ready(&mut w).await;
+    w.gate.busy.store(true, Ordering::SeqCst);
+    w.write(&stack("img:dev", "2"));
+    let s = w
+        .until("the old replicas to drain", |s| {
+            s.replicas.iter().filter(|r| r.phase == ReplicaPhase::Draining).count() == 2
+        })
+        .await;
+    assert_eq!(ready(&s), 2, "the new replicas serve while the old ones drain");
+    for id in &old {
+        assert!(w.running().contains(id), "a busy old replica is not removed");
+        assert!(w.gate.closed.lock().unwrap().contains(id), "…but closed to new tasks");
+    }
+    w.gate.busy.store(false, Ordering::SeqCst);
+    w.until("the drained replicas to go", |s| {
+        chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::Complete)
+    })
+    .await;
+    assert!(w.running().iter().all(|id| !old.contains(id)));
+}
+
+#[tokio::test]
+async fn a_new_revision_that_exits_is_rolled_back_and_the_old_containers_are_untouched() {
+    let mut w = world();
+    let old = two_ready(&mut w).await;
+    w.write(&stack("crash:dev", "1"));
+    let s = w
+        .until("a rollback", |s| {
+            chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::RolledBack)
+        })
+        .await;
+    assert_eq!(w.running(), old, "the same old containers, never restarted");
+    assert_eq!(ready(&s), 2);
+    let st = chat(&s);
+    let rollout = st.rollout.as_ref().unwrap();
+    assert!(rollout.message.contains("unknown model architecture"), "{rollout:?}");
+    let degraded = st.condition(ConditionType::Degraded).unwrap();
+    assert!(degraded.status && degraded.reason == "RolledBack", "{degraded:?}");
+    assert!(st.is_ready(), "the old replicas keep the pool Ready");
+    assert!(w.reasons().iter().any(|r| r == "RolloutFailed"));
+    // Not retried in a loop: more passes create nothing.
+    let creates = w.runtime.fake.create_count();
+    for _ in 0..5 {
+        w.controller.pass().await;
+    }
+    assert_eq!(w.runtime.fake.create_count(), creates, "the failed revision is held back");
+    assert_eq!(w.running(), old);
+    // An explicit reload tries it again (it fails again, and rolls back again).
+    w.reloads.bump("chat").unwrap();
+    w.controller.pass().await;
+    assert!(w.runtime.fake.create_count() > creates, "an explicit reload retries");
+    w.until("a second rollback", |s| {
+        chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::RolledBack)
+    })
+    .await;
+    assert_eq!(w.running(), old);
+}
+
+#[tokio::test]
+async fn a_create_that_fails_rolls_back_too() {
+    let mut w = world();
+    let old = two_ready(&mut w).await;
+    w.runtime.fake.fail_create_for("other:dev", "no such device");
+    w.write(&stack("other:dev", "1"));
+    w.until("a rollback", |s| {
+        chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::RolledBack)
+    })
+    .await;
+    assert_eq!(w.running(), old);
+}
+
+#[tokio::test]
+async fn a_replica_without_a_ready_old_container_is_simply_replaced() {
+    let mut w = world();
+    w.write(&stack("sick:dev", "1"));
+    w.controller.pass().await;
+    // Let the probes report: the engines answer 503, so they never become Ready.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.controller.pass().await;
+    let sick = w.running();
+    assert_eq!(sick.len(), 2);
+    w.write(&stack("img:dev", "1"));
+    w.controller.pass().await;
+    let now = w.running();
+    assert_eq!(now.len(), 2, "replaced, not surged");
+    assert!(now.iter().all(|id| !sick.contains(id)));
+}
+
+#[tokio::test]
+async fn a_daemon_restarted_in_the_middle_of_a_rollout_finishes_it_without_duplicates() {
+    let mut w = world();
+    let old = two_ready(&mut w).await;
+    w.write(&stack("img:dev", "2"));
+    w.controller.pass().await;
+    assert_eq!(w.running().len(), 4, "mid-rollout: old and new side by side");
+    // The daemon dies here; a new one starts over the same runtime, state and manifests.
+    let (fresh, events) = controller(w.dir.path(), &w.runtime, &w.gate, &w.reloads);
+    w.controller = fresh;
+    w.events = events;
+    let s = w
+        .until("the rollout to complete after the restart", |s| {
+            chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::Complete)
+        })
+        .await;
+    assert_eq!(ready(&s), 2);
+    assert_eq!(w.running().len(), 2);
+    assert!(w.running().iter().all(|id| !old.contains(id)));
+    assert_eq!(w.runtime.fake.create_count(), 4, "the restart duplicated nothing");
+}
