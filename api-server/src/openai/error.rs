@@ -38,7 +38,9 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::AdmissionReject | ErrorCode::QueueFullDropLru => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::InvalidParams => StatusCode::BAD_REQUEST,
         ErrorCode::PoolUnavailable => StatusCode::NOT_FOUND,
-        ErrorCode::PoolUnready | ErrorCode::ReplicaExhausted => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::PoolUnready | ErrorCode::ReplicaExhausted | ErrorCode::PoolDraining => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ErrorCode::DecodeTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::WorkerReset => StatusCode::BAD_GATEWAY,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
