@@ -47,6 +47,24 @@ if [ ! -x "$openai_venv/bin/pip" ]; then
 fi
 "$openai_venv/bin/python" -c 'import openai' 2>/dev/null || "$openai_venv/bin/pip" install -q openai
 
+step "GGUF files from the PyPI gguf package, for the VRAM-estimate e2e test"
+# GGUFWriter makes small files of several shapes, GGUFReader the expectations (also for SmolLM2);
+# e2e/tests/gguf_estimate.rs checks llorch_gguf against them. Venv kept between runs.
+gguf_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-gguf"
+if [ ! -x "$gguf_venv/bin/pip" ]; then
+  if ! { command -v python3 >/dev/null && python3 -m venv --clear "$gguf_venv" >/dev/null 2>&1; }; then
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
+    python3 -m venv --clear "$gguf_venv"
+  fi
+fi
+"$gguf_venv/bin/python" -c 'import importlib.metadata as m; assert m.version("gguf") == "0.19.0"' 2>/dev/null \
+  || "$gguf_venv/bin/pip" install -q gguf==0.19.0
+LLORCH_GGUF_FIXTURES="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/gguf-fixtures"
+rm -rf "$LLORCH_GGUF_FIXTURES"
+"$gguf_venv/bin/python" scripts/gguf/make_fixtures.py "$LLORCH_GGUF_FIXTURES" --smollm2 "$LLORCH_SMOLLM2_GGUF"
+export LLORCH_GGUF_FIXTURES
+
 step "binaries for the end-to-end tests"
 cargo build --locked --bins
 
