@@ -18,12 +18,12 @@ use crate::conditions;
 use crate::gpu::GpuInventory;
 use crate::labels;
 use crate::manifest_store::{DesiredState, ManifestStore};
-use crate::model_check::ModelChecker;
+use crate::models::{ModelManager, ModelsHandle, ModelsSettings, OpenError};
 use crate::pool::{PoolContext, PoolInputs, SlotMemory, reconcile_pool};
 use crate::probe::Probers;
+use crate::provision::{EngineCheck, Provisioner};
 use crate::reloads::ReloadCounters;
 use crate::retire::{AlwaysIdle, ReplicaGate};
-use crate::provision::{EngineCheck, Provisioner};
 use crate::runtime::{ContainerInfo, ContainerRuntime};
 use crate::state_dir::{EventLog, StatusFiles, now_rfc3339};
 
@@ -44,7 +44,7 @@ pub struct Controller<R: ContainerRuntime> {
     runtime: Arc<R>,
     settings: Settings,
     store: ManifestStore,
-    models: ModelChecker,
+    models: ModelManager,
     gpus: Box<dyn GpuInventory>,
     gpu_view: Vec<GpuView>,
     probers: Probers,
@@ -87,7 +87,7 @@ impl<R: ContainerRuntime> Controller<R> {
             runtime,
             settings,
             store,
-            models: ModelChecker::default(),
+            models: ModelManager::local_only(wake.clone()),
             gpus,
             gpu_view: Vec::new(),
             slots: HashMap::new(),
@@ -124,6 +124,18 @@ impl<R: ContainerRuntime> Controller<R> {
     pub fn with_reloads(mut self, reloads: Arc<ReloadCounters>) -> Self {
         self.reloads = reloads;
         self
+    }
+
+    /// Fetches and catalogs models per `settings` (cache, index file, download policy)
+    /// instead of the default: `file:` references only, catalog in memory.
+    pub fn with_models(mut self, settings: ModelsSettings) -> Result<Self, OpenError> {
+        self.models = ModelManager::new(settings, self.wake.clone())?;
+        Ok(self)
+    }
+
+    /// The model catalog as the API sees it (entries, pulls, verification counts).
+    pub fn models_handle(&self) -> ModelsHandle {
+        self.models.handle()
     }
 
     /// Receives every published snapshot.
@@ -311,10 +323,7 @@ impl<R: ContainerRuntime> Controller<R> {
         let AnyObject::Model(model) = &model_entry.object else {
             return Err(format!("Model `{}` does not exist", pool.spec.model));
         };
-        let model_path = self
-            .models
-            .resolve(&model.spec, &model_entry.file)
-            .map_err(|e| format!("Model `{}` is not usable: {e}", model.name()))?;
+        let model_path = self.models.usable(model.name())?;
         let available: Vec<u32> = self.gpu_view.iter().map(|g| g.index).collect();
         let selection = pool.spec.gpus.select(&available);
         if let Some(missing) = selection.iter().find(|i| !available.contains(i)) {
@@ -379,12 +388,17 @@ impl<R: ContainerRuntime> Controller<R> {
             status.observed_generation = Some(entry.generation.clone());
             status.manifest_errors = entry.errors.clone();
             let (verdict, reason) = match &entry.object {
-                AnyObject::Model(m) => (
-                    self.models
-                        .resolve(&m.spec, &entry.file)
-                        .map(|p| format!("model file {}", p.display())),
-                    "ModelUnavailable",
-                ),
+                AnyObject::Model(m) => {
+                    let state = self.models.observe(m.name(), &m.spec, &entry.file);
+                    let problem = self.models.problem(m.name());
+                    let before = status.model.as_ref();
+                    if let Some((kind, reason, message)) = crate::models::event(before, &state, problem.as_ref()) {
+                        self.events.emit(Some(&obj), None, kind, reason, message);
+                    }
+                    crate::models::set_conditions(&mut status, state, problem.as_ref());
+                    self.put_status(status);
+                    continue;
+                }
                 AnyObject::Engine(e) => {
                     let check = self.provisioner.check(&self.runtime, e.name(), &e.spec).await;
                     self.engine_checks.insert(e.name().to_string(), check.clone());
@@ -405,6 +419,11 @@ impl<R: ContainerRuntime> Controller<R> {
             }
             self.put_status(status);
         }
+        let models = desired
+            .of_kind(Kind::Model)
+            .map(|e| e.object.object_ref().name)
+            .collect();
+        self.models.retain(&models);
     }
 
     async fn remove_orphan(&mut self, c: &ContainerInfo) {

@@ -3,13 +3,14 @@
 //! server reads. It never serves tasks.
 
 pub mod backoff;
+pub mod catalog;
 pub mod conditions;
 pub mod controller;
 pub mod external;
 pub mod gpu;
 pub mod labels;
 pub mod manifest_store;
-pub mod model_check;
+pub mod models;
 pub mod placement;
 pub mod pool;
 pub mod probe;

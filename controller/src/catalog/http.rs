@@ -1,0 +1,131 @@
+//! The HTTP client of model downloads: hyper over rustls ([`super::tls`]), http and https,
+//! HTTP/1.1, no automatic redirects (the fetcher follows them through the policy), a connect
+//! timeout and an idle-read timeout per chunk, so a stalled server fails the attempt instead
+//! of hanging it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use reqwest::Url;
+
+/// How long connecting (TCP + TLS) and receiving the response head may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a response body may stay silent.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A download client.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+/// A response whose body is read chunk by chunk.
+#[derive(Debug)]
+pub struct Response {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    body: Incoming,
+}
+
+impl HttpClient {
+    /// A client for http and https URLs.
+    pub fn new() -> Result<HttpClient, String> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(super::tls::client_config()?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(HttpClient {
+            client: Client::builder(TokioExecutor::new()).build(https),
+        })
+    }
+
+    /// GET `url` with `headers`; the error is a sentence (never containing header values).
+    pub async fn get(&self, url: &Url, headers: Vec<(HeaderName, HeaderValue)>) -> Result<Response, String> {
+        let mut request = Request::get(url.as_str()).header(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("llama-orch/", env!("CARGO_PKG_VERSION"))),
+        );
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(Empty::new())
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let response = tokio::time::timeout(CONNECT_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))?
+            .map_err(|e| error_chain(&e))?;
+        let (parts, body) = response.into_parts();
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl Response {
+    /// The next chunk of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            let frame = tokio::time::timeout(IDLE_TIMEOUT, self.body.frame())
+                .await
+                .map_err(|_| format!("no data for {} s", IDLE_TIMEOUT.as_secs()))?;
+            match frame {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(error_chain(&e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole body, refusing more than `limit` bytes.
+    pub async fn bytes(mut self, limit: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            if out.len() + chunk.len() > limit {
+                return Err(format!("the answer is larger than {limit} bytes"));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Content-Length`.
+    pub fn content_length(&self) -> Option<u64> {
+        self.header(http::header::CONTENT_LENGTH)?.trim().parse().ok()
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    message
+}

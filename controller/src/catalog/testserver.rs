@@ -1,0 +1,145 @@
+//! A tiny HTTP/1.1 server on a loopback port for the catalog's tests: fixed routes (bodies
+//! with `Range` support, redirects, statuses, JSON), a switch that cuts the next body after
+//! half its bytes, and a record of every request's headers. One request per connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What a path answers.
+#[derive(Clone, Debug)]
+pub enum Route {
+    /// 200 with these bytes (206 for a satisfiable `Range`).
+    Body(Vec<u8>),
+    /// 200 with these bytes, ignoring `Range`.
+    BodyNoRange(Vec<u8>),
+    /// 302 to this location.
+    Redirect(String),
+    /// This status, empty body.
+    Status(u16),
+}
+
+/// One request as received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The path.
+    pub path: String,
+    /// Headers, names lower-cased.
+    pub headers: HashMap<String, String>,
+}
+
+/// The server's shared state.
+#[derive(Debug, Default)]
+pub struct Server {
+    routes: Mutex<HashMap<String, Route>>,
+    cut_next: AtomicBool,
+    seen: Mutex<Vec<Seen>>,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Server {
+    /// Starts serving on a free loopback port.
+    pub async fn start() -> Arc<Server> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = Arc::new(Server {
+            base,
+            ..Server::default()
+        });
+        let s = server.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(s.clone().serve(conn));
+            }
+        });
+        server
+    }
+
+    /// Sets what `path` answers.
+    pub fn route(&self, path: &str, route: Route) {
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_string(), route);
+    }
+
+    /// Cuts the next body response after half its bytes.
+    pub fn cut_next(&self) {
+        self.cut_next.store(true, Ordering::SeqCst);
+    }
+
+    /// Requests so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    async fn serve(self: Arc<Self>, mut conn: tokio::net::TcpStream) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        let mut lines = text.split("\r\n");
+        let path = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or("/")
+            .to_string();
+        let headers: HashMap<String, String> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).push(Seen {
+            path: path.clone(),
+            headers: headers.clone(),
+        });
+        let route = self
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&path)
+            .cloned();
+        let (status, extra, body) = match route {
+            None => (404, String::new(), Vec::new()),
+            Some(Route::Status(s)) => (s, String::new(), Vec::new()),
+            Some(Route::Redirect(to)) => (302, format!("Location: {to}\r\n"), Vec::new()),
+            Some(Route::BodyNoRange(b)) => (200, String::new(), b),
+            Some(Route::Body(b)) => {
+                let start = headers
+                    .get("range")
+                    .and_then(|r| r.strip_prefix("bytes="))
+                    .and_then(|r| r.strip_suffix('-'))
+                    .and_then(|n| n.parse::<usize>().ok());
+                match start {
+                    Some(s) if s < b.len() => (
+                        206,
+                        format!("Content-Range: bytes {s}-{}/{}\r\n", b.len() - 1, b.len()),
+                        b[s..].to_vec(),
+                    ),
+                    Some(_) => (416, format!("Content-Range: bytes */{}\r\n", b.len()), Vec::new()),
+                    None => (200, String::new(), b),
+                }
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(head.as_bytes()).await;
+        let send = if !body.is_empty() && self.cut_next.swap(false, Ordering::SeqCst) {
+            &body[..body.len() / 2]
+        } else {
+            &body[..]
+        };
+        let _ = conn.write_all(send).await;
+        let _ = conn.shutdown().await;
+    }
+}
