@@ -19,6 +19,7 @@ use crate::gpu::GpuInventory;
 use crate::labels;
 use crate::manifest_store::{DesiredState, ManifestStore};
 use crate::models::{ModelManager, ModelsHandle, ModelsSettings, OpenError};
+use crate::placement::{self, PlacementMemory};
 use crate::pool::{PoolContext, PoolInputs, SlotMemory, reconcile_pool};
 use crate::probe::Probers;
 use crate::provision::{EngineCheck, Provisioner};
@@ -47,6 +48,7 @@ pub struct Controller<R: ContainerRuntime> {
     models: ModelManager,
     gpus: Box<dyn GpuInventory>,
     gpu_view: Vec<GpuView>,
+    placements: PlacementMemory,
     probers: Probers,
     slots: HashMap<String, BTreeMap<u32, SlotMemory>>,
     statuses: BTreeMap<ObjectRef, ObjectStatus>,
@@ -90,6 +92,7 @@ impl<R: ContainerRuntime> Controller<R> {
             models: ModelManager::local_only(wake.clone()),
             gpus,
             gpu_view: Vec::new(),
+            placements: PlacementMemory::default(),
             slots: HashMap::new(),
             statuses: BTreeMap::new(),
             status_files,
@@ -228,6 +231,8 @@ impl<R: ContainerRuntime> Controller<R> {
         let mut replicas: Vec<ReplicaStatus> = Vec::new();
         let mut external_probes: HashSet<String> = HashSet::new();
         self.reconcile_models_and_engines(&desired).await;
+        let plan = self.plan_placement(&desired, &by_pool);
+        let no_placement = BTreeMap::new();
         let pools: Vec<_> = desired.of_kind(Kind::Pool).cloned().collect();
         for entry in pools {
             let AnyObject::Pool(pool) = &entry.object else { continue };
@@ -236,6 +241,7 @@ impl<R: ContainerRuntime> Controller<R> {
             let mut status = self.take_status(&obj);
             status.generation = Some(entry.generation.clone());
             status.manifest_errors = entry.errors.clone();
+            status.vram = self.placements.vram(pool.name());
             if let Some(engine) = crate::external::engine_of(&desired, pool).filter(|_| entry.actionable) {
                 // Nothing of ours runs for it: containers left from another mode go.
                 for c in &containers {
@@ -267,6 +273,8 @@ impl<R: ContainerRuntime> Controller<R> {
                         model: &model,
                         model_path: &model_path,
                         gpu_selection: &selection,
+                        placement: plan.pools.get(pool.name()).unwrap_or(&no_placement),
+                        gpus: &self.gpu_view,
                         gpus_simulated: self.gpus.simulated(),
                         reload: self.reloads.get(pool.name()),
                     };
@@ -336,9 +344,52 @@ impl<R: ContainerRuntime> Controller<R> {
                 }
             ));
         }
-        crate::spec::assign_gpus(&selection, pool.spec.gpus_per_replica, 0)
+        placement::check_mask(&selection, pool.spec.gpus_per_replica)
             .map_err(|e| format!("cannot place replicas: {e} (spec.gpus / spec.gpusPerReplica)"))?;
         Ok((engine.clone(), model.clone(), model_path, selection))
+    }
+
+    /// Places every Pool's replicas on the GPUs before any Pool is reconciled (see
+    /// `placement.rs`): one ledger for the whole host, so Pools never double-book a device.
+    fn plan_placement(
+        &mut self,
+        desired: &DesiredState,
+        by_pool: &BTreeMap<String, Vec<ContainerInfo>>,
+    ) -> placement::Plan {
+        let mut demands = Vec::new();
+        let pools: Vec<_> = desired.of_kind(Kind::Pool).cloned().collect();
+        for entry in &pools {
+            let AnyObject::Pool(pool) = &entry.object else { continue };
+            let place = entry.actionable
+                && crate::external::engine_of(desired, pool).is_none()
+                && self.pool_inputs(desired, pool, &entry.file).is_ok();
+            let model = match desired.get(Kind::Model, &pool.spec.model).map(|e| &e.object) {
+                Some(AnyObject::Model(m)) => Some(m),
+                _ => None,
+            };
+            let figures = model
+                .and_then(|m| self.statuses.get(&ObjectRef::new(Kind::Model, m.name())))
+                .and_then(|s| s.model.as_ref())
+                .and_then(|m| m.vram.as_ref());
+            demands.push(placement::memory::demand(pool, model, figures, &self.gpu_view, place));
+        }
+        let existing: Vec<placement::Existing> = by_pool
+            .values()
+            .flatten()
+            .filter_map(|c| {
+                let loaded = self.probers.state(&c.id).is_some_and(|p| p.ever_healthy);
+                placement::memory::existing(c, loaded)
+            })
+            .collect();
+        let accounting = if self.gpus.simulated() {
+            placement::Accounting::Simulated
+        } else {
+            placement::Accounting::Measured
+        };
+        let only: Vec<placement::PoolDemand> = demands.iter().map(|(d, _)| d.clone()).collect();
+        let plan = placement::plan(&self.gpu_view, accounting, &existing, &only);
+        self.placements.record(&plan, &demands, &self.events);
+        plan
     }
 
     fn untouched_replicas(&self, pool: &llorch_manifests::Pool, containers: &[ContainerInfo]) -> Vec<ReplicaStatus> {
@@ -556,7 +607,7 @@ impl<R: ContainerRuntime> Controller<R> {
             instance: self.settings.instance.clone(),
             objects,
             replicas,
-            gpus: self.gpu_view.clone(),
+            gpus: self.placements.published(&self.gpu_view),
             gpus_simulated: self.gpus.simulated(),
             file_errors: desired.file_errors.clone(),
             runtime: RuntimeInfo {

@@ -26,8 +26,11 @@ use std::collections::BTreeMap;
 
 use llorch_manifests::api::GpuView;
 
+pub mod memory;
 pub mod refusal;
 pub mod vram;
+
+pub use memory::PlacementMemory;
 
 /// A replica's GPUs, or why it cannot be placed.
 pub type Placement = Result<Vec<u32>, String>;

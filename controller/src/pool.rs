@@ -27,7 +27,7 @@ use crate::reloads;
 use crate::retire::ReplicaGate;
 use crate::rollout::{self, NewState, Step, Surge};
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerSpec};
-use crate::spec::{ReplicaInputs, assign_gpus};
+use crate::spec::ReplicaInputs;
 use crate::state_dir::{EventLog, now_rfc3339};
 
 /// Log lines kept from an engine that failed.
@@ -80,6 +80,10 @@ pub struct PoolInputs<'a> {
     pub model_path: &'a Path,
     /// GPU indices the pool may use.
     pub gpu_selection: &'a [u32],
+    /// Where each replica index runs, or why it cannot (`placement::plan`, for all Pools at once).
+    pub placement: &'a BTreeMap<u32, crate::placement::Placement>,
+    /// The GPU inventory: a container on a device that reports errors is failed.
+    pub gpus: &'a [llorch_manifests::api::GpuView],
     /// Whether GPUs are simulated.
     pub gpus_simulated: bool,
     /// Explicit reloads of this pool (folded into every spec hash).
@@ -157,14 +161,49 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
 
     // 1. Observe every index.
     let mut observed = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
     for index in 0..desired {
         let replica_id = format!("{pool_name}-{index}");
-        let gpus = match assign_gpus(inputs.gpu_selection, inputs.pool.spec.gpus_per_replica, index) {
-            Ok(g) => g,
-            Err(e) => {
-                conditions::set_failed(status, "GpuPlacementFailed", e);
+        // A container on a GPU that reports driver or ECC errors fails, whatever its probe says:
+        // removed, counted, and restarted through the slot's backoff on a healthy GPU.
+        if let Some(list) = by_index.get_mut(&index) {
+            for c in std::mem::take(list) {
+                let on = crate::placement::memory::label_gpus(&c);
+                match crate::placement::gpu_errors(inputs.gpus, &on) {
+                    Some(why) => {
+                        let message = format!("not Ready: its GPU reports errors — {why}");
+                        let slot = ctx.slots.entry(index).or_default();
+                        fail(
+                            ctx.runtime,
+                            ctx.events,
+                            &obj,
+                            index,
+                            &c,
+                            &message,
+                            slot,
+                            status,
+                            policy,
+                            now,
+                        )
+                        .await;
+                    }
+                    None => list.push(c),
+                }
+            }
+        }
+        let gpus = match inputs.placement.get(&index) {
+            Some(Ok(g)) => g.clone(),
+            Some(Err(why)) => {
+                // Not started. Whatever is left at this index sits outside the mask or is
+                // stopped (a running container on good GPUs keeps them), so it goes.
+                for c in by_index.remove(&index).unwrap_or_default() {
+                    let why = "no GPU of its mask has room for it";
+                    remove(ctx.runtime, ctx.events, &obj, index, &c, "ReplicaOutdated", why).await;
+                }
+                refused.push(why.clone());
                 continue;
             }
+            None => continue,
         };
         let ri = ReplicaInputs {
             instance: ctx.instance,
@@ -598,6 +637,10 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
     );
     let rolled_back = rollout::failed_target(status, &targets).is_some();
     summarize(status, inputs.pool, &replicas, ctx.slots, now, rolled_back);
+    if !refused.is_empty() {
+        let message = refused.join("; ");
+        conditions::set(status, ConditionType::Degraded, true, "InsufficientVram", message);
+    }
     PoolOutcome { replicas, requeue }
 }
 

@@ -331,6 +331,11 @@ pub struct PoolVram {
     pub overhead_bytes: u64,
     /// Total per replica (spread over the replica's GPUs).
     pub per_replica_bytes: u64,
+    /// Placement decisions for this Pool since the daemon started, by outcome (`placed`,
+    /// `refused`): what `placement_decisions_total` counts. Counted when a replica's decision
+    /// changes, not on every pass.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub decisions: std::collections::BTreeMap<String, u64>,
 }
 
 /// Where a reload stands.

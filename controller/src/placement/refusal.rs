@@ -83,8 +83,11 @@ pub fn refusal(
             parts.push(device_text(d, free.get(index).copied().unwrap_or(0), Some(*share)));
         }
     }
+    // With equal shares every GPU would have to hold the same: show its shortfall too.
+    let same = shares.windows(2).all(|w| w[0] == w[1]);
+    let other_share = shares.first().copied().filter(|_| same);
     for d in mask.iter().filter(|d| !best.iter().any(|(i, _)| *i == d.index)) {
-        parts.push(device_text(d, free.get(&d.index).copied().unwrap_or(0), None));
+        parts.push(device_text(d, free.get(&d.index).copied().unwrap_or(0), other_share));
     }
     format!(
         "replica {replica} needs {}; {}. Not started: free VRAM on these GPUs, lower ctxSize or \

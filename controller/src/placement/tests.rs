@@ -192,7 +192,7 @@ fn over_commit_is_refused_naming_the_replica_each_gpu_its_free_vram_and_the_shor
     assert_eq!(
         err,
         "replica chat-1 needs 11.0 GiB on 1 GPU; GPU 1 (Simulated RTX 4070, 12.0 GiB) has 1.0 GiB free — short \
-         by 10.0 GiB; GPU 0 (Simulated RTX 3090, 24.0 GiB) is full. Not started: free VRAM on these GPUs, \
+         by 10.0 GiB; GPU 0 (Simulated RTX 3090, 24.0 GiB) is full — short by 11.0 GiB. Not started: free VRAM on these GPUs, \
          lower ctxSize or slotsPerReplica, or allow more GPUs in spec.gpus"
     );
     assert_eq!(

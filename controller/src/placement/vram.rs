@@ -25,6 +25,7 @@ pub fn estimate(weights_bytes: u64, kv_bytes_per_token: u64, ctx_size: u32, _slo
         per_replica_bytes: weights_bytes
             .saturating_add(kv_cache_bytes)
             .saturating_add(OVERHEAD_BYTES),
+        ..PoolVram::default()
     }
 }
 
@@ -38,6 +39,7 @@ pub fn pool_vram(override_bytes: Option<u64>, model: Option<&ModelVram>, ctx_siz
         kv_cache_bytes: 0,
         overhead_bytes: 0,
         per_replica_bytes: bytes,
+        ..PoolVram::default()
     };
     match (override_bytes, model) {
         (Some(bytes), _) => whole(bytes),
