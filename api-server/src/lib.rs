@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use error::ApiError;
-pub use routes::{GpuList, LogTail};
-pub use sources::{BoxFuture, EventSource, LogSource, NoEvents, NoLogs};
+pub use routes::{GpuList, LogTail, POLICY_REFUSED, PullAccepted};
+pub use sources::{BoxFuture, CatalogSource, EventSource, LogSource, NoCatalog, NoEvents, NoLogs, PullRefusal};
 
 /// The largest request body accepted (task and chat requests are the only bodies): room for
 /// a long conversation, and a cap on what a client can make the server buffer. Larger bodies
@@ -47,6 +47,8 @@ pub struct AppState {
     pub logs: Arc<dyn LogSource>,
     /// The task data plane; without one, the task routes answer 503.
     pub data: Option<Arc<tasks::DataPlane>>,
+    /// The model catalog (entries, pulls).
+    pub catalog: Arc<dyn CatalogSource>,
 }
 
 impl AppState {
@@ -61,7 +63,14 @@ impl AppState {
             events,
             logs,
             data: None,
+            catalog: Arc::new(NoCatalog),
         }
+    }
+
+    /// Adds the model catalog behind `GET /v2/catalog` and `POST /v2/models/{name}/pull`.
+    pub fn with_catalog(mut self, catalog: Arc<dyn CatalogSource>) -> Self {
+        self.catalog = catalog;
+        self
     }
 
     /// Adds the task data plane (admission, dispatch, streaming) over the same snapshot.
@@ -87,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/pools/{name}", get(routes::objects::get_pool))
         .route("/v2/models", get(routes::objects::list_models))
         .route("/v2/models/{name}", get(routes::objects::get_model))
+        .route("/v2/models/{name}/pull", post(routes::catalog::pull))
+        .route("/v2/catalog", get(routes::catalog::list))
         .route("/v2/engines", get(routes::objects::list_engines))
         .route("/v2/engines/{name}", get(routes::objects::get_engine))
         .route("/v2/replicas", get(routes::objects::list_replicas))

@@ -38,6 +38,15 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
 
 /// Renders the snapshot and, when there is one, the data plane's series.
 pub fn render_with(snapshot: &Snapshot, telemetry: Option<&Telemetry>) -> Result<String, std::fmt::Error> {
+    render_full(snapshot, telemetry, &[])
+}
+
+/// [`render_with`] plus the catalog's `catalog_verifications_total{result}` counts.
+pub fn render_full(
+    snapshot: &Snapshot,
+    telemetry: Option<&Telemetry>,
+    verifications: &[(&'static str, u64)],
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
 
     let synced = U64Gauge::default();
@@ -121,6 +130,8 @@ pub fn render_with(snapshot: &Snapshot, telemetry: Option<&Telemetry>) -> Result
         errors,
     );
 
+    register_models(&mut registry, snapshot, verifications);
+
     if let Some(telemetry) = telemetry {
         telemetry.register(&mut registry);
     }
@@ -128,6 +139,44 @@ pub fn render_with(snapshot: &Snapshot, telemetry: Option<&Telemetry>) -> Result
     let mut out = String::new();
     prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// `model_state{model,phase}` (1 for the Model's current phase, 0 for the others) and
+/// `catalog_verifications_total{result}`.
+fn register_models(registry: &mut Registry, snapshot: &Snapshot, verifications: &[(&'static str, u64)]) {
+    use llorch_manifests::status::ModelPhase;
+    const PHASES: [(ModelPhase, &str); 5] = [
+        (ModelPhase::Pending, "pending"),
+        (ModelPhase::Fetching, "fetching"),
+        (ModelPhase::Verifying, "verifying"),
+        (ModelPhase::Ready, "ready"),
+        (ModelPhase::Failed, "failed"),
+    ];
+    let states = Family::<Labels, U64Gauge>::default();
+    for view in snapshot.objects.iter().filter(|o| o.object.kind == Kind::Model) {
+        let current = view.status.model.as_ref().map(|m| m.phase).unwrap_or_default();
+        for (phase, label) in PHASES {
+            states
+                .get_or_create(&vec![("model", view.object.name.clone()), ("phase", label.to_string())])
+                .set(u64::from(phase == current));
+        }
+    }
+    registry.register(
+        "model_state",
+        "1 for each Model's current phase (pending, fetching, verifying, ready, failed)",
+        states,
+    );
+    let verified = Family::<Labels, Counter>::default();
+    for (result, count) in verifications {
+        verified
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc_by(*count);
+    }
+    registry.register(
+        "catalog_verifications",
+        "Model digest verifications by result (ok, mismatch)",
+        verified,
+    );
 }
 
 #[cfg(test)]
@@ -163,6 +212,36 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
         assert!(!render(&Snapshot::default()).unwrap().contains("tasks_"));
+    }
+
+    #[test]
+    fn models_render_their_phase_and_the_catalog_its_verifications() {
+        use llorch_manifests::api::ObjectView;
+        use llorch_manifests::status::{ModelPhase, ModelState, ObjectStatus};
+        use llorch_manifests::{Kind, ObjectRef};
+        let mut status = ObjectStatus::new(ObjectRef::new(Kind::Model, "tiny"));
+        status.model = Some(ModelState {
+            phase: ModelPhase::Fetching,
+            ..ModelState::default()
+        });
+        let snapshot = Snapshot {
+            objects: vec![ObjectView {
+                object: status.object.clone(),
+                source: None,
+                manifest: None,
+                status,
+            }],
+            ..Snapshot::default()
+        };
+        let text = render_full(&snapshot, None, &[("ok", 2), ("mismatch", 1)]).unwrap();
+        for line in [
+            r#"model_state{model="tiny",phase="fetching"} 1"#,
+            r#"model_state{model="tiny",phase="ready"} 0"#,
+            r#"catalog_verifications_total{result="ok"} 2"#,
+            r#"catalog_verifications_total{result="mismatch"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! The two narrow edges the API reads besides the snapshot: recent events and engine log tails.
+//! The narrow edges the API reads besides the snapshot: recent events, engine log tails and
+//! the model catalog.
 //! The controller implements them; tests use fakes. Nothing here does I/O itself.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use llorch_manifests::ObjectRef;
+use llorch_manifests::api::CatalogEntry;
 use llorch_manifests::status::Event;
 
 /// A boxed, sendable future (what an object-safe async trait method returns).
@@ -42,5 +44,43 @@ impl LogSource for NoLogs {
     fn tail(&self, replica_id: &str, _lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>> {
         let message = format!("logs of replica `{replica_id}` are not available from this server");
         Box::pin(async move { Err(message) })
+    }
+}
+
+/// The model catalog: its entries, a way to start a Model's fetch now, and verification counts
+/// for `/metrics`. The controller's ModelManager implements it (through llama-orchd).
+pub trait CatalogSource: Send + Sync {
+    /// Every catalog entry.
+    fn entries(&self) -> Vec<CatalogEntry>;
+    /// Starts (or refreshes) Model `model`'s fetch on the controller's next pass.
+    fn pull(&self, model: &str) -> Result<(), PullRefusal>;
+    /// `(result, count)` of digest verifications: `ok`, `mismatch`.
+    fn verifications(&self) -> Vec<(&'static str, u64)>;
+}
+
+/// Why a pull was not started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullRefusal {
+    /// No such Model.
+    NotFound(String),
+    /// The download policy forbids it; the message names the setting.
+    Policy(String),
+}
+
+/// A server without a model catalog.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoCatalog;
+
+impl CatalogSource for NoCatalog {
+    fn entries(&self) -> Vec<CatalogEntry> {
+        Vec::new()
+    }
+    fn pull(&self, model: &str) -> Result<(), PullRefusal> {
+        Err(PullRefusal::NotFound(format!(
+            "this server has no model catalog, so model `{model}` cannot be pulled"
+        )))
+    }
+    fn verifications(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
     }
 }

@@ -10,8 +10,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use llorch_controller::catalog::{hf, index, secret::Secret};
 use llorch_controller::controller::{Controller, Settings};
 use llorch_controller::manifest_store::ManifestStore;
+use llorch_controller::models::ModelsSettings;
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::runtime::docker::DockerRuntime;
 use llorch_controller::runtime::multi::MultiRuntime;
@@ -112,6 +114,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         events.clone(),
     )
     .with_provisioning(s.config.provisioning.clone());
+    let controller = controller
+        .with_models(ModelsSettings {
+            cache_dir: Some(s.models_cache.clone()),
+            index_file: Some(s.state_dir.join(index::FILE_NAME)),
+            config: s.config.models.clone(),
+            hf_token: Secret::from_env(llorch_manifests::config::HF_TOKEN_ENV),
+            hub: hf::HUB.into(),
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, "model cache");
+    let catalog = controller.models_handle();
     let snapshot = controller.subscribe();
     let wake = controller.waker();
     let _watcher = triggers::watch_manifests(&s.manifests_dir, wake.clone())
@@ -126,7 +139,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             snapshot,
         }),
     )
-    .with_data_plane(llorch_api::engine::EngineClients::new()?);
+    .with_data_plane(llorch_api::engine::EngineClients::new()?)
+    .with_catalog(Arc::new(sources::Catalog(catalog)));
     let api = tokio::spawn(llorch_api::serve(listener, state, cancel.clone().cancelled_owned()));
     let follower = tokio::spawn(triggers::forward_runtime_events(
         runtime.clone(),

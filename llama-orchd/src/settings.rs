@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use llorch_manifests::config::{Config, HOME_ENV, home_dir};
+use llorch_manifests::config::{Config, HOME_ENV, cache_root, home_dir};
 
 /// The resolved settings.
 pub struct Resolved {
@@ -17,6 +17,8 @@ pub struct Resolved {
     pub manifests_dir: PathBuf,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// The model cache (`models.cacheDir`, default `~/.cache/llama-orch/models`).
+    pub models_cache: PathBuf,
     /// The API's address.
     pub bind: SocketAddr,
 }
@@ -39,6 +41,15 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
         Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", config_path.display())),
     };
     let (manifests_dir, state_dir) = config.resolved_dirs(&home, &config_path);
+    let models_cache = match &config.models.cache_dir {
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => config_path.parent().unwrap_or(&home).join(dir),
+        None => cache_root(
+            std::env::var("XDG_CACHE_HOME").ok().as_deref(),
+            std::env::var("HOME").ok().as_deref(),
+        )
+        .join("models"),
+    };
     let bind: SocketAddr = config.bind.parse().map_err(|e| {
         anyhow::anyhow!(
             "{}: field `bind`: `{}` is not an address like 127.0.0.1:8080 ({e})",
@@ -65,6 +76,7 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
         config_path,
         manifests_dir,
         state_dir,
+        models_cache,
         bind,
     })
 }

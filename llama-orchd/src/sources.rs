@@ -1,13 +1,14 @@
-//! Adapts the controller's event log and container runtime to the API server's read-only
-//! `EventSource` and `LogSource` edges.
+//! Adapts the controller's event log, container runtime and model catalog to the API server's
+//! `EventSource`, `LogSource` and `CatalogSource` edges.
 
 use std::sync::Arc;
 
-use llorch_api::sources::{BoxFuture, EventSource, LogSource};
+use llorch_api::sources::{BoxFuture, CatalogSource, EventSource, LogSource, PullRefusal};
+use llorch_controller::models::{ModelsHandle, PullError};
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::state_dir::EventLog;
 use llorch_manifests::ObjectRef;
-use llorch_manifests::api::Snapshot;
+use llorch_manifests::api::{CatalogEntry, Snapshot};
 use llorch_manifests::status::Event;
 use tokio::sync::watch;
 
@@ -47,5 +48,25 @@ impl<R: ContainerRuntime> LogSource for Logs<R> {
                 Some(Some(id)) => self.runtime.logs_tail(&id, lines).await.map_err(|e| e.to_string()),
             }
         })
+    }
+}
+
+/// The controller's model catalog.
+pub struct Catalog(pub ModelsHandle);
+
+impl CatalogSource for Catalog {
+    fn entries(&self) -> Vec<CatalogEntry> {
+        self.0.entries()
+    }
+
+    fn pull(&self, model: &str) -> Result<(), PullRefusal> {
+        self.0.pull(model).map(|_| ()).map_err(|e| match e {
+            PullError::NotFound(m) => PullRefusal::NotFound(m),
+            PullError::Policy(m) => PullRefusal::Policy(m),
+        })
+    }
+
+    fn verifications(&self) -> Vec<(&'static str, u64)> {
+        self.0.verifications()
     }
 }

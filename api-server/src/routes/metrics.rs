@@ -10,7 +10,8 @@ use crate::error::ApiError;
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let telemetry = state.data.as_ref().map(|dp| dp.telemetry());
-    let text = crate::metrics::render_with(&state.current(), telemetry)
+    let verifications = state.catalog.verifications();
+    let text = crate::metrics::render_full(&state.current(), telemetry, &verifications)
         .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
     Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }

@@ -1,6 +1,7 @@
 //! Request handlers, one file per concern. Handlers read the snapshot and sources in
 //! [`AppState`](crate::AppState) and answer JSON; every failure is an [`ApiError`].
 
+pub(crate) mod catalog;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod logs;
@@ -13,6 +14,7 @@ use axum::http::Uri;
 
 use crate::error::ApiError;
 
+pub use catalog::{POLICY_REFUSED, PullAccepted};
 pub use logs::LogTail;
 pub use objects::GpuList;
 
