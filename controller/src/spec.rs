@@ -151,7 +151,11 @@ impl ReplicaInputs<'_> {
                 self.index,
                 &hash[..6.min(hash.len())]
             ),
-            image: self.engine.image.clone().unwrap_or_default(),
+            // For a process the "image" is its executable: events and logs name it.
+            image: executable
+                .clone()
+                .or_else(|| self.engine.image.clone())
+                .unwrap_or_default(),
             mounts: match executable {
                 Some(_) => Vec::new(),
                 None => vec![Mount {

@@ -1,0 +1,329 @@
+//! End-to-end: provisioning modes through a real `llama-orchd`.
+//! - `binary`: the mock engine (`target/debug/mock-engine`) as a plain process — Pool Ready, a
+//!   task streams, `kill -9` → restarted with backoff (counted, evented), daemon SIGKILL +
+//!   restart → the same pid adopted, Pool deleted → process gone; `orchctl plan` twice gives
+//!   the same bytes.
+//! - `external`: a mock engine started by the test; Pool Ready, a task streams; stopped → NotReady.
+//! - A daemon whose manifests declare only process engines starts without Docker/Podman.
+//! - `container`: a missing image with pulls off says so on the Engine, with the fix.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use llama_orch_e2e::daemon::{Daemon, Runtime, bin, pool_ready, pool_status, replica_containers};
+use llama_orch_e2e::sse::{TaskClient, tokens};
+use llorch_manifests::api::Snapshot;
+use serde_json::json;
+
+const READY: Duration = Duration::from_secs(30);
+
+/// SIGKILLs every engine process a daemon recorded under `<home>/state/processes` when dropped,
+/// so a failing test leaves nothing running. Declare it after the [`Daemon`] (drops first).
+struct ProcessGuard(PathBuf);
+
+impl ProcessGuard {
+    fn pids(&self) -> Vec<u32> {
+        std::fs::read_dir(&self.0)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .filter_map(|v| v["pid"].as_u64().map(|p| p as u32))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
+        }
+    }
+}
+
+/// Start time of `pid` from /proc (field 22), `None` when gone or a zombie.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    (!matches!(fields.first(), Some(&"Z") | Some(&"X"))).then(|| fields.get(19)?.parse().ok())?
+}
+
+fn pid_of(container_id: &str) -> u32 {
+    let rest = container_id.strip_prefix("proc-").expect("a process replica");
+    rest.split('-').next().unwrap().parse().unwrap()
+}
+
+fn binary_stack(executable: &Path, model: &Path, extra: &str) -> String {
+    format!(
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: mock-bin}}\nspec:\n  provisioning: binary\n  \
+         executable: {}\n  version: \"0.1.0\"\n{extra}  health: {{path: /health, intervalMs: 200}}\n---\n\
+         apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: tiny}}\nspec: {{ref: 'file:{}', ctxMax: 4096}}\n---\n\
+         apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: chat}}\nspec:\n  engine: mock-bin\n  model: tiny\n  \
+         replicas: 1\n  slotsPerReplica: 2\n  restart: {{backoffInitialMs: 200, backoffMaxMs: 3000, circuitBreakerFailures: 8}}\n",
+        executable.display(),
+        model.display()
+    )
+}
+
+fn the_replica(s: &Snapshot) -> String {
+    replica_containers(s, "chat")[0]
+        .clone()
+        .expect("a replica with a process")
+}
+
+fn events_text(d: &Daemon) -> String {
+    reqwest::blocking::get(format!("{}/v2/events?kind=pool&name=chat&limit=1000", d.url))
+        .and_then(|r| r.text())
+        .unwrap()
+}
+
+fn streams_a_task(d: &Daemon) {
+    let c = TaskClient::new(&d.url);
+    let a = c.submit(&json!({"pool": "chat", "prompt": "Once upon a time", "max_tokens": 6, "seed": 3}));
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let events = c.events(a.body["task_id"].as_str().unwrap());
+    assert_eq!(tokens(&events).len(), 6, "{events:?}");
+    assert_eq!(events.last().unwrap().event, "end");
+}
+
+fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn binary_mode_runs_restarts_adopts_and_removes_a_plain_process() {
+    let mut d = Daemon::start(Runtime::docker());
+    let guard = ProcessGuard(d.home.path().join("state/processes"));
+    d.write_manifest("chat.yaml", &binary_stack(&bin("mock-engine"), &d.model_path(), ""));
+    let s = d.wait_for("pool chat Ready on a process", READY, |s| pool_ready(s, "chat", 1));
+    let first = the_replica(&s);
+    let pid = pid_of(&first);
+    let replica = &s.replicas[0];
+    assert!(replica.endpoint.as_deref().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(start_ticks(pid).is_some(), "pid {pid} runs");
+    assert!(d.container_ids().is_empty(), "no container was created");
+    streams_a_task(&d);
+
+    // Plan: deterministic, and it names the process.
+    let plan = |d: &Daemon| d.orchctl(&["plan", "pool/chat"]);
+    let (p1, p2) = (plan(&d), plan(&d));
+    assert!(p1.status.success(), "{}", String::from_utf8_lossy(&p1.stderr));
+    assert_eq!(p1.stdout, p2.stdout, "same input, same bytes");
+    let text = String::from_utf8_lossy(&p1.stdout);
+    assert!(text.contains("replica 0: process llorch-"), "{text}");
+    assert!(
+        text.contains(&format!("executable: {}", bin("mock-engine").display())),
+        "{text}"
+    );
+
+    // kill -9 → restarted through the backoff, counted and evented.
+    Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let s = d.wait_for("a new process Ready", READY, |s| {
+        pool_ready(s, "chat", 1)
+            && replica_containers(s, "chat")[0]
+                .as_deref()
+                .is_some_and(|id| id != first)
+    });
+    let st = pool_status(&s, "chat").unwrap();
+    assert!(st.restarts >= 1, "restart counted: {st:?}");
+    let events = events_text(&d);
+    assert!(events.contains("EngineCrashed"), "{events}");
+    assert!(
+        events.contains("exited with code 137"),
+        "the daemon was the parent: {events}"
+    );
+    let second = the_replica(&s);
+    let pid2 = pid_of(&second);
+    let ticks2 = start_ticks(pid2).unwrap();
+
+    // Daemon SIGKILL + restart → the same process adopted, not restarted.
+    d.kill_and_restart();
+    let s = d.wait_for("adopted and Ready", READY, |s| pool_ready(s, "chat", 1));
+    assert_eq!(the_replica(&s), second, "same process id");
+    assert_eq!(start_ticks(pid2), Some(ticks2), "the same process still runs");
+    assert!(events_text(&d).contains("ReplicaAdopted"));
+    streams_a_task(&d);
+
+    // Delete the Pool → the process goes.
+    d.delete_manifest("chat.yaml");
+    d.wait_for("pool gone", READY, |s| {
+        pool_status(s, "chat").is_none() && s.replicas.is_empty()
+    });
+    wait_until("the process to exit", READY, || start_ticks(pid2).is_none());
+    wait_until("its record to go", READY, || guard.pids().is_empty());
+}
+
+#[test]
+fn an_engine_killed_while_the_daemon_is_down_is_restarted_after_it_comes_back() {
+    let mut d = Daemon::start(Runtime::docker());
+    let _guard = ProcessGuard(d.home.path().join("state/processes"));
+    d.write_manifest("chat.yaml", &binary_stack(&bin("mock-engine"), &d.model_path(), ""));
+    let s = d.wait_for("pool chat Ready", READY, |s| pool_ready(s, "chat", 1));
+    let first = the_replica(&s);
+    d.kill();
+    Command::new("kill")
+        .args(["-9", &pid_of(&first).to_string()])
+        .status()
+        .unwrap();
+    d.kill_and_restart();
+    let s = d.wait_for("a replacement Ready", READY, |s| {
+        pool_ready(s, "chat", 1)
+            && replica_containers(s, "chat")[0]
+                .as_deref()
+                .is_some_and(|id| id != first)
+    });
+    assert!(pool_status(&s, "chat").unwrap().restarts >= 1);
+    assert!(events_text(&d).contains("gone (exited while llama-orchd was not its parent"));
+}
+
+/// A mock engine the test runs itself, on a free loopback port; killed on drop.
+struct External {
+    child: Child,
+    url: String,
+}
+
+impl External {
+    fn start(model: &Path) -> External {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let child = Command::new(bin("mock-engine"))
+            .args([
+                "--model",
+                &model.display().to_string(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--parallel", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("{url}/health");
+        wait_until("the external engine to answer", READY, || {
+            reqwest::blocking::get(&health).is_ok_and(|r| r.status().is_success())
+        });
+        External { child, url }
+    }
+}
+
+impl Drop for External {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn external_mode_attaches_to_a_running_engine_and_follows_its_health() {
+    let d = Daemon::start(Runtime::docker());
+    let mut engine = External::start(&d.model_path());
+    d.write_manifest(
+        "chat.yaml",
+        &format!(
+            "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: ext}}\nspec:\n  provisioning: external\n  \
+             url: {}\n  version: \"0.1.0\"\n  health: {{path: /health, intervalMs: 200, failureThreshold: 2}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: tiny}}\nspec: {{ref: 'file:{}', ctxMax: 4096}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: chat}}\nspec: {{engine: ext, model: tiny, replicas: 1, slotsPerReplica: 2}}\n",
+            engine.url,
+            d.model_path().display()
+        ),
+    );
+    let s = d.wait_for("pool chat Ready on the external engine", READY, |s| {
+        pool_ready(s, "chat", 1)
+    });
+    assert_eq!(s.replicas[0].endpoint.as_deref(), Some(engine.url.as_str()));
+    assert!(d.container_ids().is_empty(), "nothing was started");
+    streams_a_task(&d);
+    let _ = engine.child.kill();
+    let _ = engine.child.wait();
+    let s = d.wait_for("pool chat NotReady", READY, |s| {
+        pool_status(s, "chat").is_some_and(|st| !st.is_ready())
+    });
+    let ready = pool_status(&s, "chat")
+        .unwrap()
+        .condition(llorch_manifests::status::ConditionType::Ready)
+        .unwrap()
+        .clone();
+    assert!(
+        ready
+            .message
+            .contains(&format!("external engine at {} is not healthy", engine.url)),
+        "{ready:?}"
+    );
+    assert!(events_text(&d).contains("NotReady"));
+}
+
+#[test]
+fn with_only_process_engines_the_daemon_starts_without_a_container_runtime() {
+    let mut d = Daemon::start(Runtime::docker());
+    let _guard = ProcessGuard(d.home.path().join("state/processes"));
+    d.kill();
+    let config_path = d.home.path().join("config.yaml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let broken: String = config
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("socket:") {
+                "  socket: unix:///tmp/llorch-no-such-runtime.sock".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&config_path, broken + "\n").unwrap();
+    d.write_manifest("chat.yaml", &binary_stack(&bin("mock-engine"), &d.model_path(), ""));
+    d.kill_and_restart();
+    let s = d.wait_for("pool chat Ready without Docker", READY, |s| pool_ready(s, "chat", 1));
+    assert_eq!(s.runtime.kind, "process");
+    assert!(d.log().contains("no container runtime"), "{}", d.log());
+    // A container Engine declared now says what is missing instead of hanging.
+    d.write_manifest(
+        "img.yaml",
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {name: img}\nspec: {image: 'llama-orch/mock-engine:dev', version: '1'}\n",
+    );
+    let s = d.wait_for("engine img not Ready", READY, |s| engine_message(s, "img").is_some());
+    let msg = engine_message(&s, "img").unwrap();
+    assert!(msg.contains("started without a container runtime"), "{msg}");
+}
+
+fn engine_message(s: &Snapshot, name: &str) -> Option<String> {
+    s.objects
+        .iter()
+        .find(|o| o.object.kind == llorch_manifests::Kind::Engine && o.object.name == name)
+        .and_then(|o| o.status.condition(llorch_manifests::status::ConditionType::Ready))
+        .filter(|c| !c.status)
+        .map(|c| c.message.clone())
+}
+
+#[test]
+fn a_missing_image_with_pulls_off_is_named_on_the_engine_with_the_fix() {
+    let d = Daemon::start(Runtime::docker());
+    d.write_manifest(
+        "img.yaml",
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {name: img}\nspec: {image: 'llama-orch/no-such-image:1', version: '1'}\n",
+    );
+    let s = d.wait_for("engine img not Ready", READY, |s| engine_message(s, "img").is_some());
+    let msg = engine_message(&s, "img").unwrap();
+    assert!(
+        msg.starts_with(
+            "image `llama-orch/no-such-image:1` is not present in docker and pulls are off (config \
+             `provisioning.allowImagePulls: false`): run `docker pull llama-orch/no-such-image:1` or enable pulls"
+        ),
+        "{msg}"
+    );
+}
