@@ -68,6 +68,8 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Cancel a queued or running task.
     Cancel(CancelArgs),
+    /// The model catalog: list it, or fetch a Model now with a progress bar.
+    Models(crate::models::ModelsArgs),
     /// Show what llama-orch will do for a Pool, before anything runs.
     Plan(PlanArgs),
     /// Check this host: NVIDIA driver and NVML, container runtime and toolkit, disk, tools.

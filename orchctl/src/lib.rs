@@ -20,6 +20,7 @@ pub mod get;
 pub mod input;
 pub mod logs;
 pub mod manifest_dir;
+pub mod models;
 pub mod output;
 pub mod plan;
 pub mod run;
@@ -81,6 +82,7 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(&ctx, &args, io, ctrl_c()).await,
         Command::Tasks(args) => tasks::list(&ctx, &args, io).await,
         Command::Cancel(args) => tasks::cancel(&ctx, &args, io).await,
+        Command::Models(args) => models::run(&ctx, &args, io).await,
         Command::Plan(args) => plan::run(&ctx, &args, io).await,
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args, io).await,
     }
