@@ -315,3 +315,34 @@ fn every_ggml_type_sizes_a_tensor() {
 fn find(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).position(|w| w == needle).unwrap()
 }
+
+/// Counts the bytes the parser pulls from its input.
+struct Counting<'a> {
+    inner: &'a [u8],
+    read: usize,
+}
+
+impl std::io::Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn the_reader_reads_the_header_and_not_the_tensor_data() {
+    let bytes = tiny_model("llama");
+    let mut input = Counting { inner: &bytes, read: 0 };
+    let s = read_summary_from(&mut input).unwrap();
+    assert!(
+        input.read as u64 <= s.data_offset,
+        "read {} bytes, data starts at {}",
+        input.read,
+        s.data_offset
+    );
+    assert!(
+        s.data_end - s.data_offset > 40_000,
+        "the tensor data is most of the file"
+    );
+}
