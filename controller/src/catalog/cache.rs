@@ -82,7 +82,12 @@ pub fn digest_of_hex(hex: &str) -> String {
 
 /// The sha256 hex of a string (download keys for references without a digest).
 pub fn sha256_str(text: &str) -> String {
-    hex(&Sha256::digest(text.as_bytes()))
+    sha256_hex(text.as_bytes())
+}
+
+/// The sha256 hex of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// Feeds the first `len` bytes of `path` (the whole file for `None`) into `hasher`, calling
