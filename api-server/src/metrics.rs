@@ -97,6 +97,7 @@ pub fn render_full(
     let replicas = Family::<Labels, U64Gauge>::default();
     let ready = Family::<Labels, U64Gauge>::default();
     let restarts = Family::<Labels, Counter>::default();
+    let decisions = Family::<Labels, Counter>::default();
     for view in snapshot.objects.iter().filter(|o| o.object.kind == Kind::Pool) {
         let pool = view.object.name.clone();
         let counts = view.status.replicas.unwrap_or_default();
@@ -109,12 +110,22 @@ pub fn render_full(
         ready
             .get_or_create(&vec![("pool", pool.clone())])
             .set(u64::from(view.status.is_ready()));
+        for (outcome, n) in view.status.vram.iter().flat_map(|v| &v.decisions) {
+            decisions
+                .get_or_create(&vec![("pool", pool.clone()), ("outcome", outcome.clone())])
+                .inc_by(*n);
+        }
         restarts
             .get_or_create(&vec![("pool", pool)])
             .inc_by(view.status.restarts);
     }
     registry.register("llorch_pool_replicas", "Replicas per pool, desired and ready", replicas);
     registry.register("llorch_pool_ready", "1 when the pool's Ready condition holds", ready);
+    registry.register(
+        "placement_decisions",
+        "Replica placements on GPUs per pool since the daemon started, by outcome (placed, refused); counted when a replica's decision changes",
+        decisions,
+    );
     registry.register(
         "llorch_pool_restarts",
         "Engine restarts after crashes, per pool, over the pool's life",
@@ -239,6 +250,34 @@ mod tests {
             r#"model_state{model="tiny",phase="ready"} 0"#,
             r#"catalog_verifications_total{result="ok"} 2"#,
             r#"catalog_verifications_total{result="mismatch"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn placement_decisions_are_counted_per_pool_and_outcome() {
+        use llorch_manifests::status::{ObjectStatus, PoolVram};
+        use llorch_manifests::{Kind, ObjectRef};
+        let mut status = ObjectStatus::new(ObjectRef::new(Kind::Pool, "chat"));
+        status.vram = Some(PoolVram {
+            decisions: [("placed".to_string(), 2), ("refused".to_string(), 1)].into(),
+            ..PoolVram::default()
+        });
+        let snapshot = Snapshot {
+            objects: vec![llorch_manifests::api::ObjectView {
+                object: status.object.clone(),
+                source: None,
+                manifest: None,
+                status,
+            }],
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot).unwrap();
+        for line in [
+            "# TYPE placement_decisions counter",
+            r#"placement_decisions_total{pool="chat",outcome="placed"} 2"#,
+            r#"placement_decisions_total{pool="chat",outcome="refused"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

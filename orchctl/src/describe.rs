@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 use llorch_manifests::Kind;
 use llorch_manifests::api::ObjectView;
-use llorch_manifests::status::{CircuitState, Event, ReplicaStatus};
+use llorch_manifests::status::{CircuitState, Event, PoolVram, ReplicaStatus};
 use serde_json::Value;
 
 use crate::Io;
@@ -37,6 +37,46 @@ fn scalar(v: &Value) -> String {
             .join(", "),
         other => other.to_string(),
     }
+}
+
+/// A Pool's VRAM: what one replica needs and why, the placement decisions, and what each
+/// replica holds on each of its GPUs (even, or by `tensorSplit`).
+pub fn vram_text(v: &PoolVram, replicas: &[ReplicaStatus], split: Option<&[u64]>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\nVRAM ({}):", v.source);
+    let _ = writeln!(s, "  Per replica:  {}", views::gib(v.per_replica_bytes));
+    let _ = writeln!(s, "  Weights:      {}", views::gib(v.weights_bytes));
+    let _ = writeln!(s, "  KV cache:     {}", views::gib(v.kv_cache_bytes));
+    let _ = writeln!(s, "  Overhead:     {}", views::gib(v.overhead_bytes));
+    if !v.decisions.is_empty() {
+        let d: Vec<String> = v.decisions.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let _ = writeln!(s, "  Decisions:    {}", d.join(", "));
+    }
+    for r in replicas.iter().filter(|r| !r.gpus.is_empty()) {
+        let weights: Vec<u64> = match split {
+            Some(w) if w.len() == r.gpus.len() && w.iter().all(|x| *x > 0) => w.to_vec(),
+            _ => vec![1; r.gpus.len()],
+        };
+        let sum: u64 = weights.iter().sum();
+        let parts: Vec<String> = r
+            .gpus
+            .iter()
+            .zip(&weights)
+            .map(|(g, w)| {
+                let share = u128::from(v.per_replica_bytes) * u128::from(*w) / u128::from(sum.max(1));
+                format!("GPU {g} {}", views::gib(u64::try_from(share).unwrap_or(u64::MAX)))
+            })
+            .collect();
+        let sim = if r.gpus_simulated { " (simulated)" } else { "" };
+        let _ = writeln!(
+            s,
+            "  {}:{}{}{sim}",
+            r.id,
+            " ".repeat(14usize.saturating_sub(r.id.len() + 1)),
+            parts.join(", ")
+        );
+    }
+    s
 }
 
 /// The whole description.
@@ -131,6 +171,14 @@ pub fn render(
         } else {
             s.push_str(&indent(&views::replicas(replicas).render(), "  "));
         }
+        if let Some(v) = &status.vram {
+            let split = view
+                .manifest
+                .as_ref()
+                .and_then(|m| m.get("spec")?.get("tensorSplit")?.as_array().cloned())
+                .map(|w| w.iter().filter_map(Value::as_u64).collect::<Vec<u64>>());
+            s.push_str(&vram_text(v, replicas, split.as_deref()));
+        }
     }
 
     if let Some(err) = &status.last_error {
@@ -200,4 +248,48 @@ pub async fn run(ctx: &Context, args: &DescribeArgs, io: &mut Io<'_>) -> anyhow:
         .map_err(|e| e.to_string());
     write!(io.out, "{}", render(&view, &replicas, &events, Timestamp::now()))?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llorch_manifests::status::ReplicaPhase;
+
+    fn replica(index: u32, gpus: &[u32]) -> ReplicaStatus {
+        ReplicaStatus {
+            id: format!("chat-{index}"),
+            pool: "chat".into(),
+            index,
+            phase: ReplicaPhase::Ready,
+            container_id: None,
+            container_name: None,
+            endpoint: None,
+            gpus: gpus.to_vec(),
+            gpus_simulated: true,
+            engine_version: "1".into(),
+            spec_hash: "h".into(),
+            restarts: 0,
+            ready_since: None,
+        }
+    }
+
+    #[test]
+    fn the_vram_breakdown_names_each_replicas_gpus_and_shares() {
+        let v = PoolVram {
+            source: "gguf".into(),
+            weights_bytes: 20 << 30,
+            kv_cache_bytes: 9 << 30,
+            overhead_bytes: 1 << 30,
+            per_replica_bytes: 30 << 30,
+            decisions: [("placed".to_string(), 1), ("refused".to_string(), 2)].into(),
+        };
+        let text = vram_text(&v, &[replica(0, &[0, 1])], Some(&[2, 1]));
+        assert_eq!(
+            text,
+            "\nVRAM (gguf):\n  Per replica:  30.0 GiB\n  Weights:      20.0 GiB\n  KV cache:     9.0 GiB\n  \
+             Overhead:     1.0 GiB\n  Decisions:    1 placed, 2 refused\n  chat-0:       GPU 0 20.0 GiB, GPU 1 10.0 GiB (simulated)\n"
+        );
+        let even = vram_text(&v, &[replica(0, &[0, 1])], None);
+        assert!(even.contains("chat-0:       GPU 0 15.0 GiB, GPU 1 15.0 GiB"), "{even}");
+    }
 }

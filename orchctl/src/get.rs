@@ -76,11 +76,9 @@ pub async fn run(ctx: &Context, args: &GetArgs, io: &mut Io<'_>) -> anyhow::Resu
             match args.output {
                 Output::Table => {
                     write!(io.out, "{}", views::gpus(&gpus, snapshot.gpus_simulated).render())?;
-                    if snapshot.gpus_simulated {
-                        writeln!(
-                            io.out,
-                            "note: this GPU inventory is simulated; no inference runs on these devices"
-                        )?;
+                    write!(io.out, "{}", views::gpu_errors(&gpus))?;
+                    if snapshot.gpus_simulated || gpus.iter().any(|g| g.simulated) {
+                        write!(io.out, "{}", views::SIMULATED_GPU_NOTE)?;
                     }
                 }
                 format => print_raw(io.out, format, &gpus)?,

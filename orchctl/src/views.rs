@@ -162,21 +162,51 @@ pub fn gib(bytes: u64) -> String {
     format!("{g:.1} GiB")
 }
 
-/// `INDEX NAME VRAM-TOTAL VRAM-FREE SIMULATED`.
+/// `INDEX NAME TOTAL USED FREE UTIL PROCS HEALTH SIMULATED`. HEALTH is `ok`, or `ERRORS (n)`
+/// with the errors themselves in [`gpu_errors`] under the table.
 pub fn gpus(gpus: &[GpuView], inventory_simulated: bool) -> Table {
-    let mut t = Table::new(&["INDEX", "NAME", "VRAM-TOTAL", "VRAM-FREE", "SIMULATED"]);
+    let mut t = Table::new(&[
+        "INDEX",
+        "NAME",
+        "TOTAL",
+        "USED",
+        "FREE",
+        "UTIL",
+        "PROCS",
+        "HEALTH",
+        "SIMULATED",
+    ]);
     for g in gpus {
         let simulated = g.simulated || inventory_simulated;
         t.row(vec![
             g.index.to_string(),
             g.name.clone(),
             gib(g.total_bytes),
+            gib(g.used_bytes),
             gib(g.free_bytes),
+            g.utilization_pct.map_or_else(|| "-".into(), |u| format!("{u}%")),
+            g.processes.len().to_string(),
+            if g.errors.is_empty() {
+                "ok".into()
+            } else {
+                format!("ERRORS ({})", g.errors.len())
+            },
             if simulated { "yes" } else { "no" }.into(),
         ]);
     }
     t
 }
+
+/// One `error: GPU <i>: …` line per driver or ECC problem; replicas are kept off those GPUs.
+pub fn gpu_errors(gpus: &[GpuView]) -> String {
+    gpus.iter()
+        .flat_map(|g| g.errors.iter().map(move |e| format!("error: GPU {}: {e}\n", g.index)))
+        .collect()
+}
+
+/// The footer under a GPU table that has simulated devices.
+pub const SIMULATED_GPU_NOTE: &str = "note: this GPU inventory is simulated; no inference runs on these devices\n\
+     note: on simulated GPUs, USED is the VRAM llama-orch's own replicas reserve\n";
 
 /// `TIME TYPE OBJECT REASON MESSAGE`.
 pub fn events(events: &[Event]) -> Table {
@@ -265,6 +295,34 @@ mod tests {
         assert_eq!(age("2026-01-01T00:09:30Z", now), "30s");
         assert_eq!(age("2026-01-01T00:00:00Z", now), "10m");
         assert_eq!(age("", now), "-");
+    }
+
+    #[test]
+    fn the_gpu_table_shows_use_processes_and_health() {
+        let mut g = GpuView {
+            index: 1,
+            uuid: "GPU-1".into(),
+            name: "RTX 4090".into(),
+            total_bytes: 24 << 30,
+            used_bytes: 10 << 30,
+            free_bytes: 14 << 30,
+            utilization_pct: Some(37),
+            simulated: false,
+            processes: vec![llorch_manifests::api::GpuProcess {
+                pid: 7,
+                used_bytes: Some(9 << 30),
+            }],
+            errors: Vec::new(),
+        };
+        let ok = gpus(std::slice::from_ref(&g), false).render();
+        assert_eq!(
+            ok,
+            "INDEX   NAME       TOTAL      USED       FREE       UTIL   PROCS   HEALTH   SIMULATED\n\
+             1       RTX 4090   24.0 GiB   10.0 GiB   14.0 GiB   37%    1       ok       no\n"
+        );
+        g.errors = vec!["GPU lost".into()];
+        assert!(gpus(std::slice::from_ref(&g), false).render().contains("ERRORS (1)"));
+        assert_eq!(gpu_errors(&[g]), "error: GPU 1: GPU lost\n");
     }
 
     #[test]

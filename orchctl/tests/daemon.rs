@@ -250,9 +250,10 @@ async fn get_gpus_says_the_inventory_is_simulated() {
     assert_eq!(
         ran.out,
         "\
-INDEX   NAME                 VRAM-TOTAL   VRAM-FREE   SIMULATED
-0       Simulated RTX 3090   24.0 GiB     20.0 GiB    yes
+INDEX   NAME                 TOTAL      USED      FREE       UTIL   PROCS   HEALTH   SIMULATED
+0       Simulated RTX 3090   24.0 GiB   4.0 GiB   20.0 GiB   -      0       ok       yes
 note: this GPU inventory is simulated; no inference runs on these devices
+note: on simulated GPUs, USED is the VRAM llama-orch's own replicas reserve
 "
     );
 }
