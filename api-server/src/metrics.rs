@@ -275,7 +275,7 @@ mod tests {
         };
         let text = render(&snapshot).unwrap();
         for line in [
-            "# TYPE placement_decisions counter",
+            "# TYPE placement_decisions_total counter",
             r#"placement_decisions_total{pool="chat",outcome="placed"} 2"#,
             r#"placement_decisions_total{pool="chat",outcome="refused"} 1"#,
         ] {
