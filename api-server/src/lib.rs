@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 pub use routes::{GpuList, LogTail, POLICY_REFUSED, PullAccepted};
+pub use sources::{NoPoolControl, PoolControl};
 pub use sources::{BoxFuture, CatalogSource, EventSource, LogSource, NoCatalog, NoEvents, NoLogs, PullRefusal};
 
 /// The largest request body accepted (task and chat requests are the only bodies): room for
@@ -47,6 +48,8 @@ pub struct AppState {
     pub logs: Arc<dyn LogSource>,
     /// The task data plane; without one, the task routes answer 503.
     pub data: Option<Arc<tasks::DataPlane>>,
+    /// Reload commands to the controller.
+    pub pools: Arc<dyn PoolControl>,
     /// The model catalog (entries, pulls).
     pub catalog: Arc<dyn CatalogSource>,
 }
@@ -63,6 +66,7 @@ impl AppState {
             events,
             logs,
             data: None,
+            pools: Arc::new(NoPoolControl),
             catalog: Arc::new(NoCatalog),
         }
     }
@@ -70,6 +74,12 @@ impl AppState {
     /// Adds the model catalog behind `GET /v2/catalog` and `POST /v2/models/{name}/pull`.
     pub fn with_catalog(mut self, catalog: Arc<dyn CatalogSource>) -> Self {
         self.catalog = catalog;
+        self
+    }
+
+    /// Lets `POST /v2/pools/{id}/reload` command the controller.
+    pub fn with_pool_control(mut self, pools: Arc<dyn PoolControl>) -> Self {
+        self.pools = pools;
         self
     }
 
@@ -94,6 +104,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/snapshot", get(routes::objects::snapshot))
         .route("/v2/pools", get(routes::objects::list_pools))
         .route("/v2/pools/{name}", get(routes::objects::get_pool))
+        .route("/v2/pools/{name}/health", get(routes::pools::health))
+        .route(
+            "/v2/pools/{name}/drain",
+            post(routes::pools::drain).delete(routes::pools::resume),
+        )
+        .route("/v2/pools/{name}/reload", post(routes::pools::reload))
         .route("/v2/models", get(routes::objects::list_models))
         .route("/v2/models/{name}", get(routes::objects::get_model))
         .route("/v2/models/{name}/pull", post(routes::catalog::pull))

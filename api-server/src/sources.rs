@@ -26,6 +26,24 @@ pub trait LogSource: Send + Sync {
     fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>>;
 }
 
+/// Commands from the API to the controller for one Pool.
+pub trait PoolControl: Send + Sync {
+    /// A rolling restart of `pool` on its unchanged spec: bumps its reload counter (which the
+    /// controller folds into every replica's spec hash) and wakes the controller. Returns the
+    /// new counter, or why it could not be saved.
+    fn restart(&self, pool: &str) -> Result<u64, String>;
+}
+
+/// A server that cannot command the controller (tests, a bare API server).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoPoolControl;
+
+impl PoolControl for NoPoolControl {
+    fn restart(&self, pool: &str) -> Result<u64, String> {
+        Err(format!("this server cannot reload pool `{pool}`: it has no controller"))
+    }
+}
+
 /// An event source with nothing in it, for wiring before the controller's is ready.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoEvents;

@@ -13,6 +13,7 @@ use clap::Parser;
 use llorch_controller::catalog::{hf, index, secret::Secret};
 use llorch_controller::controller::{Controller, Settings};
 use llorch_controller::manifest_store::ManifestStore;
+use llorch_controller::reloads::ReloadCounters;
 use llorch_controller::models::ModelsSettings;
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::runtime::docker::DockerRuntime;
@@ -125,6 +126,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, "model cache");
     let catalog = controller.models_handle();
+    // Rollouts retire old replicas through the data plane's in-flight count; explicit reloads
+    // come from the API. Both are wired once the API state exists (below).
+    let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
+    let gate = sources::DataPlaneGate::default();
+    let controller = controller
+        .with_gate(Arc::new(gate.clone()))
+        .with_reloads(reloads.clone());
     let snapshot = controller.subscribe();
     let wake = controller.waker();
     let _watcher = triggers::watch_manifests(&s.manifests_dir, wake.clone())
@@ -141,6 +149,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .with_data_plane(llorch_api::engine::EngineClients::new()?)
     .with_catalog(Arc::new(sources::Catalog(catalog)));
+    let state = state.with_pool_control(Arc::new(sources::Reloads {
+        counters: reloads,
+        wake: wake.clone(),
+    }));
+    if let Some(dp) = &state.data {
+        gate.connect(dp.clone());
+    }
     let api = tokio::spawn(llorch_api::serve(listener, state, cancel.clone().cancelled_owned()));
     let follower = tokio::spawn(triggers::forward_runtime_events(
         runtime.clone(),

@@ -21,6 +21,45 @@ impl EventSource for Events {
     }
 }
 
+/// The data plane as the controller's retirement gate. Until it is connected (start-up), every
+/// replica counts as idle.
+#[derive(Clone, Default)]
+pub struct DataPlaneGate(Arc<std::sync::OnceLock<Arc<llorch_api::tasks::DataPlane>>>);
+
+impl DataPlaneGate {
+    /// Connects the data plane whose in-flight counts decide.
+    pub fn connect(&self, data: Arc<llorch_api::tasks::DataPlane>) {
+        let _ = self.0.set(data);
+    }
+}
+
+impl llorch_controller::retire::ReplicaGate for DataPlaneGate {
+    fn close_if_idle(&self, container_id: &str) -> bool {
+        self.0.get().is_none_or(|d| d.close_if_idle(container_id))
+    }
+    fn reopen(&self, container_id: &str) {
+        if let Some(d) = self.0.get() {
+            d.reopen(container_id);
+        }
+    }
+}
+
+/// Explicit reloads: bump the pool's persisted counter and wake the controller.
+pub struct Reloads {
+    /// The counters the controller folds into spec hashes.
+    pub counters: Arc<llorch_controller::reloads::ReloadCounters>,
+    /// The controller's waker.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl llorch_api::PoolControl for Reloads {
+    fn restart(&self, pool: &str) -> Result<u64, String> {
+        let n = self.counters.bump(pool).map_err(|e| e.to_string())?;
+        self.wake.notify_one();
+        Ok(n)
+    }
+}
+
 /// Container logs, by replica id, through the runtime.
 pub struct Logs<R> {
     /// The runtime.

@@ -8,6 +8,7 @@ pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod objects;
 pub(crate) mod openai;
+pub(crate) mod pools;
 pub(crate) mod tasks;
 
 use axum::http::Uri;

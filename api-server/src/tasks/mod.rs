@@ -4,12 +4,14 @@
 //!
 //! - [`task`]: one task's state, its event channel and its race-free cancel flag.
 //! - [`pool_view`]: what a Pool looks like to the data plane (Ready replicas, slots, limits).
-//! - [`worker`]: the task that owns one Pool's queue and slot table.
+//! - [`worker`]: the task that owns one Pool's queue and slot table, and its drain.
+//! - [`gate`]: per engine container, tasks in flight and whether a retirement closed it.
 //! - [`runner`]: streams one dispatched task from its engine.
 //! - [`validate`]: a raw request into a `ValidTask`, refusing what cannot fit before enqueue.
 //! - [`telemetry`]: the Prometheus series every part of the data plane records into.
 //! - [`log`]: the log line of each step of a task's life.
 
+pub mod gate;
 pub mod log;
 pub mod pool_view;
 pub mod runner;
@@ -28,10 +30,11 @@ use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskError, TaskRequest};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::EngineClients;
+use gate::ReplicaGates;
 use log::CancelReason;
 use task::{TaskMeta, TaskPhase, TaskState};
 use telemetry::Telemetry;
-use worker::{Command, WorkerHandle};
+use worker::{Command, PoolLoad, WorkerHandle};
 
 /// Finished tasks are forgotten this long after they end.
 pub const KEEP_FINISHED: Duration = Duration::from_secs(300);
@@ -80,6 +83,7 @@ pub struct DataPlane {
     tasks: Mutex<HashMap<String, Arc<TaskState>>>,
     last_sweep: Mutex<Option<Instant>>,
     telemetry: Telemetry,
+    gates: ReplicaGates,
 }
 
 impl DataPlane {
@@ -92,6 +96,7 @@ impl DataPlane {
             tasks: Mutex::default(),
             last_sweep: Mutex::default(),
             telemetry: Telemetry::new(),
+            gates: ReplicaGates::new(),
         })
     }
 
@@ -211,6 +216,54 @@ impl DataPlane {
         })
     }
 
+    /// Stops admission to `pool` (503 `POOL_DRAINING`); what is queued or running may finish
+    /// within `deadline`, then ends with a `POOL_DRAINING` error. Returns what is in flight.
+    pub async fn drain(self: &Arc<Self>, pool: &str, deadline: Duration) -> PoolLoad {
+        self.ask(pool, true, |reply| Command::Drain { deadline, reply }).await
+    }
+
+    /// Lifts a drain of `pool`.
+    pub async fn resume(self: &Arc<Self>, pool: &str) -> PoolLoad {
+        self.ask(pool, false, |reply| Command::Resume { reply }).await
+    }
+
+    /// What `pool` has in flight and whether it drains.
+    pub async fn load(self: &Arc<Self>, pool: &str) -> PoolLoad {
+        self.ask(pool, false, |reply| Command::Load { reply }).await
+    }
+
+    async fn ask(
+        self: &Arc<Self>,
+        pool: &str,
+        start: bool,
+        command: impl FnOnce(oneshot::Sender<PoolLoad>) -> Command,
+    ) -> PoolLoad {
+        let worker = if start {
+            Some(self.worker_for(pool))
+        } else {
+            lock(&self.workers).get(pool).filter(|w| !w.tx.is_closed()).cloned()
+        };
+        let Some(worker) = worker else {
+            return PoolLoad::default();
+        };
+        let (reply, answer) = oneshot::channel();
+        if worker.tx.send(command(reply)).await.is_err() {
+            return PoolLoad::default();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Closes engine container `container_id` to new tasks; true when none runs there (the
+    /// controller's retirement gate).
+    pub fn close_if_idle(&self, container_id: &str) -> bool {
+        self.gates.close_if_idle(container_id)
+    }
+
+    /// Lets tasks onto `container_id` again.
+    pub fn reopen(&self, container_id: &str) {
+        self.gates.reopen(container_id);
+    }
+
     fn worker_for(self: &Arc<Self>, pool: &str) -> WorkerHandle {
         let mut workers = lock(&self.workers);
         if let Some(w) = workers.get(pool).filter(|w| !w.tx.is_closed()) {
@@ -225,6 +278,7 @@ impl DataPlane {
             self.snapshot.clone(),
             self.engines.clone(),
             self.telemetry.clone(),
+            self.gates.clone(),
         );
         tokio::spawn(worker.run(rx, tx_for_runners));
         handle
@@ -242,6 +296,9 @@ impl DataPlane {
             *last = Some(now);
         }
         lock(&self.tasks).retain(|_, t| t.finished_at().is_none_or(|at| now.duration_since(at) < KEEP_FINISHED));
+        let snapshot = self.snapshot.borrow().clone();
+        self.gates
+            .forget_gone(&|id| snapshot.replicas.iter().any(|r| r.container_id.as_deref() == Some(id)));
     }
 }
 

@@ -16,6 +16,8 @@ pub struct PoolView {
     pub name: String,
     /// Ready replicas with an endpoint, and their placement inputs.
     pub replicas: Vec<(Replica, String)>,
+    /// The engine container of each Ready replica, by replica id.
+    pub containers: std::collections::HashMap<String, String>,
     /// Context size per replica.
     pub ctx_size: u32,
     /// Slots per replica.
@@ -112,10 +114,16 @@ impl PoolView {
                 .map(|g| g.free_bytes)
                 .sum::<u64>()
         };
-        let replicas = snapshot
-            .replicas
-            .iter()
-            .filter(|r| r.pool == name && r.phase == ReplicaPhase::Ready)
+        let ready = || {
+            snapshot
+                .replicas
+                .iter()
+                .filter(|r| r.pool == name && r.phase == ReplicaPhase::Ready)
+        };
+        let containers = ready()
+            .filter_map(|r| Some((r.id.clone(), r.container_id.clone()?)))
+            .collect();
+        let replicas = ready()
             .filter_map(|r| {
                 let endpoint = r.endpoint.clone()?;
                 Some((
@@ -131,6 +139,7 @@ impl PoolView {
         Ok(PoolView {
             name: name.to_string(),
             replicas,
+            containers,
             ctx_size: pool.spec.ctx_size.unwrap_or(model.spec.ctx_max),
             slots: pool.spec.slots_per_replica,
             queue: pool.spec.queue.clone(),

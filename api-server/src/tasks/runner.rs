@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use llorch_manifests::task::{End, Metrics, TaskError, Token};
 use tokio::sync::mpsc;
 
+use super::gate::InFlight;
 use super::log;
 use super::task::{TaskEvent, TaskState};
 use super::telemetry::Telemetry;
@@ -42,6 +43,8 @@ pub struct Target {
     pub client: Arc<dyn EngineClient>,
     /// `name version`, for `error.engine`.
     pub engine: String,
+    /// The task's count on its container's retirement gate.
+    pub in_flight: Option<InFlight>,
 }
 
 /// Ends the task with `err` (recorded unless it was canceled first), then sends the event.
@@ -65,6 +68,7 @@ pub async fn run(
         endpoint,
         client,
         engine,
+        in_flight,
     } = target;
     let began = Instant::now();
     let replica = placement.guard.replica_id().to_string();
@@ -80,10 +84,12 @@ pub async fn run(
         }));
     }
     let cancel = task.cancellation();
+    let abort = task.aborted();
     let mut failed = false;
     let opened = tokio::select! {
         biased;
         _ = cancel.cancelled() => None,
+        _ = abort.cancelled() => None,
         r = client.generate(&endpoint, &task.request.generate) => Some(r),
     };
     match opened {
@@ -100,11 +106,13 @@ pub async fn run(
             // One cancellation future for the whole stream: building one per token takes the
             // token's lock each time (it showed in the relay profile).
             let cancelled = cancel.cancelled();
-            tokio::pin!(cancelled);
+            let aborted = abort.cancelled();
+            tokio::pin!(cancelled, aborted);
             loop {
                 let next = tokio::select! {
                     biased;
                     _ = &mut cancelled => break,
+                    _ = &mut aborted => break,
                     next = stream.next() => next,
                 };
                 match next {
@@ -149,11 +157,13 @@ pub async fn run(
         }
     }
     // The stream (and the engine connection, which makes llama-server stop generating) is
-    // dropped above; now the slot.
+    // dropped above; now the slot, and the task's count on the container's gate.
     drop(placement);
+    drop(in_flight);
     let failed_endpoint = failed.then_some(endpoint);
     let _ = done
         .send(Command::Finished {
+            id: task.id.clone(),
             service: began.elapsed(),
             failed_endpoint,
             session: task

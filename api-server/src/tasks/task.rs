@@ -90,6 +90,9 @@ pub struct TaskState {
     /// flips the flag, so the count a cancel reports is exactly what the client will get.
     emitted: Mutex<u32>,
     token: CancellationToken,
+    /// Fires when the task is stopped by the daemon (a drain's deadline), after its `error`
+    /// event was queued; only the runner listens, so the stream still delivers that event.
+    abort: CancellationToken,
     // Unbounded on purpose: a task's events are bounded by its max_tokens (itself bounded by
     // the context size), and a runner that never blocks on a slow or absent client can never
     // hold a replica slot hostage.
@@ -120,6 +123,7 @@ impl TaskState {
             canceled: AtomicBool::new(false),
             emitted: Mutex::new(0),
             token: CancellationToken::new(),
+            abort: CancellationToken::new(),
             tx,
             rx: Mutex::new(Some(rx)),
             progress: Mutex::new(Progress {
@@ -175,6 +179,22 @@ impl TaskState {
     /// Fires when canceled.
     pub fn cancellation(&self) -> CancellationToken {
         self.token.clone()
+    }
+
+    /// Ends the task with `err` (its stream's last event) and stops its runner; a task that
+    /// already ended is left as it was. True when this call ended it.
+    pub fn abort(&self, err: TaskError) -> bool {
+        let ended = self.finish(Some(err.clone()));
+        if ended {
+            self.send(TaskEvent::Error(err));
+        }
+        self.abort.cancel();
+        ended
+    }
+
+    /// Fires when [`abort`](Self::abort) is called.
+    pub fn aborted(&self) -> CancellationToken {
+        self.abort.clone()
     }
 
     /// The event receiver; only the first caller gets it (one stream per task).

@@ -4,8 +4,14 @@
 //! waiting tasks' estimates every second, and follows the snapshot for replica changes.
 //! It records the pool's queue depth, admissions, drops and placements in [`Telemetry`], and
 //! logs each admission, drop and placement.
+//!
+//! Retirement: a task is started on a replica only through that container's gate
+//! ([`ReplicaGates`]); a container the controller closed (it is being replaced) refuses it, and
+//! the task is placed on another replica or waits for one — it is never failed for it.
+//! Drain: while the pool drains, admission answers 503 `POOL_DRAINING`; queued and running
+//! tasks go on until the drain's deadline, then end with a `POOL_DRAINING` error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +19,7 @@ use llorch_manifests::api::Snapshot;
 use llorch_manifests::task::{ErrorCode, Metrics, Started, TaskAdmitted, TaskError};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::gate::ReplicaGates;
 use super::log;
 use super::pool_view::PoolView;
 use super::runner;
@@ -42,6 +49,8 @@ pub enum Command {
     },
     /// A dispatched task ended; its slot is free.
     Finished {
+        /// Task id.
+        id: String,
         /// How long it held the slot, for the estimate.
         service: Duration,
         /// The endpoint, when the engine there could not be reached or dropped the stream.
@@ -49,6 +58,46 @@ pub enum Command {
         /// The task's session, the tokens it generated and the tokens it had reserved.
         session: Option<(String, u32, u32)>,
     },
+    /// Stop admitting; cancel what still runs `deadline` from now.
+    Drain {
+        /// How long running and queued tasks may take.
+        deadline: Duration,
+        /// What is in flight.
+        reply: oneshot::Sender<PoolLoad>,
+    },
+    /// Admit again.
+    Resume {
+        /// What is in flight.
+        reply: oneshot::Sender<PoolLoad>,
+    },
+    /// Report the load.
+    Load {
+        /// What is in flight.
+        reply: oneshot::Sender<PoolLoad>,
+    },
+}
+
+/// What a pool has in flight, and whether it drains.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolLoad {
+    /// Admission is stopped.
+    pub draining: bool,
+    /// Milliseconds left before what still runs is canceled.
+    pub deadline_in_ms: Option<u64>,
+    /// Tasks running on replicas.
+    pub in_flight: u32,
+    /// Tasks waiting.
+    pub queued: u32,
+    /// Ids of the running tasks.
+    pub running: Vec<String>,
+}
+
+/// A drain in force.
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    deadline: Instant,
+    /// The deadline passed and what ran was stopped.
+    enforced: bool,
 }
 
 /// The way in.
@@ -73,6 +122,14 @@ pub struct PoolWorker {
     /// replaces the container (a new endpoint) — it may not have noticed the crash yet.
     suspect: std::collections::HashSet<String>,
     sessions: SessionBook,
+    gates: ReplicaGates,
+    /// The container behind each replica id in the slot table (a new container under the same
+    /// id is a new incarnation: fresh slots, cold sessions).
+    containers: HashMap<String, String>,
+    /// Tasks taken from the queue that lost a race with a retirement: placed first, in order.
+    held: VecDeque<(String, Arc<TaskState>)>,
+    running: HashMap<String, Arc<TaskState>>,
+    drain: Option<Drain>,
 }
 
 impl PoolWorker {
@@ -82,6 +139,7 @@ impl PoolWorker {
         snapshot: watch::Receiver<Arc<Snapshot>>,
         engines: EngineClients,
         telemetry: Telemetry,
+        gates: ReplicaGates,
     ) -> Self {
         Self {
             pool,
@@ -95,6 +153,11 @@ impl PoolWorker {
             estimate: ServiceTimeEstimator::new(),
             suspect: std::collections::HashSet::new(),
             sessions: SessionBook::default(),
+            gates,
+            containers: HashMap::new(),
+            held: VecDeque::new(),
+            running: HashMap::new(),
+            drain: None,
         }
     }
 
@@ -121,6 +184,7 @@ impl PoolWorker {
                     }
                     self.send_metrics()
                 }
+                _ = until(self.drain.filter(|d| !d.enforced).map(|d| d.deadline)) => self.enforce_drain(),
             }
             self.dispatch(&tx);
             self.record_depth();
@@ -142,7 +206,11 @@ impl PoolWorker {
                 self.suspect
                     .retain(|e| view.replicas.iter().any(|(_, endpoint)| endpoint == e));
                 view.replicas.retain(|(_, endpoint)| !self.suspect.contains(endpoint));
-                self.slots.replace(view.replicas.iter().map(|(r, _)| r.clone()));
+                let gates = &self.gates;
+                let containers = &view.containers;
+                view.replicas
+                    .retain(|(r, _)| containers.get(&r.id).is_none_or(|c| !gates.is_closed(c)));
+                self.place_on(&view);
                 if self
                     .queue
                     .as_ref()
@@ -163,6 +231,82 @@ impl PoolWorker {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// Makes the slot table list `view`'s replicas. A replica id whose container changed (a
+    /// rollout's new revision took over) is first forgotten, so its slots and sessions start
+    /// afresh on the new container.
+    fn place_on(&mut self, view: &PoolView) {
+        let changed: HashSet<&str> = view
+            .replicas
+            .iter()
+            .map(|(r, _)| r.id.as_str())
+            .filter(|id| {
+                self.containers
+                    .get(*id)
+                    .is_some_and(|c| view.containers.get(*id) != Some(c))
+            })
+            .collect();
+        if !changed.is_empty() {
+            self.slots.replace(
+                view.replicas
+                    .iter()
+                    .filter(|(r, _)| !changed.contains(r.id.as_str()))
+                    .map(|(r, _)| r.clone()),
+            );
+        }
+        self.slots.replace(view.replicas.iter().map(|(r, _)| r.clone()));
+        self.containers = view
+            .replicas
+            .iter()
+            .filter_map(|(r, _)| Some((r.id.clone(), view.containers.get(&r.id)?.clone())))
+            .collect();
+    }
+
+    /// What the pool has in flight.
+    fn load(&self) -> PoolLoad {
+        let now = Instant::now();
+        let queued = self.queue.as_ref().map_or(0, |q| q.depth()) + self.held.len() as u32;
+        let mut running: Vec<String> = self.running.keys().cloned().collect();
+        running.sort();
+        PoolLoad {
+            draining: self.drain.is_some(),
+            deadline_in_ms: self
+                .drain
+                .map(|d| d.deadline.saturating_duration_since(now).as_millis() as u64),
+            in_flight: running.len() as u32,
+            queued,
+            running,
+        }
+    }
+
+    /// The drain's deadline passed: every task still queued or running ends with an error.
+    fn enforce_drain(&mut self) {
+        let Some(drain) = self.drain.as_mut() else { return };
+        drain.enforced = true;
+        let err = TaskError {
+            code: ErrorCode::PoolDraining,
+            message: format!(
+                "pool `{}` was drained and the drain's deadline passed before the task finished;                  resubmit once the drain is lifted (DELETE /v2/pools/{}/drain)",
+                self.pool, self.pool
+            ),
+            retriable: true,
+            retry_after_ms: None,
+            policy_label: None,
+            engine: None,
+        };
+        let mut stopped: Vec<Arc<TaskState>> = self.running.values().cloned().collect();
+        stopped.extend(self.held.drain(..).map(|(_, t)| t));
+        if let Some(q) = self.queue.as_mut() {
+            stopped.extend(q.drain(Instant::now()).into_iter().map(|(_, t)| t));
+        }
+        self.waiting.clear();
+        for task in stopped {
+            if task.abort(err.clone()) {
+                self.telemetry.failed(&self.pool, err.code);
+                log::failed(&task, task.replica().as_deref(), &err);
+            }
         }
     }
 
@@ -199,11 +343,30 @@ impl PoolWorker {
                 }
                 self.waiting.remove(&id);
             }
+            Command::Drain { deadline, reply } => {
+                self.drain = Some(Drain {
+                    deadline: Instant::now() + deadline,
+                    enforced: false,
+                });
+                if deadline.is_zero() {
+                    self.enforce_drain();
+                }
+                let _ = reply.send(self.load());
+            }
+            Command::Resume { reply } => {
+                self.drain = None;
+                let _ = reply.send(self.load());
+            }
+            Command::Load { reply } => {
+                let _ = reply.send(self.load());
+            }
             Command::Finished {
+                id,
                 service,
                 failed_endpoint,
                 session,
             } => {
+                self.running.remove(&id);
                 if let Some((id, generated, reserved)) = session {
                     self.sessions.refund(&id, u64::from(reserved.saturating_sub(generated)));
                 }
@@ -220,6 +383,21 @@ impl PoolWorker {
 
     fn admit(&mut self, task: Arc<TaskState>) -> Result<TaskAdmitted, Refusal> {
         let now = Instant::now();
+        if let Some(drain) = self.drain {
+            let left = drain.deadline.saturating_duration_since(now).as_millis() as u64;
+            let mut refusal = Refusal::new(
+                503,
+                ErrorCode::PoolDraining,
+                format!(
+                    "pool `{}` is draining and admits no new task; retry once the drain is lifted                      (`orchctl drain pool/{} --resume`) or on another pool",
+                    self.pool, self.pool
+                ),
+                true,
+            );
+            refusal.error.retry_after_ms = Some(left.max(1_000));
+            task.finish(Some(refusal.error.clone()));
+            return Err(refusal);
+        }
         if let Some(refusal) = self.over_budget(&task, now) {
             task.finish(Some(refusal.error.clone()));
             return Err(refusal);
@@ -369,10 +547,13 @@ impl PoolWorker {
         let Some(view) = self.view.clone() else { return };
         let now = Instant::now();
         while self.slots.has_free_slot() {
-            let Some(queue) = self.queue.as_mut() else { return };
-            let Some((id, task)) = queue.next(now) else { return };
+            let next = match self.held.pop_front() {
+                Some(held) => Some(held),
+                None => self.queue.as_mut().and_then(|q| q.next(now)),
+            };
+            let Some((id, task)) = next else { return };
             self.waiting.remove(&id);
-            if task.is_canceled() {
+            if task.is_canceled() || task.phase().is_final() {
                 self.release(&task, 0);
                 continue;
             }
@@ -382,44 +563,60 @@ impl PoolWorker {
                 // New, idle past its TTL, or out of turns: placed like a new session.
                 self.slots.forget_session(session);
             }
-            match self.slots.acquire(task.request.session_id.as_deref()) {
-                Acquire::Placed(placement) => {
-                    let replica = placement.guard.replica_id().to_string();
-                    let endpoint = view
-                        .replicas
-                        .iter()
-                        .find(|(r, _)| r.id == replica)
-                        .map(|(_, e)| e.clone())
-                        .unwrap_or_default();
-                    let waited_ms = now.saturating_duration_since(task.created).as_millis() as u64;
-                    self.telemetry
-                        .started(&self.pool, task.request.priority, task.request.prompt_tokens);
-                    self.telemetry.placed(&self.pool, &replica);
-                    log::placed(&task, &replica, &placement.affinity, waited_ms);
-                    let target = runner::Target {
-                        endpoint,
-                        client: self.engines.for_api(view.api),
-                        engine: format!("{} {}", view.engine, view.engine_version),
-                    };
-                    let telemetry = self.telemetry.clone();
-                    tokio::spawn(runner::run(task, placement, target, telemetry, tx.clone()));
-                }
-                Acquire::AllBusy | Acquire::NoReplicas => {
-                    let err = TaskError {
-                        code: ErrorCode::ReplicaExhausted,
-                        message: format!("no replica slot of pool `{}` could take the task", self.pool),
-                        retriable: true,
-                        retry_after_ms: Some(self.estimate.mean_ms() as u64),
-                        policy_label: None,
-                        engine: None,
-                    };
-                    if task.finish(Some(err.clone())) {
-                        self.telemetry.failed(&self.pool, err.code);
-                        log::failed(&task, None, &err);
-                    }
-                    task.send(TaskEvent::Error(err));
-                }
+            let Some((placement, in_flight)) = self.reserve(task.request.session_id.as_deref(), &view) else {
+                // Every free slot was on a container being retired: wait for the snapshot
+                // that shows its replacement (the task keeps its place at the front).
+                self.held.push_front((id, task));
+                return;
+            };
+            let replica = placement.guard.replica_id().to_string();
+            let endpoint = view
+                .replicas
+                .iter()
+                .find(|(r, _)| r.id == replica)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default();
+            let waited_ms = now.saturating_duration_since(task.created).as_millis() as u64;
+            self.telemetry
+                .started(&self.pool, task.request.priority, task.request.prompt_tokens);
+            self.telemetry.placed(&self.pool, &replica);
+            log::placed(&task, &replica, &placement.affinity, waited_ms);
+            let target = runner::Target {
+                endpoint,
+                client: self.engines.for_api(view.api),
+                engine: format!("{} {}", view.engine, view.engine_version),
+                in_flight,
+            };
+            self.running.insert(task.id.clone(), task.clone());
+            let telemetry = self.telemetry.clone();
+            tokio::spawn(runner::run(task, placement, target, telemetry, tx.clone()));
+        }
+    }
+
+    /// A slot on a replica whose container's gate lets the task in. A container that refuses
+    /// (closed by the controller: it is being retired) leaves the slot table, and the next
+    /// best replica is tried; `None` when no replica with a free slot is left.
+    fn reserve(
+        &mut self,
+        session: Option<&str>,
+        view: &PoolView,
+    ) -> Option<(crate::dataplane::Placement, Option<super::gate::InFlight>)> {
+        loop {
+            let Acquire::Placed(placement) = self.slots.acquire(session) else {
+                return None;
+            };
+            let replica = placement.guard.replica_id().to_string();
+            let Some(container) = self.containers.get(&replica).cloned() else {
+                return Some((placement, None));
+            };
+            if let Some(in_flight) = self.gates.try_enter(&container) {
+                return Some((placement, Some(in_flight)));
             }
+            drop(placement);
+            let mut rest = view.clone();
+            rest.replicas
+                .retain(|(r, _)| self.containers.get(&r.id).is_some_and(|c| !self.gates.is_closed(c)));
+            self.place_on(&rest);
         }
     }
 
@@ -442,5 +639,13 @@ impl PoolWorker {
                 budget_tokens_remaining: self.budget_left(task, Instant::now()),
             }));
         }
+    }
+}
+
+/// Resolves at `deadline`, or never.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -1,0 +1,413 @@
+//! Pool operations: drain (`POST`/`DELETE /v2/pools/{id}/drain`), reload
+//! (`POST /v2/pools/{id}/reload`) and health (`GET /v2/pools/{id}/health`).
+//!
+//! A drain is the data plane's: admission stops at once (503 `POOL_DRAINING`), what is queued
+//! or running may finish until the deadline, then ends with a `POOL_DRAINING` error. A reload is
+//! the controller's rolling replacement: with a `model`, this route changes `spec.model` in the
+//! Pool's manifest file (the only manifest write the API makes; the file must hold nothing but
+//! that Pool, and is replaced atomically); without one, it bumps the Pool's reload counter
+//! through [`PoolControl`](crate::PoolControl), which rolls out new replicas of the same spec.
+
+use std::path::Path;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use llorch_manifests::api::{ApiErrorBody, DrainRequest, ObjectView, PoolHealth, ReloadRequest, Snapshot};
+use llorch_manifests::status::{ConditionType, ReplicaPhase};
+use llorch_manifests::{AnyObject, Kind, Pool};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiPath;
+use crate::tasks::worker::PoolLoad;
+
+/// The longest drain deadline accepted: a day.
+pub const MAX_DRAIN_DEADLINE_MS: u64 = 24 * 3600 * 1000;
+
+/// `202` body of `POST /v2/pools/{id}/reload`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReloadAccepted {
+    /// Pool name.
+    pub pool: String,
+    /// The Model the new replicas serve.
+    pub model: String,
+    /// `manifest` (spec.model was changed in `file`) or `restart` (same spec, new replicas).
+    pub action: &'static str,
+    /// The manifest file changed, for `manifest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The pool's reload counter after the bump, for `restart`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload: Option<u64>,
+    /// What happens next.
+    pub message: String,
+}
+
+fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(ApiErrorBody {
+            code: code.to_string(),
+            message,
+        }),
+    )
+        .into_response()
+}
+
+fn names(snapshot: &Snapshot, kind: Kind) -> String {
+    let all: Vec<&str> = snapshot
+        .objects
+        .iter()
+        .filter(|o| o.object.kind == kind)
+        .map(|o| o.object.name.as_str())
+        .collect();
+    if all.is_empty() {
+        "none is declared".to_string()
+    } else {
+        format!("declared: {}", all.join(", "))
+    }
+}
+
+/// The Pool's view, or the 404 (503 before the first scan) that lists the declared pools.
+fn pool_view<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a ObjectView, ApiError> {
+    match snapshot
+        .objects
+        .iter()
+        .find(|o| o.object.kind == Kind::Pool && o.object.name == name)
+    {
+        Some(v) => Ok(v),
+        None if !snapshot.synced => Err(ApiError::not_synced()),
+        None => Err(ApiError::NotFound(format!(
+            "pool `{name}` not found ({}); see `orchctl get pools`",
+            names(snapshot, Kind::Pool)
+        ))),
+    }
+}
+
+fn health_of(snapshot: &Snapshot, view: &ObjectView, load: PoolLoad) -> PoolHealth {
+    let name = &view.object.name;
+    let replicas = || snapshot.replicas.iter().filter(|r| &r.pool == name);
+    let live = replicas()
+        .any(|r| r.container_id.is_some() && !matches!(r.phase, ReplicaPhase::BackingOff | ReplicaPhase::CircuitOpen));
+    let any_ready = replicas().any(|r| r.phase == ReplicaPhase::Ready);
+    let last_error = view.status.last_error.as_ref().map(|e| e.message.clone()).or_else(|| {
+        view.status
+            .condition(ConditionType::Degraded)
+            .filter(|c| c.status)
+            .map(|c| c.message.clone())
+    });
+    PoolHealth {
+        pool: name.clone(),
+        live,
+        ready: any_ready && !load.draining,
+        draining: load.draining,
+        drain_deadline_in_ms: load.deadline_in_ms,
+        in_flight: load.in_flight,
+        queued: load.queued,
+        replicas: view.status.replicas.unwrap_or_default(),
+        rollout: view.status.rollout.clone(),
+        last_error,
+    }
+}
+
+async fn load(state: &AppState, pool: &str) -> PoolLoad {
+    match &state.data {
+        Some(dp) => dp.load(pool).await,
+        None => PoolLoad::default(),
+    }
+}
+
+/// `GET /v2/pools/{id}/health`.
+pub(crate) async fn health(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Response {
+    let snapshot = state.current();
+    let view = match pool_view(&snapshot, &name) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let load = load(&state, &name).await;
+    Json(health_of(&snapshot, view, load)).into_response()
+}
+
+/// `POST /v2/pools/{id}/drain {deadline_ms}`: 202 with the pool's health (what is in flight).
+pub(crate) async fn drain(State(state): State<AppState>, ApiPath(name): ApiPath<String>, body: Bytes) -> Response {
+    let snapshot = state.current();
+    let view = match pool_view(&snapshot, &name) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let req: DrainRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::InvalidParams(format!(
+                "drain body: {e}; send {{\"deadline_ms\": <milliseconds running tasks may take>}}"
+            ))
+            .into_response();
+        }
+    };
+    if req.deadline_ms > MAX_DRAIN_DEADLINE_MS {
+        return ApiError::InvalidParams(format!(
+            "deadline_ms is {}; at most {MAX_DRAIN_DEADLINE_MS} (a day)",
+            req.deadline_ms
+        ))
+        .into_response();
+    }
+    let Some(dp) = state.data.clone() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_READY",
+            "this server has no data plane to drain".into(),
+        );
+    };
+    let load = dp.drain(&name, Duration::from_millis(req.deadline_ms)).await;
+    tracing::info!(pool = %name, deadline_ms = req.deadline_ms, in_flight = load.in_flight, queued = load.queued,
+        human = %format!("draining pool {name}: {} running, {} queued, {} ms to finish", load.in_flight, load.queued, req.deadline_ms),
+        "pool drain");
+    (StatusCode::ACCEPTED, Json(health_of(&snapshot, view, load))).into_response()
+}
+
+/// `DELETE /v2/pools/{id}/drain`: admission resumes.
+pub(crate) async fn resume(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Response {
+    let snapshot = state.current();
+    let view = match pool_view(&snapshot, &name) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let load = match &state.data {
+        Some(dp) => dp.resume(&name).await,
+        None => PoolLoad::default(),
+    };
+    tracing::info!(pool = %name, human = %format!("pool {name} admits tasks again"), "pool drain lifted");
+    Json(health_of(&snapshot, view, load)).into_response()
+}
+
+/// `POST /v2/pools/{id}/reload {model?}`: 202 once the change is handed to the controller;
+/// `orchctl reload --wait` follows `status.rollout` to its end.
+pub(crate) async fn reload(State(state): State<AppState>, ApiPath(name): ApiPath<String>, body: Bytes) -> Response {
+    let snapshot = state.current();
+    let view = match pool_view(&snapshot, &name) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReloadRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return ApiError::InvalidParams(format!("reload body: {e}; send {{}} or {{\"model\": \"<name>\"}}"))
+                    .into_response();
+            }
+        }
+    };
+    let Some(pool) = view
+        .manifest
+        .as_ref()
+        .and_then(|m| serde_json::from_value::<Pool>(m.clone()).ok())
+    else {
+        return ApiError::Internal(format!("pool `{name}` has no readable manifest in the snapshot")).into_response();
+    };
+    match req.model.filter(|m| *m != pool.spec.model) {
+        Some(model) => change_model(&snapshot, view, &pool, &model),
+        None => match state.pools.restart(&name) {
+            Ok(counter) => (
+                StatusCode::ACCEPTED,
+                Json(ReloadAccepted {
+                    pool: name.clone(),
+                    model: pool.spec.model.clone(),
+                    action: "restart",
+                    file: None,
+                    reload: Some(counter),
+                    message: format!(
+                        "new replicas of pool `{name}` start next to the old ones; follow with `orchctl health pool/{name}`"
+                    ),
+                }),
+            )
+                .into_response(),
+            Err(e) => ApiError::Internal(e).into_response(),
+        },
+    }
+}
+
+/// Checks `model` and writes it into the Pool's manifest file.
+fn change_model(snapshot: &Snapshot, view: &ObjectView, pool: &Pool, model: &str) -> Response {
+    let name = pool.name();
+    let Some(model_view) = snapshot
+        .objects
+        .iter()
+        .find(|o| o.object.kind == Kind::Model && o.object.name == model)
+    else {
+        return ApiError::NotFound(format!(
+            "model `{model}` not found ({}); declare it first (`orchctl apply -f`)",
+            names(snapshot, Kind::Model)
+        ))
+        .into_response();
+    };
+    if let Some(bad) = model_view
+        .status
+        .condition(ConditionType::Degraded)
+        .filter(|c| c.status)
+    {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "MODEL_UNUSABLE",
+            format!(
+                "model `{model}` is not usable: {}; see `orchctl describe model/{model}`",
+                bad.message
+            ),
+        );
+    }
+    let Some(source) = &view.source else {
+        return refuse(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            format!("pool `{name}` has no manifest file to edit"),
+        );
+    };
+    match edit_manifest(Path::new(&source.file), name, &pool.spec.model, model) {
+        Ok(()) => {
+            tracing::info!(pool = %name, model = %model, file = %source.file,
+                human = %format!("reloading pool {name} onto model {model}: edited {}", source.file), "pool reload");
+            (
+                StatusCode::ACCEPTED,
+                Json(ReloadAccepted {
+                    pool: name.to_string(),
+                    model: model.to_string(),
+                    action: "manifest",
+                    file: Some(source.file.clone()),
+                    reload: None,
+                    message: format!(
+                        "spec.model of pool `{name}` is now `{model}` in {}; new replicas start next to the old ones, \
+                         which serve until the new ones are Ready (and stay if they fail)",
+                        source.file
+                    ),
+                }),
+            )
+                .into_response()
+        }
+        Err(EditError::Conflict(message)) => refuse(StatusCode::CONFLICT, "CONFLICT", message),
+        Err(EditError::Io(message)) => ApiError::Internal(message).into_response(),
+    }
+}
+
+enum EditError {
+    Conflict(String),
+    Io(String),
+}
+
+/// Replaces `spec.model: <old>` by `<new>` in `file`, which must hold only Pool `name`. The
+/// line is edited in place (comments and layout kept); when no single line says it, the file
+/// is rewritten from the parsed manifest. The result is parsed back and checked before it
+/// replaces the file (temporary file + rename: the watcher never sees half a file).
+fn edit_manifest(file: &Path, name: &str, old: &str, new: &str) -> Result<(), EditError> {
+    let shown = file.display().to_string();
+    let bytes = std::fs::read(file).map_err(|e| EditError::Io(format!("cannot read {shown}: {e}")))?;
+    let objects = llorch_manifests::parse_file(&shown, &bytes).map_err(|errors| {
+        let first = errors.first().map(ToString::to_string).unwrap_or_default();
+        EditError::Conflict(format!(
+            "{shown} does not parse now ({first}); fix it, then set spec.model of pool `{name}` there"
+        ))
+    })?;
+    let only_this_pool =
+        matches!(objects.as_slice(), [one] if matches!(&one.object, AnyObject::Pool(p) if p.name() == name));
+    if !only_this_pool {
+        return Err(EditError::Conflict(format!(
+            "{shown} holds {} document(s), not only pool `{name}`; edit `spec.model: {new}` of pool `{name}` there \
+             yourself, or move the pool into a file of its own (`orchctl apply` writes one file per object)",
+            objects.len()
+        )));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let edited = edit_line(&text, old, new).unwrap_or_else(|| rewrite(&objects[0].object, new));
+    let check = llorch_manifests::parse_file(&shown, edited.as_bytes());
+    let ok = matches!(check.as_deref(), Ok([one]) if matches!(&one.object, AnyObject::Pool(p) if p.name() == name && p.spec.model == new));
+    if !ok {
+        return Err(EditError::Io(format!(
+            "editing spec.model in {shown} did not give a valid Pool; nothing was written"
+        )));
+    }
+    write_atomic(file, &edited).map_err(|e| EditError::Io(format!("cannot write {shown}: {e}")))
+}
+
+/// The text with the single `model: <old>` line changed, if exactly one line says it.
+fn edit_line(text: &str, old: &str, new: &str) -> Option<String> {
+    let matches_line = |line: &str| {
+        let body = line.split('#').next().unwrap_or_default().trim();
+        let Some(value) = body.strip_prefix("model:") else {
+            return false;
+        };
+        let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+        value == old
+    };
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| matches_line(l))
+        .map(|(i, _)| i)
+        .collect();
+    let [at] = hits.as_slice() else { return None };
+    let mut out: Vec<String> = text.lines().map(str::to_string).collect();
+    let line = &out[*at];
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let comment = line.find('#').map(|i| format!(" {}", &line[i..])).unwrap_or_default();
+    out[*at] = format!("{indent}model: {new}{comment}");
+    let mut joined = out.join("\n");
+    if text.ends_with('\n') {
+        joined.push('\n');
+    }
+    Some(joined)
+}
+
+/// The object as JSON (valid YAML) with the new model: layout and comments are lost.
+fn rewrite(object: &AnyObject, new: &str) -> String {
+    let mut json = object.to_json();
+    if let Some(spec) = json.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.insert("model".into(), serde_json::Value::String(new.to_string()));
+    }
+    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+}
+
+fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    // Hidden: the manifest store skips it while it is being written.
+    let tmp = dir.join(format!(".llama-orchd-reload-{}-{nanos}.tmp", std::process::id()));
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(contents.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_line_is_edited_in_place_keeping_comments_and_layout() {
+        let text = "kind: Pool\nspec:\n  engine: mock\n  model: tiny   # the small one\n  replicas: 2\n";
+        assert_eq!(
+            edit_line(text, "tiny", "tiny2").as_deref(),
+            Some("kind: Pool\nspec:\n  engine: mock\n  model: tiny2 # the small one\n  replicas: 2\n")
+        );
+        assert_eq!(
+            edit_line("spec: {engine: mock, model: tiny}\n", "tiny", "x"),
+            None,
+            "flow style: rewritten instead"
+        );
+        assert_eq!(edit_line("model: tiny\nmodel: tiny\n", "tiny", "x"), None, "ambiguous");
+    }
+}
