@@ -327,3 +327,40 @@ fn a_missing_image_with_pulls_off_is_named_on_the_engine_with_the_fix() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_source_engine_without_permission_blocks_its_pool_with_the_plan_and_the_flag() {
+    let d = Daemon::start(Runtime::docker());
+    d.write_manifest(
+        "chat.yaml",
+        &format!(
+            "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: built}}\nspec:\n  provisioning: source\n  \
+             version: b4500\n  source: {{repo: 'https://github.com/ggml-org/llama.cpp', ref: b4500}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: tiny}}\nspec: {{ref: 'file:{}', ctxMax: 4096}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: chat}}\nspec: {{engine: built, model: tiny, replicas: 1}}\n",
+            d.model_path().display()
+        ),
+    );
+    let s = d.wait_for("pool chat Blocked", READY, |s| {
+        pool_status(s, "chat")
+            .and_then(|st| st.condition(llorch_manifests::status::ConditionType::Ready))
+            .is_some_and(|c| c.reason == "Blocked")
+    });
+    let msg = pool_status(&s, "chat")
+        .unwrap()
+        .condition(llorch_manifests::status::ConditionType::Ready)
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        msg.contains("config `provisioning.allowSourceBuilds` is false"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("1. git clone --depth 1 --branch b4500 https://github.com/ggml-org/llama.cpp"),
+        "{msg}"
+    );
+    assert!(s.replicas.is_empty() && d.container_ids().is_empty(), "nothing runs");
+    let engine = engine_message(&s, "built").unwrap();
+    assert!(engine.contains("allowSourceBuilds"), "{engine}");
+}

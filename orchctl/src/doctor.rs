@@ -261,12 +261,7 @@ fn toolkit_checks(config: &Config, runtime: Option<&DockerRuntime>, checks: &mut
                            or, for Podman, `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`";
     match which("nvidia-ctk") {
         Ok(p) => checks.push(check("nvidia-ctk", Level::Ok, format!("{}", p.display()), None)),
-        Err(why) => checks.push(check(
-            "nvidia-ctk",
-            Level::Fail,
-            format!("nvidia-ctk {why}"),
-            Some(CTK_FIX),
-        )),
+        Err(why) => checks.push(check("nvidia-ctk", Level::Fail, short(&why), Some(CTK_FIX))),
     }
     let kind = runtime.map(|r| r.identity().kind);
     if kind.as_deref() != Some("podman") {
@@ -335,6 +330,14 @@ fn toolkit_checks(config: &Config, runtime: Option<&DockerRuntime>, checks: &mut
             let names: Vec<String> = specs.iter().map(|p| p.display().to_string()).collect();
             checks.push(check("cdi-spec", Level::Ok, names.join(", "), None));
         }
+    }
+}
+
+/// `which`'s answer without the list of PATH directories it searched.
+fn short(why: &str) -> String {
+    match why.find(" is not on PATH (") {
+        Some(i) => format!("{} is not on PATH", &why[..i]),
+        None => why.to_string(),
     }
 }
 
@@ -419,7 +422,7 @@ async fn engine_checks(
         let name = format!("engine/{} ({})", e.name(), e.spec.provisioning.as_str());
         let tool = |t: &str, fix: &str| match which(t) {
             Ok(p) => check(&name, Level::Ok, format!("{t}: {}", p.display()), None),
-            Err(why) => check(&name, Level::Fail, why, Some(fix)),
+            Err(why) => check(&name, Level::Fail, short(&why), Some(fix)),
         };
         match e.spec.provisioning {
             Provisioning::Container => {
@@ -505,10 +508,10 @@ async fn engine_checks(
                 let nvcc = which("nvcc").or_else(|_| which("/usr/local/cuda/bin/nvcc"));
                 checks.push(match nvcc {
                     Ok(p) => check(&name, Level::Ok, format!("nvcc: {}", p.display()), None),
-                    Err(why) => check(
+                    Err(_) => check(
                         &name,
                         Level::Fail,
-                        format!("{why}: a CUDA build needs the CUDA toolkit"),
+                        "no nvcc on PATH or in /usr/local/cuda/bin: a CUDA build needs the CUDA toolkit",
                         Some("apt install nvidia-cuda-toolkit   # or NVIDIA's CUDA repository; then put nvcc on PATH"),
                     ),
                 });

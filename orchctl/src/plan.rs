@@ -366,9 +366,16 @@ fn replica_lines(
     let selection = pool.spec.gpus.select(&available);
     // Source and package Engines run as binaries once provisioned.
     let mut launched = engine.clone();
-    if let RunAs::Executable(exe) = &plan.run {
+    if let (RunAs::Executable(exe), false) = (&plan.run, plan.mode == llorch_manifests::Provisioning::Binary) {
+        // As the daemon launches it (provision::launchable): a binary Engine, path resolved.
         launched.spec.provisioning = llorch_manifests::Provisioning::Binary;
-        launched.spec.executable = Some(exe.clone());
+        launched.spec.executable = Some(
+            llorch_controller::runtime::process::resolve::which(exe)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| exe.clone()),
+        );
+        launched.spec.source = None;
+        launched.spec.package = None;
     }
     let model_path = model_path
         .map(Path::to_path_buf)
@@ -523,7 +530,7 @@ mod tests {
     fn a_source_engine_shows_its_steps_its_gate_and_the_built_binary_per_replica() {
         let a = input(
             "{provisioning: source, version: b1, source: {repo: 'https://github.com/ggml-org/llama.cpp', ref: b1}}",
-            GpuSource::Daemon(Vec::new(), false),
+            GpuSource::Config(1),
         );
         let text = render(&a);
         assert!(
