@@ -1,30 +1,24 @@
 //! What one replica of a Pool needs in VRAM, and how that need is split over the replica's
 //! GPUs. Pure arithmetic; the figures come from the Model (`status.model.vram`, or the
-//! `spec.vramBytes` override) and the Pool (context size, slots, `tensorSplit`).
+//! `spec.vramBytes` override) and the Pool (context size, slots, `tensorSplit`); the sizing
+//! itself is `llorch_gguf::estimate`.
 
 use llorch_manifests::status::{ModelVram, PoolVram};
-
-/// CUDA context and compute buffers of one engine process, added to weights and KV cache.
-/// llama.cpp's CUDA context alone takes 300–500 MiB; its compute buffers grow with the batch.
-pub const OVERHEAD_BYTES: u64 = 512 << 20;
 
 /// `source` when neither the GGUF header nor an override gives a figure.
 pub const SOURCE_UNKNOWN: &str = "unknown";
 
-/// Sizes one replica from a Model's figures at the Pool's context and slots: the same shape
-/// as `llorch_gguf::estimate(weights, kv_bytes_per_token, ctx_size, slots)`, which replaces it
-/// once that crate lands. llama.cpp shares one KV cache of `ctx_size` tokens among its slots,
-/// so slots do not multiply it.
-pub fn estimate(weights_bytes: u64, kv_bytes_per_token: u64, ctx_size: u32, _slots: u32) -> PoolVram {
-    let kv_cache_bytes = kv_bytes_per_token.saturating_mul(u64::from(ctx_size));
+/// Sizes one replica from a Model's figures at the Pool's context and slots
+/// (`llorch_gguf::estimate`: weights, the KV cache over the whole `--ctx-size`, which the
+/// slots share, and a conservative overhead).
+pub fn estimate(weights_bytes: u64, kv_bytes_per_token: u64, ctx_size: u32, slots: u32) -> PoolVram {
+    let e = llorch_gguf::estimate(weights_bytes, kv_bytes_per_token, ctx_size, slots);
     PoolVram {
         source: "gguf".into(),
-        weights_bytes,
-        kv_cache_bytes,
-        overhead_bytes: OVERHEAD_BYTES,
-        per_replica_bytes: weights_bytes
-            .saturating_add(kv_cache_bytes)
-            .saturating_add(OVERHEAD_BYTES),
+        weights_bytes: e.weights_bytes,
+        kv_cache_bytes: e.kv_cache_bytes,
+        overhead_bytes: e.overhead_bytes,
+        per_replica_bytes: e.total_bytes,
         ..PoolVram::default()
     }
 }
@@ -97,7 +91,8 @@ mod tests {
         };
         let v = pool_vram(None, Some(&model), 8192, 4);
         assert_eq!(v.kv_cache_bytes, GIB, "128 KiB × 8192 tokens, shared by the slots");
-        assert_eq!(v.per_replica_bytes, 5 * GIB + OVERHEAD_BYTES);
+        assert!(v.overhead_bytes > 0);
+        assert_eq!(v.per_replica_bytes, 5 * GIB + v.overhead_bytes);
         assert_eq!(v.source, "gguf");
     }
 
