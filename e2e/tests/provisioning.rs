@@ -103,8 +103,10 @@ fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> bool) {
 fn binary_mode_runs_restarts_adopts_and_removes_a_plain_process() {
     let mut d = Daemon::start(Runtime::docker());
     let guard = ProcessGuard(d.home.path().join("state/processes"));
+    let t0 = Instant::now();
     d.write_manifest("chat.yaml", &binary_stack(&bin("mock-engine"), &d.model_path(), ""));
     let s = d.wait_for("pool chat Ready on a process", READY, |s| pool_ready(s, "chat", 1));
+    eprintln!("binary: manifest written → Pool Ready in {:?}", t0.elapsed());
     let first = the_replica(&s);
     let pid = pid_of(&first);
     let replica = &s.replicas[0];
@@ -112,6 +114,12 @@ fn binary_mode_runs_restarts_adopts_and_removes_a_plain_process() {
     assert!(start_ticks(pid).is_some(), "pid {pid} runs");
     assert!(d.container_ids().is_empty(), "no container was created");
     streams_a_task(&d);
+    let logs = d.orchctl(&["logs", "chat/0"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("HTTP server is listening"),
+        "the process's own log: {logs}"
+    );
 
     // Plan: deterministic, and it names the process.
     let plan = |d: &Daemon| d.orchctl(&["plan", "pool/chat"]);
@@ -126,6 +134,7 @@ fn binary_mode_runs_restarts_adopts_and_removes_a_plain_process() {
     );
 
     // kill -9 → restarted through the backoff, counted and evented.
+    let t0 = Instant::now();
     Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
     let s = d.wait_for("a new process Ready", READY, |s| {
         pool_ready(s, "chat", 1)
@@ -133,6 +142,7 @@ fn binary_mode_runs_restarts_adopts_and_removes_a_plain_process() {
                 .as_deref()
                 .is_some_and(|id| id != first)
     });
+    eprintln!("binary: kill -9 → replacement Ready in {:?}", t0.elapsed());
     let st = pool_status(&s, "chat").unwrap();
     assert!(st.restarts >= 1, "restart counted: {st:?}");
     let events = events_text(&d);
@@ -146,8 +156,13 @@ fn binary_mode_runs_restarts_adopts_and_removes_a_plain_process() {
     let ticks2 = start_ticks(pid2).unwrap();
 
     // Daemon SIGKILL + restart → the same process adopted, not restarted.
+    let t0 = Instant::now();
     d.kill_and_restart();
     let s = d.wait_for("adopted and Ready", READY, |s| pool_ready(s, "chat", 1));
+    eprintln!(
+        "binary: daemon SIGKILL + restart → adopted and Ready in {:?}",
+        t0.elapsed()
+    );
     assert_eq!(the_replica(&s), second, "same process id");
     assert_eq!(start_ticks(pid2), Some(ticks2), "the same process still runs");
     assert!(events_text(&d).contains("ReplicaAdopted"));
