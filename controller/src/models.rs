@@ -11,19 +11,26 @@
 //! first — a refusal is an immediate advisory failure — then into the content-addressed cache.
 //! Pools ask [`ModelManager::ready`]; a Model that is not Ready keeps them blocked.
 
+mod handle;
+mod shared;
+mod status;
+mod tasks;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use llorch_manifests::ModelSpec;
-use llorch_manifests::api::CatalogEntry;
 use llorch_manifests::config::ModelsConfig;
 use llorch_manifests::model::ModelRef;
-use llorch_manifests::status::{ConditionType, EventType, GgufInfo, ModelPhase, ModelState, ModelVram, ObjectStatus};
-use sha2::{Digest, Sha256};
+use llorch_manifests::status::{ModelPhase, ModelState, ModelVram};
 use tokio::sync::Notify;
+
+pub use handle::ModelsHandle;
+use status::progress_text;
+pub use status::{event, human_bytes, set_conditions};
 
 use crate::catalog::cache::{self, Cache};
 use crate::catalog::fetch::Fetcher;
@@ -32,8 +39,8 @@ use crate::catalog::policy::{Policy, display_url_str};
 use crate::catalog::progress::Progress;
 use crate::catalog::secret::Secret;
 use crate::catalog::{FetchError, hf};
-use crate::conditions;
-use crate::state_dir::now_rfc3339;
+use shared::{Job, JobState, Known, Shared, Source, lock};
+use tasks::{cached, fetch_job, fetch_problem, hash_file_job, measure_cached};
 
 /// First delay before a failed download that may succeed later is tried again; doubles per
 /// failure up to [`RETRY_MAX`].
@@ -101,81 +108,9 @@ pub enum PullError {
     Policy(String),
 }
 
-/// The GGUF figures of a file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Measured {
-    info: GgufInfo,
-    weights_bytes: u64,
-    kv_bytes_per_token: u64,
-}
-
-/// Where an artifact comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Source {
-    File(PathBuf),
-    Url(String),
-    Hf { repo: String, file: Option<String> },
-}
-
-#[derive(Clone, Debug, Default)]
-struct JobState {
-    phase: ModelPhase,
-    source_url: Option<String>,
-    path: Option<PathBuf>,
-    digest: Option<String>,
-    size: Option<u64>,
-    problem: Option<Problem>,
-    retry_at: Option<Instant>,
-    failures: u32,
-    running: bool,
-    measured: Option<(PathBuf, Result<Measured, String>)>,
-}
-
-#[derive(Debug)]
-struct Job {
-    key: String,
-    source: Source,
-    reference: String,
-    expected_hex: Option<String>,
-    /// `(size, mtime)` of a `file:` artifact when the job started.
-    stamp: Option<(u64, SystemTime)>,
-    progress: Arc<Progress>,
-    state: Mutex<JobState>,
-}
-
-#[derive(Clone, Debug)]
-struct Known {
-    key: String,
-    state: ModelState,
-    problem: Option<Problem>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    fetcher: Option<Fetcher>,
-    hub: String,
-    index: Mutex<Index>,
-    jobs: Mutex<HashMap<String, Arc<Job>>>,
-    models: Mutex<BTreeMap<String, Known>>,
-    pulls: Mutex<HashSet<String>>,
-    wake: Arc<Notify>,
-    verified_ok: AtomicU64,
-    verified_mismatch: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The controller's side: observe Models each pass, hand Pools their files.
 #[derive(Debug)]
 pub struct ModelManager {
-    shared: Arc<Shared>,
-}
-
-/// The API's side: the catalog's entries, pulls and verification counts. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct ModelsHandle {
     shared: Arc<Shared>,
 }
 
@@ -528,361 +463,6 @@ impl ModelManager {
         tokio::spawn(fetch_job(self.shared.clone(), job.clone()));
         Ok(job)
     }
-}
-
-impl Shared {
-    /// The policy verdict on fetching `source`, without I/O.
-    fn precheck(&self, source: &Source) -> Result<(), FetchError> {
-        let Some(fetcher) = &self.fetcher else {
-            return Err(FetchError::NoCache(format!("{source:?}")));
-        };
-        match source {
-            Source::File(_) => Ok(()),
-            Source::Url(u) => fetcher.check(u).map(|_| ()),
-            Source::Hf { repo, file } => {
-                let url = match file {
-                    Some(f) => hf::file_url(&self.hub, repo, f)?,
-                    None => hf::api_url(&self.hub, repo)?,
-                };
-                fetcher.check(url.as_str()).map(|_| ())
-            }
-        }
-    }
-}
-
-impl ModelsHandle {
-    /// Every catalog entry, by digest.
-    pub fn entries(&self) -> Vec<CatalogEntry> {
-        lock(&self.shared.index).entries()
-    }
-
-    /// Starts (or refreshes) Model `name`'s fetch on the controller's next pass; refused at
-    /// once when the policy forbids the download.
-    pub fn pull(&self, name: &str) -> Result<ModelPhase, PullError> {
-        let models = lock(&self.shared.models);
-        let Some(known) = models.get(name) else {
-            return Err(PullError::NotFound(format!(
-                "model `{name}` not found; list them with `orchctl get models`"
-            )));
-        };
-        let phase = known.state.phase;
-        let key = known.key.clone();
-        drop(models);
-        let job = lock(&self.shared.jobs).get(&key).cloned();
-        if let Some(job) = &job
-            && job.stamp.is_none()
-            && phase != ModelPhase::Ready
-        {
-            self.shared
-                .precheck(&job.source)
-                .map_err(|e| PullError::Policy(e.to_string()))?;
-        } else if job.is_none()
-            && let Some(p) = lock(&self.shared.models).get(name).and_then(|k| k.problem.clone())
-            && matches!(
-                p.reason,
-                "DownloadsDisabled" | "HostNotAllowed" | "NoModelCache" | "InvalidReference"
-            )
-        {
-            return Err(PullError::Policy(p.message));
-        }
-        lock(&self.shared.pulls).insert(name.to_string());
-        self.shared.wake.notify_one();
-        Ok(phase)
-    }
-
-    /// `(result, count)` of digest verifications so far: `ok` and `mismatch`.
-    pub fn verifications(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("ok", self.shared.verified_ok.load(Ordering::Relaxed)),
-            ("mismatch", self.shared.verified_mismatch.load(Ordering::Relaxed)),
-        ]
-    }
-}
-
-/// Sets a Model's `status.model` and its conditions from its state: Ready when Ready,
-/// Progressing while fetched or verified, Degraded with the problem's reason when Failed.
-pub fn set_conditions(status: &mut ObjectStatus, state: ModelState, problem: Option<&Problem>) {
-    match state.phase {
-        ModelPhase::Ready => {
-            let digest = state.digest.as_deref().unwrap_or("digest not computed yet");
-            let path = state.path.as_deref().unwrap_or_default();
-            conditions::set_healthy(status, "ModelReady", format!("model file {path} ({digest})"));
-        }
-        ModelPhase::Failed => {
-            let (reason, message) = problem
-                .map(|p| (p.reason, p.message.clone()))
-                .unwrap_or(("ModelUnavailable", "the model is not usable".into()));
-            conditions::set_failed(status, reason, message);
-        }
-        phase => {
-            let reason = match phase {
-                ModelPhase::Verifying => "Verifying",
-                ModelPhase::Fetching => "Fetching",
-                _ => "Pending",
-            };
-            let message = progress_text(&state);
-            conditions::set(status, ConditionType::Ready, false, reason, message.clone());
-            conditions::set(status, ConditionType::Progressing, true, reason, message.clone());
-            conditions::set(status, ConditionType::Degraded, false, reason, message);
-        }
-    }
-    status.model = Some(state);
-}
-
-/// The event for a Model moving from `before` to `now`: fetch started, completed, failed.
-pub fn event(
-    before: Option<&ModelState>,
-    now: &ModelState,
-    problem: Option<&Problem>,
-) -> Option<(EventType, &'static str, String)> {
-    let was = before.map(|b| b.phase).unwrap_or_default();
-    let url = now.source_url.as_deref().unwrap_or("the model");
-    match now.phase {
-        ModelPhase::Fetching if was != ModelPhase::Fetching => {
-            Some((EventType::Normal, "FetchStarted", format!("fetching {url}")))
-        }
-        ModelPhase::Ready if was != ModelPhase::Ready && now.source_url.is_some() => Some((
-            EventType::Normal,
-            "FetchCompleted",
-            format!(
-                "fetched {url} ({}, {}) into {}",
-                human_bytes(now.bytes_total.unwrap_or(now.bytes_done)),
-                now.digest.as_deref().unwrap_or("no digest"),
-                now.path.as_deref().unwrap_or_default()
-            ),
-        )),
-        ModelPhase::Failed if was != ModelPhase::Failed => {
-            let (reason, message) = problem
-                .map(|p| (p.reason, p.message.clone()))
-                .unwrap_or(("ModelUnavailable", "the model is not usable".into()));
-            Some((EventType::Warning, reason, message))
-        }
-        _ => None,
-    }
-}
-
-/// "fetching URL: 12.0 MiB of 40.0 MiB (30%)" and the like.
-fn progress_text(state: &ModelState) -> String {
-    let what = match state.phase {
-        ModelPhase::Fetching => format!("fetching {}", state.source_url.as_deref().unwrap_or("the model")),
-        ModelPhase::Verifying => "verifying its digest".to_string(),
-        _ => return "waiting to be fetched or verified".to_string(),
-    };
-    match state.bytes_total {
-        Some(total) if total > 0 => format!(
-            "{what}: {} of {} ({}%)",
-            human_bytes(state.bytes_done),
-            human_bytes(total),
-            state.bytes_done.saturating_mul(100) / total
-        ),
-        _ => format!("{what}: {}", human_bytes(state.bytes_done)),
-    }
-}
-
-/// `1.5 GiB`, `12.0 MiB`, `512 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// The cached blob for `reference` / `expected_hex`, if the cache has it.
-fn cached(
-    shared: &Shared,
-    fetcher: &Fetcher,
-    reference: &str,
-    expected_hex: Option<&str>,
-) -> Option<(PathBuf, String, u64)> {
-    if let Some(hex) = expected_hex {
-        let blob = fetcher.cache().blob(hex);
-        let size = std::fs::metadata(&blob).ok().filter(|m| m.is_file())?.len();
-        return Some((blob, hex.to_string(), size));
-    }
-    let index = lock(&shared.index);
-    let entry = index.by_ref(reference)?;
-    let path = PathBuf::from(&entry.path);
-    let size = std::fs::metadata(&path).ok().filter(|m| m.is_file())?.len();
-    let hex = cache::digest_hex(&entry.digest)?;
-    Some((path, hex, size))
-}
-
-fn fetch_problem(e: &FetchError) -> Problem {
-    Problem {
-        reason: e.reason(),
-        message: e.to_string(),
-    }
-}
-
-fn record(shared: &Shared, hex: &str, size: u64, path: &Path, reference: &str) {
-    let mut index = lock(&shared.index);
-    if index.record(&cache::digest_of_hex(hex), size, path, reference, &now_rfc3339())
-        && let Err(e) = index.save()
-    {
-        tracing::error!(error = %e, "cannot save the catalog index");
-    }
-}
-
-/// Hashes a `file:` artifact: verification when a digest is declared, the catalog's record
-/// either way.
-async fn hash_file_job(shared: Arc<Shared>, job: Arc<Job>) {
-    let Source::File(path) = job.source.clone() else { return };
-    let total = job.stamp.map(|s| s.0);
-    job.progress.reset(0, total);
-    let progress = job.progress.clone();
-    let hashed = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut h = Sha256::new();
-            cache::hash_into(&path, None, &mut h, &|n| progress.advance(n)).map(|n| (cache::hex(&h.finalize()), n))
-        })
-        .await
-    };
-    let mut st = lock(&job.state);
-    st.running = false;
-    match hashed {
-        Ok(Ok((hex, size))) => {
-            st.digest = Some(cache::digest_of_hex(&hex));
-            match &job.expected_hex {
-                Some(want) if *want != hex => {
-                    shared.verified_mismatch.fetch_add(1, Ordering::Relaxed);
-                    st.phase = ModelPhase::Failed;
-                    st.path = None;
-                    st.problem = Some(fetch_problem(&FetchError::DigestMismatch {
-                        what: path.display().to_string(),
-                        expected: cache::digest_of_hex(want),
-                        actual: cache::digest_of_hex(&hex),
-                    }));
-                }
-                expected => {
-                    if expected.is_some() {
-                        shared.verified_ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    st.phase = ModelPhase::Ready;
-                    st.path = Some(path.clone());
-                    drop(st);
-                    record(&shared, &hex, size, &path, &job.reference);
-                }
-            }
-        }
-        Ok(Err(e)) => {
-            st.phase = ModelPhase::Failed;
-            st.problem = Some(Problem {
-                reason: "ModelUnavailable",
-                message: format!("cannot read model file {}: {e}", path.display()),
-            });
-        }
-        Err(e) => {
-            st.phase = ModelPhase::Failed;
-            st.problem = Some(Problem {
-                reason: "ModelUnavailable",
-                message: format!("hashing {} stopped: {e}", path.display()),
-            });
-        }
-    }
-    job.progress.wake_now();
-    shared.wake.notify_one();
-}
-
-/// Fetches a remote artifact into the cache (or finds it there).
-async fn fetch_job(shared: Arc<Shared>, job: Arc<Job>) {
-    let outcome = fetch(&shared, &job).await;
-    let mut st = lock(&job.state);
-    st.running = false;
-    match outcome {
-        Ok((path, hex, size)) => {
-            st.phase = ModelPhase::Ready;
-            st.path = Some(path);
-            st.digest = Some(cache::digest_of_hex(&hex));
-            st.size = Some(size);
-            st.problem = None;
-            st.failures = 0;
-            st.retry_at = None;
-        }
-        Err(e) => {
-            if matches!(e, FetchError::DigestMismatch { .. }) {
-                shared.verified_mismatch.fetch_add(1, Ordering::Relaxed);
-            }
-            st.phase = ModelPhase::Failed;
-            st.path = None;
-            st.failures += 1;
-            let mut problem = fetch_problem(&e);
-            if e.retriable() {
-                let delay = RETRY_INITIAL
-                    .saturating_mul(1 << st.failures.min(8).saturating_sub(1))
-                    .min(RETRY_MAX);
-                st.retry_at = Some(Instant::now() + delay);
-                problem.message = format!("{}; trying again in {}s", problem.message, delay.as_secs());
-            } else {
-                st.retry_at = None;
-            }
-            tracing::warn!(reference = %job.reference, reason = problem.reason, error = %problem.message, "model fetch failed");
-            st.problem = Some(problem);
-        }
-    }
-    drop(st);
-    job.progress.wake_now();
-}
-
-async fn fetch(shared: &Shared, job: &Job) -> Result<(PathBuf, String, u64), FetchError> {
-    let Some(fetcher) = &shared.fetcher else {
-        return Err(FetchError::NoCache(job.reference.clone()));
-    };
-    if let Some(hit) = cached(shared, fetcher, &job.reference, job.expected_hex.as_deref()) {
-        record(shared, &hit.1, hit.2, &hit.0, &job.reference);
-        return Ok(hit);
-    }
-    let url = match &job.source {
-        Source::Url(u) => fetcher.check(u)?,
-        Source::Hf { repo, file } => fetcher.resolve_hf(repo, file.as_deref()).await?,
-        Source::File(p) => return Err(FetchError::LocalFile(format!("{} is not fetched", p.display()))),
-    };
-    {
-        let mut st = lock(&job.state);
-        st.phase = ModelPhase::Fetching;
-        st.source_url = Some(crate::catalog::policy::display_url(&url));
-    }
-    job.progress.wake_now();
-    tracing::info!(reference = %job.reference, url = %crate::catalog::policy::display_url(&url), "fetching model");
-    let got = fetcher
-        .download(&url, job.expected_hex.as_deref(), &job.progress)
-        .await?;
-    if job.expected_hex.is_some() {
-        shared.verified_ok.fetch_add(1, Ordering::Relaxed);
-    }
-    record(shared, &got.hex, got.size, &got.path, &job.reference);
-    Ok((got.path, got.hex, got.size))
-}
-
-/// The GGUF figures of `path`, read once per job.
-fn measure_cached(job: &Job, path: &Path) -> Result<Measured, String> {
-    let mut st = lock(&job.state);
-    if let Some((p, m)) = &st.measured
-        && p == path
-    {
-        return m.clone();
-    }
-    let m = measure(path);
-    st.measured = Some((path.to_path_buf(), m.clone()));
-    m
-}
-
-/// Reads the GGUF header of `path`.
-fn measure(path: &Path) -> Result<Measured, String> {
-    let summary = llorch_gguf::read_summary(path).map_err(|e| e.to_string())?;
-    Ok(Measured {
-        info: summary.info(),
-        weights_bytes: summary.tensor_bytes,
-        kv_bytes_per_token: summary.kv_bytes_per_token(),
-    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use llorch_manifests::api::Lifecycle;
+use llorch_manifests::status::ModelState;
 
 use super::*;
 use crate::catalog::testserver::{Route, Server};
@@ -19,8 +20,12 @@ fn spec(reference: &str, digest: Option<&str>) -> ModelSpec {
     }
 }
 
+fn gguf() -> Vec<u8> {
+    llorch_gguf::fixture::tiny_model("llama")
+}
+
 fn sha(b: &[u8]) -> String {
-    format!("sha256:{}", cache::hex(&Sha256::digest(b)))
+    cache::digest_of_hex(&cache::sha256_hex(b))
 }
 
 fn manager(dir: &Path, downloads: bool, hosts: &[&str], hub: &str, token: Option<&str>) -> ModelManager {
@@ -67,7 +72,7 @@ async fn observe_until(
 #[tokio::test]
 async fn a_local_file_without_digest_is_ready_at_once_and_recorded_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("m.gguf"), b"weights").unwrap();
+    std::fs::write(dir.path().join("m.gguf"), gguf()).unwrap();
     let manifest = dir.path().join("model.yaml");
     let mut m = manager(dir.path(), true, &[], hf::HUB, None);
     let s = spec("file:m.gguf", None);
@@ -76,7 +81,7 @@ async fn a_local_file_without_digest_is_ready_at_once_and_recorded_in_place() {
     assert!(st.path.as_deref().unwrap().ends_with("m.gguf"));
     assert!(m.ready("tiny").is_some());
     let st = observe_until(&mut m, "tiny", &s, &manifest, |st| st.digest.is_some()).await;
-    assert_eq!(st.digest.as_deref(), Some(sha(b"weights").as_str()));
+    assert_eq!(st.digest.as_deref(), Some(sha(&gguf()).as_str()));
     m.retain(&BTreeSet::from(["tiny".to_string()]));
     let entries = m.handle().entries();
     assert_eq!(entries.len(), 1);
@@ -94,7 +99,7 @@ async fn a_local_file_without_digest_is_ready_at_once_and_recorded_in_place() {
 #[tokio::test]
 async fn a_local_file_with_a_wrong_digest_fails_naming_both_digests() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("m.gguf"), b"weights").unwrap();
+    std::fs::write(dir.path().join("m.gguf"), gguf()).unwrap();
     let manifest = dir.path().join("model.yaml");
     let mut m = manager(dir.path(), true, &[], hf::HUB, None);
     let wrong = format!("sha256:{}", "1".repeat(64));
@@ -105,14 +110,14 @@ async fn a_local_file_with_a_wrong_digest_fails_naming_both_digests() {
     let p = m.problem("tiny").unwrap();
     assert_eq!(p.reason, "DigestMismatch");
     assert!(
-        p.message.contains(&wrong) && p.message.contains(&sha(b"weights")),
+        p.message.contains(&wrong) && p.message.contains(&sha(&gguf())),
         "{}",
         p.message
     );
     assert!(m.ready("tiny").is_none());
     assert_eq!(m.handle().verifications()[1], ("mismatch", 1));
 
-    let good = spec("file:m.gguf", Some(&sha(b"weights")));
+    let good = spec("file:m.gguf", Some(&sha(&gguf())));
     observe_until(&mut m, "tiny", &good, &manifest, |st| st.phase == ModelPhase::Ready).await;
     assert_eq!(m.handle().verifications()[0], ("ok", 1));
 }
@@ -156,7 +161,7 @@ async fn policy_refusals_are_immediate_and_pull_repeats_them() {
 #[tokio::test]
 async fn a_remote_model_is_fetched_resumed_verified_and_retired_when_undeclared() {
     let server = Server::start().await;
-    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 97) as u8).collect();
+    let body = gguf();
     server.route("/tiny.gguf", Route::Body(body.clone()));
     server.cut_next();
     let dir = tempfile::tempdir().unwrap();
@@ -224,6 +229,36 @@ async fn gguf_headers_give_vram_figures_and_vram_bytes_overrides_them() {
 }
 
 #[tokio::test]
+async fn a_file_that_is_not_gguf_fails_unless_vram_bytes_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.bin"), b"not a model").unwrap();
+    let manifest = dir.path().join("model.yaml");
+    let mut m = manager(dir.path(), true, &[], hf::HUB, None);
+    let st = m.observe("x", &spec("file:m.bin", None), &manifest);
+    if REQUIRE_GGUF {
+        assert_eq!(st.phase, ModelPhase::Failed);
+        let p = m.problem("x").unwrap();
+        assert_eq!(p.reason, "NotGguf");
+        assert!(
+            p.message.contains("is not a GGUF file") && p.message.contains("set `spec.vramBytes`"),
+            "{}",
+            p.message
+        );
+        assert!(m.usable("x").unwrap_err().starts_with("Model `x` is not usable: "));
+    } else {
+        // Until every test fixture is a GGUF file: usable, but without VRAM figures.
+        assert_eq!((st.phase, st.vram, st.gguf), (ModelPhase::Ready, None, None));
+    }
+
+    let mut with_override = spec("file:m.bin", None);
+    with_override.vram_bytes = Some(1 << 30);
+    let st = m.observe("x", &with_override, &manifest);
+    assert_eq!(st.phase, ModelPhase::Ready);
+    assert_eq!(st.vram.unwrap().source, "override");
+    assert!(st.gguf.is_none());
+}
+
+#[tokio::test]
 async fn an_hf_repository_reference_downloads_its_only_gguf_and_the_token_never_shows() {
     let server = Server::start().await;
     let token = "hf_TOPSECRET0123";
@@ -233,7 +268,7 @@ async fn an_hf_repository_reference_downloads_its_only_gguf_and_the_token_never_
         "/api/models/org/one",
         Route::Body(br#"{"siblings":[{"rfilename":"q.gguf"}]}"#.to_vec()),
     );
-    server.route("/org/one/resolve/main/q.gguf", Route::Body(b"gguf bytes".to_vec()));
+    server.route("/org/one/resolve/main/q.gguf", Route::Body(gguf()));
     server.route("/org/gated/resolve/main/x.gguf", Route::Status(401));
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("model.yaml");
@@ -241,7 +276,7 @@ async fn an_hf_repository_reference_downloads_its_only_gguf_and_the_token_never_
 
     let one = spec("hf:org/one", None);
     let st = observe_until(&mut m, "one", &one, &manifest, |st| st.phase == ModelPhase::Ready).await;
-    assert_eq!(std::fs::read(st.path.unwrap()).unwrap(), b"gguf bytes");
+    assert_eq!(std::fs::read(st.path.unwrap()).unwrap(), gguf());
 
     let two = spec("hf:org/two", None);
     observe_until(&mut m, "two", &two, &manifest, |st| st.phase == ModelPhase::Failed).await;

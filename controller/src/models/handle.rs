@@ -1,0 +1,66 @@
+//! The API's side of the ModelManager: the catalog's entries, pulls (refused at once when the
+//! download policy forbids them) and verification counts for `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use llorch_manifests::api::CatalogEntry;
+use llorch_manifests::status::ModelPhase;
+
+use super::PullError;
+use super::shared::{Shared, lock};
+
+/// The API's side: the catalog's entries, pulls and verification counts. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ModelsHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ModelsHandle {
+    /// Every catalog entry, by digest.
+    pub fn entries(&self) -> Vec<CatalogEntry> {
+        lock(&self.shared.index).entries()
+    }
+
+    /// Starts (or refreshes) Model `name`'s fetch on the controller's next pass; refused at
+    /// once when the policy forbids the download.
+    pub fn pull(&self, name: &str) -> Result<ModelPhase, PullError> {
+        let models = lock(&self.shared.models);
+        let Some(known) = models.get(name) else {
+            return Err(PullError::NotFound(format!(
+                "model `{name}` not found; list them with `orchctl get models`"
+            )));
+        };
+        let phase = known.state.phase;
+        let key = known.key.clone();
+        drop(models);
+        let job = lock(&self.shared.jobs).get(&key).cloned();
+        if let Some(job) = &job
+            && job.stamp.is_none()
+            && phase != ModelPhase::Ready
+        {
+            self.shared
+                .precheck(&job.source)
+                .map_err(|e| PullError::Policy(e.to_string()))?;
+        } else if job.is_none()
+            && let Some(p) = lock(&self.shared.models).get(name).and_then(|k| k.problem.clone())
+            && matches!(
+                p.reason,
+                "DownloadsDisabled" | "HostNotAllowed" | "NoModelCache" | "InvalidReference"
+            )
+        {
+            return Err(PullError::Policy(p.message));
+        }
+        lock(&self.shared.pulls).insert(name.to_string());
+        self.shared.wake.notify_one();
+        Ok(phase)
+    }
+
+    /// `(result, count)` of digest verifications so far: `ok` and `mismatch`.
+    pub fn verifications(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("ok", self.shared.verified_ok.load(Ordering::Relaxed)),
+            ("mismatch", self.shared.verified_mismatch.load(Ordering::Relaxed)),
+        ]
+    }
+}

@@ -1,0 +1,104 @@
+//! A Model's status from its state: `status.model`, the Ready/Progressing/Degraded
+//! conditions with reasons like `Fetching`, `DigestMismatch`, `DownloadsDisabled`,
+//! `HostNotAllowed`, and the events for a fetch that starts, completes or fails.
+
+use llorch_manifests::status::{ConditionType, EventType, ModelPhase, ModelState, ObjectStatus};
+
+use super::Problem;
+use crate::conditions;
+
+/// Sets a Model's `status.model` and its conditions from its state: Ready when Ready,
+/// Progressing while fetched or verified, Degraded with the problem's reason when Failed.
+pub fn set_conditions(status: &mut ObjectStatus, state: ModelState, problem: Option<&Problem>) {
+    match state.phase {
+        ModelPhase::Ready => {
+            let digest = state.digest.as_deref().unwrap_or("digest not computed yet");
+            let path = state.path.as_deref().unwrap_or_default();
+            conditions::set_healthy(status, "ModelReady", format!("model file {path} ({digest})"));
+        }
+        ModelPhase::Failed => {
+            let (reason, message) = problem
+                .map(|p| (p.reason, p.message.clone()))
+                .unwrap_or(("ModelUnavailable", "the model is not usable".into()));
+            conditions::set_failed(status, reason, message);
+        }
+        phase => {
+            let reason = match phase {
+                ModelPhase::Verifying => "Verifying",
+                ModelPhase::Fetching => "Fetching",
+                _ => "Pending",
+            };
+            let message = progress_text(&state);
+            conditions::set(status, ConditionType::Ready, false, reason, message.clone());
+            conditions::set(status, ConditionType::Progressing, true, reason, message.clone());
+            conditions::set(status, ConditionType::Degraded, false, reason, message);
+        }
+    }
+    status.model = Some(state);
+}
+
+/// The event for a Model moving from `before` to `now`: fetch started, completed, failed.
+pub fn event(
+    before: Option<&ModelState>,
+    now: &ModelState,
+    problem: Option<&Problem>,
+) -> Option<(EventType, &'static str, String)> {
+    let was = before.map(|b| b.phase).unwrap_or_default();
+    let url = now.source_url.as_deref().unwrap_or("the model");
+    match now.phase {
+        ModelPhase::Fetching if was != ModelPhase::Fetching => {
+            Some((EventType::Normal, "FetchStarted", format!("fetching {url}")))
+        }
+        ModelPhase::Ready if was != ModelPhase::Ready && now.source_url.is_some() => Some((
+            EventType::Normal,
+            "FetchCompleted",
+            format!(
+                "fetched {url} ({}, {}) into {}",
+                human_bytes(now.bytes_total.unwrap_or(now.bytes_done)),
+                now.digest.as_deref().unwrap_or("no digest"),
+                now.path.as_deref().unwrap_or_default()
+            ),
+        )),
+        ModelPhase::Failed if was != ModelPhase::Failed => {
+            let (reason, message) = problem
+                .map(|p| (p.reason, p.message.clone()))
+                .unwrap_or(("ModelUnavailable", "the model is not usable".into()));
+            Some((EventType::Warning, reason, message))
+        }
+        _ => None,
+    }
+}
+
+/// "fetching URL: 12.0 MiB of 40.0 MiB (30%)" and the like.
+pub(crate) fn progress_text(state: &ModelState) -> String {
+    let what = match state.phase {
+        ModelPhase::Fetching => format!("fetching {}", state.source_url.as_deref().unwrap_or("the model")),
+        ModelPhase::Verifying => "verifying its digest".to_string(),
+        _ => return "waiting to be fetched or verified".to_string(),
+    };
+    match state.bytes_total {
+        Some(total) if total > 0 => format!(
+            "{what}: {} of {} ({}%)",
+            human_bytes(state.bytes_done),
+            human_bytes(total),
+            state.bytes_done.saturating_mul(100) / total
+        ),
+        _ => format!("{what}: {}", human_bytes(state.bytes_done)),
+    }
+}
+
+/// `1.5 GiB`, `12.0 MiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
