@@ -108,9 +108,11 @@ impl ReplicaInputs<'_> {
                 .replace("{slots}", &self.pool.slots_per_replica.to_string())
                 .replace("{host}", host)
         };
-        let split = self.pool.tensor_split.as_ref().map(|w| {
-            w.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-        });
+        let split = self
+            .pool
+            .tensor_split
+            .as_ref()
+            .map(|w| w.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
         let args = with_tensor_split(self.engine.args.iter().chain(&self.engine.extra_args), split.as_deref())
             .iter()
             .map(fill)
@@ -200,7 +202,8 @@ pub fn with_tensor_split<'a>(args: impl Iterator<Item = &'a String>, split: Opti
 }
 
 /// GPUs for replica `index`: `per_replica` consecutive devices from the selection, wrapping.
-/// Errors when the selection is empty or smaller than `per_replica`.
+/// Errors when the selection is empty or smaller than `per_replica`. Round-robin, blind to
+/// VRAM: the controller no longer uses it; it places replicas with `placement::plan`.
 pub fn assign_gpus(selection: &[u32], per_replica: u32, index: u32) -> Result<Vec<u32>, String> {
     let n = selection.len();
     let g = per_replica as usize;
@@ -350,7 +353,10 @@ mod tests {
             with_tensor_split(args.iter(), Some("2,1")),
             ["--model", "m", "--tensor-split", "2,1", "--split-mode=row"]
         );
-        assert_eq!(with_tensor_split(args.iter(), None), ["--model", "m", "--split-mode=row"]);
+        assert_eq!(
+            with_tensor_split(args.iter(), None),
+            ["--model", "m", "--split-mode=row"]
+        );
         let inline: Vec<String> = vec!["-ts={tensor_split}".into(), "--x".into()];
         assert_eq!(with_tensor_split(inline.iter(), None), ["--x"]);
         assert_eq!(with_tensor_split(inline.iter(), Some("3,1")), ["-ts=3,1", "--x"]);
