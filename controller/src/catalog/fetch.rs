@@ -66,6 +66,12 @@ impl Fetcher {
         })
     }
 
+    /// The same fetcher over another HTTP client (a private CA; tests).
+    pub fn with_http(mut self, http: HttpClient) -> Fetcher {
+        self.http = http;
+        self
+    }
+
     /// The policy.
     pub fn policy(&self) -> &Policy {
         &self.policy

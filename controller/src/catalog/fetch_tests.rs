@@ -9,6 +9,7 @@ use llorch_manifests::config::ModelsConfig;
 use tokio::sync::Notify;
 
 use super::*;
+use crate::catalog::http::HttpClient;
 use crate::catalog::testserver::{Route, Server};
 
 fn body() -> Vec<u8> {
@@ -144,4 +145,40 @@ async fn the_token_goes_to_hub_hosts_only_and_never_appears_in_errors() {
     let text = format!("{e} {e:?} {f:?}");
     assert!(!text.contains(token), "{text}");
     assert!(text.contains("HTTP 403"), "{text}");
+}
+
+#[tokio::test]
+async fn https_downloads_verify_the_servers_certificate_with_the_ring_provider() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let server = Server::start_tls().await;
+    server.route("/m.gguf", Route::Body(body()));
+    let url = Url::parse(&format!("{}/m.gguf", server.base)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Trusting the server's certificate: the download goes through TLS and lands verified.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(crate::catalog::testserver::CERT_PEM).unwrap())
+        .unwrap();
+    let trusting = fetcher(dir.path(), &["localhost"], None, hf::HUB).with_http(HttpClient::with_tls(
+        crate::catalog::tls::client_config_with(roots).unwrap(),
+    ));
+    let got = trusting
+        .download(&url, Some(&hex_of(&body())), &progress())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), body());
+
+    // The system's roots do not know it: refused, with the reason, and nothing was served.
+    let asked = server.seen().len();
+    let other = tempfile::tempdir().unwrap();
+    let e = fetcher(other.path(), &["localhost"], None, hf::HUB)
+        .download(&url, None, &progress())
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "FetchFailed");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    assert_eq!(server.seen().len(), asked, "no request crossed an untrusted connection");
 }

@@ -37,20 +37,25 @@ pub struct Response {
 }
 
 impl HttpClient {
-    /// A client for http and https URLs.
+    /// A client for http and https URLs, trusting the system's root certificates.
     pub fn new() -> Result<HttpClient, String> {
+        Ok(HttpClient::with_tls(super::tls::client_config()?))
+    }
+
+    /// A client whose https trusts what `tls` says.
+    pub fn with_tls(tls: rustls::ClientConfig) -> HttpClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(super::tls::client_config()?)
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(HttpClient {
+        HttpClient {
             client: Client::builder(TokioExecutor::new()).build(https),
-        })
+        }
     }
 
     /// GET `url` with `headers`; the error is a sentence (never containing header values).

@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// The test server's self-signed certificate (for `localhost` and `127.0.0.1`).
+pub const CERT_PEM: &[u8] = include_bytes!("fixtures/localhost-cert.pem");
 
 /// What a path answers.
 #[derive(Clone, Debug)]
@@ -59,6 +62,40 @@ impl Server {
         server
     }
 
+    /// Starts serving https as `localhost` on a free loopback port, with the certificate and
+    /// key in `fixtures/` (self-signed, `localhost` and `127.0.0.1`).
+    pub async fn start_tls() -> Arc<Server> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let cert = CertificateDer::from_pem_slice(CERT_PEM).expect("cert");
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("fixtures/localhost-key.pem")).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = Arc::new(Server {
+            base: format!("https://localhost:{port}"),
+            ..Server::default()
+        });
+        let s = server.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let (s, acceptor) = (s.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(conn).await {
+                        s.serve(tls).await;
+                    }
+                });
+            }
+        });
+        server
+    }
+
     /// Sets what `path` answers.
     pub fn route(&self, path: &str, route: Route) {
         self.routes
@@ -77,7 +114,7 @@ impl Server {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    async fn serve(self: Arc<Self>, mut conn: tokio::net::TcpStream) {
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(self: Arc<Self>, mut conn: S) {
         let mut head = Vec::new();
         let mut buf = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -10,6 +10,18 @@ use rustls::{ClientConfig, RootCertStore};
 /// `ca-certificates` package), https downloads fail with an unknown-issuer error, which
 /// [`crate::catalog::fetch`] turns into advice; a warning says so at start.
 pub fn client_config() -> Result<ClientConfig, String> {
+    client_config_with(system_roots())
+}
+
+/// A client config trusting exactly `roots` (a private mirror's CA; tests).
+pub fn client_config_with(roots: RootCertStore) -> Result<ClientConfig, String> {
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| format!("cannot set up TLS: {e}"))
+}
+
+fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(found.certs);
@@ -19,10 +31,7 @@ pub fn client_config() -> Result<ClientConfig, String> {
             "no system root certificates found; https model downloads will fail (install `ca-certificates`)"
         );
     }
-    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .map_err(|e| format!("cannot set up TLS: {e}"))
+    roots
 }
 
 #[cfg(test)]
