@@ -9,18 +9,16 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use llorch_controller::provision::os::OsRelease;
-use llorch_controller::provision::plan::{RunAs, engine_plan};
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::runtime::docker::DockerRuntime;
 use llorch_controller::runtime::process::resolve::which;
 use llorch_manifests::config::{Config, GpuConfig};
-use llorch_manifests::{AnyObject, Provisioning};
 use serde::Serialize;
+
+mod engines;
 
 use crate::Io;
 use crate::cli::DoctorArgs;
-use crate::manifest_dir::ManifestDir;
 
 /// Below this much free space a cache is a FAIL.
 pub const DISK_FAIL_BYTES: u64 = 2 << 30;
@@ -53,7 +51,7 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-fn check(name: &str, level: Level, found: impl Into<String>, fix: Option<&str>) -> Check {
+pub(crate) fn check(name: &str, level: Level, found: impl Into<String>, fix: Option<&str>) -> Check {
     Check {
         check: name.to_string(),
         level,
@@ -110,7 +108,7 @@ pub async fn run(config_flag: Option<&Path>, args: &DoctorArgs, io: &mut Io<'_>)
     checks.push(disk_check("disk-model-cache", &model_cache));
     checks.push(disk_check("disk-engine-cache", &engine_cache));
     let (manifests_dir, _) = config.resolved_dirs(&home, &config_path);
-    engine_checks(&config, &manifests_dir, &engine_cache, runtime.as_ref(), &mut checks).await;
+    engines::checks(&config, &manifests_dir, &engine_cache, runtime.as_ref(), &mut checks).await;
     if args.json {
         writeln!(io.out, "{}", serde_json::to_string_pretty(&checks)?)?;
     } else {
@@ -334,7 +332,7 @@ fn toolkit_checks(config: &Config, runtime: Option<&DockerRuntime>, checks: &mut
 }
 
 /// `which`'s answer without the list of PATH directories it searched.
-fn short(why: &str) -> String {
+pub(crate) fn short(why: &str) -> String {
     match why.find(" is not on PATH (") {
         Some(i) => format!("{} is not on PATH", &why[..i]),
         None => why.to_string(),
@@ -382,170 +380,6 @@ fn disk_check(name: &str, path: &Path) -> Check {
             }
         }
         Err(e) => check(name, Level::Warn, format!("cannot stat {}: {e}", path.display()), None),
-    }
-}
-
-async fn engine_checks(
-    config: &Config,
-    manifests_dir: &Path,
-    engine_cache: &Path,
-    runtime: Option<&DockerRuntime>,
-    checks: &mut Vec<Check>,
-) {
-    let dir = match ManifestDir::read(manifests_dir) {
-        Ok(d) => d,
-        Err(e) => {
-            checks.push(check("manifests", Level::Warn, format!("{e:#}"), None));
-            return;
-        }
-    };
-    let engines: Vec<_> = dir
-        .objects()
-        .filter_map(|l| match &l.object {
-            AnyObject::Engine(e) => Some(e.clone()),
-            _ => None,
-        })
-        .collect();
-    if engines.is_empty() {
-        checks.push(check(
-            "engines",
-            Level::Ok,
-            format!(
-                "no Engine declared in {}: no mode-specific tools needed",
-                manifests_dir.display()
-            ),
-            None,
-        ));
-    }
-    let os = OsRelease::read();
-    for e in engines {
-        let name = format!("engine/{} ({})", e.name(), e.spec.provisioning.as_str());
-        let tool = |t: &str, fix: &str| match which(t) {
-            Ok(p) => check(&name, Level::Ok, format!("{t}: {}", p.display()), None),
-            Err(why) => check(&name, Level::Fail, short(&why), Some(fix)),
-        };
-        match e.spec.provisioning {
-            Provisioning::Container => {
-                let image = e.spec.image.clone().unwrap_or_default();
-                match runtime {
-                    Some(rt) => match rt.image_exists(&image).await {
-                        Ok(true) => checks.push(check(&name, Level::Ok, format!("image {image} is present"), None)),
-                        Ok(false) if config.provisioning.allow_image_pulls => checks.push(check(
-                            &name,
-                            Level::Ok,
-                            format!("image {image} is not present; it will be pulled (allowImagePulls: true)"),
-                            None,
-                        )),
-                        Ok(false) => {
-                            let kind = rt.identity().kind;
-                            checks.push(check(
-                                &name,
-                                Level::Fail,
-                                format!("image {image} is not present and pulls are off (config `provisioning.allowImagePulls: false`)"),
-                                Some(&format!("{kind} pull {image}")),
-                            ))
-                        }
-                        Err(err) => checks.push(check(
-                            &name,
-                            Level::Warn,
-                            format!("cannot check image {image}: {err}"),
-                            None,
-                        )),
-                    },
-                    None => checks.push(check(&name, Level::Fail, "needs a container runtime (see above)", None)),
-                }
-            }
-            Provisioning::External => {
-                let url = e.spec.url.clone().unwrap_or_default();
-                let probe = format!("{}{}", url.trim_end_matches('/'), e.spec.health.path);
-                let answer = reqwest::Client::new()
-                    .get(&probe)
-                    .timeout(Duration::from_secs(3))
-                    .send()
-                    .await;
-                checks.push(match answer {
-                    Ok(r) if r.status().is_success() => {
-                        check(&name, Level::Ok, format!("{probe} answers {}", r.status()), None)
-                    }
-                    Ok(r) => check(
-                        &name,
-                        Level::Warn,
-                        format!("{probe} answers {}", r.status()),
-                        Some("check the engine's own logs"),
-                    ),
-                    Err(err) => check(
-                        &name,
-                        Level::Warn,
-                        format!("{probe} does not answer: {err}"),
-                        Some("start the engine at that URL (llama-orch never starts external engines)"),
-                    ),
-                });
-            }
-            Provisioning::Binary => checks.push(tool(
-                e.spec.executable.as_deref().unwrap_or_default(),
-                "install the engine, or set `spec.executable` to its absolute path",
-            )),
-            Provisioning::Source => {
-                let plan = engine_plan(e.name(), &e.spec, &config.provisioning, engine_cache, &os);
-                if let RunAs::Executable(exe) = &plan.run
-                    && which(exe).is_ok()
-                {
-                    checks.push(check(&name, Level::Ok, format!("already built: {exe}"), None));
-                    continue;
-                }
-                checks.push(tool("git", "apt install git"));
-                checks.push(tool("cmake", "apt install cmake"));
-                let cxx = ["c++", "g++", "clang++"].iter().find_map(|c| which(c).ok());
-                checks.push(match cxx {
-                    Some(p) => check(&name, Level::Ok, format!("C++ compiler: {}", p.display()), None),
-                    None => check(
-                        &name,
-                        Level::Fail,
-                        "no C++ compiler (c++, g++ or clang++) on PATH",
-                        Some("apt install build-essential"),
-                    ),
-                });
-                let nvcc = which("nvcc").or_else(|_| which("/usr/local/cuda/bin/nvcc"));
-                checks.push(match nvcc {
-                    Ok(p) => check(&name, Level::Ok, format!("nvcc: {}", p.display()), None),
-                    Err(_) => check(
-                        &name,
-                        Level::Fail,
-                        "no nvcc on PATH or in /usr/local/cuda/bin: a CUDA build needs the CUDA toolkit",
-                        Some("apt install nvidia-cuda-toolkit   # or NVIDIA's CUDA repository; then put nvcc on PATH"),
-                    ),
-                });
-                if !config.provisioning.allow_source_builds {
-                    checks.push(check(
-                        &name,
-                        Level::Warn,
-                        "config `provisioning.allowSourceBuilds` is false: llama-orch will not build it (`orchctl plan` shows the steps)",
-                        Some("set `provisioning: {allowSourceBuilds: true}` in config.yaml, or run the plan yourself"),
-                    ));
-                }
-            }
-            Provisioning::Package => {
-                let binary = e.spec.package.as_ref().map(|p| p.binary.clone()).unwrap_or_default();
-                if which(&binary).is_ok() {
-                    checks.push(tool(&binary, ""));
-                } else if !os.is_arch() {
-                    checks.push(check(
-                        &name,
-                        Level::Fail,
-                        format!(
-                            "package provisioning needs Arch Linux (pacman); this host is {}",
-                            os.describe()
-                        ),
-                        Some("use `provisioning: binary` with an installed llama-server, or `provisioning: container`"),
-                    ));
-                } else {
-                    checks.push(tool("pacman", "this is not a working Arch Linux install"));
-                    if e.spec.package.as_ref().is_some_and(|p| p.aur) {
-                        checks.push(tool("makepkg", "pacman -S --needed base-devel"));
-                    }
-                }
-            }
-        }
     }
 }
 
