@@ -639,6 +639,10 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
     summarize(status, inputs.pool, &replicas, ctx.slots, now, rolled_back);
     if !refused.is_empty() {
         let message = refused.join("; ");
+        // Nothing is on its way for a refused replica: not "starting" while the rest are Ready.
+        if replicas.iter().all(|r| r.phase == ReplicaPhase::Ready) {
+            conditions::set(status, ConditionType::Progressing, false, "InsufficientVram", message.clone());
+        }
         conditions::set(status, ConditionType::Degraded, true, "InsufficientVram", message);
     }
     PoolOutcome { replicas, requeue }

@@ -154,6 +154,11 @@ async fn over_commit_is_refused_before_any_container_exists_naming_the_device_an
         "{}",
         degraded.message
     );
+    let progressing = chat.condition(ConditionType::Progressing).unwrap();
+    assert!(
+        progressing.status,
+        "chat-0 is still starting on the fake runtime: {progressing:?}"
+    );
     let refusals = w.events_of("PlacementRefused");
     assert_eq!(
         refusals.len(),

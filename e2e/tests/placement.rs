@@ -112,6 +112,11 @@ fn replicas_go_where_vram_is_free_and_over_commit_is_refused(rt: Runtime) {
         [vec![0]],
         "over-0 took GPU 0; over-1 has no replica row"
     );
+    let progressing = pool_status(&s, "over")
+        .unwrap()
+        .condition(ConditionType::Progressing)
+        .unwrap();
+    assert!(!progressing.status, "nothing is on its way for over-1: {progressing:?}");
     // Give the loop a few more passes: the refused replica never gets a container.
     std::thread::sleep(Duration::from_secs(3));
     assert!(
