@@ -377,7 +377,9 @@ impl<R: ContainerRuntime> Controller<R> {
             .values()
             .flatten()
             .filter_map(|c| {
-                let loaded = self.probers.state(&c.id).is_some_and(|p| p.ever_healthy);
+                // Loaded once Ready; a container first seen this pass (adopted after a
+                // restart) has been running before us and counts as loaded.
+                let loaded = self.probers.state(&c.id).is_none_or(|p| p.ever_healthy);
                 placement::memory::existing(c, loaded)
             })
             .collect();
