@@ -324,3 +324,24 @@ fn downloads_off_or_a_host_not_allowed_are_refused_with_the_reason() {
     assert!(server.ranges().is_empty(), "the server was never asked");
     assert!(d.container_ids().is_empty());
 }
+
+#[test]
+fn a_catalog_index_from_a_newer_llama_orch_stops_the_daemon_and_is_left_untouched() {
+    let mut d = daemon_with_models("");
+    d.kill();
+    let index = d.home.path().join("state/catalog.json");
+    let newer = r#"{"schemaVersion": 99, "entries": []}"#;
+    std::fs::write(&index, newer).unwrap();
+    let out = std::process::Command::new(llama_orch_e2e::daemon::bin("llama-orchd"))
+        .env("LLAMA_ORCH_HOME", d.home.path())
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("catalog.json has schemaVersion 99") && stderr.contains("upgrade llama-orchd"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&index).unwrap(), newer);
+}
