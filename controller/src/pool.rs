@@ -641,7 +641,13 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
         let message = refused.join("; ");
         // Nothing is on its way for a refused replica: not "starting" while the rest are Ready.
         if replicas.iter().all(|r| r.phase == ReplicaPhase::Ready) {
-            conditions::set(status, ConditionType::Progressing, false, "InsufficientVram", message.clone());
+            conditions::set(
+                status,
+                ConditionType::Progressing,
+                false,
+                "InsufficientVram",
+                message.clone(),
+            );
         }
         conditions::set(status, ConditionType::Degraded, true, "InsufficientVram", message);
     }
