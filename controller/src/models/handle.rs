@@ -25,31 +25,29 @@ impl ModelsHandle {
     /// Starts (or refreshes) Model `name`'s fetch on the controller's next pass; refused at
     /// once when the policy forbids the download.
     pub fn pull(&self, name: &str) -> Result<ModelPhase, PullError> {
-        let models = lock(&self.shared.models);
-        let Some(known) = models.get(name) else {
-            return Err(PullError::NotFound(format!(
-                "model `{name}` not found; list them with `orchctl get models`"
-            )));
+        let (phase, key, problem) = match lock(&self.shared.models).get(name) {
+            Some(known) => (known.state.phase, known.key.clone(), known.problem.clone()),
+            None => {
+                return Err(PullError::NotFound(format!(
+                    "model `{name}` not found; list them with `orchctl get models`"
+                )));
+            }
         };
-        let phase = known.state.phase;
-        let key = known.key.clone();
-        drop(models);
-        let job = lock(&self.shared.jobs).get(&key).cloned();
-        if let Some(job) = &job
-            && job.stamp.is_none()
-            && phase != ModelPhase::Ready
-        {
-            self.shared
+        match lock(&self.shared.jobs).get(&key).cloned() {
+            // A remote artifact not in the cache yet: the policy decides now, not later.
+            Some(job) if job.stamp.is_none() && phase != ModelPhase::Ready => self
+                .shared
                 .precheck(&job.source)
-                .map_err(|e| PullError::Policy(e.to_string()))?;
-        } else if job.is_none()
-            && let Some(p) = lock(&self.shared.models).get(name).and_then(|k| k.problem.clone())
-            && matches!(
-                p.reason,
-                "DownloadsDisabled" | "HostNotAllowed" | "NoModelCache" | "InvalidReference"
-            )
-        {
-            return Err(PullError::Policy(p.message));
+                .map_err(|e| PullError::Policy(e.to_string()))?,
+            // No job: refused at observation; a policy refusal stands until the config changes.
+            None => {
+                if let Some(p) =
+                    problem.filter(|p| matches!(p.reason, "DownloadsDisabled" | "HostNotAllowed" | "NoModelCache"))
+                {
+                    return Err(PullError::Policy(p.message));
+                }
+            }
+            Some(_) => {}
         }
         lock(&self.shared.pulls).insert(name.to_string());
         self.shared.wake.notify_one();
