@@ -315,9 +315,6 @@ impl ModelManager {
             let measured = measure_cached(&job, path);
             match (spec.vram_bytes, measured) {
                 (Some(bytes), m) => {
-                    if let Err(e) = &m {
-                        tracing::warn!(model = name, error = %e, "not a readable GGUF; using `spec.vramBytes`");
-                    }
                     model.gguf = m.ok().map(|m| m.info);
                     model.vram = Some(ModelVram {
                         source: "override".into(),
@@ -333,9 +330,7 @@ impl ModelManager {
                     });
                     model.gguf = Some(m.info);
                 }
-                (None, Err(e)) if !REQUIRE_GGUF => {
-                    tracing::debug!(model = name, error = %e, "not a readable GGUF; no VRAM figures");
-                }
+                (None, Err(_)) if !REQUIRE_GGUF => {}
                 (None, Err(e)) => {
                     model.phase = ModelPhase::Failed;
                     problem = Some(Problem {

@@ -193,6 +193,10 @@ pub(crate) fn measure_cached(job: &Job, path: &Path) -> Result<Measured, String>
         return m.clone();
     }
     let m = measure(path);
+    if let Err(e) = &m {
+        // Once per file, not once per pass.
+        tracing::warn!(path = %path.display(), error = %e, "cannot read the GGUF header; without `spec.vramBytes` there are no VRAM figures");
+    }
     st.measured = Some((path.to_path_buf(), m.clone()));
     m
 }
