@@ -249,7 +249,13 @@ impl ModelManager {
             }
         }
         drop(models);
-        lock(&self.shared.jobs).retain(|k, _| keys.contains(k));
+        lock(&self.shared.jobs).retain(|k, job| {
+            let needed = keys.contains(k);
+            if !needed {
+                job.abort();
+            }
+            needed
+        });
         let mut index = lock(&self.shared.index);
         if index.set_models(&declared)
             && let Err(e) = index.save()
@@ -389,6 +395,7 @@ impl ModelManager {
             } else {
                 Arc::new(Notify::new())
             })),
+            task: Mutex::new(None),
             state: Mutex::new(JobState {
                 phase: if expected_hex.is_some() {
                     ModelPhase::Verifying
@@ -401,8 +408,10 @@ impl ModelManager {
                 ..JobState::default()
             }),
         });
-        lock(&self.shared.jobs).insert(key, job.clone());
-        tokio::spawn(hash_file_job(self.shared.clone(), job.clone()));
+        if let Some(old) = lock(&self.shared.jobs).insert(key, job.clone()) {
+            old.abort();
+        }
+        job.spawn(hash_file_job(self.shared.clone(), job.clone()));
         Ok(job)
     }
 
@@ -429,7 +438,7 @@ impl ModelManager {
             st.phase = ModelPhase::Pending;
             st.problem = None;
             drop(st);
-            tokio::spawn(fetch_job(self.shared.clone(), job.clone()));
+            job.spawn(fetch_job(self.shared.clone(), job.clone()));
             return Ok(job);
         }
         let Some(fetcher) = &self.shared.fetcher else {
@@ -445,6 +454,7 @@ impl ModelManager {
             expected_hex: expected_hex.map(str::to_string),
             stamp: None,
             progress: Arc::new(Progress::new(self.shared.wake.clone())),
+            task: Mutex::new(None),
             state: Mutex::new(JobState {
                 running: true,
                 source_url: match source {
@@ -455,7 +465,7 @@ impl ModelManager {
             }),
         });
         lock(&self.shared.jobs).insert(key, job.clone());
-        tokio::spawn(fetch_job(self.shared.clone(), job.clone()));
+        job.spawn(fetch_job(self.shared.clone(), job.clone()));
         Ok(job)
     }
 }

@@ -201,6 +201,45 @@ async fn a_remote_model_is_fetched_resumed_verified_and_retired_when_undeclared(
 }
 
 #[tokio::test]
+async fn a_model_deleted_mid_download_stops_its_fetch_and_a_later_one_resumes_the_partial_file() {
+    let server = Server::start().await;
+    let body = gguf();
+    server.route("/tiny.gguf", Route::Body(body.clone()));
+    server.stall_next();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("model.yaml");
+    let mut m = manager(dir.path(), true, &["127.0.0.1"], hf::HUB, None);
+    let s = spec(&format!("{}/tiny.gguf", server.base), Some(&sha(&body)));
+    observe_until(&mut m, "tiny", &s, &manifest, |st| {
+        st.phase == ModelPhase::Fetching && st.bytes_done >= body.len() as u64 / 2
+    })
+    .await;
+    m.retain(&BTreeSet::new());
+    assert!(lock(&m.shared.jobs).is_empty(), "the fetch was dropped with its Model");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.closed_while_stalled() {
+        assert!(Instant::now() < deadline, "the download was not stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let partial = dir
+        .path()
+        .join("cache/partial")
+        .join(format!("{}.part", &sha(&body)[7..]));
+    assert_eq!(
+        std::fs::metadata(&partial).unwrap().len(),
+        body.len() as u64 / 2,
+        "the partial file stays"
+    );
+
+    // Declared again (or after a restart): the download resumes where the partial file ends.
+    let st = observe_until(&mut m, "tiny", &s, &manifest, |st| st.phase == ModelPhase::Ready).await;
+    assert_eq!(std::fs::read(st.path.unwrap()).unwrap(), body);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1].headers["range"], format!("bytes={}-", body.len() / 2));
+}
+
+#[tokio::test]
 async fn gguf_headers_give_vram_figures_and_vram_bytes_overrides_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("m.gguf"), llorch_gguf::fixture::tiny_model("llama")).unwrap();

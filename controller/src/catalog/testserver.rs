@@ -39,6 +39,8 @@ pub struct Seen {
 pub struct Server {
     routes: Mutex<HashMap<String, Route>>,
     cut_next: AtomicBool,
+    stall_next: AtomicBool,
+    closed_while_stalled: AtomicBool,
     seen: Mutex<Vec<Seen>>,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
@@ -109,6 +111,16 @@ impl Server {
         self.cut_next.store(true, Ordering::SeqCst);
     }
 
+    /// Sends half of the next body response, then holds the connection open for a minute.
+    pub fn stall_next(&self) {
+        self.stall_next.store(true, Ordering::SeqCst);
+    }
+
+    /// True once a client hung up on a stalled response.
+    pub fn closed_while_stalled(&self) -> bool {
+        self.closed_while_stalled.load(Ordering::SeqCst)
+    }
+
     /// Requests so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -171,12 +183,20 @@ impl Server {
             body.len()
         );
         let _ = conn.write_all(head.as_bytes()).await;
-        let send = if !body.is_empty() && self.cut_next.swap(false, Ordering::SeqCst) {
-            &body[..body.len() / 2]
-        } else {
-            &body[..]
-        };
+        let half =
+            !body.is_empty() && (self.cut_next.swap(false, Ordering::SeqCst) || self.stall_next.load(Ordering::SeqCst));
+        let send = if half { &body[..body.len() / 2] } else { &body[..] };
         let _ = conn.write_all(send).await;
+        if !body.is_empty() && self.stall_next.swap(false, Ordering::SeqCst) {
+            let _ = conn.flush().await;
+            // Until the client hangs up (or a minute passes).
+            let mut probe = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(std::time::Duration::from_secs(60), conn.read(&mut probe)).await
+            {
+                self.closed_while_stalled.store(true, Ordering::SeqCst);
+            }
+        }
         let _ = conn.shutdown().await;
     }
 }

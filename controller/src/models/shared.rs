@@ -58,6 +58,8 @@ pub(crate) struct Job {
     pub(crate) stamp: Option<(u64, SystemTime)>,
     pub(crate) progress: Arc<Progress>,
     pub(crate) state: Mutex<JobState>,
+    /// The task working on it, aborted when no Model needs the artifact any more.
+    pub(crate) task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[derive(Clone, Debug)]
@@ -100,6 +102,23 @@ impl Shared {
                 };
                 fetcher.check(url.as_str()).map(|_| ())
             }
+        }
+    }
+}
+
+impl Job {
+    /// Runs `work` for this job, replacing (and aborting) any earlier task of it.
+    pub(crate) fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(work);
+        if let Some(old) = lock(&self.task).replace(handle.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Stops its task; a download's partial file stays for a later resume.
+    pub(crate) fn abort(&self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
         }
     }
 }
