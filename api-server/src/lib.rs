@@ -29,8 +29,8 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 pub use routes::{GpuList, LogTail, POLICY_REFUSED, PullAccepted};
-pub use sources::{NoPoolControl, PoolControl};
 pub use sources::{BoxFuture, CatalogSource, EventSource, LogSource, NoCatalog, NoEvents, NoLogs, PullRefusal};
+pub use sources::{NoPoolControl, PoolControl};
 
 /// The largest request body accepted (task and chat requests are the only bodies): room for
 /// a long conversation, and a cap on what a client can make the server buffer. Larger bodies

@@ -123,7 +123,11 @@ mod tests {
         assert_eq!(c.get("chat"), 0);
         assert_eq!(c.bump("chat").unwrap(), 1);
         assert_eq!(c.bump("chat").unwrap(), 2);
-        assert_eq!(ReloadCounters::open(dir.path()).get("chat"), 2, "a restart reads it back");
+        assert_eq!(
+            ReloadCounters::open(dir.path()).get("chat"),
+            2,
+            "a restart reads it back"
+        );
         assert_eq!(fold("abcdef123456", 0), "abcdef123456");
         assert_ne!(fold("abcdef123456", 1), fold("abcdef123456", 2));
     }

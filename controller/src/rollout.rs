@@ -121,7 +121,8 @@ pub fn decide(surges: &[Surge]) -> Option<Step> {
 /// hash equals it): such a target is held back, not retried.
 pub fn failed_target(status: &ObjectStatus, targets: &BTreeMap<u32, String>) -> Option<String> {
     let r = status.rollout.as_ref()?;
-    (r.phase == RolloutPhase::RolledBack && targets.values().any(|h| *h == r.to_revision)).then(|| r.to_revision.clone())
+    (r.phase == RolloutPhase::RolledBack && targets.values().any(|h| *h == r.to_revision))
+        .then(|| r.to_revision.clone())
 }
 
 /// What [`record`] needs besides the step.
@@ -191,7 +192,7 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
             message,
             log_tail,
         } => {
-            let last = log_tail.last().map(|l| format!("; engine log: {l}")).unwrap_or_default();
+            let last = engine_reason(log_tail);
             let text = format!(
                 "rolled back: the new revision {} failed on replica {index}: {message}{last}; the {n} old replica(s) were kept and serve on",
                 first.new_hash
@@ -224,13 +225,26 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
     }
     status.rollout = Some(Rollout {
         phase,
-        from_revision: same.map(|p| p.from_revision.clone()).unwrap_or_else(|| first.old_hash.clone()),
+        from_revision: same
+            .map(|p| p.from_revision.clone())
+            .unwrap_or_else(|| first.old_hash.clone()),
         to_revision: first.new_hash.clone(),
         from_model: same.and_then(|p| p.from_model.clone()).or(from_model),
         to_model: same.and_then(|p| p.to_model.clone()).or(to_model),
         message,
         started_at,
     });
+}
+
+/// The engine's own words for a failure: its first error line (llama.cpp prints the cause
+/// first, then several generic "failed to load model" lines) and its last line.
+fn engine_reason(log_tail: &[String]) -> String {
+    let cause = log_tail.iter().find(|l| l.to_lowercase().contains("error"));
+    match (cause, log_tail.last()) {
+        (Some(c), Some(l)) if c != l => format!("; engine log: {c} … {l}"),
+        (_, Some(l)) => format!("; engine log: {l}"),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +267,24 @@ mod tests {
             message: "engine exited with code 1".into(),
             log_tail: vec!["unknown architecture".into()],
         }
+    }
+
+    #[test]
+    fn the_engine_reason_is_its_first_error_line_and_its_last_line() {
+        let tail: Vec<String> = [
+            "loading",
+            "llama_model_load: error loading model architecture: unknown model architecture: 'brokenarch'",
+            "error: failed to load model",
+            "main: exiting due to model loading error",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            engine_reason(&tail),
+            "; engine log: llama_model_load: error loading model architecture: unknown model architecture: \
+             'brokenarch' … main: exiting due to model loading error"
+        );
+        assert_eq!(engine_reason(&[]), "");
     }
 
     #[test]

@@ -67,7 +67,9 @@ async fn health_server(sick: bool) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = conn.read(&mut buf).await;
@@ -122,8 +124,10 @@ impl ContainerRuntime for Served {
         async move {
             let c = self.fake.create_and_start(&spec).await?;
             if spec.image.starts_with("crash") {
-                self.fake
-                    .set_logs(&c.id, &["loading model", "error: unknown model architecture: 'brokenarch'"]);
+                self.fake.set_logs(
+                    &c.id,
+                    &["loading model", "error: unknown model architecture: 'brokenarch'"],
+                );
                 self.fake.kill(&c.id, 1);
                 return Ok(self.fake.container(&c.id).unwrap().info);
             }
@@ -186,7 +190,12 @@ fn stack(image: &str, env: &str) -> String {
     )
 }
 
-fn controller(dir: &std::path::Path, runtime: &Arc<Served>, gate: &Arc<TestGate>, reloads: &Arc<ReloadCounters>) -> (Controller<Served>, Arc<EventLog>) {
+fn controller(
+    dir: &std::path::Path,
+    runtime: &Arc<Served>,
+    gate: &Arc<TestGate>,
+    reloads: &Arc<ReloadCounters>,
+) -> (Controller<Served>, Arc<EventLog>) {
     let events = Arc::new(EventLog::open(&dir.join("state")).unwrap());
     let c = Controller::new(
         runtime.clone(),
@@ -306,11 +315,17 @@ async fn an_edit_starts_new_replicas_next_to_the_old_ones_and_retires_the_old_af
         .filter(|r| r.phase == ReplicaPhase::Ready)
         .filter_map(|r| r.container_id.clone())
         .collect();
-    assert!(serving.iter().all(|id| old.contains(id)), "only old replicas serve until the cut-over");
+    assert!(
+        serving.iter().all(|id| old.contains(id)),
+        "only old replicas serve until the cut-over"
+    );
     assert_eq!(chat(&s).rollout.as_ref().unwrap().phase, RolloutPhase::Progressing);
     let s = w
         .until("the rollout to complete", |s| {
-            chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::Complete)
+            chat(s)
+                .rollout
+                .as_ref()
+                .is_some_and(|r| r.phase == RolloutPhase::Complete)
         })
         .await;
     assert_eq!(ready(&s), 2);
@@ -318,9 +333,19 @@ async fn an_edit_starts_new_replicas_next_to_the_old_ones_and_retires_the_old_af
     assert_eq!(now.len(), 2);
     assert!(now.iter().all(|id| !old.contains(id)), "old containers are gone");
     assert_eq!(hashes(&w).len(), 1, "every container on the new revision");
-    assert_eq!(w.runtime.fake.create_count(), 4, "two first, two in the rollout: none twice");
+    assert_eq!(
+        w.runtime.fake.create_count(),
+        4,
+        "two first, two in the rollout: none twice"
+    );
     let reasons = w.reasons();
-    for r in ["RolloutStarted", "RolloutDraining", "ReplicaRetiring", "ReplicaRetired", "RolloutComplete"] {
+    for r in [
+        "RolloutStarted",
+        "RolloutDraining",
+        "ReplicaRetiring",
+        "ReplicaRetired",
+        "RolloutComplete",
+    ] {
         assert!(reasons.iter().any(|x| x == r), "event {r} missing: {reasons:?}");
     }
 }
@@ -343,7 +368,10 @@ async fn a_retiring_replica_with_tasks_in_flight_drains_and_goes_only_when_idle(
     }
     w.gate.busy.store(false, Ordering::SeqCst);
     w.until("the drained replicas to go", |s| {
-        chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::Complete)
+        chat(s)
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.phase == RolloutPhase::Complete)
     })
     .await;
     assert!(w.running().iter().all(|id| !old.contains(id)));
@@ -356,7 +384,10 @@ async fn a_new_revision_that_exits_is_rolled_back_and_the_old_containers_are_unt
     w.write(&stack("crash:dev", "1"));
     let s = w
         .until("a rollback", |s| {
-            chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::RolledBack)
+            chat(s)
+                .rollout
+                .as_ref()
+                .is_some_and(|r| r.phase == RolloutPhase::RolledBack)
         })
         .await;
     assert_eq!(w.running(), old, "the same old containers, never restarted");
@@ -373,14 +404,21 @@ async fn a_new_revision_that_exits_is_rolled_back_and_the_old_containers_are_unt
     for _ in 0..5 {
         w.controller.pass().await;
     }
-    assert_eq!(w.runtime.fake.create_count(), creates, "the failed revision is held back");
+    assert_eq!(
+        w.runtime.fake.create_count(),
+        creates,
+        "the failed revision is held back"
+    );
     assert_eq!(w.running(), old);
     // An explicit reload tries it again (it fails again, and rolls back again).
     w.reloads.bump("chat").unwrap();
     w.controller.pass().await;
     assert!(w.runtime.fake.create_count() > creates, "an explicit reload retries");
     w.until("a second rollback", |s| {
-        chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::RolledBack)
+        chat(s)
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.phase == RolloutPhase::RolledBack)
     })
     .await;
     assert_eq!(w.running(), old);
@@ -393,7 +431,10 @@ async fn a_create_that_fails_rolls_back_too() {
     w.runtime.fake.fail_create_for("other:dev", "no such device");
     w.write(&stack("other:dev", "1"));
     w.until("a rollback", |s| {
-        chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::RolledBack)
+        chat(s)
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.phase == RolloutPhase::RolledBack)
     })
     .await;
     assert_eq!(w.running(), old);
@@ -429,7 +470,10 @@ async fn a_daemon_restarted_in_the_middle_of_a_rollout_finishes_it_without_dupli
     w.events = events;
     let s = w
         .until("the rollout to complete after the restart", |s| {
-            chat(s).rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::Complete)
+            chat(s)
+                .rollout
+                .as_ref()
+                .is_some_and(|r| r.phase == RolloutPhase::Complete)
         })
         .await;
     assert_eq!(ready(&s), 2);

@@ -68,6 +68,12 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Cancel a queued or running task.
     Cancel(CancelArgs),
+    /// Stop admission to a pool; what runs may finish until a deadline.
+    Drain(DrainArgs),
+    /// Replace a pool's replicas (onto another model, or the same spec), rolling back on failure.
+    Reload(ReloadArgs),
+    /// Is a pool live, Ready and admitting; what it runs; its last reload.
+    Health(HealthArgs),
     /// The model catalog: list it, or fetch a Model now with a progress bar.
     Models(crate::models::ModelsArgs),
     /// Show what llama-orch will do for a Pool, before anything runs.
@@ -337,6 +343,73 @@ Examples:
 
 Finished tasks are kept for 5 minutes.")]
 pub struct TasksArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `orchctl drain`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl drain pool/chat --deadline 30s     # refuse new tasks; cancel what still runs after 30 s
+  orchctl drain pool/chat --resume           # admit again
+
+While a pool drains, new tasks get HTTP 503 with code POOL_DRAINING and Retry-After; queued and
+running tasks go on until the deadline, then end with a POOL_DRAINING error event.")]
+pub struct DrainArgs {
+    /// `pool/<name>`.
+    #[arg(value_name = "POOL")]
+    pub target: String,
+    /// How long queued and running tasks may take, e.g. `30s`, `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub deadline: String,
+    /// Lift the drain: admit tasks again.
+    #[arg(long, conflicts_with = "deadline")]
+    pub resume: bool,
+}
+
+/// `orchctl reload`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl reload pool/chat --model tiny2 --wait   # serve another model; wait for the outcome
+  orchctl reload pool/chat                        # new replicas of the same spec
+
+New replicas start next to the old ones, which serve until every new one is Ready; then the
+old ones finish their tasks and go. If a new replica fails (exits, never gets healthy), the new
+ones are removed and the old ones serve on, untouched: the reload is ROLLED BACK and not
+retried until the spec changes or you reload again. --model changes spec.model in the pool's
+manifest file (it must hold only that pool).
+
+Exit status: 0 accepted (with --wait: complete), 1 rolled back or an error.")]
+pub struct ReloadArgs {
+    /// `pool/<name>`.
+    #[arg(value_name = "POOL")]
+    pub target: String,
+    /// The Model to serve from now on.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Wait until the rollout is complete or rolled back.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub timeout: String,
+}
+
+/// `orchctl health`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl health pool/chat
+  orchctl health pool/chat -o json
+
+Exit status: 0 when the pool is Ready and admitting, 1 otherwise.")]
+pub struct HealthArgs {
+    /// `pool/<name>`.
+    #[arg(value_name = "POOL")]
+    pub target: String,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

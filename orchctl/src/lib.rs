@@ -14,15 +14,18 @@ pub mod delete;
 pub mod describe;
 pub mod diff;
 pub mod doctor;
+pub mod drain;
 pub mod duration;
 pub mod events;
 pub mod get;
+pub mod health;
 pub mod input;
 pub mod logs;
 pub mod manifest_dir;
 pub mod models;
 pub mod output;
 pub mod plan;
+pub mod reload;
 pub mod run;
 pub mod sse;
 pub mod status_line;
@@ -82,6 +85,9 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(&ctx, &args, io, ctrl_c()).await,
         Command::Tasks(args) => tasks::list(&ctx, &args, io).await,
         Command::Cancel(args) => tasks::cancel(&ctx, &args, io).await,
+        Command::Drain(args) => drain::run(&ctx, &args, io).await,
+        Command::Reload(args) => reload::run(&ctx, &args, io).await,
+        Command::Health(args) => health::run(&ctx, &args, io).await,
         Command::Models(args) => models::run(&ctx, &args, io).await,
         Command::Plan(args) => plan::run(&ctx, &args, io).await,
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args, io).await,
