@@ -252,9 +252,25 @@ fn reload_to_a_broken_model_is_rolled_back_with_the_old_containers_untouched(run
     let health = d.orchctl(&["health", "pool/chat"]);
     let text = String::from_utf8_lossy(&health.stdout);
     assert!(text.contains("rolled-back"), "{text}");
+    // An explicit reload (no model: the reload counter) tries the held-back revision again.
+    let again = d.orchctl(&["reload", "pool/chat", "--wait", "--timeout", "90s"]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("ROLLED BACK"));
+    d.wait_for("the retried containers removed", READY, |_| ids(&d) == before);
+    let unknown = d.orchctl(&["reload", "pool/nope"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("declared: chat"),
+        "the 404 lists the pools"
+    );
     let (done, failures) = traffic.finish();
     println!(
-        "{}: {done} tasks ended with `end` during the failed reload; {} failed",
+        "{}: {done} tasks ended with `end` during two failed reloads; {} failed",
         d.runtime.name,
         failures.len()
     );

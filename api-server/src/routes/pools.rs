@@ -394,7 +394,41 @@ fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    const POOL: &str = "apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {name: chat}\n\
+                        spec:\n  engine: mock\n  model: tiny # small\n  replicas: 2\n";
+
+    #[test]
+    fn a_file_holding_only_the_pool_is_edited_atomically_and_stays_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pool-chat.yaml");
+        std::fs::write(&file, POOL).unwrap();
+        assert!(edit_manifest(&file, "chat", "tiny", "tiny2").is_ok());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("  model: tiny2 # small\n"), "{text}");
+        let hidden: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(hidden.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn a_file_with_other_documents_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stack.yaml");
+        let text = format!(
+            "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: mock}}\nspec: {{image: 'i:1', version: '1'}}\n---\n{POOL}"
+        );
+        std::fs::write(&file, &text).unwrap();
+        let Err(EditError::Conflict(message)) = edit_manifest(&file, "chat", "tiny", "tiny2") else {
+            panic!("expected a conflict")
+        };
+        assert!(
+            message.contains("stack.yaml") && message.contains("spec.model: tiny2"),
+            "{message}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    }
 
     #[test]
     fn the_model_line_is_edited_in_place_keeping_comments_and_layout() {

@@ -310,6 +310,9 @@ pub fn policy_label(policy: llorch_manifests::FullQueuePolicy) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod retire_tests;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
