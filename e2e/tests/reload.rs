@@ -163,7 +163,9 @@ fn reload_under_traffic_fails_no_request(runtime: Runtime) {
     wait_traffic(&traffic, 20);
 
     // 1. Through the API and CLI.
+    let began = Instant::now();
     let out = d.orchctl(&["reload", "pool/chat", "--model", "tiny2", "--wait", "--timeout", "90s"]);
+    let took = began.elapsed();
     assert!(
         out.status.success(),
         "reload --wait failed: {}\n{}\n{}",
@@ -185,6 +187,14 @@ fn reload_under_traffic_fails_no_request(runtime: Runtime) {
     );
     assert!(all_on_one_revision(&s));
     let mid = traffic.ok();
+    println!(
+        "{}: `orchctl reload --model tiny2 --wait` took {took:?} (engine load delay 500 ms)",
+        d.runtime.name
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "a reload of the mock engine is not minutes"
+    );
 
     // 2. Through a manifest edit.
     let revision = r.to_revision.clone();
@@ -222,7 +232,13 @@ fn reload_to_a_broken_model_is_rolled_back_with_the_old_containers_untouched(run
     let serving: Vec<Option<String>> = llama_orch_e2e::daemon::replica_containers(&d.snapshot(), "chat");
     let traffic = Traffic::start(&d.url, 4);
     wait_traffic(&traffic, 10);
+    let began = Instant::now();
     let out = d.orchctl(&["reload", "pool/chat", "--model", "broken", "--wait", "--timeout", "90s"]);
+    println!(
+        "{}: the failed reload was rolled back after {:?}",
+        d.runtime.name,
+        began.elapsed()
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(
         out.status.code(),
