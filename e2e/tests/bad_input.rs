@@ -161,9 +161,9 @@ fn corpus() -> Vec<Case> {
             "spec.queue.fullPolicy",
         ),
         t(
-            "provisioning-binary",
+            "provisioning-binary-with-image",
             engine("provisioning: binary, image: x, version: '1'"),
-            "not yet supported",
+            "spec.executable",
         ),
         t("engine-no-image", engine("version: '1'"), "spec.image"),
         t(
@@ -177,9 +177,9 @@ fn corpus() -> Vec<Case> {
             "spec.health.path",
         ),
         t(
-            "model-hf-ref",
-            model("ref: 'hf:org/repo/x.gguf', ctxMax: 8"),
-            "not yet supported",
+            "model-plain-http-ref",
+            model("ref: 'http://example.com/x.gguf', ctxMax: 8"),
+            "loopback",
         ),
         t(
             "model-bad-digest",
