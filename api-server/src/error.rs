@@ -24,7 +24,7 @@ pub enum ApiError {
     LogsUnavailable(String),
     /// The route exists but not for this method.
     #[error(
-        "method not allowed: control-plane reads are GETs; the writes are POST /v2/tasks, POST|DELETE /v2/pools/{id}/drain, POST /v2/pools/{id}/reload and POST /v2/models/{name}/pull (see docs/api.md)"
+        "method not allowed: control-plane reads are GETs; the writes are POST /v2/tasks, POST|DELETE /v2/pools/{{id}}/drain, POST /v2/pools/{{id}}/reload and POST /v2/models/{{name}}/pull (see docs/api.md)"
     )]
     MethodNotAllowed,
     /// A bug or an unexpected failure; the detail is logged.

@@ -61,10 +61,10 @@ pub struct Controller<R: ContainerRuntime> {
     runtime_down: bool,
     snapshot: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
-    gate: Arc<dyn ReplicaGate>,
-    reloads: Arc<ReloadCounters>,
     provisioner: Provisioner,
     engine_checks: HashMap<String, EngineCheck>,
+    gate: Arc<dyn ReplicaGate>,
+    reloads: Arc<ReloadCounters>,
 }
 
 impl<R: ContainerRuntime> Controller<R> {
@@ -109,13 +109,6 @@ impl<R: ContainerRuntime> Controller<R> {
         }
     }
 
-    /// Provisions Engines under `policy` (config `provisioning`): image pulls, source builds,
-    /// package installs. The default allows none of them.
-    pub fn with_provisioning(mut self, policy: llorch_manifests::config::ProvisioningPolicy) -> Self {
-        self.provisioner = Provisioner::new(policy, self.wake.clone());
-        self
-    }
-
     /// Retires old replicas of a rollout through `gate` (the data plane's in-flight count)
     /// instead of removing them at once.
     pub fn with_gate(mut self, gate: Arc<dyn ReplicaGate>) -> Self {
@@ -126,6 +119,13 @@ impl<R: ContainerRuntime> Controller<R> {
     /// Reads explicit reload counters from `reloads` (bumped by the API's reload route).
     pub fn with_reloads(mut self, reloads: Arc<ReloadCounters>) -> Self {
         self.reloads = reloads;
+        self
+    }
+
+    /// Provisions Engines under `policy` (config `provisioning`): image pulls, source builds,
+    /// package installs. The default allows none of them.
+    pub fn with_provisioning(mut self, policy: llorch_manifests::config::ProvisioningPolicy) -> Self {
+        self.provisioner = Provisioner::new(policy, self.wake.clone());
         self
     }
 

@@ -48,10 +48,6 @@ pub const RETRY_INITIAL: Duration = Duration::from_secs(5);
 /// Longest delay between retries.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
 
-/// A Ready file that is not a GGUF and has no `spec.vramBytes` fails the Model. Off until
-/// every fixture the tests ship is a real GGUF file.
-pub const REQUIRE_GGUF: bool = false;
-
 /// Where the catalog lives and what it may download.
 #[derive(Clone, Debug)]
 pub struct ModelsSettings {
@@ -336,7 +332,6 @@ impl ModelManager {
                     });
                     model.gguf = Some(m.info);
                 }
-                (None, Err(_)) if !REQUIRE_GGUF => {}
                 (None, Err(e)) => {
                     model.phase = ModelPhase::Failed;
                     problem = Some(Problem {

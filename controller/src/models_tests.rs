@@ -274,20 +274,15 @@ async fn a_file_that_is_not_gguf_fails_unless_vram_bytes_is_set() {
     let manifest = dir.path().join("model.yaml");
     let mut m = manager(dir.path(), true, &[], hf::HUB, None);
     let st = m.observe("x", &spec("file:m.bin", None), &manifest);
-    if REQUIRE_GGUF {
-        assert_eq!(st.phase, ModelPhase::Failed);
-        let p = m.problem("x").unwrap();
-        assert_eq!(p.reason, "NotGguf");
-        assert!(
-            p.message.contains("is not a GGUF file") && p.message.contains("set `spec.vramBytes`"),
-            "{}",
-            p.message
-        );
-        assert!(m.usable("x").unwrap_err().starts_with("Model `x` is not usable: "));
-    } else {
-        // Until every test fixture is a GGUF file: usable, but without VRAM figures.
-        assert_eq!((st.phase, st.vram, st.gguf), (ModelPhase::Ready, None, None));
-    }
+    assert_eq!(st.phase, ModelPhase::Failed);
+    let p = m.problem("x").unwrap();
+    assert_eq!(p.reason, "NotGguf");
+    assert!(
+        p.message.contains("is not a GGUF file") && p.message.contains("set `spec.vramBytes`"),
+        "{}",
+        p.message
+    );
+    assert!(m.usable("x").unwrap_err().starts_with("Model `x` is not usable: "));
 
     let mut with_override = spec("file:m.bin", None);
     with_override.vram_bytes = Some(1 << 30);

@@ -218,7 +218,11 @@ fn world() -> World {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    std::fs::write(dir.path().join("manifests/tiny.gguf"), b"w").unwrap();
+    std::fs::write(
+        dir.path().join("manifests/tiny.gguf"),
+        llorch_gguf::fixture::tiny_model("llama"),
+    )
+    .unwrap();
     let runtime = Arc::new(Served {
         fake: FakeRuntime::new(),
         ports: Mutex::default(),
