@@ -18,6 +18,7 @@ pub mod pool;
 pub mod schema;
 pub mod status;
 pub mod task;
+pub mod units;
 pub mod validate;
 
 pub use engine::{ApiFlavour, EngineSpec, HealthCheck, Provisioning};

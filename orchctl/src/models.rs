@@ -105,21 +105,7 @@ pub fn catalog_table(entries: &[CatalogEntry]) -> String {
     table.render()
 }
 
-/// `1.5 GiB`, `12.0 MiB`, `512 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use llorch_manifests::units::human_bytes;
 
 /// How often the Model's status is read while following a pull.
 const POLL: Duration = Duration::from_millis(200);

@@ -155,12 +155,7 @@ pub fn replicas(replicas: &[ReplicaStatus]) -> Table {
     t
 }
 
-/// Bytes as GiB with one decimal.
-pub fn gib(bytes: u64) -> String {
-    // Display only: the precision lost converting to f64 is far below a tenth of a GiB.
-    let g = bytes as f64 / f64::from(1u32 << 30);
-    format!("{g:.1} GiB")
-}
+pub use llorch_manifests::units::gib;
 
 /// `INDEX NAME TOTAL USED FREE UTIL PROCS HEALTH SIMULATED`. HEALTH is `ok`, or `ERRORS (n)`
 /// with the errors themselves in [`gpu_errors`] under the table.

@@ -6,17 +6,7 @@ use std::collections::BTreeMap;
 
 use llorch_manifests::api::GpuView;
 
-/// Bytes for people: GiB with one decimal, or MiB below a tenth of a GiB (so a small shortfall
-/// never reads "0.0 GiB").
-pub fn gib(bytes: u64) -> String {
-    // Display only: f64 keeps far more precision than one decimal needs.
-    let g = bytes as f64 / f64::from(1u32 << 30);
-    if bytes > 0 && g < 0.1 {
-        format!("{:.0} MiB", (bytes as f64 / f64::from(1u32 << 20)).ceil())
-    } else {
-        format!("{g:.1} GiB")
-    }
-}
+pub use llorch_manifests::units::gib;
 
 /// `GPU 1 (Simulated RTX 3060, 12.0 GiB)`.
 pub fn device_name(d: &GpuView) -> String {
@@ -100,14 +90,6 @@ pub fn refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gib_shows_one_decimal_and_small_amounts_in_mib() {
-        assert_eq!(gib(24 << 30), "24.0 GiB");
-        assert_eq!(gib(3 << 29), "1.5 GiB");
-        assert_eq!(gib(5 << 20), "5 MiB");
-        assert_eq!(gib(0), "0.0 GiB");
-    }
 
     #[test]
     fn need_text_says_how_the_need_is_split() {
