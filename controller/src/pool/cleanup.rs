@@ -1,7 +1,7 @@
 //! Taking a replica's container away, and saying so: [`remove`] (idempotent in the runtime,
 //! an event either way) and [`fail`] (keep the engine's last words, remove it, count a restart
-//! and back off). Also the small texts events share: short ids and when the next attempt is.
-//! Deciding *whether* a container goes is the caller's job.
+//! and back off). Also the small texts events share: short ids, "container" or "process",
+//! when the next attempt is. Deciding *whether* a container goes is the caller's job.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +11,8 @@ use llorch_manifests::{ObjectRef, RestartSpec};
 
 use super::{LOG_TAIL_LINES, SlotMemory};
 use crate::backoff::SlotBackoff;
-use crate::runtime::{ContainerInfo, ContainerRuntime};
+use crate::runtime::process::ProcessRuntime;
+use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerSpec, Launch};
 use crate::state_dir::{EventLog, now_rfc3339};
 
 /// A failed container: keep its last words, remove it, count a restart and back off.
@@ -64,20 +65,21 @@ pub(super) async fn remove<R: ContainerRuntime>(
     why: &str,
 ) {
     let replica = format!("{}-{index}", obj.name);
+    let kind = noun(c);
     match runtime.remove(&c.id).await {
         Ok(()) => events.emit(
             Some(obj),
             Some(&replica),
             EventType::Normal,
             reason,
-            format!("removed container {} ({}): {why}", c.name, short(&c.id)),
+            format!("removed {kind} {} ({}): {why}", c.name, short(&c.id)),
         ),
         Err(e) => events.emit(
             Some(obj),
             Some(&replica),
             EventType::Warning,
             "RemoveFailed",
-            format!("cannot remove container {}: {e}", c.name),
+            format!("cannot remove {kind} {}: {e}", c.name),
         ),
     }
 }
@@ -102,4 +104,44 @@ pub(super) fn next_attempt_text(b: &SlotBackoff, now: Instant) -> String {
 /// 12 characters of a container id, as `docker ps` shows.
 pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+/// "process" for a replica the process runtime runs (its ids route by prefix), else "container".
+pub(super) fn noun(c: &ContainerInfo) -> &'static str {
+    if ProcessRuntime::owns(&c.id) {
+        "process"
+    } else {
+        "container"
+    }
+}
+
+/// "process" for a replica that will be spawned from an executable, else "container".
+pub(super) fn spec_noun(spec: &ContainerSpec) -> &'static str {
+    match spec.launch {
+        Launch::Executable(_) => "process",
+        Launch::Image => "container",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::runtime::ContainerState;
+    use crate::runtime::process::ID_PREFIX;
+
+    #[test]
+    fn process_replicas_are_called_processes_and_the_rest_containers() {
+        let mut c = ContainerInfo {
+            id: format!("{ID_PREFIX}0123456789abcdef"),
+            name: "llorch-test-chat-0".into(),
+            labels: BTreeMap::new(),
+            state: ContainerState::Running,
+            host_port: Some(1),
+        };
+        assert_eq!(noun(&c), "process");
+        c.id = "0123456789abcdef".into();
+        assert_eq!(noun(&c), "container");
+    }
 }

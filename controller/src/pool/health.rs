@@ -8,7 +8,7 @@ use llorch_manifests::status::{EventType, ReplicaPhase};
 use llorch_manifests::{HealthCheck, ObjectRef};
 
 use super::PoolContext;
-use super::cleanup::short;
+use super::cleanup::{noun, short};
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerState};
 
 /// How a container looks this pass.
@@ -44,7 +44,7 @@ pub(super) fn assess<R: ContainerRuntime>(
             Some(replica_id),
             EventType::Normal,
             "ReplicaAdopted",
-            format!("adopted running container {} ({})", c.name, short(&c.id)),
+            format!("adopted running {} {} ({})", noun(c), c.name, short(&c.id)),
         );
     }
     ctx.probers.ensure(&c.id, &endpoint, health);
@@ -85,9 +85,9 @@ pub(super) fn assess<R: ContainerRuntime>(
 fn serving_port(c: &ContainerInfo) -> Result<u16, String> {
     match (&c.state, c.host_port) {
         (s, Some(port)) if s.is_running() => Ok(port),
-        (s, _) if s.is_running() => Err("container runs but its port is not published".to_string()),
+        (s, _) if s.is_running() => Err(format!("{} runs but its port is not published", noun(c))),
         (ContainerState::Exited(code), _) => Err(format!("engine exited with code {code}")),
-        (other, _) => Err(format!("engine container is {other:?}")),
+        (other, _) => Err(format!("engine {} is {other}", noun(c))),
     }
 }
 
@@ -96,5 +96,61 @@ pub(super) fn waiting_phase(h: &Health) -> ReplicaPhase {
     match h {
         Health::Waiting(phase) => *phase,
         _ => ReplicaPhase::Starting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::runtime::process::{GONE, ID_PREFIX};
+
+    fn info(id: &str, state: ContainerState, host_port: Option<u16>) -> ContainerInfo {
+        ContainerInfo {
+            id: id.to_string(),
+            name: "llorch-test-chat-0".to_string(),
+            labels: BTreeMap::new(),
+            state,
+            host_port,
+        }
+    }
+
+    #[test]
+    fn a_dead_process_replica_fails_with_a_sentence_that_names_a_process() {
+        let c = info(
+            &format!("{ID_PREFIX}abc"),
+            ContainerState::Other(GONE.to_string()),
+            None,
+        );
+        let why = serving_port(&c).unwrap_err();
+        assert_eq!(why, format!("engine process is {GONE}"));
+        assert!(!why.contains("Other("), "{why}");
+    }
+
+    #[test]
+    fn a_container_that_is_not_running_fails_with_its_state_in_words() {
+        let c = info("abc123", ContainerState::Other("paused".into()), None);
+        assert_eq!(serving_port(&c).unwrap_err(), "engine container is paused");
+        let c = info("abc123", ContainerState::Restarting, None);
+        assert_eq!(serving_port(&c).unwrap_err(), "engine container is restarting");
+        let c = info("abc123", ContainerState::Exited(3), None);
+        assert_eq!(serving_port(&c).unwrap_err(), "engine exited with code 3");
+    }
+
+    #[test]
+    fn a_running_replica_without_a_port_names_its_kind() {
+        let c = info(&format!("{ID_PREFIX}abc"), ContainerState::Running, None);
+        assert_eq!(
+            serving_port(&c).unwrap_err(),
+            "process runs but its port is not published"
+        );
+        let c = info("abc123", ContainerState::Running, None);
+        assert_eq!(
+            serving_port(&c).unwrap_err(),
+            "container runs but its port is not published"
+        );
+        let c = info("abc123", ContainerState::Running, Some(8080));
+        assert_eq!(serving_port(&c), Ok(8080));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use llorch_manifests::status::{CircuitState, EventType, LastError, ObjectStatus, ReplicaPhase};
 
-use super::cleanup::{fail, next_attempt_text, short};
+use super::cleanup::{fail, next_attempt_text, short, spec_noun};
 use super::health::{Health, waiting_phase};
 use super::observe::Observed;
 use super::row::{fill, ready};
@@ -143,7 +143,8 @@ pub(super) async fn create_all<R: ContainerRuntime>(
                     EventType::Normal,
                     reason,
                     format!(
-                        "started container {} ({}) from {}{alongside}",
+                        "started {} {} ({}) from {}{alongside}",
+                        spec_noun(&spec),
                         c.name,
                         short(&c.id),
                         spec.image

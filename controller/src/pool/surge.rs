@@ -159,7 +159,8 @@ pub(super) async fn act<R: ContainerRuntime>(
                         EventType::Normal,
                         "ReplicaRetiring",
                         format!(
-                            "retiring container {} ({}): no new tasks; it goes once its tasks finish",
+                            "retiring {} {} ({}): no new tasks; it goes once its tasks finish",
+                            super::cleanup::noun(&old_c),
                             old_c.name,
                             short(&old_c.id)
                         ),

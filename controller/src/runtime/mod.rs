@@ -134,6 +134,19 @@ impl ContainerState {
     }
 }
 
+/// In words, for messages: `engine container is {state}`.
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContainerState::Created => f.write_str("created but not started"),
+            ContainerState::Running => f.write_str("running"),
+            ContainerState::Restarting => f.write_str("restarting"),
+            ContainerState::Exited(code) => write!(f, "exited with code {code}"),
+            ContainerState::Other(what) => f.write_str(what),
+        }
+    }
+}
+
 /// One container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerInfo {
