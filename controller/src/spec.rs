@@ -201,22 +201,6 @@ pub fn with_tensor_split<'a>(args: impl Iterator<Item = &'a String>, split: Opti
     out
 }
 
-/// GPUs for replica `index`: `per_replica` consecutive devices from the selection, wrapping.
-/// Errors when the selection is empty or smaller than `per_replica`. Round-robin, blind to
-/// VRAM: the controller no longer uses it; it places replicas with `placement::plan`.
-pub fn assign_gpus(selection: &[u32], per_replica: u32, index: u32) -> Result<Vec<u32>, String> {
-    let n = selection.len();
-    let g = per_replica as usize;
-    if n == 0 {
-        return Err("the Pool's GPU selection is empty".into());
-    }
-    if g > n {
-        return Err(format!("gpusPerReplica is {g} but only {n} GPU(s) are selected"));
-    }
-    let start = index as usize * g;
-    Ok((0..g).map(|k| selection[(start + k) % n]).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,15 +386,5 @@ mod tests {
         })
         .unwrap();
         assert!(hash_inputs.get("tensor_split").is_none());
-    }
-
-    #[test]
-    fn gpus_are_assigned_round_robin_within_the_selection() {
-        assert_eq!(assign_gpus(&[0, 1], 1, 0).unwrap(), vec![0]);
-        assert_eq!(assign_gpus(&[0, 1], 1, 1).unwrap(), vec![1]);
-        assert_eq!(assign_gpus(&[0, 1], 1, 2).unwrap(), vec![0]);
-        assert_eq!(assign_gpus(&[2, 3], 2, 1).unwrap(), vec![2, 3]);
-        assert!(assign_gpus(&[0], 2, 0).is_err());
-        assert!(assign_gpus(&[], 1, 0).is_err());
     }
 }
