@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llorch_manifests::api::{GpuView, ObjectView, RuntimeInfo, Snapshot, SourceRef};
-use llorch_manifests::status::{ConditionType, EventType, ObjectStatus, ReplicaStatus};
+use llorch_manifests::status::{ConditionType, EventType, ModelPhase, ObjectStatus, ReplicaStatus};
 use llorch_manifests::{AnyObject, Kind, ManifestError, ObjectRef};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -283,11 +283,20 @@ impl<R: ContainerRuntime> Controller<R> {
                     requeue = requeue.min(out.requeue);
                     replicas.extend(out.replicas);
                 }
+                Err(Blocked::WaitingForModel(why)) if entry.actionable => {
+                    // A download under way is progress, not a failure: Progressing, not
+                    // Degraded. Its containers are left exactly as they are, as when blocked.
+                    let untouched = self.untouched_replicas(pool, &containers);
+                    crate::pool::waiting_for_model(&mut status, pool, &untouched, &why);
+                    status.observed_generation = Some(entry.generation.clone());
+                    replicas.extend(untouched);
+                    requeue = requeue.min(Duration::from_secs(2));
+                }
                 blocked => {
                     // Leave its containers exactly as they are: a broken reference or a missing
                     // model must not disturb replicas that serve.
                     let why = match blocked {
-                        Err(why) => why,
+                        Err(Blocked::WaitingForModel(why) | Blocked::Broken(why)) => why,
                         Ok(_) => entry.errors.first().map(ToString::to_string).unwrap_or_default(),
                     };
                     conditions::set_failed(&mut status, "Blocked", format!("not reconciling: {why}"));
@@ -319,19 +328,22 @@ impl<R: ContainerRuntime> Controller<R> {
             std::path::PathBuf,
             Vec<u32>,
         ),
-        String,
+        Blocked,
     > {
         let Some(AnyObject::Engine(engine)) = desired.get(Kind::Engine, &pool.spec.engine).map(|e| &e.object) else {
-            return Err(format!("Engine `{}` does not exist", pool.spec.engine));
+            return Err(format!("Engine `{}` does not exist", pool.spec.engine).into());
         };
         let engine = &crate::provision::launchable(engine, self.engine_checks.get(engine.name()))?;
         let Some(model_entry) = desired.get(Kind::Model, &pool.spec.model) else {
-            return Err(format!("Model `{}` does not exist", pool.spec.model));
+            return Err(format!("Model `{}` does not exist", pool.spec.model).into());
         };
         let AnyObject::Model(model) = &model_entry.object else {
-            return Err(format!("Model `{}` does not exist", pool.spec.model));
+            return Err(format!("Model `{}` does not exist", pool.spec.model).into());
         };
-        let model_path = self.models.usable(model.name())?;
+        let model_path = self
+            .models
+            .usable(model.name())
+            .map_err(|why| self.blocked_on(model, why))?;
         let available: Vec<u32> = self.gpu_view.iter().map(|g| g.index).collect();
         let selection = pool.spec.gpus.select(&available);
         if let Some(missing) = selection.iter().find(|i| !available.contains(i)) {
@@ -342,11 +354,26 @@ impl<R: ContainerRuntime> Controller<R> {
                 } else {
                     format!("{available:?}")
                 }
-            ));
+            )
+            .into());
         }
         placement::check_mask(&selection, pool.spec.gpus_per_replica)
             .map_err(|e| format!("cannot place replicas: {e} (spec.gpus / spec.gpusPerReplica)"))?;
         Ok((engine.clone(), model.clone(), model_path, selection))
+    }
+
+    /// Why `model` keeps a Pool back: still on its way (its status says pending, fetching or
+    /// verifying, as set earlier this pass), or unusable.
+    fn blocked_on(&self, model: &llorch_manifests::Model, why: String) -> Blocked {
+        let phase = self
+            .statuses
+            .get(&ObjectRef::new(Kind::Model, model.name()))
+            .and_then(|s| s.model.as_ref())
+            .map(|m| m.phase);
+        match phase {
+            Some(ModelPhase::Pending | ModelPhase::Fetching | ModelPhase::Verifying) => Blocked::WaitingForModel(why),
+            _ => Blocked::Broken(why),
+        }
     }
 
     /// Places every Pool's replicas on the GPUs before any Pool is reconciled (see
@@ -626,6 +653,20 @@ impl<R: ContainerRuntime> Controller<R> {
                 true
             }
         });
+    }
+}
+
+/// Why a Pool is not reconciled this pass; either way its containers are left as they are.
+enum Blocked {
+    /// Its Model is being fetched or verified: progress, reported as such.
+    WaitingForModel(String),
+    /// A broken reference, an unusable Model, a GPU that does not exist: Degraded/Blocked.
+    Broken(String),
+}
+
+impl From<String> for Blocked {
+    fn from(why: String) -> Self {
+        Blocked::Broken(why)
     }
 }
 

@@ -19,6 +19,7 @@ use llorch_controller::controller::{Controller, Settings};
 use llorch_controller::gpu::{GpuError, GpuInventory};
 use llorch_controller::labels;
 use llorch_controller::manifest_store::ManifestStore;
+use llorch_controller::models::ModelsSettings;
 use llorch_controller::reloads::ReloadCounters;
 use llorch_controller::retire::ReplicaGate;
 use llorch_controller::runtime::fake::FakeRuntime;
@@ -27,7 +28,8 @@ use llorch_controller::runtime::{
 };
 use llorch_controller::state_dir::{EventLog, StatusFiles};
 use llorch_manifests::api::{GpuView, Snapshot};
-use llorch_manifests::status::{ConditionType, ReplicaPhase, RolloutPhase};
+use llorch_manifests::config::ModelsConfig;
+use llorch_manifests::status::{ConditionType, ModelPhase, ReplicaPhase, RolloutPhase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct OneGpu;
@@ -484,4 +486,82 @@ async fn a_daemon_restarted_in_the_middle_of_a_rollout_finishes_it_without_dupli
     assert_eq!(w.running().len(), 2);
     assert!(w.running().iter().all(|id| !old.contains(id)));
     assert_eq!(w.runtime.fake.create_count(), 4, "the restart duplicated nothing");
+}
+
+/// Lets the controller download Models from loopback hosts into the test's cache.
+fn allow_downloads(w: &mut World) {
+    let (c, events) = controller(w.dir.path(), &w.runtime, &w.gate, &w.reloads);
+    let settings = ModelsSettings {
+        cache_dir: Some(w.dir.path().join("cache")),
+        config: ModelsConfig {
+            cache_dir: None,
+            downloads: true,
+            allow_hosts: vec!["127.0.0.1".into()],
+        },
+        ..ModelsSettings::default()
+    };
+    w.controller = c.with_models(settings).unwrap();
+    w.events = events;
+}
+
+/// A loopback model URL whose server takes the connection and never answers: a Model that
+/// points at it stays on its way for as long as the listener lives.
+fn silent_model_url() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/tiny.gguf", listener.local_addr().unwrap().port());
+    (listener, url)
+}
+
+#[tokio::test]
+async fn a_pool_waiting_for_its_model_download_is_progressing_not_degraded_and_its_replicas_serve_on() {
+    let mut w = world();
+    allow_downloads(&mut w);
+    let old = two_ready(&mut w).await;
+    let (_server, url) = silent_model_url();
+    w.write(&stack("img:dev", "1").replace("file:tiny.gguf", &url));
+    for _ in 0..3 {
+        w.controller.pass().await;
+    }
+    let s = w.snapshot();
+    let model = s.objects.iter().find(|o| o.object.name == "tiny").unwrap();
+    let phase = model.status.model.as_ref().unwrap().phase;
+    assert!(matches!(phase, ModelPhase::Pending | ModelPhase::Fetching), "{phase:?}");
+    assert_eq!(w.running(), old, "its containers are left exactly as they are");
+    assert_eq!(w.runtime.fake.create_count(), 2);
+    let pool = chat(&s);
+    let progressing = pool.condition(ConditionType::Progressing).unwrap();
+    assert!(
+        progressing.status && progressing.reason == "WaitingForModel",
+        "{progressing:?}"
+    );
+    assert!(progressing.message.contains("not ready yet"), "{progressing:?}");
+    let degraded = pool.condition(ConditionType::Degraded).unwrap();
+    assert!(!degraded.status && degraded.reason == "WaitingForModel", "{degraded:?}");
+    assert!(pool.is_ready(), "the replicas that serve keep the Pool Ready: {pool:?}");
+    assert_eq!(ready(&s), 2);
+
+    // A Model that failed is a failure: Degraded/Blocked, the containers still untouched.
+    w.write(&stack("img:dev", "1").replace("file:tiny.gguf", "https://elsewhere.example/tiny.gguf"));
+    w.controller.pass().await;
+    let s = w.snapshot();
+    let degraded = chat(&s).condition(ConditionType::Degraded).unwrap();
+    assert!(degraded.status && degraded.reason == "Blocked", "{degraded:?}");
+    assert_eq!(w.running(), old);
+}
+
+#[tokio::test]
+async fn a_new_pool_waits_for_its_model_without_starting_anything_or_reporting_a_failure() {
+    let mut w = world();
+    allow_downloads(&mut w);
+    let (_server, url) = silent_model_url();
+    w.write(&stack("img:dev", "1").replace("file:tiny.gguf", &url));
+    w.controller.pass().await;
+    w.controller.pass().await;
+    assert_eq!(w.runtime.fake.create_count(), 0);
+    let s = w.snapshot();
+    let pool = chat(&s);
+    let ready = pool.condition(ConditionType::Ready).unwrap();
+    assert!(!ready.status && ready.reason == "WaitingForModel", "{ready:?}");
+    assert!(pool.condition(ConditionType::Progressing).unwrap().status);
+    assert!(!pool.condition(ConditionType::Degraded).unwrap().status);
 }

@@ -36,6 +36,7 @@ use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerSpec};
 use crate::state_dir::EventLog;
 
 pub use cleanup::short;
+pub(crate) use summary::waiting_for_model;
 
 /// Log lines kept from an engine that failed.
 pub const LOG_TAIL_LINES: usize = 20;

@@ -1,8 +1,9 @@
 //! The Pool's conditions and counts from what one pass decided: Ready and Progressing from the
 //! replica rows, Degraded from crash loops, a rolled-back revision, an invalid manifest or
-//! replicas placement refused. It reads the pass's result and never acts.
+//! replicas placement refused; and those of a Pool that waits for its Model's download. It
+//! reads what was decided and never acts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use llorch_manifests::Pool;
@@ -124,4 +125,25 @@ pub(super) fn refused(status: &mut ObjectStatus, replicas: &[ReplicaStatus], ref
         );
     }
     conditions::set(status, ConditionType::Degraded, true, "InsufficientVram", message);
+}
+
+/// The conditions of a Pool left alone while its Model is fetched or verified (`why` says how
+/// far): Progressing, not Degraded, and Ready as long as the replicas it already has (`untouched`,
+/// left exactly as they are) all serve.
+pub(crate) fn waiting_for_model(status: &mut ObjectStatus, pool: &Pool, untouched: &[ReplicaStatus], why: &str) {
+    let desired = pool.spec.replicas;
+    let serving: BTreeSet<u32> = untouched
+        .iter()
+        .filter(|r| r.index < desired && r.phase == ReplicaPhase::Ready)
+        .map(|r| r.index)
+        .collect();
+    let counts = format!("{}/{desired} replicas ready", serving.len());
+    let reason = "WaitingForModel";
+    if serving.len() as u32 >= desired {
+        conditions::set(status, ConditionType::Ready, true, "ReplicasReady", counts);
+    } else {
+        conditions::set(status, ConditionType::Ready, false, reason, format!("{counts}; {why}"));
+    }
+    conditions::set(status, ConditionType::Progressing, true, reason, why);
+    conditions::set(status, ConditionType::Degraded, false, reason, why);
 }
