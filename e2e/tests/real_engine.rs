@@ -292,12 +292,12 @@ fn wrong_digest_never_creates_a_container(rt: Runtime) {
     let wrong = "0".repeat(64);
     d.write_manifest("smol.yaml", &real_stack(&model, &wrong));
     let s = d.wait_for(
-        "model smollm2 ModelUnavailable and pool smol Blocked",
+        "model smollm2 DigestMismatch and pool smol Blocked",
         READY_WITHIN,
         |s| {
             let model_failed = status_of(s, Kind::Model, "smollm2").is_some_and(|st| {
                 st.condition(ConditionType::Degraded)
-                    .is_some_and(|c| c.status && c.reason == "ModelUnavailable")
+                    .is_some_and(|c| c.status && c.reason == "DigestMismatch")
             });
             let pool_blocked = pool_status(s, "smol").is_some_and(|st| {
                 st.condition(ConditionType::Degraded)
