@@ -516,7 +516,8 @@ impl<R: ContainerRuntime> Controller<R> {
                 EventType::Normal,
                 "OrphanRemoved",
                 format!(
-                    "removed container {} ({}): no manifest declares it",
+                    "removed {} {} ({}): no manifest declares it",
+                    crate::pool::noun(c),
                     c.name,
                     crate::pool::short(&c.id)
                 ),

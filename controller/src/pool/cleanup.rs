@@ -107,7 +107,7 @@ pub fn short(id: &str) -> &str {
 }
 
 /// "process" for a replica the process runtime runs (its ids route by prefix), else "container".
-pub(super) fn noun(c: &ContainerInfo) -> &'static str {
+pub(crate) fn noun(c: &ContainerInfo) -> &'static str {
     if ProcessRuntime::owns(&c.id) {
         "process"
     } else {

@@ -35,6 +35,7 @@ use crate::rollout;
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerSpec};
 use crate::state_dir::EventLog;
 
+pub(crate) use cleanup::noun;
 pub use cleanup::short;
 pub(crate) use summary::waiting_for_model;
 
