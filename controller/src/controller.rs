@@ -346,19 +346,7 @@ impl<R: ContainerRuntime> Controller<R> {
             .map_err(|why| self.blocked_on(model, why))?;
         let available: Vec<u32> = self.gpu_view.iter().map(|g| g.index).collect();
         let selection = pool.spec.gpus.select(&available);
-        if let Some(missing) = selection.iter().find(|i| !available.contains(i)) {
-            return Err(format!(
-                "GPU {missing} does not exist; this host has {} (see `orchctl get gpus`)",
-                if available.is_empty() {
-                    "none".to_string()
-                } else {
-                    format!("{available:?}")
-                }
-            )
-            .into());
-        }
-        placement::check_mask(&selection, pool.spec.gpus_per_replica)
-            .map_err(|e| format!("cannot place replicas: {e} (spec.gpus / spec.gpusPerReplica)"))?;
+        placement::mask_problem(&self.gpu_view, &selection, pool.spec.gpus_per_replica)?;
         Ok((engine.clone(), model.clone(), model_path, selection))
     }
 

@@ -94,6 +94,24 @@ pub struct Plan {
     pub reserved: BTreeMap<u32, u64>,
 }
 
+/// Why a Pool cannot be placed at all on `devices` (the daemon blocks it; `orchctl plan` says
+/// the same): its mask names a GPU this host does not have, or selects fewer GPUs than
+/// `gpusPerReplica`.
+pub fn mask_problem(devices: &[GpuView], mask: &[u32], per_replica: u32) -> Result<(), String> {
+    let available: Vec<u32> = devices.iter().map(|g| g.index).collect();
+    if let Some(missing) = mask.iter().find(|i| !available.contains(i)) {
+        let have = if available.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{available:?}")
+        };
+        return Err(format!(
+            "GPU {missing} does not exist; this host has {have} (see `orchctl get gpus`)"
+        ));
+    }
+    check_mask(mask, per_replica).map_err(|e| format!("cannot place replicas: {e} (spec.gpus / spec.gpusPerReplica)"))
+}
+
 /// Checks a Pool's mask against its `gpusPerReplica` (a spec problem, not a VRAM one).
 pub fn check_mask(mask: &[u32], per_replica: u32) -> Result<(), String> {
     if mask.is_empty() {

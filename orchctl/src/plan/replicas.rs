@@ -152,19 +152,7 @@ fn place(out: &mut String, unknown: &mut Vec<String>, input: &PlanInput, pool: &
 /// The daemon's reasons not to reconcile a Pool at all, for its GPU mask (the daemon's
 /// `pool_inputs`): a GPU that does not exist, or fewer GPUs than `gpusPerReplica`.
 pub fn blocked(devices: &[GpuView], mask: &[u32], per_replica: u32) -> Result<(), String> {
-    let available: Vec<u32> = devices.iter().map(|g| g.index).collect();
-    if let Some(missing) = mask.iter().find(|i| !available.contains(i)) {
-        return Err(format!(
-            "GPU {missing} does not exist; this host has {} (see `orchctl get gpus`)",
-            if available.is_empty() {
-                "none".to_string()
-            } else {
-                format!("{available:?}")
-            }
-        ));
-    }
-    placement::check_mask(mask, per_replica)
-        .map_err(|e| format!("cannot place replicas: {e} (spec.gpus / spec.gpusPerReplica)"))
+    placement::mask_problem(devices, mask, per_replica)
 }
 
 fn device_line(d: &GpuView) -> String {
