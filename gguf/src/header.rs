@@ -12,7 +12,7 @@ use std::io::Read;
 
 use crate::error::{GgufError, Result};
 use crate::ggml_type;
-use crate::reader::{HeaderReader, Limits};
+use crate::reader::{HeaderReader, Lazy, Limits};
 use crate::summary::GgufSummary;
 
 const MAGIC: [u8; 4] = *b"GGUF";
@@ -282,12 +282,12 @@ impl<R: Read> Parser<R> {
     fn skip_value(&mut self, key: &str, ty: u32, depth: u32) -> Result<()> {
         let at = self.r.offset();
         if let Some(width) = fixed_width(ty) {
-            return self.r.skip(&format!("the value of '{key}'"), width);
+            return self.r.skip(&Lazy(&|| format!("the value of '{key}'")), width);
         }
         match ty {
             TYPE_STRING => self
                 .r
-                .skip_string(&format!("the value of '{key}'"), self.limits.string_bytes),
+                .skip_string(&Lazy(&|| format!("the value of '{key}'")), self.limits.string_bytes),
             TYPE_ARRAY => {
                 if depth >= self.limits.array_depth {
                     return Err(GgufError::Limit {
@@ -298,7 +298,7 @@ impl<R: Read> Parser<R> {
                     });
                 }
                 let elem_at = self.r.offset();
-                let elem = self.r.u32(&format!("the element type of '{key}'"))?;
+                let elem = self.r.u32(&Lazy(&|| format!("the element type of '{key}'")))?;
                 let len = self.array_len(key)?;
                 self.skip_elements(key, elem, len, depth + 1, elem_at)
             }
@@ -313,7 +313,7 @@ impl<R: Read> Parser<R> {
     fn skip_elements(&mut self, key: &str, elem: u32, len: u64, depth: u32, elem_at: u64) -> Result<()> {
         if let Some(width) = fixed_width(elem) {
             // len ≤ limits.array_len (2^24) and width ≤ 8: no overflow.
-            return self.r.skip(&format!("the elements of '{key}'"), len * width);
+            return self.r.skip(&Lazy(&|| format!("the elements of '{key}'")), len * width);
         }
         if elem != TYPE_STRING && elem != TYPE_ARRAY {
             return Err(GgufError::Invalid {

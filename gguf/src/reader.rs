@@ -1,7 +1,9 @@
 //! A little-endian reader that knows its byte offset and refuses to go past a header budget.
 //!
-//! Every read names the field it is for, so errors say what was being read and where. Values
-//! the parser does not keep are skipped without allocating; the only allocations are for
+//! Every read names the field it is for, so errors say what was being read and where. The name
+//! is a [`Field`]: a `&str`, or a closure that builds it only when an error needs it — a
+//! vocabulary has ~100k strings, and formatting a name for each cost more than reading them.
+//! Values the parser does not keep are skipped without allocating; the only allocations are for
 //! strings the caller asks to keep, and those are bounded by [`Limits`].
 
 use std::io::{self, Read};
@@ -47,6 +49,33 @@ impl Limits {
     };
 }
 
+/// The name of the field being read, for errors only.
+pub trait Field {
+    /// The name, built when an error is reported.
+    fn name(&self) -> String;
+}
+
+impl Field for str {
+    fn name(&self) -> String {
+        self.to_owned()
+    }
+}
+
+impl Field for String {
+    fn name(&self) -> String {
+        self.clone()
+    }
+}
+
+/// A field name built on demand: `Lazy(&|| format!("the value of '{key}'"))`.
+pub struct Lazy<'a>(pub &'a dyn Fn() -> String);
+
+impl Field for Lazy<'_> {
+    fn name(&self) -> String {
+        (self.0)()
+    }
+}
+
 /// Reads little-endian values from `R`, counting bytes against `budget`.
 pub struct HeaderReader<R> {
     inner: R,
@@ -69,11 +98,11 @@ impl<R: Read> HeaderReader<R> {
     }
 
     /// Checks that `n` more bytes fit in the header budget.
-    fn reserve(&self, field: &str, n: u64) -> Result<()> {
+    fn reserve(&self, field: &(impl Field + ?Sized), n: u64) -> Result<()> {
         match self.offset.checked_add(n) {
             Some(end) if end <= self.budget => Ok(()),
             _ => Err(GgufError::Limit {
-                field: format!("header size (reading {field})"),
+                field: format!("header size (reading {})", field.name()),
                 offset: self.offset,
                 value: self.offset.saturating_add(n),
                 limit: self.budget,
@@ -81,15 +110,15 @@ impl<R: Read> HeaderReader<R> {
         }
     }
 
-    fn io_error(&self, field: &str, source: io::Error) -> GgufError {
+    fn io_error(&self, field: &(impl Field + ?Sized), source: io::Error) -> GgufError {
         if source.kind() == io::ErrorKind::UnexpectedEof {
             GgufError::Truncated {
-                field: field.to_owned(),
+                field: field.name(),
                 offset: self.offset,
             }
         } else {
             GgufError::Io {
-                field: field.to_owned(),
+                field: field.name(),
                 offset: self.offset,
                 source,
             }
@@ -97,7 +126,7 @@ impl<R: Read> HeaderReader<R> {
     }
 
     /// Reads exactly `N` bytes.
-    pub fn bytes<const N: usize>(&mut self, field: &str) -> Result<[u8; N]> {
+    pub fn bytes<const N: usize>(&mut self, field: &(impl Field + ?Sized)) -> Result<[u8; N]> {
         self.reserve(field, N as u64)?;
         let mut buf = [0u8; N];
         let mut filled = 0;
@@ -116,16 +145,16 @@ impl<R: Read> HeaderReader<R> {
         Ok(buf)
     }
 
-    pub fn u32(&mut self, field: &str) -> Result<u32> {
+    pub fn u32(&mut self, field: &(impl Field + ?Sized)) -> Result<u32> {
         self.bytes::<4>(field).map(u32::from_le_bytes)
     }
 
-    pub fn u64(&mut self, field: &str) -> Result<u64> {
+    pub fn u64(&mut self, field: &(impl Field + ?Sized)) -> Result<u64> {
         self.bytes::<8>(field).map(u64::from_le_bytes)
     }
 
     /// Skips `n` bytes without keeping them.
-    pub fn skip(&mut self, field: &str, n: u64) -> Result<()> {
+    pub fn skip(&mut self, field: &(impl Field + ?Sized), n: u64) -> Result<()> {
         self.reserve(field, n)?;
         let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(|e| self.io_error(field, e))?;
         self.offset += copied;
@@ -136,12 +165,12 @@ impl<R: Read> HeaderReader<R> {
     }
 
     /// Reads a length prefix and checks it against `limit`.
-    fn string_len(&mut self, field: &str, limit: u64) -> Result<u64> {
+    fn string_len(&mut self, field: &(impl Field + ?Sized), limit: u64) -> Result<u64> {
         let at = self.offset;
-        let len = self.u64(&format!("the length of {field}"))?;
+        let len = self.u64(&Lazy(&|| format!("the length of {}", field.name())))?;
         if len > limit {
             return Err(GgufError::Limit {
-                field: format!("the length of {field}"),
+                field: format!("the length of {}", field.name()),
                 offset: at,
                 value: len,
                 limit,
@@ -151,7 +180,7 @@ impl<R: Read> HeaderReader<R> {
     }
 
     /// Reads a GGUF string (u64 length + bytes) of at most `limit` bytes; it must be UTF-8.
-    pub fn string(&mut self, field: &str, limit: u64) -> Result<String> {
+    pub fn string(&mut self, field: &(impl Field + ?Sized), limit: u64) -> Result<String> {
         let len = self.string_len(field, limit)?;
         self.reserve(field, len)?;
         let start = self.offset;
@@ -167,14 +196,14 @@ impl<R: Read> HeaderReader<R> {
             return Err(self.io_error(field, io::ErrorKind::UnexpectedEof.into()));
         }
         String::from_utf8(buf).map_err(|e| GgufError::Invalid {
-            field: field.to_owned(),
+            field: field.name(),
             offset: start,
             reason: format!("not UTF-8 ({e})"),
         })
     }
 
     /// Skips a GGUF string of at most `limit` bytes.
-    pub fn skip_string(&mut self, field: &str, limit: u64) -> Result<()> {
+    pub fn skip_string(&mut self, field: &(impl Field + ?Sized), limit: u64) -> Result<()> {
         let len = self.string_len(field, limit)?;
         self.skip(field, len)
     }
