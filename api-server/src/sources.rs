@@ -1,8 +1,9 @@
 //! The narrow edges the API reads besides the snapshot: recent events, engine log tails and
-//! the model catalog.
+//! the model catalog, and the one it commands through: pool reloads.
 //! The controller implements them; tests use fakes. Nothing here does I/O itself.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 
 use llorch_manifests::ObjectRef;
@@ -32,6 +33,22 @@ pub trait PoolControl: Send + Sync {
     /// controller folds into every replica's spec hash) and wakes the controller. Returns the
     /// new counter, or why it could not be saved.
     fn restart(&self, pool: &str) -> Result<u64, String>;
+
+    /// Changes `spec.model` of `pool` from `from` to `to` in `file`, its manifest file (as the
+    /// snapshot names it), which must hold nothing but that Pool. The controller picks the
+    /// change up like any manifest edit. The API checks beforehand that the Pool and the Model
+    /// exist; this only edits the file.
+    fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), SetModelError>;
+}
+
+/// Why `spec.model` was not changed; nothing was written either way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetModelError {
+    /// The file cannot be edited automatically (it does not parse, or holds more than the
+    /// Pool): `409 CONFLICT`, with this message saying what to do by hand.
+    Conflict(String),
+    /// Reading, checking or writing the file failed: `500`, the detail logged.
+    Failed(String),
 }
 
 /// A server that cannot command the controller (tests, a bare API server).
@@ -41,6 +58,12 @@ pub struct NoPoolControl;
 impl PoolControl for NoPoolControl {
     fn restart(&self, pool: &str) -> Result<u64, String> {
         Err(format!("this server cannot reload pool `{pool}`: it has no controller"))
+    }
+
+    fn set_model(&self, pool: &str, _file: &Path, _from: &str, to: &str) -> Result<(), SetModelError> {
+        Err(SetModelError::Failed(format!(
+            "this server cannot move pool `{pool}` to model `{to}`: it has no controller"
+        )))
     }
 }
 

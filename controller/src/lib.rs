@@ -2,6 +2,7 @@
 //! runtime until they match, probes them, and publishes status, events and a snapshot the API
 //! server reads. It never serves tasks.
 
+pub mod atomic_file;
 pub mod backoff;
 pub mod catalog;
 pub mod conditions;
@@ -9,6 +10,7 @@ pub mod controller;
 pub mod external;
 pub mod gpu;
 pub mod labels;
+pub mod manifest_edit;
 pub mod manifest_store;
 pub mod models;
 pub mod placement;

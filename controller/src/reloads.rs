@@ -67,14 +67,11 @@ impl ReloadCounters {
         let next = counts.get(pool).copied().unwrap_or(0).saturating_add(1);
         counts.insert(pool.to_string(), next);
         if let Some(path) = &self.path {
-            let tmp = path.with_extension("json.tmp");
             let text = serde_json::to_vec_pretty(&*counts).unwrap_or_default();
-            std::fs::write(&tmp, text)
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .map_err(|source| SaveError {
-                    path: path.clone(),
-                    source,
-                })?;
+            crate::atomic_file::write_atomic(path, &text).map_err(|source| SaveError {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(next)
     }

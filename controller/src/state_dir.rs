@@ -66,11 +66,8 @@ impl StatusFiles {
     /// Writes `status` atomically (temp file + rename).
     pub fn store(&self, status: &ObjectStatus) -> Result<(), StateError> {
         let path = self.path(&status.object);
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(status).unwrap_or_default();
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|source| StateError::Write { path, source })
+        crate::atomic_file::write_atomic(&path, &text).map_err(|source| StateError::Write { path, source })
     }
 
     /// Removes the status of a deleted object.

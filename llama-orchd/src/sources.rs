@@ -1,9 +1,11 @@
-//! Adapts the controller's event log, container runtime and model catalog to the API server's
-//! `EventSource`, `LogSource` and `CatalogSource` edges.
+//! Adapts the controller's event log, container runtime, model catalog and pool reloads to the
+//! API server's `EventSource`, `LogSource`, `CatalogSource` and `PoolControl` edges.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use llorch_api::sources::{BoxFuture, CatalogSource, EventSource, LogSource, PullRefusal};
+use llorch_api::sources::{BoxFuture, CatalogSource, EventSource, LogSource, PullRefusal, SetModelError};
+use llorch_controller::manifest_edit::{self, SetModelError as EditError};
 use llorch_controller::models::{ModelsHandle, PullError};
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::state_dir::EventLog;
@@ -44,7 +46,8 @@ impl llorch_controller::retire::ReplicaGate for DataPlaneGate {
     }
 }
 
-/// Explicit reloads: bump the pool's persisted counter and wake the controller.
+/// Explicit reloads: bump the pool's persisted counter and wake the controller, or edit the
+/// pool's `spec.model` (the manifest watcher wakes the controller).
 pub struct Reloads {
     /// The counters the controller folds into spec hashes.
     pub counters: Arc<llorch_controller::reloads::ReloadCounters>,
@@ -57,6 +60,13 @@ impl llorch_api::PoolControl for Reloads {
         let n = self.counters.bump(pool).map_err(|e| e.to_string())?;
         self.wake.notify_one();
         Ok(n)
+    }
+
+    fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), SetModelError> {
+        manifest_edit::set_model(file, pool, from, to).map_err(|e| match e {
+            EditError::Refused(m) => SetModelError::Conflict(m),
+            EditError::Failed(m) => SetModelError::Failed(m),
+        })
     }
 }
 

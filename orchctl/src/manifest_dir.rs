@@ -5,7 +5,7 @@
 //! Objects are returned exactly as `parse_file` made them (relative `file:` refs included), so
 //! `short_hash` of one equals the generation the daemon computes for it.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -132,31 +132,17 @@ impl ManifestDir {
     }
 }
 
-/// Replaces `path` with `contents` atomically: a hidden temporary file in the same directory
-/// (so the daemon never reads a half-written manifest), synced, then renamed over `path`.
+/// Replaces `path` with `contents` atomically (the controller's
+/// [`write_atomic`](llorch_controller::atomic_file::write_atomic): a hidden temporary file in the
+/// same directory, so the daemon never reads a half-written manifest, synced, then renamed).
 pub fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".orchctl-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(contents.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write a temporary file in {}", dir.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    llorch_controller::atomic_file::write_atomic(path, contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llorch_manifests::Kind;
 
     #[test]
     fn only_visible_yaml_files_count_as_manifests() {
@@ -173,19 +159,5 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ManifestDir::read(&tmp.path().join("absent")).unwrap();
         assert!(dir.files.is_empty());
-    }
-
-    #[test]
-    fn atomic_writes_replace_the_file_and_leave_no_temporary_behind() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(file_name_for(&ObjectRef::new(Kind::Pool, "chat")));
-        write_atomic(&path, "one").unwrap();
-        write_atomic(&path, "two").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
-        let names: Vec<_> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["pool-chat.yaml"]);
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! A drain is the data plane's: admission stops at once (503 `POOL_DRAINING`), what is queued
 //! or running may finish until the deadline, then ends with a `POOL_DRAINING` error. A reload is
-//! the controller's rolling replacement: with a `model`, this route changes `spec.model` in the
-//! Pool's manifest file (the only manifest write the API makes; the file must hold nothing but
-//! that Pool, and is replaced atomically); without one, it bumps the Pool's reload counter
-//! through [`PoolControl`](crate::PoolControl), which rolls out new replicas of the same spec.
+//! the controller's rolling replacement, commanded through [`PoolControl`](crate::PoolControl):
+//! with a `model`, the controller changes `spec.model` in the Pool's manifest file (which must
+//! hold nothing but that Pool); without one, it bumps the Pool's reload counter, which rolls out
+//! new replicas of the same spec. This route only checks, on the snapshot, that the Pool and
+//! the Model exist and the Model is usable; it never touches a file itself.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,12 +19,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use llorch_manifests::api::{ApiErrorBody, DrainRequest, ObjectView, PoolHealth, ReloadRequest, Snapshot};
 use llorch_manifests::status::{ConditionType, ReplicaPhase};
-use llorch_manifests::{AnyObject, Kind, Pool};
+use llorch_manifests::{Kind, Pool};
 use serde::Serialize;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
+use crate::sources::{PoolControl, SetModelError};
 use crate::tasks::worker::PoolLoad;
 
 /// The longest drain deadline accepted: a day.
@@ -212,7 +214,7 @@ pub(crate) async fn reload(State(state): State<AppState>, ApiPath(name): ApiPath
         return ApiError::Internal(format!("pool `{name}` has no readable manifest in the snapshot")).into_response();
     };
     match req.model.filter(|m| *m != pool.spec.model) {
-        Some(model) => change_model(&snapshot, view, &pool, &model),
+        Some(model) => change_model(state.pools.as_ref(), &snapshot, view, &pool, &model),
         None => match state.pools.restart(&name) {
             Ok(counter) => (
                 StatusCode::ACCEPTED,
@@ -233,8 +235,14 @@ pub(crate) async fn reload(State(state): State<AppState>, ApiPath(name): ApiPath
     }
 }
 
-/// Checks `model` and writes it into the Pool's manifest file.
-fn change_model(snapshot: &Snapshot, view: &ObjectView, pool: &Pool, model: &str) -> Response {
+/// Checks `model` on the snapshot and has the controller write it into the Pool's manifest file.
+fn change_model(
+    control: &dyn PoolControl,
+    snapshot: &Snapshot,
+    view: &ObjectView,
+    pool: &Pool,
+    model: &str,
+) -> Response {
     let name = pool.name();
     let Some(model_view) = snapshot
         .objects
@@ -268,7 +276,7 @@ fn change_model(snapshot: &Snapshot, view: &ObjectView, pool: &Pool, model: &str
             format!("pool `{name}` has no manifest file to edit"),
         );
     };
-    match edit_manifest(Path::new(&source.file), name, &pool.spec.model, model) {
+    match control.set_model(name, Path::new(&source.file), &pool.spec.model, model) {
         Ok(()) => {
             tracing::info!(pool = %name, model = %model, file = %source.file,
                 human = %format!("reloading pool {name} onto model {model}: edited {}", source.file), "pool reload");
@@ -289,159 +297,7 @@ fn change_model(snapshot: &Snapshot, view: &ObjectView, pool: &Pool, model: &str
             )
                 .into_response()
         }
-        Err(EditError::Conflict(message)) => refuse(StatusCode::CONFLICT, "CONFLICT", message),
-        Err(EditError::Io(message)) => ApiError::Internal(message).into_response(),
-    }
-}
-
-enum EditError {
-    Conflict(String),
-    Io(String),
-}
-
-/// Replaces `spec.model: <old>` by `<new>` in `file`, which must hold only Pool `name`. The
-/// line is edited in place (comments and layout kept); when no single line says it, the file
-/// is rewritten from the parsed manifest. The result is parsed back and checked before it
-/// replaces the file (temporary file + rename: the watcher never sees half a file).
-fn edit_manifest(file: &Path, name: &str, old: &str, new: &str) -> Result<(), EditError> {
-    let shown = file.display().to_string();
-    let bytes = std::fs::read(file).map_err(|e| EditError::Io(format!("cannot read {shown}: {e}")))?;
-    let objects = llorch_manifests::parse_file(&shown, &bytes).map_err(|errors| {
-        let first = errors.first().map(ToString::to_string).unwrap_or_default();
-        EditError::Conflict(format!(
-            "{shown} does not parse now ({first}); fix it, then set spec.model of pool `{name}` there"
-        ))
-    })?;
-    let only_this_pool =
-        matches!(objects.as_slice(), [one] if matches!(&one.object, AnyObject::Pool(p) if p.name() == name));
-    if !only_this_pool {
-        return Err(EditError::Conflict(format!(
-            "{shown} holds {} document(s), not only pool `{name}`; edit `spec.model: {new}` of pool `{name}` there \
-             yourself, or move the pool into a file of its own (`orchctl apply` writes one file per object)",
-            objects.len()
-        )));
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let edited = edit_line(&text, old, new).unwrap_or_else(|| rewrite(&objects[0].object, new));
-    let check = llorch_manifests::parse_file(&shown, edited.as_bytes());
-    let ok = matches!(check.as_deref(), Ok([one]) if matches!(&one.object, AnyObject::Pool(p) if p.name() == name && p.spec.model == new));
-    if !ok {
-        return Err(EditError::Io(format!(
-            "editing spec.model in {shown} did not give a valid Pool; nothing was written"
-        )));
-    }
-    write_atomic(file, &edited).map_err(|e| EditError::Io(format!("cannot write {shown}: {e}")))
-}
-
-/// The text with the single `model: <old>` line changed, if exactly one line says it.
-fn edit_line(text: &str, old: &str, new: &str) -> Option<String> {
-    let matches_line = |line: &str| {
-        let body = line.split('#').next().unwrap_or_default().trim();
-        let Some(value) = body.strip_prefix("model:") else {
-            return false;
-        };
-        let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
-        value == old
-    };
-    let hits: Vec<usize> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| matches_line(l))
-        .map(|(i, _)| i)
-        .collect();
-    let [at] = hits.as_slice() else { return None };
-    let mut out: Vec<String> = text.lines().map(str::to_string).collect();
-    let line = &out[*at];
-    let indent = &line[..line.len() - line.trim_start().len()];
-    let comment = line.find('#').map(|i| format!(" {}", &line[i..])).unwrap_or_default();
-    out[*at] = format!("{indent}model: {new}{comment}");
-    let mut joined = out.join("\n");
-    if text.ends_with('\n') {
-        joined.push('\n');
-    }
-    Some(joined)
-}
-
-/// The object as JSON (valid YAML) with the new model: layout and comments are lost.
-fn rewrite(object: &AnyObject, new: &str) -> String {
-    let mut json = object.to_json();
-    if let Some(spec) = json.get_mut("spec").and_then(|s| s.as_object_mut()) {
-        spec.insert("model".into(), serde_json::Value::String(new.to_string()));
-    }
-    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
-}
-
-fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    // Hidden: the manifest store skips it while it is being written.
-    let tmp = dir.join(format!(".llama-orchd-reload-{}-{nanos}.tmp", std::process::id()));
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(contents.as_bytes()).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    const POOL: &str = "apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {name: chat}\n\
-                        spec:\n  engine: mock\n  model: tiny # small\n  replicas: 2\n";
-
-    #[test]
-    fn a_file_holding_only_the_pool_is_edited_atomically_and_stays_valid() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pool-chat.yaml");
-        std::fs::write(&file, POOL).unwrap();
-        assert!(edit_manifest(&file, "chat", "tiny", "tiny2").is_ok());
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.contains("  model: tiny2 # small\n"), "{text}");
-        let hidden: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(hidden.len(), 1, "no temporary file left behind");
-    }
-
-    #[test]
-    fn a_file_with_other_documents_is_refused_and_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("stack.yaml");
-        let text = format!(
-            "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: mock}}\nspec: {{image: 'i:1', version: '1'}}\n---\n{POOL}"
-        );
-        std::fs::write(&file, &text).unwrap();
-        let Err(EditError::Conflict(message)) = edit_manifest(&file, "chat", "tiny", "tiny2") else {
-            panic!("expected a conflict")
-        };
-        assert!(
-            message.contains("stack.yaml") && message.contains("spec.model: tiny2"),
-            "{message}"
-        );
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
-    }
-
-    #[test]
-    fn the_model_line_is_edited_in_place_keeping_comments_and_layout() {
-        let text = "kind: Pool\nspec:\n  engine: mock\n  model: tiny   # the small one\n  replicas: 2\n";
-        assert_eq!(
-            edit_line(text, "tiny", "tiny2").as_deref(),
-            Some("kind: Pool\nspec:\n  engine: mock\n  model: tiny2 # the small one\n  replicas: 2\n")
-        );
-        assert_eq!(
-            edit_line("spec: {engine: mock, model: tiny}\n", "tiny", "x"),
-            None,
-            "flow style: rewritten instead"
-        );
-        assert_eq!(edit_line("model: tiny\nmodel: tiny\n", "tiny", "x"), None, "ambiguous");
+        Err(SetModelError::Conflict(message)) => refuse(StatusCode::CONFLICT, "CONFLICT", message),
+        Err(SetModelError::Failed(message)) => ApiError::Internal(message).into_response(),
     }
 }

@@ -4,7 +4,6 @@
 //! newer llama-orch — is an error naming the file and what to do; it is never overwritten.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use llorch_manifests::api::{CatalogEntry, Lifecycle};
@@ -202,12 +201,7 @@ impl Index {
         let text = serde_json::to_vec_pretty(&file).map_err(|e| err(std::io::Error::other(e)))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&text).and_then(|()| f.sync_all()).map_err(err)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(err)?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+        crate::atomic_file::write_atomic(path, &text).map_err(err)
     }
 }
 
@@ -229,7 +223,11 @@ mod tests {
         let declared = BTreeMap::from([(D.to_string(), BTreeSet::from(["tiny".to_string()]))]);
         assert!(idx.set_models(&declared));
         idx.save().unwrap();
-        assert!(!path.with_extension("json.tmp").exists(), "no temp file left");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["catalog.json"], "no temp file left");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"schemaVersion\": 1"), "{text}");
         let back = Index::open(&path).unwrap();

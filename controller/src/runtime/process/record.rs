@@ -4,7 +4,6 @@
 //! the processes that still run.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -57,14 +56,10 @@ impl RecordStore {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Writes `record` atomically (temporary file + rename).
+    /// Writes `record` atomically (hidden temporary file + rename, which `all` skips).
     pub fn write(&self, record: &ProcessRecord) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        let tmp = self.dir.join(format!(".{}.tmp", record.id));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.path(&record.id))
+        crate::atomic_file::write_atomic(&self.path(&record.id), &text)
     }
 
     /// The record `id`, if there is one.
