@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use llorch_manifests::api::{GpuView, ObjectView, RuntimeInfo, Snapshot, SourceRef};
-use llorch_manifests::status::{ConditionType, EventType, ModelPhase, ObjectStatus, ReplicaStatus};
-use llorch_manifests::{AnyObject, Kind, ManifestError, ObjectRef};
+use llorch_manifests::api::{GpuView, Snapshot};
+use llorch_manifests::status::{EventType, ModelPhase, ObjectStatus, ReplicaStatus};
+use llorch_manifests::{AnyObject, Kind, ObjectRef};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,10 @@ use crate::provision::{EngineCheck, Provisioner};
 use crate::reloads::ReloadCounters;
 use crate::retire::{AlwaysIdle, ReplicaGate};
 use crate::runtime::{ContainerInfo, ContainerRuntime};
-use crate::state_dir::{EventLog, StatusFiles, now_rfc3339};
+use crate::state_dir::{EventLog, StatusFiles};
+
+mod book;
+mod objects;
 
 /// Events arriving within this window are handled by one pass.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -442,58 +445,6 @@ impl<R: ContainerRuntime> Controller<R> {
             .collect()
     }
 
-    async fn reconcile_models_and_engines(&mut self, desired: &DesiredState) {
-        let entries: Vec<_> = desired
-            .objects
-            .values()
-            .filter(|e| e.object.kind() != Kind::Pool)
-            .cloned()
-            .collect();
-        for entry in entries {
-            let obj = entry.object.object_ref();
-            let mut status = self.take_status(&obj);
-            status.generation = Some(entry.generation.clone());
-            status.observed_generation = Some(entry.generation.clone());
-            status.manifest_errors = entry.errors.clone();
-            let (verdict, reason) = match &entry.object {
-                AnyObject::Model(m) => {
-                    let state = self.models.observe(m.name(), &m.spec, &entry.file);
-                    let problem = self.models.problem(m.name());
-                    let before = status.model.as_ref();
-                    if let Some((kind, reason, message)) = crate::models::event(before, &state, problem.as_ref()) {
-                        self.events.emit(Some(&obj), None, kind, reason, message);
-                    }
-                    crate::models::set_conditions(&mut status, state, problem.as_ref());
-                    self.put_status(status);
-                    continue;
-                }
-                AnyObject::Engine(e) => {
-                    let check = self.provisioner.check(&self.runtime, e.name(), &e.spec).await;
-                    self.engine_checks.insert(e.name().to_string(), check.clone());
-                    (check.verdict, check.reason)
-                }
-                AnyObject::Pool(_) => continue,
-            };
-            match verdict {
-                Ok(msg) => conditions::set_healthy(&mut status, "Valid", msg),
-                Err(e) => {
-                    let failed_before = status.condition(ConditionType::Degraded).is_some_and(|c| c.status);
-                    if !failed_before {
-                        self.events
-                            .emit(Some(&obj), None, EventType::Warning, reason, e.clone());
-                    }
-                    conditions::set_failed(&mut status, reason, e)
-                }
-            }
-            self.put_status(status);
-        }
-        let models = desired
-            .of_kind(Kind::Model)
-            .map(|e| e.object.object_ref().name)
-            .collect();
-        self.models.retain(&models);
-    }
-
     async fn remove_orphan(&mut self, c: &ContainerInfo) {
         let pool = c.labels.get(labels::POOL_KEY).cloned().unwrap_or_default();
         let obj = ObjectRef::new(Kind::Pool, pool);
@@ -520,129 +471,6 @@ impl<R: ContainerRuntime> Controller<R> {
         }
         self.slots.remove(&obj.name);
     }
-
-    fn take_status(&mut self, obj: &ObjectRef) -> ObjectStatus {
-        self.statuses
-            .remove(obj)
-            .or_else(|| self.status_files.load(obj))
-            .unwrap_or_else(|| ObjectStatus::new(obj.clone()))
-    }
-
-    fn put_status(&mut self, mut status: ObjectStatus) {
-        // Becoming Ready, or losing it, is a state change people look for in the events.
-        let ready = status.is_ready();
-        let before = self.last_ready.insert(status.object.clone(), ready);
-        if before != Some(ready) && (before.is_some() || ready) {
-            let message = status
-                .condition(ConditionType::Ready)
-                .map(|c| c.message.clone())
-                .unwrap_or_default();
-            let (kind, reason) = if ready {
-                (EventType::Normal, "Ready")
-            } else {
-                (EventType::Warning, "NotReady")
-            };
-            self.events.emit(Some(&status.object), None, kind, reason, message);
-        }
-        let changed = match self.statuses.get(&status.object) {
-            Some(old) => !same_ignoring_time(old, &status),
-            None => true,
-        };
-        if changed {
-            status.updated_at = now_rfc3339();
-            if let Err(e) = self.status_files.store(&status) {
-                tracing::error!(error = %e, "cannot persist status");
-            }
-        }
-        self.statuses.insert(status.object.clone(), status);
-    }
-
-    fn forget_deleted(&mut self, desired: &DesiredState) {
-        let gone: Vec<ObjectRef> = self
-            .statuses
-            .keys()
-            .filter(|r| !desired.objects.contains_key(*r))
-            .cloned()
-            .collect();
-        for r in gone {
-            self.statuses.remove(&r);
-            self.last_ready.remove(&r);
-            self.status_files.remove(&r);
-            self.slots.remove(&r.name);
-            self.events.emit(
-                Some(&r),
-                None,
-                EventType::Normal,
-                "Deleted",
-                format!("{r} is no longer declared"),
-            );
-        }
-    }
-
-    fn report_new_errors(&mut self, desired: &DesiredState) {
-        let all: Vec<&ManifestError> = desired
-            .file_errors
-            .iter()
-            .chain(desired.objects.values().flat_map(|e| e.errors.iter()))
-            .collect();
-        let now: HashSet<String> = all.iter().map(|e| e.to_string()).collect();
-        for e in all {
-            let text = e.to_string();
-            if !self.reported_errors.contains(&text) {
-                let obj = match (e.kind, &e.name) {
-                    (Some(k), Some(n)) => Some(ObjectRef::new(k, n.clone())),
-                    _ => None,
-                };
-                self.events
-                    .emit(obj.as_ref(), None, EventType::Warning, "ManifestInvalid", text);
-            }
-        }
-        self.reported_errors = now;
-    }
-
-    fn publish(&self, desired: &DesiredState, mut replicas: Vec<ReplicaStatus>) {
-        replicas.sort_by(|a, b| (&a.pool, a.index).cmp(&(&b.pool, b.index)));
-        let objects = desired
-            .objects
-            .iter()
-            .map(|(r, e)| ObjectView {
-                object: r.clone(),
-                source: Some(SourceRef {
-                    file: e.file.display().to_string(),
-                    document: e.document,
-                }),
-                manifest: Some(e.object.to_json()),
-                status: self
-                    .statuses
-                    .get(r)
-                    .cloned()
-                    .unwrap_or_else(|| ObjectStatus::new(r.clone())),
-            })
-            .collect();
-        let id = self.runtime.identity();
-        let snapshot = Snapshot {
-            synced: true,
-            instance: self.settings.instance.clone(),
-            objects,
-            replicas,
-            gpus: self.placements.published(&self.gpu_view),
-            gpus_simulated: self.gpus.simulated(),
-            file_errors: desired.file_errors.clone(),
-            runtime: RuntimeInfo {
-                kind: id.kind,
-                socket: id.socket,
-                version: id.version,
-            },
-        };
-        self.snapshot.send_if_modified(|cur| {
-            if **cur == snapshot {
-                false
-            } else {
-                *cur = Arc::new(snapshot);
-                true
-            }
-        });
-    }
 }
 
 /// Why a Pool is not reconciled this pass; either way its containers are left as they are.
@@ -657,10 +485,4 @@ impl From<String> for Blocked {
     fn from(why: String) -> Self {
         Blocked::Broken(why)
     }
-}
-
-fn same_ignoring_time(a: &ObjectStatus, b: &ObjectStatus) -> bool {
-    let mut b = b.clone();
-    b.updated_at = a.updated_at.clone();
-    *a == b
 }

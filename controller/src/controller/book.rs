@@ -1,0 +1,146 @@
+//! The loop's bookkeeping: per-object status kept in memory and in the state dir (written
+//! only when it changes), Ready/NotReady and manifest-error events, forgetting deleted objects,
+//! and publishing the [`Snapshot`] the API serves.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use llorch_manifests::api::{ObjectView, RuntimeInfo, Snapshot, SourceRef};
+use llorch_manifests::status::{ConditionType, EventType, ObjectStatus, ReplicaStatus};
+use llorch_manifests::{ManifestError, ObjectRef};
+
+use super::Controller;
+use crate::manifest_store::DesiredState;
+use crate::runtime::ContainerRuntime;
+use crate::state_dir::now_rfc3339;
+
+impl<R: ContainerRuntime> Controller<R> {
+    pub(super) fn take_status(&mut self, obj: &ObjectRef) -> ObjectStatus {
+        self.statuses
+            .remove(obj)
+            .or_else(|| self.status_files.load(obj))
+            .unwrap_or_else(|| ObjectStatus::new(obj.clone()))
+    }
+
+    pub(super) fn put_status(&mut self, mut status: ObjectStatus) {
+        // Becoming Ready, or losing it, is a state change people look for in the events.
+        let ready = status.is_ready();
+        let before = self.last_ready.insert(status.object.clone(), ready);
+        if before != Some(ready) && (before.is_some() || ready) {
+            let message = status
+                .condition(ConditionType::Ready)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            let (kind, reason) = if ready {
+                (EventType::Normal, "Ready")
+            } else {
+                (EventType::Warning, "NotReady")
+            };
+            self.events.emit(Some(&status.object), None, kind, reason, message);
+        }
+        let changed = match self.statuses.get(&status.object) {
+            Some(old) => !same_ignoring_time(old, &status),
+            None => true,
+        };
+        if changed {
+            status.updated_at = now_rfc3339();
+            if let Err(e) = self.status_files.store(&status) {
+                tracing::error!(error = %e, "cannot persist status");
+            }
+        }
+        self.statuses.insert(status.object.clone(), status);
+    }
+
+    pub(super) fn forget_deleted(&mut self, desired: &DesiredState) {
+        let gone: Vec<ObjectRef> = self
+            .statuses
+            .keys()
+            .filter(|r| !desired.objects.contains_key(*r))
+            .cloned()
+            .collect();
+        for r in gone {
+            self.statuses.remove(&r);
+            self.last_ready.remove(&r);
+            self.status_files.remove(&r);
+            self.slots.remove(&r.name);
+            self.events.emit(
+                Some(&r),
+                None,
+                EventType::Normal,
+                "Deleted",
+                format!("{r} is no longer declared"),
+            );
+        }
+    }
+
+    pub(super) fn report_new_errors(&mut self, desired: &DesiredState) {
+        let all: Vec<&ManifestError> = desired
+            .file_errors
+            .iter()
+            .chain(desired.objects.values().flat_map(|e| e.errors.iter()))
+            .collect();
+        let now: HashSet<String> = all.iter().map(|e| e.to_string()).collect();
+        for e in all {
+            let text = e.to_string();
+            if !self.reported_errors.contains(&text) {
+                let obj = match (e.kind, &e.name) {
+                    (Some(k), Some(n)) => Some(ObjectRef::new(k, n.clone())),
+                    _ => None,
+                };
+                self.events
+                    .emit(obj.as_ref(), None, EventType::Warning, "ManifestInvalid", text);
+            }
+        }
+        self.reported_errors = now;
+    }
+
+    pub(super) fn publish(&self, desired: &DesiredState, mut replicas: Vec<ReplicaStatus>) {
+        replicas.sort_by(|a, b| (&a.pool, a.index).cmp(&(&b.pool, b.index)));
+        let objects = desired
+            .objects
+            .iter()
+            .map(|(r, e)| ObjectView {
+                object: r.clone(),
+                source: Some(SourceRef {
+                    file: e.file.display().to_string(),
+                    document: e.document,
+                }),
+                manifest: Some(e.object.to_json()),
+                status: self
+                    .statuses
+                    .get(r)
+                    .cloned()
+                    .unwrap_or_else(|| ObjectStatus::new(r.clone())),
+            })
+            .collect();
+        let id = self.runtime.identity();
+        let snapshot = Snapshot {
+            synced: true,
+            instance: self.settings.instance.clone(),
+            objects,
+            replicas,
+            gpus: self.placements.published(&self.gpu_view),
+            gpus_simulated: self.gpus.simulated(),
+            file_errors: desired.file_errors.clone(),
+            runtime: RuntimeInfo {
+                kind: id.kind,
+                socket: id.socket,
+                version: id.version,
+            },
+        };
+        self.snapshot.send_if_modified(|cur| {
+            if **cur == snapshot {
+                false
+            } else {
+                *cur = Arc::new(snapshot);
+                true
+            }
+        });
+    }
+}
+
+fn same_ignoring_time(a: &ObjectStatus, b: &ObjectStatus) -> bool {
+    let mut b = b.clone();
+    b.updated_at = a.updated_at.clone();
+    *a == b
+}

@@ -1,0 +1,64 @@
+//! Models and Engines in a pass: each Model's artifact through the ModelManager (fetch,
+//! verify, measure) and each Engine's provisioning preflight, into their status and events.
+
+use llorch_manifests::status::{ConditionType, EventType};
+use llorch_manifests::{AnyObject, Kind};
+
+use super::Controller;
+use crate::conditions;
+use crate::manifest_store::DesiredState;
+use crate::runtime::ContainerRuntime;
+
+impl<R: ContainerRuntime> Controller<R> {
+    pub(super) async fn reconcile_models_and_engines(&mut self, desired: &DesiredState) {
+        let entries: Vec<_> = desired
+            .objects
+            .values()
+            .filter(|e| e.object.kind() != Kind::Pool)
+            .cloned()
+            .collect();
+        for entry in entries {
+            let obj = entry.object.object_ref();
+            let mut status = self.take_status(&obj);
+            status.generation = Some(entry.generation.clone());
+            status.observed_generation = Some(entry.generation.clone());
+            status.manifest_errors = entry.errors.clone();
+            let (verdict, reason) = match &entry.object {
+                AnyObject::Model(m) => {
+                    let state = self.models.observe(m.name(), &m.spec, &entry.file);
+                    let problem = self.models.problem(m.name());
+                    let before = status.model.as_ref();
+                    if let Some((kind, reason, message)) = crate::models::event(before, &state, problem.as_ref()) {
+                        self.events.emit(Some(&obj), None, kind, reason, message);
+                    }
+                    crate::models::set_conditions(&mut status, state, problem.as_ref());
+                    self.put_status(status);
+                    continue;
+                }
+                AnyObject::Engine(e) => {
+                    let check = self.provisioner.check(&self.runtime, e.name(), &e.spec).await;
+                    self.engine_checks.insert(e.name().to_string(), check.clone());
+                    (check.verdict, check.reason)
+                }
+                AnyObject::Pool(_) => continue,
+            };
+            match verdict {
+                Ok(msg) => conditions::set_healthy(&mut status, "Valid", msg),
+                Err(e) => {
+                    let failed_before = status.condition(ConditionType::Degraded).is_some_and(|c| c.status);
+                    if !failed_before {
+                        self.events
+                            .emit(Some(&obj), None, EventType::Warning, reason, e.clone());
+                    }
+                    conditions::set_failed(&mut status, reason, e)
+                }
+            }
+            self.put_status(status);
+        }
+        let models = desired
+            .of_kind(Kind::Model)
+            .map(|e| e.object.object_ref().name)
+            .collect();
+        self.models.retain(&models);
+    }
+}
