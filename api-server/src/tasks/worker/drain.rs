@@ -1,0 +1,68 @@
+//! Drain: the drain in force, the pool's load as `orchctl drain` reports it, and ending what
+//! still runs once the drain's deadline passes. Admission's refusal while draining lives in
+//! `admission`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use llorch_manifests::task::{ErrorCode, TaskError};
+
+use super::{PoolLoad, PoolWorker};
+use crate::tasks::log;
+use crate::tasks::task::TaskState;
+
+/// A drain in force.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Drain {
+    pub(super) deadline: Instant,
+    /// The deadline passed and what ran was stopped.
+    pub(super) enforced: bool,
+}
+
+impl PoolWorker {
+    /// What the pool has in flight.
+    pub(super) fn load(&self) -> PoolLoad {
+        let now = Instant::now();
+        let queued = self.queue.as_ref().map_or(0, |q| q.depth()) + self.held.len() as u32;
+        let mut running: Vec<String> = self.running.keys().cloned().collect();
+        running.sort();
+        PoolLoad {
+            draining: self.drain.is_some(),
+            deadline_in_ms: self
+                .drain
+                .map(|d| d.deadline.saturating_duration_since(now).as_millis() as u64),
+            in_flight: running.len() as u32,
+            queued,
+            running,
+        }
+    }
+
+    /// The drain's deadline passed: every task still queued or running ends with an error.
+    pub(super) fn enforce_drain(&mut self) {
+        let Some(drain) = self.drain.as_mut() else { return };
+        drain.enforced = true;
+        let err = TaskError {
+            code: ErrorCode::PoolDraining,
+            message: format!(
+                "pool `{}` was drained and the drain's deadline passed before the task finished;                  resubmit once the drain is lifted (DELETE /v2/pools/{}/drain)",
+                self.pool, self.pool
+            ),
+            retriable: true,
+            retry_after_ms: None,
+            policy_label: None,
+            engine: None,
+        };
+        let mut stopped: Vec<Arc<TaskState>> = self.running.values().cloned().collect();
+        stopped.extend(self.held.drain(..).map(|(_, t)| t));
+        if let Some(q) = self.queue.as_mut() {
+            stopped.extend(q.drain(Instant::now()).into_iter().map(|(_, t)| t));
+        }
+        self.waiting.clear();
+        for task in stopped {
+            if task.abort(err.clone()) {
+                self.telemetry.failed(&self.pool, err.code);
+                log::failed(&task, task.replica().as_deref(), &err);
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The worker's loop: it takes commands, follows the snapshot, sends `metrics` frames to
+//! waiting tasks every second and enforces a drain's deadline, then dispatches after each
+//! event. It closes the queue when the Pool disappears; it must not decide admission or
+//! placement itself.
+
+use std::time::Instant;
+
+use llorch_manifests::task::{ErrorCode, Metrics, TaskError};
+use tokio::sync::mpsc;
+
+use super::drain::Drain;
+use super::{Command, METRICS_EVERY, PoolWorker};
+use crate::tasks::log;
+use crate::tasks::task::TaskEvent;
+
+impl PoolWorker {
+    /// Runs until the Pool disappears.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, tx: mpsc::Sender<Command>) {
+        if !self.refresh() {
+            return self.close("the pool is no longer declared");
+        }
+        let mut tick = tokio::time::interval(METRICS_EVERY);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                changed = self.snapshot.changed() => {
+                    if changed.is_err() || !self.refresh() {
+                        return self.close("the pool is no longer declared");
+                    }
+                }
+                _ = tick.tick() => {
+                    for expired in self.sessions.expire(Instant::now()) {
+                        self.slots.forget_session(&expired);
+                    }
+                    self.send_metrics()
+                }
+                _ = until(self.drain.filter(|d| !d.enforced).map(|d| d.deadline)) => self.enforce_drain(),
+            }
+            self.dispatch(&tx);
+            self.record_depth();
+        }
+    }
+
+    fn record_depth(&self) {
+        if let Some(q) = self.queue.as_ref() {
+            let (interactive, batch) = q.depth_by_priority();
+            self.telemetry.queue_depth(&self.pool, interactive, batch);
+        }
+    }
+
+    fn close(mut self, why: &str) {
+        let now = Instant::now();
+        if let Some(q) = self.queue.as_mut() {
+            for (_, task) in q.drain(now) {
+                let err = TaskError {
+                    code: ErrorCode::PoolUnavailable,
+                    message: format!("pool `{}` went away while the task waited: {why}", self.pool),
+                    retriable: false,
+                    retry_after_ms: None,
+                    policy_label: None,
+                    engine: None,
+                };
+                if task.finish(Some(err.clone())) {
+                    self.telemetry.failed(&self.pool, err.code);
+                    log::failed(&task, None, &err);
+                }
+                task.send(TaskEvent::Error(err));
+            }
+        }
+        self.telemetry.forget_queue(&self.pool);
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Enqueue { task, reply } => {
+                let _ = reply.send(self.admit(task));
+            }
+            Command::Cancel { id } => {
+                if let Some(task) = self.queue.as_mut().and_then(|q| q.cancel(id.as_str())) {
+                    self.release(&task, 0);
+                }
+                self.waiting.remove(&id);
+            }
+            Command::Drain { deadline, reply } => {
+                self.drain = Some(Drain {
+                    deadline: Instant::now() + deadline,
+                    enforced: false,
+                });
+                if deadline.is_zero() {
+                    self.enforce_drain();
+                }
+                let _ = reply.send(self.load());
+            }
+            Command::Resume { reply } => {
+                self.drain = None;
+                let _ = reply.send(self.load());
+            }
+            Command::Load { reply } => {
+                let _ = reply.send(self.load());
+            }
+            Command::Finished {
+                id,
+                service,
+                failed_endpoint,
+                session,
+            } => {
+                self.running.remove(&id);
+                if let Some((id, generated, reserved)) = session {
+                    self.sessions.refund(&id, u64::from(reserved.saturating_sub(generated)));
+                }
+                match failed_endpoint {
+                    Some(endpoint) => {
+                        self.suspect.insert(endpoint);
+                        self.refresh();
+                    }
+                    None => self.estimate.record_ms(service.as_millis() as u64),
+                }
+            }
+        }
+    }
+
+    fn send_metrics(&self) {
+        let Some(queue) = self.queue.as_ref() else { return };
+        let (slots_total, busy) = (self.slots.slots_total(), self.slots.busy_slots());
+        for (id, task) in &self.waiting {
+            let Some(position) = queue.position(id.as_str()) else {
+                continue;
+            };
+            let predicted = self.estimate.predicted_start_ms(position, slots_total, busy);
+            task.send(TaskEvent::Metrics(Metrics {
+                queue_depth: queue.depth(),
+                queue_position: Some(position),
+                predicted_start_ms: Some(predicted),
+                on_time_probability: self
+                    .estimate
+                    .on_time_probability(position, slots_total, busy, predicted.max(1)),
+                kv_warmth: true,
+                budget_tokens_remaining: self.budget_left(task, Instant::now()),
+            }));
+        }
+    }
+}
+
+/// Resolves at `deadline`, or never.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
