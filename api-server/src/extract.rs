@@ -1,11 +1,27 @@
-//! Extractors whose rejections are [`ApiError`]s, so a malformed query or path answers with the
-//! same JSON error body as everything else instead of axum's plain-text rejection.
+//! Extractors whose rejections are [`ApiError`]s, so a malformed query, path or body answers
+//! with the same JSON error body as everything else instead of axum's plain-text rejection.
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use llorch_manifests::task::ErrorCode;
+
 use crate::error::ApiError;
+
+/// A request body that could not be read: `413 PAYLOAD_TOO_LARGE` over the limit (named),
+/// else `400 INVALID_PARAMS`.
+pub fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {} bytes", crate::MAX_BODY_BYTES),
+        )
+    } else {
+        ApiError::invalid(format!("request body: {}", e.body_text())).status(e.status())
+    }
+}
 
 /// `Query<T>` with a JSON `INVALID_PARAMS` rejection.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,7 +38,7 @@ where
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::InvalidParams(e.body_text()))
+            .map_err(|e| ApiError::invalid(e.body_text()))
     }
 }
 
@@ -41,6 +57,6 @@ where
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| ApiPath(v))
-            .map_err(|e| ApiError::InvalidParams(e.body_text()))
+            .map_err(|e| ApiError::invalid(e.body_text()))
     }
 }

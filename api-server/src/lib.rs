@@ -1,10 +1,12 @@
 //! llama-orch's HTTP API server: liveness and readiness, control-plane reads of the snapshot the
 //! controller publishes (`/v2/pools`, `/v2/replicas`, `/v2/gpus`, …), recent events, engine log
-//! tails and Prometheus metrics.
+//! tails and Prometheus metrics, and the task data plane behind the native (`/v2/tasks`) and
+//! OpenAI-compatible (`/v1`) front doors.
 //!
 //! It only reads: the controller owns the [`Snapshot`] (through a `watch` channel) and the
-//! event and log sources behind [`EventSource`] and [`LogSource`]. It never touches containers
-//! or manifest files.
+//! event and log sources behind [`EventSource`] and [`LogSource`]; it commands the controller
+//! only through [`PoolControl`]. It never touches containers or manifest files. Every error it
+//! answers is one [`ApiError`].
 
 pub mod correlation;
 pub mod dataplane;
@@ -15,6 +17,7 @@ pub mod metrics;
 pub mod openai;
 mod routes;
 pub mod sources;
+pub mod sse;
 pub mod tasks;
 
 use std::future::Future;
@@ -28,9 +31,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use error::ApiError;
-pub use routes::{GpuList, LogTail, POLICY_REFUSED, PullAccepted};
-pub use sources::{BoxFuture, CatalogSource, EventSource, LogSource, NoCatalog, NoEvents, NoLogs, PullRefusal};
-pub use sources::{NoPoolControl, PoolControl};
+pub use error::OpenAi;
+pub use sources::{
+    BoxFuture, CatalogSource, EventSource, LogSource, LogsError, NoCatalog, NoEvents, NoLogs, PullRefusal,
+};
+pub use sources::{NoPoolControl, PoolControl, RestartError};
 
 /// The largest request body accepted (task and chat requests are the only bodies): room for
 /// a long conversation, and a cap on what a client can make the server buffer. Larger bodies
@@ -83,9 +88,15 @@ impl AppState {
         self
     }
 
-    /// Adds the task data plane (admission, dispatch, streaming) over the same snapshot.
-    pub fn with_data_plane(mut self, engines: engine::EngineClients) -> Self {
-        self.data = Some(tasks::DataPlane::new(self.snapshot.clone(), engines));
+    /// Adds a task data plane (admission, dispatch, streaming) over the same snapshot.
+    pub fn with_data_plane(self, engines: engine::EngineClients) -> Self {
+        let data = tasks::DataPlane::new(self.snapshot.clone(), engines);
+        self.with_data(data)
+    }
+
+    /// Serves `data`, a data plane built over the same snapshot channel.
+    pub fn with_data(mut self, data: Arc<tasks::DataPlane>) -> Self {
+        self.data = Some(data);
         self
     }
 
@@ -122,7 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/events", get(routes::events::list_events))
         .route("/v2/tasks", post(routes::tasks::submit).get(routes::tasks::list))
         .route("/v2/tasks/{id}", get(routes::tasks::status))
-        .route("/v2/tasks/{id}/events", get(routes::tasks::events))
+        .route("/v2/tasks/{id}/events", get(routes::task_stream::events))
         .route("/v2/tasks/{id}/cancel", post(routes::tasks::cancel))
         .route("/v2/meta/capabilities", get(routes::tasks::capabilities))
         .route("/v1/models", get(routes::openai::list_models))

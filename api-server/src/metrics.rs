@@ -122,7 +122,7 @@ pub fn render_full(
     registry.register("llorch_pool_replicas", "Replicas per pool, desired and ready", replicas);
     registry.register("llorch_pool_ready", "1 when the pool's Ready condition holds", ready);
     registry.register(
-        "placement_decisions",
+        "replica_placements",
         "Replica placements on GPUs per pool since the daemon started, by outcome (placed, refused); counted when a replica's decision changes",
         decisions,
     );
@@ -256,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn placement_decisions_are_counted_per_pool_and_outcome() {
+    fn replica_placements_on_gpus_are_counted_per_pool_and_outcome() {
         use llorch_manifests::status::{ObjectStatus, PoolVram};
         use llorch_manifests::{Kind, ObjectRef};
         let mut status = ObjectStatus::new(ObjectRef::new(Kind::Pool, "chat"));
@@ -275,12 +275,49 @@ mod tests {
         };
         let text = render(&snapshot).unwrap();
         for line in [
-            "# TYPE placement_decisions_total counter",
-            r#"placement_decisions_total{pool="chat",outcome="placed"} 2"#,
-            r#"placement_decisions_total{pool="chat",outcome="refused"} 1"#,
+            "# TYPE replica_placements_total counter",
+            r#"replica_placements_total{pool="chat",outcome="placed"} 2"#,
+            r#"replica_placements_total{pool="chat",outcome="refused"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_full_scrape_names_each_family_once() {
+        // Prometheus rejects a scrape that declares a family twice ("second HELP line"): the
+        // snapshot's GPU placements and the data plane's task placements once shared a name.
+        use llorch_manifests::status::{ObjectStatus, PoolVram};
+        use llorch_manifests::{Kind, ObjectRef};
+        let mut status = ObjectStatus::new(ObjectRef::new(Kind::Pool, "chat"));
+        status.vram = Some(PoolVram {
+            decisions: [("placed".to_string(), 1)].into(),
+            ..PoolVram::default()
+        });
+        let snapshot = Snapshot {
+            objects: vec![llorch_manifests::api::ObjectView {
+                object: status.object.clone(),
+                source: None,
+                manifest: None,
+                status,
+            }],
+            ..Snapshot::default()
+        };
+        let telemetry = Telemetry::new();
+        telemetry.placed("chat", "chat-0");
+        telemetry.enqueued("chat", llorch_manifests::task::Priority::Interactive);
+        let text = render_full(&snapshot, Some(&telemetry), &[("ok", 1)]).unwrap();
+        let mut names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "a family is declared twice in:\n{text}");
+        assert!(names.contains(&"placement_decisions_total"), "{names:?}");
+        assert!(names.contains(&"replica_placements_total"), "{names:?}");
     }
 
     #[test]

@@ -22,9 +22,49 @@ pub trait EventSource: Send + Sync {
 
 /// Where engine container logs come from.
 pub trait LogSource: Send + Sync {
-    /// The last `lines` lines the replica's container wrote, oldest first, or a sentence
-    /// saying why they cannot be read (no container, runtime unreachable).
-    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>>;
+    /// The last `lines` lines the replica's container wrote, oldest first, or why they cannot
+    /// be read (no container, runtime unreachable).
+    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, LogsError>>;
+}
+
+/// Why a replica's logs cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    /// No replica has this id.
+    #[error("no replica `{replica}`; see `orchctl get replicas`")]
+    NoReplica {
+        /// The id asked for.
+        replica: String,
+    },
+    /// The replica exists but runs no container now.
+    #[error("replica `{replica}` has no container right now (it is backing off or starting)")]
+    NoContainer {
+        /// The replica.
+        replica: String,
+    },
+    /// The runtime could not produce them.
+    #[error("{0}")]
+    Runtime(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// This server has no way to read logs.
+    #[error("logs of replica `{replica}` are not available from this server")]
+    NotServed {
+        /// The replica.
+        replica: String,
+    },
+}
+
+/// Why a Pool's reload counter was not bumped.
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    /// This server has no controller to command.
+    #[error("this server cannot reload pool `{pool}`: it has no controller")]
+    NoController {
+        /// The Pool.
+        pool: String,
+    },
+    /// The counter could not be persisted.
+    #[error("{0}")]
+    Save(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Commands from the API to the controller for one Pool.
@@ -32,7 +72,7 @@ pub trait PoolControl: Send + Sync {
     /// A rolling restart of `pool` on its unchanged spec: bumps its reload counter (which the
     /// controller folds into every replica's spec hash) and wakes the controller. Returns the
     /// new counter, or why it could not be saved.
-    fn restart(&self, pool: &str) -> Result<u64, String>;
+    fn restart(&self, pool: &str) -> Result<u64, RestartError>;
 
     /// Changes `spec.model` of `pool` from `from` to `to` in `file`, its manifest file (as the
     /// snapshot names it), which must hold nothing but that Pool. The controller picks the
@@ -56,8 +96,8 @@ pub enum SetModelError {
 pub struct NoPoolControl;
 
 impl PoolControl for NoPoolControl {
-    fn restart(&self, pool: &str) -> Result<u64, String> {
-        Err(format!("this server cannot reload pool `{pool}`: it has no controller"))
+    fn restart(&self, pool: &str) -> Result<u64, RestartError> {
+        Err(RestartError::NoController { pool: pool.to_string() })
     }
 
     fn set_model(&self, pool: &str, _file: &Path, _from: &str, to: &str) -> Result<(), SetModelError> {
@@ -82,9 +122,9 @@ impl EventSource for NoEvents {
 pub struct NoLogs;
 
 impl LogSource for NoLogs {
-    fn tail(&self, replica_id: &str, _lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>> {
-        let message = format!("logs of replica `{replica_id}` are not available from this server");
-        Box::pin(async move { Err(message) })
+    fn tail(&self, replica_id: &str, _lines: usize) -> BoxFuture<'_, Result<Vec<String>, LogsError>> {
+        let replica = replica_id.to_string();
+        Box::pin(async move { Err(LogsError::NotServed { replica }) })
     }
 }
 

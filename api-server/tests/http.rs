@@ -4,12 +4,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use llorch_api::{AppState, BoxFuture, EventSource, GpuList, LogSource, LogTail};
-use llorch_manifests::api::{ApiErrorBody, EventList, GpuView, ObjectView, Snapshot, SourceRef};
+use llorch_api::{AppState, BoxFuture, EventSource, LogSource, LogsError};
+use llorch_manifests::api::{EventList, GpuList, GpuView, LogTail, ObjectView, Snapshot, SourceRef};
 use llorch_manifests::status::{
     Condition, ConditionType, Event, EventType, ObjectStatus, ReplicaCounts, ReplicaPhase, ReplicaStatus,
 };
-use llorch_manifests::{Kind, ManifestError, ObjectRef};
+use llorch_manifests::task::TaskError as ApiErrorBody;
+use llorch_manifests::{Endpoint, Kind, ManifestError, ObjectRef, Reason, ReplicaId};
 use tokio::sync::watch;
 
 struct FakeEvents(Vec<Event>);
@@ -33,14 +34,14 @@ struct FakeLogs {
 }
 
 impl LogSource for FakeLogs {
-    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>> {
+    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, LogsError>> {
         if let Ok(mut calls) = self.calls.lock() {
             calls.push((replica_id.to_string(), lines));
         }
         let id = replica_id.to_string();
         Box::pin(async move {
             if id == "chat-1" {
-                Err("container of replica chat-1 is gone".to_string())
+                Err(LogsError::Runtime("container of replica chat-1 is gone".into()))
             } else {
                 Ok((0..lines.min(3)).map(|i| format!("{id} line {i}")).collect())
             }
@@ -48,11 +49,11 @@ impl LogSource for FakeLogs {
     }
 }
 
-fn condition(type_: ConditionType, status: bool, reason: &str) -> Condition {
+fn condition(type_: ConditionType, status: bool, reason: Reason) -> Condition {
     Condition {
         type_,
         status,
-        reason: reason.into(),
+        reason,
         message: format!("{reason} message"),
         last_transition_time: "2026-01-01T00:00:00Z".into(),
     }
@@ -73,13 +74,13 @@ fn view(kind: Kind, name: &str) -> ObjectView {
 
 fn replica(pool: &str, index: u32, phase: ReplicaPhase) -> ReplicaStatus {
     ReplicaStatus {
-        id: format!("{pool}-{index}"),
+        id: ReplicaId::new(pool, index),
         pool: pool.into(),
         index,
         phase,
         container_id: Some("0123456789abcdef0123".into()),
         container_name: Some(format!("llorch-{pool}-{index}")),
-        endpoint: Some(format!("http://127.0.0.1:{}", 41000 + index)),
+        endpoint: Some(Endpoint::loopback(41000 + index as u16)),
         gpus: vec![index],
         gpus_simulated: true,
         engine_version: "0.1.0".into(),
@@ -92,9 +93,9 @@ fn replica(pool: &str, index: u32, phase: ReplicaPhase) -> ReplicaStatus {
 fn snapshot() -> Snapshot {
     let mut chat = view(Kind::Pool, "chat");
     chat.status.conditions = vec![
-        condition(ConditionType::Ready, true, "ReplicasReady"),
-        condition(ConditionType::Progressing, false, "Stable"),
-        condition(ConditionType::Degraded, false, "Healthy"),
+        condition(ConditionType::Ready, true, Reason::ReplicasReady),
+        condition(ConditionType::Progressing, false, Reason::ReplicasReady),
+        condition(ConditionType::Degraded, false, Reason::ReplicasReady),
     ];
     chat.status.replicas = Some(ReplicaCounts { desired: 2, ready: 1 });
     chat.status.restarts = 3;
@@ -128,16 +129,17 @@ fn snapshot() -> Snapshot {
         gpus_simulated: true,
         file_errors: vec![ManifestError::file("/m/bad.yaml", "YAML syntax error", "fix it")],
         runtime: Default::default(),
+        serving: Vec::new(),
     }
 }
 
-fn event(object: Option<ObjectRef>, reason: &str) -> Event {
+fn event(object: Option<ObjectRef>, reason: Reason) -> Event {
     Event {
         ts: "2026-01-01T00:00:00Z".into(),
         object,
         replica: None,
         type_: EventType::Normal,
-        reason: reason.into(),
+        reason,
         message: format!("{reason} happened"),
     }
 }
@@ -155,11 +157,11 @@ impl Server {
         let (publish, rx) = watch::channel(Arc::new(snapshot));
         let logs = Arc::new(FakeLogs::default());
         let events = FakeEvents(vec![
-            event(None, "DaemonStarted"),
-            event(Some(ObjectRef::new(Kind::Pool, "chat")), "ReplicaCreated"),
-            event(Some(ObjectRef::new(Kind::Model, "tiny")), "ModelVerified"),
-            event(Some(ObjectRef::new(Kind::Pool, "chat")), "ReplicaReady"),
-            event(Some(ObjectRef::new(Kind::Pool, "other")), "ReplicaCreated"),
+            event(None, Reason::ControllerStarted),
+            event(Some(ObjectRef::new(Kind::Pool, "chat")), Reason::ReplicaCreated),
+            event(Some(ObjectRef::new(Kind::Model, "tiny")), Reason::ModelReady),
+            event(Some(ObjectRef::new(Kind::Pool, "chat")), Reason::Ready),
+            event(Some(ObjectRef::new(Kind::Pool, "other")), Reason::ReplicaCreated),
         ]);
         let state = AppState::new(rx, Arc::new(events), logs.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,15 +282,11 @@ async fn events_filter_by_object_or_kind_and_honour_the_limit() {
 
     let chat: EventList = server.get("/v2/events?kind=pool&name=chat").await.json().await.unwrap();
     let reasons: Vec<&str> = chat.events.iter().map(|e| e.reason.as_str()).collect();
-    assert_eq!(reasons, ["ReplicaCreated", "ReplicaReady"]);
+    assert_eq!(reasons, ["ReplicaCreated", "Ready"]);
 
     let pools: EventList = server.get("/v2/events?kind=pools&limit=2").await.json().await.unwrap();
     let reasons: Vec<&str> = pools.events.iter().map(|e| e.reason.as_str()).collect();
-    assert_eq!(
-        reasons,
-        ["ReplicaReady", "ReplicaCreated"],
-        "the two most recent pool events"
-    );
+    assert_eq!(reasons, ["Ready", "ReplicaCreated"], "the two most recent pool events");
     assert!(
         pools
             .events

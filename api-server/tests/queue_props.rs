@@ -159,7 +159,14 @@ impl Harness {
         let depth_before = self.queue.depth();
         let task = Task { id, priority, session };
         let drop_lru = self.setup.policy == FullQueuePolicy::DropLru;
-        match self.queue.enqueue(id, priority, task, self.now()) {
+        let room = self.queue.has_room_for(priority);
+        let admission = self.queue.enqueue(id, priority, task, self.now());
+        prop_assert_eq!(
+            room,
+            !matches!(admission, Admission::Rejected { .. }),
+            "has_room_for must predict enqueue"
+        );
+        match admission {
             Admission::Enqueued { position } => {
                 prop_assert!(depth_before < self.setup.capacity);
                 self.admit(id, priority);

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use llorch_api::sources::SetModelError;
-use llorch_api::{AppState, NoEvents, NoLogs, PoolControl};
-use llorch_manifests::api::{ApiErrorBody, ObjectView, Snapshot, SourceRef};
+use llorch_api::{AppState, NoEvents, NoLogs, PoolControl, RestartError};
+use llorch_manifests::api::{ObjectView, Snapshot, SourceRef};
 use llorch_manifests::status::{Condition, ConditionType, ObjectStatus};
-use llorch_manifests::{Kind, ObjectRef};
+use llorch_manifests::task::TaskError as ApiErrorBody;
+use llorch_manifests::{Kind, ObjectRef, Reason};
 use tokio::sync::watch;
 
 /// What `set_model` was called with.
@@ -35,7 +36,7 @@ impl RecordingControl {
 }
 
 impl PoolControl for RecordingControl {
-    fn restart(&self, pool: &str) -> Result<u64, String> {
+    fn restart(&self, pool: &str) -> Result<u64, RestartError> {
         let mut restarts = self.restarts.lock().unwrap();
         restarts.push(pool.to_string());
         Ok(restarts.len() as u64)
@@ -77,20 +78,19 @@ fn snapshot() -> Snapshot {
     broken.status.conditions = vec![Condition {
         type_: ConditionType::Degraded,
         status: true,
-        reason: "DigestMismatch".into(),
+        reason: Reason::DigestMismatch,
         message: "the file's digest differs".into(),
         last_transition_time: "2026-01-01T00:00:00Z".into(),
     }];
-    Snapshot {
+    let mut snapshot = Snapshot {
         synced: true,
         instance: "default".into(),
         objects: vec![model("tiny"), model("tiny2"), broken, pool],
-        replicas: Vec::new(),
-        gpus: Vec::new(),
         gpus_simulated: true,
-        file_errors: Vec::new(),
-        runtime: Default::default(),
-    }
+        ..Snapshot::default()
+    };
+    snapshot.serving = llorch_manifests::serving::from_objects(&snapshot);
+    snapshot
 }
 
 /// Starts a server with `control`, posts `body` to chat's reload route, returns status and body.

@@ -1,6 +1,7 @@
 //! Restart policy of one replica slot: exponential backoff between attempts and a circuit
 //! breaker that pauses a crash-looping engine (OC-POOL-3010/3011). Pure state machine over
 //! `Instant`s handed in, so it is tested without sleeping.
+//! It only decides when a slot may try again; it never starts or removes anything.
 
 use std::time::{Duration, Instant};
 

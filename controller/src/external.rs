@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use llorch_manifests::hash::short_hash;
 use llorch_manifests::status::{ConditionType, ObjectStatus, ReplicaCounts, ReplicaPhase, ReplicaStatus};
-use llorch_manifests::{AnyObject, Engine, Kind, Pool, Provisioning};
+use llorch_manifests::{AnyObject, Endpoint, Engine, Kind, Pool, Provisioning, Reason, ReplicaId};
 
 use crate::conditions;
 use crate::manifest_store::DesiredState;
@@ -42,8 +42,7 @@ pub struct ExternalOutcome {
 
 /// Probes `engine.url` for `pool` and sets the Pool's replica counts and conditions.
 pub fn reconcile(probers: &mut Probers, pool: &Pool, engine: &Engine, status: &mut ObjectStatus) -> ExternalOutcome {
-    let url = engine.spec.url.clone().unwrap_or_default();
-    let url = url.trim_end_matches('/').to_string();
+    let url = Endpoint::external(engine.spec.url.as_deref().unwrap_or_default());
     let id = probe_id(pool.name());
     probers.ensure(&id, &url, &engine.spec.health);
     let probe = probers.state(&id);
@@ -61,23 +60,29 @@ pub fn reconcile(probers: &mut Probers, pool: &Pool, engine: &Engine, status: &m
     });
     if healthy {
         let msg = format!("external engine at {url} answers {}", engine.spec.health.path);
-        conditions::set_healthy(status, "ExternalReady", msg);
+        conditions::set_healthy(status, Reason::ExternalReady, msg);
     } else {
         let msg = format!("external engine at {url} is not healthy: {last_error}");
-        conditions::set(status, ConditionType::Ready, false, "ExternalNotReady", msg.clone());
+        conditions::set(
+            status,
+            ConditionType::Ready,
+            false,
+            Reason::ExternalNotReady,
+            msg.clone(),
+        );
         conditions::set(
             status,
             ConditionType::Progressing,
             !ever,
-            "ExternalNotReady",
+            Reason::ExternalNotReady,
             msg.clone(),
         );
         // Once it has served, losing it is a degradation; before that it is still coming up.
-        conditions::set(status, ConditionType::Degraded, ever, "ExternalNotReady", msg);
+        conditions::set(status, ConditionType::Degraded, ever, Reason::ExternalNotReady, msg);
     }
     ExternalOutcome {
         replica: ReplicaStatus {
-            id: format!("{}-0", pool.name()),
+            id: ReplicaId::new(pool.name(), 0),
             pool: pool.name().to_string(),
             index: 0,
             phase,
@@ -87,7 +92,7 @@ pub fn reconcile(probers: &mut Probers, pool: &Pool, engine: &Engine, status: &m
             gpus: Vec::new(),
             gpus_simulated: false,
             engine_version: engine.spec.version.clone(),
-            spec_hash: short_hash(&(&url, &engine.spec.health.path)),
+            spec_hash: short_hash(&(url.as_str(), &engine.spec.health.path)),
             restarts: 0,
             ready_since: None,
         },

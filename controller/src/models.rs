@@ -22,10 +22,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use llorch_manifests::ModelSpec;
 use llorch_manifests::config::ModelsConfig;
 use llorch_manifests::model::ModelRef;
 use llorch_manifests::status::{ModelPhase, ModelState, ModelVram};
+use llorch_manifests::{ModelSpec, Reason};
 use tokio::sync::Notify;
 
 pub use handle::ModelsHandle;
@@ -89,10 +89,43 @@ pub enum OpenError {
 /// Why a Model is not usable, for its conditions and events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// CamelCase reason (`DigestMismatch`, `DownloadsDisabled`, `HostNotAllowed`, …).
-    pub reason: &'static str,
+    /// `DigestMismatch`, `DownloadsDisabled`, `HostNotAllowed`, ….
+    pub reason: Reason,
     /// A sentence that says what to do.
     pub message: String,
+}
+
+/// Why a Pool cannot use a Model's file (yet).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    /// The manager has not observed the Model yet.
+    #[error("Model `{model}` has not been looked at yet")]
+    NotObserved {
+        /// The Model.
+        model: String,
+    },
+    /// Its artifact failed; the problem says why.
+    #[error("Model `{model}` is not usable: {message}")]
+    Failed {
+        /// The Model.
+        model: String,
+        /// Its problem's message.
+        message: String,
+    },
+    /// Its artifact failed, and no problem was recorded.
+    #[error("Model `{model}` is not usable")]
+    FailedUnexplained {
+        /// The Model.
+        model: String,
+    },
+    /// It is still fetched or verified.
+    #[error("Model `{model}` is not ready yet: {progress}")]
+    NotReady {
+        /// The Model.
+        model: String,
+        /// How far it got.
+        progress: String,
+    },
 }
 
 /// Why `pull` was refused.
@@ -214,21 +247,25 @@ impl ModelManager {
 
     /// Model `name`'s file for a Pool, or why the Pool must wait: `Model `x` is not usable: …`
     /// when it failed, `… is not ready yet: …` while it is fetched or verified.
-    pub fn usable(&self, name: &str) -> Result<PathBuf, String> {
+    pub fn usable(&self, name: &str) -> Result<PathBuf, Unusable> {
         if let Some((path, _)) = self.ready(name) {
             return Ok(path);
         }
+        let model = name.to_string();
         let models = lock(&self.shared.models);
         let Some(known) = models.get(name) else {
-            return Err(format!("Model `{name}` has not been looked at yet"));
+            return Err(Unusable::NotObserved { model });
         };
         match (&known.state.phase, &known.problem) {
-            (ModelPhase::Failed, Some(p)) => Err(format!("Model `{name}` is not usable: {}", p.message)),
-            (ModelPhase::Failed, None) => Err(format!("Model `{name}` is not usable")),
-            _ => Err(format!(
-                "Model `{name}` is not ready yet: {}",
-                progress_text(&known.state)
-            )),
+            (ModelPhase::Failed, Some(p)) => Err(Unusable::Failed {
+                model,
+                message: p.message.clone(),
+            }),
+            (ModelPhase::Failed, None) => Err(Unusable::FailedUnexplained { model }),
+            _ => Err(Unusable::NotReady {
+                model,
+                progress: progress_text(&known.state),
+            }),
         }
     }
 
@@ -267,12 +304,12 @@ impl ModelManager {
         manifest_file: &Path,
     ) -> Result<(ModelState, Option<Problem>, String), Problem> {
         let parsed = spec.parse_ref().map_err(|message| Problem {
-            reason: "InvalidReference",
+            reason: Reason::InvalidReference,
             message: format!("`spec.ref`: {message}"),
         })?;
         let expected_hex = match &spec.digest {
             Some(d) => Some(cache::digest_hex(d).ok_or_else(|| Problem {
-                reason: "InvalidDigest",
+                reason: Reason::InvalidDigest,
                 message: format!("`spec.digest` `{d}` is not `sha256:` followed by 64 hex digits"),
             })?),
             None => None,
@@ -335,7 +372,7 @@ impl ModelManager {
                 (None, Err(e)) => {
                     model.phase = ModelPhase::Failed;
                     problem = Some(Problem {
-                        reason: "NotGguf",
+                        reason: Reason::NotGguf,
                         message: format!(
                             "{} is not a GGUF file ({e}); set `spec.vramBytes` to run it anyway",
                             path.display()
@@ -357,7 +394,7 @@ impl ModelManager {
         pulled: bool,
     ) -> Result<Arc<Job>, Problem> {
         let meta = std::fs::metadata(path).map_err(|e| Problem {
-            reason: "ModelUnavailable",
+            reason: Reason::ModelUnavailable,
             message: format!(
                 "model file {} is not readable ({e}); put the file there or fix `spec.ref`",
                 path.display()
@@ -365,7 +402,7 @@ impl ModelManager {
         })?;
         if !meta.is_file() {
             return Err(Problem {
-                reason: "ModelUnavailable",
+                reason: Reason::ModelUnavailable,
                 message: format!("model path {} is not a regular file; fix `spec.ref`", path.display()),
             });
         }

@@ -108,7 +108,7 @@ async fn a_local_file_with_a_wrong_digest_fails_naming_both_digests() {
     assert_ne!(st.phase, ModelPhase::Ready, "not usable before it is verified");
     observe_until(&mut m, "tiny", &s, &manifest, |st| st.phase == ModelPhase::Failed).await;
     let p = m.problem("tiny").unwrap();
-    assert_eq!(p.reason, "DigestMismatch");
+    assert_eq!(p.reason, Reason::DigestMismatch);
     assert!(
         p.message.contains(&wrong) && p.message.contains(&sha(&gguf())),
         "{}",
@@ -131,7 +131,7 @@ async fn policy_refusals_are_immediate_and_pull_repeats_them() {
     let st = off.observe("tiny", &s, &manifest);
     assert_eq!(st.phase, ModelPhase::Failed);
     let p = off.problem("tiny").unwrap();
-    assert_eq!(p.reason, "DownloadsDisabled");
+    assert_eq!(p.reason, Reason::DownloadsDisabled);
     assert!(
         p.message
             .contains("curl -L -o tiny.gguf https://example.com/m/tiny.gguf"),
@@ -146,7 +146,7 @@ async fn policy_refusals_are_immediate_and_pull_repeats_them() {
 
     let mut on = manager(dir.path(), true, &["hf.co"], hf::HUB, None);
     on.observe("tiny", &s, &manifest);
-    assert_eq!(on.problem("tiny").unwrap().reason, "HostNotAllowed");
+    assert_eq!(on.problem("tiny").unwrap().reason, Reason::HostNotAllowed);
     let hf_ref = spec("hf:org/repo/x.gguf", None);
     on.observe("h", &hf_ref, &manifest);
     let p = on.problem("h").unwrap();
@@ -276,13 +276,18 @@ async fn a_file_that_is_not_gguf_fails_unless_vram_bytes_is_set() {
     let st = m.observe("x", &spec("file:m.bin", None), &manifest);
     assert_eq!(st.phase, ModelPhase::Failed);
     let p = m.problem("x").unwrap();
-    assert_eq!(p.reason, "NotGguf");
+    assert_eq!(p.reason, Reason::NotGguf);
     assert!(
         p.message.contains("is not a GGUF file") && p.message.contains("set `spec.vramBytes`"),
         "{}",
         p.message
     );
-    assert!(m.usable("x").unwrap_err().starts_with("Model `x` is not usable: "));
+    assert!(
+        m.usable("x")
+            .unwrap_err()
+            .to_string()
+            .starts_with("Model `x` is not usable: ")
+    );
 
     let mut with_override = spec("file:m.bin", None);
     with_override.vram_bytes = Some(1 << 30);

@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 
+use llorch_manifests::ReplicaId;
 use llorch_manifests::api::GpuView;
 
 pub mod memory;
@@ -94,34 +95,70 @@ pub struct Plan {
     pub reserved: BTreeMap<u32, u64>,
 }
 
+/// Why a Pool cannot be placed at all ([`mask_problem`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MaskProblem {
+    /// The mask names a GPU this host does not have.
+    #[error(
+        "GPU {missing} does not exist; this host has {} (see `orchctl get gpus`)",
+        have(available)
+    )]
+    NoSuchGpu {
+        /// The first index that does not exist.
+        missing: u32,
+        /// The indices that do.
+        available: Vec<u32>,
+    },
+    /// The mask cannot hold one replica.
+    #[error("cannot place replicas: {0} (spec.gpus / spec.gpusPerReplica)")]
+    Unplaceable(#[source] MaskError),
+}
+
+/// What is wrong with a mask for `gpusPerReplica` ([`check_mask`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MaskError {
+    /// It selects no GPU.
+    #[error("the Pool's GPU selection is empty")]
+    Empty,
+    /// It selects fewer GPUs than one replica needs.
+    #[error("gpusPerReplica is {per_replica} but only {selected} GPU(s) are selected")]
+    TooFew {
+        /// `gpusPerReplica`.
+        per_replica: u32,
+        /// GPUs in the mask.
+        selected: usize,
+    },
+}
+
+fn have(available: &[u32]) -> String {
+    if available.is_empty() {
+        "none".to_string()
+    } else {
+        format!("{available:?}")
+    }
+}
+
 /// Why a Pool cannot be placed at all on `devices` (the daemon blocks it; `orchctl plan` says
 /// the same): its mask names a GPU this host does not have, or selects fewer GPUs than
 /// `gpusPerReplica`.
-pub fn mask_problem(devices: &[GpuView], mask: &[u32], per_replica: u32) -> Result<(), String> {
+pub fn mask_problem(devices: &[GpuView], mask: &[u32], per_replica: u32) -> Result<(), MaskProblem> {
     let available: Vec<u32> = devices.iter().map(|g| g.index).collect();
-    if let Some(missing) = mask.iter().find(|i| !available.contains(i)) {
-        let have = if available.is_empty() {
-            "none".to_string()
-        } else {
-            format!("{available:?}")
-        };
-        return Err(format!(
-            "GPU {missing} does not exist; this host has {have} (see `orchctl get gpus`)"
-        ));
+    if let Some(&missing) = mask.iter().find(|i| !available.contains(i)) {
+        return Err(MaskProblem::NoSuchGpu { missing, available });
     }
-    check_mask(mask, per_replica).map_err(|e| format!("cannot place replicas: {e} (spec.gpus / spec.gpusPerReplica)"))
+    check_mask(mask, per_replica).map_err(MaskProblem::Unplaceable)
 }
 
 /// Checks a Pool's mask against its `gpusPerReplica` (a spec problem, not a VRAM one).
-pub fn check_mask(mask: &[u32], per_replica: u32) -> Result<(), String> {
+pub fn check_mask(mask: &[u32], per_replica: u32) -> Result<(), MaskError> {
     if mask.is_empty() {
-        return Err("the Pool's GPU selection is empty".into());
+        return Err(MaskError::Empty);
     }
     if per_replica as usize > mask.len() {
-        return Err(format!(
-            "gpusPerReplica is {per_replica} but only {} GPU(s) are selected",
-            mask.len()
-        ));
+        return Err(MaskError::TooFew {
+            per_replica,
+            selected: mask.len(),
+        });
     }
     Ok(())
 }
@@ -235,7 +272,7 @@ pub fn plan(devices: &[GpuView], accounting: Accounting, existing: &[Existing], 
 
 fn place_fresh(ledger: &mut Ledger<'_>, pool: &PoolDemand, index: u32) -> Placement {
     let g = pool.gpus_per_replica as usize;
-    let replica = format!("{}-{index}", pool.name);
+    let replica = ReplicaId::new(&pool.name, index);
     let mut eligible: Vec<u32> = pool.mask.iter().copied().filter(|i| ledger.healthy(*i)).collect();
     eligible.sort_by_key(|i| {
         let free = ledger.free.get(i).copied().unwrap_or(0);
@@ -286,7 +323,7 @@ fn place_fresh(ledger: &mut Ledger<'_>, pool: &PoolDemand, index: u32) -> Placem
         None => {
             let with_shares: Vec<(u32, u64)> = best.iter().copied().zip(shares.iter().copied()).collect();
             Err(refusal::refusal(
-                &replica,
+                replica.as_str(),
                 pool.need,
                 pool.tensor_split.as_deref(),
                 &with_shares,

@@ -1,12 +1,13 @@
 //! Health probing: one small task per engine container polls its health endpoint and records
 //! the result on a shared board; a change wakes the reconciler. Probing never blocks a
-//! reconcile pass, so one slow engine cannot delay the others.
+//! reconcile pass, so one slow engine cannot delay the others. It never decides what a
+//! failed probe means for a replica: the pool's health assessment does.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use llorch_manifests::HealthCheck;
+use llorch_manifests::{Endpoint, HealthCheck};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -69,13 +70,13 @@ impl Probers {
         }
     }
 
-    /// Starts probing `container_id` at `base_url` unless already probing it.
-    pub fn ensure(&mut self, container_id: &str, base_url: &str, health: &HealthCheck) {
+    /// Starts probing `container_id` at `endpoint` unless already probing it.
+    pub fn ensure(&mut self, container_id: &str, endpoint: &Endpoint, health: &HealthCheck) {
         if self.tasks.contains_key(container_id) {
             return;
         }
         let id = container_id.to_string();
-        let url = format!("{}{}", base_url.trim_end_matches('/'), health.path);
+        let url = format!("{}{}", endpoint.as_str().trim_end_matches('/'), health.path);
         let board = self.board.clone();
         board
             .lock()
@@ -91,8 +92,14 @@ impl Probers {
             loop {
                 let outcome = match client.get(&url).timeout(timeout).send().await {
                     Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("health probe {url} answered {}", r.status())),
-                    Err(e) => Err(format!("health probe {url} failed: {}", root_cause(&e))),
+                    Ok(r) => Err(ProbeFailure::Status {
+                        url: url.clone(),
+                        status: r.status(),
+                    }),
+                    Err(e) => Err(ProbeFailure::Request {
+                        url: url.clone(),
+                        cause: root_cause(&e),
+                    }),
                 };
                 let (changed, ever) = record(&board, &task_id, outcome, threshold);
                 if changed {
@@ -137,11 +144,32 @@ impl Drop for Probers {
     }
 }
 
+/// Why one probe failed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeFailure {
+    /// The engine answered with a status other than 2xx.
+    #[error("health probe {url} answered {status}")]
+    Status {
+        /// The probed URL.
+        url: String,
+        /// What it answered.
+        status: reqwest::StatusCode,
+    },
+    /// No answer: refused, timed out, reset.
+    #[error("health probe {url} failed: {cause}")]
+    Request {
+        /// The probed URL.
+        url: String,
+        /// The innermost cause, in words.
+        cause: String,
+    },
+}
+
 /// Applies one probe outcome; returns (readiness changed, ever healthy).
 fn record(
     board: &Mutex<HashMap<String, ProbeState>>,
     id: &str,
-    outcome: Result<(), String>,
+    outcome: Result<(), ProbeFailure>,
     threshold: u32,
 ) -> (bool, bool) {
     let mut board = board.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,7 +191,7 @@ fn record(
         }
         Err(e) => {
             s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-            s.last_error = Some(e);
+            s.last_error = Some(e.to_string());
             // A Ready replica stays in service until `threshold` probes in a row fail.
             if s.healthy && s.consecutive_failures >= threshold {
                 s.healthy = false;
@@ -187,15 +215,26 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
+    fn failure() -> ProbeFailure {
+        ProbeFailure::Request {
+            url: "http://127.0.0.1:1/health".into(),
+            cause: "connection refused".into(),
+        }
+    }
+
     #[test]
     fn a_ready_replica_survives_failures_below_the_threshold() {
         let board = Mutex::new(HashMap::from([("c".to_string(), ProbeState::new(Instant::now()))]));
         assert_eq!(record(&board, "c", Ok(()), 3), (true, true));
-        assert_eq!(record(&board, "c", Err("x".into()), 3), (false, true));
-        assert_eq!(record(&board, "c", Err("x".into()), 3), (false, true));
+        assert_eq!(record(&board, "c", Err(failure()), 3), (false, true));
+        assert_eq!(record(&board, "c", Err(failure()), 3), (false, true));
         assert!(board.lock().unwrap()["c"].healthy);
-        assert_eq!(record(&board, "c", Err("x".into()), 3), (true, true));
+        assert_eq!(record(&board, "c", Err(failure()), 3), (true, true));
         let s = board.lock().unwrap()["c"].clone();
         assert!(!s.healthy && s.failing_since.is_some());
+        assert_eq!(
+            s.last_error.as_deref(),
+            Some("health probe http://127.0.0.1:1/health failed: connection refused")
+        );
     }
 }

@@ -5,14 +5,15 @@
 //! The counters are persisted in `<state>/reloads.json` (written atomically): a restarted daemon
 //! computes the same hashes as before and adopts its containers instead of replacing them. A
 //! counter of 0 leaves the hash exactly as it was before reloads existed.
+//! It never triggers a pass or touches a container itself: the changed hash does the rest.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use llorch_manifests::hash::short_hash;
+use llorch_manifests::identity::ReplicaLabels;
 
-use crate::labels;
 use crate::runtime::ContainerSpec;
 
 /// Reload counters by pool name.
@@ -90,22 +91,17 @@ pub fn fold(hash: &str, reload: u64) -> String {
     }
 }
 
-/// Rewrites a container spec built for `base_hash` to carry `hash` (the folded one) in its
-/// spec-hash label and name.
-pub fn relabel(spec: &mut ContainerSpec, base_hash: &str, hash: &str) {
-    if base_hash == hash {
+/// Rewrites a container spec of `instance` to carry `hash` (the folded one) in its labels and
+/// name; a spec that already carries it is left as it is.
+pub fn relabel(spec: &mut ContainerSpec, instance: &str, hash: &str) {
+    let Some(mut identity) = ReplicaLabels::read(&spec.labels) else {
+        return;
+    };
+    if identity.spec_hash == hash {
         return;
     }
-    spec.labels.insert(labels::SPEC_HASH_KEY.to_string(), hash.to_string());
-    rename(&mut spec.name, base_hash, hash);
-}
-
-/// Replaces the 6-character hash in a container name (`llorch-…-<index>-<hash6>-<suffix>`).
-fn rename(name: &mut String, base_hash: &str, hash: &str) {
-    let (old6, new6) = (&base_hash[..6.min(base_hash.len())], &hash[..6.min(hash.len())]);
-    if let Some(at) = name.rfind(&format!("-{old6}-")) {
-        name.replace_range(at + 1..at + 1 + old6.len(), new6);
-    }
+    identity.rehash(&mut spec.name, hash);
+    spec.labels.extend(identity.to_labels(instance));
 }
 
 #[cfg(test)]
@@ -130,9 +126,30 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_in_the_name_is_replaced() {
-        let mut name = "llorch-t-chat-0-abcdef-1f2e".to_string();
-        rename(&mut name, "abcdef123456", "0123456789ab");
-        assert_eq!(name, "llorch-t-chat-0-012345-1f2e");
+    fn the_hash_in_the_name_and_the_label_is_replaced() {
+        let identity = ReplicaLabels {
+            pool: "chat".into(),
+            index: 0,
+            spec_hash: "abcdef123456".into(),
+            engine_version: "1".into(),
+            gpus: vec![0],
+            gpus_simulated: true,
+        };
+        let mut spec = ContainerSpec {
+            name: llorch_manifests::identity::container_name(&identity, "t", "1f2e"),
+            image: "img".into(),
+            launch: crate::runtime::Launch::Image,
+            args: Vec::new(),
+            env: Vec::new(),
+            mounts: Vec::new(),
+            labels: identity.to_labels("t"),
+            container_port: 8080,
+            gpus: crate::runtime::GpuAttachment::Simulated(vec![0]),
+        };
+        spec.labels.insert("other".into(), "kept".into());
+        relabel(&mut spec, "t", "0123456789ab");
+        assert_eq!(spec.name, "llorch-t-chat-0-012345-1f2e");
+        assert_eq!(spec.labels[llorch_manifests::identity::SPEC_HASH_KEY], "0123456789ab");
+        assert_eq!(spec.labels["other"], "kept");
     }
 }

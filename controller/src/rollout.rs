@@ -24,8 +24,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use llorch_manifests::ObjectRef;
 use llorch_manifests::status::{EventType, LastError, ObjectStatus, Rollout, RolloutPhase};
+use llorch_manifests::{ObjectRef, Reason};
 
 use crate::state_dir::{EventLog, now_rfc3339};
 
@@ -145,7 +145,7 @@ pub struct Record<'a> {
 /// (progressing), `RolloutDraining`, `RolloutComplete`, `RolloutFailed`.
 pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
     let prev = status.rollout.clone();
-    let emit = |kind: EventType, reason: &str, message: String| events.emit(Some(r.obj), None, kind, reason, message);
+    let emit = |kind: EventType, reason: Reason, message: String| events.emit(Some(r.obj), None, kind, reason, message);
     let Some(step) = r.step else {
         if r.olds_left {
             return;
@@ -156,7 +156,7 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
             done.message = format!("every replica runs revision {}", done.to_revision);
             emit(
                 EventType::Normal,
-                "RolloutComplete",
+                Reason::RolloutComplete,
                 format!("rollout {} → {} complete", done.from_revision, done.to_revision),
             );
             status.rollout = Some(done);
@@ -208,10 +208,10 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
     let changed = same.is_none_or(|p| p.phase != phase);
     if changed {
         let (kind, reason) = match phase {
-            RolloutPhase::Progressing => (EventType::Normal, "RolloutStarted"),
-            RolloutPhase::Draining => (EventType::Normal, "RolloutDraining"),
-            RolloutPhase::RolledBack => (EventType::Warning, "RolloutFailed"),
-            RolloutPhase::Complete => (EventType::Normal, "RolloutComplete"),
+            RolloutPhase::Progressing => (EventType::Normal, Reason::RolloutStarted),
+            RolloutPhase::Draining => (EventType::Normal, Reason::RolloutDraining),
+            RolloutPhase::RolledBack => (EventType::Warning, Reason::RolloutFailed),
+            RolloutPhase::Complete => (EventType::Normal, Reason::RolloutComplete),
         };
         let models = match (&from_model, &to_model) {
             (Some(f), Some(t)) => format!(" (model {f} → {t})"),

@@ -1,14 +1,13 @@
 //! Turns (Engine, Model, Pool, replica index, GPUs) into the exact container to run and the
 //! spec hash that identifies it. Pure: no I/O, unit-tested.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use llorch_manifests::hash::short_hash;
-use llorch_manifests::{EngineSpec, ModelSpec, PoolSpec};
+use llorch_manifests::identity::{ReplicaLabels, container_name};
+use llorch_manifests::{Endpoint, EngineSpec, ModelSpec, PoolSpec};
 use serde::Serialize;
 
-use crate::labels;
 use crate::runtime::{ContainerSpec, GpuAttachment, Launch, Mount};
 
 /// Where model files appear inside engine containers.
@@ -55,9 +54,9 @@ struct HashInputs<'a> {
 }
 
 impl ReplicaInputs<'_> {
-    /// Context size: the Pool's, else the Model's maximum.
+    /// Context size: [`PoolSpec::effective_ctx`].
     pub fn ctx_size(&self) -> u32 {
-        self.pool.ctx_size.unwrap_or(self.model.ctx_max)
+        self.pool.effective_ctx(self.model)
     }
 
     /// The spec hash of this replica's container.
@@ -98,7 +97,7 @@ impl ReplicaInputs<'_> {
             None => self.model_path_in_container(),
         };
         let (port, host) = match executable {
-            Some(_) => ("{port}".to_string(), "127.0.0.1"),
+            Some(_) => ("{port}".to_string(), Endpoint::LOOPBACK),
             None => (self.engine.port.to_string(), "0.0.0.0"),
         };
         let fill = |arg: &String| {
@@ -136,23 +135,16 @@ impl ReplicaInputs<'_> {
         if self.gpus_simulated {
             env.push(("LLAMA_ORCH_GPUS_SIMULATED".into(), "1".into()));
         }
-        let mut labels = BTreeMap::new();
-        labels.insert(labels::OWNER_KEY.to_string(), labels::OWNER.to_string());
-        labels.insert(labels::INSTANCE_KEY.to_string(), self.instance.to_string());
-        labels.insert(labels::POOL_KEY.to_string(), self.pool_name.to_string());
-        labels.insert(labels::REPLICA_KEY.to_string(), self.index.to_string());
-        labels.insert(labels::SPEC_HASH_KEY.to_string(), hash.clone());
-        labels.insert(labels::ENGINE_VERSION_KEY.to_string(), self.engine.version.clone());
-        labels.insert(labels::GPUS_KEY.to_string(), gpu_list);
-        labels.insert(labels::GPUS_SIMULATED_KEY.to_string(), self.gpus_simulated.to_string());
+        let identity = ReplicaLabels {
+            pool: self.pool_name.to_string(),
+            index: self.index,
+            spec_hash: hash,
+            engine_version: self.engine.version.clone(),
+            gpus: self.gpus.to_vec(),
+            gpus_simulated: self.gpus_simulated,
+        };
         ContainerSpec {
-            name: format!(
-                "llorch-{}-{}-{}-{}-{suffix}",
-                self.instance,
-                self.pool_name,
-                self.index,
-                &hash[..6.min(hash.len())]
-            ),
+            name: container_name(&identity, self.instance, suffix),
             // For a process the "image" is its executable: events and logs name it.
             image: executable
                 .clone()
@@ -169,7 +161,7 @@ impl ReplicaInputs<'_> {
             launch: executable.map_or(Launch::Image, Launch::Executable),
             args,
             env,
-            labels,
+            labels: identity.to_labels(self.instance),
             container_port: self.engine.port,
             gpus: if self.gpus_simulated {
                 GpuAttachment::Simulated(self.gpus.to_vec())
@@ -204,6 +196,7 @@ pub fn with_tensor_split<'a>(args: impl Iterator<Item = &'a String>, split: Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llorch_manifests::identity;
     use llorch_manifests::{Engine, Model, Pool};
 
     fn objects() -> (Engine, Model, Pool) {
@@ -255,9 +248,17 @@ mod tests {
                 "3"
             ]
         );
-        assert_eq!(spec.labels[labels::REPLICA_KEY], "1");
-        assert_eq!(spec.labels[labels::SPEC_HASH_KEY], inputs.spec_hash());
-        assert_eq!(spec.labels[labels::GPUS_SIMULATED_KEY], "true");
+        assert_eq!(spec.labels[identity::REPLICA_KEY], "1");
+        assert_eq!(spec.labels[identity::SPEC_HASH_KEY], inputs.spec_hash());
+        assert_eq!(spec.labels[identity::GPUS_SIMULATED_KEY], "true");
+        assert_eq!(spec.labels[identity::OWNER_KEY], "llama-orch");
+        assert_eq!(spec.labels[identity::INSTANCE_KEY], "t");
+        assert_eq!(spec.labels[identity::POOL_KEY], "chat");
+        assert_eq!(spec.labels[identity::ENGINE_VERSION_KEY], "1");
+        assert_eq!(spec.labels[identity::GPUS_KEY], "1");
+        assert_eq!(spec.labels.len(), 8, "{:?}", spec.labels);
+        // Byte for byte the name containers had before: an upgrade adopts them.
+        assert_eq!(spec.name, format!("llorch-t-chat-1-{}-x", &inputs.spec_hash()[..6]));
         assert!(
             spec.env.contains(&("NVIDIA_VISIBLE_DEVICES".into(), "1".into())),
             "host device"

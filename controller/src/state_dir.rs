@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use llorch_manifests::ObjectRef;
 use llorch_manifests::status::{Event, EventType, ObjectStatus};
+use llorch_manifests::{ObjectRef, Reason, ReplicaId};
 
 /// Events kept in memory for `GET /v2/events`.
 pub const EVENTS_IN_MEMORY: usize = 2_000;
@@ -112,20 +112,21 @@ impl EventLog {
     pub fn emit(
         &self,
         object: Option<&ObjectRef>,
-        replica: Option<&str>,
+        replica: Option<&ReplicaId>,
         type_: EventType,
-        reason: &str,
+        reason: Reason,
         message: String,
     ) {
         let event = Event {
             ts: now_rfc3339(),
             object: object.cloned(),
-            replica: replica.map(String::from),
+            replica: replica.cloned(),
             type_,
-            reason: reason.to_string(),
+            reason,
             message,
         };
         let obj = object.map(ToString::to_string).unwrap_or_default();
+        let (replica, reason) = (replica.map(ReplicaId::as_str), reason.as_str());
         match type_ {
             EventType::Normal => tracing::info!(object = %obj, replica, reason, human = %event.message, "event"),
             EventType::Warning => tracing::warn!(object = %obj, replica, reason, human = %event.message, "event"),
@@ -178,18 +179,19 @@ mod tests {
             let log = EventLog::open(dir.path()).unwrap();
             log.emit(
                 Some(&chat),
-                Some("chat-0"),
+                Some(&ReplicaId::new("chat", 0)),
                 EventType::Normal,
-                "ReplicaCreated",
+                Reason::ReplicaCreated,
                 "made".into(),
             );
-            log.emit(None, None, EventType::Warning, "ManifestInvalid", "bad".into());
+            log.emit(None, None, EventType::Warning, Reason::ManifestInvalid, "bad".into());
         }
         let log = EventLog::open(dir.path()).unwrap();
         assert_eq!(log.recent(None, 10).len(), 2);
         let only = log.recent(Some(&chat), 10);
         assert_eq!(only.len(), 1);
-        assert_eq!(only[0].reason, "ReplicaCreated");
+        assert_eq!(only[0].reason, Reason::ReplicaCreated);
+        assert_eq!(only[0].replica, Some(ReplicaId::new("chat", 0)));
     }
 
     #[test]

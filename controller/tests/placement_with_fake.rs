@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use llorch_controller::controller::{Controller, Settings};
 use llorch_controller::gpu::fake::FakeGpus;
-use llorch_controller::labels;
 use llorch_controller::manifest_store::ManifestStore;
 use llorch_controller::runtime::fake::FakeRuntime;
 use llorch_controller::state_dir::{EventLog, StatusFiles};
+use llorch_manifests::Reason;
 use llorch_manifests::api::{GpuView, Snapshot};
+use llorch_manifests::identity;
 use llorch_manifests::status::{ConditionType, ObjectStatus};
 
 const GIB: u64 = 1 << 30;
@@ -107,15 +108,15 @@ impl World {
             .filter(|c| c.info.state.is_running())
             .map(|c| {
                 (
-                    c.spec.labels[labels::REPLICA_KEY].clone(),
-                    c.spec.labels[labels::GPUS_KEY].clone(),
+                    c.spec.labels[identity::REPLICA_KEY].clone(),
+                    c.spec.labels[identity::GPUS_KEY].clone(),
                 )
             })
             .collect();
         out.sort();
         out
     }
-    fn events_of(&self, reason: &str) -> Vec<llorch_manifests::status::Event> {
+    fn events_of(&self, reason: Reason) -> Vec<llorch_manifests::status::Event> {
         self.events
             .recent(None, 200)
             .into_iter()
@@ -140,7 +141,7 @@ async fn over_commit_is_refused_before_any_container_exists_naming_the_device_an
     let chat = w.chat();
     let degraded = chat.condition(ConditionType::Degraded).unwrap();
     assert!(degraded.status, "{degraded:?}");
-    assert_eq!(degraded.reason, "InsufficientVram");
+    assert_eq!(degraded.reason, Reason::InsufficientVram);
     assert!(
         degraded.message.starts_with(
             "replica chat-1 needs 13.0 GiB on 1 GPU; GPU 1 (Sim 12G, 12.0 GiB) has 12.0 GiB free — short by 1.0 GiB; \
@@ -159,7 +160,7 @@ async fn over_commit_is_refused_before_any_container_exists_naming_the_device_an
         progressing.status,
         "chat-0 is still starting on the fake runtime: {progressing:?}"
     );
-    let refusals = w.events_of("PlacementRefused");
+    let refusals = w.events_of(Reason::PlacementRefused);
     assert_eq!(
         refusals.len(),
         2,
@@ -202,7 +203,7 @@ async fn a_gpu_reporting_ecc_errors_fails_its_replica_which_restarts_on_a_health
         .set_errors(0, &["2 uncorrected ECC error(s) since the driver loaded"]);
     w.controller.pass().await;
     assert_eq!(w.placed(), [("0".to_string(), "1".to_string())], "restarted on GPU 1");
-    let crashed = w.events_of("EngineCrashed");
+    let crashed = w.events_of(Reason::EngineCrashed);
     assert_eq!(crashed.len(), 1, "{crashed:?}");
     assert!(
         crashed[0]
@@ -231,7 +232,7 @@ async fn with_no_healthy_gpu_left_the_replica_is_refused_until_the_gpu_recovers(
         "not Ready, removed, and nothing started on a broken GPU"
     );
     let degraded = w.chat().condition(ConditionType::Degraded).cloned().unwrap();
-    assert_eq!(degraded.reason, "InsufficientVram");
+    assert_eq!(degraded.reason, Reason::InsufficientVram);
     assert_eq!(
         degraded.message,
         "replica chat-0 needs 1 healthy GPU(s) but its mask [0] has 0: GPU 0 (Sim 24G, 24.0 GiB) is unhealthy (GPU lost)"
@@ -261,7 +262,7 @@ async fn a_tensor_split_replica_is_placed_on_both_gpus_with_its_weights_in_the_a
         .into_iter()
         .next()
         .expect("placed: 20 + 10 GiB fit");
-    assert_eq!(c.spec.labels[labels::GPUS_KEY], "0,1");
+    assert_eq!(c.spec.labels[identity::GPUS_KEY], "0,1");
     assert_eq!(c.spec.args[c.spec.args.len() - 2..], ["--tensor-split", "2,1"]);
     let snap = w.snapshot();
     assert_eq!(snap.gpus[0].used_bytes, 20 * GIB);

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use llorch_controller::controller::{Controller, Settings};
 use llorch_controller::gpu::{GpuError, GpuInventory};
-use llorch_controller::labels;
 use llorch_controller::manifest_store::ManifestStore;
 use llorch_controller::runtime::fake::FakeRuntime;
 use llorch_controller::state_dir::{EventLog, StatusFiles};
 use llorch_manifests::api::GpuView;
+use llorch_manifests::identity;
 use llorch_manifests::status::ConditionType;
+use llorch_manifests::{Kind, Reason};
 
 struct TwoSimulatedGpus;
 
@@ -107,12 +108,12 @@ async fn a_pool_gets_one_labelled_container_per_replica_on_distinct_gpus() {
     w.controller.pass().await;
     let cs = w.runtime.containers();
     assert_eq!(cs.len(), 2);
-    let mut gpus: Vec<String> = cs.iter().map(|c| c.spec.labels[labels::GPUS_KEY].clone()).collect();
+    let mut gpus: Vec<String> = cs.iter().map(|c| c.spec.labels[identity::GPUS_KEY].clone()).collect();
     gpus.sort();
     assert_eq!(gpus, ["0", "1"]);
     for c in &cs {
-        assert_eq!(c.spec.labels[labels::INSTANCE_KEY], "t");
-        assert_eq!(c.spec.labels[labels::GPUS_SIMULATED_KEY], "true");
+        assert_eq!(c.spec.labels[identity::INSTANCE_KEY], "t");
+        assert_eq!(c.spec.labels[identity::GPUS_SIMULATED_KEY], "true");
         assert!(c.spec.mounts[0].read_only && c.spec.mounts[0].host_path.ends_with("tiny.gguf"));
     }
     // A second pass with nothing changed creates nothing.
@@ -122,7 +123,7 @@ async fn a_pool_gets_one_labelled_container_per_replica_on_distinct_gpus() {
         .events
         .recent(None, 100)
         .into_iter()
-        .filter(|e| e.reason == "Ready")
+        .filter(|e| e.reason == Reason::Ready)
         .collect();
     assert!(
         ready_events
@@ -146,7 +147,7 @@ async fn scaling_down_removes_the_highest_replica_only() {
         .runtime
         .containers()
         .into_iter()
-        .find(|c| c.spec.labels[labels::REPLICA_KEY] == "0")
+        .find(|c| c.spec.labels[identity::REPLICA_KEY] == "0")
         .unwrap()
         .info
         .id;
@@ -187,7 +188,7 @@ async fn a_crash_is_restarted_once_immediately_then_backs_off_and_is_counted() {
         w.events
             .recent(None, 100)
             .iter()
-            .any(|e| e.reason == "EngineCrashed" && e.message.contains("next attempt in"))
+            .any(|e| e.reason == Reason::EngineCrashed && e.message.contains("next attempt in"))
     );
 }
 
@@ -207,7 +208,7 @@ async fn orphans_are_removed_and_matching_containers_adopted() {
     let adopted = w2.runtime.seed_running(&spec);
     let mut orphan_spec = spec.clone();
     orphan_spec.name = "leftover".into();
-    orphan_spec.labels.insert(labels::POOL_KEY.into(), "gone".into());
+    orphan_spec.labels.insert(identity::POOL_KEY.into(), "gone".into());
     let orphan = w2.runtime.seed_running(&orphan_spec);
     w2.controller.pass().await;
     assert_eq!(w2.runtime.create_count(), 0, "nothing new created");
@@ -251,7 +252,12 @@ async fn a_daemon_starting_on_a_broken_manifest_keeps_that_pools_containers() {
     let kept = w2.runtime.seed_running(&spec);
     w2.controller.pass().await;
     assert_eq!(w2.running(), vec![kept.id.clone()]);
-    assert!(w2.events.recent(None, 50).iter().any(|e| e.reason == "OrphanKept"));
+    assert!(
+        w2.events
+            .recent(None, 50)
+            .iter()
+            .any(|e| e.reason == Reason::OrphanKept)
+    );
     // Once the file is fixed, the pool is reconciled as usual.
     w2.write(&stack(1).replace(
         "file:tiny.gguf",
@@ -290,6 +296,60 @@ async fn a_second_container_for_one_replica_is_removed_and_the_running_one_kept(
     w.controller.pass().await;
     assert_eq!(w.running().len(), 1, "no duplicates");
     assert_eq!(w.runtime.create_count(), 1);
-    assert!(w.events.recent(None, 50).iter().any(|e| e.reason == "DuplicateRemoved"));
+    assert!(
+        w.events
+            .recent(None, 50)
+            .iter()
+            .any(|e| e.reason == Reason::DuplicateRemoved)
+    );
     assert!(w.running() == vec![first.info.id] || w.running() == vec![twin.id]);
+}
+
+#[tokio::test]
+async fn deleting_a_model_named_like_a_pool_keeps_that_pools_backoff() {
+    let mut w = world();
+    w.write(&stack(1));
+    w.controller.pass().await;
+    // Two crashes: the first restart is immediate, the second waits 10 s.
+    assert!(w.runtime.kill(&w.running()[0], 1));
+    w.controller.pass().await;
+    assert!(w.runtime.kill(&w.running()[0], 1));
+    w.controller.pass().await;
+    assert!(w.running().is_empty(), "backing off");
+    let creates = w.runtime.create_count();
+    // A Model that shares the Pool's name comes and goes.
+    let other = w.dir.path().join("manifests/other.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {name: chat}\nspec: {ref: 'file:tiny.gguf', ctxMax: 64}\n",
+    )
+    .unwrap();
+    w.controller.pass().await;
+    std::fs::remove_file(&other).unwrap();
+    w.controller.pass().await;
+    assert!(
+        w.events
+            .recent(None, 100)
+            .iter()
+            .any(|e| e.reason == Reason::Deleted && e.object.as_ref().is_some_and(|o| o.kind == Kind::Model))
+    );
+    w.controller.pass().await;
+    assert_eq!(w.runtime.create_count(), creates, "the Pool still backs off");
+    assert!(w.running().is_empty());
+    let snap = w.controller.subscribe().borrow().clone();
+    let chat = snap.objects.iter().find(|o| o.object.name == "chat").unwrap();
+    assert!(chat.status.next_restart_in_ms.unwrap() > 5_000, "{:?}", chat.status);
+}
+
+#[tokio::test]
+async fn a_controller_publishes_into_a_channel_made_before_it() {
+    let w = world();
+    w.write(&stack(1));
+    let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(llorch_manifests::api::Snapshot::default()));
+    let mut controller = w.controller.publishing_to(publish);
+    assert!(!snapshots.borrow().synced);
+    controller.pass().await;
+    let snap = snapshots.borrow().clone();
+    assert!(snap.synced, "the first full pass is published there");
+    assert_eq!(snap.serving("chat").map(|p| p.model.as_str()), Some("tiny"));
 }

@@ -1,7 +1,6 @@
-//! Rolling replacement against the in-memory runtime, with real health probes: each fake
-//! container's published port is a tiny HTTP server in this test process that answers the
-//! probe (200, or 503 for images named `sick…`), so replicas really become Ready. Images named
-//! `crash…` exit right after they start, with an engine-like last log line.
+//! Rolling replacement against the in-memory runtime, with real health probes (`support`):
+//! replicas really become Ready, images named `sick…` never do, and images named `crash…` exit
+//! right after they start.
 //!
 //! Proves: surge (new next to old), the atomic cut-over, retirement through the gate (only
 //! when idle), rollback on a failing new revision with the old containers untouched and the
@@ -9,149 +8,25 @@
 //! middle of a rollout finishing it without duplicating or losing replicas.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use llorch_controller::controller::{Controller, Settings};
-use llorch_controller::gpu::{GpuError, GpuInventory};
-use llorch_controller::labels;
 use llorch_controller::manifest_store::ManifestStore;
 use llorch_controller::models::ModelsSettings;
 use llorch_controller::reloads::ReloadCounters;
 use llorch_controller::retire::ReplicaGate;
-use llorch_controller::runtime::fake::FakeRuntime;
-use llorch_controller::runtime::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, EventStream, Result as RtResult, RuntimeIdentity,
-};
 use llorch_controller::state_dir::{EventLog, StatusFiles};
-use llorch_manifests::api::{GpuView, Snapshot};
+use llorch_manifests::Reason;
+use llorch_manifests::api::Snapshot;
 use llorch_manifests::config::ModelsConfig;
+use llorch_manifests::identity;
 use llorch_manifests::status::{ConditionType, ModelPhase, ReplicaPhase, RolloutPhase};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct OneGpu;
+use support::{OneGpu, Served};
 
-impl GpuInventory for OneGpu {
-    fn devices(&self) -> Result<Vec<GpuView>, GpuError> {
-        Ok(vec![GpuView {
-            index: 0,
-            uuid: "SIM-GPU-0".into(),
-            name: "sim".into(),
-            total_bytes: 1 << 36,
-            used_bytes: 0,
-            free_bytes: 1 << 36,
-            utilization_pct: None,
-            simulated: true,
-            processes: Vec::new(),
-            errors: Vec::new(),
-        }])
-    }
-    fn simulated(&self) -> bool {
-        true
-    }
-    fn source(&self) -> &'static str {
-        "simulated"
-    }
-}
-
-/// The fake runtime, with a real health endpoint behind every running container's port.
-struct Served {
-    fake: FakeRuntime,
-    ports: Mutex<HashMap<String, u16>>,
-}
-
-/// Answers every request with 200, or 503 when `sick`.
-async fn health_server(sick: bool) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let _ = conn.read(&mut buf).await;
-                let status = if sick { "503 Service Unavailable" } else { "200 OK" };
-                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                let _ = conn.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
-impl Served {
-    async fn served(&self, mut c: ContainerInfo) -> ContainerInfo {
-        if c.host_port.is_some() {
-            let known = self.ports.lock().unwrap().get(&c.id).copied();
-            let port = match known {
-                Some(p) => p,
-                None => {
-                    let sick = c.name.contains("sick") || self.image_of(&c.id).starts_with("sick");
-                    let p = health_server(sick).await;
-                    self.ports.lock().unwrap().insert(c.id.clone(), p);
-                    p
-                }
-            };
-            c.host_port = Some(port);
-        }
-        c
-    }
-
-    fn image_of(&self, id: &str) -> String {
-        self.fake.container(id).map(|c| c.spec.image).unwrap_or_default()
-    }
-}
-
-impl ContainerRuntime for Served {
-    fn identity(&self) -> RuntimeIdentity {
-        self.fake.identity()
-    }
-    fn list(&self, labels: &[(String, String)]) -> impl Future<Output = RtResult<Vec<ContainerInfo>>> + Send {
-        let listed = self.fake.list(labels);
-        async move {
-            let mut out = Vec::new();
-            for c in listed.await? {
-                out.push(self.served(c).await);
-            }
-            Ok(out)
-        }
-    }
-    fn create_and_start(&self, spec: &ContainerSpec) -> impl Future<Output = RtResult<ContainerInfo>> + Send {
-        let spec = spec.clone();
-        async move {
-            let c = self.fake.create_and_start(&spec).await?;
-            if spec.image.starts_with("crash") {
-                self.fake.set_logs(
-                    &c.id,
-                    &["loading model", "error: unknown model architecture: 'brokenarch'"],
-                );
-                self.fake.kill(&c.id, 1);
-                return Ok(self.fake.container(&c.id).unwrap().info);
-            }
-            Ok(self.served(c).await)
-        }
-    }
-    fn remove(&self, id: &str) -> impl Future<Output = RtResult<()>> + Send {
-        self.fake.remove(id)
-    }
-    fn logs_tail(&self, id: &str, lines: usize) -> impl Future<Output = RtResult<Vec<String>>> + Send {
-        self.fake.logs_tail(id, lines)
-    }
-    fn image_exists(&self, image: &str) -> impl Future<Output = RtResult<bool>> + Send {
-        self.fake.image_exists(image)
-    }
-    fn pull_image(&self, image: &str) -> impl Future<Output = RtResult<()>> + Send {
-        self.fake.pull_image(image)
-    }
-    fn events(&self, labels: &[(String, String)]) -> EventStream {
-        self.fake.events(labels)
-    }
-}
+mod support;
 
 /// A gate the test opens and closes: "busy" replicas are never idle.
 #[derive(Default)]
@@ -225,10 +100,7 @@ fn world() -> World {
         llorch_gguf::fixture::tiny_model("llama"),
     )
     .unwrap();
-    let runtime = Arc::new(Served {
-        fake: FakeRuntime::new(),
-        ports: Mutex::default(),
-    });
+    let runtime = Arc::new(Served::new());
     let gate = Arc::new(TestGate::default());
     let reloads = Arc::new(ReloadCounters::in_memory());
     let (controller, events) = controller(dir.path(), &runtime, &gate, &reloads);
@@ -261,7 +133,7 @@ impl World {
     fn snapshot(&self) -> Snapshot {
         Snapshot::clone(&self.controller.subscribe().borrow())
     }
-    fn reasons(&self) -> Vec<String> {
+    fn reasons(&self) -> Vec<Reason> {
         self.events.recent(None, 500).into_iter().map(|e| e.reason).collect()
     }
     /// Runs passes until `done` holds on the snapshot (10 s at most).
@@ -293,7 +165,7 @@ fn hashes(w: &World) -> Vec<String> {
         .fake
         .containers()
         .into_iter()
-        .map(|c| c.spec.labels[labels::SPEC_HASH_KEY].clone())
+        .map(|c| c.spec.labels[identity::SPEC_HASH_KEY].clone())
         .collect();
     h.sort();
     h.dedup();
@@ -346,13 +218,13 @@ async fn an_edit_starts_new_replicas_next_to_the_old_ones_and_retires_the_old_af
     );
     let reasons = w.reasons();
     for r in [
-        "RolloutStarted",
-        "RolloutDraining",
-        "ReplicaRetiring",
-        "ReplicaRetired",
-        "RolloutComplete",
+        Reason::RolloutStarted,
+        Reason::RolloutDraining,
+        Reason::ReplicaRetiring,
+        Reason::ReplicaRetired,
+        Reason::RolloutComplete,
     ] {
-        assert!(reasons.iter().any(|x| x == r), "event {r} missing: {reasons:?}");
+        assert!(reasons.contains(&r), "event {r} missing: {reasons:?}");
     }
 }
 
@@ -402,9 +274,9 @@ async fn a_new_revision_that_exits_is_rolled_back_and_the_old_containers_are_unt
     let rollout = st.rollout.as_ref().unwrap();
     assert!(rollout.message.contains("unknown model architecture"), "{rollout:?}");
     let degraded = st.condition(ConditionType::Degraded).unwrap();
-    assert!(degraded.status && degraded.reason == "RolledBack", "{degraded:?}");
+    assert!(degraded.status && degraded.reason == Reason::RolledBack, "{degraded:?}");
     assert!(st.is_ready(), "the old replicas keep the pool Ready");
-    assert!(w.reasons().iter().any(|r| r == "RolloutFailed"));
+    assert!(w.reasons().contains(&Reason::RolloutFailed));
     // Not retried in a loop: more passes create nothing.
     let creates = w.runtime.fake.create_count();
     for _ in 0..5 {
@@ -531,12 +403,15 @@ async fn a_pool_waiting_for_its_model_download_is_progressing_not_degraded_and_i
     let pool = chat(&s);
     let progressing = pool.condition(ConditionType::Progressing).unwrap();
     assert!(
-        progressing.status && progressing.reason == "WaitingForModel",
+        progressing.status && progressing.reason == Reason::WaitingForModel,
         "{progressing:?}"
     );
     assert!(progressing.message.contains("not ready yet"), "{progressing:?}");
     let degraded = pool.condition(ConditionType::Degraded).unwrap();
-    assert!(!degraded.status && degraded.reason == "WaitingForModel", "{degraded:?}");
+    assert!(
+        !degraded.status && degraded.reason == Reason::WaitingForModel,
+        "{degraded:?}"
+    );
     assert!(pool.is_ready(), "the replicas that serve keep the Pool Ready: {pool:?}");
     assert_eq!(ready(&s), 2);
 
@@ -545,7 +420,7 @@ async fn a_pool_waiting_for_its_model_download_is_progressing_not_degraded_and_i
     w.controller.pass().await;
     let s = w.snapshot();
     let degraded = chat(&s).condition(ConditionType::Degraded).unwrap();
-    assert!(degraded.status && degraded.reason == "Blocked", "{degraded:?}");
+    assert!(degraded.status && degraded.reason == Reason::Blocked, "{degraded:?}");
     assert_eq!(w.running(), old);
 }
 
@@ -561,7 +436,7 @@ async fn a_new_pool_waits_for_its_model_without_starting_anything_or_reporting_a
     let s = w.snapshot();
     let pool = chat(&s);
     let ready = pool.condition(ConditionType::Ready).unwrap();
-    assert!(!ready.status && ready.reason == "WaitingForModel", "{ready:?}");
+    assert!(!ready.status && ready.reason == Reason::WaitingForModel, "{ready:?}");
     assert!(pool.condition(ConditionType::Progressing).unwrap().status);
     assert!(!pool.condition(ConditionType::Degraded).unwrap().status);
 }

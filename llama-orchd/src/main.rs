@@ -1,17 +1,21 @@
-//! `llama-orchd`: reads the config, opens the GPU inventory and the container runtime, and
-//! runs the controller and the API server until SIGINT/SIGTERM. Wiring only: the logic lives
-//! in the controller and api-server crates. Engine containers keep running when the daemon
-//! stops; the next start adopts them.
+//! `llama-orchd`: reads the config, opens the GPU inventory and the container runtime, builds
+//! the snapshot channel and the data plane, then the controller that publishes into them, and
+//! serves until SIGINT/SIGTERM (see `shutdown`). Wiring only: the logic lives in the controller
+//! and api-server crates. Engine containers keep running when the daemon stops; the next start
+//! adopts them.
 
 mod settings;
+mod shutdown;
 mod sources;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use llorch_api::tasks::DataPlane;
 use llorch_controller::catalog::{hf, index, secret::Secret};
-use llorch_controller::controller::{Controller, Settings};
+use llorch_controller::controller::{Controller, Settings as ControllerSettings};
 use llorch_controller::manifest_store::ManifestStore;
 use llorch_controller::models::ModelsSettings;
 use llorch_controller::reloads::ReloadCounters;
@@ -20,7 +24,10 @@ use llorch_controller::runtime::docker::DockerRuntime;
 use llorch_controller::runtime::multi::MultiRuntime;
 use llorch_controller::runtime::process::ProcessRuntime;
 use llorch_controller::state_dir::{EventLog, StatusFiles};
-use llorch_controller::{gpu, labels, provision, triggers};
+use llorch_controller::{gpu, provision, triggers};
+use llorch_manifests::api::Snapshot;
+use llorch_manifests::identity::instance_selector;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The llama-orch daemon.
@@ -43,7 +50,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    let _log_writer = init_logging(&args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -51,7 +58,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args));
+    // Streams still open after the grace period are dropped, not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "llama-orchd cannot start");
@@ -63,6 +73,7 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let s = settings::load(args.config.as_deref())?;
+    let mut signals = shutdown::Signals::listen();
     let gpus = gpu::open(&s.config.gpus).map_err(|e| anyhow::anyhow!("{e}"))?;
     if gpus.simulated() {
         tracing::warn!(
@@ -70,26 +81,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "GPU inventory is SIMULATED (config `gpus: simulate`): for tests and demos only; no inference runs on these devices"
         );
     }
-    let processes = ProcessRuntime::open(&s.state_dir.join("processes")).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot create the process records directory {}: {e}",
-            s.state_dir.join("processes").display()
-        )
-    })?;
-    let runtime = match DockerRuntime::connect(s.config.runtime.kind, s.config.runtime.socket.as_deref()).await {
-        Ok(docker) => {
-            let id = docker.identity();
-            tracing::info!(runtime = %id.kind, socket = %id.socket, version = %id.version, "container runtime connected");
-            Arc::new(MultiRuntime::new(Arc::new(docker), processes))
-        }
-        // Engines that are processes or external URLs need no Docker/Podman: start without one
-        // when nothing declared needs it; container Engines declared later say what is missing.
-        Err(e) if !provision::needs_container_runtime(&ManifestStore::new(&s.manifests_dir).scan()) => {
-            tracing::warn!(error = %e, "no container runtime; running only binary, source, package and external engines");
-            Arc::new(MultiRuntime::processes_only(e.to_string(), processes))
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let runtime = connect_runtime(&s).await?;
     std::fs::create_dir_all(&s.manifests_dir)
         .map_err(|e| anyhow::anyhow!("cannot create manifests directory {}: {e}", s.manifests_dir.display()))?;
     let status_files = StatusFiles::open(&s.state_dir)?;
@@ -103,42 +95,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })?;
     tracing::info!(bind = %s.bind, manifests = %s.manifests_dir.display(), state = %s.state_dir.display(), instance = %s.config.instance, "llama-orchd listening");
 
+    // The one snapshot channel and the data plane come first: the controller publishes into
+    // the one and retires replicas through the other.
+    let (publish, snapshot) = watch::channel(Arc::new(Snapshot {
+        instance: s.config.instance.clone(),
+        ..Snapshot::default()
+    }));
+    let data = DataPlane::new(snapshot.clone(), llorch_api::engine::EngineClients::new()?);
+    let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
     let controller = Controller::new(
         runtime.clone(),
-        Settings {
+        ControllerSettings {
             instance: s.config.instance.clone(),
-            resync: std::time::Duration::from_millis(s.config.resync_interval_ms),
+            resync: Duration::from_millis(s.config.resync_interval_ms),
         },
         ManifestStore::new(&s.manifests_dir),
         gpus,
         status_files,
         events.clone(),
     )
-    .with_provisioning(s.config.provisioning.clone());
-    let controller = controller
-        .with_models(ModelsSettings {
-            cache_dir: Some(s.models_cache.clone()),
-            index_file: Some(s.state_dir.join(index::FILE_NAME)),
-            config: s.config.models.clone(),
-            hf_token: Secret::from_env(llorch_manifests::config::HF_TOKEN_ENV),
-            hub: hf::HUB.into(),
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .publishing_to(publish)
+    .with_provisioning(s.config.provisioning.clone())
+    .with_models(models_settings(&s))
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .with_gate(Arc::new(sources::DataPlaneGate(data.clone())))
+    .with_reloads(reloads.clone());
     tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, "model cache");
-    let catalog = controller.models_handle();
-    // Rollouts retire old replicas through the data plane's in-flight count; explicit reloads
-    // come from the API. Both are wired once the API state exists (below).
-    let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
-    let gate = sources::DataPlaneGate::default();
-    let controller = controller
-        .with_gate(Arc::new(gate.clone()))
-        .with_reloads(reloads.clone());
-    let snapshot = controller.subscribe();
     let wake = controller.waker();
     let _watcher = triggers::watch_manifests(&s.manifests_dir, wake.clone())
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", s.manifests_dir.display()))?;
-
-    let cancel = CancellationToken::new();
     let state = llorch_api::AppState::new(
         snapshot.clone(),
         Arc::new(sources::Events(events)),
@@ -147,57 +132,99 @@ async fn run(args: Args) -> anyhow::Result<()> {
             snapshot,
         }),
     )
-    .with_data_plane(llorch_api::engine::EngineClients::new()?)
-    .with_catalog(Arc::new(sources::Catalog(catalog)));
-    let state = state.with_pool_control(Arc::new(sources::Reloads {
+    .with_data(data.clone())
+    .with_catalog(Arc::new(sources::Catalog(controller.models_handle())))
+    .with_pool_control(Arc::new(sources::Reloads {
         counters: reloads,
         wake: wake.clone(),
     }));
-    if let Some(dp) = &state.data {
-        gate.connect(dp.clone());
-    }
-    let api = tokio::spawn(llorch_api::serve(listener, state, cancel.clone().cancelled_owned()));
+
+    let stop = CancellationToken::new();
+    let stop_api = CancellationToken::new();
+    let api = tokio::spawn(llorch_api::serve(listener, state, stop_api.clone().cancelled_owned()));
     let follower = tokio::spawn(triggers::forward_runtime_events(
         runtime.clone(),
-        labels::instance_selector(&s.config.instance),
+        instance_selector(&s.config.instance),
         wake,
-        cancel.clone(),
+        stop.clone(),
     ));
-    let control = tokio::spawn(controller.run(cancel.clone()));
+    let control = tokio::spawn(controller.run(stop.clone()));
 
-    shutdown_signal().await;
-    tracing::info!("shutting down; engine containers keep running and will be adopted on the next start");
-    cancel.cancel();
-    let _ = control.await;
-    let _ = follower.await;
-    let _ = api.await;
+    signals.next().await;
+    data.stop_admitting();
+    stop.cancel();
+    stop_api.cancel();
+    let grace = Duration::from_millis(s.config.shutdown_grace_ms);
+    shutdown::drain(
+        Some(&data),
+        async {
+            let _ = api.await;
+        },
+        grace,
+        &mut signals,
+    )
+    .await;
+    // A pass in progress finishes first; it is not waited for long.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = control.await;
+        let _ = follower.await;
+    })
+    .await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+/// Docker or Podman (with the process runtime beside it), or the process runtime alone when
+/// nothing declared needs containers.
+async fn connect_runtime(s: &settings::Resolved) -> anyhow::Result<Arc<MultiRuntime<DockerRuntime>>> {
+    let records = s.state_dir.join("processes");
+    let processes = ProcessRuntime::open(&records)
+        .map_err(|e| anyhow::anyhow!("cannot create the process records directory {}: {e}", records.display()))?;
+    match DockerRuntime::connect(s.config.runtime.kind, s.config.runtime.socket.as_deref()).await {
+        Ok(docker) => {
+            let id = docker.identity();
+            tracing::info!(runtime = %id.kind, socket = %id.socket, version = %id.version, "container runtime connected");
+            Ok(Arc::new(MultiRuntime::new(Arc::new(docker), processes)))
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        // Engines that are processes or external URLs need no Docker/Podman: start without one
+        // when nothing declared needs it; container Engines declared later say what is missing.
+        Err(e) if !provision::needs_container_runtime(&ManifestStore::new(&s.manifests_dir).scan()) => {
+            tracing::warn!(error = %e, "no container runtime; running only binary, source, package and external engines");
+            Ok(Arc::new(MultiRuntime::processes_only(e.to_string(), processes)))
         }
+        Err(e) => Err(e.into()),
     }
 }
 
-fn init_logging(format: &str) {
+fn models_settings(s: &settings::Resolved) -> ModelsSettings {
+    ModelsSettings {
+        cache_dir: Some(s.models_cache.clone()),
+        index_file: Some(s.state_dir.join(index::FILE_NAME)),
+        config: s.config.models.clone(),
+        hf_token: Secret::from_env(llorch_manifests::config::HF_TOKEN_ENV),
+        hub: hf::HUB.into(),
+    }
+}
+
+/// JSON (or text) lines on stderr, written by a background thread so that no request waits
+/// for a write; the guard flushes what is left when it drops at exit. Lines are never dropped:
+/// when the writer falls behind, logging waits.
+fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LLAMA_ORCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("llama-orchd-log")
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if format == "json" {
-        builder.json().flatten_event(true).with_current_span(false).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
     } else {
         builder.init();
     }
+    guard
 }

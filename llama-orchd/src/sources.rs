@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use llorch_api::sources::{BoxFuture, CatalogSource, EventSource, LogSource, PullRefusal, SetModelError};
+use llorch_api::sources::{
+    BoxFuture, CatalogSource, EventSource, LogSource, LogsError, PullRefusal, RestartError, SetModelError,
+};
 use llorch_controller::manifest_edit::{self, SetModelError as EditError};
 use llorch_controller::models::{ModelsHandle, PullError};
 use llorch_controller::runtime::ContainerRuntime;
@@ -23,26 +25,16 @@ impl EventSource for Events {
     }
 }
 
-/// The data plane as the controller's retirement gate. Until it is connected (start-up), every
-/// replica counts as idle.
-#[derive(Clone, Default)]
-pub struct DataPlaneGate(Arc<std::sync::OnceLock<Arc<llorch_api::tasks::DataPlane>>>);
-
-impl DataPlaneGate {
-    /// Connects the data plane whose in-flight counts decide.
-    pub fn connect(&self, data: Arc<llorch_api::tasks::DataPlane>) {
-        let _ = self.0.set(data);
-    }
-}
+/// The data plane as the controller's retirement gate: a replica is retired only once no task
+/// runs on it, and no task starts on it after.
+pub struct DataPlaneGate(pub Arc<llorch_api::tasks::DataPlane>);
 
 impl llorch_controller::retire::ReplicaGate for DataPlaneGate {
     fn close_if_idle(&self, container_id: &str) -> bool {
-        self.0.get().is_none_or(|d| d.close_if_idle(container_id))
+        self.0.close_if_idle(container_id)
     }
     fn reopen(&self, container_id: &str) {
-        if let Some(d) = self.0.get() {
-            d.reopen(container_id);
-        }
+        self.0.reopen(container_id);
     }
 }
 
@@ -56,8 +48,8 @@ pub struct Reloads {
 }
 
 impl llorch_api::PoolControl for Reloads {
-    fn restart(&self, pool: &str) -> Result<u64, String> {
-        let n = self.counters.bump(pool).map_err(|e| e.to_string())?;
+    fn restart(&self, pool: &str) -> Result<u64, RestartError> {
+        let n = self.counters.bump(pool).map_err(|e| RestartError::Save(Box::new(e)))?;
         self.wake.notify_one();
         Ok(n)
     }
@@ -79,22 +71,24 @@ pub struct Logs<R> {
 }
 
 impl<R: ContainerRuntime> LogSource for Logs<R> {
-    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>> {
+    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, LogsError>> {
         let container = self
             .snapshot
             .borrow()
             .replicas
             .iter()
-            .find(|r| r.id == replica_id)
+            .find(|r| r.id.as_str() == replica_id)
             .map(|r| r.container_id.clone());
-        let replica_id = replica_id.to_string();
+        let replica = replica_id.to_string();
         Box::pin(async move {
             match container {
-                None => Err(format!("no replica `{replica_id}`; see `orchctl get replicas`")),
-                Some(None) => Err(format!(
-                    "replica `{replica_id}` has no container right now (it is backing off or starting)"
-                )),
-                Some(Some(id)) => self.runtime.logs_tail(&id, lines).await.map_err(|e| e.to_string()),
+                None => Err(LogsError::NoReplica { replica }),
+                Some(None) => Err(LogsError::NoContainer { replica }),
+                Some(Some(id)) => self
+                    .runtime
+                    .logs_tail(&id, lines)
+                    .await
+                    .map_err(|e| LogsError::Runtime(Box::new(e))),
             }
         })
     }

@@ -5,7 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ManifestError;
+use crate::identity::ReplicaId;
 use crate::meta::ObjectRef;
+use crate::serving::ServingPool;
 use crate::status::{Event, ObjectStatus, ReplicaStatus};
 
 /// Where an object was declared.
@@ -172,6 +174,9 @@ pub struct Snapshot {
     pub objects: Vec<ObjectView>,
     /// All replicas, sorted by pool then index.
     pub replicas: Vec<ReplicaStatus>,
+    /// What the data plane serves, per Pool, sorted by name: resolved once per pass.
+    #[serde(default)]
+    pub serving: Vec<ServingPool>,
     /// The GPU inventory.
     pub gpus: Vec<GpuView>,
     /// True when the GPU inventory is simulated.
@@ -182,6 +187,16 @@ pub struct Snapshot {
     pub runtime: RuntimeInfo,
 }
 
+impl Snapshot {
+    /// Pool `name`'s serving view.
+    pub fn serving(&self, name: &str) -> Option<&ServingPool> {
+        self.serving
+            .binary_search_by(|p| p.pool.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.serving.get(i))
+    }
+}
+
 /// A page of events.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EventList {
@@ -189,11 +204,58 @@ pub struct EventList {
     pub events: Vec<Event>,
 }
 
-/// The JSON body of every control-plane error response.
+/// `GET /v2/gpus`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ApiErrorBody {
-    /// Stable code, e.g. `NOT_FOUND`, `INVALID_PARAMS`.
-    pub code: String,
-    /// What went wrong and what to do.
+pub struct GpuList {
+    /// True when the inventory is simulated: no real device behind any of these GPUs.
+    pub simulated: bool,
+    /// The GPUs, by index.
+    pub gpus: Vec<GpuView>,
+}
+
+/// `GET /v2/replicas/{id}/logs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LogTail {
+    /// The replica id.
+    pub replica: ReplicaId,
+    /// Oldest first.
+    pub lines: Vec<String>,
+}
+
+/// `POST /v2/models/{name}/pull`'s 202 body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PullAccepted {
+    /// The Model.
+    pub model: String,
+    /// Where to follow it.
+    pub message: String,
+}
+
+/// How a reload is carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadAction {
+    /// `spec.model` was changed in the Pool's manifest file.
+    Manifest,
+    /// Same spec, new replicas (the Pool's reload counter was bumped).
+    Restart,
+}
+
+/// `POST /v2/pools/{id}/reload`'s 202 body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReloadAccepted {
+    /// Pool name.
+    pub pool: String,
+    /// The Model the new replicas serve.
+    pub model: String,
+    /// How.
+    pub action: ReloadAction,
+    /// The manifest file changed, for `manifest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The pool's reload counter after the bump, for `restart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<u64>,
+    /// What happens next.
     pub message: String,
 }

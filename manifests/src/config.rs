@@ -35,6 +35,10 @@ pub struct Config {
     /// Periodic full reconcile, in milliseconds, on top of file and container events.
     #[serde(default = "default_resync_ms")]
     pub resync_interval_ms: u64,
+    /// On SIGINT/SIGTERM, how long open task streams may take to finish before the daemon
+    /// exits, in milliseconds (new tasks are refused at once; a second signal exits at once).
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
     /// The model cache and the download policy (ORCH-3080, ORCH-3091, ORCH-3205).
     #[serde(default)]
     pub models: ModelsConfig,
@@ -119,6 +123,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             gpus: GpuConfig::default(),
             resync_interval_ms: default_resync_ms(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
             models: ModelsConfig::default(),
             provisioning: ProvisioningPolicy::default(),
         }
@@ -185,6 +190,10 @@ fn default_resync_ms() -> u64 {
     10_000
 }
 
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+
 /// Resolves llama-orch's home directory from `LLAMA_ORCH_HOME` or `$HOME/.llama-orch`.
 pub fn home_dir(env_home: Option<&str>, user_home: Option<&str>) -> PathBuf {
     match (env_home, user_home) {
@@ -194,22 +203,50 @@ pub fn home_dir(env_home: Option<&str>, user_home: Option<&str>) -> PathBuf {
     }
 }
 
+/// Why the config file's text is not a config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The text is not YAML.
+    #[error("{message}")]
+    Yaml {
+        /// The parser's words, without a source snippet.
+        message: String,
+    },
+    /// The YAML is not a config, and no field is to blame (e.g. a list at the top).
+    #[error("{0}")]
+    Shape(#[source] serde_json::Error),
+    /// A field has the wrong type or value, or is unknown.
+    #[error("field `{path}`: {source}")]
+    Field {
+        /// Its dotted path.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 impl Config {
     /// Parses the config file's text; errors name the field.
-    pub fn from_yaml(text: &str) -> Result<Config, String> {
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| e.without_snippet().to_string())?;
+        let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml {
+            message: e.without_snippet().to_string(),
+        })?;
         if value.is_null() {
             return Ok(Config::default());
         }
         serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| {
             let path = e.path().to_string();
             if path.is_empty() || path == "." {
-                e.inner().to_string()
+                ConfigError::Shape(e.into_inner())
             } else {
-                format!("field `{path}`: {}", e.inner())
+                ConfigError::Field {
+                    path,
+                    source: e.into_inner(),
+                }
             }
         })
     }
@@ -233,5 +270,23 @@ impl Config {
             .unwrap_or(home);
         let anchor = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         (anchor(self.manifests_dir(home)), anchor(self.state_dir(home)))
+    }
+}
+
+#[cfg(test)]
+mod from_yaml_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_field_when_there_is_one() {
+        assert_eq!(Config::from_yaml("").unwrap(), Config::default());
+        let field = Config::from_yaml("resyncIntervalMs: soon\n").unwrap_err();
+        assert!(matches!(field, ConfigError::Field { .. }), "{field:?}");
+        assert!(field.to_string().starts_with("field `resyncIntervalMs`: "), "{field}");
+        let shape = Config::from_yaml("42\n").unwrap_err();
+        assert!(matches!(shape, ConfigError::Shape(_)), "{shape:?}");
+        let yaml = Config::from_yaml("bind: [oops\n").unwrap_err();
+        assert!(matches!(yaml, ConfigError::Yaml { .. }), "{yaml:?}");
     }
 }

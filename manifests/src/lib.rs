@@ -11,11 +11,14 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod hash;
+pub mod identity;
 pub mod meta;
 pub mod model;
 pub mod parse;
 pub mod pool;
+pub mod reason;
 pub mod schema;
+pub mod serving;
 pub mod status;
 pub mod task;
 pub mod units;
@@ -23,10 +26,13 @@ pub mod validate;
 
 pub use engine::{ApiFlavour, EngineSpec, HealthCheck, Provisioning};
 pub use error::ManifestError;
+pub use identity::{Endpoint, ReplicaId};
 pub use meta::{API_VERSION, AnyObject, Kind, Object, ObjectMeta, ObjectRef, Spec};
 pub use model::ModelSpec;
 pub use parse::{MAX_MANIFEST_BYTES, parse_file};
 pub use pool::{AllGpus, FullQueuePolicy, GpuSelector, PoolSpec, QueueSpec, RestartSpec, SessionSpec};
+pub use reason::Reason;
+pub use serving::{Blocked, ServingContract, ServingPool, ServingReplica};
 
 /// An `Engine` manifest.
 pub type Engine = Object<EngineSpec>;

@@ -46,6 +46,14 @@ pub struct PoolSpec {
     pub sessions: SessionSpec,
 }
 
+impl PoolSpec {
+    /// The context size each replica runs with: the Pool's `ctxSize`, else the Model's
+    /// `ctxMax`. The one place this rule lives.
+    pub fn effective_ctx(&self, model: &crate::ModelSpec) -> u32 {
+        self.ctx_size.unwrap_or(model.ctx_max)
+    }
+}
+
 /// Sessions (ORCH-3021, ORCH-3099): a `session_id` keeps a conversation on one replica for
 /// its KV cache until it has been idle `ttlSeconds` or used `maxTurns`; then it starts afresh.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -5,7 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ManifestError;
+use crate::identity::{Endpoint, ReplicaId};
 use crate::meta::ObjectRef;
+use crate::reason::Reason;
 
 /// A condition's type (Kubernetes-style).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
@@ -27,8 +29,8 @@ pub struct Condition {
     pub type_: ConditionType,
     /// Whether it holds.
     pub status: bool,
-    /// A CamelCase machine-readable reason, e.g. `ReplicasReady`, `EngineCrashLoop`.
-    pub reason: String,
+    /// Why, machine-readable, e.g. `ReplicasReady`, `EngineCrashLoop`.
+    pub reason: Reason,
     /// A sentence for people.
     pub message: String,
     /// When `status` last changed (RFC 3339).
@@ -175,7 +177,7 @@ pub enum ReplicaPhase {
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     /// `<pool>-<index>`.
-    pub id: String,
+    pub id: ReplicaId,
     /// The Pool.
     pub pool: String,
     /// Replica index in the Pool (0-based).
@@ -188,9 +190,9 @@ pub struct ReplicaStatus {
     /// Container name, when a container exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    /// `http://127.0.0.1:<port>` where the engine answers.
+    /// Where the engine answers (`http://127.0.0.1:<port>`, or an external engine's URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Endpoint>,
     /// GPU indices assigned.
     #[serde(default)]
     pub gpus: Vec<u32>,
@@ -229,12 +231,12 @@ pub struct Event {
     pub object: Option<ObjectRef>,
     /// The replica concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica: Option<String>,
+    pub replica: Option<ReplicaId>,
     /// Normal or Warning.
     #[serde(rename = "type")]
     pub type_: EventType,
-    /// CamelCase reason, e.g. `ReplicaCreated`, `EngineCrashed`, `ManifestInvalid`.
-    pub reason: String,
+    /// Why, machine-readable, e.g. `ReplicaCreated`, `EngineCrashed`, `ManifestInvalid`.
+    pub reason: Reason,
     /// A sentence for people.
     pub message: String,
 }

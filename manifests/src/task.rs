@@ -81,7 +81,8 @@ pub struct TaskAdmitted {
     pub events_url: String,
 }
 
-/// Stable error codes (OC-CTRL-2030).
+/// Stable error codes (OC-CTRL-2030): every error the API returns carries one, in its JSON
+/// body, its SSE `error` event and the metrics that count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -106,6 +107,28 @@ pub enum ErrorCode {
     /// The Pool is being drained: it admits no new task, and a running one was stopped at the
     /// drain's deadline.
     PoolDraining,
+    /// The daemon is shutting down and admits no new task.
+    ShuttingDown,
+    /// The named object, replica, task or route does not exist.
+    NotFound,
+    /// The controller has not finished its first scan, or a part of the server is missing.
+    NotReady,
+    /// An engine's logs could not be read.
+    LogsUnavailable,
+    /// The route exists, not for this method.
+    MethodNotAllowed,
+    /// The request conflicts with the current state (a stream already read, a file that
+    /// cannot be edited automatically).
+    Conflict,
+    /// The Model named is not usable.
+    ModelUnusable,
+    /// The download policy refuses the request.
+    PolicyRefused,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
+    /// The task was canceled (through `POST /v2/tasks/{id}/cancel`) while a client waited for
+    /// its reply.
+    Canceled,
 }
 
 impl ErrorCode {
@@ -122,11 +145,51 @@ impl ErrorCode {
             ErrorCode::WorkerReset => "WORKER_RESET",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::PoolDraining => "POOL_DRAINING",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::NotReady => "NOT_READY",
+            ErrorCode::LogsUnavailable => "LOGS_UNAVAILABLE",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::ModelUnusable => "MODEL_UNUSABLE",
+            ErrorCode::PolicyRefused => "POLICY_REFUSED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::Canceled => "CANCELED",
+        }
+    }
+
+    /// The HTTP status an error with this code answers with, unless the error sets its own
+    /// (the one table of it).
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::AdmissionReject | ErrorCode::QueueFullDropLru => 429,
+            ErrorCode::InvalidParams => 400,
+            ErrorCode::PoolUnavailable | ErrorCode::NotFound => 404,
+            ErrorCode::PoolUnready
+            | ErrorCode::ReplicaExhausted
+            | ErrorCode::PoolDraining
+            | ErrorCode::ShuttingDown
+            | ErrorCode::NotReady => 503,
+            ErrorCode::DecodeTimeout => 504,
+            ErrorCode::WorkerReset | ErrorCode::LogsUnavailable => 502,
+            ErrorCode::Internal => 500,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict | ErrorCode::Canceled => 409,
+            ErrorCode::ModelUnusable => 422,
+            ErrorCode::PolicyRefused => 403,
+            ErrorCode::PayloadTooLarge => 413,
         }
     }
 }
 
-/// The JSON body of a data-plane error (HTTP) and the payload of the SSE `error` event.
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The JSON body of every API error (control plane and data plane), and the payload of the
+/// SSE `error` event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskError {
     /// Stable code.
@@ -134,6 +197,7 @@ pub struct TaskError {
     /// What happened and what to do.
     pub message: String,
     /// Whether retrying the same request may succeed.
+    #[serde(default)]
     pub retriable: bool,
     /// When to retry, from measured service times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,4 +255,81 @@ pub struct End {
     pub tokens_out: u32,
     /// Milliseconds from the first token to the last.
     pub decode_time_ms: u64,
+}
+
+/// Where a task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskPhase {
+    /// Waiting in the pool's queue.
+    Queued,
+    /// Streaming from a replica.
+    Running,
+    /// Ended with `end`.
+    Done,
+    /// Ended with `error`.
+    Failed,
+    /// Canceled by the client (explicitly or by disconnecting).
+    Canceled,
+}
+
+impl TaskPhase {
+    /// True once nothing more will happen.
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskPhase::Done | TaskPhase::Failed | TaskPhase::Canceled)
+    }
+
+    /// `queued`, `running`, … as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskPhase::Queued => "queued",
+            TaskPhase::Running => "running",
+            TaskPhase::Done => "done",
+            TaskPhase::Failed => "failed",
+            TaskPhase::Canceled => "canceled",
+        }
+    }
+}
+
+/// `GET /v2/tasks/{id}` body, and one entry of `GET /v2/tasks`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskSummary {
+    /// Id.
+    pub task_id: String,
+    /// Pool.
+    pub pool: String,
+    /// Phase.
+    pub state: TaskPhase,
+    /// Replica, once dispatched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::ReplicaId>,
+    /// Tokens streamed so far.
+    pub tokens_out: u32,
+    /// Priority.
+    pub priority: Priority,
+    /// Session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Milliseconds since admission.
+    pub age_ms: u64,
+    /// The error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    /// The `X-Correlation-Id` it was submitted with; its logs carry it.
+    #[serde(default)]
+    pub correlation_id: String,
+}
+
+/// `POST /v2/tasks/{id}/cancel`'s answer: once it arrives, the task's stream carries no more
+/// tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelAck {
+    /// The task.
+    pub task_id: String,
+    /// Its phase after the cancel: `canceled`, or how it had already ended.
+    pub state: TaskPhase,
+    /// Its phase before: `queued` or `running` when this cancel stopped it.
+    pub previous_state: TaskPhase,
+    /// Tokens its stream carried; none follows the acknowledgement.
+    pub tokens_streamed: u32,
 }

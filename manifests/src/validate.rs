@@ -97,10 +97,10 @@ fn check_engine(spec: &EngineSpec, out: &mut Vec<Problem>) {
     }
     for (field, list) in [("spec.args", &spec.args), ("spec.extraArgs", &spec.extra_args)] {
         for (i, arg) in list.iter().enumerate() {
-            if let Err(msg) = check_placeholders(arg) {
+            if let Err(e) = check_placeholders(arg) {
                 out.push(problem(
                     &format!("{field}[{i}]"),
-                    msg,
+                    e.to_string(),
                     format!("placeholders are {{{}}}", PLACEHOLDERS.join("}, {")),
                 ));
             }
@@ -217,17 +217,39 @@ fn check_provisioning(spec: &EngineSpec, out: &mut Vec<Problem>) {
     }
 }
 
+/// Why an argument's placeholders are not usable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceholderError {
+    /// A `{` without its `}`.
+    #[error("`{arg}` has an unclosed `{{`")]
+    Unclosed {
+        /// The argument.
+        arg: String,
+    },
+    /// A `{name}` that is not one of [`PLACEHOLDERS`].
+    #[error("unknown placeholder `{{{name}}}` in `{arg}`")]
+    Unknown {
+        /// The name between the braces.
+        name: String,
+        /// The argument.
+        arg: String,
+    },
+}
+
 /// Checks that every `{…}` in `arg` names a known placeholder.
-pub fn check_placeholders(arg: &str) -> Result<(), String> {
+pub fn check_placeholders(arg: &str) -> Result<(), PlaceholderError> {
     let mut rest = arg;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else {
-            return Err(format!("`{arg}` has an unclosed `{{`"));
+            return Err(PlaceholderError::Unclosed { arg: arg.to_string() });
         };
         let name = &after[..close];
         if !PLACEHOLDERS.contains(&name) {
-            return Err(format!("unknown placeholder `{{{name}}}` in `{arg}`"));
+            return Err(PlaceholderError::Unknown {
+                name: name.to_string(),
+                arg: arg.to_string(),
+            });
         }
         rest = &after[close + 1..];
     }
@@ -503,6 +525,25 @@ mod external_replica_tests {
         assert!(
             msg.contains("Engine `ext` is `provisioning: external`: one URL is one replica"),
             "{msg}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn placeholder_errors_name_the_argument_and_the_placeholder() {
+        assert!(check_placeholders("--ctx-size={ctx_size}").is_ok());
+        assert_eq!(
+            check_placeholders("--x={nope}").unwrap_err().to_string(),
+            "unknown placeholder `{nope}` in `--x={nope}`"
+        );
+        assert_eq!(
+            check_placeholders("--x={port").unwrap_err().to_string(),
+            "`--x={port` has an unclosed `{`"
         );
     }
 }

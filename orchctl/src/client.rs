@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use llorch_manifests::api::{ApiErrorBody, EventList, ObjectView, Snapshot};
+use llorch_manifests::api::{EventList, LogTail, ObjectView, Snapshot};
 use llorch_manifests::status::ReplicaStatus;
+use llorch_manifests::task::TaskError;
 use llorch_manifests::{Kind, ObjectRef};
 use reqwest::Url;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// How long one request may take.
@@ -32,7 +32,7 @@ pub enum RequestError {
         /// HTTP status.
         status: u16,
         /// Its body.
-        body: ApiErrorBody,
+        body: TaskError,
     },
     /// Anything else (timeouts, unexpected bodies).
     Other(String),
@@ -59,13 +59,6 @@ impl RequestError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, RequestError::Api { status: 404, .. })
     }
-}
-
-/// The body of `GET /v2/replicas/{id}/logs`.
-#[derive(Debug, Deserialize)]
-pub struct LogTail {
-    /// Oldest first.
-    pub lines: Vec<String>,
 }
 
 /// A client of one daemon.
@@ -152,7 +145,7 @@ impl Client {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| RequestError::Other(format!("llama-orchd sent an unexpected answer to {url}: {e}")));
         }
-        match serde_json::from_slice::<ApiErrorBody>(&bytes) {
+        match serde_json::from_slice::<TaskError>(&bytes) {
             Ok(body) => Err(RequestError::Api {
                 status: status.as_u16(),
                 body,

@@ -72,7 +72,7 @@ pub fn vram_text(v: &PoolVram, replicas: &[ReplicaStatus], split: Option<&[u64]>
             s,
             "  {}:{}{}{sim}",
             r.id,
-            " ".repeat(14usize.saturating_sub(r.id.len() + 1)),
+            " ".repeat(14usize.saturating_sub(r.id.as_str().len() + 1)),
             parts.join(", ")
         );
     }
@@ -156,7 +156,7 @@ pub fn render(
             t.row(vec![
                 format!("{:?}", c.type_),
                 if c.status { "True" } else { "False" }.into(),
-                c.reason.clone(),
+                c.reason.to_string(),
                 views::age(&c.last_transition_time, now),
                 c.message.clone(),
             ]);
@@ -215,7 +215,7 @@ pub fn render(
                 t.row(vec![
                     views::short_time(&e.ts),
                     format!("{:?}", e.type_),
-                    e.reason.clone(),
+                    e.reason.to_string(),
                     match &e.replica {
                         Some(r) => format!("[{r}] {}", e.message),
                         None => e.message.clone(),
@@ -257,7 +257,7 @@ mod tests {
 
     fn replica(index: u32, gpus: &[u32]) -> ReplicaStatus {
         ReplicaStatus {
-            id: format!("chat-{index}"),
+            id: llorch_manifests::ReplicaId::new("chat", index),
             pool: "chat".into(),
             index,
             phase: ReplicaPhase::Ready,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::runtime::docker::DockerRuntime;
-use llorch_controller::runtime::process::resolve::which;
+use llorch_controller::runtime::process::resolve::{ResolveError, which};
 use llorch_manifests::config::{Config, GpuConfig};
 use serde::Serialize;
 
@@ -332,10 +332,10 @@ fn toolkit_checks(config: &Config, runtime: Option<&DockerRuntime>, checks: &mut
 }
 
 /// `which`'s answer without the list of PATH directories it searched.
-pub(crate) fn short(why: &str) -> String {
-    match why.find(" is not on PATH (") {
-        Some(i) => format!("{} is not on PATH", &why[..i]),
-        None => why.to_string(),
+pub(crate) fn short(why: &ResolveError) -> String {
+    match why {
+        ResolveError::NotOnPath { name, .. } => format!("`{name}` is not on PATH"),
+        other => other.to_string(),
     }
 }
 
@@ -387,6 +387,18 @@ fn disk_check(name: &str, path: &Path) -> Check {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_tool_missing_from_path_is_named_without_the_directories_searched() {
+        let missing = llorch_controller::runtime::process::resolve::resolve_executable(
+            "llorch-no-such-tool",
+            Some(std::ffi::OsStr::new("/nowhere:/also/nowhere")),
+        )
+        .unwrap_err();
+        assert_eq!(short(&missing), "`llorch-no-such-tool` is not on PATH");
+        let gone = which("/no/such/tool").unwrap_err();
+        assert_eq!(short(&gone), "`/no/such/tool` does not exist");
+    }
 
     #[test]
     fn each_check_is_one_line_with_its_fix_under_it_and_a_summary() {

@@ -53,7 +53,7 @@ pub async fn run(ctx: &Context, args: &GetArgs, io: &mut Io<'_>) -> anyhow::Resu
             let pool = args.pool.as_deref();
             let mut replicas = client.replicas(pool).await?;
             if let Some(id) = &args.name {
-                replicas.retain(|r| &r.id == id);
+                replicas.retain(|r| r.id.as_str() == id);
                 if replicas.is_empty() {
                     anyhow::bail!("replica `{id}` not found; list them with `orchctl get replicas`");
                 }

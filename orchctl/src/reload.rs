@@ -6,9 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use llorch_manifests::api::ReloadRequest;
+use llorch_manifests::api::{ReloadAccepted, ReloadRequest};
 use llorch_manifests::status::RolloutPhase;
-use serde::Deserialize;
 
 use crate::Io;
 use crate::cli::ReloadArgs;
@@ -18,17 +17,6 @@ use crate::health::{pool_target, rollout_line};
 
 /// Polling interval of `--wait`.
 pub const POLL: Duration = Duration::from_millis(250);
-
-/// The `202` body of `POST /v2/pools/{id}/reload`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct ReloadAccepted {
-    /// `manifest` or `restart`.
-    pub action: String,
-    /// The Model the new replicas serve.
-    pub model: String,
-    /// What happens next.
-    pub message: String,
-}
 
 impl Client {
     /// `POST /v2/pools/{id}/reload`.

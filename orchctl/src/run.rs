@@ -10,7 +10,7 @@
 use std::future::Future;
 
 use anyhow::Context as _;
-use llorch_manifests::task::{ChatMessage, End, Metrics, Started, TaskError, TaskRequest, Token};
+use llorch_manifests::task::{ChatMessage, End, Metrics, Started, TaskError, TaskPhase, TaskRequest, Token};
 
 use crate::Io;
 use crate::cli::RunArgs;
@@ -230,10 +230,10 @@ impl Streaming<'_> {
             writeln!(io.out)?;
         }
         let state = match self.client.task(self.id).await {
-            Ok(row) => row.state,
+            Ok(row) => row.state.as_str().to_string(),
             Err(e) => format!("unknown: {e}"),
         };
-        if state == "canceled" {
+        if state == TaskPhase::Canceled.as_str() {
             writeln!(
                 io.err,
                 "task {} was canceled (by `orchctl cancel` or another client) after {} tokens",
@@ -257,7 +257,7 @@ impl Streaming<'_> {
             io.out.flush()?;
         }
         match self.client.cancel_task(self.id).await {
-            Ok(ack) if ack.state == "canceled" => writeln!(
+            Ok(ack) if ack.state == TaskPhase::Canceled => writeln!(
                 io.err,
                 "interrupted: task {} canceled after {} tokens",
                 self.id, ack.tokens_streamed
@@ -265,7 +265,9 @@ impl Streaming<'_> {
             Ok(ack) => writeln!(
                 io.err,
                 "interrupted: task {} had already ended ({}) after {} tokens",
-                self.id, ack.state, ack.tokens_streamed
+                self.id,
+                ack.state.as_str(),
+                ack.tokens_streamed
             )?,
             Err(e) => writeln!(
                 io.err,

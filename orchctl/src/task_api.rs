@@ -4,8 +4,7 @@
 
 use std::collections::VecDeque;
 
-use llorch_manifests::task::{Priority, TaskAdmitted, TaskError, TaskRequest};
-use serde::{Deserialize, Serialize};
+use llorch_manifests::task::{CancelAck, TaskAdmitted, TaskError, TaskRequest, TaskSummary};
 
 use crate::client::{Client, RequestError, STREAM_IDLE_TIMEOUT};
 use crate::sse::{SseEvent, SseParser};
@@ -30,40 +29,6 @@ pub struct Refused {
     pub retry_after_s: Option<u64>,
     /// `X-Backoff-Ms`.
     pub backoff_ms: Option<u64>,
-}
-
-/// `POST /v2/tasks/{id}/cancel`'s answer.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct CancelAck {
-    /// The task.
-    pub task_id: String,
-    /// Its state after the cancel: `canceled`, or how it had already ended.
-    pub state: String,
-    /// Its state before: `queued` or `running` when this cancel stopped it.
-    #[serde(default)]
-    pub previous_state: Option<String>,
-    /// Tokens its stream carried; none follows the acknowledgement.
-    pub tokens_streamed: u32,
-}
-
-/// One task as `GET /v2/tasks` lists it (the fields orchctl shows).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct TaskRow {
-    /// Id.
-    pub task_id: String,
-    /// Pool.
-    pub pool: String,
-    /// `queued`, `running`, `done`, `failed` or `canceled`.
-    pub state: String,
-    /// Priority.
-    pub priority: Priority,
-    /// Tokens generated so far.
-    pub tokens_out: u32,
-    /// Milliseconds since admission.
-    pub age_ms: u64,
-    /// The replica, once dispatched.
-    #[serde(default)]
-    pub replica: Option<String>,
 }
 
 /// A task's open SSE stream.
@@ -168,7 +133,7 @@ impl Client {
     }
 
     /// `GET /v2/tasks/{id}`.
-    pub async fn task(&self, task_id: &str) -> Result<TaskRow, RequestError> {
+    pub async fn task(&self, task_id: &str) -> Result<TaskSummary, RequestError> {
         self.get(&["v2", "tasks", task_id], &[]).await
     }
 

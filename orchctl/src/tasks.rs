@@ -10,10 +10,10 @@ use crate::context::Context;
 use crate::duration;
 use crate::output::print_raw;
 use crate::table::Table;
-use crate::task_api::TaskRow;
+use llorch_manifests::task::{TaskPhase, TaskSummary};
 
 /// ID POOL STATE PRIORITY TOKENS AGE REPLICA.
-pub fn table(rows: &[TaskRow]) -> Table {
+pub fn table(rows: &[TaskSummary]) -> Table {
     let mut t = Table::new(&["ID", "POOL", "STATE", "PRIORITY", "TOKENS", "AGE", "REPLICA"]);
     for r in rows {
         let priority = match r.priority {
@@ -23,11 +23,11 @@ pub fn table(rows: &[TaskRow]) -> Table {
         t.row(vec![
             r.task_id.clone(),
             r.pool.clone(),
-            r.state.clone(),
+            r.state.as_str().to_string(),
             priority.to_string(),
             r.tokens_out.to_string(),
             duration::short(Duration::from_millis(r.age_ms)),
-            r.replica.clone().unwrap_or_else(|| "-".into()),
+            r.replica.as_ref().map_or_else(|| "-".into(), ToString::to_string),
         ]);
     }
     t
@@ -41,7 +41,7 @@ pub async fn list(ctx: &Context, args: &TasksArgs, io: &mut Io<'_>) -> anyhow::R
         Output::Table => {
             let rows = raw
                 .iter()
-                .map(|v| serde_json::from_value::<TaskRow>(v.clone()))
+                .map(|v| serde_json::from_value::<TaskSummary>(v.clone()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("llama-orchd sent an unexpected task list: {e}"))?;
             if rows.is_empty() {
@@ -59,17 +59,22 @@ pub async fn list(ctx: &Context, args: &TasksArgs, io: &mut Io<'_>) -> anyhow::R
 pub async fn cancel(ctx: &Context, args: &CancelArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let client = Client::new(&ctx.server)?;
     let ack = client.cancel_task(&args.task_id).await?;
-    if let Some(was @ ("queued" | "running")) = ack.previous_state.as_deref() {
+    if matches!(ack.previous_state, TaskPhase::Queued | TaskPhase::Running) {
         writeln!(
             io.out,
-            "task {}: {} (was {was}); tokens_streamed {}",
-            ack.task_id, ack.state, ack.tokens_streamed
+            "task {}: {} (was {}); tokens_streamed {}",
+            ack.task_id,
+            ack.state.as_str(),
+            ack.previous_state.as_str(),
+            ack.tokens_streamed
         )?;
     } else {
         writeln!(
             io.out,
             "task {}: already {}; tokens_streamed {}",
-            ack.task_id, ack.state, ack.tokens_streamed
+            ack.task_id,
+            ack.state.as_str(),
+            ack.tokens_streamed
         )?;
     }
     Ok(0)
@@ -78,20 +83,28 @@ pub async fn cancel(ctx: &Context, args: &CancelArgs, io: &mut Io<'_>) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llorch_manifests::ReplicaId;
     use llorch_manifests::task::Priority;
 
     #[test]
     fn the_table_shows_age_tokens_and_a_dash_before_placement() {
-        let row = |id: &str, state: &str, replica: Option<&str>| TaskRow {
+        let row = |id: &str, state: TaskPhase, replica: Option<u32>| TaskSummary {
             task_id: id.into(),
             pool: "chat".into(),
-            state: state.into(),
+            state,
             priority: Priority::Batch,
             tokens_out: 12,
             age_ms: 95_000,
-            replica: replica.map(String::from),
+            replica: replica.map(|i| ReplicaId::new("chat", i)),
+            session_id: None,
+            error: None,
+            correlation_id: String::new(),
         };
-        let text = table(&[row("task-a", "running", Some("chat-0")), row("task-b", "queued", None)]).render();
+        let text = table(&[
+            row("task-a", TaskPhase::Running, Some(0)),
+            row("task-b", TaskPhase::Queued, None),
+        ])
+        .render();
         assert_eq!(
             text,
             "\

@@ -143,11 +143,11 @@ pub fn replicas(replicas: &[ReplicaStatus]) -> Table {
             .as_deref()
             .map_or_else(|| "-".into(), |id| id.chars().take(12).collect());
         t.row(vec![
-            r.id.clone(),
+            r.id.to_string(),
             r.pool.clone(),
             format!("{:?}", r.phase),
             container,
-            r.endpoint.clone().unwrap_or_else(|| "-".into()),
+            r.endpoint.as_ref().map_or_else(|| "-".into(), ToString::to_string),
             gpu_list(&r.gpus, r.gpus_simulated),
             r.restarts.to_string(),
         ]);
@@ -221,7 +221,7 @@ pub fn events(events: &[Event]) -> Table {
             short_time(&e.ts),
             kind.into(),
             object,
-            e.reason.clone(),
+            e.reason.to_string(),
             e.message.clone(),
         ]);
     }
@@ -244,17 +244,17 @@ pub fn file_error_warnings(errors: &[ManifestError]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llorch_manifests::ObjectRef;
     use llorch_manifests::status::Condition;
+    use llorch_manifests::{ObjectRef, Reason};
 
-    fn status_with(conditions: &[(ConditionType, bool, &str)]) -> ObjectStatus {
+    fn status_with(conditions: &[(ConditionType, bool, Reason)]) -> ObjectStatus {
         let mut s = ObjectStatus::new(ObjectRef::new(Kind::Pool, "p"));
         s.conditions = conditions
             .iter()
             .map(|(t, b, r)| Condition {
                 type_: *t,
                 status: *b,
-                reason: (*r).into(),
+                reason: *r,
                 message: String::new(),
                 last_transition_time: String::new(),
             })
@@ -266,20 +266,29 @@ mod tests {
     fn degraded_outranks_progressing_which_outranks_ready() {
         use ConditionType::*;
         assert_eq!(
-            status_summary(&status_with(&[(Ready, true, "Ok"), (Degraded, true, "CrashLoop")])),
-            "Degraded (CrashLoop)"
+            status_summary(&status_with(&[
+                (Ready, true, Reason::ReplicasReady),
+                (Degraded, true, Reason::EngineCrashLoop)
+            ])),
+            "Degraded (EngineCrashLoop)"
         );
         assert_eq!(
-            status_summary(&status_with(&[(Ready, true, "Ok"), (Progressing, true, "Rolling")])),
-            "Progressing (Rolling)"
+            status_summary(&status_with(&[
+                (Ready, true, Reason::ReplicasReady),
+                (Progressing, true, Reason::RollingOut)
+            ])),
+            "Progressing (RollingOut)"
         );
         assert_eq!(
-            status_summary(&status_with(&[(Ready, true, "Ok"), (Progressing, false, "Done")])),
+            status_summary(&status_with(&[
+                (Ready, true, Reason::ReplicasReady),
+                (Progressing, false, Reason::RolloutComplete)
+            ])),
             "Ready"
         );
         assert_eq!(
-            status_summary(&status_with(&[(Ready, false, "Starting")])),
-            "NotReady (Starting)"
+            status_summary(&status_with(&[(Ready, false, Reason::ReplicasStarting)])),
+            "NotReady (ReplicasStarting)"
         );
         assert_eq!(status_summary(&status_with(&[])), "Pending");
     }

@@ -191,7 +191,7 @@ mod tests {
         status.conditions = vec![Condition {
             type_: ConditionType::Ready,
             status: true,
-            reason: "ReplicasReady".into(),
+            reason: llorch_manifests::Reason::ReplicasReady,
             message: String::new(),
             last_transition_time: String::new(),
         }];

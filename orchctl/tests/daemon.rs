@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{ENGINE, Home, MODEL, POOL};
-use llorch_api::{AppState, BoxFuture, EventSource, LogSource};
+use llorch_api::{AppState, BoxFuture, EventSource, LogSource, LogsError};
 use llorch_manifests::api::{GpuView, ObjectView, Snapshot, SourceRef};
 use llorch_manifests::status::{
     Condition, ConditionType, Event, EventType, LastError, ObjectStatus, ReplicaCounts, ReplicaPhase, ReplicaStatus,
 };
-use llorch_manifests::{ManifestError, ObjectRef, hash, parse_file};
+use llorch_manifests::{Endpoint, ManifestError, ObjectRef, Reason, ReplicaId, hash, parse_file};
 use tokio::sync::watch;
 
 struct Events;
@@ -24,9 +24,9 @@ impl EventSource for Events {
             Event {
                 ts: "2026-01-01T00:00:01Z".into(),
                 object: Some(ObjectRef::new(llorch_manifests::Kind::Pool, "chat")),
-                replica: Some("chat-1".into()),
+                replica: Some(ReplicaId::new("chat", 1)),
                 type_: EventType::Warning,
-                reason: "EngineCrashed".into(),
+                reason: Reason::EngineCrashed,
                 message: "exit code 1".into(),
             },
             Event {
@@ -34,7 +34,7 @@ impl EventSource for Events {
                 object: Some(ObjectRef::new(llorch_manifests::Kind::Model, "tiny")),
                 replica: None,
                 type_: EventType::Normal,
-                reason: "ModelVerified".into(),
+                reason: Reason::ModelReady,
                 message: "digest ok".into(),
             },
         ];
@@ -50,7 +50,7 @@ impl EventSource for Events {
 struct Logs;
 
 impl LogSource for Logs {
-    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, String>> {
+    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, LogsError>> {
         let out = (0..lines.min(2)).map(|i| format!("{replica_id}: line {i}")).collect();
         Box::pin(async move { Ok(out) })
     }
@@ -73,11 +73,11 @@ fn view_of(text: &str) -> ObjectView {
     }
 }
 
-fn condition(type_: ConditionType, status: bool, reason: &str, message: &str) -> Condition {
+fn condition(type_: ConditionType, status: bool, reason: Reason, message: &str) -> Condition {
     Condition {
         type_,
         status,
-        reason: reason.into(),
+        reason,
         message: message.into(),
         last_transition_time: String::new(),
     }
@@ -85,13 +85,13 @@ fn condition(type_: ConditionType, status: bool, reason: &str, message: &str) ->
 
 fn replica(index: u32, phase: ReplicaPhase) -> ReplicaStatus {
     ReplicaStatus {
-        id: format!("chat-{index}"),
+        id: ReplicaId::new("chat", index),
         pool: "chat".into(),
         index,
         phase,
         container_id: Some(format!("{index}123456789abcdef")),
         container_name: Some(format!("llorch-chat-{index}")),
-        endpoint: Some(format!("http://127.0.0.1:4100{index}")),
+        endpoint: Some(Endpoint::loopback(41000 + index as u16)),
         gpus: vec![index],
         gpus_simulated: true,
         engine_version: "0.1.0".into(),
@@ -105,9 +105,19 @@ fn replica(index: u32, phase: ReplicaPhase) -> ReplicaStatus {
 fn snapshot() -> Snapshot {
     let mut chat = view_of(POOL);
     chat.status.conditions = vec![
-        condition(ConditionType::Ready, false, "ReplicasNotReady", "1 of 2 replicas ready"),
-        condition(ConditionType::Progressing, true, "ScalingUp", "starting chat-1"),
-        condition(ConditionType::Degraded, false, "Healthy", "no failures"),
+        condition(
+            ConditionType::Ready,
+            false,
+            Reason::ReplicasNotReady,
+            "1 of 2 replicas ready",
+        ),
+        condition(
+            ConditionType::Progressing,
+            true,
+            Reason::ReplicasStarting,
+            "starting chat-1",
+        ),
+        condition(ConditionType::Degraded, false, Reason::AsExpected, "no failures"),
     ];
     chat.status.replicas = Some(ReplicaCounts { desired: 2, ready: 1 });
     chat.status.restarts = 3;
@@ -140,12 +150,18 @@ fn snapshot() -> Snapshot {
             "fix the YAML syntax",
         )],
         runtime: Default::default(),
+        serving: Vec::new(),
     }
 }
 
 fn ready(mut snapshot: Snapshot, observed: &str) -> Snapshot {
     let chat = snapshot.objects.iter_mut().find(|o| o.object.name == "chat").unwrap();
-    chat.status.conditions[0] = condition(ConditionType::Ready, true, "ReplicasReady", "2 of 2 replicas ready");
+    chat.status.conditions[0] = condition(
+        ConditionType::Ready,
+        true,
+        Reason::ReplicasReady,
+        "2 of 2 replicas ready",
+    );
     chat.status.observed_generation = Some(observed.to_string());
     snapshot
 }
@@ -191,8 +207,8 @@ async fn get_pools_prints_an_aligned_table_with_unattached_manifest_errors_as_wa
     assert_eq!(
         ran.out,
         "\
-NAME   ENGINE   MODEL   READY   RESTARTS   STATUS                    UPDATED
-chat   mock     tiny    1/2     3          Progressing (ScalingUp)   -
+NAME   ENGINE   MODEL   READY   RESTARTS   STATUS                           UPDATED
+chat   mock     tiny    1/2     3          Progressing (ReplicasStarting)   -
 warning: /m/broken.yaml: YAML syntax error: bad indentation — fix the YAML syntax
 "
     );
@@ -281,9 +297,9 @@ async fn describe_explains_a_pool_with_conditions_replicas_last_error_and_events
         "Name:         chat",
         "Source:       /m/pool-chat.yaml (document 0)",
         "  engine           mock",
-        "Status:       Progressing (ScalingUp)",
+        "Status:       Progressing (ReplicasStarting)",
         "Replicas:     1/2 ready, 3 restarts",
-        "Progressing   True     ScalingUp",
+        "Progressing   True     ReplicasStarting",
         "chat-1   chat   BackingOff",
         "Last error:\n  chat-1 exited with code 1",
         "    | error: out of memory",
@@ -292,7 +308,7 @@ async fn describe_explains_a_pool_with_conditions_replicas_last_error_and_events
     ] {
         assert!(ran.out.contains(needle), "missing `{needle}` in:\n{}", ran.out);
     }
-    assert!(!ran.out.contains("ModelVerified"), "only this object's events");
+    assert!(!ran.out.contains("ModelReady"), "only this object's events");
 }
 
 #[tokio::test]

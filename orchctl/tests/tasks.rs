@@ -140,18 +140,18 @@ fn snapshot(endpoint: &str, slots: u32, queue: &str) -> Snapshot {
         "apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata:\n  name: chat\nspec:\n  engine: mock\n  \
          model: tiny\n  replicas: 1\n  slotsPerReplica: {slots}\n  ctxSize: 2048\n  queue: {queue}\n"
     );
-    Snapshot {
+    let mut s = Snapshot {
         synced: true,
         instance: "default".into(),
         objects: vec![view_of(ENGINE), view_of(MODEL), view_of(&pool)],
         replicas: vec![ReplicaStatus {
-            id: "chat-0".into(),
+            id: llorch_manifests::ReplicaId::new("chat", 0),
             pool: "chat".into(),
             index: 0,
             phase: ReplicaPhase::Ready,
             container_id: Some("0123456789abcdef".into()),
             container_name: Some("llorch-chat-0".into()),
-            endpoint: Some(endpoint.to_string()),
+            endpoint: Some(llorch_manifests::Endpoint::external(endpoint)),
             gpus: vec![0],
             gpus_simulated: true,
             engine_version: "0.1.0".into(),
@@ -173,7 +173,9 @@ fn snapshot(endpoint: &str, slots: u32, queue: &str) -> Snapshot {
         }],
         gpus_simulated: true,
         ..Snapshot::default()
-    }
+    };
+    s.serving = llorch_manifests::serving::from_objects(&s);
+    s
 }
 
 /// The API server with a data plane, one pool `chat` of one replica on `mock`.

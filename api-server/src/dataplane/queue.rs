@@ -144,6 +144,15 @@ impl<K: Clone + Eq + Hash, T> PoolQueue<K, T> {
         self.interactive.is_empty() && self.batch.is_empty()
     }
 
+    /// Whether [`enqueue`](Self::enqueue) would take a task of `priority` now (a full queue
+    /// refuses it unless `drop-lru` can evict one), so a caller can refuse before it builds
+    /// the task.
+    pub fn has_room_for(&self, priority: Priority) -> bool {
+        self.depth() < self.capacity
+            || (self.policy == FullQueuePolicy::DropLru
+                && (!self.batch.is_empty() || (priority == Priority::Interactive && !self.interactive.is_empty())))
+    }
+
     /// Queues a task, or says why not. O(1), except that `drop-lru` also pops one task.
     pub fn enqueue(&mut self, id: K, priority: Priority, item: T, now: Instant) -> Admission<K, T> {
         if self.lanes.contains_key(&id) {

@@ -7,18 +7,17 @@
 //!
 //! - [`request`]: request bodies and their mapping onto a [`TaskRequest`].
 //! - [`response`]: response objects and stream chunks (pure encoders).
-//! - [`stream`]: drives a task's event channel into SSE frames or one collected reply, and
-//!   cancels the task when the client goes away.
-//! - [`error`]: `{"error": {message, type, code, param}}` with our stable codes.
+//! - [`stream`]: OpenAI's frames for a task's shared stream, or one collected reply.
 //! - [`models`]: the `/v1/models` list (one entry per Pool).
+//!
+//! Errors are the crate's one [`ApiError`](crate::error::ApiError), rendered in OpenAI's
+//! `{"error": {message, type, code, param}}` shape by [`OpenAi`](crate::error::OpenAi).
 //!
 //! [`TaskRequest`]: llorch_manifests::task::TaskRequest
 
-pub mod error;
 pub mod models;
 pub mod request;
 pub mod response;
 pub mod stream;
 
-pub use error::OpenAiError;
 pub use request::{Endpoint, Mapped, OpenAiRequest};

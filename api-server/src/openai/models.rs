@@ -1,117 +1,91 @@
-//! `GET /v1/models` in OpenAI's list shape: one entry per Pool whose engine and model are
-//! declared, `id` = the Pool's name (what `model` in a request names), `root` = the Model it
-//! serves, and a `meta` object with what a client may want to pick by (engine, context,
-//! readiness). Read from the controller's snapshot; nothing here probes an engine.
+//! `GET /v1/models` in OpenAI's list shape: one entry per Pool that can serve (the controller
+//! resolved its engine and model), `id` = the Pool's name (what `model` in a request names),
+//! `root` = the Model it serves, and a `meta` object with what a client may want to pick by
+//! (engine, context, readiness). Read from the controller's serving view; nothing here probes
+//! an engine.
 
-use llorch_manifests::Kind;
 use llorch_manifests::api::Snapshot;
+use llorch_manifests::{Kind, ServingPool};
 use serde_json::{Value, json};
-
-use crate::tasks::pool_view::PoolView;
 
 /// `owned_by` of every entry.
 pub const OWNED_BY: &str = "llama-orch";
 
 /// Names of the declared Pools, sorted.
 pub fn pool_names(snapshot: &Snapshot) -> Vec<&str> {
-    let mut names: Vec<&str> = snapshot
-        .objects
-        .iter()
-        .filter(|o| o.object.kind == Kind::Pool)
-        .map(|o| o.object.name.as_str())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
+    snapshot.serving.iter().map(|p| p.pool.as_str()).collect()
 }
 
-/// The entry of Pool `name`, if it can serve at all (its engine and model are declared).
-pub fn entry(snapshot: &Snapshot, name: &str) -> Option<Value> {
-    let view = PoolView::read(snapshot, name).ok()?;
+fn entry_of(snapshot: &Snapshot, pool: &ServingPool) -> Option<Value> {
+    let contract = pool.contract.as_ref()?;
     let ready = snapshot
         .objects
         .iter()
-        .find(|o| o.object.kind == Kind::Pool && o.object.name == name)
+        .find(|o| o.object.kind == Kind::Pool && o.object.name == pool.pool)
         .is_some_and(|o| o.status.is_ready());
     Some(json!({
-        "id": view.name,
+        "id": pool.pool,
         "object": "model",
         // The snapshot keeps no creation time for a Pool.
         "created": 0,
         "owned_by": OWNED_BY,
-        "root": view.model,
+        "root": pool.model,
         "parent": null,
         "meta": {
-            "pool": view.name,
-            "model": view.model,
-            "engine": view.engine,
-            "engine_version": view.engine_version,
-            "api": view.api,
-            "ctx_max": view.ctx_size,
-            "slots_per_replica": view.slots,
-            "ready_replicas": view.replicas.len(),
+            "pool": pool.pool,
+            "model": pool.model,
+            "engine": pool.engine,
+            "engine_version": contract.engine_version,
+            "api": contract.api,
+            "ctx_max": contract.ctx_size,
+            "slots_per_replica": pool.slots_per_replica,
+            "ready_replicas": pool.replicas.len(),
             "ready": ready,
         },
     }))
 }
 
+/// The entry of Pool `name`, if it can serve at all.
+pub fn entry(snapshot: &Snapshot, name: &str) -> Option<Value> {
+    entry_of(snapshot, snapshot.serving(name)?)
+}
+
 /// The whole list.
 pub fn list(snapshot: &Snapshot) -> Value {
-    let data: Vec<Value> = pool_names(snapshot)
-        .into_iter()
-        .filter_map(|name| entry(snapshot, name))
-        .collect();
+    let data: Vec<Value> = snapshot.serving.iter().filter_map(|p| entry_of(snapshot, p)).collect();
     json!({ "object": "list", "data": data })
 }
 
 #[cfg(test)]
 mod tests {
-    use llorch_manifests::api::ObjectView;
-    use llorch_manifests::meta::ObjectRef;
-    use llorch_manifests::status::ObjectStatus;
+    #![allow(clippy::unwrap_used)]
+    use llorch_manifests::{ApiFlavour, QueueSpec, ServingContract, SessionSpec};
 
     use super::*;
 
-    fn object(kind: Kind, name: &str, spec: Value) -> ObjectView {
-        let object = ObjectRef::new(kind, name);
-        ObjectView {
-            object: object.clone(),
-            source: None,
-            manifest: Some(json!({
-                "apiVersion": "llama-orch.dev/v1alpha1",
-                "kind": kind.as_str(),
-                "metadata": {"name": name},
-                "spec": spec,
-            })),
-            status: ObjectStatus::new(object),
+    fn pool(name: &str, replicas: u32, engine_declared: bool) -> ServingPool {
+        ServingPool {
+            pool: name.into(),
+            model: "tiny".into(),
+            engine: if engine_declared { "mock" } else { "gone" }.into(),
+            contract: engine_declared.then(|| ServingContract {
+                engine_version: "0.1.0".into(),
+                api: ApiFlavour::Llamacpp,
+                ctx_size: 4096,
+                model_digest: None,
+                model_file: Some("/m/tiny.gguf".into()),
+            }),
+            blocked: (!engine_declared).then(|| llorch_manifests::Blocked::EngineMissing { engine: "gone".into() }),
+            slots_per_replica: replicas,
+            queue: QueueSpec::default(),
+            sessions: SessionSpec::default(),
+            replicas: Vec::new(),
         }
     }
 
     fn snapshot() -> Snapshot {
         Snapshot {
-            objects: vec![
-                object(
-                    Kind::Engine,
-                    "mock",
-                    json!({"image": "llama-orch/mock-engine:dev", "version": "0.1.0"}),
-                ),
-                object(Kind::Model, "tiny", json!({"ref": "file:/m/tiny.gguf", "ctxMax": 4096})),
-                object(
-                    Kind::Pool,
-                    "zeta",
-                    json!({"engine": "mock", "model": "tiny", "replicas": 1}),
-                ),
-                object(
-                    Kind::Pool,
-                    "alpha",
-                    json!({"engine": "mock", "model": "tiny", "replicas": 2}),
-                ),
-                object(
-                    Kind::Pool,
-                    "orphan",
-                    json!({"engine": "gone", "model": "tiny", "replicas": 1}),
-                ),
-            ],
+            serving: vec![pool("alpha", 2, true), pool("orphan", 1, false), pool("zeta", 1, true)],
             ..Snapshot::default()
         }
     }

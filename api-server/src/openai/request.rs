@@ -17,7 +17,7 @@ use llorch_manifests::task::{ChatMessage, Priority, TaskRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::OpenAiError;
+use crate::error::ApiError;
 
 /// `max_tokens` when the request gives none (capped by the context the prompt leaves).
 pub const DEFAULT_MAX_TOKENS: u32 = 256;
@@ -141,20 +141,20 @@ impl Mapped {
 }
 
 /// Parses a priority named in the body or the `X-Priority` header.
-fn priority(value: &str, source: &str) -> Result<Priority, OpenAiError> {
+fn priority(value: &str, source: &str) -> Result<Priority, ApiError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "interactive" => Ok(Priority::Interactive),
         "batch" => Ok(Priority::Batch),
-        other => Err(OpenAiError::invalid(
-            Some("priority"),
+        other => Err(ApiError::invalid_field(
+            "priority",
             format!("{source} `{other}` is not a priority; use `interactive` or `batch`"),
         )),
     }
 }
 
-fn text_of(content: Option<Value>, i: usize) -> Result<String, OpenAiError> {
+fn text_of(content: Option<Value>, i: usize) -> Result<String, ApiError> {
     let param = format!("messages[{i}].content");
-    let bad = |why: &str| OpenAiError::invalid(Some(&param), format!("`{param}` {why}"));
+    let bad = |why: &str| ApiError::invalid_field(&param, format!("`{param}` {why}"));
     match content {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s),
@@ -180,7 +180,7 @@ fn text_of(content: Option<Value>, i: usize) -> Result<String, OpenAiError> {
     }
 }
 
-fn messages(ms: Vec<OpenAiMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
+fn messages(ms: Vec<OpenAiMessage>) -> Result<Vec<ChatMessage>, ApiError> {
     ms.into_iter()
         .enumerate()
         .map(|(i, m)| {
@@ -188,8 +188,8 @@ fn messages(ms: Vec<OpenAiMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
                 "developer" => "system",
                 r @ ("system" | "user" | "assistant" | "tool") => r,
                 other => {
-                    return Err(OpenAiError::invalid(
-                        Some(&format!("messages[{i}].role")),
+                    return Err(ApiError::invalid_field(
+                        &format!("messages[{i}].role"),
                         format!("role `{other}` is not one of system, developer, user, assistant, tool"),
                     ));
                 }
@@ -202,21 +202,21 @@ fn messages(ms: Vec<OpenAiMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
         .collect()
 }
 
-fn prompt(p: Value) -> Result<String, OpenAiError> {
+fn prompt(p: Value) -> Result<String, ApiError> {
     match p {
         Value::String(s) => Ok(s),
         Value::Array(mut items) if items.len() == 1 && items[0].is_string() => match items.remove(0) {
             Value::String(s) => Ok(s),
-            _ => Err(OpenAiError::invalid(Some("prompt"), "`prompt` must be a string")),
+            _ => Err(ApiError::invalid_field("prompt", "`prompt` must be a string")),
         },
-        _ => Err(OpenAiError::invalid(
-            Some("prompt"),
+        _ => Err(ApiError::invalid_field(
+            "prompt",
             "`prompt` must be a string (or a list of exactly one string); token arrays and batches are not supported",
         )),
     }
 }
 
-fn stop(s: Option<Value>) -> Result<Vec<String>, OpenAiError> {
+fn stop(s: Option<Value>) -> Result<Vec<String>, ApiError> {
     match s {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(vec![s]),
@@ -224,11 +224,11 @@ fn stop(s: Option<Value>) -> Result<Vec<String>, OpenAiError> {
             .into_iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s),
-                _ => Err(OpenAiError::invalid(Some("stop"), "`stop` must hold only strings")),
+                _ => Err(ApiError::invalid_field("stop", "`stop` must hold only strings")),
             })
             .collect(),
-        Some(_) => Err(OpenAiError::invalid(
-            Some("stop"),
+        Some(_) => Err(ApiError::invalid_field(
+            "stop",
             "`stop` must be a string or a list of strings",
         )),
     }
@@ -241,12 +241,12 @@ pub fn map_request(
     body: OpenAiRequest,
     target: Target,
     header_priority: Option<&str>,
-) -> Result<Mapped, OpenAiError> {
+) -> Result<Mapped, ApiError> {
     if let Some(n) = body.n
         && n != 1
     {
-        return Err(OpenAiError::invalid(
-            Some("n"),
+        return Err(ApiError::invalid_field(
+            "n",
             format!("`n` = {n}: one request gives one choice here; send {n} requests instead"),
         ));
     }
@@ -254,32 +254,26 @@ pub fn map_request(
         Endpoint::Chat => match body.messages {
             Some(ms) if !ms.is_empty() => (None, Some(messages(ms)?)),
             _ => {
-                return Err(OpenAiError::invalid(
-                    Some("messages"),
+                return Err(ApiError::invalid_field(
+                    "messages",
                     "`messages` is missing or empty; send at least one message",
                 ));
             }
         },
         Endpoint::Completions => match body.prompt {
             Some(p) => (Some(prompt(p)?), None),
-            None => return Err(OpenAiError::invalid(Some("prompt"), "`prompt` is missing")),
+            None => return Err(ApiError::invalid_field("prompt", "`prompt` is missing")),
         },
     };
     let seed = match body.seed {
         Some(s) if s < 0 => {
-            return Err(OpenAiError::invalid(
-                Some("seed"),
-                format!("`seed` {s} must be 0 or more"),
-            ));
+            return Err(ApiError::invalid_field("seed", format!("`seed` {s} must be 0 or more")));
         }
         s => s.map(|s| s.unsigned_abs()),
     };
     let max_tokens = body.max_completion_tokens.or(body.max_tokens);
     if max_tokens == Some(0) {
-        return Err(OpenAiError::invalid(
-            Some("max_tokens"),
-            "`max_tokens` must be at least 1",
-        ));
+        return Err(ApiError::invalid_field("max_tokens", "`max_tokens` must be at least 1"));
     }
     let priority = match (&body.priority, header_priority) {
         (Some(p), _) => priority(p, "body field `priority`")?,

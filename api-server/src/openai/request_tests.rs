@@ -10,14 +10,14 @@ fn body(v: Value) -> OpenAiRequest {
     serde_json::from_value(v).unwrap()
 }
 
-fn chat(v: Value) -> Result<Mapped, OpenAiError> {
+fn chat(v: Value) -> Result<Mapped, ApiError> {
     map_request(Endpoint::Chat, body(v), Target::Pool("chat".into()), None)
 }
 
-fn param_of(e: OpenAiError) -> Option<String> {
-    assert_eq!(e.code, Some(ErrorCode::InvalidParams));
-    assert_eq!(e.status.as_u16(), 400);
-    e.param
+fn param_of(e: ApiError) -> Option<String> {
+    assert_eq!(e.code(), ErrorCode::InvalidParams);
+    assert_eq!(e.http_status().as_u16(), 400);
+    e.field().map(String::from)
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn priority_comes_from_the_body_field_then_the_header_then_defaults_to_interacti
     b.priority = Some("interactive".into());
     assert_eq!(with(b, Some("batch")).unwrap(), Priority::Interactive, "body wins");
     let e = with(one(), Some("later")).unwrap_err();
-    assert!(e.message.contains("X-Priority"), "{}", e.message);
+    assert!(e.message().contains("X-Priority"), "{}", e.message());
 }
 
 #[test]

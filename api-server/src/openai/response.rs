@@ -11,8 +11,8 @@ use llorch_manifests::task::{End, TaskError};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::error::OpenAiError;
 use super::request::Endpoint;
+use crate::error::ApiError;
 use crate::tasks::task::TaskEvent;
 
 /// Token counts of one reply.
@@ -184,8 +184,8 @@ impl Envelope {
 pub const DONE: &str = "[DONE]";
 
 /// The last frames of a stream that failed after it began: the error object, then `[DONE]`.
-pub fn error_frames(e: &OpenAiError) -> Vec<String> {
-    vec![e.body().to_string(), DONE.to_string()]
+pub fn error_frames(e: &ApiError) -> Vec<String> {
+    vec![e.openai_body().to_string(), DONE.to_string()]
 }
 
 /// Where a task's event leaves a stream.
@@ -197,13 +197,13 @@ pub enum Step {
     Last(Vec<String>),
 }
 
-/// The frames for one task event (a token already let through the cancel gate).
+/// The frames for one task event (tokens already let through the cancel gate).
 pub fn frames_for(env: &Envelope, ev: &TaskEvent) -> Step {
     match ev {
         TaskEvent::Started(_) | TaskEvent::Metrics(_) => Step::More(Vec::new()),
-        TaskEvent::Token(t) => Step::More(vec![env.token(&t.t)]),
+        TaskEvent::Tokens(tokens) => Step::More(tokens.iter().map(|t| env.token(&t.t)).collect()),
         TaskEvent::End(end) => Step::Last(env.end(end)),
-        TaskEvent::Error(e) => Step::Last(error_frames(&OpenAiError::from_task_error(e))),
+        TaskEvent::Error(e) => Step::Last(error_frames(&ApiError::from_task_error(e.clone()))),
     }
 }
 
@@ -227,8 +227,10 @@ impl Collector {
     pub fn push(&mut self, ev: TaskEvent) -> Option<Collected> {
         match ev {
             TaskEvent::Started(_) | TaskEvent::Metrics(_) => None,
-            TaskEvent::Token(t) => {
-                self.text.push_str(&t.t);
+            TaskEvent::Tokens(tokens) => {
+                for t in tokens {
+                    self.text.push_str(&t.t);
+                }
                 None
             }
             TaskEvent::End(end) => Some(Collected::Done(std::mem::take(&mut self.text), end)),

@@ -18,7 +18,7 @@ fn env(endpoint: Endpoint, include_usage: bool) -> Envelope {
 }
 
 fn token(t: &str, i: u32) -> TaskEvent {
-    TaskEvent::Token(Token { t: t.into(), i })
+    TaskEvent::Tokens(vec![Token { t: t.into(), i }])
 }
 
 fn end(tokens_out: u32) -> TaskEvent {

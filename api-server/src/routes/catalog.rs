@@ -7,25 +7,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use llorch_manifests::api::{ApiErrorBody, CatalogEntry};
-use serde::{Deserialize, Serialize};
+use llorch_manifests::api::{CatalogEntry, PullAccepted};
+use llorch_manifests::task::ErrorCode;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::sources::PullRefusal;
-
-/// The code of a pull refused by the download policy.
-pub const POLICY_REFUSED: &str = "POLICY_REFUSED";
-
-/// `POST /v2/models/{name}/pull`'s 202 body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PullAccepted {
-    /// The Model.
-    pub model: String,
-    /// Where to follow it.
-    pub message: String,
-}
 
 pub(crate) async fn list(State(state): State<AppState>) -> Json<Vec<CatalogEntry>> {
     Json(state.catalog.entries())
@@ -44,15 +32,8 @@ pub(crate) async fn pull(State(state): State<AppState>, ApiPath(name): ApiPath<S
         )
             .into_response(),
         Err(PullRefusal::NotFound(_)) if !state.current().synced => ApiError::not_synced().into_response(),
-        Err(PullRefusal::NotFound(message)) => ApiError::NotFound(message).into_response(),
-        Err(PullRefusal::Policy(message)) => (
-            StatusCode::FORBIDDEN,
-            Json(ApiErrorBody {
-                code: POLICY_REFUSED.into(),
-                message,
-            }),
-        )
-            .into_response(),
+        Err(PullRefusal::NotFound(message)) => ApiError::not_found(message).into_response(),
+        Err(PullRefusal::Policy(message)) => ApiError::new(ErrorCode::PolicyRefused, message).into_response(),
     }
 }
 
@@ -131,7 +112,7 @@ mod tests {
         assert_eq!(*fake.pulled.lock().unwrap(), ["tiny"]);
         let (status, body) = call(fake.clone(), "POST", "/v2/models/remote/pull").await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(body["code"], POLICY_REFUSED);
+        assert_eq!(body["code"], "POLICY_REFUSED");
         assert!(body["message"].as_str().unwrap().contains("models.downloads"));
         let (status, _) = call(fake, "POST", "/v2/models/nope/pull").await;
         assert_eq!(status, StatusCode::NOT_FOUND);

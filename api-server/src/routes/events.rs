@@ -31,17 +31,17 @@ pub(crate) async fn list_events(
 ) -> Result<Json<EventList>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::InvalidParams(format!(
+        return Err(ApiError::invalid(format!(
             "`limit` is {limit}; it must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let kind =
-        match query.kind.as_deref().filter(|k| !k.is_empty()) {
-            None => None,
-            Some(k) => Some(Kind::parse_loose(k).ok_or_else(|| {
-                ApiError::InvalidParams(format!("`kind` is `{k}`; expected one of pool, model, engine"))
-            })?),
-        };
+    let kind = match query.kind.as_deref().filter(|k| !k.is_empty()) {
+        None => None,
+        Some(k) => Some(
+            Kind::parse_loose(k)
+                .ok_or_else(|| ApiError::invalid(format!("`kind` is `{k}`; expected one of pool, model, engine")))?,
+        ),
+    };
     let name = query.name.filter(|n| !n.is_empty());
     let events = match (kind, name) {
         (Some(kind), Some(name)) => state.events.recent(Some(&ObjectRef::new(kind, name)), limit),
@@ -57,7 +57,7 @@ pub(crate) async fn list_events(
             matching
         }
         (None, Some(name)) => {
-            return Err(ApiError::InvalidParams(format!(
+            return Err(ApiError::invalid(format!(
                 "`name` is `{name}` but `kind` is missing; add e.g. `kind=pool`"
             )));
         }

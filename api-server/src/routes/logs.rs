@@ -3,7 +3,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use llorch_manifests::api::LogTail;
+use llorch_manifests::task::ErrorCode;
+use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -13,15 +15,6 @@ use crate::extract::{ApiPath, ApiQuery};
 pub const DEFAULT_TAIL: usize = 100;
 /// The largest `tail` accepted.
 pub const MAX_TAIL: usize = 10_000;
-
-/// The response body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogTail {
-    /// The replica id.
-    pub replica: String,
-    /// Oldest first.
-    pub lines: Vec<String>,
-}
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct LogsQuery {
@@ -35,20 +28,29 @@ pub(crate) async fn replica_logs(
 ) -> Result<Json<LogTail>, ApiError> {
     let tail = query.tail.unwrap_or(DEFAULT_TAIL);
     if tail == 0 || tail > MAX_TAIL {
-        return Err(ApiError::InvalidParams(format!(
+        return Err(ApiError::invalid(format!(
             "`tail` is {tail}; it must be between 1 and {MAX_TAIL}"
         )));
     }
     let snapshot = state.current();
-    if !snapshot.replicas.iter().any(|r| r.id == id) {
+    let Some(replica) = snapshot
+        .replicas
+        .iter()
+        .find(|r| r.id.as_str() == id)
+        .map(|r| r.id.clone())
+    else {
         if !snapshot.synced {
             return Err(ApiError::not_synced());
         }
-        return Err(ApiError::NotFound(format!(
+        return Err(ApiError::not_found(format!(
             "replica `{id}` not found; list them with `orchctl get replicas`"
         )));
-    }
+    };
     drop(snapshot);
-    let lines = state.logs.tail(&id, tail).await.map_err(ApiError::LogsUnavailable)?;
-    Ok(Json(LogTail { replica: id, lines }))
+    let lines = state
+        .logs
+        .tail(&id, tail)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::LogsUnavailable, e.to_string()))?;
+    Ok(Json(LogTail { replica, lines }))
 }

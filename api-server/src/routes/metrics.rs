@@ -12,6 +12,6 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     let telemetry = state.data.as_ref().map(|dp| dp.telemetry());
     let verifications = state.catalog.verifications();
     let text = crate::metrics::render_full(&state.current(), telemetry, &verifications)
-        .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("encoding metrics: {e}")))?;
     Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }

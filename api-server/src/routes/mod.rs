@@ -9,19 +9,16 @@ pub(crate) mod metrics;
 pub(crate) mod objects;
 pub(crate) mod openai;
 pub(crate) mod pools;
+pub(crate) mod task_stream;
 pub(crate) mod tasks;
 
 use axum::http::Uri;
 
 use crate::error::ApiError;
 
-pub use catalog::{POLICY_REFUSED, PullAccepted};
-pub use logs::LogTail;
-pub use objects::GpuList;
-
 /// Any path no route matches.
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!(
+    ApiError::not_found(format!(
         "no route for `{}`; the control-plane routes are under /v2 (e.g. /v2/pools)",
         uri.path()
     ))
@@ -29,5 +26,5 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
 
 /// A known path with the wrong method.
 pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+    ApiError::method_not_allowed()
 }

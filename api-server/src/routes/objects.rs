@@ -6,22 +6,13 @@
 use axum::Json;
 use axum::extract::State;
 use llorch_manifests::Kind;
-use llorch_manifests::api::{GpuView, ObjectView, Snapshot};
+use llorch_manifests::api::{GpuList, ObjectView, Snapshot};
 use llorch_manifests::status::ReplicaStatus;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
-
-/// `GET /v2/gpus`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GpuList {
-    /// True when the inventory is simulated: no real device behind any of these GPUs.
-    pub simulated: bool,
-    /// The GPUs, by index.
-    pub gpus: Vec<GpuView>,
-}
 
 /// `GET /v2/snapshot`.
 pub(crate) async fn snapshot(State(state): State<AppState>) -> Json<Snapshot> {
@@ -56,7 +47,7 @@ fn one(state: &AppState, kind: Kind, name: &str) -> Result<Json<ObjectView>, Api
 /// The 404 for an object, naming it and the command that lists its kind.
 pub(crate) fn not_found(kind: Kind, name: &str) -> ApiError {
     let lower = kind.lower();
-    ApiError::NotFound(format!(
+    ApiError::not_found(format!(
         "{lower} `{name}` not found; list them with `orchctl get {lower}s`"
     ))
 }

@@ -15,51 +15,24 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use llorch_manifests::api::{ApiErrorBody, DrainRequest, ObjectView, PoolHealth, ReloadRequest, Snapshot};
+use llorch_manifests::Kind;
+use llorch_manifests::api::{
+    DrainRequest, ObjectView, PoolHealth, ReloadAccepted, ReloadAction, ReloadRequest, Snapshot,
+};
 use llorch_manifests::status::{ConditionType, ReplicaPhase};
-use llorch_manifests::{Kind, Pool};
-use serde::Serialize;
+use llorch_manifests::task::ErrorCode;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, body_error};
 use crate::sources::{PoolControl, SetModelError};
 use crate::tasks::worker::PoolLoad;
 
 /// The longest drain deadline accepted: a day.
 pub const MAX_DRAIN_DEADLINE_MS: u64 = 24 * 3600 * 1000;
-
-/// `202` body of `POST /v2/pools/{id}/reload`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ReloadAccepted {
-    /// Pool name.
-    pub pool: String,
-    /// The Model the new replicas serve.
-    pub model: String,
-    /// `manifest` (spec.model was changed in `file`) or `restart` (same spec, new replicas).
-    pub action: &'static str,
-    /// The manifest file changed, for `manifest`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// The pool's reload counter after the bump, for `restart`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reload: Option<u64>,
-    /// What happens next.
-    pub message: String,
-}
-
-fn refuse(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        Json(ApiErrorBody {
-            code: code.to_string(),
-            message,
-        }),
-    )
-        .into_response()
-}
 
 fn names(snapshot: &Snapshot, kind: Kind) -> String {
     let all: Vec<&str> = snapshot
@@ -84,7 +57,7 @@ fn pool_view<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a ObjectView, A
     {
         Some(v) => Ok(v),
         None if !snapshot.synced => Err(ApiError::not_synced()),
-        None => Err(ApiError::NotFound(format!(
+        None => Err(ApiError::not_found(format!(
             "pool `{name}` not found ({}); see `orchctl get pools`",
             names(snapshot, Kind::Pool)
         ))),
@@ -125,113 +98,101 @@ async fn load(state: &AppState, pool: &str) -> PoolLoad {
 }
 
 /// `GET /v2/pools/{id}/health`.
-pub(crate) async fn health(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Response {
+pub(crate) async fn health(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<PoolHealth>, ApiError> {
     let snapshot = state.current();
-    let view = match pool_view(&snapshot, &name) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+    let view = pool_view(&snapshot, &name)?;
     let load = load(&state, &name).await;
-    Json(health_of(&snapshot, view, load)).into_response()
+    Ok(Json(health_of(&snapshot, view, load)))
 }
 
 /// `POST /v2/pools/{id}/drain {deadline_ms}`: 202 with the pool's health (what is in flight).
-pub(crate) async fn drain(State(state): State<AppState>, ApiPath(name): ApiPath<String>, body: Bytes) -> Response {
+pub(crate) async fn drain(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let snapshot = state.current();
-    let view = match pool_view(&snapshot, &name) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let req: DrainRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return ApiError::InvalidParams(format!(
-                "drain body: {e}; send {{\"deadline_ms\": <milliseconds running tasks may take>}}"
-            ))
-            .into_response();
-        }
-    };
+    let view = pool_view(&snapshot, &name)?;
+    let body = body.map_err(body_error)?;
+    let req: DrainRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!(
+            "drain body: {e}; send {{\"deadline_ms\": <milliseconds running tasks may take>}}"
+        ))
+    })?;
     if req.deadline_ms > MAX_DRAIN_DEADLINE_MS {
-        return ApiError::InvalidParams(format!(
+        return Err(ApiError::invalid(format!(
             "deadline_ms is {}; at most {MAX_DRAIN_DEADLINE_MS} (a day)",
             req.deadline_ms
-        ))
-        .into_response();
+        )));
     }
-    let Some(dp) = state.data.clone() else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NOT_READY",
-            "this server has no data plane to drain".into(),
-        );
-    };
+    let dp = state
+        .data
+        .clone()
+        .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane to drain"))?;
     let load = dp.drain(&name, Duration::from_millis(req.deadline_ms)).await;
     tracing::info!(pool = %name, deadline_ms = req.deadline_ms, in_flight = load.in_flight, queued = load.queued,
         human = %format!("draining pool {name}: {} running, {} queued, {} ms to finish", load.in_flight, load.queued, req.deadline_ms),
         "pool drain");
-    (StatusCode::ACCEPTED, Json(health_of(&snapshot, view, load))).into_response()
+    Ok((StatusCode::ACCEPTED, Json(health_of(&snapshot, view, load))).into_response())
 }
 
 /// `DELETE /v2/pools/{id}/drain`: admission resumes.
-pub(crate) async fn resume(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Response {
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<PoolHealth>, ApiError> {
     let snapshot = state.current();
-    let view = match pool_view(&snapshot, &name) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+    let view = pool_view(&snapshot, &name)?;
     let load = match &state.data {
         Some(dp) => dp.resume(&name).await,
         None => PoolLoad::default(),
     };
     tracing::info!(pool = %name, human = %format!("pool {name} admits tasks again"), "pool drain lifted");
-    Json(health_of(&snapshot, view, load)).into_response()
+    Ok(Json(health_of(&snapshot, view, load)))
 }
 
 /// `POST /v2/pools/{id}/reload {model?}`: 202 once the change is handed to the controller;
 /// `orchctl reload --wait` follows `status.rollout` to its end.
-pub(crate) async fn reload(State(state): State<AppState>, ApiPath(name): ApiPath<String>, body: Bytes) -> Response {
+pub(crate) async fn reload(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let snapshot = state.current();
-    let view = match pool_view(&snapshot, &name) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+    let view = pool_view(&snapshot, &name)?;
+    let body = body.map_err(body_error)?;
     let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return ApiError::InvalidParams(format!("reload body: {e}; send {{}} or {{\"model\": \"<name>\"}}"))
-                    .into_response();
-            }
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("reload body: {e}; send {{}} or {{\"model\": \"<name>\"}}")))?
+    };
+    let current = snapshot
+        .serving(&name)
+        .map(|p| p.model.clone())
+        .ok_or_else(|| ApiError::internal(format!("pool `{name}` has no serving view in the snapshot")))?;
+    match req.model.filter(|m| *m != current) {
+        Some(model) => change_model(state.pools.as_ref(), &snapshot, view, &current, &model),
+        None => {
+            let counter = state
+                .pools
+                .restart(&name)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let accepted = ReloadAccepted {
+                pool: name.clone(),
+                model: current,
+                action: ReloadAction::Restart,
+                file: None,
+                reload: Some(counter),
+                message: format!(
+                    "new replicas of pool `{name}` start next to the old ones; follow with `orchctl health pool/{name}`"
+                ),
+            };
+            Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
         }
-    };
-    let Some(pool) = view
-        .manifest
-        .as_ref()
-        .and_then(|m| serde_json::from_value::<Pool>(m.clone()).ok())
-    else {
-        return ApiError::Internal(format!("pool `{name}` has no readable manifest in the snapshot")).into_response();
-    };
-    match req.model.filter(|m| *m != pool.spec.model) {
-        Some(model) => change_model(state.pools.as_ref(), &snapshot, view, &pool, &model),
-        None => match state.pools.restart(&name) {
-            Ok(counter) => (
-                StatusCode::ACCEPTED,
-                Json(ReloadAccepted {
-                    pool: name.clone(),
-                    model: pool.spec.model.clone(),
-                    action: "restart",
-                    file: None,
-                    reload: Some(counter),
-                    message: format!(
-                        "new replicas of pool `{name}` start next to the old ones; follow with `orchctl health pool/{name}`"
-                    ),
-                }),
-            )
-                .into_response(),
-            Err(e) => ApiError::Internal(e).into_response(),
-        },
     }
 }
 
@@ -240,64 +201,58 @@ fn change_model(
     control: &dyn PoolControl,
     snapshot: &Snapshot,
     view: &ObjectView,
-    pool: &Pool,
+    current: &str,
     model: &str,
-) -> Response {
-    let name = pool.name();
-    let Some(model_view) = snapshot
+) -> Result<Response, ApiError> {
+    let name = view.object.name.as_str();
+    let model_view = snapshot
         .objects
         .iter()
         .find(|o| o.object.kind == Kind::Model && o.object.name == model)
-    else {
-        return ApiError::NotFound(format!(
-            "model `{model}` not found ({}); declare it first (`orchctl apply -f`)",
-            names(snapshot, Kind::Model)
-        ))
-        .into_response();
-    };
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "model `{model}` not found ({}); declare it first (`orchctl apply -f`)",
+                names(snapshot, Kind::Model)
+            ))
+        })?;
     if let Some(bad) = model_view
         .status
         .condition(ConditionType::Degraded)
         .filter(|c| c.status)
     {
-        return refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "MODEL_UNUSABLE",
+        return Err(ApiError::new(
+            ErrorCode::ModelUnusable,
             format!(
                 "model `{model}` is not usable: {}; see `orchctl describe model/{model}`",
                 bad.message
             ),
-        );
+        ));
     }
-    let Some(source) = &view.source else {
-        return refuse(
-            StatusCode::CONFLICT,
-            "CONFLICT",
+    let source = view.source.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Conflict,
             format!("pool `{name}` has no manifest file to edit"),
-        );
-    };
-    match control.set_model(name, Path::new(&source.file), &pool.spec.model, model) {
+        )
+    })?;
+    match control.set_model(name, Path::new(&source.file), current, model) {
         Ok(()) => {
             tracing::info!(pool = %name, model = %model, file = %source.file,
                 human = %format!("reloading pool {name} onto model {model}: edited {}", source.file), "pool reload");
-            (
-                StatusCode::ACCEPTED,
-                Json(ReloadAccepted {
-                    pool: name.to_string(),
-                    model: model.to_string(),
-                    action: "manifest",
-                    file: Some(source.file.clone()),
-                    reload: None,
-                    message: format!(
-                        "spec.model of pool `{name}` is now `{model}` in {}; new replicas start next to the old ones, \
-                         which serve until the new ones are Ready (and stay if they fail)",
-                        source.file
-                    ),
-                }),
-            )
-                .into_response()
+            let accepted = ReloadAccepted {
+                pool: name.to_string(),
+                model: model.to_string(),
+                action: ReloadAction::Manifest,
+                file: Some(source.file.clone()),
+                reload: None,
+                message: format!(
+                    "spec.model of pool `{name}` is now `{model}` in {}; new replicas start next to the old ones, \
+                     which serve until the new ones are Ready (and stay if they fail)",
+                    source.file
+                ),
+            };
+            Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
         }
-        Err(SetModelError::Conflict(message)) => refuse(StatusCode::CONFLICT, "CONFLICT", message),
-        Err(SetModelError::Failed(message)) => ApiError::Internal(message).into_response(),
+        Err(SetModelError::Conflict(message)) => Err(ApiError::new(ErrorCode::Conflict, message)),
+        Err(SetModelError::Failed(message)) => Err(ApiError::internal(message)),
     }
 }

@@ -6,9 +6,10 @@
 //!
 //! Only what the server decided goes here: prompts and generated text never do.
 
-use llorch_manifests::task::TaskError;
+use llorch_manifests::ReplicaId;
+use llorch_manifests::task::{TaskError, TaskPhase};
 
-use super::task::{TaskPhase, TaskState};
+use super::task::TaskState;
 use super::telemetry::priority_label;
 use crate::dataplane::Affinity;
 
@@ -98,7 +99,7 @@ pub fn rejected(
 }
 
 /// The task left the queue for a slot on `replica_id`.
-pub fn placed(task: &TaskState, replica_id: &str, affinity: &Affinity, waited_ms: u64) {
+pub fn placed(task: &TaskState, replica_id: &ReplicaId, affinity: &Affinity, waited_ms: u64) {
     let session = match affinity {
         Affinity::NoSession => String::new(),
         Affinity::FirstTurn => "; its session starts here".to_string(),
@@ -110,7 +111,7 @@ pub fn placed(task: &TaskState, replica_id: &str, affinity: &Affinity, waited_ms
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
         pool_id = %task.pool,
-        replica_id,
+        replica_id = replica_id.as_str(),
         engine = %task.meta.engine,
         engine_version = %task.meta.engine_version,
         queue_wait_ms = waited_ms,
@@ -122,18 +123,19 @@ pub fn placed(task: &TaskState, replica_id: &str, affinity: &Affinity, waited_ms
 }
 
 /// The engine sent the first token.
-pub fn stream_started(task: &TaskState, replica_id: &str, first_token_ms: u64) {
+pub fn stream_started(task: &TaskState, replica_id: Option<&ReplicaId>, first_token_ms: u64) {
+    let replica = replica_id.map(ReplicaId::as_str).unwrap_or("?");
     tracing::info!(
         job_id = %task.id,
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
         pool_id = %task.pool,
-        replica_id,
+        replica_id = replica,
         engine = %task.meta.engine,
         engine_version = %task.meta.engine_version,
         first_token_ms,
         human = %format!(
-            "task {} streaming from {replica_id}: first token {first_token_ms} ms after admission",
+            "task {} streaming from {replica}: first token {first_token_ms} ms after admission",
             task.id
         ),
         "task stream started"
@@ -141,7 +143,8 @@ pub fn stream_started(task: &TaskState, replica_id: &str, first_token_ms: u64) {
 }
 
 /// The stream ended with `end`.
-pub fn ended(task: &TaskState, replica_id: &str, tokens_out: u32, decode_time_ms: u64) {
+pub fn ended(task: &TaskState, replica_id: Option<&ReplicaId>, tokens_out: u32, decode_time_ms: u64) {
+    let replica = replica_id.map(ReplicaId::as_str).unwrap_or("?");
     let rate = if decode_time_ms > 0 {
         format!(
             " ({:.1} tokens/s)",
@@ -155,14 +158,14 @@ pub fn ended(task: &TaskState, replica_id: &str, tokens_out: u32, decode_time_ms
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
         pool_id = %task.pool,
-        replica_id,
+        replica_id = replica,
         engine = %task.meta.engine,
         engine_version = %task.meta.engine_version,
         tokens_in = task.request.prompt_tokens,
         tokens_out,
         decode_time_ms,
         human = %format!(
-            "task {} done on {replica_id}: {tokens_out} tokens in {decode_time_ms} ms{rate}",
+            "task {} done on {replica}: {tokens_out} tokens in {decode_time_ms} ms{rate}",
             task.id
         ),
         "task ended"
@@ -170,7 +173,8 @@ pub fn ended(task: &TaskState, replica_id: &str, tokens_out: u32, decode_time_ms
 }
 
 /// The stream ended with `error` after admission.
-pub fn failed(task: &TaskState, replica_id: Option<&str>, error: &TaskError) {
+pub fn failed(task: &TaskState, replica_id: Option<&ReplicaId>, error: &TaskError) {
+    let replica_id = replica_id.map(ReplicaId::as_str);
     let at = replica_id.map(|r| format!(" on {r}")).unwrap_or_default();
     tracing::warn!(
         job_id = %task.id,
@@ -197,14 +201,17 @@ pub fn canceled(task: &TaskState, reason: CancelReason, was: TaskPhase, tokens_s
     };
     let while_ = match was {
         TaskPhase::Queued => "while queued".to_string(),
-        _ => format!("while running on {}", replica_id.as_deref().unwrap_or("?")),
+        _ => format!(
+            "while running on {}",
+            replica_id.as_ref().map_or("?", ReplicaId::as_str)
+        ),
     };
     tracing::info!(
         job_id = %task.id,
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
         pool_id = %task.pool,
-        replica_id = replica_id.as_deref(),
+        replica_id = replica_id.as_ref().map(ReplicaId::as_str),
         engine = %task.meta.engine,
         engine_version = %task.meta.engine_version,
         reason = reason.as_str(),

@@ -1,79 +1,50 @@
-//! The task data plane (`/v2/tasks`): admission into a per-pool queue, dispatch onto Ready
-//! replica slots, and the token stream each task feeds. One [`DataPlane`] per daemon; it reads
-//! the controller's snapshot and never touches containers.
+//! The task data plane (`/v2/tasks` and the OpenAI front door): admission into a per-pool
+//! queue, dispatch onto Ready replica slots, and the token stream each task feeds. One
+//! [`DataPlane`] per daemon; it reads the controller's serving view and never touches
+//! containers or manifests.
 //!
-//! - [`task`]: one task's state, its event channel and its race-free cancel flag.
-//! - [`pool_view`]: what a Pool looks like to the data plane (Ready replicas, slots, limits).
-//! - [`worker`]: the task that owns one Pool's queue and slot table, and its drain.
+//! A task's way through, file by file: [`route`] picks its Pool, [`validate`] checks it
+//! against the Pool's contract, [`worker`] queues and places it (admission, dispatch), the
+//! [`runner`] streams it from its engine, [`lifecycle`] records each step (state, metrics,
+//! log, span), and the client reads it through a [`stream::TaskStream`].
+//!
+//! - [`task`]: one task's state, its event channel and its race-free cancel gate.
 //! - [`gate`]: per engine container, tasks in flight and whether a retirement closed it.
-//! - [`runner`]: streams one dispatched task from its engine.
-//! - [`validate`]: a raw request into a `ValidTask`, refusing what cannot fit before enqueue.
-//! - [`telemetry`]: the Prometheus series every part of the data plane records into.
-//! - [`log`]: the log line of each step of a task's life.
+//! - [`sessions`]: session affinity, turns and token budgets.
+//! - [`telemetry`] and [`log`]: the Prometheus series and log lines `lifecycle` records into.
 
 pub mod gate;
+pub mod lifecycle;
 pub mod log;
-pub mod pool_view;
+pub mod route;
 pub mod runner;
 pub mod sessions;
+pub mod stream;
 pub mod task;
 pub mod telemetry;
 pub mod validate;
 pub mod worker;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use llorch_manifests::api::Snapshot;
-use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskError, TaskRequest};
+use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskRequest};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::EngineClients;
+use crate::error::ApiError;
 use gate::ReplicaGates;
+use lifecycle::Canceled;
 use log::CancelReason;
-use task::{TaskMeta, TaskPhase, TaskState};
+use task::{TaskMeta, TaskState};
 use telemetry::Telemetry;
 use worker::{Command, PoolLoad, WorkerHandle};
 
 /// Finished tasks are forgotten this long after they end.
 pub const KEEP_FINISHED: Duration = Duration::from_secs(300);
-
-/// Why a task was not admitted (an HTTP error before any stream exists).
-#[derive(Debug)]
-pub struct Refusal {
-    /// HTTP status.
-    pub status: u16,
-    /// The body.
-    pub error: TaskError,
-}
-
-impl Refusal {
-    fn new(status: u16, code: ErrorCode, message: impl Into<String>, retriable: bool) -> Self {
-        Self {
-            status,
-            error: TaskError {
-                code,
-                message: message.into(),
-                retriable,
-                retry_after_ms: None,
-                policy_label: None,
-                engine: None,
-            },
-        }
-    }
-}
-
-/// What a cancel found and left.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Canceled {
-    /// The phase after the cancel: `Canceled`, or how the task had already ended.
-    pub state: TaskPhase,
-    /// The phase before it; a final one means the cancel changed nothing.
-    pub was: TaskPhase,
-    /// Tokens the task's stream carried; none follows.
-    pub tokens_streamed: u32,
-}
 
 /// The data plane.
 pub struct DataPlane {
@@ -84,6 +55,7 @@ pub struct DataPlane {
     last_sweep: Mutex<Option<Instant>>,
     telemetry: Telemetry,
     gates: ReplicaGates,
+    shutting_down: AtomicBool,
 }
 
 impl DataPlane {
@@ -97,6 +69,7 @@ impl DataPlane {
             last_sweep: Mutex::default(),
             telemetry: Telemetry::new(),
             gates: ReplicaGates::new(),
+            shutting_down: AtomicBool::new(false),
         })
     }
 
@@ -106,7 +79,7 @@ impl DataPlane {
     }
 
     /// Validates and admits a task under a fresh correlation id; `Ok` carries the 202 body.
-    pub async fn submit(self: &Arc<Self>, req: TaskRequest) -> Result<TaskAdmitted, Refusal> {
+    pub async fn submit(self: &Arc<Self>, req: TaskRequest) -> Result<TaskAdmitted, ApiError> {
         self.submit_with(req, None).await
     }
 
@@ -116,7 +89,7 @@ impl DataPlane {
         self: &Arc<Self>,
         req: TaskRequest,
         correlation_id: Option<String>,
-    ) -> Result<TaskAdmitted, Refusal> {
+    ) -> Result<TaskAdmitted, ApiError> {
         let correlation_id = correlation_id.unwrap_or_else(crate::correlation::generate);
         let session_id = req.session_id.clone();
         let mut pool = None;
@@ -129,50 +102,58 @@ impl DataPlane {
 
     /// Counts and logs a refusal at submit (also for requests refused before they reach the
     /// data plane, such as an unreadable body).
-    pub fn refused(&self, refusal: &Refusal, pool: Option<&str>, correlation_id: &str, session_id: Option<&str>) {
-        self.telemetry.rejected(refusal.error.code);
-        log::rejected(None, pool, correlation_id, session_id, refusal.status, &refusal.error);
+    pub fn refused(&self, refusal: &ApiError, pool: Option<&str>, correlation_id: &str, session_id: Option<&str>) {
+        lifecycle::refused(&self.telemetry, refusal, pool, correlation_id, session_id);
     }
 
     async fn admit(
         self: &Arc<Self>,
         req: TaskRequest,
         correlation_id: String,
-        pool: &mut Option<String>,
-    ) -> Result<TaskAdmitted, Refusal> {
+        chosen: &mut Option<String>,
+    ) -> Result<TaskAdmitted, ApiError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(ApiError::new(
+                ErrorCode::ShuttingDown,
+                "llama-orchd is shutting down and admits no new task; retry once it is back",
+            )
+            .retry_after_ms(1_000));
+        }
         let snapshot = self.snapshot.borrow().clone();
-        let pool_name = pool_view::choose_pool(&snapshot, &req)?;
-        *pool = Some(pool_name.clone());
-        let view = pool_view::PoolView::read(&snapshot, &pool_name)?;
-        let valid = validate::validate(req, &view)?;
-        if view.replicas.is_empty() {
-            return Err(Refusal::new(
-                503,
+        let pool = route::choose(&snapshot, req.pool.as_deref(), req.model.as_deref())?;
+        *chosen = Some(pool.pool.clone());
+        let contract = pool
+            .usable()
+            .map_err(|why| ApiError::new(ErrorCode::PoolUnready, why.to_string()).retriable())?;
+        let valid = validate::validate(req, pool, contract)?;
+        if pool.replicas.is_empty() {
+            let name = &pool.pool;
+            let why = pool.blocked.as_ref().map(|b| format!(" ({b})")).unwrap_or_default();
+            return Err(ApiError::new(
                 ErrorCode::PoolUnready,
-                format!("pool `{pool_name}` has no Ready replica; see `orchctl describe pool/{pool_name}`"),
-                true,
-            ));
+                format!("pool `{name}` has no Ready replica{why}; see `orchctl describe pool/{name}`"),
+            )
+            .retriable());
         }
         self.sweep();
         let meta = TaskMeta {
             correlation_id,
-            engine: view.engine.clone(),
-            engine_version: view.engine_version.clone(),
+            engine: pool.engine.clone(),
+            engine_version: contract.engine_version.clone(),
         };
-        let task = TaskState::with_meta(pool_name.clone(), valid, meta);
-        let worker = self.worker_for(&pool_name);
+        let worker = self.worker_for(&pool.pool);
+        let stopped = || ApiError::new(ErrorCode::PoolUnavailable, "the pool's dispatcher stopped").retriable();
         let (reply, answer) = oneshot::channel();
         worker
             .tx
             .send(Command::Enqueue {
-                task: task.clone(),
+                request: valid,
+                meta,
                 reply,
             })
             .await
-            .map_err(|_| Refusal::new(503, ErrorCode::PoolUnavailable, "the pool's dispatcher stopped", true))?;
-        let admitted = answer
-            .await
-            .map_err(|_| Refusal::new(503, ErrorCode::PoolUnavailable, "the pool's dispatcher stopped", true))??;
+            .map_err(|_| stopped())?;
+        let (admitted, task) = answer.await.map_err(|_| stopped())??;
         lock(&self.tasks).insert(task.id.clone(), task);
         Ok(admitted)
     }
@@ -189,31 +170,18 @@ impl DataPlane {
         all
     }
 
-    /// Cancels a task: after this returns, its stream carries no further token (ORCH-3026).
-    /// A queued task leaves the queue; a running one stops and frees its slot.
-    pub fn cancel(&self, id: &str) -> Option<(TaskPhase, u32)> {
-        self.cancel_because(id, CancelReason::Requested)
-            .map(|c| (c.state, c.tokens_streamed))
-    }
-
-    /// [`cancel`](Self::cancel), saying why in the task's log line, and what the task was doing.
+    /// Cancels a task, saying why in its log line: after this returns, its stream carries no
+    /// further token (ORCH-3026). A queued task leaves the queue; a running one stops and
+    /// frees its slot.
     pub fn cancel_because(&self, id: &str, reason: CancelReason) -> Option<Canceled> {
         let task = self.task(id)?;
-        let (streamed, was) = task.cancel_from();
-        if !was.is_final() {
-            self.telemetry.canceled(&task.pool, task.request.priority);
-            log::canceled(&task, reason, was, streamed);
-        }
+        let canceled = task.cancel(reason);
         if let Some(w) = lock(&self.workers).get(&task.pool).cloned() {
             // The queue entry is removed by the worker; if its channel is momentarily full the
             // entry is skipped at dispatch instead (the task is already marked canceled).
             let _ = w.tx.try_send(Command::Cancel { id: task.id.clone() });
         }
-        Some(Canceled {
-            state: task.phase(),
-            was,
-            tokens_streamed: streamed,
-        })
+        Some(canceled)
     }
 
     /// Stops admission to `pool` (503 `POOL_DRAINING`); what is queued or running may finish
@@ -230,6 +198,16 @@ impl DataPlane {
     /// What `pool` has in flight and whether it drains.
     pub async fn load(self: &Arc<Self>, pool: &str) -> PoolLoad {
         self.ask(pool, false, |reply| Command::Load { reply }).await
+    }
+
+    /// Stops admitting tasks (503 `SHUTTING_DOWN`); what is queued or running goes on.
+    pub fn stop_admitting(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Tasks not yet ended (queued or running).
+    pub fn unfinished(&self) -> usize {
+        lock(&self.tasks).values().filter(|t| !t.phase().is_final()).count()
     }
 
     async fn ask(

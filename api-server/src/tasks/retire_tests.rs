@@ -9,7 +9,7 @@ use std::time::Duration;
 use llorch_manifests::api::{ObjectView, Snapshot};
 use llorch_manifests::status::{ObjectStatus, ReplicaPhase, ReplicaStatus};
 use llorch_manifests::task::TaskRequest;
-use llorch_manifests::{Kind, ObjectRef};
+use llorch_manifests::{Endpoint, Kind, ObjectRef, ReplicaId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -70,13 +70,13 @@ fn object(kind: Kind, manifest: serde_json::Value) -> ObjectView {
 
 fn replica(index: u32, container: &str, endpoint: &str) -> ReplicaStatus {
     ReplicaStatus {
-        id: format!("chat-{index}"),
+        id: ReplicaId::new("chat", index),
         pool: "chat".into(),
         index,
         phase: ReplicaPhase::Ready,
         container_id: Some(container.into()),
         container_name: Some(container.into()),
-        endpoint: Some(endpoint.into()),
+        endpoint: Some(Endpoint::external(endpoint)),
         gpus: vec![0],
         gpus_simulated: true,
         engine_version: "1".into(),
@@ -88,7 +88,7 @@ fn replica(index: u32, container: &str, endpoint: &str) -> ReplicaStatus {
 
 fn snapshot(replicas: Vec<ReplicaStatus>) -> Arc<Snapshot> {
     let v = "llama-orch.dev/v1alpha1";
-    Arc::new(Snapshot {
+    let mut snapshot = Snapshot {
         synced: true,
         objects: vec![
             object(
@@ -109,7 +109,9 @@ fn snapshot(replicas: Vec<ReplicaStatus>) -> Arc<Snapshot> {
         ],
         replicas,
         ..Snapshot::default()
-    })
+    };
+    snapshot.serving = llorch_manifests::serving::from_objects(&snapshot);
+    Arc::new(snapshot)
 }
 
 /// Submits a task and reads its events to the end; returns (replica, last event).
@@ -120,7 +122,7 @@ async fn run_one(dp: &Arc<DataPlane>) -> (String, TaskEvent) {
         max_tokens: 4,
         ..TaskRequest::default()
     };
-    let admitted = dp.submit(req).await.map_err(|r| r.error).unwrap();
+    let admitted = dp.submit(req).await.unwrap();
     let task = dp.task(&admitted.task_id).unwrap();
     let mut events = task.take_events().unwrap();
     let last = tokio::time::timeout(Duration::from_secs(10), async {
@@ -134,7 +136,7 @@ async fn run_one(dp: &Arc<DataPlane>) -> (String, TaskEvent) {
     })
     .await
     .expect("the task finished");
-    (task.replica().unwrap_or_default(), last)
+    (task.replica().map(|r| r.to_string()).unwrap_or_default(), last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,44 +1,45 @@
 //! Streams one dispatched task from its replica's engine into the task's event channel, under
 //! idle and wall-clock watchdogs, and gives the slot back (by dropping its guard) however the
-//! task ends: completion, engine error, cancel or client disconnect. It records first-token
-//! and decode latency and generated tokens (one atomic add per token), and logs the stream's
-//! start, end or failure.
+//! task ends: completion, engine error, cancel or client disconnect.
+//!
+//! Tokens travel in batches: after each wake-up the runner takes every event the engine
+//! stream has ready (a read from the engine usually holds many tokens) and hands them to the
+//! task in one message, so the client's stream writes them in one go. A lone token is sent at
+//! once. Each step is recorded through the task's [`lifecycle`](super::lifecycle).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use llorch_manifests::task::{End, Metrics, TaskError, Token};
+use futures_util::{FutureExt, StreamExt};
+use llorch_manifests::Endpoint;
+use llorch_manifests::task::{Metrics, Token};
 use tokio::sync::mpsc;
 
 use super::gate::InFlight;
-use super::log;
+use super::lifecycle::Step;
 use super::task::{TaskEvent, TaskState};
-use super::telemetry::Telemetry;
 use super::worker::Command;
 use crate::dataplane::Placement;
-use crate::engine::{EngineClient, EngineError, EngineEvent, Watchdog};
+use crate::engine::{EngineClient, EngineError, EngineEvent, TokenStream, Watchdog};
+use crate::error::ApiError;
 
 /// No token for this long: `DECODE_TIMEOUT`.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A whole reply longer than this: `DECODE_TIMEOUT`.
 pub const WALL_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn task_error(e: &EngineError, engine: &str) -> TaskError {
-    TaskError {
-        code: e.code(),
-        message: e.to_string(),
-        retriable: e.retriable(),
-        retry_after_ms: e.retriable().then_some(0),
-        policy_label: None,
-        engine: Some(engine.to_string()),
-    }
+/// Most tokens in one batch (a bound on one message, not a delay: a batch is what is ready).
+const MAX_BATCH: usize = 256;
+
+fn task_error(e: &EngineError, engine: &str) -> ApiError {
+    let error = ApiError::new(e.code(), e.to_string()).engine(engine);
+    if e.retriable() { error.retry_after_ms(0) } else { error }
 }
 
 /// The engine a task runs on.
 pub struct Target {
     /// The replica's base URL.
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// The adapter for its API.
     pub client: Arc<dyn EngineClient>,
     /// `name version`, for `error.engine`.
@@ -47,23 +48,16 @@ pub struct Target {
     pub in_flight: Option<InFlight>,
 }
 
-/// Ends the task with `err` (recorded unless it was canceled first), then sends the event.
-fn fail(task: &TaskState, replica: &str, err: TaskError, telemetry: &Telemetry) {
-    if task.finish(Some(err.clone())) {
-        telemetry.failed(&task.pool, err.code);
-        log::failed(task, Some(replica), &err);
-    }
-    task.send(TaskEvent::Error(err));
+/// How the engine's stream ended for the task.
+enum Outcome {
+    /// Completed, failed with a recorded error, or stopped by a cancel or abort.
+    Over,
+    /// The engine is unreachable or dropped the connection: likely dead.
+    EngineGone,
 }
 
 /// Runs `task` on the replica of `placement` at `target`.
-pub async fn run(
-    task: Arc<TaskState>,
-    placement: Placement,
-    target: Target,
-    telemetry: Telemetry,
-    done: mpsc::Sender<Command>,
-) {
+pub async fn run(task: Arc<TaskState>, placement: Placement, target: Target, done: mpsc::Sender<Command>) {
     let Target {
         endpoint,
         client,
@@ -71,8 +65,6 @@ pub async fn run(
         in_flight,
     } = target;
     let began = Instant::now();
-    let replica = placement.guard.replica_id().to_string();
-    task.set_running(&replica);
     if !placement.affinity.kv_warmth() {
         task.send(TaskEvent::Metrics(Metrics {
             queue_depth: 0,
@@ -85,82 +77,22 @@ pub async fn run(
     }
     let cancel = task.cancellation();
     let abort = task.aborted();
-    let mut failed = false;
     let opened = tokio::select! {
         biased;
         _ = cancel.cancelled() => None,
         _ = abort.cancelled() => None,
-        r = client.generate(&endpoint, &task.request.generate) => Some(r),
+        r = client.generate(endpoint.as_str(), &task.request.generate) => Some(r),
     };
-    match opened {
-        None => {}
-        Some(Err(e)) => {
-            failed = engine_gone(&e);
-            fail(&task, &replica, task_error(&e, &engine), &telemetry);
-        }
-        Some(Ok(stream)) => {
-            let mut stream = Watchdog::new(IDLE_TIMEOUT, WALL_TIMEOUT).wrap(stream);
-            let generated = telemetry.tokens_out(&task.pool);
-            let mut index = 0u32;
-            let mut first: Option<Instant> = None;
-            // One cancellation future for the whole stream: building one per token takes the
-            // token's lock each time (it showed in the relay profile).
-            let cancelled = cancel.cancelled();
-            let aborted = abort.cancelled();
-            tokio::pin!(cancelled, aborted);
-            loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = &mut cancelled => break,
-                    _ = &mut aborted => break,
-                    next = stream.next() => next,
-                };
-                match next {
-                    Some(Ok(EngineEvent::Token(t))) => {
-                        if first.is_none() {
-                            first = Some(Instant::now());
-                            let ms = task.created.elapsed().as_millis() as u64;
-                            telemetry.first_token_ms(&task.pool, ms);
-                            log::stream_started(&task, &replica, ms);
-                        }
-                        if !task.send(TaskEvent::Token(Token { t, i: index })) {
-                            break;
-                        }
-                        generated.inc();
-                        task.count_token();
-                        index += 1;
-                    }
-                    Some(Ok(EngineEvent::Done { tokens_out, .. })) => {
-                        let decode_time_ms = first.map(|f| f.elapsed().as_millis() as u64).unwrap_or(0);
-                        if task.finish(None) {
-                            telemetry.decode_ms(&task.pool, decode_time_ms);
-                            log::ended(&task, &replica, tokens_out, decode_time_ms);
-                        }
-                        task.send(TaskEvent::End(End {
-                            tokens_out,
-                            decode_time_ms,
-                        }));
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        failed = engine_gone(&e);
-                        fail(&task, &replica, task_error(&e, &engine), &telemetry);
-                        break;
-                    }
-                    None => {
-                        let e = EngineError::Protocol("the engine's stream ended without a final event".into());
-                        fail(&task, &replica, task_error(&e, &engine), &telemetry);
-                        break;
-                    }
-                }
-            }
-        }
-    }
+    let outcome = match opened {
+        None => Outcome::Over,
+        Some(Err(e)) => fail(&task, &e, &engine),
+        Some(Ok(stream)) => relay(&task, Watchdog::new(IDLE_TIMEOUT, WALL_TIMEOUT).wrap(stream), &engine).await,
+    };
     // The stream (and the engine connection, which makes llama-server stop generating) is
     // dropped above; now the slot, and the task's count on the container's gate.
     drop(placement);
     drop(in_flight);
-    let failed_endpoint = failed.then_some(endpoint);
+    let failed_endpoint = matches!(outcome, Outcome::EngineGone).then_some(endpoint);
     let _ = done
         .send(Command::Finished {
             id: task.id.clone(),
@@ -170,12 +102,81 @@ pub async fn run(
                 .request
                 .session_id
                 .clone()
-                .map(|s| (s, task.summary().tokens_out, task.request.generate.max_tokens)),
+                .map(|s| (s, task.tokens_out(), task.request.generate.max_tokens)),
         })
         .await;
 }
 
-/// The engine is unreachable or dropped the connection: likely dead.
-fn engine_gone(e: &EngineError) -> bool {
-    matches!(e, EngineError::Connect { .. } | EngineError::Reset { .. })
+/// Relays the engine's reply to the task until it ends, is canceled or aborted.
+async fn relay(task: &TaskState, mut stream: TokenStream, engine: &str) -> Outcome {
+    let (cancel, abort) = (task.cancellation(), task.aborted());
+    // One cancellation future each for the whole stream: building one per wake-up takes the
+    // token's lock each time (it showed in the relay profile).
+    let cancelled = cancel.cancelled();
+    let aborted = abort.cancelled();
+    tokio::pin!(cancelled, aborted);
+    let mut index = 0u32;
+    let mut first: Option<Instant> = None;
+    let mut batch: Vec<Token> = Vec::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = &mut cancelled => return Outcome::Over,
+            _ = &mut aborted => return Outcome::Over,
+            next = stream.next() => next,
+        };
+        // Everything else the engine has ready joins this wake-up's batch.
+        let mut ready = Some(next);
+        let mut last = None;
+        while let Some(next) = ready.take() {
+            match next {
+                Some(Ok(EngineEvent::Token(t))) => {
+                    batch.push(Token { t, i: index });
+                    index += 1;
+                    if batch.len() < MAX_BATCH {
+                        ready = stream.next().now_or_never();
+                    }
+                }
+                other => last = Some(other),
+            }
+        }
+        if !batch.is_empty() {
+            let sent = task.emit_tokens(std::mem::take(&mut batch));
+            if first.is_none() {
+                first = Some(Instant::now());
+                // After the tokens went: the log line is not on the first token's path.
+                task.step(Step::FirstToken);
+            }
+            if !sent {
+                return Outcome::Over;
+            }
+        }
+        match last {
+            None => {}
+            Some(Some(Ok(EngineEvent::Token(_)))) => {}
+            Some(Some(Ok(EngineEvent::Done { tokens_out, .. }))) => {
+                let decode_time_ms = first.map(|f| f.elapsed().as_millis() as u64).unwrap_or(0);
+                task.step(Step::Ended {
+                    tokens_out,
+                    decode_time_ms,
+                });
+                return Outcome::Over;
+            }
+            Some(Some(Err(e))) => return fail(task, &e, engine),
+            Some(None) => {
+                let e = EngineError::Protocol("the engine's stream ended without a final event".into());
+                return fail(task, &e, engine);
+            }
+        }
+    }
+}
+
+/// Records the engine's failure on the task.
+fn fail(task: &TaskState, e: &EngineError, engine: &str) -> Outcome {
+    task.step(Step::Failed(task_error(e, engine)));
+    if matches!(e, EngineError::Connect { .. } | EngineError::Reset { .. }) {
+        Outcome::EngineGone
+    } else {
+        Outcome::Over
+    }
 }

@@ -1,17 +1,22 @@
-//! One task: its validated request, its phase, the channel its events flow through, and the
-//! cancel flag that makes cancel race-free: the SSE side checks the flag before it emits each
-//! token, and the flag is set before a cancel is acknowledged, so no token follows the ack.
-//! It also carries what its log lines need ([`TaskMeta`]: correlation id, engine).
+//! One admitted task: its validated request, its progress, the channel its events flow
+//! through, and the cancel gate that makes cancel race-free: the stream lets tokens out only
+//! through [`TaskState::admit_tokens`], and a cancel flips the flag under the same lock before
+//! it is acknowledged, so no token follows the ack.
+//!
+//! How a task moves from one phase to the next (and what each move records) is
+//! [`lifecycle`](super::lifecycle)'s business; this file only holds the state.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use llorch_manifests::task::{End, Metrics, Started, TaskError, Token};
-use serde::Serialize;
+use llorch_manifests::ReplicaId;
+use llorch_manifests::task::{End, Metrics, Started, TaskError, TaskPhase, TaskSummary, Token};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::telemetry::Telemetry;
 use super::validate::ValidTask;
 
 /// One SSE event of a task stream.
@@ -21,44 +26,12 @@ pub enum TaskEvent {
     Started(Started),
     /// Queue and warmth updates.
     Metrics(Metrics),
-    /// A token.
-    Token(Token),
+    /// Tokens that arrived together from the engine (one or more), in order.
+    Tokens(Vec<Token>),
     /// The stream completed.
     End(End),
     /// The stream failed; nothing follows.
     Error(TaskError),
-}
-
-/// Where a task is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskPhase {
-    /// Waiting in the pool's queue.
-    Queued,
-    /// Streaming from a replica.
-    Running,
-    /// Ended with `end`.
-    Done,
-    /// Ended with `error`.
-    Failed,
-    /// Canceled by the client (explicitly or by disconnecting).
-    Canceled,
-}
-
-impl TaskPhase {
-    /// True once nothing more will happen.
-    pub fn is_final(self) -> bool {
-        matches!(self, TaskPhase::Done | TaskPhase::Failed | TaskPhase::Canceled)
-    }
-}
-
-#[derive(Debug)]
-struct Progress {
-    phase: TaskPhase,
-    replica: Option<String>,
-    tokens_out: u32,
-    error: Option<TaskError>,
-    finished_at: Option<Instant>,
 }
 
 /// Where a task came from and what serves it: what its logs and stream response carry.
@@ -70,6 +43,17 @@ pub struct TaskMeta {
     pub engine: String,
     /// Its version label.
     pub engine_version: String,
+}
+
+#[derive(Debug)]
+pub(super) struct Progress {
+    pub(super) phase: TaskPhase,
+    pub(super) replica: Option<ReplicaId>,
+    pub(super) tokens_out: u32,
+    pub(super) error: Option<TaskError>,
+    pub(super) finished_at: Option<Instant>,
+    /// Open from admission to placement.
+    pub(super) queue_span: Option<tracing::Span>,
 }
 
 /// A task.
@@ -85,14 +69,19 @@ pub struct TaskState {
     pub created: Instant,
     /// Correlation id and engine.
     pub meta: TaskMeta,
+    /// The task's span: admission → queue → placement → engine → end.
+    pub span: tracing::Span,
+    pub(super) telemetry: Telemetry,
+    /// The pool's generated-token counter (one atomic add per batch).
+    pub(super) tokens_counter: Counter,
     canceled: AtomicBool,
-    /// Tokens handed to the client's stream. Held while a token is emitted and while cancel
+    /// Tokens handed to the client's stream. Held while tokens are let out and while cancel
     /// flips the flag, so the count a cancel reports is exactly what the client will get.
     emitted: Mutex<u32>,
     token: CancellationToken,
     /// Fires when the task is stopped by the daemon (a drain's deadline), after its `error`
     /// event was queued; only the runner listens, so the stream still delivers that event.
-    abort: CancellationToken,
+    pub(super) abort: CancellationToken,
     // Unbounded on purpose: a task's events are bounded by its max_tokens (itself bounded by
     // the context size), and a runner that never blocks on a slow or absent client can never
     // hold a replica slot hostage.
@@ -102,24 +91,26 @@ pub struct TaskState {
 }
 
 impl TaskState {
-    /// A new queued task with a fresh correlation id and no engine named.
-    pub fn new(pool: String, request: ValidTask) -> Arc<Self> {
-        let meta = TaskMeta {
-            correlation_id: crate::correlation::generate(),
-            ..TaskMeta::default()
-        };
-        Self::with_meta(pool, request, meta)
-    }
-
-    /// A new queued task.
-    pub fn with_meta(pool: String, request: ValidTask, meta: TaskMeta) -> Arc<Self> {
+    /// A new queued task of `pool`, recording into `telemetry`.
+    pub fn new(pool: String, request: ValidTask, meta: TaskMeta, telemetry: Telemetry) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let id = new_id();
+        let span = tracing::info_span!(
+            "task",
+            job_id = %id,
+            pool_id = %pool,
+            correlation_id = %meta.correlation_id
+        );
+        let queue_span = tracing::info_span!(parent: &span, "queue");
         Arc::new(Self {
-            id: new_id(),
+            tokens_counter: telemetry.tokens_out(&pool),
+            telemetry,
+            id,
             pool,
             request,
             created: Instant::now(),
             meta,
+            span,
             canceled: AtomicBool::new(false),
             emitted: Mutex::new(0),
             token: CancellationToken::new(),
@@ -132,42 +123,29 @@ impl TaskState {
                 tokens_out: 0,
                 error: None,
                 finished_at: None,
+                queue_span: Some(queue_span),
             }),
         })
     }
 
-    /// Marks the task canceled and returns how many tokens its stream carried: no token
-    /// follows (ORCH-3026). Idempotent; a finished task stays as it ended.
-    pub fn cancel(&self) -> u32 {
-        self.cancel_from().0
-    }
-
-    /// [`cancel`](Self::cancel), also returning the phase the task was in: a final phase means
-    /// this call changed nothing.
-    pub fn cancel_from(&self) -> (u32, TaskPhase) {
-        let emitted = {
-            let gate = self.emitted.lock().unwrap_or_else(|p| p.into_inner());
-            self.canceled.store(true, Ordering::SeqCst);
-            *gate
-        };
+    /// Flips the cancel flag and returns how many tokens the stream carried: none follows.
+    pub(super) fn close_gate(&self) -> u32 {
+        let gate = lock(&self.emitted);
+        self.canceled.store(true, Ordering::SeqCst);
+        let emitted = *gate;
+        drop(gate);
         self.token.cancel();
-        let mut p = self.progress();
-        let was = p.phase;
-        if !was.is_final() {
-            p.phase = TaskPhase::Canceled;
-            p.finished_at = Some(Instant::now());
-        }
-        (emitted, was)
+        emitted
     }
 
-    /// Lets one token out to the client unless the task was canceled; the stream calls this
-    /// right before it yields a token.
-    pub fn admit_token(&self) -> bool {
-        let mut gate = self.emitted.lock().unwrap_or_else(|p| p.into_inner());
+    /// Lets `n` tokens out to the client unless the task was canceled; the stream calls this
+    /// right before it writes them.
+    pub fn admit_tokens(&self, n: u32) -> bool {
+        let mut gate = lock(&self.emitted);
         if self.canceled.load(Ordering::SeqCst) {
             return false;
         }
-        *gate += 1;
+        *gate += n;
         true
     }
 
@@ -181,25 +159,14 @@ impl TaskState {
         self.token.clone()
     }
 
-    /// Ends the task with `err` (its stream's last event) and stops its runner; a task that
-    /// already ended is left as it was. True when this call ended it.
-    pub fn abort(&self, err: TaskError) -> bool {
-        let ended = self.finish(Some(err.clone()));
-        if ended {
-            self.send(TaskEvent::Error(err));
-        }
-        self.abort.cancel();
-        ended
-    }
-
-    /// Fires when [`abort`](Self::abort) is called.
+    /// Fires when the daemon stopped the task (a drain's deadline).
     pub fn aborted(&self) -> CancellationToken {
         self.abort.clone()
     }
 
     /// The event receiver; only the first caller gets it (one stream per task).
     pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<TaskEvent>> {
-        self.rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+        lock(&self.rx).take()
     }
 
     /// Queues an event for the stream; false when the stream is gone or the task canceled.
@@ -207,22 +174,8 @@ impl TaskState {
         !self.is_canceled() && self.tx.send(event).is_ok()
     }
 
-    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Moves to Running on `replica`.
-    pub fn set_running(&self, replica: &str) {
-        let mut p = self.progress();
-        if p.phase == TaskPhase::Queued {
-            p.phase = TaskPhase::Running;
-            p.replica = Some(replica.to_string());
-        }
-    }
-
-    /// Records a token.
-    pub fn count_token(&self) {
-        self.progress().tokens_out += 1;
+    pub(super) fn progress(&self) -> MutexGuard<'_, Progress> {
+        lock(&self.progress)
     }
 
     /// Tokens the engine sent so far.
@@ -231,26 +184,8 @@ impl TaskState {
     }
 
     /// The replica, once dispatched.
-    pub fn replica(&self) -> Option<String> {
+    pub fn replica(&self) -> Option<ReplicaId> {
         self.progress().replica.clone()
-    }
-
-    /// Records the end (unless canceled first); true when this call ended the task. Call it
-    /// before sending the final event, so that a client that has read `end` or `error` finds
-    /// the task final (and its disconnect cancels nothing).
-    pub fn finish(&self, error: Option<TaskError>) -> bool {
-        let mut p = self.progress();
-        if p.phase.is_final() {
-            return false;
-        }
-        p.phase = if error.is_some() {
-            TaskPhase::Failed
-        } else {
-            TaskPhase::Done
-        };
-        p.error = error;
-        p.finished_at = Some(Instant::now());
-        true
     }
 
     /// The phase.
@@ -263,7 +198,7 @@ impl TaskState {
         self.progress().finished_at
     }
 
-    /// A JSON summary for `GET /v2/tasks/{id}`.
+    /// The summary `GET /v2/tasks/{id}` answers.
     pub fn summary(&self) -> TaskSummary {
         let p = self.progress();
         TaskSummary {
@@ -281,32 +216,8 @@ impl TaskState {
     }
 }
 
-/// `GET /v2/tasks/{id}` body.
-#[derive(Clone, Debug, Serialize)]
-pub struct TaskSummary {
-    /// Id.
-    pub task_id: String,
-    /// Pool.
-    pub pool: String,
-    /// Phase.
-    pub state: TaskPhase,
-    /// Replica, once dispatched.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replica: Option<String>,
-    /// Tokens streamed so far.
-    pub tokens_out: u32,
-    /// Priority.
-    pub priority: llorch_manifests::task::Priority,
-    /// Session.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
-    /// Milliseconds since admission.
-    pub age_ms: u64,
-    /// The error, when it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<TaskError>,
-    /// The `X-Correlation-Id` it was submitted with; its logs carry it.
-    pub correlation_id: String,
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn new_id() -> String {

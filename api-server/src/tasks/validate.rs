@@ -6,11 +6,11 @@
 //! right for English with BPE vocabularies and deliberately cheap. A prompt that the estimate
 //! lets through but the engine finds too long is refused by the engine (`INVALID_PARAMS`).
 
-use llorch_manifests::task::{ErrorCode, Priority, TaskRequest};
+use llorch_manifests::task::{Priority, TaskRequest};
+use llorch_manifests::{ServingContract, ServingPool};
 
-use super::Refusal;
-use super::pool_view::PoolView;
 use crate::engine::{GenerateRequest, Prompt};
+use crate::error::ApiError;
 
 /// Stop strings per request.
 pub const MAX_STOP: usize = 8;
@@ -30,8 +30,8 @@ pub struct ValidTask {
     pub prompt_tokens: u32,
 }
 
-fn invalid(message: String) -> Refusal {
-    Refusal::new(400, ErrorCode::InvalidParams, message, false)
+fn invalid(message: String) -> ApiError {
+    ApiError::invalid(message)
 }
 
 /// Estimated tokens of a prompt.
@@ -43,8 +43,8 @@ pub fn estimate_tokens(prompt: &Prompt) -> u32 {
     }
 }
 
-/// Validates `req` for `pool`.
-pub fn validate(req: TaskRequest, pool: &PoolView) -> Result<ValidTask, Refusal> {
+/// Validates `req` for `pool`, whose replicas run under `contract`.
+pub fn validate(req: TaskRequest, pool: &ServingPool, contract: &ServingContract) -> Result<ValidTask, ApiError> {
     let prompt = match (req.prompt, req.messages) {
         (Some(p), None) => Prompt::Text(p),
         (None, Some(m)) if !m.is_empty() => Prompt::Chat(m),
@@ -55,10 +55,10 @@ pub fn validate(req: TaskRequest, pool: &PoolView) -> Result<ValidTask, Refusal>
     if req.max_tokens == 0 {
         return Err(invalid("`max_tokens` must be at least 1".into()));
     }
-    if req.max_tokens > pool.ctx_size {
+    if req.max_tokens > contract.ctx_size {
         return Err(invalid(format!(
             "`max_tokens` {} exceeds pool `{}`'s context of {} tokens",
-            req.max_tokens, pool.name, pool.ctx_size
+            req.max_tokens, pool.pool, contract.ctx_size
         )));
     }
     if let Some(t) = req.temperature
@@ -87,10 +87,10 @@ pub fn validate(req: TaskRequest, pool: &PoolView) -> Result<ValidTask, Refusal>
         )));
     }
     let prompt_tokens = estimate_tokens(&prompt);
-    if prompt_tokens.saturating_add(req.max_tokens) > pool.ctx_size {
+    if prompt_tokens.saturating_add(req.max_tokens) > contract.ctx_size {
         return Err(invalid(format!(
             "the prompt (~{prompt_tokens} tokens, estimated as bytes/4) plus `max_tokens` {} exceeds pool `{}`'s context of {} tokens; shorten the prompt or lower max_tokens",
-            req.max_tokens, pool.name, pool.ctx_size
+            req.max_tokens, pool.pool, contract.ctx_size
         )));
     }
     Ok(ValidTask {

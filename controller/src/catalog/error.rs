@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use llorch_manifests::Reason;
+
 /// A failed fetch or verification.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -99,20 +101,20 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// The CamelCase reason for conditions and events.
-    pub fn reason(&self) -> &'static str {
+    /// The reason for conditions and events.
+    pub fn reason(&self) -> Reason {
         match self {
-            FetchError::DownloadsDisabled { .. } => "DownloadsDisabled",
-            FetchError::HostNotAllowed { .. } => "HostNotAllowed",
-            FetchError::BadUrl { .. } => "InvalidReference",
-            FetchError::DigestMismatch { .. } => "DigestMismatch",
-            FetchError::HubRepo(_) => "AmbiguousReference",
-            FetchError::LocalFile(_) => "ModelUnavailable",
-            FetchError::NoCache(_) => "NoModelCache",
+            FetchError::DownloadsDisabled { .. } => Reason::DownloadsDisabled,
+            FetchError::HostNotAllowed { .. } => Reason::HostNotAllowed,
+            FetchError::BadUrl { .. } => Reason::InvalidReference,
+            FetchError::DigestMismatch { .. } => Reason::DigestMismatch,
+            FetchError::HubRepo(_) => Reason::AmbiguousReference,
+            FetchError::LocalFile(_) => Reason::ModelUnavailable,
+            FetchError::NoCache(_) => Reason::NoModelCache,
             FetchError::TooManyRedirects { .. } | FetchError::Http { .. } | FetchError::Transport { .. } => {
-                "FetchFailed"
+                Reason::FetchFailed
             }
-            FetchError::Io { .. } => "CacheIoError",
+            FetchError::Io { .. } => Reason::CacheIoError,
         }
     }
 

@@ -53,9 +53,9 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher; `hub` is the Hugging Face base URL ([`hf::HUB`] outside tests).
     pub fn new(cache: Cache, policy: Policy, token: Option<Secret>, hub: &str) -> Result<Fetcher, FetchError> {
-        let http = HttpClient::new().map_err(|message| FetchError::Transport {
+        let http = HttpClient::new().map_err(|e| FetchError::Transport {
             url: hub.to_string(),
-            message,
+            message: e.to_string(),
         })?;
         Ok(Fetcher {
             http,
@@ -116,13 +116,10 @@ impl Fetcher {
         if !response.status.is_success() {
             return Err(http_error(&at, response.status, self.token.is_some()));
         }
-        let bytes = response
-            .bytes(16 << 20)
-            .await
-            .map_err(|message| FetchError::Transport {
-                url: display_url(&at),
-                message,
-            })?;
+        let bytes = response.bytes(16 << 20).await.map_err(|e| FetchError::Transport {
+            url: display_url(&at),
+            message: e.to_string(),
+        })?;
         let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             FetchError::HubRepo(format!(
                 "the hub's answer for hf:{repo} is not the JSON expected ({e}); name the file: `hf:{repo}/<file>.gguf`"
@@ -152,14 +149,10 @@ impl Fetcher {
                 value.set_sensitive(true);
                 headers.push((AUTHORIZATION, value));
             }
-            let response = self
-                .http
-                .get(&url, headers)
-                .await
-                .map_err(|message| FetchError::Transport {
-                    url: display_url(&url),
-                    message: self.redact(&message),
-                })?;
+            let response = self.http.get(&url, headers).await.map_err(|e| FetchError::Transport {
+                url: display_url(&url),
+                message: self.redact(&e.to_string()),
+            })?;
             if !response.status.is_redirection() {
                 return Ok((response, url));
             }
@@ -214,84 +207,23 @@ impl Fetcher {
         partial: &Path,
         progress: &Progress,
     ) -> Result<Downloaded, FetchError> {
+        let have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
+        let hasher = rehash_partial(partial, have).await?;
+        progress.reset(have, None);
+        let (mut response, at) = self.get(url, have).await?;
+        let (mut sink, total) = self.open_partial(&response, url, &at, partial, have, hasher).await?;
+        progress.reset(sink.written, total);
+        self.stream_body(&mut response, &at, &mut sink, progress).await?;
+        let Sink {
+            mut file,
+            hasher,
+            written,
+            ..
+        } = sink;
         let io = |source| FetchError::Io {
             path: partial.to_path_buf(),
             source,
         };
-        let have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
-        let mut hasher = Sha256::new();
-        if have > 0 {
-            // Re-hash what is already there: the digest must cover every byte, and the file
-            // is the only record of them.
-            let path = partial.to_path_buf();
-            let (h, n) = tokio::task::spawn_blocking(move || {
-                let mut h = Sha256::new();
-                cache::hash_into(&path, Some(have), &mut h, &|_| {}).map(|n| (h, n))
-            })
-            .await
-            .map_err(|e| io(std::io::Error::other(e)))?
-            .map_err(io)?;
-            if n != have {
-                return Err(io(std::io::Error::other("the partial file shrank while being read")));
-            }
-            hasher = h;
-        }
-        progress.reset(have, None);
-        let (mut response, at) = self.get(url, have).await?;
-        let status = response.status;
-        let resume_total = (status == StatusCode::PARTIAL_CONTENT && have > 0)
-            .then(|| content_range(&response))
-            .flatten()
-            .filter(|(start, _)| *start == have);
-        let (mut file, mut written, total) = if let Some((_, total)) = resume_total {
-            let file = tokio::fs::OpenOptions::new()
-                .append(true)
-                .open(partial)
-                .await
-                .map_err(io)?;
-            (file, have, total)
-        } else if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
-            if have > 0 {
-                tracing::info!(url = %display_url(url), "the server ignored the range request; starting over");
-                hasher = Sha256::new();
-            }
-            if status == StatusCode::PARTIAL_CONTENT {
-                // A range we did not ask for: trust nothing of it.
-                return Err(FetchError::Http {
-                    url: display_url(&at),
-                    status: status.as_u16(),
-                    hint: "; a partial answer to a whole-file request".into(),
-                });
-            }
-            let total = response.content_length();
-            let file = tokio::fs::File::create(partial).await.map_err(io)?;
-            (file, 0, total)
-        } else if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
-            let _ = std::fs::remove_file(partial);
-            return Err(FetchError::Transport {
-                url: display_url(&at),
-                message: "the server refused to resume the partial download; starting over".into(),
-            });
-        } else {
-            return Err(http_error(&at, status, self.token.is_some()));
-        };
-        progress.reset(written, total);
-        loop {
-            let chunk = match response.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(FetchError::Transport {
-                        url: display_url(&at),
-                        message: format!("connection lost after {written} bytes ({})", self.redact(&e)),
-                    });
-                }
-            };
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(io)?;
-            written += chunk.len() as u64;
-            progress.advance(chunk.len() as u64);
-        }
         file.flush().await.map_err(io)?;
         if let Some(total) = total
             && written != total
@@ -325,6 +257,137 @@ impl Fetcher {
             path,
         })
     }
+
+    /// Where the body of `response` (from `at`) goes, and the total expected: the partial
+    /// file appended to when the server resumes at `have` (`hasher` covers those bytes), else
+    /// a fresh file and hash. Refusals and error statuses end here.
+    async fn open_partial<'p>(
+        &self,
+        response: &Response,
+        url: &Url,
+        at: &Url,
+        partial: &'p Path,
+        have: u64,
+        hasher: Sha256,
+    ) -> Result<(Sink<'p>, Option<u64>), FetchError> {
+        let io = |source| FetchError::Io {
+            path: partial.to_path_buf(),
+            source,
+        };
+        let status = response.status;
+        let resume_total = (status == StatusCode::PARTIAL_CONTENT && have > 0)
+            .then(|| content_range(response))
+            .flatten()
+            .filter(|(start, _)| *start == have);
+        if let Some((_, total)) = resume_total {
+            let file = tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(partial)
+                .await
+                .map_err(io)?;
+            let sink = Sink {
+                path: partial,
+                file,
+                hasher,
+                written: have,
+            };
+            Ok((sink, total))
+        } else if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
+            if have > 0 {
+                tracing::info!(url = %display_url(url), "the server ignored the range request; starting over");
+            }
+            if status == StatusCode::PARTIAL_CONTENT {
+                // A range we did not ask for: trust nothing of it.
+                return Err(FetchError::Http {
+                    url: display_url(at),
+                    status: status.as_u16(),
+                    hint: "; a partial answer to a whole-file request".into(),
+                });
+            }
+            let total = response.content_length();
+            let file = tokio::fs::File::create(partial).await.map_err(io)?;
+            let sink = Sink {
+                path: partial,
+                file,
+                hasher: Sha256::new(),
+                written: 0,
+            };
+            Ok((sink, total))
+        } else if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+            let _ = std::fs::remove_file(partial);
+            Err(FetchError::Transport {
+                url: display_url(at),
+                message: "the server refused to resume the partial download; starting over".into(),
+            })
+        } else {
+            Err(http_error(at, status, self.token.is_some()))
+        }
+    }
+
+    /// Streams the rest of the body into `sink`.
+    async fn stream_body(
+        &self,
+        response: &mut Response,
+        at: &Url,
+        sink: &mut Sink<'_>,
+        progress: &Progress,
+    ) -> Result<(), FetchError> {
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    return Err(FetchError::Transport {
+                        url: display_url(at),
+                        message: format!(
+                            "connection lost after {} bytes ({})",
+                            sink.written,
+                            self.redact(&e.to_string())
+                        ),
+                    });
+                }
+            };
+            sink.hasher.update(&chunk);
+            sink.file.write_all(&chunk).await.map_err(|source| FetchError::Io {
+                path: sink.path.to_path_buf(),
+                source,
+            })?;
+            sink.written += chunk.len() as u64;
+            progress.advance(chunk.len() as u64);
+        }
+    }
+}
+
+/// The partial file a download writes, and the hash of every byte in it.
+struct Sink<'p> {
+    path: &'p Path,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    written: u64,
+}
+
+/// A hasher over the `have` bytes already in `partial`: the digest must cover every byte, and
+/// the file is the only record of them.
+async fn rehash_partial(partial: &Path, have: u64) -> Result<Sha256, FetchError> {
+    let io = |source| FetchError::Io {
+        path: partial.to_path_buf(),
+        source,
+    };
+    if have == 0 {
+        return Ok(Sha256::new());
+    }
+    let path = partial.to_path_buf();
+    let (h, n) = tokio::task::spawn_blocking(move || {
+        let mut h = Sha256::new();
+        cache::hash_into(&path, Some(have), &mut h, &|_| {}).map(|n| (h, n))
+    })
+    .await
+    .map_err(|e| io(std::io::Error::other(e)))?
+    .map_err(io)?;
+    if n != have {
+        return Err(io(std::io::Error::other("the partial file shrank while being read")));
+    }
+    Ok(h)
 }
 
 /// `(start, total)` from `Content-Range: bytes start-end/total`.

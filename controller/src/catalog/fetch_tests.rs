@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use llorch_manifests::Reason;
 use llorch_manifests::config::ModelsConfig;
 use tokio::sync::Notify;
 
@@ -80,7 +81,7 @@ async fn a_wrong_digest_names_both_and_leaves_no_partial_file() {
     let url = Url::parse(&format!("{}/m.gguf", server.base)).unwrap();
     let wrong = "0".repeat(64);
     let e = f.download(&url, Some(&wrong), &progress()).await.unwrap_err();
-    assert_eq!(e.reason(), "DigestMismatch");
+    assert_eq!(e.reason(), Reason::DigestMismatch);
     let text = e.to_string();
     assert!(text.contains(&format!("sha256:{wrong}")), "{text}");
     assert!(text.contains(&format!("sha256:{}", hex_of(&body()))), "{text}");
@@ -105,7 +106,7 @@ async fn redirects_are_followed_only_to_allowed_hosts() {
 
     let other = Url::parse(&format!("{}/other", server.base)).unwrap();
     let e = f.download(&other, None, &progress()).await.unwrap_err();
-    assert_eq!(e.reason(), "HostNotAllowed", "{e}");
+    assert_eq!(e.reason(), Reason::HostNotAllowed, "{e}");
     assert!(e.to_string().contains("host `localhost`"), "{e}");
     assert!(
         !server
@@ -178,7 +179,7 @@ async fn https_downloads_verify_the_servers_certificate_with_the_ring_provider()
         .download(&url, None, &progress())
         .await
         .unwrap_err();
-    assert_eq!(e.reason(), "FetchFailed");
+    assert_eq!(e.reason(), Reason::FetchFailed);
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
     assert_eq!(server.seen().len(), asked, "no request crossed an untrusted connection");
 }

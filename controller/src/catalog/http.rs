@@ -2,6 +2,7 @@
 //! HTTP/1.1, no automatic redirects (the fetcher follows them through the policy), a connect
 //! timeout and an idle-read timeout per chunk, so a stalled server fails the attempt instead
 //! of hanging it.
+//! It only moves bytes: policy checks, redirects and retries belong to the fetcher.
 
 use std::time::Duration;
 
@@ -15,10 +16,47 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use reqwest::Url;
 
+use super::tls::TlsError;
+
 /// How long connecting (TCP + TLS) and receiving the response head may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a response body may stay silent.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a request or its body failed; a sentence that never contains a header value.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The TLS settings could not be made.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The request could not be built.
+    #[error("cannot build the request: {0}")]
+    Build(#[source] http::Error),
+    /// No response head within [`CONNECT_TIMEOUT`].
+    #[error("no answer within {secs} s")]
+    NoAnswer {
+        /// The timeout.
+        secs: u64,
+    },
+    /// Connecting or sending failed.
+    #[error("{}", error_chain(.0))]
+    Request(#[source] hyper_util::client::legacy::Error),
+    /// The body stayed silent for [`IDLE_TIMEOUT`].
+    #[error("no data for {secs} s")]
+    Stalled {
+        /// The timeout.
+        secs: u64,
+    },
+    /// Reading the body failed.
+    #[error("{}", error_chain(.0))]
+    Body(#[source] hyper::Error),
+    /// The body is larger than the caller accepts.
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
+}
 
 /// A download client.
 #[derive(Clone, Debug)]
@@ -38,7 +76,7 @@ pub struct Response {
 
 impl HttpClient {
     /// A client for http and https URLs, trusting the system's root certificates.
-    pub fn new() -> Result<HttpClient, String> {
+    pub fn new() -> Result<HttpClient, HttpError> {
         Ok(HttpClient::with_tls(super::tls::client_config()?))
     }
 
@@ -58,8 +96,8 @@ impl HttpClient {
         }
     }
 
-    /// GET `url` with `headers`; the error is a sentence (never containing header values).
-    pub async fn get(&self, url: &Url, headers: Vec<(HeaderName, HeaderValue)>) -> Result<Response, String> {
+    /// GET `url` with `headers`.
+    pub async fn get(&self, url: &Url, headers: Vec<(HeaderName, HeaderValue)>) -> Result<Response, HttpError> {
         let mut request = Request::get(url.as_str()).header(
             USER_AGENT,
             HeaderValue::from_static(concat!("llama-orch/", env!("CARGO_PKG_VERSION"))),
@@ -67,13 +105,13 @@ impl HttpClient {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let request = request
-            .body(Empty::new())
-            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let request = request.body(Empty::new()).map_err(HttpError::Build)?;
         let response = tokio::time::timeout(CONNECT_TIMEOUT, self.client.request(request))
             .await
-            .map_err(|_| format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))?
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|_| HttpError::NoAnswer {
+                secs: CONNECT_TIMEOUT.as_secs(),
+            })?
+            .map_err(HttpError::Request)?;
         let (parts, body) = response.into_parts();
         Ok(Response {
             status: parts.status,
@@ -85,14 +123,16 @@ impl HttpClient {
 
 impl Response {
     /// The next chunk of the body; `None` at its end.
-    pub async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
         loop {
             let frame = tokio::time::timeout(IDLE_TIMEOUT, self.body.frame())
                 .await
-                .map_err(|_| format!("no data for {} s", IDLE_TIMEOUT.as_secs()))?;
+                .map_err(|_| HttpError::Stalled {
+                    secs: IDLE_TIMEOUT.as_secs(),
+                })?;
             match frame {
                 None => return Ok(None),
-                Some(Err(e)) => return Err(error_chain(&e)),
+                Some(Err(e)) => return Err(HttpError::Body(e)),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         return Ok(Some(data));
@@ -103,11 +143,11 @@ impl Response {
     }
 
     /// The whole body, refusing more than `limit` bytes.
-    pub async fn bytes(mut self, limit: usize) -> Result<Vec<u8>, String> {
+    pub async fn bytes(mut self, limit: usize) -> Result<Vec<u8>, HttpError> {
         let mut out = Vec::new();
         while let Some(chunk) = self.chunk().await? {
             if out.len() + chunk.len() > limit {
-                return Err(format!("the answer is larger than {limit} bytes"));
+                return Err(HttpError::TooLarge { limit });
             }
             out.extend_from_slice(&chunk);
         }
@@ -125,6 +165,7 @@ impl Response {
     }
 }
 
+/// `e: its source: its source's source …`, as one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();

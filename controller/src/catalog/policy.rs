@@ -131,6 +131,8 @@ fn suggested_file(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use llorch_manifests::Reason;
+
     use super::*;
 
     fn policy(downloads: bool, hosts: &[&str]) -> Policy {
@@ -163,7 +165,7 @@ mod tests {
     fn refusals_name_the_setting_and_what_to_do() {
         let off = policy(false, &["example.com"]);
         let e = check(&off, "https://example.com/m/tiny.gguf").unwrap_err();
-        assert_eq!(e.reason(), "DownloadsDisabled");
+        assert_eq!(e.reason(), Reason::DownloadsDisabled);
         let text = e.to_string();
         assert!(text.contains("models.downloads: false"), "{text}");
         assert!(
@@ -174,7 +176,7 @@ mod tests {
 
         let p = policy(true, &["hf.co"]);
         let e = check(&p, "https://example.com/x.gguf").unwrap_err();
-        assert_eq!(e.reason(), "HostNotAllowed");
+        assert_eq!(e.reason(), Reason::HostNotAllowed);
         let text = e.to_string();
         assert!(
             text.contains("host `example.com` is not in `models.allowHosts` (hf.co); add it"),
@@ -189,11 +191,11 @@ mod tests {
         assert!(check(&p, "http://localhost:9/x").is_ok());
         assert_eq!(
             check(&p, "http://example.com/x").unwrap_err().reason(),
-            "InvalidReference"
+            Reason::InvalidReference
         );
         assert_eq!(
             check(&p, "ftp://example.com/x").unwrap_err().reason(),
-            "InvalidReference"
+            Reason::InvalidReference
         );
         assert!(check(&p, "https://example.com/x").is_ok());
     }

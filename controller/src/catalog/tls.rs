@@ -6,19 +6,27 @@ use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore};
 
+/// Why no TLS client config could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The crypto provider refused the protocol versions.
+    #[error("cannot set up TLS: {0}")]
+    Setup(#[source] rustls::Error),
+}
+
 /// A client config trusting the system's root certificates. With none found (no
 /// `ca-certificates` package), https downloads fail with an unknown-issuer error, which
 /// [`crate::catalog::fetch`] turns into advice; a warning says so at start.
-pub fn client_config() -> Result<ClientConfig, String> {
+pub fn client_config() -> Result<ClientConfig, TlsError> {
     client_config_with(system_roots())
 }
 
 /// A client config trusting exactly `roots` (a private mirror's CA; tests).
-pub fn client_config_with(roots: RootCertStore) -> Result<ClientConfig, String> {
+pub fn client_config_with(roots: RootCertStore) -> Result<ClientConfig, TlsError> {
     ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .map_err(|e| format!("cannot set up TLS: {e}"))
+        .map_err(TlsError::Setup)
 }
 
 fn system_roots() -> RootCertStore {

@@ -1,13 +1,14 @@
 //! The loop's bookkeeping: per-object status kept in memory and in the state dir (written
 //! only when it changes), Ready/NotReady and manifest-error events, forgetting deleted objects,
-//! and publishing the [`Snapshot`] the API serves.
+//! and publishing the [`Snapshot`] the API serves, with each Pool's serving view. It never
+//! touches a container.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use llorch_manifests::api::{ObjectView, RuntimeInfo, Snapshot, SourceRef};
 use llorch_manifests::status::{ConditionType, EventType, ObjectStatus, ReplicaStatus};
-use llorch_manifests::{ManifestError, ObjectRef};
+use llorch_manifests::{AnyObject, Kind, ManifestError, ObjectRef, Reason};
 
 use super::Controller;
 use crate::manifest_store::DesiredState;
@@ -32,9 +33,9 @@ impl<R: ContainerRuntime> Controller<R> {
                 .map(|c| c.message.clone())
                 .unwrap_or_default();
             let (kind, reason) = if ready {
-                (EventType::Normal, "Ready")
+                (EventType::Normal, Reason::Ready)
             } else {
-                (EventType::Warning, "NotReady")
+                (EventType::Warning, Reason::NotReady)
             };
             self.events.emit(Some(&status.object), None, kind, reason, message);
         }
@@ -62,12 +63,17 @@ impl<R: ContainerRuntime> Controller<R> {
             self.statuses.remove(&r);
             self.last_ready.remove(&r);
             self.status_files.remove(&r);
-            self.slots.remove(&r.name);
+            // Backoff and serving memory are a Pool's: a Model or Engine of the same name
+            // going away must not wipe them.
+            if r.kind == Kind::Pool {
+                self.slots.remove(&r.name);
+                self.serving.forget(&r.name);
+            }
             self.events.emit(
                 Some(&r),
                 None,
                 EventType::Normal,
-                "Deleted",
+                Reason::Deleted,
                 format!("{r} is no longer declared"),
             );
         }
@@ -88,7 +94,7 @@ impl<R: ContainerRuntime> Controller<R> {
                     _ => None,
                 };
                 self.events
-                    .emit(obj.as_ref(), None, EventType::Warning, "ManifestInvalid", text);
+                    .emit(obj.as_ref(), None, EventType::Warning, Reason::ManifestInvalid, text);
             }
         }
         self.reported_errors = now;
@@ -113,13 +119,20 @@ impl<R: ContainerRuntime> Controller<R> {
                     .unwrap_or_else(|| ObjectStatus::new(r.clone())),
             })
             .collect();
+        let gpus = self.placements.published(&self.gpu_view);
+        let pools = desired.of_kind(Kind::Pool).filter_map(|e| match &e.object {
+            AnyObject::Pool(p) => Some(p),
+            _ => None,
+        });
+        let serving = self.serving.view(pools, &replicas, &gpus);
         let id = self.runtime.identity();
         let snapshot = Snapshot {
             synced: true,
             instance: self.settings.instance.clone(),
             objects,
             replicas,
-            gpus: self.placements.published(&self.gpu_view),
+            serving,
+            gpus,
             gpus_simulated: self.gpus.simulated(),
             file_errors: desired.file_errors.clone(),
             runtime: RuntimeInfo {

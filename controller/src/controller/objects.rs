@@ -1,8 +1,9 @@
 //! Models and Engines in a pass: each Model's artifact through the ModelManager (fetch,
 //! verify, measure) and each Engine's provisioning preflight, into their status and events.
+//! It never looks at Pools or containers.
 
 use llorch_manifests::status::{ConditionType, EventType};
-use llorch_manifests::{AnyObject, Kind};
+use llorch_manifests::{AnyObject, Kind, Reason};
 
 use super::Controller;
 use crate::conditions;
@@ -23,7 +24,7 @@ impl<R: ContainerRuntime> Controller<R> {
             status.generation = Some(entry.generation.clone());
             status.observed_generation = Some(entry.generation.clone());
             status.manifest_errors = entry.errors.clone();
-            let (verdict, reason) = match &entry.object {
+            let verdict = match &entry.object {
                 AnyObject::Model(m) => {
                     let state = self.models.observe(m.name(), &m.spec, &entry.file);
                     let problem = self.models.problem(m.name());
@@ -38,19 +39,19 @@ impl<R: ContainerRuntime> Controller<R> {
                 AnyObject::Engine(e) => {
                     let check = self.provisioner.check(&self.runtime, e.name(), &e.spec).await;
                     self.engine_checks.insert(e.name().to_string(), check.clone());
-                    (check.verdict, check.reason)
+                    check.verdict
                 }
                 AnyObject::Pool(_) => continue,
             };
             match verdict {
-                Ok(msg) => conditions::set_healthy(&mut status, "Valid", msg),
+                Ok(msg) => conditions::set_healthy(&mut status, Reason::Valid, msg),
                 Err(e) => {
                     let failed_before = status.condition(ConditionType::Degraded).is_some_and(|c| c.status);
                     if !failed_before {
                         self.events
-                            .emit(Some(&obj), None, EventType::Warning, reason, e.clone());
+                            .emit(Some(&obj), None, EventType::Warning, e.reason, e.message.clone());
                     }
-                    conditions::set_failed(&mut status, reason, e)
+                    conditions::set_failed(&mut status, e.reason, e.message)
                 }
             }
             self.put_status(status);

@@ -1,9 +1,11 @@
 //! The API's side of the ModelManager: the catalog's entries, pulls (refused at once when the
 //! download policy forbids them) and verification counts for `/metrics`.
+//! It never fetches anything itself: a pull only marks the Model for the controller's next pass.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use llorch_manifests::Reason;
 use llorch_manifests::api::CatalogEntry;
 use llorch_manifests::status::ModelPhase;
 
@@ -41,9 +43,12 @@ impl ModelsHandle {
                 .map_err(|e| PullError::Policy(e.to_string()))?,
             // No job: refused at observation; a policy refusal stands until the config changes.
             None => {
-                if let Some(p) =
-                    problem.filter(|p| matches!(p.reason, "DownloadsDisabled" | "HostNotAllowed" | "NoModelCache"))
-                {
+                if let Some(p) = problem.filter(|p| {
+                    matches!(
+                        p.reason,
+                        Reason::DownloadsDisabled | Reason::HostNotAllowed | Reason::NoModelCache
+                    )
+                }) {
                     return Err(PullError::Policy(p.message));
                 }
             }

@@ -45,7 +45,7 @@ pub(crate) struct JobState {
     pub(crate) retry_at: Option<Instant>,
     pub(crate) failures: u32,
     pub(crate) running: bool,
-    pub(crate) measured: Option<(PathBuf, Result<Measured, String>)>,
+    pub(crate) measured: Option<(PathBuf, Result<Measured, super::tasks::NotGguf>)>,
 }
 
 #[derive(Debug)]

@@ -1,7 +1,9 @@
 //! A Model's status from its state: `status.model`, the Ready/Progressing/Degraded
 //! conditions with reasons like `Fetching`, `DigestMismatch`, `DownloadsDisabled`,
 //! `HostNotAllowed`, and the events for a fetch that starts, completes or fails.
+//! It only writes a Model's status and says which event to emit; it never fetches or reads files.
 
+use llorch_manifests::Reason;
 use llorch_manifests::status::{ConditionType, EventType, ModelPhase, ModelState, ObjectStatus};
 
 use super::Problem;
@@ -14,19 +16,19 @@ pub fn set_conditions(status: &mut ObjectStatus, state: ModelState, problem: Opt
         ModelPhase::Ready => {
             let digest = state.digest.as_deref().unwrap_or("digest not computed yet");
             let path = state.path.as_deref().unwrap_or_default();
-            conditions::set_healthy(status, "ModelReady", format!("model file {path} ({digest})"));
+            conditions::set_healthy(status, Reason::ModelReady, format!("model file {path} ({digest})"));
         }
         ModelPhase::Failed => {
             let (reason, message) = problem
                 .map(|p| (p.reason, p.message.clone()))
-                .unwrap_or(("ModelUnavailable", "the model is not usable".into()));
+                .unwrap_or((Reason::ModelUnavailable, "the model is not usable".into()));
             conditions::set_failed(status, reason, message);
         }
         phase => {
             let reason = match phase {
-                ModelPhase::Verifying => "Verifying",
-                ModelPhase::Fetching => "Fetching",
-                _ => "Pending",
+                ModelPhase::Verifying => Reason::Verifying,
+                ModelPhase::Fetching => Reason::Fetching,
+                _ => Reason::Pending,
             };
             let message = progress_text(&state);
             conditions::set(status, ConditionType::Ready, false, reason, message.clone());
@@ -42,16 +44,16 @@ pub fn event(
     before: Option<&ModelState>,
     now: &ModelState,
     problem: Option<&Problem>,
-) -> Option<(EventType, &'static str, String)> {
+) -> Option<(EventType, Reason, String)> {
     let was = before.map(|b| b.phase).unwrap_or_default();
     let url = now.source_url.as_deref().unwrap_or("the model");
     match now.phase {
         ModelPhase::Fetching if was != ModelPhase::Fetching => {
-            Some((EventType::Normal, "FetchStarted", format!("fetching {url}")))
+            Some((EventType::Normal, Reason::FetchStarted, format!("fetching {url}")))
         }
         ModelPhase::Ready if was != ModelPhase::Ready && now.source_url.is_some() => Some((
             EventType::Normal,
-            "FetchCompleted",
+            Reason::FetchCompleted,
             format!(
                 "fetched {url} ({}, {}) into {}",
                 human_bytes(now.bytes_total.unwrap_or(now.bytes_done)),
@@ -62,7 +64,7 @@ pub fn event(
         ModelPhase::Failed if was != ModelPhase::Failed => {
             let (reason, message) = problem
                 .map(|p| (p.reason, p.message.clone()))
-                .unwrap_or(("ModelUnavailable", "the model is not usable".into()));
+                .unwrap_or((Reason::ModelUnavailable, "the model is not usable".into()));
             Some((EventType::Warning, reason, message))
         }
         _ => None,

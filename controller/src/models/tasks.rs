@@ -1,12 +1,14 @@
 //! The ModelManager's background work: hashing a `file:` artifact (verification and the
 //! catalog's record), fetching a remote one into the cache (or finding it there), and reading
 //! a Ready file's GGUF header once. Each task updates its [`Job`] and wakes the controller.
+//! They never touch a Model's status or a Pool: the manager reads their [`Job`]s on its next pass.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use llorch_manifests::Reason;
 use llorch_manifests::status::ModelPhase;
 use sha2::{Digest, Sha256};
 
@@ -98,14 +100,14 @@ pub(crate) async fn hash_file_job(shared: Arc<Shared>, job: Arc<Job>) {
         Ok(Err(e)) => {
             st.phase = ModelPhase::Failed;
             st.problem = Some(Problem {
-                reason: "ModelUnavailable",
+                reason: Reason::ModelUnavailable,
                 message: format!("cannot read model file {}: {e}", path.display()),
             });
         }
         Err(e) => {
             st.phase = ModelPhase::Failed;
             st.problem = Some(Problem {
-                reason: "ModelUnavailable",
+                reason: Reason::ModelUnavailable,
                 message: format!("hashing {} stopped: {e}", path.display()),
             });
         }
@@ -146,7 +148,7 @@ pub(crate) async fn fetch_job(shared: Arc<Shared>, job: Arc<Job>) {
             } else {
                 st.retry_at = None;
             }
-            tracing::warn!(reference = %job.reference, reason = problem.reason, error = %problem.message, "model fetch failed");
+            tracing::warn!(reference = %job.reference, reason = problem.reason.as_str(), error = %problem.message, "model fetch failed");
             st.problem = Some(problem);
         }
     }
@@ -185,7 +187,7 @@ pub(crate) async fn fetch(shared: &Shared, job: &Job) -> Result<(PathBuf, String
 }
 
 /// The GGUF figures of `path`, read once per job.
-pub(crate) fn measure_cached(job: &Job, path: &Path) -> Result<Measured, String> {
+pub(crate) fn measure_cached(job: &Job, path: &Path) -> Result<Measured, NotGguf> {
     let mut st = lock(&job.state);
     if let Some((p, m)) = &st.measured
         && p == path
@@ -201,9 +203,15 @@ pub(crate) fn measure_cached(job: &Job, path: &Path) -> Result<Measured, String>
     m
 }
 
+/// Why a file has no GGUF figures: its header could not be read. Shared, as the result of a
+/// read is kept for the job.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NotGguf(#[source] Arc<llorch_gguf::GgufError>);
+
 /// Reads the GGUF header of `path`.
-pub(crate) fn measure(path: &Path) -> Result<Measured, String> {
-    let summary = llorch_gguf::read_summary(path).map_err(|e| e.to_string())?;
+pub(crate) fn measure(path: &Path) -> Result<Measured, NotGguf> {
+    let summary = llorch_gguf::read_summary(path).map_err(|e| NotGguf(Arc::new(e)))?;
     Ok(Measured {
         info: summary.info(),
         weights_bytes: summary.tensor_bytes,

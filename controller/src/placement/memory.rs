@@ -6,30 +6,22 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use llorch_manifests::api::GpuView;
+use llorch_manifests::identity::ReplicaLabels;
 use llorch_manifests::status::{EventType, ModelVram, PoolVram};
-use llorch_manifests::{Kind, Model, ObjectRef, Pool};
+use llorch_manifests::{Kind, Model, ObjectRef, Pool, Reason, ReplicaId};
 
 use super::{Existing, Plan, PoolDemand, vram};
-use crate::labels;
 use crate::runtime::ContainerInfo;
 use crate::state_dir::EventLog;
-
-/// The GPU indices a container's `gpus` label names.
-pub fn label_gpus(c: &ContainerInfo) -> Vec<u32> {
-    c.labels
-        .get(labels::GPUS_KEY)
-        .map(|g| g.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_default()
-}
 
 /// One of our containers as the planner sees it; `allocated` says whether its engine has
 /// been Ready (so has loaded its model).
 pub fn existing(c: &ContainerInfo, allocated: bool) -> Option<Existing> {
-    let l = labels::read(&c.labels)?;
+    let l = ReplicaLabels::read(&c.labels)?;
     Some(Existing {
         pool: l.pool,
         index: l.index,
-        gpus: label_gpus(c),
+        gpus: l.gpus,
         running: c.state.is_running(),
         allocated,
     })
@@ -50,7 +42,7 @@ pub fn demand(
         Some(m) => vram::pool_vram(
             m.spec.vram_bytes,
             figures,
-            pool.spec.ctx_size.unwrap_or(m.spec.ctx_max),
+            pool.spec.effective_ctx(&m.spec),
             pool.spec.slots_per_replica,
         ),
         None => vram::pool_vram(None, None, 0, 0),
@@ -108,12 +100,12 @@ impl PlacementMemory {
                     .entry(outcome.to_string())
                     .or_default() += 1;
                 if let Err(why) = placement {
-                    let replica = format!("{pool}-{index}");
+                    let replica = ReplicaId::new(pool, *index);
                     events.emit(
                         Some(&obj),
                         Some(&replica),
                         EventType::Warning,
-                        "PlacementRefused",
+                        Reason::PlacementRefused,
                         why.clone(),
                     );
                 }
@@ -188,10 +180,10 @@ mod tests {
         let refusals: Vec<_> = events
             .recent(None, 100)
             .into_iter()
-            .filter(|e| e.reason == "PlacementRefused")
+            .filter(|e| e.reason == Reason::PlacementRefused)
             .collect();
         assert_eq!(refusals.len(), 1);
-        assert_eq!(refusals[0].replica.as_deref(), Some("chat-1"));
+        assert_eq!(refusals[0].replica, Some(ReplicaId::new("chat", 1)));
         let v = m.vram("chat").unwrap();
         assert_eq!(v.per_replica_bytes, 3 << 30);
         assert_eq!(
@@ -205,7 +197,7 @@ mod tests {
             events
                 .recent(None, 100)
                 .iter()
-                .filter(|e| e.reason == "PlacementRefused")
+                .filter(|e| e.reason == Reason::PlacementRefused)
                 .count(),
             1
         );

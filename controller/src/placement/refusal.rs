@@ -1,6 +1,7 @@
 //! The words of a placement refusal: which replica, how much it needs on how many GPUs, and for
 //! every GPU it may use, what that GPU has free and how much is missing — so the operator can
 //! see at once whether to free VRAM, shrink the context or allow another GPU.
+//! Words only: it never decides whether a replica fits.
 
 use std::collections::BTreeMap;
 

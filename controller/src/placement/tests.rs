@@ -332,10 +332,26 @@ fn the_plan_is_the_same_whatever_order_the_pools_come_in() {
 #[test]
 fn mask_checks_and_gpu_errors_read_as_sentences() {
     assert!(check_mask(&[0], 1).is_ok());
-    assert_eq!(check_mask(&[], 1).unwrap_err(), "the Pool's GPU selection is empty");
     assert_eq!(
-        check_mask(&[0], 2).unwrap_err(),
+        check_mask(&[], 1).unwrap_err().to_string(),
+        "the Pool's GPU selection is empty"
+    );
+    assert_eq!(
+        check_mask(&[0], 2).unwrap_err().to_string(),
         "gpusPerReplica is 2 but only 1 GPU(s) are selected"
+    );
+    let gpus = workstation();
+    assert_eq!(
+        mask_problem(&gpus, &[0, 7], 1).unwrap_err().to_string(),
+        "GPU 7 does not exist; this host has [0, 1] (see `orchctl get gpus`)"
+    );
+    assert_eq!(
+        mask_problem(&[], &[0], 1).unwrap_err().to_string(),
+        "GPU 0 does not exist; this host has none (see `orchctl get gpus`)"
+    );
+    assert_eq!(
+        mask_problem(&gpus, &[0], 2).unwrap_err().to_string(),
+        "cannot place replicas: gpusPerReplica is 2 but only 1 GPU(s) are selected (spec.gpus / spec.gpusPerReplica)"
     );
     let mut gpus = workstation();
     assert_eq!(gpu_errors(&gpus, &[0, 1]), None);

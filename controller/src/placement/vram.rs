@@ -2,6 +2,7 @@
 //! GPUs. Pure arithmetic; the figures come from the Model (`status.model.vram`, or the
 //! `spec.vramBytes` override) and the Pool (context size, slots, `tensorSplit`); the sizing
 //! itself is `llorch_gguf::estimate`.
+//! It never decides where a replica runs: that is the planner's job.
 
 use llorch_manifests::status::{ModelVram, PoolVram};
 

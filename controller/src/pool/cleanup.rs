@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use llorch_manifests::status::{CircuitState, EventType, LastError, ObjectStatus};
-use llorch_manifests::{ObjectRef, RestartSpec};
+use llorch_manifests::{ObjectRef, Reason, ReplicaId, RestartSpec};
 
 use super::{LOG_TAIL_LINES, SlotMemory};
 use crate::backoff::SlotBackoff;
@@ -29,9 +29,9 @@ pub(super) async fn fail<R: ContainerRuntime>(
     policy: &RestartSpec,
     now: Instant,
 ) {
-    let replica_id = format!("{}-{index}", obj.name);
+    let replica_id = ReplicaId::new(&obj.name, index);
     let log_tail = runtime.logs_tail(&c.id, LOG_TAIL_LINES).await.unwrap_or_default();
-    remove(runtime, events, obj, index, c, "EngineFailed", message).await;
+    remove(runtime, events, obj, index, c, Reason::EngineFailed, message).await;
     slot.backoff.record_failure(policy, now);
     slot.restarts += 1;
     status.restarts += 1;
@@ -40,7 +40,7 @@ pub(super) async fn fail<R: ContainerRuntime>(
         Some(obj),
         Some(&replica_id),
         EventType::Warning,
-        "EngineCrashed",
+        Reason::EngineCrashed,
         format!(
             "{message}; restart #{} {}; last log line: {last}",
             status.restarts,
@@ -61,10 +61,10 @@ pub(super) async fn remove<R: ContainerRuntime>(
     obj: &ObjectRef,
     index: u32,
     c: &ContainerInfo,
-    reason: &str,
+    reason: Reason,
     why: &str,
 ) {
-    let replica = format!("{}-{index}", obj.name);
+    let replica = ReplicaId::new(&obj.name, index);
     let kind = noun(c);
     match runtime.remove(&c.id).await {
         Ok(()) => events.emit(
@@ -78,7 +78,7 @@ pub(super) async fn remove<R: ContainerRuntime>(
             Some(obj),
             Some(&replica),
             EventType::Warning,
-            "RemoveFailed",
+            Reason::RemoveFailed,
             format!("cannot remove {kind} {}: {e}", c.name),
         ),
     }

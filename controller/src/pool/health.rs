@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use llorch_manifests::status::{EventType, ReplicaPhase};
-use llorch_manifests::{HealthCheck, ObjectRef};
+use llorch_manifests::{Endpoint, HealthCheck, ObjectRef, Reason, ReplicaId};
 
 use super::PoolContext;
 use super::cleanup::{noun, short};
@@ -28,22 +28,22 @@ pub(super) enum Health {
 pub(super) fn assess<R: ContainerRuntime>(
     ctx: &mut PoolContext<'_, R>,
     obj: &ObjectRef,
-    replica_id: &str,
+    replica_id: &ReplicaId,
     c: &ContainerInfo,
     health: &HealthCheck,
     now: Instant,
 ) -> Health {
     let port = match serving_port(c) {
         Ok(port) => port,
-        Err(why) => return Health::Failed(why),
+        Err(why) => return Health::Failed(why.to_string()),
     };
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let endpoint = Endpoint::loopback(port);
     if ctx.known.insert(c.id.clone()) {
         ctx.events.emit(
             Some(obj),
             Some(replica_id),
             EventType::Normal,
-            "ReplicaAdopted",
+            Reason::ReplicaAdopted,
             format!("adopted running {} {} ({})", noun(c), c.name, short(&c.id)),
         );
     }
@@ -81,13 +81,41 @@ pub(super) fn assess<R: ContainerRuntime>(
     }
 }
 
-/// The host port of a running container, or why it cannot serve, as a sentence.
-fn serving_port(c: &ContainerInfo) -> Result<u16, String> {
+/// Why a container cannot serve.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum NotServing {
+    /// It runs, without a published port.
+    #[error("{noun} runs but its port is not published")]
+    NoPort {
+        /// "container" or "process".
+        noun: &'static str,
+    },
+    /// It exited.
+    #[error("engine exited with code {code}")]
+    Exited {
+        /// Its exit code.
+        code: i64,
+    },
+    /// It is in another state than running.
+    #[error("engine {noun} is {state}")]
+    NotRunning {
+        /// "container" or "process".
+        noun: &'static str,
+        /// The state.
+        state: ContainerState,
+    },
+}
+
+/// The host port of a running container, or why it cannot serve.
+fn serving_port(c: &ContainerInfo) -> Result<u16, NotServing> {
     match (&c.state, c.host_port) {
         (s, Some(port)) if s.is_running() => Ok(port),
-        (s, _) if s.is_running() => Err(format!("{} runs but its port is not published", noun(c))),
-        (ContainerState::Exited(code), _) => Err(format!("engine exited with code {code}")),
-        (other, _) => Err(format!("engine {} is {other}", noun(c))),
+        (s, _) if s.is_running() => Err(NotServing::NoPort { noun: noun(c) }),
+        (ContainerState::Exited(code), _) => Err(NotServing::Exited { code: *code }),
+        (other, _) => Err(NotServing::NotRunning {
+            noun: noun(c),
+            state: other.clone(),
+        }),
     }
 }
 
@@ -123,7 +151,7 @@ mod tests {
             ContainerState::Other(GONE.to_string()),
             None,
         );
-        let why = serving_port(&c).unwrap_err();
+        let why = serving_port(&c).unwrap_err().to_string();
         assert_eq!(why, format!("engine process is {GONE}"));
         assert!(!why.contains("Other("), "{why}");
     }
@@ -131,23 +159,26 @@ mod tests {
     #[test]
     fn a_container_that_is_not_running_fails_with_its_state_in_words() {
         let c = info("abc123", ContainerState::Other("paused".into()), None);
-        assert_eq!(serving_port(&c).unwrap_err(), "engine container is paused");
+        assert_eq!(serving_port(&c).unwrap_err().to_string(), "engine container is paused");
         let c = info("abc123", ContainerState::Restarting, None);
-        assert_eq!(serving_port(&c).unwrap_err(), "engine container is restarting");
+        assert_eq!(
+            serving_port(&c).unwrap_err().to_string(),
+            "engine container is restarting"
+        );
         let c = info("abc123", ContainerState::Exited(3), None);
-        assert_eq!(serving_port(&c).unwrap_err(), "engine exited with code 3");
+        assert_eq!(serving_port(&c).unwrap_err().to_string(), "engine exited with code 3");
     }
 
     #[test]
     fn a_running_replica_without_a_port_names_its_kind() {
         let c = info(&format!("{ID_PREFIX}abc"), ContainerState::Running, None);
         assert_eq!(
-            serving_port(&c).unwrap_err(),
+            serving_port(&c).unwrap_err().to_string(),
             "process runs but its port is not published"
         );
         let c = info("abc123", ContainerState::Running, None);
         assert_eq!(
-            serving_port(&c).unwrap_err(),
+            serving_port(&c).unwrap_err().to_string(),
             "container runs but its port is not published"
         );
         let c = info("abc123", ContainerState::Running, Some(8080));

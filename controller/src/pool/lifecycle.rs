@@ -2,17 +2,19 @@
 //! starting one is waited for, a failed one is failed, and a missing one is created when the
 //! slot's backoff allows. [`create_all`] then starts every container the pass asked for (these
 //! and the new revisions of a rollout) at once, and records what each start gave.
+//! Slots with an old container (a rollout) are not its business: `surge` acts on those.
 
 use std::time::Duration;
 
+use llorch_manifests::identity::ReplicaLabels;
 use llorch_manifests::status::{CircuitState, EventType, LastError, ObjectStatus, ReplicaPhase};
+use llorch_manifests::{Endpoint, Reason, ReplicaId};
 
 use super::cleanup::{fail, next_attempt_text, short, spec_noun};
 use super::health::{Health, waiting_phase};
 use super::observe::Observed;
 use super::row::{fill, ready};
 use super::{BUSY_REQUEUE, Create, Pass, PoolContext, PoolInputs};
-use crate::labels;
 use crate::runtime::ContainerRuntime;
 use crate::state_dir::now_rfc3339;
 
@@ -125,16 +127,16 @@ pub(super) async fn create_all<R: ContainerRuntime>(
             surge,
         } = create;
         let slot = ctx.slots.entry(index).or_default();
-        let replica_id = format!("{pool_name}-{index}");
+        let replica_id = ReplicaId::new(pool_name, index);
         match result {
             Ok(c) => {
                 ctx.known.insert(c.id.clone());
                 let reason = if surge {
-                    "RolloutReplicaCreated"
+                    Reason::RolloutReplicaCreated
                 } else if slot.backoff.consecutive_failures > 0 {
-                    "ReplicaRestarted"
+                    Reason::ReplicaRestarted
                 } else {
-                    "ReplicaCreated"
+                    Reason::ReplicaCreated
                 };
                 let alongside = if surge { ", alongside the old one" } else { "" };
                 ctx.events.emit(
@@ -151,7 +153,7 @@ pub(super) async fn create_all<R: ContainerRuntime>(
                     ),
                 );
                 if let (Some(r), Some(port)) = (pass.replicas.get_mut(row), c.host_port) {
-                    let endpoint = format!("http://127.0.0.1:{port}");
+                    let endpoint = Endpoint::loopback(port);
                     ctx.probers.ensure(&c.id, &endpoint, health);
                     r.container_id = Some(c.id.clone());
                     r.container_name = Some(c.name.clone());
@@ -163,7 +165,9 @@ pub(super) async fn create_all<R: ContainerRuntime>(
                 if surge {
                     // Decided next pass: a rollback, the old container untouched.
                     slot.surge_failure = Some((
-                        spec.labels.get(labels::SPEC_HASH_KEY).cloned().unwrap_or_default(),
+                        ReplicaLabels::read(&spec.labels)
+                            .map(|l| l.spec_hash)
+                            .unwrap_or_default(),
                         message.clone(),
                     ));
                 } else {
@@ -173,7 +177,7 @@ pub(super) async fn create_all<R: ContainerRuntime>(
                     Some(obj),
                     Some(&replica_id),
                     EventType::Warning,
-                    "CreateFailed",
+                    Reason::CreateFailed,
                     format!("{message}; {}", next_attempt_text(&slot.backoff, now)),
                 );
                 status.last_error = Some(LastError {

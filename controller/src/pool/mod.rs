@@ -24,11 +24,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use llorch_manifests::identity::ReplicaLabels;
 use llorch_manifests::status::{ObjectStatus, ReplicaStatus};
-use llorch_manifests::{Engine, Model, ObjectRef, Pool};
+use llorch_manifests::{Engine, Model, ObjectRef, Pool, Reason};
 
 use crate::backoff::SlotBackoff;
-use crate::labels;
 use crate::probe::Probers;
 use crate::retire::ReplicaGate;
 use crate::rollout;
@@ -151,7 +151,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
     };
     let mut by_index: BTreeMap<u32, Vec<ContainerInfo>> = BTreeMap::new();
     for c in containers {
-        if let Some(l) = labels::read(&c.labels) {
+        if let Some(l) = ReplicaLabels::read(&c.labels) {
             by_index.entry(l.index).or_default().push(c);
         }
     }
@@ -165,7 +165,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
                 &pass.obj,
                 *index,
                 c,
-                "ReplicaRemoved",
+                Reason::ReplicaRemoved,
                 "scaled down",
             )
             .await;

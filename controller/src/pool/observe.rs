@@ -5,14 +5,14 @@
 //! placement refused, a second container of the current spec, old containers that do not
 //! serve. It never creates anything.
 
-use llorch_manifests::ObjectRef;
+use llorch_manifests::identity::{ReplicaLabels, gpus_of};
 use llorch_manifests::status::{ObjectStatus, ReplicaPhase, ReplicaStatus};
+use llorch_manifests::{ObjectRef, Reason, ReplicaId};
 
 use super::cleanup::{fail, remove};
 use super::health::{Health, assess};
 use super::{BUSY_REQUEUE, Pass, PoolContext, PoolInputs};
 use crate::backoff::SlotBackoff;
-use crate::labels;
 use crate::reloads;
 use crate::rollout;
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerSpec};
@@ -48,37 +48,11 @@ pub(super) async fn slot<R: ContainerRuntime>(
     found: Vec<ContainerInfo>,
 ) -> Slot {
     let pool_name = inputs.pool.name();
-    let replica_id = format!("{pool_name}-{index}");
+    let replica_id = ReplicaId::new(pool_name, index);
     let health = &inputs.engine.spec.health;
-    let policy = &inputs.pool.spec.restart;
     let now = pass.now;
+    let list = fail_on_broken_gpus(ctx, inputs, status, pass, index, found).await;
     let obj = &pass.obj;
-    // A container on a GPU that reports driver or ECC errors fails, whatever its probe says:
-    // removed, counted, and restarted through the slot's backoff on a healthy GPU.
-    let mut list = Vec::new();
-    for c in found {
-        let on = crate::placement::memory::label_gpus(&c);
-        match crate::placement::gpu_errors(inputs.gpus, &on) {
-            Some(why) => {
-                let message = format!("not Ready: its GPU reports errors — {why}");
-                let slot = ctx.slots.entry(index).or_default();
-                fail(
-                    ctx.runtime,
-                    ctx.events,
-                    obj,
-                    index,
-                    &c,
-                    &message,
-                    slot,
-                    status,
-                    policy,
-                    now,
-                )
-                .await;
-            }
-            None => list.push(c),
-        }
-    }
     let gpus = match inputs.placement.get(&index) {
         Some(Ok(g)) => g.clone(),
         Some(Err(why)) => {
@@ -86,7 +60,7 @@ pub(super) async fn slot<R: ContainerRuntime>(
             // stopped (a running container on good GPUs keeps them), so it goes.
             for c in list {
                 let why = "no GPU of its mask has room for it";
-                remove(ctx.runtime, ctx.events, obj, index, &c, "ReplicaOutdated", why).await;
+                remove(ctx.runtime, ctx.events, obj, index, &c, Reason::ReplicaOutdated, why).await;
             }
             return Slot::Refused(why.clone());
         }
@@ -103,10 +77,9 @@ pub(super) async fn slot<R: ContainerRuntime>(
         gpus: &gpus,
         gpus_simulated: inputs.gpus_simulated,
     };
-    let base_hash = ri.spec_hash();
-    let hash = reloads::fold(&base_hash, inputs.reload);
+    let hash = reloads::fold(&ri.spec_hash(), inputs.reload);
     let mut spec = ri.container_spec(&unique_suffix());
-    reloads::relabel(&mut spec, &base_hash, &hash);
+    reloads::relabel(&mut spec, ctx.instance, &hash);
     spec.labels
         .insert(rollout::MODEL_LABEL.to_string(), inputs.model.name().to_string());
     let slot = ctx.slots.entry(index).or_default();
@@ -117,17 +90,8 @@ pub(super) async fn slot<R: ContainerRuntime>(
     let restarts = slot.restarts;
     let (matching, outdated): (Vec<ContainerInfo>, Vec<ContainerInfo>) = list
         .into_iter()
-        .partition(|c| labels::read(&c.labels).is_some_and(|l| l.spec_hash == hash));
-    // Keep one container of the current spec per slot, a running one if there is one.
-    let keep = matching
-        .iter()
-        .position(|c| c.state.is_running())
-        .or((!matching.is_empty()).then_some(0));
-    for (_, c) in matching.iter().enumerate().filter(|(i, _)| Some(*i) != keep) {
-        let why = "a second container for this replica";
-        remove(ctx.runtime, ctx.events, obj, index, c, "DuplicateRemoved", why).await;
-    }
-    let current = keep.and_then(|i| matching.into_iter().nth(i));
+        .partition(|c| ReplicaLabels::read(&c.labels).is_some_and(|l| l.spec_hash == hash));
+    let current = keep_one_current(ctx, obj, index, matching).await;
     let row = ReplicaStatus {
         id: replica_id.clone(),
         pool: pool_name.to_string(),
@@ -162,13 +126,70 @@ pub(super) async fn slot<R: ContainerRuntime>(
     }))
 }
 
+/// A container on a GPU that reports driver or ECC errors fails, whatever its probe says:
+/// removed, counted, and restarted through the slot's backoff on a healthy GPU. Returns the
+/// others.
+async fn fail_on_broken_gpus<R: ContainerRuntime>(
+    ctx: &mut PoolContext<'_, R>,
+    inputs: &PoolInputs<'_>,
+    status: &mut ObjectStatus,
+    pass: &Pass,
+    index: u32,
+    found: Vec<ContainerInfo>,
+) -> Vec<ContainerInfo> {
+    let mut list = Vec::new();
+    for c in found {
+        let on = gpus_of(&c.labels);
+        match crate::placement::gpu_errors(inputs.gpus, &on) {
+            Some(why) => {
+                let message = format!("not Ready: its GPU reports errors — {why}");
+                let slot = ctx.slots.entry(index).or_default();
+                fail(
+                    ctx.runtime,
+                    ctx.events,
+                    &pass.obj,
+                    index,
+                    &c,
+                    &message,
+                    slot,
+                    status,
+                    &inputs.pool.spec.restart,
+                    pass.now,
+                )
+                .await;
+            }
+            None => list.push(c),
+        }
+    }
+    list
+}
+
+/// Keeps one container of the current spec per slot, a running one if there is one; the
+/// others go (`DuplicateRemoved`).
+async fn keep_one_current<R: ContainerRuntime>(
+    ctx: &mut PoolContext<'_, R>,
+    obj: &ObjectRef,
+    index: u32,
+    matching: Vec<ContainerInfo>,
+) -> Option<ContainerInfo> {
+    let keep = matching
+        .iter()
+        .position(|c| c.state.is_running())
+        .or((!matching.is_empty()).then_some(0));
+    for (_, c) in matching.iter().enumerate().filter(|(i, _)| Some(*i) != keep) {
+        let why = "a second container for this replica";
+        remove(ctx.runtime, ctx.events, obj, index, c, Reason::DuplicateRemoved, why).await;
+    }
+    keep.and_then(|i| matching.into_iter().nth(i))
+}
+
 /// Of the outdated containers, one that serves (or may: its probe has not reported yet) is
 /// kept while the new revision starts; the others go, as they always did.
 async fn keep_one_old<R: ContainerRuntime>(
     ctx: &mut PoolContext<'_, R>,
     obj: &ObjectRef,
     index: u32,
-    replica_id: &str,
+    replica_id: &ReplicaId,
     outdated: Vec<ContainerInfo>,
     inputs: &PoolInputs<'_>,
     now: std::time::Instant,
@@ -188,7 +209,7 @@ async fn keep_one_old<R: ContainerRuntime>(
     let old = keeper.map(|i| olds.remove(i));
     for (c, _) in &olds {
         let why = "its spec changed; replacing it";
-        remove(ctx.runtime, ctx.events, obj, index, c, "ReplicaOutdated", why).await;
+        remove(ctx.runtime, ctx.events, obj, index, c, Reason::ReplicaOutdated, why).await;
     }
     old
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use llorch_manifests::Endpoint;
 use llorch_manifests::status::{ReplicaPhase, ReplicaStatus};
 
 use super::SlotMemory;
@@ -12,7 +13,7 @@ use crate::runtime::ContainerInfo;
 pub(super) fn fill(row: &mut ReplicaStatus, c: &ContainerInfo) {
     row.container_id = Some(c.id.clone());
     row.container_name = Some(c.name.clone());
-    row.endpoint = c.host_port.map(|p| format!("http://127.0.0.1:{p}"));
+    row.endpoint = c.host_port.map(Endpoint::loopback);
 }
 
 /// Marks a row Ready and lets the slot forget old failures once it has been stable.

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use llorch_manifests::Pool;
 use llorch_manifests::status::{
     CircuitState, ConditionType, ObjectStatus, ReplicaCounts, ReplicaPhase, ReplicaStatus, RolloutPhase,
 };
+use llorch_manifests::{Pool, Reason};
 
 use super::SlotMemory;
 use crate::conditions;
@@ -39,64 +39,53 @@ pub(super) fn summarize(
         .map(|d| d.as_millis() as u64);
     let counts = format!("{ready}/{desired} replicas ready");
     if ready >= desired {
-        conditions::set(status, ConditionType::Ready, true, "ReplicasReady", counts.clone());
+        conditions::set(
+            status,
+            ConditionType::Ready,
+            true,
+            Reason::ReplicasReady,
+            counts.clone(),
+        );
         conditions::set(
             status,
             ConditionType::Progressing,
             false,
-            "ReplicasReady",
+            Reason::ReplicasReady,
             counts.clone(),
         );
     } else {
-        conditions::set(status, ConditionType::Ready, false, "ReplicasNotReady", counts.clone());
+        conditions::set(
+            status,
+            ConditionType::Ready,
+            false,
+            Reason::ReplicasNotReady,
+            counts.clone(),
+        );
         conditions::set(
             status,
             ConditionType::Progressing,
             failing.is_empty(),
-            "ReplicasStarting",
+            Reason::ReplicasStarting,
             counts.clone(),
         );
     }
     let degraded_failures = failing.iter().any(|_| ready < desired);
     if degraded_failures {
-        let circuit_open = status.circuit == Some(CircuitState::Open);
-        let reason = if circuit_open { "CircuitOpen" } else { "EngineCrashLoop" };
-        let last = status
-            .last_error
-            .as_ref()
-            .map(|e| e.message.clone())
-            .unwrap_or_default();
-        let next = status
-            .next_restart_in_ms
-            .map(|ms| format!("; next attempt in {ms} ms"))
-            .unwrap_or_default();
-        let tail = status
-            .last_error
-            .as_ref()
-            .and_then(|e| e.log_tail.last().cloned())
-            .map(|l| format!("; engine log: {l}"))
-            .unwrap_or_default();
-        conditions::set(
-            status,
-            ConditionType::Degraded,
-            true,
-            reason,
-            format!("{counts}; {last}{next}{tail}"),
-        );
+        crash_loop(status, &counts);
     } else if rolled_back {
         let message = status.rollout.as_ref().map(|r| r.message.clone()).unwrap_or_default();
-        conditions::set(status, ConditionType::Degraded, true, "RolledBack", message);
+        conditions::set(status, ConditionType::Degraded, true, Reason::RolledBack, message);
     } else if !status.manifest_errors.is_empty() {
         let first = status.manifest_errors[0].to_string();
         conditions::set(
             status,
             ConditionType::Degraded,
             true,
-            "ManifestInvalid",
+            Reason::ManifestInvalid,
             format!("running the last valid manifest; {first}"),
         );
     } else {
-        conditions::set(status, ConditionType::Degraded, false, "AsExpected", counts);
+        conditions::set(status, ConditionType::Degraded, false, Reason::AsExpected, counts);
     }
     if let Some(r) = status
         .rollout
@@ -104,8 +93,41 @@ pub(super) fn summarize(
         .filter(|r| matches!(r.phase, RolloutPhase::Progressing | RolloutPhase::Draining))
     {
         let message = r.message.clone();
-        conditions::set(status, ConditionType::Progressing, true, "RollingOut", message);
+        conditions::set(status, ConditionType::Progressing, true, Reason::RollingOut, message);
     }
+}
+
+/// Degraded by replicas that keep failing: the circuit's state, the last error, when the next
+/// attempt is and the engine's last log line.
+fn crash_loop(status: &mut ObjectStatus, counts: &str) {
+    let circuit_open = status.circuit == Some(CircuitState::Open);
+    let reason = if circuit_open {
+        Reason::CircuitOpen
+    } else {
+        Reason::EngineCrashLoop
+    };
+    let last = status
+        .last_error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    let next = status
+        .next_restart_in_ms
+        .map(|ms| format!("; next attempt in {ms} ms"))
+        .unwrap_or_default();
+    let tail = status
+        .last_error
+        .as_ref()
+        .and_then(|e| e.log_tail.last().cloned())
+        .map(|l| format!("; engine log: {l}"))
+        .unwrap_or_default();
+    conditions::set(
+        status,
+        ConditionType::Degraded,
+        true,
+        reason,
+        format!("{counts}; {last}{next}{tail}"),
+    );
 }
 
 /// Replicas that placement refused (`refused`, one reason each) degrade the Pool.
@@ -120,11 +142,11 @@ pub(super) fn refused(status: &mut ObjectStatus, replicas: &[ReplicaStatus], ref
             status,
             ConditionType::Progressing,
             false,
-            "InsufficientVram",
+            Reason::InsufficientVram,
             message.clone(),
         );
     }
-    conditions::set(status, ConditionType::Degraded, true, "InsufficientVram", message);
+    conditions::set(status, ConditionType::Degraded, true, Reason::InsufficientVram, message);
 }
 
 /// The conditions of a Pool left alone while its Model is fetched or verified (`why` says how
@@ -138,9 +160,9 @@ pub(crate) fn waiting_for_model(status: &mut ObjectStatus, pool: &Pool, untouche
         .map(|r| r.index)
         .collect();
     let counts = format!("{}/{desired} replicas ready", serving.len());
-    let reason = "WaitingForModel";
+    let reason = Reason::WaitingForModel;
     if serving.len() as u32 >= desired {
-        conditions::set(status, ConditionType::Ready, true, "ReplicasReady", counts);
+        conditions::set(status, ConditionType::Ready, true, Reason::ReplicasReady, counts);
     } else {
         conditions::set(status, ConditionType::Ready, false, reason, format!("{counts}; {why}"));
     }

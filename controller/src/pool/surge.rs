@@ -6,16 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use llorch_manifests::status::{EventType, ObjectStatus, ReplicaPhase};
+use llorch_manifests::Reason;
+use llorch_manifests::identity::ReplicaLabels;
+use llorch_manifests::status::{EventType, ObjectStatus, ReplicaPhase, ReplicaStatus};
 
 use super::cleanup::{fail, remove, short};
 use super::health::{Health, waiting_phase};
 use super::observe::Observed;
 use super::row::{fill, ready};
 use super::{BUSY_REQUEUE, Create, LOG_TAIL_LINES, Pass, PoolContext, PoolInputs};
-use crate::labels;
 use crate::rollout::{self, NewState, Step, Surge};
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerSpec};
 
 /// The rollout decided for the whole pool this pass.
 pub(super) struct Plan {
@@ -63,7 +64,9 @@ pub(super) async fn plan<R: ContainerRuntime>(
         };
         surges.push(Surge {
             index: o.index,
-            old_hash: labels::read(&old.labels).map(|l| l.spec_hash).unwrap_or_default(),
+            old_hash: ReplicaLabels::read(&old.labels)
+                .map(|l| l.spec_hash)
+                .unwrap_or_default(),
             new_hash: o.hash.clone(),
             old_model: old.labels.get(rollout::MODEL_LABEL).cloned(),
             new,
@@ -97,147 +100,259 @@ pub(super) async fn act<R: ContainerRuntime>(
         new,
         old,
     } = o;
-    let Some((old_c, old_h)) = old else {
+    let Some((old, old_health)) = old else {
         return;
     };
-    let policy = &inputs.pool.spec.restart;
-    let now = pass.now;
-    let replica_id = row.id.clone();
-    let slot = ctx.slots.entry(index).or_default();
-    let surging = plan.surges.iter().any(|s| s.index == index);
     let mut old_row = row.clone();
-    fill(&mut old_row, &old_c);
-    old_row.spec_hash = labels::read(&old_c.labels).map(|l| l.spec_hash).unwrap_or_default();
-    let new_ready = matches!(new, Some((_, Health::Ready(_))));
+    fill(&mut old_row, &old);
+    old_row.spec_hash = ReplicaLabels::read(&old.labels)
+        .map(|l| l.spec_hash)
+        .unwrap_or_default();
+    let pair = Pair {
+        index,
+        row,
+        old_row,
+        old,
+        new,
+        spec,
+        hash,
+    };
+    let surging = plan.surges.iter().any(|s| s.index == index);
     if !surging || plan.step.is_none() {
-        // Probe not reported yet, or the target revision failed before: the old
-        // container serves on untouched; a leftover new container goes.
-        old_row.phase = match old_h {
-            Health::Ready(_) => ReplicaPhase::Ready,
-            _ => ReplicaPhase::Starting,
-        };
-        pass.requeue = pass.requeue.min(if plan.failed.is_some() {
-            pass.resync
-        } else {
-            BUSY_REQUEUE
-        });
-        pass.replicas.push(old_row);
-        match (new, plan.failed.is_some()) {
-            (Some((c, _)), true) => {
-                let why = "its revision failed and was rolled back";
-                remove(ctx.runtime, ctx.events, &pass.obj, index, &c, "RollbackRemoved", why).await;
-            }
-            (Some((c, h)), false) => {
-                let mut new_row = row;
-                fill(&mut new_row, &c);
-                new_row.phase = waiting_phase(&h);
-                pass.replicas.push(new_row);
-            }
-            (None, _) => {}
-        }
+        hold(ctx, pass, plan, pair, old_health).await;
         return;
     }
     pass.requeue = pass.requeue.min(BUSY_REQUEUE);
+    let new_ready = matches!(pair.new, Some((_, Health::Ready(_))));
     match plan.step.as_ref() {
-        Some(Step::RollBack { .. }) => {
-            old_row.phase = ReplicaPhase::Ready;
-            pass.replicas.push(old_row);
-            if let Some((c, _)) = new {
-                let why = "the new revision failed; rolling back to the old container";
-                remove(ctx.runtime, ctx.events, &pass.obj, index, &c, "RollbackRemoved", why).await;
-            }
-            slot.surge_failure = None;
-            slot.retiring = None;
+        Some(Step::RollBack { .. }) => roll_back(ctx, pass, pair).await,
+        Some(Step::CutOver) if new_ready => cut_over(ctx, pass, pair).await,
+        _ => progress(ctx, inputs, status, pass, pair).await,
+    }
+}
+
+/// One slot with an old container, taken apart to be acted on.
+struct Pair {
+    index: u32,
+    /// The row of the slot's new revision.
+    row: ReplicaStatus,
+    /// The row of its old container.
+    old_row: ReplicaStatus,
+    /// The old container.
+    old: ContainerInfo,
+    /// The new revision's container, if there is one.
+    new: Option<(ContainerInfo, Health)>,
+    /// The new revision's container to create.
+    spec: ContainerSpec,
+    /// The new revision's spec hash.
+    hash: String,
+}
+
+/// Probe not reported yet, or the target revision failed before: the old container serves on
+/// untouched; a leftover new container goes.
+async fn hold<R: ContainerRuntime>(
+    ctx: &mut PoolContext<'_, R>,
+    pass: &mut Pass,
+    plan: &Plan,
+    pair: Pair,
+    old_health: Health,
+) {
+    let Pair {
+        index,
+        row,
+        mut old_row,
+        new,
+        ..
+    } = pair;
+    old_row.phase = match old_health {
+        Health::Ready(_) => ReplicaPhase::Ready,
+        _ => ReplicaPhase::Starting,
+    };
+    pass.requeue = pass.requeue.min(if plan.failed.is_some() {
+        pass.resync
+    } else {
+        BUSY_REQUEUE
+    });
+    pass.replicas.push(old_row);
+    match (new, plan.failed.is_some()) {
+        (Some((c, _)), true) => {
+            let why = "its revision failed and was rolled back";
+            remove(
+                ctx.runtime,
+                ctx.events,
+                &pass.obj,
+                index,
+                &c,
+                Reason::RollbackRemoved,
+                why,
+            )
+            .await;
         }
-        Some(Step::CutOver) if new_ready => {
-            let since = match &slot.retiring {
-                Some((id, since)) if *id == old_c.id => *since,
-                _ => {
-                    ctx.events.emit(
-                        Some(&pass.obj),
-                        Some(&replica_id),
-                        EventType::Normal,
-                        "ReplicaRetiring",
-                        format!(
-                            "retiring {} {} ({}): no new tasks; it goes once its tasks finish",
-                            super::cleanup::noun(&old_c),
-                            old_c.name,
-                            short(&old_c.id)
-                        ),
-                    );
-                    slot.retiring = Some((old_c.id.clone(), now));
-                    now
-                }
-            };
-            let idle = ctx.gate.close_if_idle(&old_c.id);
-            let late = now.duration_since(since) >= rollout::RETIRE_DEADLINE;
-            if idle || late {
-                let why = if idle {
-                    "drained: no task in flight; the new revision serves"
-                } else {
-                    "drain deadline passed with tasks still in flight"
-                };
-                remove(ctx.runtime, ctx.events, &pass.obj, index, &old_c, "ReplicaRetired", why).await;
-                slot.retiring = None;
-                pass.retired += 1;
-            } else {
-                old_row.phase = ReplicaPhase::Draining;
-                pass.replicas.push(old_row);
-            }
-            if let Some((c, Health::Ready(since))) = new {
-                let mut new_row = row;
-                fill(&mut new_row, &c);
-                ready(&mut new_row, slot, since, now);
-                pass.replicas.push(new_row);
-            }
+        (Some((c, h)), false) => {
+            let mut new_row = row;
+            fill(&mut new_row, &c);
+            new_row.phase = waiting_phase(&h);
+            pass.replicas.push(new_row);
         }
+        (None, _) => {}
+    }
+}
+
+/// The new revision failed before the cut-over: its container goes, the old one serves.
+async fn roll_back<R: ContainerRuntime>(ctx: &mut PoolContext<'_, R>, pass: &mut Pass, pair: Pair) {
+    let Pair {
+        index,
+        mut old_row,
+        new,
+        ..
+    } = pair;
+    old_row.phase = ReplicaPhase::Ready;
+    pass.replicas.push(old_row);
+    if let Some((c, _)) = new {
+        let why = "the new revision failed; rolling back to the old container";
+        remove(
+            ctx.runtime,
+            ctx.events,
+            &pass.obj,
+            index,
+            &c,
+            Reason::RollbackRemoved,
+            why,
+        )
+        .await;
+    }
+    let slot = ctx.slots.entry(index).or_default();
+    slot.surge_failure = None;
+    slot.retiring = None;
+}
+
+/// Every new container is Ready: the new one serves, the old one is closed to new tasks
+/// through the gate and removed once idle (or past the deadline).
+async fn cut_over<R: ContainerRuntime>(ctx: &mut PoolContext<'_, R>, pass: &mut Pass, pair: Pair) {
+    let Pair {
+        index,
+        row,
+        mut old_row,
+        old,
+        new,
+        ..
+    } = pair;
+    let now = pass.now;
+    let slot = ctx.slots.entry(index).or_default();
+    let since = match &slot.retiring {
+        Some((id, since)) if *id == old.id => *since,
         _ => {
-            // Progressing (or committed, with this index's new container not Ready):
-            // the old container serves; the new one is not offered to tasks yet.
-            if let Some((id, _)) = slot.retiring.take() {
-                ctx.gate.reopen(&id);
-            }
-            old_row.phase = ReplicaPhase::Ready;
-            pass.replicas.push(old_row);
-            match new {
-                Some((c, Health::Failed(message))) => {
-                    // Only after the cut-over began: a crash like any other.
-                    fail(
-                        ctx.runtime,
-                        ctx.events,
-                        &pass.obj,
-                        index,
-                        &c,
-                        &message,
-                        slot,
-                        status,
-                        policy,
-                        now,
-                    )
-                    .await;
-                }
-                Some((c, h)) => {
-                    let mut new_row = row;
-                    fill(&mut new_row, &c);
-                    new_row.phase = waiting_phase(&h);
-                    pass.replicas.push(new_row);
-                }
-                None if slot.surge_failure.as_ref().is_some_and(|(h, _)| *h == hash) => {
-                    // A failed create after the cut-over began: retried with backoff.
-                    slot.surge_failure = None;
-                    slot.backoff.record_failure(policy, now);
-                }
-                None if slot.backoff.may_attempt(now) => {
-                    pass.replicas.push(row);
-                    pass.to_create.push(Create {
-                        index,
-                        row: pass.replicas.len() - 1,
-                        spec,
-                        surge: true,
-                    });
-                }
-                None => {}
-            }
+            ctx.events.emit(
+                Some(&pass.obj),
+                Some(&row.id),
+                EventType::Normal,
+                Reason::ReplicaRetiring,
+                format!(
+                    "retiring {} {} ({}): no new tasks; it goes once its tasks finish",
+                    super::cleanup::noun(&old),
+                    old.name,
+                    short(&old.id)
+                ),
+            );
+            slot.retiring = Some((old.id.clone(), now));
+            now
         }
+    };
+    let idle = ctx.gate.close_if_idle(&old.id);
+    let late = now.duration_since(since) >= rollout::RETIRE_DEADLINE;
+    if idle || late {
+        let why = if idle {
+            "drained: no task in flight; the new revision serves"
+        } else {
+            "drain deadline passed with tasks still in flight"
+        };
+        remove(
+            ctx.runtime,
+            ctx.events,
+            &pass.obj,
+            index,
+            &old,
+            Reason::ReplicaRetired,
+            why,
+        )
+        .await;
+        ctx.slots.entry(index).or_default().retiring = None;
+        pass.retired += 1;
+    } else {
+        old_row.phase = ReplicaPhase::Draining;
+        pass.replicas.push(old_row);
+    }
+    if let Some((c, Health::Ready(since))) = new {
+        let mut new_row = row;
+        fill(&mut new_row, &c);
+        ready(&mut new_row, ctx.slots.entry(index).or_default(), since, now);
+        pass.replicas.push(new_row);
+    }
+}
+
+/// Progressing (or committed, with this index's new container not Ready): the old container
+/// serves; the new one is not offered to tasks yet, and is created (or failed) as needed.
+async fn progress<R: ContainerRuntime>(
+    ctx: &mut PoolContext<'_, R>,
+    inputs: &PoolInputs<'_>,
+    status: &mut ObjectStatus,
+    pass: &mut Pass,
+    pair: Pair,
+) {
+    let Pair {
+        index,
+        row,
+        mut old_row,
+        new,
+        spec,
+        hash,
+        ..
+    } = pair;
+    let policy = &inputs.pool.spec.restart;
+    let now = pass.now;
+    let slot = ctx.slots.entry(index).or_default();
+    if let Some((id, _)) = slot.retiring.take() {
+        ctx.gate.reopen(&id);
+    }
+    old_row.phase = ReplicaPhase::Ready;
+    pass.replicas.push(old_row);
+    match new {
+        Some((c, Health::Failed(message))) => {
+            // Only after the cut-over began: a crash like any other.
+            fail(
+                ctx.runtime,
+                ctx.events,
+                &pass.obj,
+                index,
+                &c,
+                &message,
+                slot,
+                status,
+                policy,
+                now,
+            )
+            .await;
+        }
+        Some((c, h)) => {
+            let mut new_row = row;
+            fill(&mut new_row, &c);
+            new_row.phase = waiting_phase(&h);
+            pass.replicas.push(new_row);
+        }
+        None if slot.surge_failure.as_ref().is_some_and(|(h, _)| *h == hash) => {
+            // A failed create after the cut-over began: retried with backoff.
+            slot.surge_failure = None;
+            slot.backoff.record_failure(policy, now);
+        }
+        None if slot.backoff.may_attempt(now) => {
+            pass.replicas.push(row);
+            pass.to_create.push(Create {
+                index,
+                row: pass.replicas.len() - 1,
+                spec,
+                surge: true,
+            });
+        }
+        None => {}
     }
 }

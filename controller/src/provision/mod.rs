@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use llorch_manifests::config::ProvisioningPolicy;
-use llorch_manifests::{AnyObject, Engine, EngineSpec, Kind, Provisioning};
+use llorch_manifests::{AnyObject, Engine, EngineSpec, Kind, Provisioning, Reason};
 use tokio::sync::Notify;
 
 use crate::manifest_store::DesiredState;
@@ -31,28 +31,55 @@ pub const PULL_RETRY: Duration = Duration::from_secs(60);
 /// What the Engine check found.
 #[derive(Clone, Debug)]
 pub struct EngineCheck {
-    /// `Ok(what serves)` or `Err(what is missing and how to fix it)`.
-    pub verdict: Result<String, String>,
-    /// The condition reason when not Ready.
-    pub reason: &'static str,
+    /// `Ok(what serves)`, or what is missing and how to fix it.
+    pub verdict: Result<String, NotReady>,
     /// For `source` / `package`: the Engine as it is launched once provisioned — `binary` mode
     /// with the built or installed executable. `None` until then.
     pub launch_as: Option<EngineSpec>,
+}
+
+/// Why an Engine cannot run here yet: the condition reason (`ImageMissing`, `Provisioning`, …)
+/// and a sentence that says what is missing and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct NotReady {
+    /// The condition and event reason.
+    pub reason: Reason,
+    /// What is missing and how to fix it.
+    pub message: String,
+}
+
+/// Why a Pool cannot launch its Engine's replicas ([`launchable`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotLaunchable {
+    /// Its provisioning failed or is under way.
+    #[error("Engine `{engine}` is not provisioned: {why}")]
+    Unprovisioned {
+        /// The Engine.
+        engine: String,
+        /// Its check's verdict.
+        #[source]
+        why: NotReady,
+    },
+    /// It has not been checked yet.
+    #[error("Engine `{engine}` is not provisioned yet")]
+    Unchecked {
+        /// The Engine.
+        engine: String,
+    },
 }
 
 impl EngineCheck {
     fn ok(message: String) -> Self {
         EngineCheck {
             verdict: Ok(message),
-            reason: "Valid",
             launch_as: None,
         }
     }
 
-    fn not_ready(reason: &'static str, message: String) -> Self {
+    fn not_ready(reason: Reason, message: String) -> Self {
         EngineCheck {
-            verdict: Err(message),
-            reason,
+            verdict: Err(NotReady { reason, message }),
             launch_as: None,
         }
     }
@@ -87,7 +114,7 @@ pub fn engine_cache_dir(policy: &ProvisioningPolicy) -> PathBuf {
 
 /// The Engine as its replicas are launched: itself, or — for `source` / `package` — the
 /// `binary` Engine its check produced once provisioned. `Err` while it is not provisioned.
-pub fn launchable(engine: &Engine, check: Option<&EngineCheck>) -> Result<Engine, String> {
+pub fn launchable(engine: &Engine, check: Option<&EngineCheck>) -> Result<Engine, NotLaunchable> {
     match engine.spec.provisioning {
         Provisioning::Source | Provisioning::Package => match check {
             Some(EngineCheck {
@@ -96,10 +123,13 @@ pub fn launchable(engine: &Engine, check: Option<&EngineCheck>) -> Result<Engine
                 spec: spec.clone(),
                 ..engine.clone()
             }),
-            Some(EngineCheck { verdict: Err(why), .. }) => {
-                Err(format!("Engine `{}` is not provisioned: {why}", engine.name()))
-            }
-            _ => Err(format!("Engine `{}` is not provisioned yet", engine.name())),
+            Some(EngineCheck { verdict: Err(why), .. }) => Err(NotLaunchable::Unprovisioned {
+                engine: engine.name().to_string(),
+                why: why.clone(),
+            }),
+            _ => Err(NotLaunchable::Unchecked {
+                engine: engine.name().to_string(),
+            }),
         },
         _ => Ok(engine.clone()),
     }
@@ -170,7 +200,7 @@ impl Provisioner {
                 match resolve::which(exe) {
                     Ok(path) => EngineCheck::ok(format!("engine {} executable {}", spec.version, path.display())),
                     Err(why) => EngineCheck::not_ready(
-                        "ExecutableMissing",
+                        Reason::ExecutableMissing,
                         format!("executable {why}: install it, or set `spec.executable` to its absolute path"),
                     ),
                 }
@@ -185,11 +215,13 @@ impl Provisioner {
         match runtime.image_exists(&image).await {
             Ok(true) => return EngineCheck::ok(format!("engine {} image {image}", spec.version)),
             Ok(false) => {}
-            Err(e) => return EngineCheck::not_ready("ImageMissing", format!("cannot check image `{image}`: {e}")),
+            Err(e) => {
+                return EngineCheck::not_ready(Reason::ImageMissing, format!("cannot check image `{image}`: {e}"));
+            }
         }
         if !self.policy.allow_image_pulls {
             return EngineCheck::not_ready(
-                "ImageMissing",
+                Reason::ImageMissing,
                 format!(
                     "image `{image}` is not present in {kind} and pulls are off (config \
                      `provisioning.allowImagePulls: false`): run `{kind} pull {image}` or enable pulls \
@@ -200,10 +232,10 @@ impl Provisioner {
         let key = format!("pull:{image}");
         match self.job(&key) {
             Some(Job::Running(_)) => {
-                EngineCheck::not_ready("ImagePulling", format!("pulling image `{image}` into {kind}"))
+                EngineCheck::not_ready(Reason::ImagePulling, format!("pulling image `{image}` into {kind}"))
             }
             Some(Job::Failed(why, at)) if at.elapsed() < PULL_RETRY => EngineCheck::not_ready(
-                "ImagePullFailed",
+                Reason::ImagePullFailed,
                 format!(
                     "pulling image `{image}` failed: {why}; trying again within {} s",
                     PULL_RETRY.as_secs()
@@ -223,7 +255,7 @@ impl Provisioner {
                     wake.notify_one();
                 });
                 EngineCheck::not_ready(
-                    "ImagePulling",
+                    Reason::ImagePulling,
                     format!("pulling image `{image}` into {kind} (config `provisioning.allowImagePulls: true`)"),
                 )
             }
@@ -233,7 +265,7 @@ impl Provisioner {
     fn check_provisioned(&self, name: &str, spec: &EngineSpec) -> EngineCheck {
         let plan = self.plan(name, spec);
         let RunAs::Executable(exe) = &plan.run else {
-            return EngineCheck::not_ready("ProvisioningInvalid", format!("Engine `{name}` has no plan"));
+            return EngineCheck::not_ready(Reason::ProvisioningInvalid, format!("Engine `{name}` has no plan"));
         };
         if let Ok(path) = resolve::which(exe) {
             let mut launch = spec.clone();
@@ -243,7 +275,6 @@ impl Provisioner {
             launch.package = None;
             return EngineCheck {
                 verdict: Ok(format!("engine {} provisioned: {}", spec.version, path.display())),
-                reason: "Valid",
                 launch_as: Some(launch),
             };
         }
@@ -255,12 +286,12 @@ impl Provisioner {
             .collect::<Vec<_>>()
             .join("; ");
         if let Some(refusal) = &plan.refusal {
-            return EngineCheck::not_ready("ProvisioningUnsupported", refusal.clone());
+            return EngineCheck::not_ready(Reason::ProvisioningUnsupported, refusal.clone());
         }
         let gate = plan.gate.map(|g| g.flag).unwrap_or("provisioning");
         if !plan.may_run() {
             return EngineCheck::not_ready(
-                "ProvisioningNotAllowed",
+                Reason::ProvisioningNotAllowed,
                 format!(
                     "`{exe}` does not exist yet and config `{gate}` is false, so llama-orch will not run the \
                      plan: {steps}. Run it yourself, or set `{gate}: true` (`orchctl plan` shows it)"
@@ -271,15 +302,15 @@ impl Provisioner {
         let log = self.engine_cache.join("logs").join(format!("{name}.log"));
         match self.job(&key) {
             Some(Job::Running(step)) => EngineCheck::not_ready(
-                "Provisioning",
+                Reason::Provisioning,
                 format!("running the plan ({gate} is true): {step}; log {}", log.display()),
             ),
             Some(Job::Failed(why, _)) => EngineCheck::not_ready(
-                "ProvisioningFailed",
+                Reason::ProvisioningFailed,
                 format!("the plan failed: {why}. Fix it and restart llama-orchd, or run the plan yourself: {steps}"),
             ),
             Some(Job::Done) => EngineCheck::not_ready(
-                "ProvisioningFailed",
+                Reason::ProvisioningFailed,
                 format!("the plan ran but `{exe}` is still missing; see {}", log.display()),
             ),
             None => {
@@ -309,13 +340,13 @@ impl Provisioner {
                     tracing::info!(engine = %name, ok = result.is_ok(), "provisioning plan finished");
                     let job = match result {
                         Ok(()) => Job::Done,
-                        Err(e) => Job::Failed(e, Instant::now()),
+                        Err(e) => Job::Failed(e.to_string(), Instant::now()),
                     };
                     Self::set_job(&jobs, &key, job);
                     wake.notify_one();
                 });
                 EngineCheck::not_ready(
-                    "Provisioning",
+                    Reason::Provisioning,
                     format!("running the plan ({gate} is true): {steps}; log {}", log.display()),
                 )
             }

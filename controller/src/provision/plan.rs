@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use llorch_manifests::config::ProvisioningPolicy;
+use llorch_manifests::engine::{PackageInstall, SourceBuild};
 use llorch_manifests::{EngineSpec, Provisioning};
 
 use super::os::OsRelease;
@@ -197,68 +198,86 @@ pub fn engine_plan(
             plan.run = RunAs::Executable(exe);
         }
         Provisioning::Source => {
-            let Some(src) = &spec.source else { return plan };
-            let dir = source_dir(engine_cache, name, &src.git_ref);
-            let build = dir.join("build");
-            let (d, b) = (dir.display().to_string(), build.display().to_string());
-            plan.steps.push(Step::new(
-                "git",
-                &["clone", "--depth", "1", "--branch", &src.git_ref, &src.repo, &d],
-            ));
-            let mut cmake = Step::new("cmake", &["-S", &d, "-B", &b, CUDA_FLAG]);
-            cmake.args.extend(src.cmake_flags.iter().map(|f| {
-                if f.starts_with('-') {
-                    f.clone()
-                } else {
-                    format!("-D{f}")
-                }
-            }));
-            plan.steps.push(cmake);
-            plan.steps
-                .push(Step::new("cmake", &["--build", &b, "--target", &src.target, "-j"]));
-            plan.gate = Some(Gate {
-                flag: "provisioning.allowSourceBuilds",
-                allowed: policy.allow_source_builds,
-            });
-            plan.notes
-                .push(format!("built into {b}; skipped when the binary is already there"));
-            plan.run = RunAs::Executable(build.join("bin").join(&src.target).display().to_string());
+            if let Some(src) = &spec.source {
+                source_plan(&mut plan, src, name, policy, engine_cache);
+            }
         }
         Provisioning::Package => {
-            let Some(pkg) = &spec.package else { return plan };
-            plan.gate = Some(Gate {
-                flag: "provisioning.allowPackageInstalls",
-                allowed: policy.allow_package_installs,
-            });
-            if !os.is_arch() {
-                plan.refusal = Some(format!(
-                    "package provisioning uses pacman and works on Arch Linux only; this host is {}. Use \
-                     `provisioning: binary` with an installed engine, or `provisioning: container`",
-                    os.describe()
-                ));
+            if let Some(pkg) = &spec.package {
+                package_plan(&mut plan, pkg, policy, engine_cache, os);
             }
-            if pkg.aur {
-                let dir = engine_cache.join("aur").join(&pkg.name);
-                let url = format!("https://aur.archlinux.org/{}.git", pkg.name);
-                plan.steps.push(Step::new(
-                    "git",
-                    &["clone", "--depth", "1", &url, &dir.display().to_string()],
-                ));
-                let mut makepkg = Step::new("makepkg", &["--syncdeps", "--install", "--needed", "--noconfirm"]);
-                makepkg.cwd = Some(dir);
-                plan.steps.push(makepkg);
-                plan.notes
-                    .push("from the AUR: makepkg runs as a normal user with sudo rights, not as root".into());
-            } else {
-                plan.steps
-                    .push(Step::new("pacman", &["-S", "--needed", "--noconfirm", &pkg.name]));
-            }
-            plan.notes
-                .push(format!("skipped when `{}` is already on PATH", pkg.binary));
-            plan.run = RunAs::Executable(pkg.binary.clone());
         }
     }
     plan
+}
+
+/// Clone, configure with CUDA, build the target.
+fn source_plan(plan: &mut EnginePlan, src: &SourceBuild, name: &str, policy: &ProvisioningPolicy, engine_cache: &Path) {
+    let dir = source_dir(engine_cache, name, &src.git_ref);
+    let build = dir.join("build");
+    let (d, b) = (dir.display().to_string(), build.display().to_string());
+    plan.steps.push(Step::new(
+        "git",
+        &["clone", "--depth", "1", "--branch", &src.git_ref, &src.repo, &d],
+    ));
+    let mut cmake = Step::new("cmake", &["-S", &d, "-B", &b, CUDA_FLAG]);
+    cmake.args.extend(src.cmake_flags.iter().map(|f| {
+        if f.starts_with('-') {
+            f.clone()
+        } else {
+            format!("-D{f}")
+        }
+    }));
+    plan.steps.push(cmake);
+    plan.steps
+        .push(Step::new("cmake", &["--build", &b, "--target", &src.target, "-j"]));
+    plan.gate = Some(Gate {
+        flag: "provisioning.allowSourceBuilds",
+        allowed: policy.allow_source_builds,
+    });
+    plan.notes
+        .push(format!("built into {b}; skipped when the binary is already there"));
+    plan.run = RunAs::Executable(build.join("bin").join(&src.target).display().to_string());
+}
+
+/// `pacman -S`, or an AUR clone and `makepkg`; refused off Arch Linux.
+fn package_plan(
+    plan: &mut EnginePlan,
+    pkg: &PackageInstall,
+    policy: &ProvisioningPolicy,
+    engine_cache: &Path,
+    os: &OsRelease,
+) {
+    plan.gate = Some(Gate {
+        flag: "provisioning.allowPackageInstalls",
+        allowed: policy.allow_package_installs,
+    });
+    if !os.is_arch() {
+        plan.refusal = Some(format!(
+            "package provisioning uses pacman and works on Arch Linux only; this host is {}. Use \
+             `provisioning: binary` with an installed engine, or `provisioning: container`",
+            os.describe()
+        ));
+    }
+    if pkg.aur {
+        let dir = engine_cache.join("aur").join(&pkg.name);
+        let url = format!("https://aur.archlinux.org/{}.git", pkg.name);
+        plan.steps.push(Step::new(
+            "git",
+            &["clone", "--depth", "1", &url, &dir.display().to_string()],
+        ));
+        let mut makepkg = Step::new("makepkg", &["--syncdeps", "--install", "--needed", "--noconfirm"]);
+        makepkg.cwd = Some(dir);
+        plan.steps.push(makepkg);
+        plan.notes
+            .push("from the AUR: makepkg runs as a normal user with sudo rights, not as root".into());
+    } else {
+        plan.steps
+            .push(Step::new("pacman", &["-S", "--needed", "--noconfirm", &pkg.name]));
+    }
+    plan.notes
+        .push(format!("skipped when `{}` is already on PATH", pkg.binary));
+    plan.run = RunAs::Executable(pkg.binary.clone());
 }
 
 #[cfg(test)]

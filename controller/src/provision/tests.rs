@@ -27,8 +27,8 @@ async fn a_missing_image_with_pulls_off_says_neither_holds_and_how_to_fix_it() {
     let c = p
         .check(&rt, "e", &engine(serde_json::json!({"image": "x:1", "version": "1"})))
         .await;
-    let msg = c.verdict.unwrap_err();
-    assert_eq!(c.reason, "ImageMissing");
+    let NotReady { reason, message: msg } = c.verdict.unwrap_err();
+    assert_eq!(reason, Reason::ImageMissing);
     assert!(
         msg.starts_with(
             "image `x:1` is not present in fake and pulls are off (config `provisioning.allowImagePulls: false`): \
@@ -50,7 +50,8 @@ async fn with_pulls_on_a_missing_image_is_pulled_in_the_background() {
     };
     let p = Provisioner::new(policy, wake.clone()).with_host(dir.path().into(), OsRelease::parse(DEBIAN));
     let spec = engine(serde_json::json!({"image": "x:1", "version": "1"}));
-    assert_eq!(p.check(&rt, "e", &spec).await.reason, "ImagePulling");
+    let pulling = p.check(&rt, "e", &spec).await.verdict.unwrap_err();
+    assert_eq!(pulling.reason, Reason::ImagePulling);
     tokio::time::timeout(Duration::from_secs(5), wake.notified())
         .await
         .unwrap();
@@ -67,8 +68,9 @@ async fn binary_engines_need_their_executable() {
     let missing =
         engine(serde_json::json!({"provisioning": "binary", "executable": "/no/llama-server", "version": "1"}));
     let c = p.check(&rt, "e", &missing).await;
-    assert_eq!(c.reason, "ExecutableMissing");
-    assert!(c.verdict.unwrap_err().contains("`/no/llama-server` does not exist"));
+    let why = c.verdict.unwrap_err();
+    assert_eq!(why.reason, Reason::ExecutableMissing);
+    assert!(why.message.contains("`/no/llama-server` does not exist"));
 }
 
 fn source_engine() -> EngineSpec {
@@ -84,8 +86,8 @@ async fn a_source_engine_without_permission_names_the_plan_and_the_flag() {
     let rt = Arc::new(FakeRuntime::new());
     let p = provisioner(ProvisioningPolicy::default(), dir.path(), DEBIAN);
     let c = p.check(&rt, "llama", &source_engine()).await;
-    assert_eq!(c.reason, "ProvisioningNotAllowed");
-    let msg = c.verdict.unwrap_err();
+    let NotReady { reason, message: msg } = c.verdict.clone().unwrap_err();
+    assert_eq!(reason, Reason::ProvisioningNotAllowed);
     assert!(
         msg.contains("config `provisioning.allowSourceBuilds` is false"),
         "{msg}"
@@ -126,10 +128,7 @@ async fn a_package_engine_off_arch_is_refused_even_when_installs_are_allowed() {
         "provisioning": "package", "version": "1", "package": {"name": "llama.cpp-cuda", "binary": "llorch-no-such-server"}
     }));
     let c = p.check(&rt, "llama", &spec).await;
-    assert_eq!(c.reason, "ProvisioningUnsupported");
-    assert!(
-        c.verdict
-            .unwrap_err()
-            .contains("this host is Debian GNU/Linux 12 (bookworm)")
-    );
+    let why = c.verdict.unwrap_err();
+    assert_eq!(why.reason, Reason::ProvisioningUnsupported);
+    assert!(why.message.contains("this host is Debian GNU/Linux 12 (bookworm)"));
 }

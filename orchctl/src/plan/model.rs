@@ -137,7 +137,7 @@ fn vram_line(out: &mut String, unknown: &mut Vec<String>, input: &PlanInput, poo
 fn at(pool: &Pool, m: &Model) -> String {
     format!(
         "at ctxSize {}, {} slot(s)",
-        pool.spec.ctx_size.unwrap_or(m.spec.ctx_max),
+        pool.spec.effective_ctx(&m.spec),
         pool.spec.slots_per_replica
     )
 }

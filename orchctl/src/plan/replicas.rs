@@ -150,8 +150,8 @@ fn place(out: &mut String, unknown: &mut Vec<String>, input: &PlanInput, pool: &
 }
 
 /// The daemon's reasons not to reconcile a Pool at all, for its GPU mask (the daemon's
-/// `pool_inputs`): a GPU that does not exist, or fewer GPUs than `gpusPerReplica`.
-pub fn blocked(devices: &[GpuView], mask: &[u32], per_replica: u32) -> Result<(), String> {
+/// `serving::resolve`): a GPU that does not exist, or fewer GPUs than `gpusPerReplica`.
+pub fn blocked(devices: &[GpuView], mask: &[u32], per_replica: u32) -> Result<(), placement::MaskProblem> {
     placement::mask_problem(devices, mask, per_replica)
 }
 

@@ -1,142 +1,126 @@
 //! Admission: a task is refused while the pool drains, when it exceeds its session's token
-//! budget, or when the queue is full (per the Pool's full policy); otherwise it is enqueued,
-//! its session reserves its `max_tokens`, and its `started` frame is sent. It must not place
-//! tasks on replicas.
+//! budget, or when the queue is full (per the Pool's full policy) — before its task state is
+//! even built; otherwise it is created, enqueued, its session reserves its `max_tokens`, and
+//! its `started` frame goes out. It must not place tasks on replicas.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use llorch_manifests::task::{ErrorCode, Started, TaskAdmitted, TaskError};
+use llorch_manifests::task::{ErrorCode, TaskAdmitted};
 
 use super::PoolWorker;
-use crate::dataplane::{Admission, ServiceTimeEstimator};
-use crate::tasks::log;
-use crate::tasks::task::{TaskEvent, TaskState};
-use crate::tasks::{Refusal, policy_label};
+use crate::dataplane::Admission;
+use crate::error::ApiError;
+use crate::tasks::lifecycle::Step;
+use crate::tasks::policy_label;
+use crate::tasks::task::{TaskMeta, TaskState};
+use crate::tasks::validate::ValidTask;
 
 impl PoolWorker {
-    pub(super) fn admit(&mut self, task: Arc<TaskState>) -> Result<TaskAdmitted, Refusal> {
+    pub(super) fn admit(
+        &mut self,
+        request: ValidTask,
+        meta: TaskMeta,
+    ) -> Result<(TaskAdmitted, Arc<TaskState>), ApiError> {
         let now = Instant::now();
         if let Some(drain) = self.drain {
             let left = drain.deadline.saturating_duration_since(now).as_millis() as u64;
-            let mut refusal = Refusal::new(
-                503,
+            return Err(ApiError::new(
                 ErrorCode::PoolDraining,
                 format!(
-                    "pool `{}` is draining and admits no new task; retry once the drain is lifted                      (`orchctl drain pool/{} --resume`) or on another pool",
+                    "pool `{}` is draining and admits no new task; retry once the drain is lifted \
+                     (`orchctl drain pool/{} --resume`) or on another pool",
                     self.pool, self.pool
                 ),
-                true,
-            );
-            refusal.error.retry_after_ms = Some(left.max(1_000));
-            task.finish(Some(refusal.error.clone()));
-            return Err(refusal);
+            )
+            .retry_after_ms(left.max(1_000)));
         }
-        if let Some(refusal) = self.over_budget(&task, now) {
-            task.finish(Some(refusal.error.clone()));
-            return Err(refusal);
+        self.over_budget(&request, now)?;
+        let Some(queue) = self.queue.as_ref() else {
+            return Err(ApiError::new(ErrorCode::PoolUnavailable, "the pool is not available").retriable());
+        };
+        if !queue.has_room_for(request.priority) {
+            return Err(self.queue_full());
         }
+        let task = TaskState::new(self.pool.clone(), request, meta, self.telemetry.clone());
         let (slots_total, busy) = (self.slots.slots_total(), self.slots.busy_slots());
         let Some(queue) = self.queue.as_mut() else {
-            return Err(Refusal::new(
-                503,
-                ErrorCode::PoolUnavailable,
-                "the pool is not available",
-                true,
-            ));
+            return Err(ApiError::new(ErrorCode::PoolUnavailable, "the pool is not available").retriable());
         };
-        let id = task.id.clone();
-        let telemetry = &self.telemetry;
-        let admitted = |position: u32, estimate: &ServiceTimeEstimator| {
-            let predicted = estimate.predicted_start_ms(position, slots_total, busy);
-            telemetry.enqueued(&task.pool, task.request.priority);
-            log::admitted(&task, position, predicted);
-            task.send(TaskEvent::Started(Started {
-                queue_position: position,
-                predicted_start_ms: predicted,
-            }));
-            TaskAdmitted {
-                task_id: id.clone(),
-                pool: task.pool.clone(),
-                queue_position: position,
-                predicted_start_ms: predicted,
-                events_url: format!("/v2/tasks/{id}/events"),
-            }
-        };
-        match queue.enqueue(id.clone(), task.request.priority, task.clone(), now) {
-            Admission::Enqueued { position } => {
-                self.waiting.insert(id.clone(), task.clone());
-                if let Some(session) = task.request.session_id.as_deref() {
-                    self.sessions
-                        .reserve(session, u64::from(task.request.generate.max_tokens), now);
-                }
-                Ok(admitted(position, &self.estimate))
-            }
+        let position = match queue.enqueue(task.id.clone(), task.request.priority, task.clone(), now) {
+            Admission::Enqueued { position } => position,
             Admission::EnqueuedDroppingOldest {
                 position,
                 dropped: (dropped_id, dropped),
             } => {
-                self.waiting.remove(&dropped_id);
-                self.waiting.insert(id.clone(), task.clone());
-                if let Some(session) = dropped.request.session_id.as_deref() {
-                    self.sessions
-                        .refund(session, u64::from(dropped.request.generate.max_tokens));
-                }
-                if let Some(session) = task.request.session_id.as_deref() {
-                    self.sessions
-                        .reserve(session, u64::from(task.request.generate.max_tokens), now);
-                }
-                let retry = self
-                    .estimate
-                    .retry_after_ms(queue.depth(), queue.capacity(), slots_total);
-                let err = TaskError {
-                    code: ErrorCode::QueueFullDropLru,
-                    message: format!(
-                        "dropped from pool `{}`'s full queue to make room for a newer task (policy drop-lru)",
-                        self.pool
-                    ),
-                    retriable: true,
-                    retry_after_ms: Some(retry),
-                    policy_label: Some("drop-lru".into()),
-                    engine: None,
-                };
-                self.telemetry.rejected(err.code);
-                self.telemetry.backpressure(&self.pool, "drop-lru");
-                log::rejected(
-                    Some(&dropped.id),
-                    Some(&self.pool),
-                    &dropped.meta.correlation_id,
-                    dropped.request.session_id.as_deref(),
-                    0,
-                    &err,
-                );
-                dropped.finish(Some(err.clone()));
-                dropped.send(TaskEvent::Error(err));
-                Ok(admitted(position, &self.estimate))
+                self.drop_oldest(&dropped_id, &dropped);
+                position
             }
-            Admission::Rejected { .. } | Admission::AlreadyQueued { .. } => {
-                let retry = self
-                    .estimate
-                    .retry_after_ms(queue.depth(), queue.capacity(), slots_total);
-                let label = policy_label(queue.policy());
-                self.telemetry.backpressure(&self.pool, label);
-                let mut refusal = Refusal::new(
-                    429,
-                    ErrorCode::AdmissionReject,
-                    format!(
-                        "pool `{}`'s queue is full ({} waiting, capacity {}, policy {label}); retry in {retry} ms",
-                        self.pool,
-                        queue.depth(),
-                        queue.capacity()
-                    ),
-                    true,
-                );
-                refusal.error.retry_after_ms = Some(retry);
-                refusal.error.policy_label = Some(label.to_string());
-                task.finish(Some(refusal.error.clone()));
-                Err(refusal)
-            }
+            Admission::Rejected { .. } | Admission::AlreadyQueued { .. } => return Err(self.queue_full()),
+        };
+        self.waiting.insert(task.id.clone(), task.clone());
+        if let Some(session) = task.request.session_id.as_deref() {
+            self.sessions
+                .reserve(session, u64::from(task.request.generate.max_tokens), now);
         }
+        let predicted = self.estimate.predicted_start_ms(position, slots_total, busy);
+        task.step(Step::Admitted {
+            position,
+            predicted_start_ms: predicted,
+        });
+        let admitted = TaskAdmitted {
+            task_id: task.id.clone(),
+            pool: task.pool.clone(),
+            queue_position: position,
+            predicted_start_ms: predicted,
+            events_url: format!("/v2/tasks/{}/events", task.id),
+        };
+        Ok((admitted, task))
+    }
+
+    /// The `drop-lru` eviction of `dropped` to make room: its session gets its tokens back and
+    /// its stream ends with `QUEUE_FULL_DROP_LRU`.
+    fn drop_oldest(&mut self, dropped_id: &str, dropped: &TaskState) {
+        self.waiting.remove(dropped_id);
+        if let Some(session) = dropped.request.session_id.as_deref() {
+            self.sessions
+                .refund(session, u64::from(dropped.request.generate.max_tokens));
+        }
+        let (depth, capacity) = self.queue.as_ref().map_or((0, 0), |q| (q.depth(), q.capacity()));
+        let retry = self.estimate.retry_after_ms(depth, capacity, self.slots.slots_total());
+        dropped.step(Step::Dropped(
+            ApiError::new(
+                ErrorCode::QueueFullDropLru,
+                format!(
+                    "dropped from pool `{}`'s full queue to make room for a newer task (policy drop-lru)",
+                    self.pool
+                ),
+            )
+            .retry_after_ms(retry)
+            .policy("drop-lru"),
+        ));
+    }
+
+    /// The 429 of a full queue, with the retry advice of the pool's service-time estimate.
+    fn queue_full(&self) -> ApiError {
+        let (depth, capacity, policy) = self
+            .queue
+            .as_ref()
+            .map_or((0, 0, llorch_manifests::FullQueuePolicy::Reject), |q| {
+                (q.depth(), q.capacity(), q.policy())
+            });
+        let retry = self.estimate.retry_after_ms(depth, capacity, self.slots.slots_total());
+        let label = policy_label(policy);
+        self.telemetry.backpressure(&self.pool, label);
+        ApiError::new(
+            ErrorCode::AdmissionReject,
+            format!(
+                "pool `{}`'s queue is full ({depth} waiting, capacity {capacity}, policy {label}); retry in {retry} ms",
+                self.pool
+            ),
+        )
+        .retry_after_ms(retry)
+        .policy(label)
     }
 
     /// Gives back the part of a task's session reservation it did not generate.
@@ -147,33 +131,32 @@ impl PoolWorker {
         }
     }
 
-    /// Tokens the task's session may still generate, when the Pool sets a budget.
-    pub(super) fn budget_left(&self, task: &TaskState, now: Instant) -> Option<u64> {
+    /// Tokens `session` may still generate, when the Pool sets a budget.
+    pub(super) fn budget_left(&self, session: Option<&str>, now: Instant) -> Option<u64> {
         let budget = self.view.as_ref()?.sessions.token_budget?;
-        let session = task.request.session_id.as_deref()?;
+        let session = session?;
         Some(budget.saturating_sub(self.sessions.used(session, now)))
     }
 
     /// ORCH-3099: a task whose `max_tokens` exceeds what its session has left is refused
     /// before enqueue.
-    fn over_budget(&self, task: &TaskState, now: Instant) -> Option<Refusal> {
-        let left = self.budget_left(task, now)?;
-        let want = u64::from(task.request.generate.max_tokens);
+    fn over_budget(&self, request: &ValidTask, now: Instant) -> Result<(), ApiError> {
+        let Some(left) = self.budget_left(request.session_id.as_deref(), now) else {
+            return Ok(());
+        };
+        let want = u64::from(request.generate.max_tokens);
         if want <= left {
-            return None;
+            return Ok(());
         }
-        let mut refusal = Refusal::new(
-            429,
+        Err(ApiError::new(
             ErrorCode::AdmissionReject,
             format!(
                 "session `{}` has {left} tokens left of its budget on pool `{}`, and the task asks for up to {want}; \
                  lower max_tokens, or start a new session",
-                task.request.session_id.as_deref().unwrap_or_default(),
+                request.session_id.as_deref().unwrap_or_default(),
                 self.pool
             ),
-            false,
-        );
-        refusal.error.policy_label = Some("session-budget".into());
-        Some(refusal)
+        )
+        .policy("session-budget"))
     }
 }

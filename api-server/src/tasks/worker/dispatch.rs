@@ -5,17 +5,24 @@
 use std::time::Instant;
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::{Command, PoolWorker};
-use crate::dataplane::Acquire;
-use crate::tasks::log;
-use crate::tasks::pool_view::PoolView;
+use crate::dataplane::{Acquire, Placement};
+use crate::tasks::gate::InFlight;
+use crate::tasks::lifecycle::Step;
 use crate::tasks::runner;
 use crate::tasks::sessions::Turn;
 
 impl PoolWorker {
     pub(super) fn dispatch(&mut self, tx: &mpsc::Sender<Command>) {
-        let Some(view) = self.view.clone() else { return };
+        let Some((api, engine)) = self
+            .view
+            .as_ref()
+            .and_then(|v| Some((v.usable().ok()?.api, v.engine_label())))
+        else {
+            return;
+        };
         let now = Instant::now();
         while self.slots.has_free_slot() {
             let next = match self.held.pop_front() {
@@ -34,44 +41,44 @@ impl PoolWorker {
                 // New, idle past its TTL, or out of turns: placed like a new session.
                 self.slots.forget_session(session);
             }
-            let Some((placement, in_flight)) = self.reserve(task.request.session_id.as_deref(), &view) else {
+            let Some((placement, in_flight)) = self.reserve(task.request.session_id.as_deref()) else {
                 // Every free slot was on a container being retired: wait for the snapshot
                 // that shows its replacement (the task keeps its place at the front).
                 self.held.push_front((id, task));
                 return;
             };
-            let replica = placement.guard.replica_id().to_string();
-            let endpoint = view
+            let Some(replica) = self
                 .replicas
                 .iter()
-                .find(|(r, _)| r.id == replica)
-                .map(|(_, e)| e.clone())
-                .unwrap_or_default();
+                .find(|r| r.id.as_str() == placement.guard.replica_id())
+                .cloned()
+            else {
+                // The slot table only lists replicas of `self.replicas`.
+                self.held.push_front((id, task));
+                return;
+            };
             let waited_ms = now.saturating_duration_since(task.created).as_millis() as u64;
-            self.telemetry
-                .started(&self.pool, task.request.priority, task.request.prompt_tokens);
-            self.telemetry.placed(&self.pool, &replica);
-            log::placed(&task, &replica, &placement.affinity, waited_ms);
+            task.step(Step::Placed {
+                replica: &replica.id,
+                affinity: &placement.affinity,
+                waited_ms,
+            });
             let target = runner::Target {
-                endpoint,
-                client: self.engines.for_api(view.api),
-                engine: format!("{} {}", view.engine, view.engine_version),
+                endpoint: replica.endpoint,
+                client: self.engines.for_api(api),
+                engine: engine.clone(),
                 in_flight,
             };
             self.running.insert(task.id.clone(), task.clone());
-            let telemetry = self.telemetry.clone();
-            tokio::spawn(runner::run(task, placement, target, telemetry, tx.clone()));
+            let span = tracing::info_span!(parent: &task.span, "engine", replica_id = %replica.id);
+            tokio::spawn(runner::run(task, placement, target, tx.clone()).instrument(span));
         }
     }
 
     /// A slot on a replica whose container's gate lets the task in. A container that refuses
     /// (closed by the controller: it is being retired) leaves the slot table, and the next
     /// best replica is tried; `None` when no replica with a free slot is left.
-    fn reserve(
-        &mut self,
-        session: Option<&str>,
-        view: &PoolView,
-    ) -> Option<(crate::dataplane::Placement, Option<crate::tasks::gate::InFlight>)> {
+    fn reserve(&mut self, session: Option<&str>) -> Option<(Placement, Option<InFlight>)> {
         loop {
             let Acquire::Placed(placement) = self.slots.acquire(session) else {
                 return None;
@@ -84,10 +91,14 @@ impl PoolWorker {
                 return Some((placement, Some(in_flight)));
             }
             drop(placement);
-            let mut rest = view.clone();
-            rest.replicas
-                .retain(|(r, _)| self.containers.get(&r.id).is_some_and(|c| !self.gates.is_closed(c)));
-            self.place_on(&rest);
+            let slots = self.view.as_ref().map_or(1, |v| v.slots_per_replica);
+            let open: Vec<_> = self
+                .replicas
+                .iter()
+                .filter(|r| r.container_id.as_deref().is_none_or(|c| !self.gates.is_closed(c)))
+                .cloned()
+                .collect();
+            self.place_on(open, slots);
         }
     }
 }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use llorch_manifests::task::{ErrorCode, TaskError};
+use llorch_manifests::task::ErrorCode;
 
 use super::{PoolLoad, PoolWorker};
-use crate::tasks::log;
+use crate::error::ApiError;
+use crate::tasks::lifecycle::Step;
 use crate::tasks::task::TaskState;
 
 /// A drain in force.
@@ -41,17 +42,15 @@ impl PoolWorker {
     pub(super) fn enforce_drain(&mut self) {
         let Some(drain) = self.drain.as_mut() else { return };
         drain.enforced = true;
-        let err = TaskError {
-            code: ErrorCode::PoolDraining,
-            message: format!(
-                "pool `{}` was drained and the drain's deadline passed before the task finished;                  resubmit once the drain is lifted (DELETE /v2/pools/{}/drain)",
+        let err = ApiError::new(
+            ErrorCode::PoolDraining,
+            format!(
+                "pool `{}` was drained and the drain's deadline passed before the task finished; \
+                 resubmit once the drain is lifted (DELETE /v2/pools/{}/drain)",
                 self.pool, self.pool
             ),
-            retriable: true,
-            retry_after_ms: None,
-            policy_label: None,
-            engine: None,
-        };
+        )
+        .retriable();
         let mut stopped: Vec<Arc<TaskState>> = self.running.values().cloned().collect();
         stopped.extend(self.held.drain(..).map(|(_, t)| t));
         if let Some(q) = self.queue.as_mut() {
@@ -59,10 +58,7 @@ impl PoolWorker {
         }
         self.waiting.clear();
         for task in stopped {
-            if task.abort(err.clone()) {
-                self.telemetry.failed(&self.pool, err.code);
-                log::failed(&task, task.replica().as_deref(), &err);
-            }
+            task.step(Step::Aborted(err.clone()));
         }
     }
 }

@@ -26,16 +26,17 @@ use std::time::Duration;
 
 use llorch_manifests::api::Snapshot;
 use llorch_manifests::task::TaskAdmitted;
+use llorch_manifests::{Endpoint, ServingPool, ServingReplica};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::Refusal;
 use super::gate::ReplicaGates;
-use super::pool_view::PoolView;
 use super::sessions::SessionBook;
-use super::task::TaskState;
+use super::task::{TaskMeta, TaskState};
 use super::telemetry::Telemetry;
+use super::validate::ValidTask;
 use crate::dataplane::{PoolQueue, ServiceTimeEstimator, SlotTable};
 use crate::engine::EngineClients;
+use crate::error::ApiError;
 use drain::Drain;
 
 /// Interval of `metrics` frames to waiting tasks.
@@ -43,12 +44,14 @@ pub const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the worker is asked to do.
 pub enum Command {
-    /// Admit a task.
+    /// Admit a task: the worker makes its [`TaskState`] only when it has room for it.
     Enqueue {
-        /// The task.
-        task: Arc<TaskState>,
-        /// The 202 body, or the refusal.
-        reply: oneshot::Sender<Result<TaskAdmitted, Refusal>>,
+        /// The validated request.
+        request: ValidTask,
+        /// Its correlation id and engine.
+        meta: TaskMeta,
+        /// The 202 body and the task, or the refusal.
+        reply: oneshot::Sender<Result<(TaskAdmitted, Arc<TaskState>), ApiError>>,
     },
     /// Remove a canceled task from the queue (a running one stops by itself).
     Cancel {
@@ -62,7 +65,7 @@ pub enum Command {
         /// How long it held the slot, for the estimate.
         service: Duration,
         /// The endpoint, when the engine there could not be reached or dropped the stream.
-        failed_endpoint: Option<String>,
+        failed_endpoint: Option<Endpoint>,
         /// The task's session, the tokens it generated and the tokens it had reserved.
         session: Option<(String, u32, u32)>,
     },
@@ -113,14 +116,17 @@ pub struct PoolWorker {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     engines: EngineClients,
     telemetry: Telemetry,
-    view: Option<PoolView>,
+    /// The Pool as the controller serves it, as of the last snapshot.
+    view: Option<ServingPool>,
+    /// Its replicas tasks may be placed on now: not suspect, not being retired.
+    replicas: Vec<ServingReplica>,
     queue: Option<PoolQueue<String, Arc<TaskState>>>,
     waiting: HashMap<String, Arc<TaskState>>,
     slots: SlotTable,
     estimate: ServiceTimeEstimator,
     /// Endpoints whose engine failed under a task: no new task goes there until the controller
     /// replaces the container (a new endpoint) — it may not have noticed the crash yet.
-    suspect: std::collections::HashSet<String>,
+    suspect: std::collections::HashSet<Endpoint>,
     sessions: SessionBook,
     gates: ReplicaGates,
     /// The container behind each replica id in the slot table (a new container under the same
@@ -147,6 +153,7 @@ impl PoolWorker {
             engines,
             telemetry,
             view: None,
+            replicas: Vec::new(),
             queue: None,
             waiting: HashMap::new(),
             slots: SlotTable::new(),

@@ -5,12 +5,13 @@
 
 use std::time::Instant;
 
-use llorch_manifests::task::{ErrorCode, Metrics, TaskError};
+use llorch_manifests::task::{ErrorCode, Metrics};
 use tokio::sync::mpsc;
 
 use super::drain::Drain;
 use super::{Command, METRICS_EVERY, PoolWorker};
-use crate::tasks::log;
+use crate::error::ApiError;
+use crate::tasks::lifecycle::Step;
 use crate::tasks::task::TaskEvent;
 
 impl PoolWorker {
@@ -55,19 +56,11 @@ impl PoolWorker {
         let now = Instant::now();
         if let Some(q) = self.queue.as_mut() {
             for (_, task) in q.drain(now) {
-                let err = TaskError {
-                    code: ErrorCode::PoolUnavailable,
-                    message: format!("pool `{}` went away while the task waited: {why}", self.pool),
-                    retriable: false,
-                    retry_after_ms: None,
-                    policy_label: None,
-                    engine: None,
-                };
-                if task.finish(Some(err.clone())) {
-                    self.telemetry.failed(&self.pool, err.code);
-                    log::failed(&task, None, &err);
-                }
-                task.send(TaskEvent::Error(err));
+                let err = ApiError::new(
+                    ErrorCode::PoolUnavailable,
+                    format!("pool `{}` went away while the task waited: {why}", self.pool),
+                );
+                task.step(Step::Failed(err));
             }
         }
         self.telemetry.forget_queue(&self.pool);
@@ -75,8 +68,8 @@ impl PoolWorker {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Enqueue { task, reply } => {
-                let _ = reply.send(self.admit(task));
+            Command::Enqueue { request, meta, reply } => {
+                let _ = reply.send(self.admit(request, meta));
             }
             Command::Cancel { id } => {
                 if let Some(task) = self.queue.as_mut().and_then(|q| q.cancel(id.as_str())) {
@@ -138,7 +131,7 @@ impl PoolWorker {
                     .estimate
                     .on_time_probability(position, slots_total, busy, predicted.max(1)),
                 kv_warmth: true,
-                budget_tokens_remaining: self.budget_left(task, Instant::now()),
+                budget_tokens_remaining: self.budget_left(task.request.session_id.as_deref(), Instant::now()),
             }));
         }
     }

@@ -25,7 +25,7 @@ use super::server::{PODMAN_CDI_MIN, ServerInfo, ServerKind};
 use crate::runtime::{ContainerSpec, GpuAttachment, Mount, Result, RuntimeError};
 
 /// Published container ports are bound here only: engines are never reachable from the network.
-pub const HOST_IP: &str = "127.0.0.1";
+pub const HOST_IP: &str = llorch_manifests::Endpoint::LOOPBACK;
 
 /// The create body for `spec` on `server`. Fails when the spec cannot be honoured as written
 /// (an invalid port or mount, or GPUs this server would silently drop).

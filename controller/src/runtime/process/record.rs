@@ -2,6 +2,7 @@
 //! (`<dir>/<id>.json`), written atomically. Records are the whole link between a process and
 //! the manifests, as labels are for containers: a restarted daemon reads them back and adopts
 //! the processes that still run.
+//! It never starts, signals or reads a process: `spawn` and `procfs` do.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// A free TCP port on 127.0.0.1 (the kernel's pick; free when this returns).
 pub fn free_loopback_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let listener = std::net::TcpListener::bind((llorch_manifests::Endpoint::LOOPBACK, 0))?;
     Ok(listener.local_addr()?.port())
 }
 

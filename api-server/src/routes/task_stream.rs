@@ -1,0 +1,48 @@
+//! `GET /v2/tasks/{id}/events`: a task's SSE stream in native frames — `started`,
+//! `metrics`*, `token`*, then `end` or `error` — over the shared
+//! [`TaskStream`](crate::tasks::stream::TaskStream), which owns the cancel gate, the
+//! disconnect guard, the keep-alive and the batching (every token ready at a wake-up leaves in
+//! one write).
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::tasks::{data_plane, no_task, with_task_correlation};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiPath;
+use crate::sse;
+use crate::tasks::stream::{Frames, TaskStream};
+use crate::tasks::task::TaskEvent;
+
+/// The native frames: `event: <name>` and the payload as JSON, one event per token.
+struct Native;
+
+impl Frames for Native {
+    fn event(&mut self, ev: &TaskEvent, out: &mut Vec<u8>) {
+        match ev {
+            TaskEvent::Started(p) => sse::frame(out, Some("started"), p),
+            TaskEvent::Metrics(p) => sse::frame(out, Some("metrics"), p),
+            TaskEvent::Tokens(tokens) => {
+                for t in tokens {
+                    sse::frame(out, Some("token"), t);
+                }
+            }
+            TaskEvent::End(p) => sse::frame(out, Some("end"), p),
+            TaskEvent::Error(p) => ApiError::from_task_error(p.clone()).sse_native(out),
+        }
+    }
+}
+
+/// `GET /v2/tasks/{id}/events`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let dp = data_plane(&state)?;
+    let task = dp.task(&id).ok_or_else(|| no_task(&id))?;
+    let stream = TaskStream::open(dp, task.clone())?;
+    Ok(with_task_correlation(stream.sse(Native), &headers, &task))
+}

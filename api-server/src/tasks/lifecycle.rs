@@ -1,0 +1,241 @@
+//! A task's life as one transition function: [`TaskState::step`] moves a task from one phase
+//! to the next and, in the same call, records the move everywhere it is recorded — the task's
+//! progress (what `GET /v2/tasks/{id}` shows), the Prometheus series ([`Telemetry`]), the log
+//! line ([`log`]) and the task's tracing span (queue span closed at placement, engine span
+//! opened). The rest of the data plane says *what happened*; only this file decides what that
+//! means for state, metrics and logs, so a later record (transcripts, traces) hooks in here.
+//!
+//! Refusals before a task exists (a bad body, a full queue) are recorded by [`refused`].
+//!
+//! [`Telemetry`]: super::telemetry::Telemetry
+
+use std::time::Instant;
+
+use llorch_manifests::ReplicaId;
+use llorch_manifests::task::{End, Started, TaskError, TaskPhase, Token};
+
+use super::log::{self, CancelReason};
+use super::task::{TaskEvent, TaskState};
+use super::telemetry::Telemetry;
+use crate::dataplane::Affinity;
+use crate::error::ApiError;
+
+/// What happened to a task.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// It entered the queue at `position`: its `started` frame goes out.
+    Admitted {
+        /// 0-based queue position.
+        position: u32,
+        /// Estimated milliseconds until it starts.
+        predicted_start_ms: u64,
+    },
+    /// It was dropped from a full queue to make room (`drop-lru`): its stream ends with
+    /// `error`.
+    Dropped(ApiError),
+    /// It left the queue for a slot on `replica`.
+    Placed {
+        /// The replica.
+        replica: &'a ReplicaId,
+        /// How its session fared.
+        affinity: &'a Affinity,
+        /// Milliseconds it waited in the queue.
+        waited_ms: u64,
+    },
+    /// The engine's first token reached its stream.
+    FirstToken,
+    /// The engine completed the reply.
+    Ended {
+        /// Tokens generated, as the engine counted them.
+        tokens_out: u32,
+        /// First token to last.
+        decode_time_ms: u64,
+    },
+    /// It failed after admission (engine error, pool gone).
+    Failed(ApiError),
+    /// The daemon stopped it (a drain's deadline): like `Failed`, and its runner stops too.
+    Aborted(ApiError),
+}
+
+/// What a cancel found and left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Canceled {
+    /// The phase after the cancel: `Canceled`, or how the task had already ended.
+    pub state: TaskPhase,
+    /// The phase before it; a final one means the cancel changed nothing.
+    pub was: TaskPhase,
+    /// Tokens the task's stream carried; none follows.
+    pub tokens_streamed: u32,
+}
+
+impl TaskState {
+    /// Records `step`; true when it changed the task (an ended task ignores later ends).
+    pub fn step(&self, step: Step<'_>) -> bool {
+        let _in_task = self.span.enter();
+        match step {
+            Step::Admitted {
+                position,
+                predicted_start_ms,
+            } => {
+                self.telemetry.enqueued(&self.pool, self.request.priority);
+                self.send(TaskEvent::Started(Started {
+                    queue_position: position,
+                    predicted_start_ms,
+                }));
+                log::admitted(self, position, predicted_start_ms);
+                true
+            }
+            Step::Dropped(error) => {
+                let error = error.into_body();
+                let ended = self.finish(Some(error.clone()));
+                if ended {
+                    self.telemetry.rejected(error.code);
+                    self.telemetry.backpressure(&self.pool, "drop-lru");
+                    log::rejected(
+                        Some(&self.id),
+                        Some(&self.pool),
+                        &self.meta.correlation_id,
+                        self.request.session_id.as_deref(),
+                        0,
+                        &error,
+                    );
+                    self.send(TaskEvent::Error(error));
+                }
+                ended
+            }
+            Step::Placed {
+                replica,
+                affinity,
+                waited_ms,
+            } => {
+                {
+                    let mut p = self.progress();
+                    if p.phase != TaskPhase::Queued {
+                        return false;
+                    }
+                    p.phase = TaskPhase::Running;
+                    p.replica = Some(replica.clone());
+                    p.queue_span = None;
+                }
+                self.telemetry
+                    .started(&self.pool, self.request.priority, self.request.prompt_tokens);
+                self.telemetry.placed(&self.pool, replica.as_str());
+                log::placed(self, replica, affinity, waited_ms);
+                true
+            }
+            Step::FirstToken => {
+                let ms = self.created.elapsed().as_millis() as u64;
+                self.telemetry.first_token_ms(&self.pool, ms);
+                log::stream_started(self, self.replica().as_ref(), ms);
+                true
+            }
+            Step::Ended {
+                tokens_out,
+                decode_time_ms,
+            } => {
+                let ended = self.finish(None);
+                if ended {
+                    self.telemetry.decode_ms(&self.pool, decode_time_ms);
+                    log::ended(self, self.replica().as_ref(), tokens_out, decode_time_ms);
+                }
+                self.send(TaskEvent::End(End {
+                    tokens_out,
+                    decode_time_ms,
+                }));
+                ended
+            }
+            Step::Failed(error) => self.fail(error.into_body()),
+            Step::Aborted(error) => {
+                let ended = self.fail(error.into_body());
+                self.abort.cancel();
+                ended
+            }
+        }
+    }
+
+    /// Hands tokens that arrived together to the stream and counts them (the per-token path:
+    /// one send, one lock, one atomic add per batch). False when the stream is gone.
+    pub fn emit_tokens(&self, tokens: Vec<Token>) -> bool {
+        let n = tokens.len() as u32;
+        if !self.send(TaskEvent::Tokens(tokens)) {
+            return false;
+        }
+        self.progress().tokens_out += n;
+        self.tokens_counter.inc_by(u64::from(n));
+        true
+    }
+
+    /// Cancels the task: after this returns, its stream carries no further token (ORCH-3026).
+    /// Idempotent; a finished task stays as it ended.
+    pub fn cancel(&self, reason: CancelReason) -> Canceled {
+        let streamed = self.close_gate();
+        let was = {
+            let mut p = self.progress();
+            let was = p.phase;
+            if !was.is_final() {
+                p.phase = TaskPhase::Canceled;
+                p.finished_at = Some(Instant::now());
+                p.queue_span = None;
+            }
+            was
+        };
+        if !was.is_final() {
+            let _in_task = self.span.enter();
+            self.telemetry.canceled(&self.pool, self.request.priority);
+            log::canceled(self, reason, was, streamed);
+        }
+        Canceled {
+            state: self.phase(),
+            was,
+            tokens_streamed: streamed,
+        }
+    }
+
+    fn fail(&self, error: TaskError) -> bool {
+        let ended = self.finish(Some(error.clone()));
+        if ended {
+            self.telemetry.failed(&self.pool, error.code);
+            log::failed(self, self.replica().as_ref(), &error);
+        }
+        self.send(TaskEvent::Error(error));
+        ended
+    }
+
+    /// Records the end (unless canceled first); true when this call ended the task. Called
+    /// before the final event is sent, so that a client that has read `end` or `error` finds
+    /// the task final (and its disconnect cancels nothing).
+    fn finish(&self, error: Option<TaskError>) -> bool {
+        let mut p = self.progress();
+        if p.phase.is_final() {
+            return false;
+        }
+        p.phase = if error.is_some() {
+            TaskPhase::Failed
+        } else {
+            TaskPhase::Done
+        };
+        p.error = error;
+        p.finished_at = Some(Instant::now());
+        p.queue_span = None;
+        true
+    }
+}
+
+/// Counts and logs a refusal before any task existed: an HTTP error at submit.
+pub fn refused(
+    telemetry: &Telemetry,
+    error: &ApiError,
+    pool: Option<&str>,
+    correlation_id: &str,
+    session_id: Option<&str>,
+) {
+    telemetry.rejected(error.code());
+    log::rejected(
+        None,
+        pool,
+        correlation_id,
+        session_id,
+        error.http_status().as_u16(),
+        error.body(),
+    );
+}
