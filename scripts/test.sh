@@ -65,6 +65,12 @@ rm -rf "$LLORCH_GGUF_FIXTURES"
 "$gguf_venv/bin/python" scripts/gguf/make_fixtures.py "$LLORCH_GGUF_FIXTURES" --smollm2 "$LLORCH_SMOLLM2_GGUF"
 export LLORCH_GGUF_FIXTURES
 
+step "promtool (Debian's prometheus package) for the /metrics exposition e2e test"
+# Installed when missing, with every service start denied during the install: no Prometheus
+# server is left running. e2e/tests/metrics_exposition.rs runs `promtool check metrics`.
+LLORCH_PROMTOOL=$(bash scripts/install-promtool.sh)
+export LLORCH_PROMTOOL
+
 step "binaries for the end-to-end tests"
 cargo build --locked --bins
 

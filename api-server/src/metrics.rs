@@ -48,7 +48,20 @@ pub fn render_full(
     verifications: &[(&'static str, u64)],
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
+    register_daemon(&mut registry, snapshot);
+    register_gpus(&mut registry, snapshot);
+    register_pools(&mut registry, snapshot);
+    register_models(&mut registry, snapshot, verifications);
+    if let Some(telemetry) = telemetry {
+        telemetry.register(&mut registry);
+    }
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry)?;
+    Ok(out)
+}
 
+/// `llorch_snapshot_synced`, `llorch_gpu_inventory_simulated`, `llorch_manifest_errors`.
+fn register_daemon(registry: &mut Registry, snapshot: &Snapshot) {
     let synced = U64Gauge::default();
     synced.set(u64::from(snapshot.synced));
     registry.register(
@@ -64,7 +77,18 @@ pub fn render_full(
         "1 when the GPU inventory is simulated (no real devices)",
         inventory_simulated,
     );
+    let errors = U64Gauge::default();
+    let object_errors: usize = snapshot.objects.iter().map(|o| o.status.manifest_errors.len()).sum();
+    errors.set(u64::try_from(object_errors + snapshot.file_errors.len()).unwrap_or(u64::MAX));
+    registry.register(
+        "llorch_manifest_errors",
+        "Problems found in the manifests directory (see `orchctl get pools`)",
+        errors,
+    );
+}
 
+/// One `llorch_gpu_info` per GPU, its VRAM and utilisation.
+fn register_gpus(registry: &mut Registry, snapshot: &Snapshot) {
     let info = Family::<Labels, U64Gauge>::default();
     let total = Family::<Labels, U64Gauge>::default();
     let used = Family::<Labels, U64Gauge>::default();
@@ -93,7 +117,10 @@ pub fn render_full(
         "GPU utilisation per GPU, 0 to 1, when known",
         utilization,
     );
+}
 
+/// Replica counts, readiness, restarts and GPU placements per Pool.
+fn register_pools(registry: &mut Registry, snapshot: &Snapshot) {
     let replicas = Family::<Labels, U64Gauge>::default();
     let ready = Family::<Labels, U64Gauge>::default();
     let restarts = Family::<Labels, Counter>::default();
@@ -131,25 +158,6 @@ pub fn render_full(
         "Engine restarts after crashes, per pool, over the pool's life",
         restarts,
     );
-
-    let errors = U64Gauge::default();
-    let object_errors: usize = snapshot.objects.iter().map(|o| o.status.manifest_errors.len()).sum();
-    errors.set(u64::try_from(object_errors + snapshot.file_errors.len()).unwrap_or(u64::MAX));
-    registry.register(
-        "llorch_manifest_errors",
-        "Problems found in the manifests directory (see `orchctl get pools`)",
-        errors,
-    );
-
-    register_models(&mut registry, snapshot, verifications);
-
-    if let Some(telemetry) = telemetry {
-        telemetry.register(&mut registry);
-    }
-
-    let mut out = String::new();
-    prometheus_text::encode(&mut out, &registry)?;
-    Ok(out)
 }
 
 /// `model_state{model,phase}` (1 for the Model's current phase, 0 for the others) and

@@ -9,8 +9,8 @@ use llorch_manifests::status::ReplicaStatus;
 use llorch_manifests::{ApiFlavour, Endpoint, ReplicaId};
 
 use super::*;
-use llorch_manifests::status::ReplicaPhase;
 use crate::provision::NotReady;
+use llorch_manifests::status::ReplicaPhase;
 
 fn object(kind: &str, name: &str, spec: serde_json::Value) -> AnyObject {
     let json = serde_json::json!({

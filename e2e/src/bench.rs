@@ -34,6 +34,8 @@ pub mod stats {
 
 /// CPU time of the processes on a request's path.
 pub mod cpu {
+    use std::collections::HashMap;
+
     use super::Daemon;
 
     /// CPU time (user + system, seconds) of a process, from `/proc/<pid>/stat`.
@@ -66,18 +68,21 @@ pub mod cpu {
         panic!("cannot find the llama-orchd started by this bench");
     }
 
-    /// Host pids of pool `name`'s engine containers.
+    /// Host pids of pool `name`'s engines: a container's main process (from the runtime), or a
+    /// `binary` Engine's process (its replica id is `proc-<pid>-<start>`).
     pub fn engine_pids(d: &Daemon, name: &str) -> Vec<u32> {
         d.snapshot()
             .replicas
             .iter()
             .filter(|r| r.pool == name)
             .filter_map(|r| r.container_id.clone())
-            .map(|id| {
-                d.runtime
+            .map(|id| match id.strip_prefix("proc-") {
+                Some(rest) => rest.split('-').next().unwrap().parse().unwrap(),
+                None => d
+                    .runtime
                     .run(&["inspect", "-f", "{{.State.Pid}}", &id])
                     .parse()
-                    .unwrap()
+                    .unwrap(),
             })
             .collect()
     }
@@ -134,13 +139,72 @@ pub mod cpu {
     }
 
     impl Procs {
-        /// CPU seconds used so far by each group.
+        /// CPU seconds used so far by each group, in 10 ms ticks (`/proc/<pid>/stat`).
         pub fn now(&self) -> CpuUse {
             CpuUse {
                 client: cpu_secs(std::process::id()),
                 engines: self.engines.iter().map(|&p| cpu_secs(p)).sum(),
                 proxies: self.proxies.iter().map(|&p| cpu_secs(p)).sum(),
                 daemon: cpu_secs(self.daemon),
+            }
+        }
+
+        /// The CPU time of every thread of each group, in nanoseconds: see [`Sample`].
+        pub fn sample(&self) -> Sample {
+            let group = |pids: &[u32]| pids.iter().flat_map(|&p| thread_ns(p)).collect();
+            Sample {
+                client: thread_ns(std::process::id()),
+                engines: group(&self.engines),
+                proxies: group(&self.proxies),
+                daemon: thread_ns(self.daemon),
+            }
+        }
+    }
+
+    /// CPU time of each thread of `pid` (ns, by thread id) from `/proc/<pid>/task/*/schedstat`,
+    /// whose first field is the thread's time on a CPU. Finer than `/proc/<pid>/stat`'s 10 ms
+    /// ticks; the kernel updates a running thread's count at least every scheduler tick.
+    fn thread_ns(pid: u32) -> HashMap<u32, u64> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return HashMap::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| {
+                let tid = t.file_name().to_string_lossy().parse().ok()?;
+                let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+                Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Per-thread CPU times of the processes a benchmark watches, taken at one moment.
+    /// [`Sample::since`] counts, per group, what each thread used since an earlier sample (all
+    /// of it for a thread started since). A thread that exits in between loses its share of
+    /// the interval: rare for these long-lived thread pools.
+    #[derive(Clone, Debug, Default)]
+    pub struct Sample {
+        client: HashMap<u32, u64>,
+        engines: HashMap<u32, u64>,
+        proxies: HashMap<u32, u64>,
+        daemon: HashMap<u32, u64>,
+    }
+
+    impl Sample {
+        /// CPU seconds each group used between `before` and this sample.
+        pub fn since(&self, before: &Sample) -> CpuUse {
+            let delta = |now: &HashMap<u32, u64>, then: &HashMap<u32, u64>| {
+                let ns: u64 = now
+                    .iter()
+                    .map(|(tid, ns)| ns.saturating_sub(then.get(tid).copied().unwrap_or(0)))
+                    .sum();
+                ns as f64 / 1e9
+            };
+            CpuUse {
+                client: delta(&self.client, &before.client),
+                engines: delta(&self.engines, &before.engines),
+                proxies: delta(&self.proxies, &before.proxies),
+                daemon: delta(&self.daemon, &before.daemon),
             }
         }
     }

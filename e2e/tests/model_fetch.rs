@@ -163,7 +163,7 @@ fn degraded(s: &Snapshot) -> (String, String) {
         .and_then(|st| st.condition(ConditionType::Degraded))
         .cloned()
         .expect("a Degraded condition");
-    (c.reason, c.message)
+    (c.reason.as_str().to_string(), c.message)
 }
 
 fn files_in(dir: PathBuf) -> usize {

@@ -248,7 +248,7 @@ fn an_engine_killed_mid_stream_gives_worker_reset_and_the_next_task_runs_elsewhe
         .snapshot()
         .replicas
         .iter()
-        .find(|x| x.id == replica)
+        .find(|x| x.id.as_str() == replica)
         .unwrap()
         .container_id
         .clone()

@@ -294,8 +294,8 @@ async fn run_streams_the_tokens_then_a_summary_and_the_task_shows_in_metrics_and
         r#"tokens_out_total{pool="chat"} 16"#,
         r#"queue_depth{pool="chat",priority="interactive"} 0"#,
         r#"queue_depth{pool="chat",priority="batch"} 0"#,
-        r#"latency_first_token_ms_count{pool="chat"} 2"#,
-        r#"latency_decode_ms_count{pool="chat"} 2"#,
+        r#"latency_first_token_seconds_count{pool="chat"} 2"#,
+        r#"latency_decode_seconds_count{pool="chat"} 2"#,
         r#"placement_decisions_total{pool="chat",replica="chat-0"} 2"#,
         "llorch_snapshot_synced 1",
     ])

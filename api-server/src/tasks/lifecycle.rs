@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use llorch_manifests::ReplicaId;
-use llorch_manifests::task::{End, Started, TaskError, TaskPhase, Token};
+use llorch_manifests::task::{End, TaskError, TaskPhase, Token};
 
 use super::log::{self, CancelReason};
 use super::task::{TaskEvent, TaskState};
@@ -23,7 +23,7 @@ use crate::error::ApiError;
 /// What happened to a task.
 #[derive(Debug)]
 pub enum Step<'a> {
-    /// It entered the queue at `position`: its `started` frame goes out.
+    /// It entered the queue at `position` (its `started` frame is already queued).
     Admitted {
         /// 0-based queue position.
         position: u32,
@@ -78,10 +78,6 @@ impl TaskState {
                 predicted_start_ms,
             } => {
                 self.telemetry.enqueued(&self.pool, self.request.priority);
-                self.send(TaskEvent::Started(Started {
-                    queue_position: position,
-                    predicted_start_ms,
-                }));
                 log::admitted(self, position, predicted_start_ms);
                 true
             }

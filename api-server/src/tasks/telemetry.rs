@@ -25,23 +25,26 @@ type Labels = Vec<(&'static str, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
-/// Buckets of `latency_first_token_ms`: admission to first token, queueing included.
-pub const FIRST_TOKEN_BUCKETS_MS: [f64; 14] = [
-    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 30_000.0, 60_000.0, 120_000.0,
+/// Buckets of `latency_first_token_seconds`: admission to first token, queueing included.
+pub const FIRST_TOKEN_BUCKETS_S: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// Buckets of `latency_decode_ms`: first token to last.
-pub const DECODE_BUCKETS_MS: [f64; 14] = [
-    10.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 30_000.0, 60_000.0, 120_000.0, 300_000.0,
-    600_000.0,
+/// Buckets of `latency_decode_seconds`: first token to last.
+pub const DECODE_BUCKETS_S: [f64; 14] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
 fn first_token_histogram() -> Histogram {
-    Histogram::new(FIRST_TOKEN_BUCKETS_MS)
+    Histogram::new(FIRST_TOKEN_BUCKETS_S)
 }
 
 fn decode_histogram() -> Histogram {
-    Histogram::new(DECODE_BUCKETS_MS)
+    Histogram::new(DECODE_BUCKETS_S)
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
 
 /// `interactive` or `batch`, as labels and logs spell it.
@@ -169,12 +172,12 @@ impl Telemetry {
 
     /// Admission to first token, in milliseconds.
     pub fn first_token_ms(&self, pool: &str, ms: u64) {
-        self.first_token.get_or_create(&self::pool(pool)).observe(ms as f64);
+        self.first_token.get_or_create(&self::pool(pool)).observe(seconds(ms));
     }
 
     /// First token to last, in milliseconds.
     pub fn decode_ms(&self, pool: &str, ms: u64) {
-        self.decode.get_or_create(&self::pool(pool)).observe(ms as f64);
+        self.decode.get_or_create(&self::pool(pool)).observe(seconds(ms));
     }
 
     /// `pool`'s generated-token counter; increment the handle once per token.
@@ -215,13 +218,13 @@ impl Telemetry {
             self.queue_depth.clone(),
         );
         registry.register(
-            "latency_first_token_ms",
-            "Milliseconds from admission to the first token (queueing included)",
+            "latency_first_token_seconds",
+            "Seconds from admission to the first token (queueing included)",
             self.first_token.clone(),
         );
         registry.register(
-            "latency_decode_ms",
-            "Milliseconds from the first token to the last, of tasks that ended",
+            "latency_decode_seconds",
+            "Seconds from the first token to the last, of tasks that ended",
             self.decode.clone(),
         );
         registry.register(
@@ -340,10 +343,10 @@ mod tests {
         t.placed("chat", "chat-0");
         t.placed("chat", "chat-1");
         let text = render(&t);
-        has(&text, r#"latency_first_token_ms_bucket{pool="chat",le="50"} 1"#);
-        has(&text, r#"latency_first_token_ms_bucket{pool="chat",le="500"} 2"#);
-        has(&text, r#"latency_first_token_ms_count{pool="chat"} 2"#);
-        has(&text, r#"latency_decode_ms_sum{pool="chat"} 900.0"#);
+        has(&text, r#"latency_first_token_seconds_bucket{pool="chat",le="0.05"} 1"#);
+        has(&text, r#"latency_first_token_seconds_bucket{pool="chat",le="0.5"} 2"#);
+        has(&text, r#"latency_first_token_seconds_count{pool="chat"} 2"#);
+        has(&text, r#"latency_decode_seconds_sum{pool="chat"} 0.9"#);
         has(&text, r#"placement_decisions_total{pool="chat",replica="chat-0"} 2"#);
         has(&text, r#"placement_decisions_total{pool="chat",replica="chat-1"} 1"#);
     }

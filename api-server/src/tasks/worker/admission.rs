@@ -1,19 +1,20 @@
 //! Admission: a task is refused while the pool drains, when it exceeds its session's token
 //! budget, or when the queue is full (per the Pool's full policy) — before its task state is
-//! even built; otherwise it is created, enqueued, its session reserves its `max_tokens`, and
-//! its `started` frame goes out. It must not place tasks on replicas.
+//! even built; otherwise it is created, enqueued and its session reserves its `max_tokens`
+//! (the worker records the admission once it has answered). It must not place tasks on
+//! replicas.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use llorch_manifests::task::{ErrorCode, TaskAdmitted};
+use llorch_manifests::task::{ErrorCode, Started, TaskAdmitted};
 
 use super::PoolWorker;
 use crate::dataplane::Admission;
 use crate::error::ApiError;
 use crate::tasks::lifecycle::Step;
 use crate::tasks::policy_label;
-use crate::tasks::task::{TaskMeta, TaskState};
+use crate::tasks::task::{TaskEvent, TaskMeta, TaskState};
 use crate::tasks::validate::ValidTask;
 
 impl PoolWorker {
@@ -64,10 +65,11 @@ impl PoolWorker {
                 .reserve(session, u64::from(task.request.generate.max_tokens), now);
         }
         let predicted = self.estimate.predicted_start_ms(position, slots_total, busy);
-        task.step(Step::Admitted {
-            position,
+        // The stream's first frame, queued before the task can be dispatched.
+        task.send(TaskEvent::Started(Started {
+            queue_position: position,
             predicted_start_ms: predicted,
-        });
+        }));
         let admitted = TaskAdmitted {
             task_id: task.id.clone(),
             pool: task.pool.clone(),

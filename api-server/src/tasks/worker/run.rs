@@ -68,9 +68,20 @@ impl PoolWorker {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Enqueue { request, meta, reply } => {
-                let _ = reply.send(self.admit(request, meta));
-            }
+            Command::Enqueue { request, meta, reply } => match self.admit(request, meta) {
+                Ok((admitted, task)) => {
+                    // The 202 first; the admission is recorded before the loop dispatches.
+                    let (position, predicted_start_ms) = (admitted.queue_position, admitted.predicted_start_ms);
+                    let _ = reply.send(Ok((admitted, task.clone())));
+                    task.step(Step::Admitted {
+                        position,
+                        predicted_start_ms,
+                    });
+                }
+                Err(refusal) => {
+                    let _ = reply.send(Err(refusal));
+                }
+            },
             Command::Cancel { id } => {
                 if let Some(task) = self.queue.as_mut().and_then(|q| q.cancel(id.as_str())) {
                     self.release(&task, 0);

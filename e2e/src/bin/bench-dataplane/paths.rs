@@ -1,6 +1,7 @@
 //! The two ways to a token that every measurement compares: straight to a replica's
 //! `/completion` ("direct") and through the daemon's `/v2/tasks` ("through"), with the TTFT
-//! of each and the stages of the latter. It must not bring Pools up or print.
+//! of each and the stages of the latter, and waiting until the engines' slots are idle. It
+//! must not bring Pools up or print.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,11 @@ pub(crate) const PROMPT: &str = "Once upon a time";
 /// The two ways to a token.
 #[derive(Clone)]
 pub(crate) struct Paths {
+    /// The client for the daemon.
     pub(crate) http: Client,
+    /// The client for the engines: the same one, except where an engine does not keep
+    /// connections open (see [`no_reuse`]).
+    pub(crate) engine_http: Client,
     /// The daemon, `http://127.0.0.1:port`.
     pub(crate) base: String,
     /// The pool's replica endpoints.
@@ -50,7 +55,7 @@ impl Paths {
     pub(crate) async fn open_direct(&self, worker: usize, body: &[u8]) -> Events {
         let url = format!("{}/completion", self.endpoints[worker % self.endpoints.len()]);
         let r = self
-            .http
+            .engine_http
             .post(url)
             .header("content-type", "application/json")
             .body(body.to_vec())
@@ -120,6 +125,48 @@ impl Paths {
         finish(ev).await;
         stages
     }
+
+    /// Waits until no slot of any replica is processing (`GET <endpoint>/slots`, as llama-server
+    /// and the mock engine serve it: `is_processing`, or `state` 0 in older llama-servers): the
+    /// streams a window cut are canceled and their slots free before the next window starts.
+    pub(crate) async fn wait_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut busy = Vec::new();
+            for e in self.endpoints.iter() {
+                let slots: Value = match self.engine_http.get(format!("{e}/slots")).send().await {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                let idle = slots.as_array().is_some_and(|s| {
+                    s.iter()
+                        .all(|slot| slot["is_processing"] == false || slot["state"] == 0)
+                });
+                if !idle {
+                    busy.push(e.clone());
+                }
+            }
+            if busy.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "slots still busy after 30 s on {busy:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A client that opens a new connection for every request. llama-server (the real-engine
+/// fixture) closes the connection after a streamed reply although it answers
+/// `Keep-Alive: timeout=5, max=100`; a pooled client that sends the next request at once gets
+/// `IncompleteMessage` (curl retries on a fresh connection; reqwest does not retry a POST).
+pub(crate) fn no_reuse(http_timeout: Duration) -> Client {
+    Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(0)
+        .timeout(http_timeout)
+        .build()
+        .unwrap()
 }
 
 /// Reads a stream to its final event and then to the end of the body.

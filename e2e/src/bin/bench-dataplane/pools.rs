@@ -1,9 +1,13 @@
-//! The Pools the benchmark measures on: a mock-engine Pool manifest, applying it and waiting
-//! for its replicas, and deleting it until its containers are gone. It must not measure.
+//! The Pools the benchmark measures on: mock-engine Pool manifests (in containers, or as plain
+//! processes), applying one and waiting for its replicas, deleting it until its containers are
+//! gone, and a guard for the engine processes. It must not measure.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use llama_orch_e2e::daemon::{Daemon, mock_stack, pool_ready};
+use llama_orch_e2e::DEFAULT_MOCK_IMAGE;
+use llama_orch_e2e::daemon::{Daemon, bin, mock_stack, pool_ready};
 
 pub(crate) const READY: Duration = Duration::from_secs(60);
 
@@ -26,7 +30,7 @@ pub(crate) fn bring_up(d: &Daemon, name: &str, manifest: &str, replicas: u32) ->
         .replicas
         .iter()
         .filter(|r| r.pool == name)
-        .filter_map(|r| r.endpoint.clone())
+        .filter_map(|r| r.endpoint.as_ref().map(|e| e.as_str().to_string()))
         .collect();
     assert_eq!(endpoints.len(), replicas as usize, "endpoints of {name}");
     endpoints
@@ -49,5 +53,51 @@ pub(crate) fn tear_down(d: &Daemon, name: &str) {
     {
         assert!(Instant::now() < deadline, "pool {name}'s containers are still there");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`pool`] with the mock engine as a plain process (`provisioning: binary`, `executable`):
+/// its replicas listen on loopback ports the daemon picks, with no container and no proxy.
+pub(crate) fn process_pool(
+    d: &Daemon,
+    name: &str,
+    replicas: u32,
+    slots: u32,
+    ctx: u32,
+    queue: &str,
+    args: &[&str],
+) -> String {
+    let image = format!("  image: {DEFAULT_MOCK_IMAGE}\n");
+    let manifest = pool(d, name, replicas, slots, ctx, queue, args);
+    assert!(
+        manifest.contains(&image),
+        "mock_stack's Engine runs {DEFAULT_MOCK_IMAGE}"
+    );
+    let exe = bin("mock-engine");
+    manifest.replace(
+        &image,
+        &format!("  provisioning: binary\n  executable: {}\n", exe.display()),
+    )
+}
+
+/// SIGKILLs the process groups of every engine process the daemon recorded under
+/// `<home>/state/processes` when dropped: they run in their own process groups and would
+/// outlive a benchmark that stops half-way. Declare it after the [`Daemon`] (drops first).
+pub(crate) struct ProcessGuard(pub(crate) PathBuf);
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        let Ok(dir) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let record = std::fs::read(entry.path()).unwrap_or_default();
+            let pid = serde_json::from_slice::<serde_json::Value>(&record)
+                .ok()
+                .and_then(|v| v["pid"].as_u64());
+            if let Some(pid) = pid {
+                let _ = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
+            }
+        }
     }
 }

@@ -1,165 +1,210 @@
 //! Measurement 2, token relay throughput: tokens per second received by the clients, direct
-//! vs through, with the CPU each side used.
+//! vs through, with the CPU each process on the path used. Two variants of the same Pool,
+//! measured in the same run, window by window in turn: mock engines in Docker containers
+//! (reached through Docker's userland proxy, `docker-proxy`, on both paths) and mock engines
+//! as plain processes (`provisioning: binary`, reached on loopback with no proxy).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use llama_orch_e2e::bench::cpu::{CpuUse, Procs, engine_pids, proxy_pids};
-use llama_orch_e2e::bench::sse_count::Kind;
-use llama_orch_e2e::bench::stats::median;
 use llama_orch_e2e::daemon::Daemon;
 use reqwest::Client;
 
 use crate::Opts;
-use crate::paths::{Paths, Stages};
-use crate::pools::{bring_up, pool, tear_down};
+use crate::paths::Paths;
+use crate::pools::{ProcessGuard, bring_up, pool, process_pool, tear_down};
+use crate::window::{Bodies, Compared, order, way, window};
 
-/// Tokens received per second by `concurrency` clients, each streaming `max_tokens`-token
-/// replies back to back, counted over `secs` after a 1 s warm-up.
-async fn relay(
-    p: &Paths,
-    procs: &Procs,
-    through: bool,
-    concurrency: usize,
-    max_tokens: u32,
-    secs: f64,
-) -> (f64, u64, CpuUse) {
-    let (cbody, tbody) = (
-        Arc::new(Paths::completion_body(max_tokens)),
-        Arc::new(p.task_body(max_tokens)),
-    );
-    let start = Instant::now() + Duration::from_secs(1);
-    let deadline = start + Duration::from_secs_f64(secs);
-    let handles: Vec<_> = (0..concurrency)
-        .map(|w| {
-            let (p, cbody, tbody) = (p.clone(), cbody.clone(), tbody.clone());
-            tokio::spawn(async move {
-                let mut counted = 0u64;
-                let work = async {
-                    loop {
-                        let mut ev = if through {
-                            p.open_through(&tbody, Instant::now(), &mut Stages::default()).await
-                        } else {
-                            p.open_direct(w, &cbody).await
-                        };
-                        loop {
-                            match ev.next().await {
-                                Some(Kind::Token) => {
-                                    if Instant::now() >= start {
-                                        counted += 1;
-                                    }
-                                }
-                                Some(Kind::End) | None => break,
-                                Some(Kind::Error) => panic!("relay stream failed"),
-                                Some(Kind::Other) => {}
-                            }
-                        }
-                        ev.drain().await;
-                    }
-                };
-                let _ = tokio::time::timeout_at(deadline.into(), work).await;
-                counted
-            })
-        })
-        .collect();
-    // CPU used over the counted window.
-    let procs = procs.clone();
-    let cpu = tokio::spawn(async move {
-        tokio::time::sleep_until(start.into()).await;
-        let before = procs.now();
-        tokio::time::sleep_until(deadline.into()).await;
-        procs.now() - before
-    });
-    let mut total = 0;
-    for h in handles {
-        total += h.await.unwrap();
-    }
-    let cpu = cpu.await.unwrap();
-    // Let the streams cut at the deadline be canceled and their slots freed.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    (total as f64 / secs, total, cpu)
+/// One way of running the relay Pool's engines.
+pub(crate) struct Variant {
+    /// The Pool's name.
+    pool: &'static str,
+    /// How the report names it.
+    label: &'static str,
+    /// Containers on Docker (else plain processes).
+    docker: bool,
 }
 
-// ---------------------------------------------------------------------------------------------
-// 3. Admission decisions per second
+const DOCKER: Variant = Variant {
+    pool: "relay",
+    label: "Docker (docker-proxy)",
+    docker: true,
+};
+const PROCESS: Variant = Variant {
+    pool: "relay-proc",
+    label: "processes (no proxy)",
+    docker: false,
+};
 
-/// The relay section of the report, on its own pool.
-pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon, daemon: u32, opts: &Opts) -> String {
-    let mut report = String::new();
-    eprintln!("relay: pool 4 replicas × 64 slots, --token-rate 0, 512-token replies");
-    let endpoints = bring_up(
-        d,
-        "relay",
-        &pool(d, "relay", 4, 64, 131_072, "{capacity: 512}", &["--token-rate", "0"]),
-        4,
-    );
+const REPLICAS: u32 = 4;
+const SLOTS: u32 = 64;
+/// 512 tokens fit each of the 64 slots.
+const CTX: u32 = 131_072;
+const REPLY_TOKENS: u32 = 512;
+
+/// The variants `--only` asks for: `relay` both, `relay-docker` or `relay-process` one.
+pub(crate) fn variants(opts: &Opts) -> Vec<&'static Variant> {
+    let both = opts.wants("relay");
+    let mut v = Vec::new();
+    if both || opts.wants("relay-docker") {
+        v.push(&DOCKER);
+    }
+    if both || opts.wants("relay-process") {
+        v.push(&PROCESS);
+    }
+    v
+}
+
+/// A variant's Pool, up, with the processes on its paths.
+struct Up {
+    variant: &'static Variant,
+    paths: Paths,
+    procs: Procs,
+    bodies: Bodies,
+}
+
+fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant) -> Up {
+    let (queue, args) = ("{capacity: 512}", ["--token-rate", "0"]);
+    let manifest = if v.docker {
+        pool(d, v.pool, REPLICAS, SLOTS, CTX, queue, &args)
+    } else {
+        process_pool(d, v.pool, REPLICAS, SLOTS, CTX, queue, &args)
+    };
+    let endpoints = bring_up(d, v.pool, &manifest, REPLICAS);
     let procs = Procs {
         daemon,
-        engines: engine_pids(d, "relay"),
-        proxies: proxy_pids(&endpoints),
+        engines: engine_pids(d, v.pool),
+        proxies: if v.docker { proxy_pids(&endpoints) } else { Vec::new() },
     };
-    eprintln!("  {} docker-proxy processes in the path", procs.proxies.len());
-    let p = Paths {
+    eprintln!(
+        "  {}: {} engine processes, {} docker-proxy processes in the path",
+        v.label,
+        procs.engines.len(),
+        procs.proxies.len()
+    );
+    let paths = Paths {
         http: http.clone(),
+        engine_http: http.clone(),
         base: d.url.clone(),
         endpoints: Arc::new(endpoints),
-        pool: "relay".into(),
+        pool: v.pool.into(),
     };
-    report += "### Token relay throughput (tokens/s received by the clients)\n\n\
-               | streams | direct | through | **through / direct** | CPU µs per token, direct: client + docker-proxy + engines | through: client + docker-proxy + engines + daemon (less its idle use) |\n\
-               |---|---|---|---|---|---|\n";
-    let (mut idle_daemon, mut idle_secs) = (0.0, 0.0);
+    let bodies = Bodies {
+        direct: Arc::new(Paths::completion_body(REPLY_TOKENS)),
+        through: Arc::new(paths.task_body(REPLY_TOKENS)),
+    };
+    Up {
+        variant: v,
+        paths,
+        procs,
+        bodies,
+    }
+}
+
+/// One table row: a variant at one concurrency.
+struct Row {
+    variant: &'static Variant,
+    concurrency: usize,
+    compared: Compared,
+}
+
+/// The relay section of the report, on its own Pools (one per variant, up together).
+pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon, daemon: u32, opts: &Opts) -> String {
+    let _processes = ProcessGuard(d.home.path().join("state/processes"));
+    eprintln!("relay: pools of {REPLICAS} replicas × {SLOTS} slots, --token-rate 0, {REPLY_TOKENS}-token replies");
+    let up: Vec<Up> = variants(opts)
+        .into_iter()
+        .map(|v| bring_up_variant(http, d, daemon, v))
+        .collect();
+    let mut rows = Vec::new();
     for concurrency in [1usize, 256] {
-        let (mut dr, mut tr) = (Vec::new(), Vec::new());
-        let (mut dcpu, mut tcpu, mut dn, mut tn) = (CpuUse::default(), CpuUse::default(), 0u64, 0u64);
+        let mut compared: Vec<Compared> = up.iter().map(|_| Compared::default()).collect();
         for rep in 0..opts.reps {
-            eprintln!("  {concurrency} streams, rep {rep}");
-            let order = if rep % 2 == 0 { [false, true] } else { [true, false] };
-            for through in order {
-                let (rate, n, cpu) = tokio.block_on(relay(&p, &procs, through, concurrency, 512, opts.secs));
-                eprintln!(
-                    "    {}: {rate:.0} tokens/s, CPU s: {cpu:?}",
-                    if through { "through" } else { "direct" }
-                );
-                if through {
-                    tr.push(rate);
-                    tcpu += cpu;
-                    tn += n;
-                } else {
-                    dr.push(rate);
-                    idle_daemon += cpu.daemon;
-                    idle_secs += opts.secs;
-                    dcpu += cpu;
-                    dn += n;
+            // Variants take turns too: the first one changes every repetition.
+            let mut turn: Vec<usize> = (0..up.len()).collect();
+            if rep % 2 == 1 {
+                turn.reverse();
+            }
+            for i in turn {
+                let u = &up[i];
+                for through in order(rep) {
+                    eprintln!(
+                        "  {}, {concurrency} streams, rep {rep}, {}",
+                        u.variant.label,
+                        way(through)
+                    );
+                    let w = tokio.block_on(window(&u.paths, &u.procs, through, concurrency, &u.bodies, opts.secs));
+                    eprintln!("    {:.0} tokens/s, CPU s: {:?}", w.rate, w.cpu);
+                    compared[i].add(through, w);
                 }
             }
         }
-        let (dm, tm) = (median(&dr), median(&tr));
-        let us = |s: f64, n: u64| 1e6 * s / n.max(1) as f64;
-        // The daemon's own background (its controller) during the direct runs, taken out of
-        // what it used while relaying.
-        let relaying = tcpu.daemon - dcpu.daemon;
-        report += &format!(
-            "| {concurrency} | {dm:.0} | {tm:.0} | **{:.1} %** | {:.1} + {:.1} + {:.1} = {:.1} | {:.1} + {:.1} + {:.1} + {:.1} = {:.1} |\n",
+        rows.extend(up.iter().zip(compared).map(|(u, compared)| Row {
+            variant: u.variant,
+            concurrency,
+            compared,
+        }));
+    }
+    for u in &up {
+        tear_down(d, u.variant.pool);
+    }
+    tables(&rows, opts)
+}
+
+/// `a + b + c = sum`, with `—` for a process group that is not on the path.
+fn split(parts: &[Option<f64>]) -> String {
+    let sum: f64 = parts.iter().flatten().sum();
+    let terms: Vec<String> = parts
+        .iter()
+        .map(|p| p.map_or("—".into(), |v| format!("{v:.1}")))
+        .collect();
+    format!("{} = {sum:.1}", terms.join(" + "))
+}
+
+fn tables(rows: &[Row], opts: &Opts) -> String {
+    let mut out = String::from(
+        "### Token relay throughput (tokens/s received by the clients)\n\n\
+         | engines reached | streams | direct | through | **through / direct** | CPU µs per token, direct: client + docker-proxy + engines | through: client + docker-proxy + engines + daemon (less its idle use) |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let (dm, tm) = r.compared.medians();
+        let (dc, tc) = r.compared.per_token();
+        let proxy = |c: &CpuUse| r.variant.docker.then_some(c.proxies);
+        out += &format!(
+            "| {} | {} | {dm:.0} | {tm:.0} | **{:.1} %** | {} | {} |\n",
+            r.variant.label,
+            r.concurrency,
             100.0 * tm / dm,
-            us(dcpu.client, dn),
-            us(dcpu.proxies, dn),
-            us(dcpu.engines, dn),
-            us(dcpu.client + dcpu.proxies + dcpu.engines, dn),
-            us(tcpu.client, tn),
-            us(tcpu.proxies, tn),
-            us(tcpu.engines, tn),
-            us(relaying, tn),
-            us(tcpu.client + tcpu.proxies + tcpu.engines + relaying, tn),
+            split(&[Some(dc.client), proxy(&dc), Some(dc.engines)]),
+            split(&[Some(tc.client), proxy(&tc), Some(tc.engines), Some(tc.daemon)]),
         );
     }
-    report += &format!(
-        "\n(median of {} runs of {} s each way, interleaved; CPU from /proc, 10 ms ticks, over the counted windows; \
-         the daemon used {:.1} % of a core during the direct runs, when its data plane was idle)\n\n",
+    out += "\n**Daemon CPU per relayed token** (µs; aim ≤ 3 at 256 streams), next to what the other \
+            processes on the path spend per token:\n\n\
+            | engines reached | streams | **daemon** (through, less its idle use) | docker-proxy: direct / through | engines: direct / through | client: direct / through |\n\
+            |---|---|---|---|---|---|\n";
+    for r in rows {
+        let (dc, tc) = r.compared.per_token();
+        let proxies = if r.variant.docker {
+            format!("{:.1} / {:.1}", dc.proxies, tc.proxies)
+        } else {
+            "— (none)".into()
+        };
+        out += &format!(
+            "| {} | {} | **{:.1}** | {proxies} | {:.1} / {:.1} | {:.1} / {:.1} |\n",
+            r.variant.label, r.concurrency, tc.daemon, dc.engines, tc.engines, dc.client, tc.client,
+        );
+    }
+    let idle: f64 = rows.iter().map(|r| r.compared.direct_cpu.daemon).sum();
+    let idle_secs = rows.iter().map(|r| r.compared.direct.len()).sum::<usize>() as f64 * opts.secs;
+    out += &format!(
+        "\n(median of {} runs of {} s each way, interleaved, the variants in turn; CPU of every thread from \
+         /proc/<pid>/task/*/schedstat over the counted windows; the daemon used {:.1} % of a core during \
+         the direct runs, when its data plane was idle)\n\n",
         opts.reps,
         opts.secs,
-        100.0 * idle_daemon / idle_secs.max(1e-9)
+        100.0 * idle / idle_secs.max(1e-9)
     );
-    tear_down(d, "relay");
-    report
+    out
 }

@@ -131,6 +131,7 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
     );
     let p = Paths {
         http: http.clone(),
+        engine_http: http.clone(),
         base: d.url.clone(),
         endpoints: Arc::new(endpoints),
         pool: "ttft".into(),
