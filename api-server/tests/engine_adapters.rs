@@ -225,7 +225,7 @@ fn with(mut body: Value, key: &str, value: Value) -> Value {
 #[tokio::test]
 async fn both_adapters_stream_the_mocks_non_streamed_text_for_the_same_seed() {
     let engine = MockEngine::start(|_| {}).await;
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     let req = sampled(text_prompt(), 12);
 
     let native = engine
@@ -260,7 +260,7 @@ async fn both_adapters_stream_the_mocks_non_streamed_text_for_the_same_seed() {
 #[tokio::test]
 async fn both_adapters_stream_chat_through_the_chat_endpoint() {
     let engine = MockEngine::start(|_| {}).await;
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     let chat = engine
         .answer(
             "/v1/chat/completions",
@@ -284,7 +284,7 @@ async fn both_adapters_stream_chat_through_the_chat_endpoint() {
 #[tokio::test]
 async fn a_stop_string_ends_the_reply_before_it() {
     let engine = MockEngine::start(|_| {}).await;
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     let full = generate(
         &clients,
         ApiFlavour::Llamacpp,
@@ -312,7 +312,7 @@ async fn a_stop_string_ends_the_reply_before_it() {
 #[tokio::test]
 async fn max_tokens_ends_the_reply_with_length() {
     let engine = MockEngine::start(|_| {}).await;
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     for api in FLAVOURS {
         let reply = generate(
             &clients,
@@ -330,7 +330,7 @@ async fn max_tokens_ends_the_reply_with_length() {
 async fn an_engine_that_dies_mid_stream_gives_its_tokens_then_a_retriable_reset() {
     for api in FLAVOURS {
         let mut engine = MockEngine::start(|c| c.exit_after_tokens = Some(3)).await;
-        let clients = EngineClients::new().unwrap();
+        let clients = EngineClients::new();
         let reply = generate(
             &clients,
             api,
@@ -353,7 +353,7 @@ async fn an_engine_that_dies_mid_stream_gives_its_tokens_then_a_retriable_reset(
 async fn a_hung_engine_is_stalled_by_the_idle_watchdog() {
     for api in FLAVOURS {
         let engine = MockEngine::start(|c| c.hang_after_tokens = Some(2)).await;
-        let clients = EngineClients::new().unwrap();
+        let clients = EngineClients::new();
         let watchdog = Watchdog {
             idle: Some(Duration::from_millis(300)),
             wall: None,
@@ -378,7 +378,7 @@ async fn a_closed_port_is_a_retriable_connect_error() {
         .local_addr()
         .unwrap()
         .port();
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     for api in FLAVOURS {
         let reply = generate(
             &clients,
@@ -400,7 +400,7 @@ async fn a_closed_port_is_a_retriable_connect_error() {
 #[tokio::test]
 async fn a_loading_engine_is_a_retriable_503_rejection() {
     let engine = MockEngine::start(|c| c.load_delay = Duration::from_secs(60)).await;
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     for api in FLAVOURS {
         let reply = generate(&clients, api, &engine.base, &GenerateRequest::text("hi", 4)).await;
         match reply.error() {
@@ -417,7 +417,7 @@ async fn a_loading_engine_is_a_retriable_503_rejection() {
 #[tokio::test]
 async fn a_prompt_over_the_context_is_invalid_params() {
     let engine = MockEngine::start(|c| c.ctx_size = 8).await;
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     let long = GenerateRequest::text("one two three four five six seven eight nine ten", 4);
     for api in FLAVOURS {
         let reply = generate(&clients, api, &engine.base, &long).await;
@@ -433,7 +433,7 @@ async fn a_prompt_over_the_context_is_invalid_params() {
 #[tokio::test]
 async fn dropping_a_stream_frees_the_engines_only_slot() {
     let engine = MockEngine::start(|c| c.token_interval = Some(Duration::from_millis(20))).await;
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     let client = clients.for_api(ApiFlavour::Llamacpp);
     let mut abandoned = client
         .generate(&engine.base, &GenerateRequest::text("Once upon a time", 1_000))
@@ -490,7 +490,7 @@ const TAIL_DELAY: Duration = Duration::from_millis(10);
 async fn finished_streams_give_their_connection_back_to_the_pool() {
     let engine = MockEngine::start(|_| {}).await;
     let (base, accepted) = counting_proxy(engine.addr).await;
-    let clients = EngineClients::new().unwrap();
+    let clients = EngineClients::new();
     let chat = sampled(Prompt::Chat(messages()), 4);
     for round in 0..3 {
         for api in FLAVOURS {

@@ -101,7 +101,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         instance: s.config.instance.clone(),
         ..Snapshot::default()
     }));
-    let data = DataPlane::new(snapshot.clone(), llorch_api::engine::EngineClients::new()?);
+    let data = DataPlane::new(snapshot.clone(), llorch_api::engine::EngineClients::new());
     let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
     let controller = Controller::new(
         runtime.clone(),

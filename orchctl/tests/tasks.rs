@@ -192,8 +192,7 @@ impl Stack {
     async fn start(mock: Mock, slots: u32, queue: &str) -> Stack {
         logs();
         let (publish, rx) = watch::channel(Arc::new(snapshot(&mock.base, slots, queue)));
-        let state =
-            AppState::new(rx, Arc::new(NoEvents), Arc::new(NoLogs)).with_data_plane(EngineClients::new().unwrap());
+        let state = AppState::new(rx, Arc::new(NoEvents), Arc::new(NoLogs)).with_data_plane(EngineClients::new());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,17 +1,18 @@
-//! [`EngineClients`]: the one HTTP client every engine conversation goes through, and the
+//! [`EngineClients`]: the one [`Transport`] every engine conversation goes through, and the
 //! adapter for each [`ApiFlavour`] built on it.
 //!
-//! One client means one connection pool: a stream that ends cleanly gives its keep-alive
+//! One transport means one connection pool: a stream that ends cleanly gives its keep-alive
 //! connection back, and the next request to that engine skips the TCP handshake. Engines listen
-//! on 127.0.0.1, so the client ignores proxy settings, sets `TCP_NODELAY` (tokens are small
-//! writes; Nagle would batch them) and fails a connect fast. It has no overall timeout: a
-//! stream lasts as long as a generation, and [`Watchdog`](super::Watchdog) bounds that.
+//! on 127.0.0.1 (or at an external Engine's URL): the transport connects directly (no proxy),
+//! sets `TCP_NODELAY` and fails a connect fast. It has no overall timeout: a stream lasts as
+//! long as a generation, and [`Watchdog`](super::Watchdog) bounds that.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use llorch_manifests::ApiFlavour;
 
+use super::transport::Transport;
 use super::{EngineClient, LlamaCpp, OpenAi};
 
 /// How the shared HTTP client pools and connects.
@@ -36,11 +37,6 @@ impl Default for ClientOptions {
     }
 }
 
-/// The HTTP client could not be built (the TLS-less client only fails on a broken system).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client for engines")]
-pub struct ClientBuildError(#[source] reqwest::Error);
-
 /// An adapter per API flavour, all sharing one pooled HTTP client. Cheap to clone.
 #[derive(Clone)]
 pub struct EngineClients {
@@ -48,26 +44,25 @@ pub struct EngineClients {
     openai: Arc<OpenAi>,
 }
 
+impl Default for EngineClients {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl EngineClients {
     /// With [`ClientOptions::default`].
-    pub fn new() -> Result<Self, ClientBuildError> {
+    pub fn new() -> Self {
         Self::with_options(&ClientOptions::default())
     }
 
-    /// Builds the shared client once.
-    pub fn with_options(options: &ClientOptions) -> Result<Self, ClientBuildError> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(options.max_idle_per_host)
-            .pool_idle_timeout(options.idle_timeout)
-            .connect_timeout(options.connect_timeout)
-            .build()
-            .map_err(ClientBuildError)?;
-        Ok(Self {
-            llamacpp: Arc::new(LlamaCpp::new(http.clone())),
-            openai: Arc::new(OpenAi::new(http)),
-        })
+    /// Both adapters on one connection pool.
+    pub fn with_options(options: &ClientOptions) -> Self {
+        let transport = Transport::new(options.clone());
+        Self {
+            llamacpp: Arc::new(LlamaCpp::new(transport.clone())),
+            openai: Arc::new(OpenAi::new(transport)),
+        }
     }
 
     /// The adapter for engines that speak `api`.

@@ -18,6 +18,8 @@
 
 use llorch_manifests::task::ErrorCode;
 
+use super::transport::TransportError;
+
 /// Why a generation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -26,9 +28,9 @@ pub enum EngineError {
     Connect {
         /// The URL that was tried.
         url: String,
-        /// What the HTTP client saw.
+        /// What the transport saw.
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// The engine answered with an error of its own: a non-2xx status before streaming, or an
     /// error event inside the stream (then `status` is the `code` it carried, 500 if none).
@@ -44,7 +46,7 @@ pub enum EngineError {
     Reset {
         /// The transport error, when there was one (none for a clean close without an end).
         #[source]
-        source: Option<reqwest::Error>,
+        source: Option<TransportError>,
     },
     /// The engine sent nothing for `after_ms` (the idle watchdog).
     #[error("the engine sent nothing for {after_ms} ms")]

@@ -1,16 +1,17 @@
-//! The HTTP exchange both adapters share: send a streaming request, classify what stops it
-//! before the first event (connect failure, non-2xx status, wrong content type), and read an
-//! engine's error body into [`EngineError::Rejected`].
+//! The exchange both adapters share: send a streaming request through the
+//! [`Transport`](super::transport::Transport), classify what stops it before the first event
+//! (connect failure, non-2xx status, wrong content type), and read an engine's error body into
+//! [`EngineError::Rejected`].
 //!
 //! Error bodies are read on the cold path with `serde_json::Value`; the token path never comes
 //! here.
 
+use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::RequestBuilder;
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
 use super::stream::{ChunkParser, EngineStream};
+use super::transport::{DrivenBody, Transport};
 use super::{EngineError, TokenStream};
 
 /// The most bytes of an error body kept for its message.
@@ -24,65 +25,37 @@ pub(crate) fn join(base: &str, path: &str) -> String {
     url
 }
 
-/// Sends `request` and, once the engine answers 2xx with an event stream, returns the stream
-/// read by `parser`.
+/// `POST`s `body` to `url` and, once the engine answers 2xx with an event stream, returns the
+/// stream read by `parser`.
 pub(crate) async fn open_stream<P: ChunkParser>(
-    request: RequestBuilder,
+    transport: Transport,
     url: String,
+    body: Result<Vec<u8>, serde_json::Error>,
     parser: P,
 ) -> Result<TokenStream, EngineError> {
-    let retry = request.try_clone();
-    let response = match (request.header(ACCEPT, "text/event-stream").send().await, retry) {
-        (Ok(response), _) => response,
-        // llama-server closes a connection after a streamed reply although it announced
-        // keep-alive; a request sent on such a pooled connection dies before any answer. The
-        // engine never saw it, so one retry on a fresh connection is safe.
-        (Err(err), Some(retry)) if is_stale_connection(&err) => retry
-            .header(ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(|err| send_error(url, err))?,
-        (Err(err), _) => return Err(send_error(url, err)),
+    let body = body.map_err(|e| EngineError::Protocol(format!("cannot encode the request for `{url}`: {e}")))?;
+    let reply = match transport.post_json(&url, Bytes::from(body)).await {
+        Ok(reply) => reply,
+        Err(source) if source.is_connect() => return Err(EngineError::Connect { url, source }),
+        // Connected, then lost before the answer: the engine may have seen the request.
+        Err(source) => return Err(EngineError::Reset { source: Some(source) }),
     };
-    let status = response.status();
-    if !status.is_success() {
-        let body = read_capped(response).await;
-        return Err(rejection(status.as_u16(), &body));
+    if !reply.status.is_success() {
+        let body = read_capped(reply.body).await;
+        return Err(rejection(reply.status.as_u16(), &body));
     }
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("text/event-stream") {
+    if !reply.content_type.starts_with("text/event-stream") {
         return Err(EngineError::Protocol(format!(
-            "expected a text/event-stream reply to a streaming request, got `{content_type}`"
+            "expected a text/event-stream reply to a streaming request, got `{}`",
+            reply.content_type
         )));
     }
-    Ok(Box::pin(EngineStream::new(Box::pin(response.bytes_stream()), parser)))
+    Ok(Box::pin(EngineStream::new(Box::pin(reply.body), parser)))
 }
 
-/// A send that failed after a (pooled) connection was made but before any answer arrived.
-fn is_stale_connection(err: &reqwest::Error) -> bool {
-    err.is_request() && !err.is_connect() && !err.is_timeout() && !err.is_builder()
-}
-
-/// Classifies a failure to get a response head.
-fn send_error(url: String, err: reqwest::Error) -> EngineError {
-    if err.is_builder() {
-        EngineError::Protocol(format!("cannot build a request for `{url}`: {err}"))
-    } else if err.is_connect() || err.is_timeout() {
-        EngineError::Connect { url, source: err }
-    } else {
-        // Connected, then lost before the answer: the engine may have seen the request.
-        EngineError::Reset { source: Some(err) }
-    }
-}
-
-/// Up to [`MAX_ERROR_BODY`] bytes of an error response; what cannot be read is left out.
-async fn read_capped(response: reqwest::Response) -> Vec<u8> {
+/// Up to [`MAX_ERROR_BODY`] bytes of an error answer; what cannot be read is left out.
+async fn read_capped(mut chunks: DrivenBody) -> Vec<u8> {
     let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
     while let Some(Ok(chunk)) = chunks.next().await {
         let room = MAX_ERROR_BODY - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);

@@ -6,25 +6,25 @@
 //! token count (`tokens_predicted`) and why it stopped (`stop_type`: `limit` is a length
 //! stop; `eos`, `word` and `none` are not). Only those fields are read.
 
-use reqwest::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{error_event, join, open_stream};
 use super::stream::{ChunkParser, Parsed};
+use super::transport::Transport;
 use super::{EngineClient, EngineError, Finish, GenerateRequest, Prompt, TokenStream, openai};
 use crate::sources::BoxFuture;
 
 /// Speaks llama.cpp's `llama-server`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LlamaCpp {
-    http: Client,
+    transport: Transport,
 }
 
 impl LlamaCpp {
-    /// An adapter on `http` (share one client: it holds the connection pool).
-    pub fn new(http: Client) -> Self {
-        Self { http }
+    /// An adapter on `transport` (share one: it holds the connection pool).
+    pub fn new(transport: Transport) -> Self {
+        Self { transport }
     }
 }
 
@@ -32,7 +32,7 @@ impl EngineClient for LlamaCpp {
     fn generate(&self, base_url: &str, req: &GenerateRequest) -> BoxFuture<'_, Result<TokenStream, EngineError>> {
         let prompt = match &req.prompt {
             Prompt::Text(prompt) => prompt,
-            Prompt::Chat(messages) => return openai::chat(&self.http, base_url, req, messages, true),
+            Prompt::Chat(messages) => return openai::chat(&self.transport, base_url, req, messages, true),
         };
         let url = join(base_url, "/completion");
         let body = CompletionBody {
@@ -45,8 +45,8 @@ impl EngineClient for LlamaCpp {
             stream: true,
             cache_prompt: true,
         };
-        let request = self.http.post(&url).json(&body);
-        Box::pin(open_stream(request, url, NativeParser::default()))
+        let body = serde_json::to_vec(&body);
+        Box::pin(open_stream(self.transport.clone(), url, body, NativeParser::default()))
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! One trait, [`EngineClient`], with one adapter per [`ApiFlavour`]: llama-server's native API
 //! ([`LlamaCpp`]) and OpenAI-compatible servers ([`OpenAi`]). [`EngineClients`] builds both on
-//! one pooled HTTP client. An adapter turns the engine's server-sent events into a
+//! one pooled [`transport::Transport`] (HTTP/1.1 driven by the task that reads the reply). An adapter turns the engine's server-sent events into a
 //! [`TokenStream`] of [`EngineEvent`]s, and every failure into an [`EngineError`] that knows its
 //! [`ErrorCode`] and whether a retry may help. [`Watchdog`] bounds a stream in time.
 //!
@@ -20,6 +20,7 @@ mod llamacpp;
 mod openai;
 pub mod sse;
 mod stream;
+pub mod transport;
 mod watchdog;
 
 use std::pin::Pin;
@@ -29,7 +30,7 @@ use llorch_manifests::task::ChatMessage;
 
 use crate::sources::BoxFuture;
 
-pub use clients::{ClientBuildError, ClientOptions, EngineClients};
+pub use clients::{ClientOptions, EngineClients};
 pub use error::EngineError;
 pub use llamacpp::LlamaCpp;
 pub use openai::OpenAi;

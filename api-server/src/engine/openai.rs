@@ -10,26 +10,26 @@
 use std::fmt;
 
 use llorch_manifests::task::ChatMessage;
-use reqwest::Client;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::http::{error_event, join, open_stream};
 use super::stream::{ChunkParser, Parsed};
+use super::transport::Transport;
 use super::{EngineClient, EngineError, Finish, GenerateRequest, Prompt, TokenStream};
 use crate::sources::BoxFuture;
 
 /// Speaks the OpenAI completions and chat completions APIs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OpenAi {
-    http: Client,
+    transport: Transport,
 }
 
 impl OpenAi {
-    /// An adapter on `http` (share one client: it holds the connection pool).
-    pub fn new(http: Client) -> Self {
-        Self { http }
+    /// An adapter on `transport` (share one: it holds the connection pool).
+    pub fn new(transport: Transport) -> Self {
+        Self { transport }
     }
 }
 
@@ -39,17 +39,17 @@ impl EngineClient for OpenAi {
             Prompt::Text(prompt) => {
                 let url = join(base_url, "/v1/completions");
                 let body = OpenAiBody::new(req, Some(prompt), None, None);
-                let request = self.http.post(&url).json(&body);
-                Box::pin(open_stream(request, url, OpenAiParser::default()))
+                let body = serde_json::to_vec(&body);
+                Box::pin(open_stream(self.transport.clone(), url, body, OpenAiParser::default()))
             }
-            Prompt::Chat(messages) => chat(&self.http, base_url, req, messages, false),
+            Prompt::Chat(messages) => chat(&self.transport, base_url, req, messages, false),
         }
     }
 }
 
 /// A streamed `POST /v1/chat/completions`; `cache_prompt` adds llama-server's extension.
 pub(crate) fn chat(
-    http: &Client,
+    transport: &Transport,
     base_url: &str,
     req: &GenerateRequest,
     messages: &[ChatMessage],
@@ -57,8 +57,8 @@ pub(crate) fn chat(
 ) -> BoxFuture<'static, Result<TokenStream, EngineError>> {
     let url = join(base_url, "/v1/chat/completions");
     let body = OpenAiBody::new(req, None, Some(messages), cache_prompt.then_some(true));
-    let request = http.post(&url).json(&body);
-    Box::pin(open_stream(request, url, OpenAiParser::default()))
+    let body = serde_json::to_vec(&body);
+    Box::pin(open_stream(transport.clone(), url, body, OpenAiParser::default()))
 }
 
 /// The request body of both endpoints (the fields we set).

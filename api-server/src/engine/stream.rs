@@ -16,13 +16,14 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::sse::{EventKind, SseDecoder, SseEvent};
+use super::transport::TransportError;
 use super::{EngineError, EngineEvent, Finish};
 
 /// How long the background read after `Done` may take before the connection is dropped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// An engine's response body.
-pub(crate) type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+pub(crate) type Body = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
 
 /// What one event meant. A final event may carry text too; the text is yielded first.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -206,7 +207,7 @@ mod tests {
         }
     }
 
-    fn body(chunks: Vec<reqwest::Result<Bytes>>) -> Body {
+    fn body(chunks: Vec<Result<Bytes, TransportError>>) -> Body {
         Box::pin(stream::iter(chunks))
     }
 

@@ -143,7 +143,7 @@ async fn run_one(dp: &Arc<DataPlane>) -> (String, TaskEvent) {
 async fn a_closed_container_gets_no_task_and_its_tasks_go_to_the_other_replica() {
     let (a, b) = (engine().await, engine().await);
     let (publish, rx) = watch::channel(snapshot(vec![replica(0, "c0", &a.base), replica(1, "c1", &b.base)]));
-    let dp = DataPlane::new(rx, EngineClients::new().unwrap());
+    let dp = DataPlane::new(rx, EngineClients::new());
     assert!(dp.close_if_idle("c0"), "nothing runs on c0 yet");
     for _ in 0..4 {
         let (replica, last) = run_one(&dp).await;
