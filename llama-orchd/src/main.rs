@@ -4,6 +4,7 @@
 //! and api-server crates. Engine containers keep running when the daemon stops; the next start
 //! adopts them.
 
+mod log_writer;
 mod settings;
 mod shutdown;
 mod sources;
@@ -205,16 +206,13 @@ fn models_settings(s: &settings::Resolved) -> ModelsSettings {
     }
 }
 
-/// JSON (or text) lines on stderr, written by a background thread so that no request waits
-/// for a write; the guard flushes what is left when it drops at exit. Lines are never dropped:
-/// when the writer falls behind, logging waits.
-fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
+/// JSON (or text) lines on stderr, through [`log_writer`]: buffered in memory and written by
+/// a background thread, so that no request waits for a write. The guard flushes what is left
+/// when it drops at exit.
+fn init_logging(format: &str) -> log_writer::FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LLAMA_ORCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("llama-orchd-log")
-        .finish(std::io::stderr());
+    let (writer, guard) = log_writer::buffered_stderr();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if format == "json" {
         builder

@@ -14,7 +14,7 @@ use std::time::Instant;
 use llorch_manifests::ReplicaId;
 use llorch_manifests::task::{End, TaskError, TaskPhase, Token};
 
-use super::log::{self, CancelReason};
+use super::log::{self, CancelReason, RefusalLog};
 use super::task::{TaskEvent, TaskState};
 use super::telemetry::Telemetry;
 use crate::dataplane::Affinity;
@@ -94,6 +94,7 @@ impl TaskState {
                         self.request.session_id.as_deref(),
                         0,
                         &error,
+                        0,
                     );
                     self.send(TaskEvent::Error(error));
                 }
@@ -217,21 +218,26 @@ impl TaskState {
     }
 }
 
-/// Counts and logs a refusal before any task existed: an HTTP error at submit.
+/// Counts and logs a refusal before any task existed: an HTTP error at submit. At overload the
+/// lines are summarized ([`RefusalLog`]); the count is exact.
 pub fn refused(
     telemetry: &Telemetry,
+    lines: &RefusalLog,
     error: &ApiError,
     pool: Option<&str>,
     correlation_id: &str,
     session_id: Option<&str>,
 ) {
     telemetry.rejected(error.code());
-    log::rejected(
-        None,
-        pool,
-        correlation_id,
-        session_id,
-        error.http_status().as_u16(),
-        error.body(),
-    );
+    if let Some(also_refused) = lines.write(pool, error.code(), Instant::now()) {
+        log::rejected(
+            None,
+            pool,
+            correlation_id,
+            session_id,
+            error.http_status().as_u16(),
+            error.body(),
+            also_refused,
+        );
+    }
 }

@@ -6,8 +6,12 @@
 //!
 //! Only what the server decided goes here: prompts and generated text never do.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use llorch_manifests::ReplicaId;
-use llorch_manifests::task::{TaskError, TaskPhase};
+use llorch_manifests::task::{ErrorCode, TaskError, TaskPhase};
 
 use super::task::TaskState;
 use super::telemetry::priority_label;
@@ -61,8 +65,58 @@ pub fn admitted(task: &TaskState, queue_position: u32, predicted_start_ms: u64) 
     );
 }
 
+/// Refusal lines at overload, per Pool and code: the first in each second is written, the
+/// others are counted into the next line written (`also_refused`). A 429 storm is then a line a
+/// second per Pool, not one per request; the counters in `/metrics` still count every one.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    windows: Mutex<HashMap<Option<String>, HashMap<ErrorCode, Window>>>,
+}
+
+#[derive(Debug)]
+struct Window {
+    since: Instant,
+    left_out: u64,
+}
+
+impl RefusalLog {
+    /// The interval in which only the first refusal of a kind is written.
+    pub const EVERY: Duration = Duration::from_secs(1);
+
+    /// `Some(n)` when this refusal's line is to be written, `n` being how many like it were
+    /// left out since the last one; `None` when it is left out (and counted).
+    pub fn write(&self, pool: Option<&str>, code: ErrorCode, now: Instant) -> Option<u64> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let per_pool = match windows.get_mut(&pool.map(str::to_string)) {
+            Some(p) => p,
+            None => windows.entry(pool.map(str::to_string)).or_default(),
+        };
+        match per_pool.get_mut(&code) {
+            Some(w) if now.saturating_duration_since(w.since) < Self::EVERY => {
+                w.left_out += 1;
+                None
+            }
+            Some(w) => {
+                w.since = now;
+                Some(std::mem::take(&mut w.left_out))
+            }
+            None => {
+                per_pool.insert(
+                    code,
+                    Window {
+                        since: now,
+                        left_out: 0,
+                    },
+                );
+                Some(0)
+            }
+        }
+    }
+}
+
 /// A refusal before the task ran: an HTTP error at submit (`status`), or a drop from a full
-/// queue (`status` 0: the task's stream carries the error instead).
+/// queue (`status` 0: the task's stream carries the error instead). `also_refused` counts the
+/// refusals like it whose lines were left out since the last one ([`RefusalLog`]).
 pub fn rejected(
     job_id: Option<&str>,
     pool_id: Option<&str>,
@@ -70,7 +124,12 @@ pub fn rejected(
     session_id: Option<&str>,
     status: u16,
     error: &TaskError,
+    also_refused: u64,
 ) {
+    let more = match also_refused {
+        0 => String::new(),
+        n => format!(" ({n} more refused like it since the last such line)"),
+    };
     let human = match status {
         0 => format!(
             "task dropped from the queue with {}: {}",
@@ -78,7 +137,7 @@ pub fn rejected(
             error.message
         ),
         _ => format!(
-            "task refused with {} (HTTP {status}): {}",
+            "task refused with {} (HTTP {status}): {}{more}",
             error.code.as_str(),
             error.message
         ),
@@ -93,6 +152,7 @@ pub fn rejected(
         retriable = error.retriable,
         retry_after_ms = error.retry_after_ms,
         policy = error.policy_label.as_deref(),
+        also_refused,
         human = %human,
         "task rejected"
     );
@@ -219,4 +279,34 @@ pub fn canceled(task: &TaskState, reason: CancelReason, was: TaskPhase, tokens_s
         human = %format!("task {} {by} {while_}; {tokens_streamed} token(s) reached the client", task.id),
         "task canceled"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_refusal_line_per_pool_and_code_per_second_counts_the_rest() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        let full = ErrorCode::AdmissionReject;
+        assert_eq!(log.write(Some("chat"), full, t0), Some(0));
+        assert_eq!(log.write(Some("chat"), full, t0 + Duration::from_millis(10)), None);
+        assert_eq!(log.write(Some("chat"), full, t0 + Duration::from_millis(20)), None);
+        assert_eq!(
+            log.write(Some("code"), full, t0),
+            Some(0),
+            "another pool has its own line"
+        );
+        assert_eq!(
+            log.write(Some("chat"), ErrorCode::InvalidParams, t0),
+            Some(0),
+            "another code too"
+        );
+        assert_eq!(
+            log.write(Some("chat"), full, t0 + Duration::from_millis(1_000)),
+            Some(2)
+        );
+        assert_eq!(log.write(Some("chat"), full, t0 + Duration::from_millis(1_001)), None);
+    }
 }

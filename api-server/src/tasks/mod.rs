@@ -56,6 +56,7 @@ pub struct DataPlane {
     telemetry: Telemetry,
     gates: ReplicaGates,
     shutting_down: AtomicBool,
+    refusal_lines: log::RefusalLog,
 }
 
 impl DataPlane {
@@ -70,6 +71,7 @@ impl DataPlane {
             telemetry: Telemetry::new(),
             gates: ReplicaGates::new(),
             shutting_down: AtomicBool::new(false),
+            refusal_lines: log::RefusalLog::default(),
         })
     }
 
@@ -103,7 +105,14 @@ impl DataPlane {
     /// Counts and logs a refusal at submit (also for requests refused before they reach the
     /// data plane, such as an unreadable body).
     pub fn refused(&self, refusal: &ApiError, pool: Option<&str>, correlation_id: &str, session_id: Option<&str>) {
-        lifecycle::refused(&self.telemetry, refusal, pool, correlation_id, session_id);
+        lifecycle::refused(
+            &self.telemetry,
+            &self.refusal_lines,
+            refusal,
+            pool,
+            correlation_id,
+            session_id,
+        );
     }
 
     async fn admit(
@@ -142,6 +151,19 @@ impl DataPlane {
             engine_version: contract.engine_version.clone(),
         };
         let worker = self.worker_for(&pool.pool);
+        // A full `reject` queue refuses at once (the worker's published hint), unless a session
+        // budget might refuse first.
+        let budgeted = valid.session_id.is_some() && pool.sessions.token_budget.is_some();
+        if !budgeted && let Some(full) = worker.hint.full() {
+            self.telemetry.backpressure(&pool.pool, "reject");
+            return Err(worker::queue_full(
+                &pool.pool,
+                full.depth,
+                full.capacity,
+                "reject",
+                full.retry_after_ms,
+            ));
+        }
         let stopped = || ApiError::new(ErrorCode::PoolUnavailable, "the pool's dispatcher stopped").retriable();
         let (reply, answer) = oneshot::channel();
         worker
@@ -249,7 +271,8 @@ impl DataPlane {
         }
         let (tx, rx) = mpsc::channel(1024);
         let tx_for_runners = tx.clone();
-        let handle = WorkerHandle { tx };
+        let hint = Arc::new(worker::QueueHint::default());
+        let handle = WorkerHandle { tx, hint: hint.clone() };
         workers.insert(pool.to_string(), handle.clone());
         let worker = worker::PoolWorker::new(
             pool.to_string(),
@@ -257,6 +280,7 @@ impl DataPlane {
             self.engines.clone(),
             self.telemetry.clone(),
             self.gates.clone(),
+            hint,
         );
         tokio::spawn(worker.run(rx, tx_for_runners));
         handle

@@ -88,8 +88,7 @@ impl PoolWorker {
             self.sessions
                 .refund(session, u64::from(dropped.request.generate.max_tokens));
         }
-        let (depth, capacity) = self.queue.as_ref().map_or((0, 0), |q| (q.depth(), q.capacity()));
-        let retry = self.estimate.retry_after_ms(depth, capacity, self.slots.slots_total());
+        let retry = self.retry_after_ms();
         dropped.step(Step::Dropped(
             ApiError::new(
                 ErrorCode::QueueFullDropLru,
@@ -111,18 +110,15 @@ impl PoolWorker {
             .map_or((0, 0, llorch_manifests::FullQueuePolicy::Reject), |q| {
                 (q.depth(), q.capacity(), q.policy())
             });
-        let retry = self.estimate.retry_after_ms(depth, capacity, self.slots.slots_total());
         let label = policy_label(policy);
         self.telemetry.backpressure(&self.pool, label);
-        ApiError::new(
-            ErrorCode::AdmissionReject,
-            format!(
-                "pool `{}`'s queue is full ({depth} waiting, capacity {capacity}, policy {label}); retry in {retry} ms",
-                self.pool
-            ),
-        )
-        .retry_after_ms(retry)
-        .policy(label)
+        queue_full(&self.pool, depth, capacity, label, self.retry_after_ms())
+    }
+
+    /// When a refused task should retry, from the pool's measured service times.
+    pub(super) fn retry_after_ms(&self) -> u64 {
+        let (depth, capacity) = self.queue.as_ref().map_or((0, 0), |q| (q.depth(), q.capacity()));
+        self.estimate.retry_after_ms(depth, capacity, self.slots.slots_total())
     }
 
     /// Gives back the part of a task's session reservation it did not generate.
@@ -161,4 +157,16 @@ impl PoolWorker {
         )
         .policy("session-budget"))
     }
+}
+
+/// The refusal of a full queue (`ADMISSION_REJECT`, 429), wherever it is decided.
+pub(crate) fn queue_full(pool: &str, depth: u32, capacity: u32, label: &str, retry: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::AdmissionReject,
+        format!(
+            "pool `{pool}`'s queue is full ({depth} waiting, capacity {capacity}, policy {label}); retry in {retry} ms"
+        ),
+    )
+    .retry_after_ms(retry)
+    .policy(label)
 }

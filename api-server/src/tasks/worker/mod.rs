@@ -17,8 +17,12 @@
 mod admission;
 mod dispatch;
 mod drain;
+mod hint;
 mod replicas;
 mod run;
+
+pub(crate) use admission::queue_full;
+pub use hint::{Full, QueueHint};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -108,6 +112,8 @@ pub struct PoolLoad {
 pub struct WorkerHandle {
     /// Commands.
     pub tx: mpsc::Sender<Command>,
+    /// Whether the queue is full, as the worker last published it.
+    pub hint: Arc<QueueHint>,
 }
 
 /// One Pool's dispatcher.
@@ -132,6 +138,8 @@ pub struct PoolWorker {
     /// The container behind each replica id in the slot table (a new container under the same
     /// id is a new incarnation: fresh slots, cold sessions).
     containers: HashMap<String, String>,
+    /// What request handlers may read without asking (a full `reject` queue).
+    hint: Arc<QueueHint>,
     /// Tasks taken from the queue that lost a race with a retirement: placed first, in order.
     held: VecDeque<(String, Arc<TaskState>)>,
     running: HashMap<String, Arc<TaskState>>,
@@ -146,6 +154,7 @@ impl PoolWorker {
         engines: EngineClients,
         telemetry: Telemetry,
         gates: ReplicaGates,
+        hint: Arc<QueueHint>,
     ) -> Self {
         Self {
             pool,
@@ -162,6 +171,7 @@ impl PoolWorker {
             sessions: SessionBook::default(),
             gates,
             containers: HashMap::new(),
+            hint,
             held: VecDeque::new(),
             running: HashMap::new(),
             drain: None,

@@ -45,10 +45,15 @@ impl PoolWorker {
         }
     }
 
+    /// The queue-depth gauge, and the hint request handlers read.
     fn record_depth(&self) {
         if let Some(q) = self.queue.as_ref() {
             let (interactive, batch) = q.depth_by_priority();
             self.telemetry.queue_depth(&self.pool, interactive, batch);
+            let full = self.drain.is_none()
+                && q.policy() == llorch_manifests::FullQueuePolicy::Reject
+                && q.depth() >= q.capacity();
+            self.hint.publish(full, q.depth(), q.capacity(), self.retry_after_ms());
         }
     }
 

@@ -1,0 +1,156 @@
+//! Where the daemon's log lines go: appended to a memory buffer by the thread that logs (a
+//! copy, no system call, no wake-up), and written to stderr by a background thread every
+//! [`FLUSH_EVERY`], and at exit. Requests never wait for the terminal or the disk; a task's
+//! lines stay in order (one buffer, appended under one lock).
+//!
+//! Why not `tracing-appender`'s non-blocking writer: it hands each line to its thread through a
+//! channel and wakes that thread per line; on a loaded 2-core host that wake-up sat on every
+//! task's path four times (measured in docs/benchmarks.md). Lines written in the last
+//! [`FLUSH_EVERY`] before a SIGKILL are lost; a normal exit flushes them.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// How often buffered lines are written out.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(10);
+
+/// Buffered lines beyond this are written by the logging thread itself (a burst must not
+/// grow memory without bound).
+const MAX_BUFFERED: usize = 4 << 20;
+
+#[derive(Default)]
+struct Shared {
+    buffer: Mutex<Buffer>,
+    stop: Condvar,
+}
+
+#[derive(Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    stopping: bool,
+}
+
+/// The writer the subscriber logs through. Cheap to clone.
+#[derive(Clone)]
+pub struct BufferedStderr {
+    shared: Arc<Shared>,
+}
+
+/// Flushes what is left and stops the background thread when dropped (keep it alive in
+/// `main`).
+pub struct FlushGuard {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The writer and the guard that owns its background thread.
+pub fn buffered_stderr() -> (BufferedStderr, FlushGuard) {
+    let shared = Arc::new(Shared::default());
+    let flusher = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
+        .name("llama-orchd-log".into())
+        .spawn(move || flush_loop(&flusher))
+        .ok();
+    (
+        BufferedStderr {
+            shared: Arc::clone(&shared),
+        },
+        FlushGuard { shared, thread },
+    )
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Buffer> {
+    shared.buffer.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn flush_loop(shared: &Shared) {
+    let mut out = Vec::new();
+    loop {
+        let stopping = {
+            let buffer = lock(shared);
+            let (mut buffer, _) = shared
+                .stop
+                .wait_timeout_while(buffer, FLUSH_EVERY, |b| !b.stopping)
+                .unwrap_or_else(|p| p.into_inner());
+            std::mem::swap(&mut out, &mut buffer.bytes);
+            buffer.stopping
+        };
+        if !out.is_empty() {
+            let _ = io::stderr().lock().write_all(&out);
+            out.clear();
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        lock(&self.shared).stopping = true;
+        self.shared.stop.notify_all();
+        match self.thread.take() {
+            Some(thread) => {
+                let _ = thread.join();
+            }
+            // No thread could be started: write what was buffered here.
+            None => {
+                let bytes = std::mem::take(&mut lock(&self.shared).bytes);
+                let _ = io::stderr().lock().write_all(&bytes);
+            }
+        }
+    }
+}
+
+impl Write for BufferedStderr {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut buffer = lock(&self.shared);
+        if buffer.bytes.len() + data.len() > MAX_BUFFERED {
+            let bytes = std::mem::take(&mut buffer.bytes);
+            drop(buffer);
+            let mut err = io::stderr().lock();
+            err.write_all(&bytes)?;
+            err.write_all(data)?;
+            return Ok(data.len());
+        }
+        buffer.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BufferedStderr {
+    type Writer = BufferedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_kept_in_order_and_the_guard_flushes_them() {
+        let (writer, guard) = buffered_stderr();
+        let mut w = writer.make_writer();
+        for i in 0..3 {
+            let _ = writeln!(w, "line {i}");
+        }
+        assert!(
+            std::str::from_utf8(&lock(&writer.shared).bytes)
+                .is_ok_and(|s| s == "line 0\nline 1\nline 2\n" || s.is_empty()),
+            "buffered in order (or already flushed)"
+        );
+        drop(guard);
+        assert!(lock(&writer.shared).bytes.is_empty(), "the guard wrote everything out");
+    }
+}
