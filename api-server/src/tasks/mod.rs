@@ -185,6 +185,12 @@ impl DataPlane {
         lock(&self.tasks).get(id).cloned()
     }
 
+    /// Makes `task` known (tests build tasks without a worker).
+    #[cfg(test)]
+    pub(crate) fn insert_for_tests(&self, task: Arc<TaskState>) {
+        lock(&self.tasks).insert(task.id.clone(), task);
+    }
+
     /// All known tasks, newest first.
     pub fn tasks(&self) -> Vec<Arc<TaskState>> {
         let mut all: Vec<_> = lock(&self.tasks).values().cloned().collect();

@@ -166,6 +166,9 @@ struct Writer<F> {
     events: Vec<TaskEvent>,
     opened: bool,
     done: bool,
+    /// When the last chunk went out; the keep-alive timer is moved only when it fires early
+    /// (not on every chunk: the token path touches no timer).
+    last_sent: tokio::time::Instant,
     keep_alive: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -177,6 +180,7 @@ impl<F: Frames> Writer<F> {
             events: Vec::new(),
             opened: false,
             done: false,
+            last_sent: tokio::time::Instant::now(),
             keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
         }
     }
@@ -198,7 +202,12 @@ impl<F: Frames> Writer<F> {
                 biased;
                 next = self.stream.next_batch(&mut self.events) => next,
                 _ = &mut self.keep_alive => {
-                    self.rearm();
+                    let due = self.last_sent + KEEP_ALIVE;
+                    if tokio::time::Instant::now() < due {
+                        self.keep_alive.as_mut().reset(due);
+                        continue;
+                    }
+                    self.sent();
                     return Some((Ok(Bytes::from_static(sse::KEEP_ALIVE_COMMENT)), self));
                 }
             };
@@ -208,7 +217,6 @@ impl<F: Frames> Writer<F> {
                         self.frames.event(&ev, &mut out);
                     }
                     self.done = self.stream.ended();
-                    self.rearm();
                 }
                 Next::Canceled => {
                     self.frames.canceled(&self.stream.task, &mut out);
@@ -220,6 +228,7 @@ impl<F: Frames> Writer<F> {
                 }
             }
             if !out.is_empty() {
+                self.sent();
                 return Some((Ok(Bytes::from(out)), self));
             }
             if self.done {
@@ -228,7 +237,101 @@ impl<F: Frames> Writer<F> {
         }
     }
 
-    fn rearm(&mut self) {
-        self.keep_alive.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE);
+    /// A chunk goes out now: the next keep-alive is due `KEEP_ALIVE` after it.
+    fn sent(&mut self) {
+        self.last_sent = tokio::time::Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use llorch_manifests::api::Snapshot;
+    use llorch_manifests::task::{End, Priority, Token};
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::engine::{EngineClients, GenerateRequest};
+    use crate::tasks::task::TaskMeta;
+    use crate::tasks::telemetry::Telemetry;
+    use crate::tasks::validate::ValidTask;
+
+    /// `t <text>` per token, `end` at the end.
+    struct Plain;
+
+    impl Frames for Plain {
+        fn event(&mut self, ev: &TaskEvent, out: &mut Vec<u8>) {
+            match ev {
+                TaskEvent::Tokens(ts) => ts
+                    .iter()
+                    .for_each(|t| out.extend_from_slice(format!("t {}\n", t.t).as_bytes())),
+                TaskEvent::End(_) => out.extend_from_slice(b"end\n"),
+                _ => {}
+            }
+        }
+    }
+
+    fn task() -> Arc<TaskState> {
+        let request = ValidTask {
+            generate: GenerateRequest::text("hi", 4),
+            priority: Priority::Interactive,
+            session_id: None,
+            prompt_tokens: 1,
+        };
+        TaskState::new("p".into(), request, TaskMeta::default(), Telemetry::new())
+    }
+
+    async fn chunk(body: &mut Body) -> String {
+        let frame = body.frame().await.unwrap().unwrap();
+        String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_gets_keep_alives_and_ready_tokens_leave_in_one_chunk() {
+        let (_publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
+        let dp = DataPlane::new(snapshot, EngineClients::new());
+        let task = task();
+        let response = TaskStream::open(dp.clone(), task.clone()).unwrap().sse(Plain);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.into_body();
+
+        tokio::time::advance(KEEP_ALIVE + Duration::from_millis(1)).await;
+        assert_eq!(chunk(&mut body).await, ":\n\n", "a comment after a quiet KEEP_ALIVE");
+
+        let tokens = (0..3).map(|i| Token { t: format!("w{i}"), i }).collect();
+        assert!(task.emit_tokens(tokens));
+        assert!(task.emit_tokens(vec![Token { t: "w3".into(), i: 3 }]));
+        assert_eq!(
+            chunk(&mut body).await,
+            "t w0\nt w1\nt w2\nt w3\n",
+            "every ready token, one chunk"
+        );
+
+        // Tokens keep the stream busy: no comment is due until KEEP_ALIVE after the last chunk.
+        tokio::time::advance(KEEP_ALIVE - Duration::from_millis(10)).await;
+        assert!(task.send(TaskEvent::End(End {
+            tokens_out: 4,
+            decode_time_ms: 1
+        })));
+        assert_eq!(chunk(&mut body).await, "end\n");
+        assert!(body.frame().await.is_none(), "nothing follows the end");
+    }
+
+    #[tokio::test]
+    async fn a_second_reader_is_refused_and_a_dropped_stream_cancels_its_task() {
+        let (_publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
+        let dp = DataPlane::new(snapshot, EngineClients::new());
+        let task = task();
+        dp.insert_for_tests(task.clone());
+        let stream = TaskStream::open(dp.clone(), task.clone()).unwrap();
+        let again = TaskStream::open(dp.clone(), task.clone()).err().unwrap();
+        assert_eq!(again.http_status().as_u16(), 409);
+        drop(stream);
+        assert!(task.is_canceled(), "a client that goes away cancels its task");
+        assert!(!task.admit_tokens(1), "no token passes the gate after that");
     }
 }
