@@ -117,6 +117,12 @@ fn free_port() -> u16 {
 impl Daemon {
     /// Starts a daemon on `runtime` with two simulated GPUs and waits until it is ready.
     pub fn start(runtime: Runtime) -> Daemon {
+        Self::start_with(runtime, "")
+    }
+
+    /// [`start`](Self::start), with `extra` (YAML lines such as `shutdownGraceMs: 1000`)
+    /// added to the config.
+    pub fn start_with(runtime: Runtime, extra: &str) -> Daemon {
         let home = tempfile::Builder::new()
             .prefix("llorch-e2e-")
             .tempdir()
@@ -132,7 +138,7 @@ impl Daemon {
         .expect("model file");
         let config = format!(
             "bind: 127.0.0.1:{port}\ninstance: {instance}\nresyncIntervalMs: 2000\nruntime:\n  kind: {}\n  socket: {}\n\
-             gpus:\n  simulate:\n    - {{name: Simulated RTX 3090, vramBytes: 25769803776}}\n    - {{name: Simulated RTX 3060, vramBytes: 12884901888}}\n",
+             gpus:\n  simulate:\n    - {{name: Simulated RTX 3090, vramBytes: 25769803776}}\n    - {{name: Simulated RTX 3060, vramBytes: 12884901888}}\n{extra}",
             runtime.name, runtime.socket
         );
         std::fs::write(home.path().join("config.yaml"), config).expect("config");
@@ -206,6 +212,33 @@ impl Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, …) to the daemon process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().map(Child::id).expect("the daemon runs");
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid} failed");
+    }
+
+    /// Waits up to `timeout` for the daemon process to exit; its exit status, or `None` when
+    /// it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
