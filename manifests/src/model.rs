@@ -58,13 +58,38 @@ pub enum ModelRef<'a> {
 /// Hosts that count as loopback for plain `http://` model references.
 pub const LOOPBACK_HOSTS: [&str; 4] = ["127.0.0.1", "localhost", "[::1]", "::1"];
 
+/// Why a Model's `ref` cannot be used; the message says what to write instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    /// `file:` without a path.
+    #[error("`file:` needs a path, e.g. `file:/models/tiny.gguf`")]
+    EmptyFile,
+    /// `hf:` without `org/repo`, or with path tricks.
+    #[error("`{0}` is not a Hugging Face reference; use `hf:org/repo/file.gguf` or `hf:org/repo`")]
+    Hf(String),
+    /// A URL without a host.
+    #[error("`{0}` is not a URL with a host")]
+    NoHost(String),
+    /// Plain `http://` to a host that is not loopback.
+    #[error("plain `http://` is only allowed for loopback hosts (tests); use `https://{0}`")]
+    PlainHttp(String),
+    /// A scheme llama-orch will support, not yet.
+    #[error("`{0}` model references are not supported yet; use `hf:`, `https://` or `file:`")]
+    NotYet(&'static str),
+    /// Nothing it knows.
+    #[error(
+        "`{0}` is not a model reference; expected `file:/path/to/model.gguf`, `hf:org/repo/file.gguf` or `https://…`"
+    )]
+    Unknown(String),
+}
+
 impl ModelSpec {
     /// Parses `ref`, or says why it is not supported.
-    pub fn parse_ref(&self) -> Result<ModelRef<'_>, String> {
+    pub fn parse_ref(&self) -> Result<ModelRef<'_>, RefError> {
         let r = self.reference.as_str();
         if let Some(path) = r.strip_prefix("file:") {
             if path.is_empty() {
-                return Err("`file:` needs a path, e.g. `file:/models/tiny.gguf`".into());
+                return Err(RefError::EmptyFile);
             }
             return Ok(ModelRef::File(path));
         }
@@ -72,9 +97,7 @@ impl ModelSpec {
             let parts: Vec<&str> = rest.split('/').collect();
             let ok = parts.len() >= 2 && parts.iter().all(|p| !p.is_empty() && *p != "." && *p != "..");
             if !ok || rest.contains(['?', '#', '\\', ' ']) {
-                return Err(format!(
-                    "`{r}` is not a Hugging Face reference; use `hf:org/repo/file.gguf` or `hf:org/repo`"
-                ));
+                return Err(RefError::Hf(r.to_string()));
             }
             let repo_len = parts[0].len() + 1 + parts[1].len();
             let file = (parts.len() > 2).then(|| &rest[repo_len + 1..]);
@@ -97,26 +120,20 @@ impl ModelSpec {
                     authority.split(':').next().unwrap_or_default()
                 };
                 if host.is_empty() || r.contains(char::is_whitespace) {
-                    return Err(format!("`{r}` is not a URL with a host"));
+                    return Err(RefError::NoHost(r.to_string()));
                 }
                 if !tls && !LOOPBACK_HOSTS.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-                    return Err(format!(
-                        "plain `http://` is only allowed for loopback hosts (tests); use `https://{rest}`"
-                    ));
+                    return Err(RefError::PlainHttp(rest.to_string()));
                 }
                 return Ok(ModelRef::Url { url: r, host, tls });
             }
         }
         for scheme in ["s3://", "oci://"] {
             if r.starts_with(scheme) {
-                return Err(format!(
-                    "`{scheme}` model references are not supported yet; use `hf:`, `https://` or `file:`"
-                ));
+                return Err(RefError::NotYet(scheme));
             }
         }
-        Err(format!(
-            "`{r}` is not a model reference; expected `file:/path/to/model.gguf`, `hf:org/repo/file.gguf` or `https://…`"
-        ))
+        Err(RefError::Unknown(r.to_string()))
     }
 }
 
@@ -125,6 +142,10 @@ mod tests {
     use super::*;
 
     fn parse(r: &str) -> Result<ModelRef<'_>, String> {
+        parse_typed(r).map_err(|e| e.to_string())
+    }
+
+    fn parse_typed(r: &str) -> Result<ModelRef<'_>, RefError> {
         // Leak: tests only; keeps the borrowed result simple.
         let spec: &'static ModelSpec = Box::leak(Box::new(ModelSpec {
             reference: r.to_string(),

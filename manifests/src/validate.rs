@@ -257,8 +257,8 @@ pub fn check_placeholders(arg: &str) -> Result<(), PlaceholderError> {
 }
 
 fn check_model(spec: &ModelSpec, out: &mut Vec<Problem>) {
-    if let Err(msg) = spec.parse_ref() {
-        out.push(problem("spec.ref", msg, ""));
+    if let Err(e) = spec.parse_ref() {
+        out.push(problem("spec.ref", e.to_string(), ""));
     }
     if let Some(d) = &spec.digest {
         let ok = d

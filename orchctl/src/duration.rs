@@ -1,36 +1,24 @@
-//! Durations as people type them: `500ms`, `30s`, `2m`, `1h`, and sums such as `1m30s`.
+//! Durations as people type them — `500ms`, `30s`, `2m`, `1h`, sums such as `1m30s` — read by
+//! jiff's "friendly" duration parser, and printed back short.
 
 use std::time::Duration;
 
-/// Parses a duration; the error says what was wrong and what is accepted.
-pub fn parse(text: &str) -> Result<Duration, String> {
-    let hint = "use a number and a unit, e.g. 500ms, 30s, 2m or 1h";
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(format!("empty duration; {hint}"));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("`{text}` is not a duration; {hint}"));
-        }
-        let value: u64 = rest[..digits].parse().map_err(|_| format!("`{text}` is too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value.saturating_mul(60)),
-            "h" => Duration::from_secs(value.saturating_mul(3600)),
-            "" => return Err(format!("`{text}` has no unit; {hint}")),
-            other => return Err(format!("`{other}` in `{text}` is not a unit; {hint}")),
-        };
-        total = total.saturating_add(part);
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+/// A duration that cannot be read; the message says what is accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("`{text}` is not a duration ({reason}); use a number and a unit, e.g. 500ms, 30s, 2m or 1h")]
+pub struct DurationError {
+    text: String,
+    reason: String,
+}
+
+/// Parses a duration; negative ones and calendar units (days, months) are refused.
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
+    let refuse = |reason: String| DurationError {
+        text: text.to_string(),
+        reason,
+    };
+    let d: jiff::SignedDuration = text.trim().parse().map_err(|e: jiff::Error| refuse(e.to_string()))?;
+    Duration::try_from(d).map_err(|_| refuse("it is negative".into()))
 }
 
 /// A short human form: `45s`, `3m`, `2h`, `4d` (the largest whole unit).
@@ -62,18 +50,20 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units_and_sums() {
-        assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(parse("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse("1h").ok(), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("1m30s").ok(), Some(Duration::from_secs(90)));
     }
 
     #[test]
     fn durations_without_a_known_unit_are_refused_with_examples() {
-        assert!(parse("30").unwrap_err().contains("no unit"));
-        assert!(parse("3d").unwrap_err().contains("`d`"));
-        assert!(parse("soon").unwrap_err().contains("e.g. 500ms"));
+        let refused = |text: &str| parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused("30").contains("unit"), "{}", refused("30"));
+        assert!(refused("3d").contains("days"), "{}", refused("3d"));
+        assert!(refused("soon").contains("e.g. 500ms"), "{}", refused("soon"));
+        assert!(refused("-5s").contains("negative"), "{}", refused("-5s"));
         assert!(parse("").is_err());
     }
 
