@@ -196,9 +196,24 @@ impl Daemon {
         }
     }
 
-    /// The daemon's log so far.
+    /// The daemon's log so far (lines reach the file within a few milliseconds: the daemon
+    /// buffers them; see [`log_until`](Self::log_until)).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The log once `done` holds for it, or as it is after `timeout`. The daemon writes its
+    /// lines from a buffer every 10 ms, so a line about something that just happened may not
+    /// be in the file yet.
+    pub fn log_until(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if done(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILLs the daemon (no clean shutdown) and starts a new one on the same home.

@@ -28,12 +28,20 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// The daemon's JSON log lines about `job_id`.
-fn job_log(d: &Daemon, job_id: &str) -> Vec<Value> {
-    d.log()
-        .lines()
+fn lines_of(log: &str, job_id: &str) -> Vec<Value> {
+    log.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["job_id"] == job_id)
         .collect()
+}
+
+/// The job's log lines, once one with `message` is among them (the daemon writes its lines
+/// from a buffer every 10 ms).
+fn job_log(d: &Daemon, job_id: &str, message: &str) -> Vec<Value> {
+    let log = d.log_until(Duration::from_secs(5), |log| {
+        lines_of(log, job_id).iter().any(|l| l["message"] == message)
+    });
+    lines_of(&log, job_id)
 }
 
 fn task_id_in(err: &str) -> String {
@@ -110,7 +118,7 @@ fn orchctl_run_streams_a_task_and_metrics_and_logs_record_every_step() {
     }
 
     // ORCH-3027: JSON lines at admission, placement, stream start and end, one correlation id.
-    let lines = job_log(&d, &id);
+    let lines = job_log(&d, &id, "task ended");
     let steps: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
     assert_eq!(
         steps,
@@ -129,14 +137,20 @@ fn orchctl_run_streams_a_task_and_metrics_and_logs_record_every_step() {
     let end = &lines[3];
     assert_eq!((&end["tokens_out"], &end["replica_id"]), (&json!(8), &json!("obs-0")));
     assert!(end["decode_time_ms"].is_u64() && end["tokens_in"].is_u64(), "{end}");
-    let canceled = job_log(&d, &running);
+    let canceled = job_log(&d, &running, "task canceled");
     assert!(canceled.iter().any(|l| l["message"] == "task canceled"), "{canceled:?}");
-    let rejected = d
-        .log()
+    let is_rejection =
+        |v: &Value| v["message"] == "task rejected" && v["code"] == "ADMISSION_REJECT" && v["status"] == 429;
+    let log = d.log_until(Duration::from_secs(5), |log| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| is_rejection(&v))
+    });
+    let rejected = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .any(|v| v["message"] == "task rejected" && v["code"] == "ADMISSION_REJECT" && v["status"] == 429);
-    assert!(rejected, "a rejection line:\n{}", d.log());
+        .any(|v| is_rejection(&v));
+    assert!(rejected, "a rejection line:\n{log}");
 }
 
 /// A real Ctrl-C (SIGINT to the orchctl process) mid-stream: the task is canceled before
@@ -177,7 +191,9 @@ fn sigint_during_orchctl_run_cancels_the_task_and_exits_130() {
         .unwrap_or_else(|| panic!("no count in {err}"));
     assert!((1..1000).contains(&streamed), "{err}");
     assert!(
-        job_log(&d, &id).iter().any(|l| l["message"] == "task canceled"),
+        job_log(&d, &id, "task canceled")
+            .iter()
+            .any(|l| l["message"] == "task canceled"),
         "{}",
         d.log()
     );

@@ -309,7 +309,8 @@ fn with_only_process_engines_the_daemon_starts_without_a_container_runtime() {
     d.kill_and_restart();
     let s = d.wait_for("pool chat Ready without Docker", READY, |s| pool_ready(s, "chat", 1));
     assert_eq!(s.runtime.kind, "process");
-    assert!(d.log().contains("no container runtime"), "{}", d.log());
+    let log = d.log_until(Duration::from_secs(5), |l| l.contains("no container runtime"));
+    assert!(log.contains("no container runtime"), "{log}");
     // A container Engine declared now says what is missing instead of hanging.
     d.write_manifest(
         "img.yaml",
