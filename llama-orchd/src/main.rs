@@ -85,7 +85,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let runtime = connect_runtime(&s).await?;
     std::fs::create_dir_all(&s.manifests_dir)
         .map_err(|e| anyhow::anyhow!("cannot create manifests directory {}: {e}", s.manifests_dir.display()))?;
-    let status_files = StatusFiles::open(&s.state_dir)?;
     let events = Arc::new(EventLog::open(&s.state_dir)?);
     let listener = tokio::net::TcpListener::bind(s.bind).await.map_err(|e| {
         anyhow::anyhow!(
@@ -104,23 +103,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }));
     let data = DataPlane::new(snapshot.clone(), llorch_api::engine::EngineClients::new());
     let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
-    let controller = Controller::new(
-        runtime.clone(),
-        ControllerSettings {
-            instance: s.config.instance.clone(),
-            resync: Duration::from_millis(s.config.resync_interval_ms),
-        },
-        ManifestStore::new(&s.manifests_dir),
-        gpus,
-        status_files,
-        events.clone(),
-    )
-    .publishing_to(publish)
-    .with_provisioning(s.config.provisioning.clone())
-    .with_models(models_settings(&s))
-    .map_err(|e| anyhow::anyhow!("{e}"))?
-    .with_gate(Arc::new(sources::DataPlaneGate(data.clone())))
-    .with_reloads(reloads.clone());
+    let controller = controller(&s, runtime.clone(), gpus, events.clone(), publish, &data, &reloads)?;
     tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, "model cache");
     let wake = controller.waker();
     let _watcher = triggers::watch_manifests(&s.manifests_dir, wake.clone())
@@ -156,15 +139,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     stop.cancel();
     stop_api.cancel();
     let grace = Duration::from_millis(s.config.shutdown_grace_ms);
-    shutdown::drain(
-        Some(&data),
-        async {
-            let _ = api.await;
-        },
-        grace,
-        &mut signals,
-    )
-    .await;
+    let served = async {
+        let _ = api.await;
+    };
+    shutdown::drain(Some(&data), served, grace, &mut signals).await;
     // A pass in progress finishes first; it is not waited for long.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = control.await;
@@ -172,6 +150,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })
     .await;
     Ok(())
+}
+
+/// The controller, publishing into `publish` and retiring replicas through `data`.
+fn controller(
+    s: &settings::Resolved,
+    runtime: Arc<MultiRuntime<DockerRuntime>>,
+    gpus: Box<dyn gpu::GpuInventory>,
+    events: Arc<EventLog>,
+    publish: watch::Sender<Arc<Snapshot>>,
+    data: &Arc<DataPlane>,
+    reloads: &Arc<ReloadCounters>,
+) -> anyhow::Result<Controller<MultiRuntime<DockerRuntime>>> {
+    let settings = ControllerSettings {
+        instance: s.config.instance.clone(),
+        resync: Duration::from_millis(s.config.resync_interval_ms),
+    };
+    let store = ManifestStore::new(&s.manifests_dir);
+    Ok(
+        Controller::new(runtime, settings, store, gpus, StatusFiles::open(&s.state_dir)?, events)
+            .publishing_to(publish)
+            .with_provisioning(s.config.provisioning.clone())
+            .with_models(models_settings(s))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_gate(Arc::new(sources::DataPlaneGate(data.clone())))
+            .with_reloads(reloads.clone()),
+    )
 }
 
 /// Docker or Podman (with the process runtime beside it), or the process runtime alone when
