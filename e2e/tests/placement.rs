@@ -152,7 +152,7 @@ fn replicas_go_where_vram_is_free_and_over_commit_is_refused(rt: Runtime) {
         .text()
         .unwrap();
     assert!(
-        metrics.contains(r#"placement_decisions_total{pool="over",outcome="refused"} 1"#),
+        metrics.contains(r#"replica_placements_total{pool="over",outcome="refused"} 1"#),
         "{metrics}"
     );
 
