@@ -1,7 +1,10 @@
 //! Where the daemon's log lines go: appended to a memory buffer by the thread that logs (a
-//! copy, no system call, no wake-up), and written to stderr by a background thread every
-//! [`FLUSH_EVERY`], and at exit. Requests never wait for the terminal or the disk; a task's
-//! lines stay in order (one buffer, appended under one lock).
+//! copy), and written to stderr by a background thread [`FLUSH_EVERY`] after the first line
+//! it has not written yet, and at exit. Requests never wait for the terminal or the disk; a
+//! task's lines stay in order (one buffer, appended under one lock). The thread sleeps while
+//! there is nothing to write: an idle daemon has no timer firing (it used to wake 100 times a
+//! second), and a busy one wakes it at most once per [`FLUSH_EVERY`] (the line that finds the
+//! buffer empty does).
 //!
 //! Why not `tracing-appender`'s non-blocking writer: it hands each line to its thread through a
 //! channel and wakes that thread per line; on a loaded 2-core host that wake-up sat on every
@@ -25,7 +28,8 @@ const MAX_BUFFERED: usize = 4 << 20;
 #[derive(Default)]
 struct Shared {
     buffer: Mutex<Buffer>,
-    stop: Condvar,
+    /// Signalled by the first line into an empty buffer, and by the stop.
+    wake: Condvar,
 }
 
 #[derive(Default)]
@@ -71,9 +75,14 @@ fn flush_loop(shared: &Shared) {
     let mut out = Vec::new();
     loop {
         let stopping = {
-            let buffer = lock(shared);
+            // Asleep, without a timer, until there is a line (or the stop)...
+            let buffer = shared
+                .wake
+                .wait_while(lock(shared), |b| b.bytes.is_empty() && !b.stopping)
+                .unwrap_or_else(|p| p.into_inner());
+            // ...then the lines of the next FLUSH_EVERY join it (the stop cuts that short).
             let (mut buffer, _) = shared
-                .stop
+                .wake
                 .wait_timeout_while(buffer, FLUSH_EVERY, |b| !b.stopping)
                 .unwrap_or_else(|p| p.into_inner());
             std::mem::swap(&mut out, &mut buffer.bytes);
@@ -92,7 +101,7 @@ fn flush_loop(shared: &Shared) {
 impl Drop for FlushGuard {
     fn drop(&mut self) {
         lock(&self.shared).stopping = true;
-        self.shared.stop.notify_all();
+        self.shared.wake.notify_all();
         match self.thread.take() {
             Some(thread) => {
                 let _ = thread.join();
@@ -117,7 +126,12 @@ impl Write for BufferedStderr {
             err.write_all(data)?;
             return Ok(data.len());
         }
+        let first = buffer.bytes.is_empty();
         buffer.bytes.extend_from_slice(data);
+        drop(buffer);
+        if first {
+            self.shared.wake.notify_one();
+        }
         Ok(data.len())
     }
 
@@ -152,5 +166,17 @@ mod tests {
         );
         drop(guard);
         assert!(lock(&writer.shared).bytes.is_empty(), "the guard wrote everything out");
+    }
+
+    #[test]
+    fn a_line_is_written_out_without_a_stop() {
+        let (writer, _guard) = buffered_stderr();
+        let _ = writeln!(writer.make_writer(), "one line");
+        // The flusher wakes for it and empties the buffer within about FLUSH_EVERY.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !lock(&writer.shared).bytes.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the line was never flushed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
