@@ -276,6 +276,26 @@ pub mod sse_count {
         }
     }
 
+    /// An OpenAI-compatible stream (`/v1/completions`): `data: {…"text":"…"…}` per token,
+    /// `data: [DONE]` at the end.
+    pub fn openai(ev: &[u8]) -> Kind {
+        const TEXT: &[u8] = b"\"text\":\"";
+        if find(ev, b"[DONE]").is_some() {
+            Kind::End
+        } else if find(ev, b"\"error\"").is_some() {
+            Kind::Error
+        } else if let Some(at) = find(ev, TEXT) {
+            // An empty text (the final chunk with its finish reason) is not a token.
+            if ev.get(at + TEXT.len()) == Some(&b'"') {
+                Kind::Other
+            } else {
+                Kind::Token
+            }
+        } else {
+            Kind::Other
+        }
+    }
+
     /// Events off a streaming response body.
     pub struct Events {
         resp: reqwest::Response,

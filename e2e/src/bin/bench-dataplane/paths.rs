@@ -1,7 +1,8 @@
-//! The two ways to a token that every measurement compares: straight to a replica's
-//! `/completion` ("direct") and through the daemon's `/v2/tasks` ("through"), with the TTFT
-//! of each and the stages of the latter, and waiting until the engines' slots are idle. It
-//! must not bring Pools up or print.
+//! The ways to a token that the measurements compare: straight to a replica's `/completion`
+//! ("direct"), through the daemon's `/v2/tasks` ("through": submit, then open the task's
+//! stream), and, for time to first token, through the daemon's OpenAI-compatible
+//! `/v1/completions` (one request); the TTFT of each and the stages of "through", and waiting
+//! until the engines' slots are idle. It must not bring Pools up or print.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +51,14 @@ impl Paths {
 
     pub(crate) fn task_body(&self, max_tokens: u32) -> Vec<u8> {
         serde_json::to_vec(&json!({"pool": self.pool, "prompt": PROMPT, "max_tokens": max_tokens, "seed": 7})).unwrap()
+    }
+
+    /// `POST /v1/completions` with `stream: true`; the Pool is the model.
+    pub(crate) fn openai_body(&self, max_tokens: u32) -> Vec<u8> {
+        serde_json::to_vec(
+            &json!({"model": self.pool, "prompt": PROMPT, "max_tokens": max_tokens, "stream": true, "seed": 7}),
+        )
+        .unwrap()
     }
 
     pub(crate) async fn open_direct(&self, worker: usize, body: &[u8]) -> Events {
@@ -101,6 +110,30 @@ impl Paths {
                 Some(Kind::Token) => break ms(t0.elapsed()),
                 Some(Kind::Other) => {}
                 other => panic!("direct stream ended before a token: {other:?}"),
+            }
+        };
+        finish(ev).await;
+        ttft
+    }
+
+    /// TTFT through llama-orch's OpenAI-compatible front door (one request), ms.
+    pub(crate) async fn ttft_openai(&self, body: &[u8]) -> f64 {
+        let t0 = Instant::now();
+        let r = self
+            .http
+            .post(format!("{}/v1/completions", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "/v1/completions");
+        let mut ev = Events::new(r, sse_count::openai);
+        let ttft = loop {
+            match ev.next().await {
+                Some(Kind::Token) => break ms(t0.elapsed()),
+                Some(Kind::Other) => {}
+                other => panic!("OpenAI stream ended before a token: {other:?}"),
             }
         };
         finish(ev).await;

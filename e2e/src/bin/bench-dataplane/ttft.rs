@@ -15,97 +15,140 @@ struct TtftResult {
     concurrency: usize,
     direct: Vec<f64>,
     through: Vec<Stages>,
+    /// Through the OpenAI-compatible front door: one request instead of submit + stream.
+    openai: Vec<f64>,
+}
+
+/// One request the way `way` (mod 3) names: direct, through, OpenAI.
+async fn ttft_one(p: &Paths, bodies: &Bodies, worker: usize, way: usize, r: &mut TtftResult) {
+    match way % 3 {
+        0 => r.direct.push(p.ttft_direct(worker, &bodies.direct).await),
+        1 => r.through.push(p.ttft_through(&bodies.through).await),
+        _ => r.openai.push(p.ttft_openai(&bodies.openai).await),
+    }
+}
+
+/// One request each way, starting with `turn`'s (so no way always follows another).
+async fn ttft_round(p: &Paths, bodies: &Bodies, worker: usize, turn: usize, r: &mut TtftResult) {
+    for k in 0..3 {
+        ttft_one(p, bodies, worker, turn + k, r).await;
+    }
+}
+
+/// The request bodies of the three ways, 4-token replies.
+struct Bodies {
+    direct: Vec<u8>,
+    through: Vec<u8>,
+    openai: Vec<u8>,
+}
+
+impl Bodies {
+    fn new(p: &Paths) -> Self {
+        Self {
+            direct: Paths::completion_body(4),
+            through: p.task_body(4),
+            openai: p.openai_body(4),
+        }
+    }
+}
+
+impl TtftResult {
+    fn new(concurrency: usize) -> Self {
+        Self {
+            concurrency,
+            direct: Vec::new(),
+            through: Vec::new(),
+            openai: Vec::new(),
+        }
+    }
+
+    fn extend(&mut self, other: TtftResult) {
+        self.direct.extend(other.direct);
+        self.through.extend(other.through);
+        self.openai.extend(other.openai);
+    }
 }
 
 async fn ttft_c1(p: &Paths, runs: usize) -> TtftResult {
-    let (cbody, tbody) = (Paths::completion_body(4), p.task_body(4));
-    // Warm the connections on both paths (the daemon's to the engine too).
+    let bodies = Bodies::new(p);
+    // Warm the connections on all paths (the daemon's to the engine too).
+    let mut warm = TtftResult::new(1);
     for i in 0..20 {
-        p.ttft_direct(i, &cbody).await;
-        p.ttft_through(&tbody).await;
+        ttft_round(p, &bodies, i, i, &mut warm).await;
     }
-    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    let mut r = TtftResult::new(1);
     for i in 0..runs {
-        // Alternate which goes first so neither always follows the other.
-        if i % 2 == 0 {
-            direct.push(p.ttft_direct(i, &cbody).await);
-            through.push(p.ttft_through(&tbody).await);
-        } else {
-            through.push(p.ttft_through(&tbody).await);
-            direct.push(p.ttft_direct(i, &cbody).await);
-        }
+        ttft_round(p, &bodies, i, i, &mut r).await;
     }
-    TtftResult {
-        concurrency: 1,
-        direct,
-        through,
-    }
+    r
 }
 
 async fn ttft_concurrent(p: &Paths, concurrency: usize, per_worker: usize, reps: usize) -> TtftResult {
-    let (cbody, tbody) = (Arc::new(Paths::completion_body(4)), Arc::new(p.task_body(4)));
-    let (mut direct, mut through) = (Vec::new(), Vec::new());
-    // Rep 0 is a warm-up (opens the connections on both sides), not counted.
+    let bodies = Arc::new(Bodies::new(p));
+    let mut all = TtftResult::new(concurrency);
+    // Rep 0 is a warm-up (opens the connections on every side), not counted. In each block
+    // all clients take one way; the ways take turns block by block.
     for rep in 0..=reps {
-        for via_orch in [rep % 2 == 1, rep % 2 == 0] {
+        for way in 0..3 {
             let handles: Vec<_> = (0..concurrency)
                 .map(|w| {
-                    let (p, cbody, tbody) = (p.clone(), cbody.clone(), tbody.clone());
+                    let (p, bodies) = (p.clone(), bodies.clone());
                     tokio::spawn(async move {
-                        let (mut d, mut t) = (Vec::new(), Vec::new());
+                        let mut r = TtftResult::new(concurrency);
                         for _ in 0..per_worker {
-                            if via_orch {
-                                t.push(p.ttft_through(&tbody).await);
-                            } else {
-                                d.push(p.ttft_direct(w, &cbody).await);
-                            }
+                            ttft_one(&p, &bodies, w, rep + way, &mut r).await;
                         }
-                        (d, t)
+                        r
                     })
                 })
                 .collect();
             for h in handles {
-                let (d, t) = h.await.unwrap();
+                let r = h.await.unwrap();
                 if rep > 0 {
-                    direct.extend(d);
-                    through.extend(t);
+                    all.extend(r);
                 }
             }
         }
     }
-    TtftResult {
-        concurrency,
-        direct,
-        through,
-    }
+    all
 }
 
-fn ttft_table(results: &[TtftResult]) -> String {
-    let mut out = String::from(
-        "| concurrency | samples | direct p50 | through p50 | **added p50** | direct p99 | through p99 | **added p99** | ≥ 30 ms direct / through |\n|---|---|---|---|---|---|---|---|---|\n",
+/// The added-TTFT row of one way against direct: p50s and p99s, ms.
+fn added_row(concurrency: usize, direct: &[f64], via: &[f64], healthz: f64) -> String {
+    let (d, t) = (sorted(direct.to_vec()), sorted(via.to_vec()));
+    let (d50, t50, d99, t99) = (
+        percentile(&d, 0.5),
+        percentile(&t, 0.5),
+        percentile(&d, 0.99),
+        percentile(&t, 0.99),
+    );
+    let slow = |v: &[f64]| 100.0 * v.iter().filter(|&&x| x >= 30.0).count() as f64 / v.len() as f64;
+    format!(
+        "| {concurrency} | {}+{} | {d50:.3} | {t50:.3} | **{:+.3}** | {:.1} | {d99:.3} | {t99:.3} | **{:+.3}** | {:.0} % / {:.0} % |\n",
+        d.len(),
+        t.len(),
+        t50 - d50,
+        (t50 - d50) / healthz,
+        t99 - d99,
+        slow(&d),
+        slow(&t)
+    )
+}
+
+fn ttft_table(results: &[TtftResult], healthz: f64) -> String {
+    const HEAD: &str = "| concurrency | samples | direct p50 | through p50 | **added p50** | added p50 in `/healthz` round trips | direct p99 | through p99 | **added p99** | ≥ 30 ms direct / through |\n|---|---|---|---|---|---|---|---|---|---|\n";
+    let mut out = format!("Through the task API (`POST /v2/tasks`, then `GET /v2/tasks/{{id}}/events`):\n\n{HEAD}");
+    for r in results {
+        let through: Vec<f64> = r.through.iter().map(|s| s.first_token).collect();
+        out += &added_row(r.concurrency, &r.direct, &through, healthz);
+    }
+    out += &format!(
+        "\nThrough the OpenAI-compatible front door (one request: `POST /v1/completions`, streamed):\n\n{HEAD}"
     );
     for r in results {
-        let d = sorted(r.direct.clone());
-        let t = sorted(r.through.iter().map(|s| s.first_token).collect());
-        let (d50, t50, d99, t99) = (
-            percentile(&d, 0.5),
-            percentile(&t, 0.5),
-            percentile(&d, 0.99),
-            percentile(&t, 0.99),
-        );
-        let slow = |v: &[f64]| 100.0 * v.iter().filter(|&&x| x >= 30.0).count() as f64 / v.len() as f64;
-        out += &format!(
-            "| {} | {}+{} | {d50:.3} | {t50:.3} | **{:+.3}** | {d99:.3} | {t99:.3} | **{:+.3}** | {:.0} % / {:.0} % |\n",
-            r.concurrency,
-            d.len(),
-            t.len(),
-            t50 - d50,
-            t99 - d99,
-            slow(&d),
-            slow(&t)
-        );
+        out += &added_row(r.concurrency, &r.direct, &r.openai, healthz);
     }
-    out += "\nThrough llama-orch, p50 of each stage (ms from the submit):\n\n| concurrency | 202 received | events head received | first token |\n|---|---|---|---|\n";
+    out += "\nThrough the task API, p50 of each stage (ms from the submit):\n\n| concurrency | 202 received | events head received | first token |\n|---|---|---|---|\n";
     for r in results {
         let st = |f: fn(&Stages) -> f64| median(&r.through.iter().map(f).collect::<Vec<_>>());
         out += &format!(
@@ -158,12 +201,10 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
         eprintln!("  concurrency 64, {} reps of 64 × 10 requests each way", opts.reps);
         results.push(tokio.block_on(ttft_concurrent(&p, 64, 10, opts.reps)));
     }
+    let healthz = median(&healthz);
     report += "### Added time to first token (ms)\n\n";
-    report += &ttft_table(&results);
-    report += &format!(
-        "\nA bare `GET /healthz` round trip to the daemon (concurrency 1): p50 {:.3} ms.\n\n",
-        median(&healthz)
-    );
+    report += &ttft_table(&results, healthz);
+    report += &format!("\nA bare `GET /healthz` round trip to the daemon (concurrency 1): p50 {healthz:.3} ms.\n\n");
     tear_down(d, "ttft");
     report
 }
