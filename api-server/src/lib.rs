@@ -13,6 +13,7 @@ pub mod dataplane;
 pub mod engine;
 pub mod error;
 pub mod extract;
+pub mod front_door;
 pub mod metrics;
 pub mod openai;
 mod routes;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub pools: Arc<dyn PoolControl>,
     /// The model catalog (entries, pulls).
     pub catalog: Arc<dyn CatalogSource>,
+    /// Tokens and the `Host`/`Origin` policy every request passes first.
+    pub front_door: Arc<front_door::FrontDoor>,
 }
 
 impl AppState {
@@ -73,7 +76,14 @@ impl AppState {
             data: None,
             pools: Arc::new(NoPoolControl),
             catalog: Arc::new(NoCatalog),
+            front_door: Arc::new(front_door::FrontDoor::loopback_only()),
         }
+    }
+
+    /// Puts `door` in front of every route (the default admits loopback clients only).
+    pub fn with_front_door(mut self, door: front_door::FrontDoor) -> Self {
+        self.front_door = Arc::new(door);
+        self
     }
 
     /// Adds the model catalog behind `GET /v2/catalog` and `POST /v2/models/{name}/pull`.
@@ -106,9 +116,11 @@ impl AppState {
     }
 }
 
-/// Every route of the API, with JSON errors, a request body limit and `X-Correlation-Id`.
+/// Every route of the API, behind the [`front_door`], with JSON errors, a request body limit
+/// and `X-Correlation-Id`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let door = Arc::clone(&state.front_door);
+    let routes = Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::metrics::metrics))
@@ -144,6 +156,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&door),
+            front_door::authenticate,
+        ));
+    // Layers run outermost last-added: correlation id, screen, CORS (if any origin is
+    // allowed), authenticate, the route.
+    let routes = match door.cors() {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
+        .layer(axum::middleware::from_fn_with_state(door, front_door::screen))
         .layer(axum::middleware::from_fn(correlation::correlation_id))
         .with_state(state)
 }
@@ -163,7 +187,11 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer's address tells loopback clients apart (`auth.optionalOnLoopback`).
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

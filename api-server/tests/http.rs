@@ -396,6 +396,7 @@ async fn unknown_routes_and_wrong_methods_answer_json_errors() {
     let response = server
         .client
         .post(format!("{}/v2/pools", server.base))
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

@@ -105,6 +105,7 @@ async fn reload(control: Arc<RecordingControl>, body: &str) -> (u16, serde_json:
     }));
     let response = reqwest::Client::new()
         .post(format!("{base}/v2/pools/chat/reload"))
+        .header("content-type", "application/json")
         .body(body.to_string())
         .send()
         .await

@@ -46,6 +46,43 @@ pub struct Config {
     /// (ORCH-3202..3206). Everything is off by default: llama-orch says what is missing instead.
     #[serde(default)]
     pub provisioning: ProvisioningPolicy,
+    /// Who may call the API (AUTH-1001..1008): bearer tokens, and what stays open without one.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Web pages on other origins allowed to call the API (CORS). None by default.
+    #[serde(default)]
+    pub cors: CorsConfig,
+    /// `Host` header names accepted besides IP addresses and `localhost` (the defence against
+    /// DNS rebinding), e.g. `gpu-box.lan` when the API is reached by that name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// API authentication. Without tokens the API listens on loopback only and every client is
+/// `localhost`; with tokens every route but `/healthz` needs one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthConfig {
+    /// A YAML file of `name: token` lines, readable by its owner only (`chmod 600`). The
+    /// `LLAMA_ORCH_TOKEN` environment variable adds a token named `env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Clients on loopback need no token (remote ones still do).
+    #[serde(default)]
+    pub optional_on_loopback: bool,
+    /// `/metrics` needs no token (for a scraper).
+    #[serde(default)]
+    pub open_metrics: bool,
+}
+
+/// Cross-origin access for browsers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may call the API; a request from any
+    /// other origin is refused with 403.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// The model cache and what may be downloaded into it.
@@ -126,6 +163,9 @@ impl Default for Config {
             shutdown_grace_ms: default_shutdown_grace_ms(),
             models: ModelsConfig::default(),
             provisioning: ProvisioningPolicy::default(),
+            auth: AuthConfig::default(),
+            cors: CorsConfig::default(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

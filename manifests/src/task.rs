@@ -129,6 +129,12 @@ pub enum ErrorCode {
     /// The task was canceled (through `POST /v2/tasks/{id}/cancel`) while a client waited for
     /// its reply.
     Canceled,
+    /// No bearer token, or one that is not valid, where the route needs one.
+    Unauthorized,
+    /// Refused before any handler: a foreign `Origin` or `Host`, or a cross-site fetch.
+    Forbidden,
+    /// A write request whose body is not declared `application/json`.
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
@@ -155,6 +161,9 @@ impl ErrorCode {
             ErrorCode::PolicyRefused => "POLICY_REFUSED",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::Canceled => "CANCELED",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         }
     }
 
@@ -176,7 +185,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::Canceled => 409,
             ErrorCode::ModelUnusable => 422,
-            ErrorCode::PolicyRefused => 403,
+            ErrorCode::PolicyRefused | ErrorCode::Forbidden => 403,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::PayloadTooLarge => 413,
         }
     }

@@ -94,6 +94,7 @@ mod tests {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response = reqwest::Client::new()
             .request(method, format!("{base}{uri}"))
+            .header("content-type", "application/json")
             .send()
             .await
             .unwrap();

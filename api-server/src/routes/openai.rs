@@ -4,6 +4,7 @@
 //! Every failure is an [`ApiError`] rendered as [`OpenAi`]; a reply's task id is in
 //! `X-Llorch-Task-Id` (usable with `/v2/tasks/{id}`).
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::Path;
@@ -17,6 +18,7 @@ use crate::AppState;
 use crate::engine::Prompt;
 use crate::error::{ApiError, OpenAi};
 use crate::extract::body_error;
+use crate::front_door::Identity;
 use crate::openai::models;
 use crate::openai::request::{Endpoint, OpenAiRequest, map_request, resolve_target};
 use crate::openai::response::Envelope;
@@ -52,19 +54,21 @@ pub(crate) async fn get_model(
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAi> {
-    Ok(complete(Endpoint::Chat, state, headers, body).await?)
+    Ok(complete(Endpoint::Chat, state, identity, headers, body).await?)
 }
 
 /// `POST /v1/completions`.
 pub(crate) async fn completions(
     State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAi> {
-    Ok(complete(Endpoint::Completions, state, headers, body).await?)
+    Ok(complete(Endpoint::Completions, state, identity, headers, body).await?)
 }
 
 /// Any other path under `/v1`.
@@ -99,6 +103,7 @@ fn blame_model(e: ApiError) -> ApiError {
 async fn complete(
     endpoint: Endpoint,
     state: AppState,
+    identity: Identity,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -128,7 +133,7 @@ async fn complete(
     }
     let correlation_id = crate::correlation::client_supplied(&headers).map(|id| id.to_string());
     let admitted = dp
-        .submit_with(mapped.task.clone(), correlation_id)
+        .submit_with(mapped.task.clone(), correlation_id, identity)
         .await
         .map_err(blame_model)?;
     let task = dp

@@ -22,7 +22,9 @@ use crate::AppState;
 use crate::correlation::{self, CorrelationId};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, body_error};
+use crate::front_door::Identity;
 use crate::tasks::log::CancelReason;
+use crate::tasks::log::Requester;
 use crate::tasks::task::TaskState;
 use crate::tasks::{DataPlane, policy_label};
 
@@ -52,6 +54,7 @@ pub(crate) fn with_task_correlation(mut response: Response, request: &HeaderMap,
 pub(crate) async fn submit(
     State(state): State<AppState>,
     correlation_id: Option<Extension<CorrelationId>>,
+    Extension(identity): Extension<Identity>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let dp = data_plane(&state)?;
@@ -62,11 +65,16 @@ pub(crate) async fn submit(
     let req = match parsed {
         Ok(r) => r,
         Err(refusal) => {
-            dp.refused(&refusal, None, correlation_id.as_deref().unwrap_or_default(), None);
+            let who = Requester {
+                correlation_id: correlation_id.as_deref().unwrap_or_default(),
+                session_id: None,
+                identity: &identity,
+            };
+            dp.refused(&refusal, None, who);
             return Err(refusal);
         }
     };
-    let admitted = dp.submit_with(req, correlation_id).await?;
+    let admitted = dp.submit_with(req, correlation_id, identity).await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&admitted.events_url) {
         headers.insert(header::LOCATION, v);

@@ -90,8 +90,11 @@ impl TaskState {
                     log::rejected(
                         Some(&self.id),
                         Some(&self.pool),
-                        &self.meta.correlation_id,
-                        self.request.session_id.as_deref(),
+                        log::Requester {
+                            correlation_id: &self.meta.correlation_id,
+                            session_id: self.request.session_id.as_deref(),
+                            identity: &self.meta.identity,
+                        },
                         0,
                         &error,
                         0,
@@ -225,16 +228,14 @@ pub fn refused(
     lines: &RefusalLog,
     error: &ApiError,
     pool: Option<&str>,
-    correlation_id: &str,
-    session_id: Option<&str>,
+    who: log::Requester<'_>,
 ) {
     telemetry.rejected(error.code());
     if let Some(also_refused) = lines.write(pool, error.code(), Instant::now()) {
         log::rejected(
             None,
             pool,
-            correlation_id,
-            session_id,
+            who,
             error.http_status().as_u16(),
             error.body(),
             also_refused,

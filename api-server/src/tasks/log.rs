@@ -16,6 +16,7 @@ use llorch_manifests::task::{ErrorCode, TaskError, TaskPhase};
 use super::task::TaskState;
 use super::telemetry::priority_label;
 use crate::dataplane::Affinity;
+use crate::front_door::Identity;
 
 /// Why a task was canceled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,7 @@ pub fn admitted(task: &TaskState, queue_position: u32, predicted_start_ms: u64) 
         job_id = %task.id,
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
+        identity = %task.meta.identity,
         pool_id = %task.pool,
         engine = %task.meta.engine,
         engine_version = %task.meta.engine_version,
@@ -114,14 +116,24 @@ impl RefusalLog {
     }
 }
 
+/// Who sent a request, for its log lines.
+#[derive(Clone, Copy, Debug)]
+pub struct Requester<'a> {
+    /// Its `X-Correlation-Id`.
+    pub correlation_id: &'a str,
+    /// The session it named, if any.
+    pub session_id: Option<&'a str>,
+    /// Who presented it.
+    pub identity: &'a Identity,
+}
+
 /// A refusal before the task ran: an HTTP error at submit (`status`), or a drop from a full
 /// queue (`status` 0: the task's stream carries the error instead). `also_refused` counts the
 /// refusals like it whose lines were left out since the last one ([`RefusalLog`]).
 pub fn rejected(
     job_id: Option<&str>,
     pool_id: Option<&str>,
-    correlation_id: &str,
-    session_id: Option<&str>,
+    who: Requester<'_>,
     status: u16,
     error: &TaskError,
     also_refused: u64,
@@ -144,8 +156,9 @@ pub fn rejected(
     };
     tracing::info!(
         job_id,
-        session_id,
-        correlation_id = %correlation_id,
+        session_id = who.session_id,
+        correlation_id = %who.correlation_id,
+        identity = %who.identity,
         pool_id,
         code = error.code.as_str(),
         status,
@@ -170,6 +183,7 @@ pub fn placed(task: &TaskState, replica_id: &ReplicaId, affinity: &Affinity, wai
         job_id = %task.id,
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
+        identity = %task.meta.identity,
         pool_id = %task.pool,
         replica_id = replica_id.as_str(),
         engine = %task.meta.engine,
@@ -189,6 +203,7 @@ pub fn stream_started(task: &TaskState, replica_id: Option<&ReplicaId>, first_to
         job_id = %task.id,
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
+        identity = %task.meta.identity,
         pool_id = %task.pool,
         replica_id = replica,
         engine = %task.meta.engine,
@@ -217,6 +232,7 @@ pub fn ended(task: &TaskState, replica_id: Option<&ReplicaId>, tokens_out: u32, 
         job_id = %task.id,
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
+        identity = %task.meta.identity,
         pool_id = %task.pool,
         replica_id = replica,
         engine = %task.meta.engine,
@@ -240,6 +256,7 @@ pub fn failed(task: &TaskState, replica_id: Option<&ReplicaId>, error: &TaskErro
         job_id = %task.id,
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
+        identity = %task.meta.identity,
         pool_id = %task.pool,
         replica_id,
         engine = %task.meta.engine,
@@ -270,6 +287,7 @@ pub fn canceled(task: &TaskState, reason: CancelReason, was: TaskPhase, tokens_s
         job_id = %task.id,
         session_id = task.request.session_id.as_deref(),
         correlation_id = %task.meta.correlation_id,
+        identity = %task.meta.identity,
         pool_id = %task.pool,
         replica_id = replica_id.as_ref().map(ReplicaId::as_str),
         engine = %task.meta.engine,

@@ -25,6 +25,7 @@ pub mod telemetry;
 pub mod validate;
 pub mod worker;
 
+use crate::front_door::Identity;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -82,7 +83,7 @@ impl DataPlane {
 
     /// Validates and admits a task under a fresh correlation id; `Ok` carries the 202 body.
     pub async fn submit(self: &Arc<Self>, req: TaskRequest) -> Result<TaskAdmitted, ApiError> {
-        self.submit_with(req, None).await
+        self.submit_with(req, None, Identity::Localhost).await
     }
 
     /// Validates and admits a task that carries `correlation_id` (the submitting request's
@@ -91,34 +92,36 @@ impl DataPlane {
         self: &Arc<Self>,
         req: TaskRequest,
         correlation_id: Option<String>,
+        identity: Identity,
     ) -> Result<TaskAdmitted, ApiError> {
         let correlation_id = correlation_id.unwrap_or_else(crate::correlation::generate);
         let session_id = req.session_id.clone();
         let mut pool = None;
-        let result = self.admit(req, correlation_id.clone(), &mut pool).await;
+        let result = self
+            .admit(req, correlation_id.clone(), identity.clone(), &mut pool)
+            .await;
         if let Err(refusal) = &result {
-            self.refused(refusal, pool.as_deref(), &correlation_id, session_id.as_deref());
+            let who = log::Requester {
+                correlation_id: &correlation_id,
+                session_id: session_id.as_deref(),
+                identity: &identity,
+            };
+            self.refused(refusal, pool.as_deref(), who);
         }
         result
     }
 
     /// Counts and logs a refusal at submit (also for requests refused before they reach the
     /// data plane, such as an unreadable body).
-    pub fn refused(&self, refusal: &ApiError, pool: Option<&str>, correlation_id: &str, session_id: Option<&str>) {
-        lifecycle::refused(
-            &self.telemetry,
-            &self.refusal_lines,
-            refusal,
-            pool,
-            correlation_id,
-            session_id,
-        );
+    pub fn refused(&self, refusal: &ApiError, pool: Option<&str>, who: log::Requester<'_>) {
+        lifecycle::refused(&self.telemetry, &self.refusal_lines, refusal, pool, who);
     }
 
     async fn admit(
         self: &Arc<Self>,
         req: TaskRequest,
         correlation_id: String,
+        identity: Identity,
         chosen: &mut Option<String>,
     ) -> Result<TaskAdmitted, ApiError> {
         if self.shutting_down.load(Ordering::Relaxed) {
@@ -147,6 +150,7 @@ impl DataPlane {
         self.sweep();
         let meta = TaskMeta {
             correlation_id,
+            identity,
             engine: pool.engine.clone(),
             engine_version: contract.engine_version.clone(),
         };

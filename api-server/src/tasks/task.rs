@@ -6,6 +6,7 @@
 //! How a task moves from one phase to the next (and what each move records) is
 //! [`lifecycle`](super::lifecycle)'s business; this file only holds the state.
 
+use crate::front_door::Identity;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub enum TaskEvent {
 pub struct TaskMeta {
     /// The `X-Correlation-Id` of the request that submitted it.
     pub correlation_id: String,
+    /// Who submitted it (`localhost`, `token:<name>`).
+    pub identity: Identity,
     /// The Pool's engine.
     pub engine: String,
     /// Its version label.
