@@ -121,7 +121,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .with_pool_control(Arc::new(sources::Reloads {
         counters: reloads,
         wake: wake.clone(),
-    }));
+    }))
+    .with_front_door(s.front_door);
 
     let stop = CancellationToken::new();
     let stop_api = CancellationToken::new();

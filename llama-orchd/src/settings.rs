@@ -1,10 +1,12 @@
 //! Resolves where everything lives: home directory, config file, manifests and state
-//! directories, and the bind address, refusing what this release cannot do safely.
+//! directories, the bind address and the API's front door (tokens, hosts, origins), refusing
+//! what cannot be done safely: a non-loopback bind needs a token.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use llorch_api::front_door::{FrontDoor, Screen, TOKEN_ENV, Tokens};
 use llorch_manifests::config::{Config, HOME_ENV, cache_root, home_dir};
 
 /// The resolved settings.
@@ -21,6 +23,8 @@ pub struct Resolved {
     pub models_cache: PathBuf,
     /// The API's address.
     pub bind: SocketAddr,
+    /// Tokens and the `Host`/`Origin` policy.
+    pub front_door: FrontDoor,
 }
 
 /// Loads the config file (a missing file means defaults) and resolves paths.
@@ -57,10 +61,13 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
             config.bind
         )
     })?;
-    if !bind.ip().is_loopback() {
+    let front_door = front_door(&config, &config_path)?;
+    if !bind.ip().is_loopback() && !front_door.has_tokens() {
         bail!(
-            "{}: field `bind`: {bind} is not a loopback address. This release has no authentication, so it only \
-             listens on loopback (HME-002); reach it remotely through an SSH tunnel (`ssh -L 8080:127.0.0.1:8080 host`)",
+            "{}: field `bind`: {bind} is not a loopback address, and no API token is configured. Off loopback every \
+             client must present a token (AUTH-1001): set `auth.tokenFile` (a `chmod 600` file of `name: token` \
+             lines) or the {TOKEN_ENV} environment variable; or keep the loopback bind and reach the API through an \
+             SSH tunnel (`ssh -L 8080:127.0.0.1:8080 host`). See docs/security.md",
             config_path.display()
         );
     }
@@ -78,5 +85,34 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
         state_dir,
         models_cache,
         bind,
+        front_door,
     })
+}
+
+/// The tokens (`auth.tokenFile`, relative to the config file, and `LLAMA_ORCH_TOKEN`) and the
+/// `allowedHosts` / `cors.allowedOrigins` policy.
+fn front_door(config: &Config, config_path: &Path) -> anyhow::Result<FrontDoor> {
+    let token_file = config.auth.token_file.as_ref().map(|f| match f.is_absolute() {
+        true => f.clone(),
+        false => config_path.parent().unwrap_or(Path::new(".")).join(f),
+    });
+    let env = std::env::var(TOKEN_ENV).ok();
+    let tokens = Tokens::load(token_file.as_deref(), env.as_deref())
+        .map_err(|e| anyhow::anyhow!("{}: field `auth.tokenFile`: {e}", config_path.display()))?;
+    let screen = Screen::new(&config.allowed_hosts, &config.cors.allowed_origins)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    tracing::info!(
+        tokens = ?tokens.names().collect::<Vec<_>>(),
+        optional_on_loopback = config.auth.optional_on_loopback,
+        open_metrics = config.auth.open_metrics,
+        allowed_hosts = ?config.allowed_hosts,
+        allowed_origins = ?config.cors.allowed_origins,
+        "API front door"
+    );
+    Ok(FrontDoor::new(
+        tokens,
+        config.auth.optional_on_loopback,
+        config.auth.open_metrics,
+        screen,
+    ))
 }

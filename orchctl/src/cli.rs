@@ -38,6 +38,17 @@ pub struct Cli {
     )]
     pub server: Option<String>,
 
+    /// The API token, when the daemon requires one (its `auth.tokenFile`); sent as
+    /// `Authorization: Bearer`.
+    #[arg(
+        long,
+        global = true,
+        env = "LLAMA_ORCH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -72,17 +72,31 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the daemon at `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str) -> anyhow::Result<Client> {
+    /// A client of the daemon at `base` (e.g. `http://127.0.0.1:8080`), presenting `token`
+    /// when given. Every request declares JSON: the daemon refuses writes that do not.
+    pub fn new(base: &str, token: Option<&str>) -> anyhow::Result<Client> {
         let base_text = base.trim_end_matches('/').to_string();
         let base = Url::parse(&format!("{base_text}/"))
             .map_err(|e| anyhow::anyhow!("`{base_text}` is not a URL ({e}); use e.g. http://127.0.0.1:8080"))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| anyhow::anyhow!("the API token holds characters a header cannot carry"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers.clone())
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
         let stream_http = reqwest::Client::builder()
+            .default_headers(headers)
             .read_timeout(STREAM_IDLE_TIMEOUT)
             .connect_timeout(Duration::from_secs(3))
             .build()

@@ -19,6 +19,8 @@ pub struct Context {
     pub manifests_dir: PathBuf,
     /// The daemon's base URL, without a trailing `/`.
     pub server: String,
+    /// The API token (`--token`, `$LLAMA_ORCH_TOKEN`), if any.
+    pub token: Option<String>,
 }
 
 impl Context {
@@ -57,6 +59,7 @@ impl Context {
             config,
             manifests_dir,
             server,
+            token: None,
         })
     }
 
@@ -67,7 +70,13 @@ impl Context {
             config: Config::default(),
             manifests_dir: manifests_dir.into(),
             server: normalize_url(server),
+            token: None,
         }
+    }
+
+    /// A client of the daemon, with the token when there is one.
+    pub fn client(&self) -> anyhow::Result<crate::client::Client> {
+        crate::client::Client::new(&self.server, self.token.as_deref())
     }
 }
 

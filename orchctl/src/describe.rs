@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use crate::Io;
 use crate::cli::DescribeArgs;
-use crate::client::Client;
 use crate::context::Context;
 use crate::delete::parse_object_ref;
 use crate::table::Table;
@@ -234,7 +233,7 @@ pub fn render(
 /// `orchctl describe`.
 pub async fn run(ctx: &Context, args: &DescribeArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let object = parse_object_ref(&args.target, args.name.as_deref())?;
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     let view = client.object(&object).await?;
     let replicas = if object.kind == Kind::Pool {
         client.replicas(Some(&object.name)).await.unwrap_or_default()

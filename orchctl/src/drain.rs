@@ -39,7 +39,7 @@ impl Client {
 /// Runs `orchctl drain`.
 pub async fn run(ctx: &Context, args: &DrainArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let pool = pool_target(&args.target)?;
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     if args.resume {
         let h = client.resume_pool(&pool).await?;
         writeln!(

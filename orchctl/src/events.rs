@@ -4,7 +4,6 @@ use llorch_manifests::Kind;
 
 use crate::Io;
 use crate::cli::{EventsArgs, Output};
-use crate::client::Client;
 use crate::context::Context;
 use crate::delete::parse_object_ref;
 use crate::output::print_raw;
@@ -23,7 +22,7 @@ pub async fn run(ctx: &Context, args: &EventsArgs, io: &mut Io<'_>) -> anyhow::R
             None => anyhow::bail!("`{t}` is neither `kind/name` nor a kind (pools, models, engines)"),
         },
     };
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     let list = client.events(kind, name.as_deref(), args.limit).await?;
     match args.output {
         Output::Table if list.events.is_empty() => writeln!(io.err, "No events found.")?,

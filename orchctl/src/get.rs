@@ -9,7 +9,6 @@ use llorch_manifests::{Kind, ObjectRef};
 
 use crate::Io;
 use crate::cli::{GetArgs, Output, Resource};
-use crate::client::Client;
 use crate::context::Context;
 use crate::output::print_raw;
 use crate::views;
@@ -46,7 +45,7 @@ pub fn objects_text(kind: Kind, views: &[ObjectView], snapshot: &Snapshot, now: 
 
 /// `orchctl get`.
 pub async fn run(ctx: &Context, args: &GetArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     let now = Timestamp::now();
     match args.resource {
         Resource::Replicas => {

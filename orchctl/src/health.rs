@@ -94,7 +94,7 @@ pub fn render(h: &PoolHealth) -> String {
 /// Runs `orchctl health`: 0 when the pool is Ready and admitting, 1 otherwise.
 pub async fn run(ctx: &Context, args: &HealthArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let pool = pool_target(&args.target)?;
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     let health = client.pool_health(&pool).await?;
     match args.output {
         crate::cli::Output::Table => write!(io.out, "{}", render(&health))?,

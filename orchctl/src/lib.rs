@@ -70,9 +70,10 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
     if let Command::Doctor(args) = &cli.command {
         return doctor::run(cli.config.as_deref(), args, io).await;
     }
-    let ctx = context::Context::resolve(cli.config.as_deref(), cli.server.as_deref(), &|name| {
+    let mut ctx = context::Context::resolve(cli.config.as_deref(), cli.server.as_deref(), &|name| {
         std::env::var(name).ok()
     })?;
+    ctx.token = cli.token.filter(|t| !t.trim().is_empty());
     match cli.command {
         Command::Apply(args) => apply::run(&ctx, &args, io),
         Command::Diff(args) => diff::run(&ctx, &args, io),

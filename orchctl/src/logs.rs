@@ -3,7 +3,6 @@
 
 use crate::Io;
 use crate::cli::LogsArgs;
-use crate::client::Client;
 use crate::context::Context;
 
 /// The replica id for `chat/0`, `pool/chat/0` or `chat-0`.
@@ -24,7 +23,7 @@ pub fn replica_id(arg: &str) -> anyhow::Result<String> {
 /// `orchctl logs`.
 pub async fn run(ctx: &Context, args: &LogsArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let id = replica_id(&args.replica)?;
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     let tail = client.logs(&id, args.tail).await?;
     for line in &tail.lines {
         writeln!(io.out, "{line}")?;

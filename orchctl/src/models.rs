@@ -60,7 +60,7 @@ pub struct PullArgs {
 
 /// Runs `orchctl models …`.
 pub async fn run(ctx: &Context, args: &ModelsArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     match &args.command {
         ModelsCommand::List(list) => {
             let entries: Vec<CatalogEntry> = client.get(&["v2", "catalog"], &[]).await?;

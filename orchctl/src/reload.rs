@@ -40,7 +40,7 @@ impl Client {
 pub async fn run(ctx: &Context, args: &ReloadArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let pool = pool_target(&args.target)?;
     let timeout = crate::duration::parse(&args.timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     // A rollout that started at or after this instant is this reload's.
     let asked = jiff::Timestamp::now()
         .round(jiff::Unit::Millisecond)

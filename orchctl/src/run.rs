@@ -108,7 +108,7 @@ pub async fn run(
     io: &mut Io<'_>,
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<u8> {
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     let req = request(args, read_prompt(args, io)?);
     let mut interrupt = std::pin::pin!(interrupt);
     let submitted = tokio::select! {

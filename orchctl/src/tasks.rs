@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use crate::Io;
 use crate::cli::{CancelArgs, Output, TasksArgs};
-use crate::client::Client;
 use crate::context::Context;
 use crate::duration;
 use crate::output::print_raw;
@@ -35,7 +34,7 @@ pub fn table(rows: &[TaskSummary]) -> Table {
 
 /// `orchctl tasks`.
 pub async fn list(ctx: &Context, args: &TasksArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     let raw = client.list_tasks().await?;
     match args.output {
         Output::Table => {
@@ -57,7 +56,7 @@ pub async fn list(ctx: &Context, args: &TasksArgs, io: &mut Io<'_>) -> anyhow::R
 
 /// `orchctl cancel`.
 pub async fn cancel(ctx: &Context, args: &CancelArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     let ack = client.cancel_task(&args.task_id).await?;
     if matches!(ack.previous_state, TaskPhase::Queued | TaskPhase::Running) {
         writeln!(

@@ -173,7 +173,7 @@ pub async fn run(ctx: &Context, args: &WaitArgs, io: &mut Io<'_>) -> anyhow::Res
     let object = parse_object_ref(&args.target, None)?;
     let for_ = parse_for(&args.for_).map_err(anyhow::Error::msg)?;
     let timeout = duration::parse(&args.timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-    let client = Client::new(&ctx.server)?;
+    let client = ctx.client()?;
     wait(&client, &ctx.manifests_dir, &object, for_, timeout, POLL_INTERVAL, io).await
 }
 

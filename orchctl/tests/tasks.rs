@@ -508,6 +508,7 @@ async fn an_interrupt_cancels_the_task_and_exits_130_while_queued_or_streaming()
     // Streaming: tokens, then the cancel, with the count the daemon acknowledged.
     s.http
         .post(format!("{}/v2/tasks/{blocker}/cancel", s.url))
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

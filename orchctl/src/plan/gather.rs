@@ -16,7 +16,6 @@ use super::replicas::blocked;
 use super::{Figures, GpuSource, PlanInput, gpus, render};
 use crate::Io;
 use crate::cli::PlanArgs;
-use crate::client::Client;
 use crate::context::Context;
 use crate::manifest_dir::ManifestDir;
 
@@ -56,7 +55,7 @@ pub async fn run(ctx: &Context, args: &PlanArgs, io: &mut Io<'_>) -> anyhow::Res
         !wanted.is_empty(),
         "name a Pool (`orchctl plan pool/chat`) or give `-f file.yaml`"
     );
-    let snapshot = match Client::new(&ctx.server) {
+    let snapshot = match ctx.client() {
         Ok(client) => client.snapshot().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
