@@ -103,6 +103,8 @@ pub struct Daemon {
     pub url: String,
     /// The runtime it drives.
     pub runtime: Runtime,
+    /// The API token it requires, when it was started with one.
+    pub token: Option<String>,
     child: Option<Child>,
     http: reqwest::blocking::Client,
 }
@@ -123,6 +125,17 @@ impl Daemon {
     /// [`start`](Self::start), with `extra` (YAML lines such as `shutdownGraceMs: 1000`)
     /// added to the config.
     pub fn start_with(runtime: Runtime, extra: &str) -> Daemon {
+        Self::launch(runtime, extra, None, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// [`start_with`](Self::start_with), requiring `token` (written to a `chmod 600` token
+    /// file named `e2e`) and listening on `ip`; the harness's own requests and
+    /// [`orchctl`](Self::orchctl) present the token.
+    pub fn start_secured(runtime: Runtime, token: &str, ip: std::net::IpAddr, extra: &str) -> Daemon {
+        Self::launch(runtime, extra, Some(token), ip)
+    }
+
+    fn launch(runtime: Runtime, extra: &str, token: Option<&str>, ip: std::net::IpAddr) -> Daemon {
         let home = tempfile::Builder::new()
             .prefix("llorch-e2e-")
             .tempdir()
@@ -136,19 +149,37 @@ impl Daemon {
             llorch_gguf::fixture::tiny_model("llama"),
         )
         .expect("model file");
+        let auth = match token {
+            Some(token) => {
+                let file = home.path().join("tokens.yaml");
+                std::fs::write(&file, format!("e2e: {token}\n")).expect("token file");
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod token file");
+                "auth:\n  tokenFile: tokens.yaml\n"
+            }
+            None => "",
+        };
         let config = format!(
-            "bind: 127.0.0.1:{port}\ninstance: {instance}\nresyncIntervalMs: 2000\nruntime:\n  kind: {}\n  socket: {}\n\
+            "{auth}bind: {ip}:{port}\ninstance: {instance}\nresyncIntervalMs: 2000\nruntime:\n  kind: {}\n  socket: {}\n\
              gpus:\n  simulate:\n    - {{name: Simulated RTX 3090, vramBytes: 25769803776}}\n    - {{name: Simulated RTX 3060, vramBytes: 12884901888}}\n{extra}",
             runtime.name, runtime.socket
         );
         std::fs::write(home.path().join("config.yaml"), config).expect("config");
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token header");
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let mut d = Daemon {
             home,
             instance,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{}", std::net::SocketAddr::new(ip, port)),
             runtime,
+            token: token.map(str::to_string),
             child: None,
             http: reqwest::blocking::Client::builder()
+                .no_proxy()
+                .default_headers(headers)
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("http client"),
@@ -166,6 +197,8 @@ impl Daemon {
         let child = Command::new(bin("llama-orchd"))
             .env("LLAMA_ORCH_HOME", self.home.path())
             .env_remove("DOCKER_HOST")
+            // The token is the config's (or none), not the test runner's environment's.
+            .env_remove("LLAMA_ORCH_TOKEN")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -320,12 +353,14 @@ impl Daemon {
 
     /// Runs `orchctl` against this daemon and home.
     pub fn orchctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("orchctl"))
-            .env("LLAMA_ORCH_HOME", self.home.path())
-            .env("LLAMA_ORCH_URL", &self.url)
-            .args(args)
-            .output()
-            .expect("run orchctl")
+        let mut cmd = Command::new(bin("orchctl"));
+        cmd.env("LLAMA_ORCH_HOME", self.home.path())
+            .env("LLAMA_ORCH_URL", &self.url);
+        match &self.token {
+            Some(token) => cmd.env("LLAMA_ORCH_TOKEN", token),
+            None => cmd.env_remove("LLAMA_ORCH_TOKEN"),
+        };
+        cmd.args(args).output().expect("run orchctl")
     }
 
     /// Ids of this instance's containers, sorted.

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod daemon;
+pub mod python;
 pub mod sse;
 
 use std::process::Command;

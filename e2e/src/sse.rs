@@ -65,6 +65,7 @@ impl TaskClient {
     pub fn cancel(&self, id: &str) -> Value {
         self.http
             .post(format!("{}/v2/tasks/{id}/cancel", self.base))
+            .header("content-type", "application/json")
             .send()
             .unwrap()
             .json()

@@ -299,6 +299,7 @@ fn downloads_off_or_a_host_not_allowed_are_refused_with_the_reason() {
     );
     let pull = reqwest::blocking::Client::new()
         .post(format!("{}/v2/models/chat-model/pull", d.url))
+        .header("content-type", "application/json")
         .send()
         .unwrap();
     assert_eq!(pull.status().as_u16(), 403);

@@ -15,33 +15,6 @@ use serde_json::Value;
 
 const READY: Duration = Duration::from_secs(30);
 
-/// The venv with the `openai` package: `${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-openai`.
-fn venv() -> PathBuf {
-    let cache = std::env::var("LLORCH_CACHE")
-        .ok()
-        .filter(|c| !c.trim().is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/llama-orch-ci"));
-    cache.join("venv-openai")
-}
-
-/// The venv's python, after checking that it can import `openai`.
-fn python_with_openai() -> PathBuf {
-    let venv = venv();
-    let python = venv.join("bin/python");
-    let setup = format!(
-        "python3 -m venv {0} && {0}/bin/pip install openai   (scripts/test.sh does this)",
-        venv.display()
-    );
-    assert!(python.exists(), "{} is missing; run:\n  {setup}", python.display());
-    let ok = Command::new(&python)
-        .args(["-c", "import openai"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "{} cannot import openai; run:\n  {setup}", python.display());
-    python
-}
-
 /// A pool of the mock engine with `slots` per replica and the given queue.
 fn pool(d: &Daemon, name: &str, slots: u32, queue: &str, engine_args: &[&str]) -> String {
     mock_stack(&format!("{name}-engine"), name, 1, &d.model_path(), engine_args).replace(
@@ -210,7 +183,7 @@ fn assert_curl_stream(d: &Daemon) {
 
 #[test]
 fn the_official_openai_sdk_streams_completes_sees_retry_after_and_mid_stream_errors() {
-    let python = python_with_openai();
+    let python = llama_orch_e2e::python::with_openai();
     let d = Daemon::start(Runtime::docker());
     d.write_manifest("chat.yaml", &pool(&d, "chat", 2, "{capacity: 8}", &[]));
     d.write_manifest(

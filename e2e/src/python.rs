@@ -1,0 +1,35 @@
+//! The Python side of the e2e tier: the virtual environment with the official `openai`
+//! package that `scripts/test.sh` installs, found the same way by every test that drives the SDK.
+//! A missing piece is a test failure with the command that provides it, hence the panics.
+#![allow(clippy::panic, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The venv with the `openai` package: `${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-openai`.
+pub fn venv() -> PathBuf {
+    let cache = std::env::var("LLORCH_CACHE")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/llama-orch-ci"));
+    cache.join("venv-openai")
+}
+
+/// The venv's python, after checking that it can import `openai`; panics with the command
+/// that provides it.
+pub fn with_openai() -> PathBuf {
+    let venv = venv();
+    let python = venv.join("bin/python");
+    let setup = format!(
+        "python3 -m venv {0} && {0}/bin/pip install openai   (scripts/test.sh does this)",
+        venv.display()
+    );
+    assert!(python.exists(), "{} is missing; run:\n  {setup}", python.display());
+    let ok = Command::new(&python)
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "{} cannot import openai; run:\n  {setup}", python.display());
+    python
+}
