@@ -125,17 +125,18 @@ impl Daemon {
     /// [`start`](Self::start), with `extra` (YAML lines such as `shutdownGraceMs: 1000`)
     /// added to the config.
     pub fn start_with(runtime: Runtime, extra: &str) -> Daemon {
-        Self::launch(runtime, extra, None, std::net::Ipv4Addr::LOCALHOST.into())
+        Self::launch(runtime, extra, &[], std::net::Ipv4Addr::LOCALHOST.into())
     }
 
-    /// [`start_with`](Self::start_with), requiring `token` (written to a `chmod 600` token
-    /// file named `e2e`) and listening on `ip`; the harness's own requests and
-    /// [`orchctl`](Self::orchctl) present the token.
-    pub fn start_secured(runtime: Runtime, token: &str, ip: std::net::IpAddr, extra: &str) -> Daemon {
-        Self::launch(runtime, extra, Some(token), ip)
+    /// [`start_with`](Self::start_with), requiring `tokens` (name and token, written to a
+    /// `chmod 600` token file) and listening on `ip`; the harness's own requests and
+    /// [`orchctl`](Self::orchctl) present the first token.
+    pub fn start_secured(runtime: Runtime, tokens: &[(&str, &str)], ip: std::net::IpAddr, extra: &str) -> Daemon {
+        Self::launch(runtime, extra, tokens, ip)
     }
 
-    fn launch(runtime: Runtime, extra: &str, token: Option<&str>, ip: std::net::IpAddr) -> Daemon {
+    fn launch(runtime: Runtime, extra: &str, tokens: &[(&str, &str)], ip: std::net::IpAddr) -> Daemon {
+        let token = tokens.first().map(|(_, token)| *token);
         let home = tempfile::Builder::new()
             .prefix("llorch-e2e-")
             .tempdir()
@@ -150,9 +151,13 @@ impl Daemon {
         )
         .expect("model file");
         let auth = match token {
-            Some(token) => {
+            Some(_) => {
                 let file = home.path().join("tokens.yaml");
-                std::fs::write(&file, format!("e2e: {token}\n")).expect("token file");
+                let lines: String = tokens
+                    .iter()
+                    .map(|(name, token)| format!("{name}: {token}\n"))
+                    .collect();
+                std::fs::write(&file, lines).expect("token file");
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod token file");
                 "auth:\n  tokenFile: tokens.yaml\n"

@@ -52,8 +52,8 @@ fn client() -> Client {
 
 #[test]
 fn a_lan_bind_serves_only_token_holders_and_refuses_cross_site_requests() {
-    let token = fresh_token();
-    let d = Daemon::start_secured(Runtime::docker(), &token, lan_ip(), "");
+    let (token, other) = (fresh_token(), fresh_token());
+    let d = Daemon::start_secured(Runtime::docker(), &[("e2e", &token), ("other", &other)], lan_ip(), "");
     d.write_manifest("chat.yaml", &mock_stack("chat-engine", "chat", 1, &d.model_path(), &[]));
     d.wait_for("pool chat Ready", READY, |s| pool_ready(s, "chat", 1));
     let http = client();
@@ -102,6 +102,32 @@ fn a_lan_bind_serves_only_token_holders_and_refuses_cross_site_requests() {
         "task lines carry the identity:\n{log}"
     );
     assert!(!log.contains(&token), "the token reached the log");
+
+    // Item 8: the task belongs to its submitter; another token holder gets 403 and no list entry.
+    for (method, path) in [
+        ("GET", format!("/v2/tasks/{id}")),
+        ("GET", format!("/v2/tasks/{id}/events")),
+        ("POST", format!("/v2/tasks/{id}/cancel")),
+    ] {
+        let r = http
+            .request(method.parse().unwrap(), format!("{url}{path}"))
+            .bearer_auth(&other)
+            .header("content-type", "application/json")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method} {path} by another identity");
+    }
+    assert_eq!(
+        tasks_listed(&http, url, &other),
+        0,
+        "another identity lists none of e2e's tasks"
+    );
+    let mine = http
+        .get(format!("{url}/v2/tasks/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(mine.status(), 200, "the submitter still reads its task");
 
     // Item 2: browser safety, with the token (a page cannot have it, but even then).
     let tasks_before = tasks_listed(&http, url, &token);

@@ -4,14 +4,16 @@
 //! disconnect guard, the keep-alive and the batching (every token ready at a wake-up leaves in
 //! one write).
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::tasks::{data_plane, no_task, with_task_correlation};
+use super::tasks::{data_plane, own_task, with_task_correlation};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
+use crate::front_door::Identity;
 use crate::sse;
 use crate::tasks::stream::{Frames, TaskStream};
 use crate::tasks::task::TaskEvent;
@@ -39,10 +41,11 @@ impl Frames for Native {
 pub(crate) async fn events(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let dp = data_plane(&state)?;
-    let task = dp.task(&id).ok_or_else(|| no_task(&id))?;
+    let task = own_task(&dp, &id, &identity)?;
     let stream = TaskStream::open(dp, task.clone())?;
     Ok(with_task_correlation(stream.sse(Native), &headers, &task))
 }

@@ -39,6 +39,19 @@ pub(crate) fn no_task(id: &str) -> ApiError {
     ApiError::invalid(format!("no task `{id}` (finished tasks are kept 5 minutes)")).status(StatusCode::NOT_FOUND)
 }
 
+/// The task `id`, if `identity` submitted it: another identity's task is 403 (its stream,
+/// status and cancel belong to its submitter; without tokens everyone is `localhost`).
+pub(crate) fn own_task(dp: &DataPlane, id: &str, identity: &Identity) -> Result<Arc<TaskState>, ApiError> {
+    let task = dp.task(id).ok_or_else(|| no_task(id))?;
+    if task.meta.identity != *identity {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("task `{id}` was submitted by another identity; only its submitter can read or cancel it"),
+        ));
+    }
+    Ok(task)
+}
+
 /// Answers with the task's correlation id unless the client sent one (which the middleware
 /// echoes).
 pub(crate) fn with_task_correlation(mut response: Response, request: &HeaderMap, task: &TaskState) -> Response {
@@ -82,19 +95,25 @@ pub(crate) async fn submit(
     Ok((StatusCode::ACCEPTED, headers, Json(admitted)).into_response())
 }
 
-/// `GET /v2/tasks`.
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// `GET /v2/tasks`: the caller's own tasks.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+) -> Result<Response, ApiError> {
     let dp = data_plane(&state)?;
-    Ok(Json(dp.tasks().iter().map(|t| t.summary()).collect::<Vec<_>>()).into_response())
+    let own = dp.tasks().into_iter().filter(|t| t.meta.identity == identity);
+    Ok(Json(own.map(|t| t.summary()).collect::<Vec<_>>()).into_response())
 }
 
 /// `GET /v2/tasks/{id}`.
 pub(crate) async fn status(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let task = data_plane(&state)?.task(&id).ok_or_else(|| no_task(&id))?;
+    let dp = data_plane(&state)?;
+    let task = own_task(&dp, &id, &identity)?;
     Ok(with_task_correlation(
         Json(task.summary()).into_response(),
         &headers,
@@ -106,10 +125,11 @@ pub(crate) async fn status(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let dp = data_plane(&state)?;
-    let task = dp.task(&id).ok_or_else(|| no_task(&id))?;
+    let task = own_task(&dp, &id, &identity)?;
     let c = dp
         .cancel_because(&id, CancelReason::Requested)
         .ok_or_else(|| no_task(&id))?;
