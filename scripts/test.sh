@@ -13,6 +13,17 @@ fast=0
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A Python virtual environment at $1, kept between runs (Debian ships venv's pip bootstrap
+# separately: python3-venv is installed when it is missing).
+make_venv() {
+  [ -x "$1/bin/pip" ] && return
+  if ! { command -v python3 >/dev/null && python3 -m venv --clear "$1" >/dev/null 2>&1; }; then
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
+    python3 -m venv --clear "$1"
+  fi
+}
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -37,27 +48,26 @@ export LLORCH_SMOLLM2_GGUF
 step "the official openai Python SDK for the OpenAI-compatibility e2e test"
 # A virtual environment in ${LLORCH_CACHE:-~/.cache/llama-orch-ci}/venv-openai; kept between runs.
 openai_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-openai"
-if [ ! -x "$openai_venv/bin/pip" ]; then
-  # Debian ships venv's pip bootstrap separately (python3-venv).
-  if ! { command -v python3 >/dev/null && python3 -m venv --clear "$openai_venv" >/dev/null 2>&1; }; then
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
-    python3 -m venv --clear "$openai_venv"
-  fi
-fi
+make_venv "$openai_venv"
 "$openai_venv/bin/python" -c 'import openai' 2>/dev/null || "$openai_venv/bin/pip" install -q openai
+
+step "a headless browser (Debian's chromium + Playwright for Python) for the cross-site e2e test"
+# e2e/tests/browser.rs drives the system chromium through Playwright (its own browser download
+# is not needed: executable_path=/usr/bin/chromium). Venv kept between runs.
+if ! command -v chromium >/dev/null; then
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+fi
+browser_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-browser"
+make_venv "$browser_venv"
+"$browser_venv/bin/python" -c 'import importlib.metadata as m; assert m.version("playwright") == "1.65.2"' 2>/dev/null \
+  || "$browser_venv/bin/pip" install -q playwright==1.65.2
 
 step "GGUF files from the PyPI gguf package, for the VRAM-estimate e2e test"
 # GGUFWriter makes small files of several shapes, GGUFReader the expectations (also for SmolLM2);
 # e2e/tests/gguf_estimate.rs checks llorch_gguf against them. Venv kept between runs.
 gguf_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-gguf"
-if [ ! -x "$gguf_venv/bin/pip" ]; then
-  if ! { command -v python3 >/dev/null && python3 -m venv --clear "$gguf_venv" >/dev/null 2>&1; }; then
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
-    python3 -m venv --clear "$gguf_venv"
-  fi
-fi
+make_venv "$gguf_venv"
 "$gguf_venv/bin/python" -c 'import importlib.metadata as m; assert m.version("gguf") == "0.19.0"' 2>/dev/null \
   || "$gguf_venv/bin/pip" install -q gguf==0.19.0
 LLORCH_GGUF_FIXTURES="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/gguf-fixtures"

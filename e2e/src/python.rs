@@ -1,5 +1,5 @@
-//! The Python side of the e2e tier: the virtual environment with the official `openai`
-//! package that `scripts/test.sh` installs, found the same way by every test that drives the SDK.
+//! The Python side of the e2e tier: the virtual environments `scripts/test.sh` installs (the
+//! official `openai` package; Playwright for the browser test), found the same way by every test.
 //! A missing piece is a test failure with the command that provides it, hence the panics.
 #![allow(clippy::panic, clippy::expect_used)]
 
@@ -8,12 +8,17 @@ use std::process::Command;
 
 /// The venv with the `openai` package: `${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-openai`.
 pub fn venv() -> PathBuf {
+    venv_named("venv-openai")
+}
+
+/// `${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/<name>`, where `scripts/test.sh` puts its venvs.
+pub fn venv_named(name: &str) -> PathBuf {
     let cache = std::env::var("LLORCH_CACHE")
         .ok()
         .filter(|c| !c.trim().is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/llama-orch-ci"));
-    cache.join("venv-openai")
+    cache.join(name)
 }
 
 /// The venv's python, after checking that it can import `openai`; panics with the command
