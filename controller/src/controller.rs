@@ -56,7 +56,9 @@ pub struct Settings {
 pub struct Controller<R: ContainerRuntime> {
     runtime: Arc<R>,
     settings: Settings,
-    store: ManifestStore,
+    /// Scanned on a blocking thread (file reads must not stall the async workers).
+    store: Arc<std::sync::Mutex<ManifestStore>>,
+    manifests_dir: std::path::PathBuf,
     models: ModelManager,
     gpus: Box<dyn GpuInventory>,
     gpu_view: Vec<GpuView>,
@@ -101,7 +103,8 @@ impl<R: ContainerRuntime> Controller<R> {
             engine_checks: HashMap::new(),
             runtime,
             settings,
-            store,
+            manifests_dir: store.dir().to_path_buf(),
+            store: Arc::new(std::sync::Mutex::new(store)),
             models: ModelManager::local_only(wake.clone()),
             gpus,
             gpu_view: Vec::new(),
@@ -182,7 +185,7 @@ impl<R: ContainerRuntime> Controller<R> {
             format!(
                 "controller started: instance `{}`, manifests in {}, runtime {} at {}",
                 self.settings.instance,
-                self.store.dir().display(),
+                self.manifests_dir.display(),
                 self.runtime.identity().kind,
                 self.runtime.identity().socket
             ),
@@ -199,7 +202,21 @@ impl<R: ContainerRuntime> Controller<R> {
 
     /// One full reconcile pass; returns when the next one is due at the latest.
     pub async fn pass(&mut self) -> Duration {
-        let desired = self.store.scan();
+        let store = Arc::clone(&self.store);
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            store.scan()
+        })
+        .await;
+        let desired = match scanned {
+            Ok(desired) => desired,
+            Err(e) => {
+                // A panic in the scan is a bug; the next pass scans again (the store's last good
+                // copies survive: its lock recovers from poison).
+                tracing::error!(error = %e, "the manifest scan failed; retrying");
+                return RUNTIME_RETRY;
+            }
+        };
         self.report_new_errors(&desired);
         self.read_gpus();
         let Some(containers) = self.list_containers().await else {

@@ -27,7 +27,8 @@ pub enum SetModelError {
 /// manifest (as JSON, which is valid YAML).
 pub fn set_model(file: &Path, pool: &str, from: &str, to: &str) -> Result<(), SetModelError> {
     let shown = file.display().to_string();
-    let bytes = std::fs::read(file).map_err(|e| SetModelError::Failed(format!("cannot read {shown}: {e}")))?;
+    let bytes = llorch_manifests::files::read_regular(file, llorch_manifests::MAX_MANIFEST_BYTES as u64)
+        .map_err(|e| SetModelError::Failed(format!("cannot read {shown}: {e}")))?;
     let objects = llorch_manifests::parse_file(&shown, &bytes).map_err(|errors| {
         let first = errors.first().map(ToString::to_string).unwrap_or_default();
         SetModelError::Refused(format!(

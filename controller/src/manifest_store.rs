@@ -4,13 +4,22 @@
 //! objects it held when it was last valid ("last good"), so an editor's half-written save,
 //! a typo or a `git pull` conflict never tears down what is running; the error is reported
 //! on those objects and in the snapshot. A file that disappears takes its objects with it.
+//!
+//! Reading is blocking I/O: the controller runs [`ManifestStore::scan`] on a blocking thread.
+//! Only regular files are read (`llorch_manifests::files`), and a scan that runs past
+//! [`SCAN_BUDGET`] (slow storage) leaves the files it did not reach on their last good copies.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use llorch_manifests::parse::Located;
-use llorch_manifests::{AnyObject, Kind, MAX_MANIFEST_BYTES, ManifestError, ObjectRef, hash, parse_file, validate};
+use llorch_manifests::{
+    AnyObject, Kind, MAX_MANIFEST_BYTES, ManifestError, ObjectRef, files, hash, parse_file, validate,
+};
+
+/// How long one scan may read files; the rest wait for the next pass.
+pub const SCAN_BUDGET: Duration = Duration::from_secs(5);
 
 /// One object of the desired state.
 #[derive(Clone, Debug)]
@@ -86,8 +95,14 @@ impl ManifestStore {
         &self.dir
     }
 
-    /// Re-reads every manifest file and returns the desired state.
+    /// Re-reads every manifest file and returns the desired state (blocking I/O).
     pub fn scan(&mut self) -> DesiredState {
+        self.scan_within(SCAN_BUDGET)
+    }
+
+    /// [`scan`](Self::scan), reading files for at most `budget`.
+    pub fn scan_within(&mut self, budget: Duration) -> DesiredState {
+        let started = Instant::now();
         let mut file_errors = Vec::new();
         let mut unknown = Vec::new();
         let files = match list_manifest_files(&self.dir) {
@@ -104,7 +119,16 @@ impl ManifestStore {
         self.cache.retain(|path, _| files.contains(path));
         for path in &files {
             let name = path.display().to_string();
-            let parsed = match read_capped(path) {
+            let read = if started.elapsed() > budget {
+                Err(ManifestError::file(
+                    &name,
+                    format!("not read this pass: the scan ran past its {budget:?} budget"),
+                    "the manifests directory is on slow storage; its objects keep their last good state",
+                ))
+            } else {
+                read_capped(path)
+            };
+            let parsed = match read {
                 Ok(bytes) => {
                     let bytes_hash = hash::short_hash(&bytes);
                     match self.cache.get(path) {
@@ -227,23 +251,12 @@ fn list_manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
     Ok(files)
 }
 
-/// Reads at most `MAX_MANIFEST_BYTES + 1` bytes, so a huge file is refused without being
-/// loaded, and a symlink loop or a dangling link becomes an error naming the file.
+/// The file's bytes, if it is a regular file of at most `MAX_MANIFEST_BYTES`: a FIFO, a
+/// terminal or a device named `x.yaml` is refused at once instead of stalling the pass, and a
+/// symlink loop or a dangling link becomes an error naming the file.
 fn read_capped(path: &Path) -> Result<Vec<u8>, ManifestError> {
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(40) {
-            "the file is a symlink loop: point the link at a real file or remove it"
-        } else {
-            "check that the file exists and is readable; symlinks must point at a file"
-        };
-        ManifestError::file(&name, format!("cannot open: {e}"), hint)
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ManifestError::file(&name, format!("cannot read: {e}"), "check the file is a regular file"))?;
-    Ok(bytes)
+    files::read_regular(path, MAX_MANIFEST_BYTES as u64)
+        .map_err(|e| ManifestError::file(path.display().to_string(), e.to_string(), e.hint()))
 }
 
 #[cfg(test)]
@@ -330,5 +343,39 @@ mod tests {
         assert_eq!(s.unknown_sources.len(), 2, "unreadable files may hide objects");
         assert!(s.file_errors.iter().any(|e| e.message.contains("bytes")));
         assert!(s.file_errors.iter().any(|e| e.hint.contains("symlink loop")));
+    }
+
+    #[test]
+    fn a_fifo_named_like_a_manifest_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "pool.yaml", &format!("{ENGINE}---\n{MODEL}---\n{POOL}"));
+        let fifo = dir.path().join("x.yaml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let s = ManifestStore::new(dir.path()).scan();
+        assert!(s.get(Kind::Pool, "chat").is_some(), "the other files still count");
+        let e = s.file_errors.iter().find(|e| e.file.ends_with("x.yaml")).unwrap();
+        assert!(e.message.contains("FIFO"), "{e:?}");
+    }
+
+    #[test]
+    fn files_past_the_budget_keep_their_last_good_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "pool.yaml", &format!("{ENGINE}---\n{MODEL}---\n{POOL}"));
+        let mut store = ManifestStore::new(dir.path());
+        assert!(store.scan().get(Kind::Pool, "chat").is_some());
+        // Listing the directory already takes longer than a zero budget: no file is read.
+        let s = store.scan_within(Duration::ZERO);
+        assert!(s.get(Kind::Pool, "chat").is_some(), "kept from the last good read");
+        assert!(
+            s.file_errors.iter().any(|e| e.message.contains("budget")),
+            "{:?}",
+            s.file_errors
+        );
     }
 }

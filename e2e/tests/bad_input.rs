@@ -2,7 +2,8 @@
 //! into the watched directory, yields an error naming its file (and field, where there is
 //! one) in the daemon's status; each one, given to `orchctl apply`, is refused with the same
 //! kind of message and writes nothing. Throughout, the daemon stays healthy and a running,
-//! valid Pool keeps exactly its containers.
+//! valid Pool keeps exactly its containers. Special files named like manifests (a FIFO, a
+//! link to a device) are refused at once: neither the daemon nor orchctl waits on them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -32,6 +33,10 @@ enum Body {
     Bytes(Vec<u8>),
     SymlinkLoop,
     DanglingSymlink,
+    /// A named pipe: a blocking open waits for a writer forever.
+    Fifo,
+    /// A symlink to a special file.
+    SymlinkTo(&'static str),
 }
 
 struct Case {
@@ -224,6 +229,16 @@ fn corpus() -> Vec<Case> {
             body: Body::DanglingSymlink,
             needle: "cannot open",
         },
+        Case {
+            name: "fifo",
+            body: Body::Fifo,
+            needle: "not a regular file (a FIFO)",
+        },
+        Case {
+            name: "char-device",
+            body: Body::SymlinkTo("/dev/zero"),
+            needle: "not a regular file",
+        },
     ]
 }
 
@@ -234,6 +249,11 @@ fn put(dir: &Path, file: &str, body: &Body) {
         Body::Bytes(b) => std::fs::write(&path, b).unwrap(),
         Body::SymlinkLoop => std::os::unix::fs::symlink(file, &path).unwrap(),
         Body::DanglingSymlink => std::os::unix::fs::symlink("/nonexistent/llorch.yaml", &path).unwrap(),
+        Body::SymlinkTo(target) => std::os::unix::fs::symlink(target, &path).unwrap(),
+        Body::Fifo => {
+            let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+            assert!(made.success(), "mkfifo {}", path.display());
+        }
     }
 }
 

@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use llorch_api::front_door::{FrontDoor, Screen, TOKEN_ENV, Tokens};
-use llorch_manifests::config::{Config, HOME_ENV, cache_root, home_dir};
+use llorch_manifests::config::{Config, HOME_ENV, MAX_CONFIG_BYTES, cache_root, home_dir};
+use llorch_manifests::files;
 
 /// The resolved settings.
 pub struct Resolved {
@@ -36,13 +37,13 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
     let config_path = explicit
         .map(Path::to_path_buf)
         .unwrap_or_else(|| home.join("config.yaml"));
-    let config = match std::fs::read_to_string(&config_path) {
+    let config = match files::read_text(&config_path, MAX_CONFIG_BYTES) {
         Ok(text) => Config::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+        Err(e) if e.is_not_found() && explicit.is_none() => {
             tracing::info!(path = %config_path.display(), "no config file; using defaults");
             Config::default()
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", config_path.display())),
+        Err(e) => bail!("cannot read config file {}: {e}; {}", config_path.display(), e.hint()),
     };
     let (manifests_dir, state_dir) = config.resolved_dirs(&home, &config_path);
     let models_cache = match &config.models.cache_dir {

@@ -150,6 +150,9 @@ pub fn cache_root(xdg_cache_home: Option<&str>, user_home: Option<&str>) -> Path
     }
 }
 
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 impl Default for Config {
     fn default() -> Self {
         Self {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod hash;
 pub mod identity;
 pub mod meta;

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use llorch_manifests::config::{self, Config};
+use llorch_manifests::config::{self, Config, MAX_CONFIG_BYTES};
+use llorch_manifests::files;
 
 /// What every command needs to know about its surroundings.
 #[derive(Clone, Debug)]
@@ -33,15 +34,15 @@ impl Context {
         let home = config::home_dir(env(config::HOME_ENV).as_deref(), env("HOME").as_deref());
         let (config_path, config) = match config_flag {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
+                let text = files::read_text(path, MAX_CONFIG_BYTES)
                     .with_context(|| format!("cannot read the config file {}", path.display()))?;
                 (path.to_path_buf(), parse_config(path, &text)?)
             }
             None => {
                 let path = home.join("config.yaml");
-                let config = match std::fs::read_to_string(&path) {
+                let config = match files::read_text(&path, MAX_CONFIG_BYTES) {
                     Ok(text) => parse_config(&path, &text)?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+                    Err(e) if e.is_not_found() => Config::default(),
                     Err(e) => {
                         return Err(e).with_context(|| format!("cannot read the config file {}", path.display()));
                     }

@@ -5,12 +5,11 @@
 //! Objects are returned exactly as `parse_file` made them (relative `file:` refs included), so
 //! `short_hash` of one equals the generation the daemon computes for it.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use llorch_manifests::parse::Located;
-use llorch_manifests::{MAX_MANIFEST_BYTES, ManifestError, ObjectRef, parse_file};
+use llorch_manifests::{MAX_MANIFEST_BYTES, ManifestError, ObjectRef, files, parse_file};
 
 /// One manifest file and what it parsed to.
 #[derive(Clone, Debug)]
@@ -68,14 +67,13 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads at most `MAX_MANIFEST_BYTES + 1` bytes: enough for `parse_file` to refuse a huge
-/// file without loading all of it.
+/// The bytes of a manifest file: a regular file of at most `MAX_MANIFEST_BYTES` (a FIFO or a
+/// device named `x.yaml` is refused at once instead of hanging orchctl).
 pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+    files::read_regular(path, MAX_MANIFEST_BYTES as u64).map_err(|e| match e {
+        files::ReadError::Open(e) | files::ReadError::Read(e) => e,
+        other => std::io::Error::other(format!("{other}; {}", other.hint())),
+    })
 }
 
 impl ManifestDir {

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
+use llorch_manifests::files::{self, ReadError};
 use subtle::ConstantTimeEq;
 
 /// The environment variable whose value is a token named [`ENV_TOKEN_NAME`].
@@ -171,42 +172,31 @@ impl Tokens {
     }
 }
 
-/// The file's text, if it is a plain file of sane size that only its owner can read.
+/// The file's text, if it is a regular file of sane size that only its owner can read.
 fn read_private(path: &Path) -> Result<String, TokenError> {
     let shown = path.display().to_string();
     let file_error = |problem: String| TokenError::File {
         path: shown.clone(),
         problem,
     };
-    let meta = std::fs::symlink_metadata(path)
-        .and_then(|m| {
-            if m.file_type().is_symlink() {
-                std::fs::metadata(path)
-            } else {
-                Ok(m)
-            }
-        })
-        .map_err(|source| TokenError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-    if !meta.is_file() {
-        return Err(file_error("not a regular file".into()));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(file_error(format!("larger than {MAX_FILE_BYTES} bytes")));
-    }
     #[cfg(unix)]
-    {
+    if let Ok(meta) = std::fs::metadata(path) {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if meta.is_file() && mode & 0o077 != 0 {
             return Err(file_error(format!(
                 "other users can read it (mode {mode:o}); run `chmod 600 {shown}`"
             )));
         }
     }
-    std::fs::read_to_string(path).map_err(|source| TokenError::Read { path: shown, source })
+    let bytes = files::read_regular(path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::Open(source) => TokenError::Read {
+            path: shown.clone(),
+            source,
+        },
+        other => file_error(other.to_string()),
+    })?;
+    String::from_utf8(bytes).map_err(|_| file_error("not UTF-8 text".into()))
 }
 
 #[cfg(test)]

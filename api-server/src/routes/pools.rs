@@ -10,6 +10,7 @@
 //! the Model exist and the Model is usable; it never touches a file itself.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -161,8 +162,6 @@ pub(crate) async fn reload(
     ApiPath(name): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let snapshot = state.current();
-    let view = pool_view(&snapshot, &name)?;
     let body = body.map_err(body_error)?;
     let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
@@ -170,17 +169,28 @@ pub(crate) async fn reload(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("reload body: {e}; send {{}} or {{\"model\": \"<name>\"}}")))?
     };
+    // Both ways write a file (the manifest, or the restart counter): off the async workers.
+    let (pools, snapshot) = (Arc::clone(&state.pools), state.current());
+    tokio::task::spawn_blocking(move || reload_now(pools.as_ref(), &snapshot, name, req))
+        .await
+        .map_err(|e| ApiError::internal(format!("the reload task failed: {e}")))?
+}
+
+fn reload_now(
+    pools: &dyn PoolControl,
+    snapshot: &Snapshot,
+    name: String,
+    req: ReloadRequest,
+) -> Result<Response, ApiError> {
+    let view = pool_view(snapshot, &name)?;
     let current = snapshot
         .serving(&name)
         .map(|p| p.model.clone())
         .ok_or_else(|| ApiError::internal(format!("pool `{name}` has no serving view in the snapshot")))?;
     match req.model.filter(|m| *m != current) {
-        Some(model) => change_model(state.pools.as_ref(), &snapshot, view, &current, &model),
+        Some(model) => change_model(pools, snapshot, view, &current, &model),
         None => {
-            let counter = state
-                .pools
-                .restart(&name)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let counter = pools.restart(&name).map_err(|e| ApiError::internal(e.to_string()))?;
             let accepted = ReloadAccepted {
                 pool: name.clone(),
                 model: current,
