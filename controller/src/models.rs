@@ -12,6 +12,7 @@
 //! Pools ask [`ModelManager::ready`]; a Model that is not Ready keeps them blocked.
 
 mod handle;
+mod roots;
 mod shared;
 mod status;
 mod tasks;
@@ -29,6 +30,7 @@ use llorch_manifests::{ModelSpec, Reason};
 use tokio::sync::Notify;
 
 pub use handle::ModelsHandle;
+pub use roots::FileRoots;
 use status::progress_text;
 pub use status::{event, human_bytes, set_conditions};
 
@@ -61,6 +63,8 @@ pub struct ModelsSettings {
     pub hf_token: Option<Secret>,
     /// The hub's base URL ([`hf::HUB`]; tests point it at a loopback server).
     pub hub: String,
+    /// Where `file:` references may point (`models.fileRoots`, resolved).
+    pub file_roots: FileRoots,
 }
 
 impl Default for ModelsSettings {
@@ -71,6 +75,7 @@ impl Default for ModelsSettings {
             config: ModelsConfig::default(),
             hf_token: None,
             hub: hf::HUB.to_string(),
+            file_roots: FileRoots::Anywhere,
         }
     }
 }
@@ -163,6 +168,7 @@ impl ModelManager {
             shared: Arc::new(Shared {
                 fetcher,
                 hub: settings.hub.trim_end_matches('/').to_string(),
+                file_roots: settings.file_roots.clone(),
                 index: Mutex::new(index),
                 jobs: Mutex::new(HashMap::new()),
                 models: Mutex::new(BTreeMap::new()),
@@ -183,6 +189,7 @@ impl ModelManager {
                 shared: Arc::new(Shared {
                     fetcher: None,
                     hub: hf::HUB.into(),
+                    file_roots: FileRoots::Anywhere,
                     index: Mutex::new(Index::in_memory()),
                     jobs: Mutex::new(HashMap::new()),
                     models: Mutex::new(BTreeMap::new()),
@@ -393,6 +400,18 @@ impl ModelManager {
         expected_hex: Option<&str>,
         pulled: bool,
     ) -> Result<Arc<Job>, Problem> {
+        let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if !self.shared.file_roots.admits(&real) {
+            return Err(Problem {
+                reason: Reason::ModelUnavailable,
+                message: format!(
+                    "model file {} is outside `models.fileRoots` ({}); move it under one of them, or add its \
+                     directory to `models.fileRoots` in config.yaml",
+                    real.display(),
+                    self.shared.file_roots.describe()
+                ),
+            });
+        }
         let meta = std::fs::metadata(path).map_err(|e| Problem {
             reason: Reason::ModelUnavailable,
             message: format!(

@@ -58,6 +58,14 @@ fn pid_of(container_id: &str) -> u32 {
     rest.split('-').next().unwrap().parse().unwrap()
 }
 
+/// Config lines that let `binary` Engines run the mock engine (and nothing else).
+fn allow_mock_engine() -> String {
+    format!(
+        "provisioning:\n  allowedExecutables: [{}]\n",
+        bin("mock-engine").display()
+    )
+}
+
 fn binary_stack(executable: &Path, model: &Path, extra: &str) -> String {
     format!(
         "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: mock-bin}}\nspec:\n  provisioning: binary\n  \
@@ -101,7 +109,7 @@ fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> bool) {
 
 #[test]
 fn binary_mode_runs_restarts_adopts_and_removes_a_plain_process() {
-    let mut d = Daemon::start(Runtime::docker());
+    let mut d = Daemon::start_with(Runtime::docker(), &allow_mock_engine());
     let guard = ProcessGuard(d.home.path().join("state/processes"));
     let t0 = Instant::now();
     d.write_manifest("chat.yaml", &binary_stack(&bin("mock-engine"), &d.model_path(), ""));
@@ -180,7 +188,7 @@ fn binary_mode_runs_restarts_adopts_and_removes_a_plain_process() {
 
 #[test]
 fn an_engine_killed_while_the_daemon_is_down_is_restarted_after_it_comes_back() {
-    let mut d = Daemon::start(Runtime::docker());
+    let mut d = Daemon::start_with(Runtime::docker(), &allow_mock_engine());
     let _guard = ProcessGuard(d.home.path().join("state/processes"));
     d.write_manifest("chat.yaml", &binary_stack(&bin("mock-engine"), &d.model_path(), ""));
     let s = d.wait_for("pool chat Ready", READY, |s| pool_ready(s, "chat", 1));
@@ -288,7 +296,7 @@ fn external_mode_attaches_to_a_running_engine_and_follows_its_health() {
 
 #[test]
 fn with_only_process_engines_the_daemon_starts_without_a_container_runtime() {
-    let mut d = Daemon::start(Runtime::docker());
+    let mut d = Daemon::start_with(Runtime::docker(), &allow_mock_engine());
     let _guard = ProcessGuard(d.home.path().join("state/processes"));
     d.kill();
     let config_path = d.home.path().join("config.yaml");
@@ -319,6 +327,68 @@ fn with_only_process_engines_the_daemon_starts_without_a_container_runtime() {
     let s = d.wait_for("engine img not Ready", READY, |s| engine_message(s, "img").is_some());
     let msg = engine_message(&s, "img").unwrap();
     assert!(msg.contains("started without a container runtime"), "{msg}");
+}
+
+/// The config is the trust root (issue 9, item 4): a `binary` Engine runs only what config
+/// allows, a Model's `file:` ref must lie under `models.fileRoots`, and a `source` target
+/// cannot name a path. The attack from the issue (`/bin/sh` reading `/etc/shadow`) is refused.
+#[test]
+fn manifests_run_and_read_only_what_the_config_allows() {
+    let d = Daemon::start(Runtime::docker());
+    let attack = binary_stack(
+        Path::new("/bin/sh"),
+        Path::new("/etc/shadow"),
+        "  args: [\"-c\", \"cat {model_path}\"]\n",
+    );
+    d.write_manifest("attack.yaml", &attack);
+    let s = d.wait_for("the engine refused", READY, |s| {
+        engine_message(s, "mock-bin").is_some_and(|m| m.contains("allowBinaries"))
+    });
+    let msg = engine_message(&s, "mock-bin").unwrap();
+    assert!(
+        msg.contains("/bin/sh") || msg.contains("/usr/bin/dash") || msg.contains("allowedExecutables"),
+        "{msg}"
+    );
+    let s = d.wait_for("the model refused", READY, |s| {
+        model_message(s, "tiny").is_some_and(|m| m.contains("models.fileRoots"))
+    });
+    assert!(model_message(&s, "tiny").unwrap().contains("/etc/shadow"));
+    assert!(!pool_ready(&s, "chat", 1));
+    assert!(
+        s.replicas.iter().all(|r| r.pool != "chat" || r.container_id.is_none()),
+        "nothing was started"
+    );
+
+    // An absolute source target is a manifest error; nothing is built or run.
+    d.write_manifest(
+        "escape.yaml",
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {name: escape}\nspec:\n  provisioning: source\n  \
+         version: '1'\n  source: {repo: 'https://example.invalid/x.git', ref: v1, target: /bin/sh}\n",
+    );
+    d.wait_for("the source target refused", READY, |s| {
+        s.file_errors
+            .iter()
+            .chain(s.objects.iter().flat_map(|o| o.status.manifest_errors.iter()))
+            .any(|e| e.to_string().contains("spec.source.target"))
+    });
+}
+
+fn model_message(s: &Snapshot, name: &str) -> Option<String> {
+    s.objects
+        .iter()
+        .find(|o| o.object.kind == llorch_manifests::Kind::Model && o.object.name == name)
+        .and_then(|o| {
+            o.status
+                .conditions
+                .iter()
+                .find(|c| c.status && c.type_ == llorch_manifests::status::ConditionType::Degraded)
+                .or_else(|| {
+                    o.status
+                        .condition(llorch_manifests::status::ConditionType::Ready)
+                        .filter(|c| !c.status)
+                })
+        })
+        .map(|c| c.message.clone())
 }
 
 fn engine_message(s: &Snapshot, name: &str) -> Option<String> {

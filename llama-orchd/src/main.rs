@@ -18,7 +18,7 @@ use llorch_api::tasks::DataPlane;
 use llorch_controller::catalog::{hf, index, secret::Secret};
 use llorch_controller::controller::{Controller, Settings as ControllerSettings};
 use llorch_controller::manifest_store::ManifestStore;
-use llorch_controller::models::ModelsSettings;
+use llorch_controller::models::{FileRoots, ModelsSettings};
 use llorch_controller::reloads::ReloadCounters;
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::runtime::docker::DockerRuntime;
@@ -104,7 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let data = DataPlane::new(snapshot.clone(), llorch_api::engine::EngineClients::new());
     let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
     let controller = controller(&s, runtime.clone(), gpus, events.clone(), publish, &data, &reloads)?;
-    tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, "model cache");
+    tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, file_roots = ?s.model_file_roots, "model cache");
     let wake = controller.waker();
     let _watcher = triggers::watch_manifests(&s.manifests_dir, wake.clone())
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", s.manifests_dir.display()))?;
@@ -208,6 +208,7 @@ fn models_settings(s: &settings::Resolved) -> ModelsSettings {
         config: s.config.models.clone(),
         hf_token: Secret::from_env(llorch_manifests::config::HF_TOKEN_ENV),
         hub: hf::HUB.into(),
+        file_roots: FileRoots::under(s.model_file_roots.iter().cloned()),
     }
 }
 

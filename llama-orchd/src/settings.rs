@@ -22,6 +22,9 @@ pub struct Resolved {
     pub state_dir: PathBuf,
     /// The model cache (`models.cacheDir`, default `~/.cache/llama-orch/models`).
     pub models_cache: PathBuf,
+    /// Where `file:` model references may point (`models.fileRoots`, default: the cache, the
+    /// llama-orch home and `$HOME`).
+    pub model_file_roots: Vec<PathBuf>,
     /// The API's address.
     pub bind: SocketAddr,
     /// Tokens and the `Host`/`Origin` policy.
@@ -55,6 +58,18 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
         )
         .join("models"),
     };
+    let base = config_path.parent().unwrap_or(&home).to_path_buf();
+    let model_file_roots = match &config.models.file_roots {
+        Some(roots) => roots.iter().map(|r| base.join(r)).collect(),
+        None => [
+            Some(models_cache.clone()),
+            Some(home.clone()),
+            std::env::var_os("HOME").map(PathBuf::from),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    };
     let bind: SocketAddr = config.bind.parse().map_err(|e| {
         anyhow::anyhow!(
             "{}: field `bind`: `{}` is not an address like 127.0.0.1:8080 ({e})",
@@ -85,6 +100,7 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
         manifests_dir,
         state_dir,
         models_cache,
+        model_file_roots,
         bind,
         front_door,
     })

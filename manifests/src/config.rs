@@ -100,6 +100,11 @@ pub struct ModelsConfig {
     /// `cdn-lfs.hf.co`). Redirects are followed only to allowed hosts.
     #[serde(default = "default_allow_hosts")]
     pub allow_hosts: Vec<String>,
+    /// Directories a Model's `file:` ref must resolve into (symlinks resolved); default: the
+    /// model cache, the llama-orch home and the user's home. Relative entries are relative to
+    /// the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_roots: Option<Vec<PathBuf>>,
 }
 
 impl Default for ModelsConfig {
@@ -108,6 +113,7 @@ impl Default for ModelsConfig {
             cache_dir: None,
             downloads: true,
             allow_hosts: default_allow_hosts(),
+            file_roots: None,
         }
     }
 }
@@ -131,6 +137,14 @@ pub struct ProvisioningPolicy {
     /// Where engines are built and unpacked; default `~/.cache/llama-orch/engines`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_cache_dir: Option<PathBuf>,
+    /// Let `binary` Engines run any executable. Off by default: a manifest would otherwise
+    /// run any program as the daemon's user.
+    #[serde(default)]
+    pub allow_binaries: bool,
+    /// Executables `binary` Engines may run while `allowBinaries` is false (absolute paths;
+    /// symlinks are resolved on both sides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_executables: Vec<PathBuf>,
 }
 
 fn yes() -> bool {

@@ -205,6 +205,16 @@ fn check_provisioning(spec: &EngineSpec, out: &mut Vec<Problem>) {
         ));
     }
     if let Some(src) = &spec.source
+        && !is_plain_file_name(&src.target)
+    {
+        out.push(problem(
+            "spec.source.target",
+            format!("`{}` is not a plain name", src.target),
+            "name the cmake target, e.g. `llama-server`: the binary is run from the build directory, never from \
+             another path",
+        ));
+    }
+    if let Some(src) = &spec.source
         && (src.repo.trim().is_empty() || src.git_ref.trim().is_empty())
     {
         {
@@ -215,6 +225,11 @@ fn check_provisioning(spec: &EngineSpec, out: &mut Vec<Problem>) {
             ));
         }
     }
+}
+
+/// A file name without a directory: no `/`, not `.` or `..`, not empty.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
 /// Why an argument's placeholders are not usable.

@@ -26,6 +26,7 @@ fn fetcher(dir: &Path, hosts: &[&str], token: Option<&str>, hub: &str) -> Fetche
         cache_dir: None,
         downloads: true,
         allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        file_roots: None,
     });
     Fetcher::new(Cache::new(dir), policy, token.and_then(Secret::new), hub).unwrap()
 }

@@ -140,6 +140,7 @@ mod tests {
             cache_dir: None,
             downloads,
             allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            file_roots: None,
         })
     }
 

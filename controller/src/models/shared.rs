@@ -73,6 +73,7 @@ pub(crate) struct Known {
 pub(crate) struct Shared {
     pub(crate) fetcher: Option<Fetcher>,
     pub(crate) hub: String,
+    pub(crate) file_roots: super::FileRoots,
     pub(crate) index: Mutex<Index>,
     pub(crate) jobs: Mutex<HashMap<String, Arc<Job>>>,
     pub(crate) models: Mutex<BTreeMap<String, Known>>,

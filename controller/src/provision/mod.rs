@@ -101,6 +101,19 @@ pub struct Provisioner {
     wake: Arc<Notify>,
 }
 
+/// Whether config lets a `binary` Engine run `path`: `allowBinaries`, or the file (symlinks
+/// resolved) is one of `allowedExecutables`.
+pub fn binary_allowed(policy: &ProvisioningPolicy, path: &Path) -> bool {
+    if policy.allow_binaries {
+        return true;
+    }
+    let Ok(real) = path.canonicalize() else { return false };
+    policy
+        .allowed_executables
+        .iter()
+        .any(|allowed| allowed.canonicalize().is_ok_and(|a| a == real))
+}
+
 /// `provisioning.engineCacheDir`, else `~/.cache/llama-orch/engines`.
 pub fn engine_cache_dir(policy: &ProvisioningPolicy) -> PathBuf {
     policy.engine_cache_dir.clone().unwrap_or_else(|| {
@@ -198,6 +211,15 @@ impl Provisioner {
             Provisioning::Binary => {
                 let exe = spec.executable.as_deref().unwrap_or_default();
                 match resolve::which(exe) {
+                    Ok(path) if !binary_allowed(&self.policy, &path) => EngineCheck::not_ready(
+                        Reason::ProvisioningNotAllowed,
+                        format!(
+                            "a `binary` Engine runs a program as llama-orchd's user, and config \
+                             `provisioning.allowBinaries` is false: add {} to `provisioning.allowedExecutables` \
+                             (or set `allowBinaries: true`) in config.yaml",
+                            path.display()
+                        ),
+                    ),
                     Ok(path) => EngineCheck::ok(format!("engine {} executable {}", spec.version, path.display())),
                     Err(why) => EngineCheck::not_ready(
                         Reason::ExecutableMissing,

@@ -213,6 +213,11 @@ pub fn engine_plan(
 
 /// Clone, configure with CUDA, build the target.
 fn source_plan(plan: &mut EnginePlan, src: &SourceBuild, name: &str, policy: &ProvisioningPolicy, engine_cache: &Path) {
+    if !llorch_manifests::validate::is_plain_file_name(&src.target) {
+        // Validation refuses such a manifest; never let a path escape the build directory.
+        plan.refusal = Some(format!("`source.target` `{}` is not a plain name", src.target));
+        return;
+    }
     let dir = source_dir(engine_cache, name, &src.git_ref);
     let build = dir.join("build");
     let (d, b) = (dir.display().to_string(), build.display().to_string());

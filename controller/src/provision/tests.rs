@@ -62,7 +62,11 @@ async fn with_pulls_on_a_missing_image_is_pulled_in_the_background() {
 async fn binary_engines_need_their_executable() {
     let dir = tempfile::tempdir().unwrap();
     let rt = Arc::new(FakeRuntime::new());
-    let p = provisioner(ProvisioningPolicy::default(), dir.path(), DEBIAN);
+    let allowed = ProvisioningPolicy {
+        allow_binaries: true,
+        ..ProvisioningPolicy::default()
+    };
+    let p = provisioner(allowed, dir.path(), DEBIAN);
     let ok = engine(serde_json::json!({"provisioning": "binary", "executable": "sh", "version": "1"}));
     assert!(p.check(&rt, "e", &ok).await.verdict.unwrap().contains("executable /"));
     let missing =
@@ -71,6 +75,36 @@ async fn binary_engines_need_their_executable() {
     let why = c.verdict.unwrap_err();
     assert_eq!(why.reason, Reason::ExecutableMissing);
     assert!(why.message.contains("`/no/llama-server` does not exist"));
+}
+
+#[tokio::test]
+async fn binary_engines_run_only_what_the_config_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Arc::new(FakeRuntime::new());
+    let sh = engine(serde_json::json!({"provisioning": "binary", "executable": "sh", "version": "1"}));
+    let refused = provisioner(ProvisioningPolicy::default(), dir.path(), DEBIAN)
+        .check(&rt, "e", &sh)
+        .await
+        .verdict
+        .unwrap_err();
+    assert_eq!(refused.reason, Reason::ProvisioningNotAllowed);
+    assert!(
+        refused.message.contains("provisioning.allowBinaries") && refused.message.contains("allowedExecutables"),
+        "{}",
+        refused.message
+    );
+    // Listed (through a symlink: both sides are resolved), it runs; another program still does not.
+    let real_sh = crate::runtime::process::resolve::which("sh").unwrap();
+    let link = dir.path().join("my-sh");
+    std::os::unix::fs::symlink(&real_sh, &link).unwrap();
+    let listed = ProvisioningPolicy {
+        allowed_executables: vec![link],
+        ..ProvisioningPolicy::default()
+    };
+    let p = provisioner(listed, dir.path(), DEBIAN);
+    assert!(p.check(&rt, "e", &sh).await.verdict.is_ok());
+    let cat = engine(serde_json::json!({"provisioning": "binary", "executable": "cat", "version": "1"}));
+    assert!(p.check(&rt, "e", &cat).await.verdict.is_err());
 }
 
 fn source_engine() -> EngineSpec {

@@ -113,7 +113,12 @@ fn main() {
         bin("mock-engine");
     }
     let load_before = loadavg();
-    let d = Daemon::start(Runtime::docker());
+    // The process variant's engines are the mock-engine binary, which config must allow.
+    let allow = format!(
+        "provisioning:\n  allowedExecutables: [{}]\n",
+        bin("mock-engine").display()
+    );
+    let d = Daemon::start_with(Runtime::docker(), &allow);
     if wants("real") {
         real::require_fixtures(&d);
     }
