@@ -437,7 +437,7 @@ impl ModelManager {
         let job = Arc::new(Job {
             key: key.clone(),
             source: Source::File(path.clone()),
-            reference: spec.reference.clone(),
+            reference: display_url_str(&spec.reference),
             expected_hex: expected_hex.map(str::to_string),
             stamp: Some(stamp),
             // Hashing only for the catalog: progress wakes nobody (the Model is Ready already).
@@ -493,15 +493,15 @@ impl ModelManager {
             return Ok(job);
         }
         let Some(fetcher) = &self.shared.fetcher else {
-            return Err(fetch_problem(&FetchError::NoCache(spec.reference.clone())));
+            return Err(fetch_problem(&FetchError::NoCache(display_url_str(&spec.reference))));
         };
-        if cached(&self.shared, fetcher, &spec.reference, expected_hex).is_none() {
+        if cached(&self.shared, fetcher, &display_url_str(&spec.reference), expected_hex).is_none() {
             self.shared.precheck(source).map_err(|e| fetch_problem(&e))?;
         }
         let job = Arc::new(Job {
             key: key.clone(),
             source: source.clone(),
-            reference: spec.reference.clone(),
+            reference: display_url_str(&spec.reference),
             expected_hex: expected_hex.map(str::to_string),
             stamp: None,
             progress: Arc::new(Progress::new(self.shared.wake.clone())),

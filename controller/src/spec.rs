@@ -129,7 +129,13 @@ impl ReplicaInputs<'_> {
                 .collect::<Vec<_>>()
                 .join(","),
         };
-        let mut env: Vec<(String, String)> = self.engine.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // `valueFrom` is read now; the Engine's check already refused one that cannot be read.
+        let mut env: Vec<(String, String)> = self
+            .engine
+            .env
+            .iter()
+            .filter_map(|(k, v)| v.resolve().ok().map(|v| (k.clone(), v)))
+            .collect();
         env.push(("CUDA_VISIBLE_DEVICES".into(), local_list));
         env.push(("NVIDIA_VISIBLE_DEVICES".into(), gpu_list.clone()));
         if self.gpus_simulated {

@@ -105,6 +105,8 @@ pub struct Daemon {
     pub runtime: Runtime,
     /// The API token it requires, when it was started with one.
     pub token: Option<String>,
+    /// Variables added to its environment.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     http: reqwest::blocking::Client,
 }
@@ -125,17 +127,29 @@ impl Daemon {
     /// [`start`](Self::start), with `extra` (YAML lines such as `shutdownGraceMs: 1000`)
     /// added to the config.
     pub fn start_with(runtime: Runtime, extra: &str) -> Daemon {
-        Self::launch(runtime, extra, &[], std::net::Ipv4Addr::LOCALHOST.into())
+        Self::launch(runtime, extra, &[], std::net::Ipv4Addr::LOCALHOST.into(), &[])
     }
 
     /// [`start_with`](Self::start_with), requiring `tokens` (name and token, written to a
     /// `chmod 600` token file) and listening on `ip`; the harness's own requests and
     /// [`orchctl`](Self::orchctl) present the first token.
     pub fn start_secured(runtime: Runtime, tokens: &[(&str, &str)], ip: std::net::IpAddr, extra: &str) -> Daemon {
-        Self::launch(runtime, extra, tokens, ip)
+        Self::launch(runtime, extra, tokens, ip, &[])
     }
 
-    fn launch(runtime: Runtime, extra: &str, tokens: &[(&str, &str)], ip: std::net::IpAddr) -> Daemon {
+    /// [`start_with`](Self::start_with), with `env` added to the daemon's environment (kept
+    /// across restarts).
+    pub fn start_with_env(runtime: Runtime, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::launch(runtime, extra, &[], std::net::Ipv4Addr::LOCALHOST.into(), env)
+    }
+
+    fn launch(
+        runtime: Runtime,
+        extra: &str,
+        tokens: &[(&str, &str)],
+        ip: std::net::IpAddr,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let token = tokens.first().map(|(_, token)| *token);
         let home = tempfile::Builder::new()
             .prefix("llorch-e2e-")
@@ -181,6 +195,7 @@ impl Daemon {
             url: format!("http://{}", std::net::SocketAddr::new(ip, port)),
             runtime,
             token: token.map(str::to_string),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
             http: reqwest::blocking::Client::builder()
                 .no_proxy()
@@ -204,6 +219,7 @@ impl Daemon {
             .env_remove("DOCKER_HOST")
             // The token is the config's (or none), not the test runner's environment's.
             .env_remove("LLAMA_ORCH_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

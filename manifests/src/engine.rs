@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{Kind, Spec};
+use crate::secrets::EnvValue;
 
 /// `Engine.spec`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -54,9 +55,12 @@ pub struct EngineSpec {
     /// Appended after `args` (same placeholders).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
-    /// Environment variables for the engine process.
+    /// Environment variables for the engine process: a value, or `{valueFrom: {env: NAME}}` /
+    /// `{valueFrom: {file: PATH}}` read when a replica starts. Values from `valueFrom`, and
+    /// values whose names look like secrets (`*_KEY`, `*_TOKEN`, `*PASSWORD*`, `*SECRET*`),
+    /// are shown as `<redacted>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
     /// The readiness probe.
     #[serde(default)]
     pub health: HealthCheck,

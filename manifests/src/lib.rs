@@ -19,6 +19,7 @@ pub mod parse;
 pub mod pool;
 pub mod reason;
 pub mod schema;
+pub mod secrets;
 pub mod serving;
 pub mod status;
 pub mod task;

@@ -112,7 +112,11 @@ pub fn display_url(url: &Url) -> String {
 }
 
 /// [`display_url`] of a string, or the string up to its first `?` when it does not parse.
+/// Model references that are not URLs (`hf:org/repo`, `file:/m.gguf`) come back unchanged.
 pub fn display_url_str(url: &str) -> String {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return url.to_string();
+    }
     match Url::parse(url) {
         Ok(u) => display_url(&u),
         Err(_) => url.split(['?', '#']).next().unwrap_or_default().to_string(),

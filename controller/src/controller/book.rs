@@ -111,7 +111,8 @@ impl<R: ContainerRuntime> Controller<R> {
                     file: e.file.display().to_string(),
                     document: e.document,
                 }),
-                manifest: Some(e.object.to_json()),
+                // Engine env values that look like secrets are never published.
+                manifest: Some(llorch_manifests::secrets::redact_manifest(e.object.to_json())),
                 status: self
                     .statuses
                     .get(r)

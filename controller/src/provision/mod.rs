@@ -201,6 +201,11 @@ impl Provisioner {
 
     /// Checks Engine `name`; may start a pull or a build in the background.
     pub async fn check<R: ContainerRuntime>(&self, runtime: &Arc<R>, name: &str, spec: &EngineSpec) -> EngineCheck {
+        for (var, value) in &spec.env {
+            if let Err(e) = value.resolve() {
+                return EngineCheck::not_ready(Reason::ProvisioningInvalid, format!("env `{var}` cannot be read: {e}"));
+            }
+        }
         match spec.provisioning {
             Provisioning::Container => self.check_image(runtime, spec).await,
             Provisioning::External => EngineCheck::ok(format!(

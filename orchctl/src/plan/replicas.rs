@@ -3,6 +3,7 @@
 //! GPUs for replicas that run) or refused with the daemon's sentence — and the exact container
 //! or process each placed replica would be (`spec::ReplicaInputs`, the daemon's own).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use llorch_controller::runtime::{ContainerSpec, GpuAttachment, Launch};
 use llorch_controller::spec::ReplicaInputs;
 use llorch_manifests::api::GpuView;
 use llorch_manifests::pool::{AllGpus, GpuSelector};
+use llorch_manifests::secrets::{self, EnvValue};
 use llorch_manifests::units::gib;
 use llorch_manifests::{Engine, Pool};
 
@@ -62,7 +64,7 @@ pub fn lines(
             gpus_simulated: input.gpus.simulated(),
         }
         .container_spec(NAME_SUFFIX);
-        spec_lines(out, index, &spec);
+        spec_lines(out, index, &spec, &launched.spec.env);
         let shares = vram::shares(demand.need, gpus.len(), demand.tensor_split.as_deref());
         let on: Vec<String> = gpus
             .iter()
@@ -171,7 +173,7 @@ fn mask_text(selector: &GpuSelector) -> String {
     }
 }
 
-fn spec_lines(out: &mut String, index: u32, spec: &ContainerSpec) {
+fn spec_lines(out: &mut String, index: u32, spec: &ContainerSpec, declared: &BTreeMap<String, EnvValue>) {
     match &spec.launch {
         Launch::Image => {
             let _ = writeln!(out, "  replica {index}: container {}", spec.name);
@@ -194,7 +196,16 @@ fn spec_lines(out: &mut String, index: u32, spec: &ContainerSpec) {
         .map(|a| llorch_controller::provision::plan::quote(a))
         .collect();
     let _ = writeln!(out, "    args: {}", args.join(" "));
-    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The declared variables as the manifest may show them (`valueFrom` values and
+    // secret-looking names redacted; `valueFrom` is read by the daemon, not here), then the
+    // ones llama-orch adds.
+    let mut env: Vec<String> = declared.iter().map(|(k, v)| format!("{k}={}", v.shown(k))).collect();
+    env.extend(spec.env.iter().filter(|(k, _)| !declared.contains_key(k)).map(
+        |(k, v)| match secrets::is_secret_name(k) {
+            true => format!("{k}={}", secrets::REDACTED),
+            false => format!("{k}={v}"),
+        },
+    ));
     let _ = writeln!(out, "    env: {}", env.join(" "));
     for m in &spec.mounts {
         let _ = writeln!(
