@@ -130,7 +130,7 @@ impl ManifestStore {
             };
             let parsed = match read {
                 Ok(bytes) => {
-                    let bytes_hash = hash::short_hash(&bytes);
+                    let bytes_hash = hash::short_hash_bytes(&bytes);
                     match self.cache.get(path) {
                         Some(c) if c.bytes_hash == bytes_hash => Ok(c.clone()),
                         _ => {

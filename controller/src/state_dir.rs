@@ -13,6 +13,12 @@ use llorch_manifests::{ObjectRef, Reason, ReplicaId};
 /// Events kept in memory for `GET /v2/events`.
 pub const EVENTS_IN_MEMORY: usize = 2_000;
 
+/// Longest event message kept; longer ones are cut (a manifest error can quote its input).
+pub const MAX_EVENT_MESSAGE_BYTES: usize = 2048;
+
+/// `events.jsonl` is rotated to `events.jsonl.1` (replacing the one before) past this size.
+pub const MAX_EVENTS_FILE_BYTES: u64 = 8 << 20;
+
 /// Errors touching the state directory.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -123,7 +129,7 @@ impl EventLog {
             replica: replica.cloned(),
             type_,
             reason,
-            message,
+            message: bounded(message),
         };
         let obj = object.map(ToString::to_string).unwrap_or_default();
         let (replica, reason) = (replica.map(ReplicaId::as_str), reason.as_str());
@@ -135,6 +141,9 @@ impl EventLog {
             && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)
         {
             let _ = writeln!(f, "{line}");
+            if f.metadata().is_ok_and(|m| m.len() > MAX_EVENTS_FILE_BYTES) {
+                let _ = std::fs::rename(&self.path, self.path.with_extension("jsonl.1"));
+            }
         }
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() == EVENTS_IN_MEMORY {
@@ -158,6 +167,22 @@ impl EventLog {
     }
 }
 
+/// `message`, cut to [`MAX_EVENT_MESSAGE_BYTES`] (at a character boundary) with a note of how
+/// much was cut.
+fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_EVENT_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MAX_EVENT_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("… ({} more bytes cut)", total - end));
+    message
+}
+
 /// Now, as RFC 3339 with millisecond precision.
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now()
@@ -170,6 +195,30 @@ pub fn now_rfc3339() -> String {
 mod tests {
     use super::*;
     use llorch_manifests::Kind;
+
+    #[test]
+    fn long_messages_are_cut_and_a_full_file_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let long = "é".repeat(MAX_EVENT_MESSAGE_BYTES);
+        for _ in 0..(MAX_EVENTS_FILE_BYTES as usize / MAX_EVENT_MESSAGE_BYTES + 2) {
+            log.emit(None, None, EventType::Normal, Reason::ControllerStarted, long.clone());
+        }
+        let kept = &log.recent(None, 1)[0].message;
+        assert!(
+            kept.len() < MAX_EVENT_MESSAGE_BYTES + 40 && kept.ends_with("more bytes cut)"),
+            "{}",
+            kept.len()
+        );
+        let current = std::fs::metadata(dir.path().join("events.jsonl"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let rotated = std::fs::metadata(dir.path().join("events.jsonl.1")).unwrap().len();
+        assert!(
+            current <= MAX_EVENTS_FILE_BYTES && rotated > MAX_EVENTS_FILE_BYTES / 2,
+            "{current} / {rotated}"
+        );
+    }
 
     #[test]
     fn events_survive_a_reopen_and_filter_by_object() {

@@ -326,6 +326,11 @@ fn bad_requests_are_refused_before_enqueue_with_the_field_named() {
             400,
             "colour",
         ),
+        (
+            json!({"pool": "val", "prompt": "x", "max_tokens": 4, "session_id": "s".repeat(129)}),
+            400,
+            "session_id",
+        ),
     ];
     for (body, status, needle) in cases {
         let a = c.submit(&body);

@@ -36,6 +36,9 @@ pub struct ManifestError {
     pub hint: String,
 }
 
+/// Characters of an object's name kept in an error (an invalid name can be anything).
+const MAX_NAME_SHOWN: usize = 64;
+
 impl ManifestError {
     /// An error about the whole file.
     pub fn file(file: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
@@ -60,7 +63,11 @@ impl ManifestError {
     /// Sets the object.
     pub fn on_object(mut self, kind: Option<Kind>, name: Option<String>) -> Self {
         self.kind = kind;
-        self.name = name;
+        // A name that fails validation can be anything; only its start is kept.
+        self.name = name.map(|n| match n.char_indices().nth(MAX_NAME_SHOWN) {
+            Some((end, _)) => format!("{}…", &n[..end]),
+            None => n,
+        });
         self
     }
 

@@ -21,6 +21,13 @@ pub fn short_hash<T: Serialize>(value: &T) -> String {
     hex
 }
 
+/// A short hex sha256 over `bytes` themselves (a file's contents): no JSON on the way, which
+/// for bytes would be an array of numbers several times their size.
+pub fn short_hash_bytes(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +40,12 @@ mod tests {
         assert_eq!(short_hash(&a).len(), HASH_LEN);
         let c: serde_json::Value = serde_json::from_str(r#"{"a":2,"b":[1,2]}"#).unwrap();
         assert_ne!(short_hash(&a), short_hash(&c));
+    }
+
+    #[test]
+    fn bytes_hash_the_bytes() {
+        // sha256("abc") = ba7816bf8f01…
+        assert_eq!(short_hash_bytes(b"abc"), "ba7816bf8f01");
+        assert_ne!(short_hash_bytes(b"abc"), short_hash(&b"abc".to_vec()));
     }
 }

@@ -174,6 +174,15 @@ impl AnyObject {
         }
     }
 
+    /// `metadata.labels`.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        match self {
+            AnyObject::Engine(o) => &o.metadata.labels,
+            AnyObject::Model(o) => &o.metadata.labels,
+            AnyObject::Pool(o) => &o.metadata.labels,
+        }
+    }
+
     /// The object's reference.
     pub fn object_ref(&self) -> ObjectRef {
         ObjectRef::new(self.kind(), self.name())

@@ -25,11 +25,72 @@ pub struct Problem {
     pub hint: String,
 }
 
+/// Longest problem message: one may quote a value from the manifest, which can be huge.
+const MAX_PROBLEM_BYTES: usize = 300;
+
 fn problem(field: &str, message: impl Into<String>, hint: impl Into<String>) -> Problem {
+    let mut message: String = message.into();
+    if message.len() > MAX_PROBLEM_BYTES {
+        let mut end = MAX_PROBLEM_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = message.len() - end;
+        message.truncate(end);
+        message.push_str(&format!("… ({cut} bytes more)"));
+    }
     Problem {
         field: field.to_string(),
-        message: message.into(),
+        message,
         hint: hint.into(),
+    }
+}
+
+/// Most labels on one object.
+pub const MAX_LABELS: usize = 64;
+
+/// Kubernetes' label rules: a key is `[prefix/]name`, the name 1–63 characters of
+/// `[A-Za-z0-9._-]` starting and ending alphanumeric, the prefix a DNS subdomain of at most 253;
+/// a value is empty or a name.
+fn check_labels(labels: &std::collections::BTreeMap<String, String>, out: &mut Vec<Problem>) {
+    fn label_name(s: &str) -> bool {
+        let b = s.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    }
+    fn prefix(s: &str) -> bool {
+        s.len() <= 253 && s.split('.').all(|part| label_name(part) && !part.contains(['_', '.']))
+    }
+    if labels.len() > MAX_LABELS {
+        out.push(problem(
+            "metadata.labels",
+            format!("{} labels; at most {MAX_LABELS}", labels.len()),
+            "keep labels for people and tools short",
+        ));
+        return;
+    }
+    for (key, value) in labels {
+        let key_ok = match key.split_once('/') {
+            Some((p, n)) => prefix(p) && label_name(n),
+            None => label_name(key),
+        };
+        if !key_ok {
+            out.push(problem(
+                "metadata.labels",
+                format!("key `{key}` is not a label key"),
+                "use `[prefix/]name`: the name 1–63 characters of letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit",
+            ));
+        } else if !(value.is_empty() || label_name(value)) {
+            out.push(problem(
+                &format!("metadata.labels.{key}"),
+                format!("`{value}` is not a label value"),
+                "use at most 63 letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit",
+            ));
+        }
     }
 }
 
@@ -37,6 +98,7 @@ fn problem(field: &str, message: impl Into<String>, hint: impl Into<String>) -> 
 pub fn check_object(object: &AnyObject) -> Vec<Problem> {
     let mut out = Vec::new();
     check_name(object.name(), &mut out);
+    check_labels(object.labels(), &mut out);
     match object {
         AnyObject::Engine(e) => check_engine(&e.spec, &mut out),
         AnyObject::Model(m) => check_model(&m.spec, &mut out),
@@ -559,6 +621,48 @@ mod placeholder_tests {
         assert_eq!(
             check_placeholders("--x={port").unwrap_err().to_string(),
             "`--x={port` has an unclosed `{`"
+        );
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    #![allow(clippy::unwrap_used)]
+
+    fn errors(metadata: &str) -> Vec<String> {
+        let yaml = format!(
+            "apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {metadata}\nspec: {{ref: 'file:/m.gguf', ctxMax: 4096}}\n"
+        );
+        match crate::parse_file("f.yaml", yaml.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn labels_follow_kubernetes_limits() {
+        assert!(errors("{name: m, labels: {team: ml, example.com/tier: gold-1, empty: ''}}").is_empty());
+        let long = "v".repeat(64);
+        for bad in [
+            format!("{{name: m, labels: {{team: {long}}}}}"),
+            format!("{{name: m, labels: {{{long}: x}}}}"),
+            "{name: m, labels: {'-team': x}}".to_string(),
+            "{name: m, labels: {'bad prefix/x': y}}".to_string(),
+        ] {
+            let e = errors(&bad);
+            assert!(e.iter().any(|e| e.contains("metadata.labels")), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_huge_value_is_quoted_only_in_part() {
+        let name = "X".repeat(500_000);
+        let e = errors(&format!("{{name: {name}}}"));
+        assert_eq!(e.len(), 1, "{}", e.iter().map(String::len).sum::<usize>());
+        assert!(
+            e[0].len() < 1000 && e[0].contains("bytes more)"),
+            "{}",
+            &e[0][..e[0].len().min(300)]
         );
     }
 }

@@ -25,7 +25,6 @@ pub mod telemetry;
 pub mod validate;
 pub mod worker;
 
-use crate::front_door::Identity;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::EngineClients;
 use crate::error::ApiError;
+use crate::front_door::Identity;
 use gate::ReplicaGates;
 use lifecycle::Canceled;
 use log::CancelReason;
@@ -95,7 +95,8 @@ impl DataPlane {
         identity: Identity,
     ) -> Result<TaskAdmitted, ApiError> {
         let correlation_id = correlation_id.unwrap_or_else(crate::correlation::generate);
-        let session_id = req.session_id.clone();
+        // Only an id that validation would accept goes into a refusal's log line.
+        let session_id = req.session_id.clone().filter(|s| validate::acceptable_session_id(s));
         let mut pool = None;
         let result = self
             .admit(req, correlation_id.clone(), identity.clone(), &mut pool)

@@ -6,7 +6,6 @@
 //! How a task moves from one phase to the next (and what each move records) is
 //! [`lifecycle`](super::lifecycle)'s business; this file only holds the state.
 
-use crate::front_door::Identity;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -19,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::telemetry::Telemetry;
 use super::validate::ValidTask;
+use crate::front_door::Identity;
 
 /// One SSE event of a task stream.
 #[derive(Clone, Debug, PartialEq)]

@@ -30,6 +30,15 @@ pub struct ValidTask {
     pub prompt_tokens: u32,
 }
 
+/// Longest `session_id`, in bytes (a session id is kept with every task and logged).
+pub const MAX_SESSION_ID_BYTES: usize = 128;
+
+/// A `session_id` that may be kept and logged: at most [`MAX_SESSION_ID_BYTES`], no control
+/// characters.
+pub fn acceptable_session_id(id: &str) -> bool {
+    id.len() <= MAX_SESSION_ID_BYTES && !id.chars().any(char::is_control)
+}
+
 fn invalid(message: String) -> ApiError {
     ApiError::invalid(message)
 }
@@ -80,6 +89,14 @@ pub fn validate(req: TaskRequest, pool: &ServingPool, contract: &ServingContract
             "`seed` {seed} is above {} (engines use 32-bit seeds)",
             u32::MAX
         )));
+    }
+    if let Some(id) = &req.session_id
+        && !acceptable_session_id(id)
+    {
+        return Err(ApiError::invalid_field(
+            "session_id",
+            format!("`session_id` takes at most {MAX_SESSION_ID_BYTES} bytes without control characters"),
+        ));
     }
     if req.stop.len() > MAX_STOP || req.stop.iter().any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES) {
         return Err(invalid(format!(
