@@ -37,7 +37,7 @@ fn manager(dir: &Path, downloads: bool, hosts: &[&str], hub: &str, token: Option
                 cache_dir: None,
                 downloads,
                 allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
-                file_roots: None,
+                ..ModelsConfig::default()
             },
             hf_token: token.and_then(Secret::new),
             hub: hub.into(),

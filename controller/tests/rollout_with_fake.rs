@@ -369,7 +369,7 @@ fn allow_downloads(w: &mut World) {
             cache_dir: None,
             downloads: true,
             allow_hosts: vec!["127.0.0.1".into()],
-            file_roots: None,
+            ..ModelsConfig::default()
         },
         ..ModelsSettings::default()
     };

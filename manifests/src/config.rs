@@ -105,6 +105,14 @@ pub struct ModelsConfig {
     /// the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_roots: Option<Vec<PathBuf>>,
+    /// Largest download, in bytes: a larger `Content-Length` is refused before any byte is
+    /// written, and a body without one is cut off there. Default 512 GiB.
+    #[serde(default = "default_max_download_bytes")]
+    pub max_download_bytes: u64,
+}
+
+fn default_max_download_bytes() -> u64 {
+    512 << 30
 }
 
 impl Default for ModelsConfig {
@@ -114,6 +122,7 @@ impl Default for ModelsConfig {
             downloads: true,
             allow_hosts: default_allow_hosts(),
             file_roots: None,
+            max_download_bytes: default_max_download_bytes(),
         }
     }
 }

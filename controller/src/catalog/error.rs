@@ -90,6 +90,18 @@ pub enum FetchError {
     },
     /// `hf:org/repo` names a repository with no or several `.gguf` files, or the hub's
     /// answer could not be read.
+    #[error(
+        "{url} is {size}, over `models.maxDownloadBytes` ({limit} bytes); raise the limit in config.yaml if the model \
+         really is that large"
+    )]
+    TooLarge {
+        /// Where (without credentials).
+        url: String,
+        /// What the server announced, or how much arrived before the cut.
+        size: String,
+        /// The limit.
+        limit: u64,
+    },
     #[error("{0}")]
     HubRepo(String),
     /// A local `file:` reference that is missing or not a regular file.
@@ -109,7 +121,7 @@ impl FetchError {
             FetchError::BadUrl { .. } => Reason::InvalidReference,
             FetchError::DigestMismatch { .. } => Reason::DigestMismatch,
             FetchError::HubRepo(_) => Reason::AmbiguousReference,
-            FetchError::LocalFile(_) => Reason::ModelUnavailable,
+            FetchError::LocalFile(_) | FetchError::TooLarge { .. } => Reason::ModelUnavailable,
             FetchError::NoCache(_) => Reason::NoModelCache,
             FetchError::TooManyRedirects { .. } | FetchError::Http { .. } | FetchError::Transport { .. } => {
                 Reason::FetchFailed

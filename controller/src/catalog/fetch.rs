@@ -305,6 +305,13 @@ impl Fetcher {
                 });
             }
             let total = response.content_length();
+            if let Some(size) = total.filter(|n| *n > self.policy.max_bytes()) {
+                return Err(FetchError::TooLarge {
+                    url: display_url(at),
+                    size: format!("{size} bytes (Content-Length)"),
+                    limit: self.policy.max_bytes(),
+                });
+            }
             let file = tokio::fs::File::create(partial).await.map_err(io)?;
             let sink = Sink {
                 path: partial,
@@ -347,6 +354,15 @@ impl Fetcher {
                     });
                 }
             };
+            if sink.written + chunk.len() as u64 > self.policy.max_bytes() {
+                // No Content-Length (or a server that sends more than it said): cut off here.
+                let _ = std::fs::remove_file(sink.path);
+                return Err(FetchError::TooLarge {
+                    url: display_url(at),
+                    size: format!("more than {} bytes", sink.written),
+                    limit: self.policy.max_bytes(),
+                });
+            }
             sink.hasher.update(&chunk);
             sink.file.write_all(&chunk).await.map_err(|source| FetchError::Io {
                 path: sink.path.to_path_buf(),

@@ -26,9 +26,48 @@ fn fetcher(dir: &Path, hosts: &[&str], token: Option<&str>, hub: &str) -> Fetche
         cache_dir: None,
         downloads: true,
         allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
-        file_roots: None,
+        ..ModelsConfig::default()
     });
     Fetcher::new(Cache::new(dir), policy, token.and_then(Secret::new), hub).unwrap()
+}
+
+fn capped_fetcher(dir: &Path, max_download_bytes: u64) -> Fetcher {
+    let policy = Policy::from_config(&ModelsConfig {
+        allow_hosts: vec!["127.0.0.1".into()],
+        max_download_bytes,
+        ..ModelsConfig::default()
+    });
+    Fetcher::new(Cache::new(dir), policy, None, hf::HUB).unwrap()
+}
+
+#[tokio::test]
+async fn downloads_over_the_limit_are_refused_with_or_without_a_content_length() {
+    let server = Server::start().await;
+    let b = body();
+    server.route("/sized.gguf", Route::Body(b.clone()));
+    server.route("/unsized.gguf", Route::BodyNoLength(b.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let f = capped_fetcher(dir.path(), 1000);
+    for (path, says) in [("sized", "(Content-Length)"), ("unsized", "more than")] {
+        let url = Url::parse(&format!("{}/{path}.gguf", server.base)).unwrap();
+        let e = f.download(&url, None, &progress()).await.unwrap_err();
+        assert!(matches!(e, FetchError::TooLarge { limit: 1000, .. }), "{path}: {e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains(says) && text.contains("models.maxDownloadBytes"),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("partial")).unwrap().count(),
+        0,
+        "no partial file kept"
+    );
+    // Under the limit, the body without a length arrives whole.
+    let f = capped_fetcher(dir.path(), 1 << 30);
+    let url = Url::parse(&format!("{}/unsized.gguf", server.base)).unwrap();
+    let got = f.download(&url, None, &progress()).await.unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), b);
 }
 
 fn progress() -> Progress {

@@ -14,6 +14,7 @@ use super::FetchError;
 pub struct Policy {
     downloads: bool,
     allow_hosts: Vec<String>,
+    max_bytes: u64,
 }
 
 impl Policy {
@@ -22,7 +23,13 @@ impl Policy {
         Policy {
             downloads: config.downloads,
             allow_hosts: config.allow_hosts.iter().map(|h| normalize(h)).collect(),
+            max_bytes: config.max_download_bytes,
         }
+    }
+
+    /// The largest download allowed (`models.maxDownloadBytes`).
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// True when downloads are on.
@@ -144,7 +151,7 @@ mod tests {
             cache_dir: None,
             downloads,
             allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            file_roots: None,
+            ..ModelsConfig::default()
         })
     }
 

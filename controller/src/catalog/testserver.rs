@@ -19,6 +19,8 @@ pub enum Route {
     Body(Vec<u8>),
     /// 200 with these bytes, ignoring `Range`.
     BodyNoRange(Vec<u8>),
+    /// 200 with these bytes and no `Content-Length` (the body ends when the connection does).
+    BodyNoLength(Vec<u8>),
     /// 302 to this location.
     Redirect(String),
     /// This status, empty body.
@@ -161,6 +163,7 @@ impl Server {
             Some(Route::Status(s)) => (s, String::new(), Vec::new()),
             Some(Route::Redirect(to)) => (302, format!("Location: {to}\r\n"), Vec::new()),
             Some(Route::BodyNoRange(b)) => (200, String::new(), b),
+            Some(Route::BodyNoLength(b)) => (200, "X-No-Length: 1\r\n".to_string(), b),
             Some(Route::Body(b)) => {
                 let start = headers
                     .get("range")
@@ -178,10 +181,11 @@ impl Server {
                 }
             }
         };
-        let head = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-            body.len()
-        );
+        let length = match extra.contains("X-No-Length") {
+            true => String::new(),
+            false => format!("Content-Length: {}\r\n", body.len()),
+        };
+        let head = format!("HTTP/1.1 {status} X\r\n{length}{extra}Connection: close\r\n\r\n");
         let _ = conn.write_all(head.as_bytes()).await;
         let half =
             !body.is_empty() && (self.cut_next.swap(false, Ordering::SeqCst) || self.stall_next.load(Ordering::SeqCst));

@@ -221,7 +221,7 @@ async fn main() {
         cache_dir: None,
         downloads: true,
         allow_hosts: vec!["127.0.0.1".into()],
-        file_roots: None,
+        ..ModelsConfig::default()
     };
     let cache_dir = dir.path().join("cache");
     let fetcher = Fetcher::new(
