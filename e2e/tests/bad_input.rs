@@ -62,6 +62,16 @@ fn corpus() -> Vec<Case> {
     vec![
         t("syntax-unclosed", "kind: [Pool\n".into(), "YAML syntax error"),
         t(
+            "python-tag",
+            format!("{HEAD}kind: Pool\nmetadata: {{name: !!python/object:os.system p1}}\nspec: {{{POOL_OK}}}\n"),
+            "python/object",
+        ),
+        t(
+            "tab-indented",
+            format!("{HEAD}kind: Pool\nmetadata:\n  \tname: p1\nspec: {{{POOL_OK}}}\n"),
+            "tab in the indentation",
+        ),
+        t(
             "syntax-indent",
             format!("{HEAD}kind: Pool\nmetadata:\n  name: p1\n   labels: x\n"),
             "YAML syntax error",
@@ -69,7 +79,7 @@ fn corpus() -> Vec<Case> {
         t(
             "syntax-tab",
             format!("{HEAD}kind: Pool\nmetadata:\n\tname: p1\n"),
-            "YAML syntax error",
+            "tab in the indentation",
         ),
         t(
             "unknown-top-field",

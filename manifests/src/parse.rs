@@ -74,7 +74,26 @@ fn decode_text<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, ManifestError
 }
 
 fn parse_yaml(file: &str, text: &str) -> Result<Vec<Value>, Box<ManifestError>> {
-    serde_saphyr::from_multiple::<Value>(text).map_err(|e| {
+    // YAML indents with spaces; a tab-indented file is refused instead of guessed at.
+    let tab_indented = |l: &str| {
+        let content = l.trim_start();
+        !content.is_empty() && l[..l.len() - content.len()].contains('\t')
+    };
+    if let Some(line) = text.lines().position(tab_indented) {
+        let mut err = ManifestError::file(
+            file,
+            "a tab in the indentation: YAML indents with spaces",
+            "replace the leading tabs with spaces",
+        );
+        err.line = Some(line + 1);
+        return Err(Box::new(err));
+    }
+    // Tags outside the schemas serde-saphyr knows (`!!python/object`, `!custom`) are refused
+    // with the tag named, not silently dropped.
+    let options = serde_saphyr::options! {
+        reject_unsupported_tags: true,
+    };
+    serde_saphyr::from_multiple_with_options::<Value>(text, options).map_err(|e| {
         let line = e.location().map(|l| l.line() as usize).filter(|l| *l > 0);
         let mut err = ManifestError::file(
             file,
@@ -234,5 +253,45 @@ fn describe(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod hostile_yaml_tests {
+    #![allow(clippy::unwrap_used)]
+
+    const MODEL: &str = "apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata:\n  name: m\nspec:\n  ref: 'file:/m.gguf'\n  ctxMax: 4096\n";
+
+    fn first_error(text: &str) -> String {
+        super::parse_file("f.yaml", text.as_bytes()).unwrap_err()[0].to_string()
+    }
+
+    #[test]
+    fn unknown_tags_are_refused_with_the_tag_named() {
+        assert!(super::parse_file("f.yaml", MODEL.as_bytes()).is_ok());
+        let tagged = MODEL.replace("name: m", "name: !!python/object:os.system m");
+        let e = first_error(&tagged);
+        assert!(e.contains("python/object"), "{e}");
+        let local = MODEL.replace("ctxMax: 4096", "ctxMax: !custom 4096");
+        assert!(first_error(&local).contains("custom"));
+        let core = MODEL.replace("ctxMax: 4096", "ctxMax: !!int 4096");
+        assert!(
+            super::parse_file("f.yaml", core.as_bytes()).is_ok(),
+            "core schema tags are fine"
+        );
+    }
+
+    #[test]
+    fn tab_indentation_is_refused_with_the_line() {
+        let tabbed = MODEL.replace("  name: m", "\tname: m");
+        let e = first_error(&tabbed);
+        assert!(e.contains("f.yaml:4") && e.contains("tab"), "{e}");
+        let mixed = MODEL.replace("  name: m", "  \tname: m");
+        assert!(first_error(&mixed).contains("tab"), "spaces then a tab");
+        let in_value = MODEL.replace("name: m", "name: m\t");
+        assert!(
+            super::parse_file("f.yaml", in_value.as_bytes()).is_ok(),
+            "a tab after content is not indentation"
+        );
     }
 }
