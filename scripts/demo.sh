@@ -53,6 +53,9 @@ gpus:
   simulate:
     - {name: Simulated RTX 3090, vramBytes: 25769803776}
     - {name: Simulated RTX 3060, vramBytes: 12884901888}
+# The example Model's file lives in this checkout; Models may only use files under these.
+models:
+  fileRoots: [$ROOT/examples/models, $DEMO_HOME]
 CONF
 cat "$DEMO_HOME/config.yaml"
 export LLAMA_ORCH_HOME="$DEMO_HOME" LLAMA_ORCH_URL="http://127.0.0.1:$PORT"

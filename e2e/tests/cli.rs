@@ -15,8 +15,9 @@ fn text(out: &std::process::Output) -> String {
 }
 
 fn examples_apply_and_become_ready(rt: Runtime) {
-    let d = Daemon::start(rt);
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    // The example Model's file is in the checkout, which config must allow (models.fileRoots).
+    let d = Daemon::start_with(rt, &format!("models:\n  fileRoots: [{examples}/models]\n"));
     let out = d.orchctl(&["apply", "-f", examples]);
     assert!(out.status.success(), "orchctl apply failed: {}", text(&out));
     for line in ["engine/mock created", "model/tiny created", "pool/chat created"] {
