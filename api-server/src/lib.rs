@@ -23,6 +23,7 @@ pub mod tasks;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -172,26 +173,67 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How long a connection may take to send a request's headers, and stay idle between
+/// requests: a client that trickles a header (slow loris) or holds a connection open without
+/// asking anything is cut off then. Streams are not affected: the timer runs only while a
+/// request's head is awaited.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Serves [`router`] on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish.
+/// finish. Each connection is HTTP/1.1 with `TCP_NODELAY` and [`HEADER_READ_TIMEOUT`]; the
+/// peer's address is the request's `ConnectInfo` (the front door tells loopback clients by it).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Token frames are small writes: without TCP_NODELAY, Nagle's algorithm holds each one
-    // back until the client's delayed ACK, adding ~40 ms to the first token (measured).
-    let listener = listener.tap_io(|tcp| {
+    serve_with(listener, state, shutdown, HEADER_READ_TIMEOUT).await
+}
+
+/// [`serve`] with another header-read timeout (tests use a short one).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before accept: go on.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Token frames are small writes: without TCP_NODELAY, Nagle's algorithm holds each one
+        // back until the client's delayed ACK, adding ~40 ms to the first token (measured).
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
-    });
-    // The peer's address tells loopback clients apart (`auth.optionalOnLoopback`).
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), request)
+        });
+        let connection = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -221,6 +221,35 @@ async fn an_allowed_origin_gets_cors_preflights_and_headers() {
     assert!(!other.headers().contains_key("access-control-allow-origin"));
 }
 
+#[tokio::test]
+async fn slow_and_idle_connections_are_cut_off_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+    let state = AppState::new(rx, Arc::new(NoEvents), Arc::new(NoLogs));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let timeout = std::time::Duration::from_millis(300);
+    tokio::spawn(crate::serve_with(listener, state, std::future::pending(), timeout));
+    // A slow loris: half a header, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    // A connection that never asks anything.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for conn in [&mut slow, &mut idle] {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0) | Err(_))),
+            "the server closes it (got {closed:?})"
+        );
+    }
+    // A whole request still gets its answer.
+    let r = client().get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 #[test]
 fn identities_read_as_the_logs_write_them() {
     assert_eq!(Identity::Localhost.to_string(), "localhost");
