@@ -129,7 +129,7 @@ impl EventLog {
             replica: replica.cloned(),
             type_,
             reason,
-            message: bounded(message),
+            message: llorch_manifests::text::cut(message, MAX_EVENT_MESSAGE_BYTES),
         };
         let obj = object.map(ToString::to_string).unwrap_or_default();
         let (replica, reason) = (replica.map(ReplicaId::as_str), reason.as_str());
@@ -165,22 +165,6 @@ impl EventLog {
         out.reverse();
         out
     }
-}
-
-/// `message`, cut to [`MAX_EVENT_MESSAGE_BYTES`] (at a character boundary) with a note of how
-/// much was cut.
-fn bounded(mut message: String) -> String {
-    if message.len() <= MAX_EVENT_MESSAGE_BYTES {
-        return message;
-    }
-    let total = message.len();
-    let mut end = MAX_EVENT_MESSAGE_BYTES;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    message.truncate(end);
-    message.push_str(&format!("… ({} more bytes cut)", total - end));
-    message
 }
 
 /// Now, as RFC 3339 with millisecond precision.

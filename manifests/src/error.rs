@@ -36,7 +36,7 @@ pub struct ManifestError {
     pub hint: String,
 }
 
-/// Characters of an object's name kept in an error (an invalid name can be anything).
+/// Bytes of an object's name kept in an error (an invalid name can be anything).
 const MAX_NAME_SHOWN: usize = 64;
 
 impl ManifestError {
@@ -64,10 +64,7 @@ impl ManifestError {
     pub fn on_object(mut self, kind: Option<Kind>, name: Option<String>) -> Self {
         self.kind = kind;
         // A name that fails validation can be anything; only its start is kept.
-        self.name = name.map(|n| match n.char_indices().nth(MAX_NAME_SHOWN) {
-            Some((end, _)) => format!("{}…", &n[..end]),
-            None => n,
-        });
+        self.name = name.map(|n| crate::text::cut(n, MAX_NAME_SHOWN));
         self
     }
 

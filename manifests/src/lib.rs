@@ -23,6 +23,7 @@ pub mod secrets;
 pub mod serving;
 pub mod status;
 pub mod task;
+pub mod text;
 pub mod units;
 pub mod validate;
 

@@ -29,19 +29,9 @@ pub struct Problem {
 const MAX_PROBLEM_BYTES: usize = 300;
 
 fn problem(field: &str, message: impl Into<String>, hint: impl Into<String>) -> Problem {
-    let mut message: String = message.into();
-    if message.len() > MAX_PROBLEM_BYTES {
-        let mut end = MAX_PROBLEM_BYTES;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = message.len() - end;
-        message.truncate(end);
-        message.push_str(&format!("… ({cut} bytes more)"));
-    }
     Problem {
         field: field.to_string(),
-        message,
+        message: crate::text::cut(message.into(), MAX_PROBLEM_BYTES),
         hint: hint.into(),
     }
 }
@@ -660,7 +650,7 @@ mod bound_tests {
         let e = errors(&format!("{{name: {name}}}"));
         assert_eq!(e.len(), 1, "{}", e.iter().map(String::len).sum::<usize>());
         assert!(
-            e[0].len() < 1000 && e[0].contains("bytes more)"),
+            e[0].len() < 1000 && e[0].contains("more bytes cut)"),
             "{}",
             &e[0][..e[0].len().min(300)]
         );
