@@ -104,16 +104,8 @@ impl Paths {
     /// TTFT direct, ms.
     pub(crate) async fn ttft_direct(&self, worker: usize, body: &[u8]) -> f64 {
         let t0 = Instant::now();
-        let mut ev = self.open_direct(worker, body).await;
-        let ttft = loop {
-            match ev.next().await {
-                Some(Kind::Token) => break ms(t0.elapsed()),
-                Some(Kind::Other) => {}
-                other => panic!("direct stream ended before a token: {other:?}"),
-            }
-        };
-        finish(ev).await;
-        ttft
+        let ev = self.open_direct(worker, body).await;
+        first_token_ms(ev, t0, "direct").await
     }
 
     /// TTFT through llama-orch's OpenAI-compatible front door (one request), ms.
@@ -128,34 +120,15 @@ impl Paths {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200, "/v1/completions");
-        let mut ev = Events::new(r, sse_count::openai);
-        let ttft = loop {
-            match ev.next().await {
-                Some(Kind::Token) => break ms(t0.elapsed()),
-                Some(Kind::Other) => {}
-                other => panic!("OpenAI stream ended before a token: {other:?}"),
-            }
-        };
-        finish(ev).await;
-        ttft
+        first_token_ms(Events::new(r, sse_count::openai), t0, "OpenAI").await
     }
 
     /// TTFT through llama-orch, with its stages.
     pub(crate) async fn ttft_through(&self, body: &[u8]) -> Stages {
         let t0 = Instant::now();
         let mut stages = Stages::default();
-        let mut ev = self.open_through(body, t0, &mut stages).await;
-        loop {
-            match ev.next().await {
-                Some(Kind::Token) => {
-                    stages.first_token = ms(t0.elapsed());
-                    break;
-                }
-                Some(Kind::Other) => {}
-                other => panic!("task stream ended before a token: {other:?}"),
-            }
-        }
-        finish(ev).await;
+        let ev = self.open_through(body, t0, &mut stages).await;
+        stages.first_token = first_token_ms(ev, t0, "task").await;
         stages
     }
 
@@ -200,6 +173,19 @@ pub(crate) fn no_reuse(http_timeout: Duration) -> Client {
         .timeout(http_timeout)
         .build()
         .unwrap()
+}
+
+/// Ms from `t0` to the stream's first token; then reads the stream to its end.
+async fn first_token_ms(mut ev: Events, t0: Instant, what: &str) -> f64 {
+    let ttft = loop {
+        match ev.next().await {
+            Some(Kind::Token) => break ms(t0.elapsed()),
+            Some(Kind::Other) => {}
+            other => panic!("{what} stream ended before a token: {other:?}"),
+        }
+    };
+    finish(ev).await;
+    ttft
 }
 
 /// Reads a stream to its final event and then to the end of the body.
