@@ -26,6 +26,7 @@ make_venv() {
 
 step "format and lints"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "unit and integration tests"
@@ -90,3 +91,7 @@ cargo test --locked -p llama-orch-e2e -- --test-threads=2
 
 step "the README's demo, end to end (simulated GPUs, mock engine, real Docker)"
 bash scripts/demo.sh --ci
+
+step "fuzz smoke: each afl.rs target for 20 s (scripts/fuzz.sh; the campaign is scripts/fuzz.sh without --smoke)"
+# Fails on any crash or hang, and on any committed corpus or regression input that crashes.
+bash scripts/fuzz.sh --smoke

@@ -14,6 +14,8 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod front_door;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod openai;
 mod routes;
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use llorch_manifests::api::Snapshot;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub data: Option<Arc<tasks::DataPlane>>,
     /// Reload commands to the controller.
     pub pools: Arc<dyn PoolControl>,
+    /// The write API's manifest writer.
+    pub manifests: Arc<dyn sources::ManifestWrites>,
     /// The model catalog (entries, pulls).
     pub catalog: Arc<dyn CatalogSource>,
     /// Tokens and the `Host`/`Origin` policy every request passes first.
@@ -76,6 +80,7 @@ impl AppState {
             logs,
             data: None,
             pools: Arc::new(NoPoolControl),
+            manifests: Arc::new(sources::NoManifestWrites),
             catalog: Arc::new(NoCatalog),
             front_door: Arc::new(front_door::FrontDoor::loopback_only()),
         }
@@ -96,6 +101,12 @@ impl AppState {
     /// Lets `POST /v2/pools/{id}/reload` command the controller.
     pub fn with_pool_control(mut self, pools: Arc<dyn PoolControl>) -> Self {
         self.pools = pools;
+        self
+    }
+
+    /// Lets `POST /v2/manifests` and `DELETE /v2/manifests/{kind}/{name}` write manifests.
+    pub fn with_manifest_writes(mut self, manifests: Arc<dyn sources::ManifestWrites>) -> Self {
+        self.manifests = manifests;
         self
     }
 
@@ -126,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::metrics::metrics))
         .route("/v2/snapshot", get(routes::objects::snapshot))
+        .route("/v2/manifests", post(routes::manifests::apply))
+        .route("/v2/manifests/{kind}/{name}", delete(routes::manifests::delete))
         .route("/v2/pools", get(routes::objects::list_pools))
         .route("/v2/pools/{name}", get(routes::objects::get_pool))
         .route("/v2/pools/{name}/health", get(routes::pools::health))
@@ -134,6 +147,7 @@ pub fn router(state: AppState) -> Router {
             post(routes::pools::drain).delete(routes::pools::resume),
         )
         .route("/v2/pools/{name}/reload", post(routes::pools::reload))
+        .route("/v2/pools/{name}/wake", post(routes::pools::wake))
         .route("/v2/models", get(routes::objects::list_models))
         .route("/v2/models/{name}", get(routes::objects::get_model))
         .route("/v2/models/{name}/pull", post(routes::catalog::pull))

@@ -1,5 +1,6 @@
 //! Prometheus metrics rendered from one [`Snapshot`]: GPU inventory and VRAM, pool replica
-//! counts, readiness and restarts, and manifest errors. A fresh registry per scrape keeps the
+//! counts, readiness and restarts, scaling (asleep, wakes, evictions, expected wake), and
+//! manifest errors. A fresh registry per scrape keeps the
 //! output a pure function of the snapshot (no stale series for deleted pools).
 //!
 //! The data plane's series (`tasks_*`, `queue_depth`, `latency_*`, `tokens_*`, …) are not
@@ -125,8 +126,21 @@ fn register_pools(registry: &mut Registry, snapshot: &Snapshot) {
     let ready = Family::<Labels, U64Gauge>::default();
     let restarts = Family::<Labels, Counter>::default();
     let decisions = Family::<Labels, Counter>::default();
+    let asleep = Family::<Labels, U64Gauge>::default();
+    let activations = Family::<Labels, Counter>::default();
+    let evictions = Family::<Labels, Counter>::default();
+    let cold_start = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     for view in snapshot.objects.iter().filter(|o| o.object.kind == Kind::Pool) {
         let pool = view.object.name.clone();
+        if let Some(s) = &view.status.scaling {
+            let labels: Labels = vec![("pool", pool.clone())];
+            asleep.get_or_create(&labels).set(u64::from(s.asleep));
+            activations.get_or_create(&labels).inc_by(s.activations);
+            evictions.get_or_create(&labels).inc_by(s.evictions);
+            if let Some(ms) = s.cold_start_ms {
+                cold_start.get_or_create(&labels).set(ms as f64 / 1000.0);
+            }
+        }
         let counts = view.status.replicas.unwrap_or_default();
         replicas
             .get_or_create(&vec![("pool", pool.clone()), ("state", "desired".into())])
@@ -157,6 +171,26 @@ fn register_pools(registry: &mut Registry, snapshot: &Snapshot) {
         "llorch_pool_restarts",
         "Engine restarts after crashes, per pool, over the pool's life",
         restarts,
+    );
+    registry.register(
+        "llorch_pool_asleep",
+        "1 while a pool sized by scaling sleeps (no replica, no VRAM)",
+        asleep,
+    );
+    registry.register(
+        "llorch_pool_activations",
+        "Wakes of a pool sized by scaling since the daemon started",
+        activations,
+    );
+    registry.register(
+        "llorch_pool_evictions",
+        "Times a pool was put to sleep early to free VRAM for another, since the daemon started",
+        evictions,
+    );
+    registry.register(
+        "llorch_pool_cold_start_expected_seconds",
+        "How long a wake of the pool is expected to take: the average of its measured wakes, else a prior from its VRAM need",
+        cold_start,
     );
 }
 
@@ -286,6 +320,42 @@ mod tests {
             "# TYPE replica_placements_total counter",
             r#"replica_placements_total{pool="chat",outcome="placed"} 2"#,
             r#"replica_placements_total{pool="chat",outcome="refused"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn pools_sized_by_scaling_report_sleep_wakes_evictions_and_the_expected_wake() {
+        use llorch_manifests::status::{ObjectStatus, ScalingStatus};
+        use llorch_manifests::{Kind, ObjectRef};
+        let mut status = ObjectStatus::new(ObjectRef::new(Kind::Pool, "coder"));
+        status.scaling = Some(ScalingStatus {
+            min_replicas: 0,
+            max_replicas: 1,
+            replicas: 0,
+            asleep: true,
+            last_active: None,
+            evicted_for: Some("chat".into()),
+            activations: 4,
+            evictions: 3,
+            cold_start_ms: Some(1_250),
+        });
+        let snapshot = Snapshot {
+            objects: vec![llorch_manifests::api::ObjectView {
+                object: status.object.clone(),
+                source: None,
+                manifest: None,
+                status,
+            }],
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot).unwrap();
+        for line in [
+            r#"llorch_pool_asleep{pool="coder"} 1"#,
+            r#"llorch_pool_activations_total{pool="coder"} 4"#,
+            r#"llorch_pool_evictions_total{pool="coder"} 3"#,
+            r#"llorch_pool_cold_start_expected_seconds{pool="coder"} 1.25"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

@@ -1,5 +1,5 @@
 //! The narrow edges the API reads besides the snapshot: recent events, engine log tails and
-//! the model catalog, and the one it commands through: pool reloads.
+//! the model catalog, and the ones it commands through: pool reloads and manifest writes.
 //! The controller implements them; tests use fakes. Nothing here does I/O itself.
 
 use std::future::Future;
@@ -7,7 +7,7 @@ use std::path::Path;
 use std::pin::Pin;
 
 use llorch_manifests::ObjectRef;
-use llorch_manifests::api::CatalogEntry;
+use llorch_manifests::api::{ApplyResult, CatalogEntry, DeleteResult, ManifestText, WriteError};
 use llorch_manifests::status::Event;
 
 /// A boxed, sendable future (what an object-safe async trait method returns).
@@ -89,6 +89,38 @@ pub enum SetModelError {
     Conflict(String),
     /// Reading, checking or writing the file failed: `500`, the detail logged.
     Failed(String),
+}
+
+/// The write API's edge (`POST /v2/manifests`, `DELETE /v2/manifests/{kind}/{name}`): the
+/// controller's manifest writer. Blocking file I/O: the routes call it on a blocking thread.
+pub trait ManifestWrites: Send + Sync {
+    /// Checks `files` and, unless `dry_run`, writes their objects; `writer` names who asked
+    /// (an identity, for the written files' header).
+    fn apply(&self, files: &[ManifestText], dry_run: bool, writer: &str) -> Result<ApplyResult, WriteError>;
+    /// Removes `object`'s manifest file.
+    fn delete(&self, object: &ObjectRef) -> Result<DeleteResult, WriteError>;
+    /// Asks the controller to read the directory now (after a write).
+    fn wake(&self);
+}
+
+/// A server without a manifests directory to write (tests, a bare API server).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoManifestWrites;
+
+impl NoManifestWrites {
+    fn refusal() -> WriteError {
+        WriteError::Failed("this server has no manifests directory to write".into())
+    }
+}
+
+impl ManifestWrites for NoManifestWrites {
+    fn apply(&self, _: &[ManifestText], _: bool, _: &str) -> Result<ApplyResult, WriteError> {
+        Err(Self::refusal())
+    }
+    fn delete(&self, _: &ObjectRef) -> Result<DeleteResult, WriteError> {
+        Err(Self::refusal())
+    }
+    fn wake(&self) {}
 }
 
 /// A server that cannot command the controller (tests, a bare API server).

@@ -34,8 +34,10 @@ use crate::state_dir::{EventLog, StatusFiles};
 
 mod book;
 mod containers;
+mod eviction;
 mod objects;
 mod pools;
+mod sizing;
 
 /// Events arriving within this window are handled by one pass.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -78,6 +80,12 @@ pub struct Controller<R: ContainerRuntime> {
     provisioner: Provisioner,
     engine_checks: HashMap<String, EngineCheck>,
     gate: Arc<dyn ReplicaGate>,
+    demand: Arc<dyn crate::scaling::DemandSource>,
+    scale: crate::scaling::ScaleBook,
+    /// This pass's size of each Pool with `spec.scaling`.
+    sizes: HashMap<String, crate::scaling::Sized>,
+    /// How long each sleeping Pool takes to wake.
+    cold: crate::cold_start::ColdStarts,
     reloads: Arc<ReloadCounters>,
     serving: ServingBook,
 }
@@ -121,6 +129,10 @@ impl<R: ContainerRuntime> Controller<R> {
             snapshot,
             wake,
             gate: Arc::new(AlwaysIdle),
+            demand: Arc::new(crate::scaling::NoDemand),
+            scale: crate::scaling::ScaleBook::default(),
+            sizes: HashMap::new(),
+            cold: crate::cold_start::ColdStarts::default(),
             reloads: Arc::new(ReloadCounters::in_memory()),
             serving: ServingBook::default(),
         }
@@ -137,6 +149,13 @@ impl<R: ContainerRuntime> Controller<R> {
     /// instead of removing them at once.
     pub fn with_gate(mut self, gate: Arc<dyn ReplicaGate>) -> Self {
         self.gate = gate;
+        self
+    }
+
+    /// Sizes Pools with `spec.scaling` by `demand` (the data plane's queues) instead of
+    /// seeing no demand anywhere.
+    pub fn with_demand(mut self, demand: Arc<dyn crate::scaling::DemandSource>) -> Self {
+        self.demand = demand;
         self
     }
 
@@ -225,8 +244,17 @@ impl<R: ContainerRuntime> Controller<R> {
         let mut by_pool = self.claim_containers(&desired, containers).await;
         self.reconcile_models_and_engines(&desired).await;
         let resolutions = self.resolve_pools(&desired);
-        let plan = self.plan_placement(&desired, &resolutions, &by_pool);
-        let pools = self.reconcile_pools(&desired, resolutions, &plan, &mut by_pool).await;
+        // Pools sized by demand are seen at this pass's size from here on (placement and
+        // reconcile); the snapshot publishes the manifests as written.
+        let mut sized = self.size_pools(&desired, &by_pool);
+        let mut inputs = self.placement_inputs(&sized, &resolutions, &by_pool);
+        let evicted = self.evict_for_activations(&mut sized, &mut inputs, &by_pool);
+        let plan = self.plan_placement(&inputs);
+        self.time_wakes(&inputs, &plan, &by_pool);
+        let pools = self
+            .reconcile_pools(&sized, resolutions, &plan, &mut by_pool, &evicted)
+            .await;
+        self.time_ready(&pools.replicas);
         self.forget_deleted(&desired);
         self.probers.retain(&pools.live());
         self.publish(&desired, pools.replicas);

@@ -400,18 +400,10 @@ impl ModelManager {
         expected_hex: Option<&str>,
         pulled: bool,
     ) -> Result<Arc<Job>, Problem> {
-        let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        if !self.shared.file_roots.admits(&real) {
-            return Err(Problem {
-                reason: Reason::ModelUnavailable,
-                message: format!(
-                    "model file {} is outside `models.fileRoots` ({}); move it under one of them, or add its \
-                     directory to `models.fileRoots` in config.yaml",
-                    real.display(),
-                    self.shared.file_roots.describe()
-                ),
-            });
-        }
+        self.shared.file_roots.check(path).map_err(|message| Problem {
+            reason: Reason::ModelUnavailable,
+            message,
+        })?;
         let meta = std::fs::metadata(path).map_err(|e| Problem {
             reason: Reason::ModelUnavailable,
             message: format!(

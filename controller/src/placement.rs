@@ -190,6 +190,26 @@ impl<'a> Ledger<'a> {
         }
     }
 
+    /// The ledger once every running replica of ours is charged: those that have not
+    /// allocated yet (all of them, simulated) take their shares off the free VRAM.
+    fn with_running(
+        devices: &'a [GpuView],
+        accounting: Accounting,
+        existing: &[Existing],
+        pools: &[PoolDemand],
+    ) -> Self {
+        let mut ledger = Ledger::new(devices);
+        for e in existing.iter().filter(|e| e.running) {
+            let shares = pools
+                .iter()
+                .find(|p| p.name == e.pool)
+                .map_or_else(|| vec![0; e.gpus.len()], |p| p.shares(e.gpus.len()));
+            let pending = accounting == Accounting::Simulated || !e.allocated;
+            ledger.charge(&e.gpus, &shares, pending);
+        }
+        ledger
+    }
+
     /// Records a replica on `gpus`; `pending` takes its shares off the free VRAM.
     fn charge(&mut self, gpus: &[u32], shares: &[u64], pending: bool) {
         for (gpu, share) in gpus.iter().zip(shares) {
@@ -212,18 +232,22 @@ impl<'a> Ledger<'a> {
     }
 }
 
+/// Each device's free VRAM before anything new is placed: what it reports, less what our
+/// running replicas hold but the device does not count yet (see [`Accounting`]).
+pub fn free_vram(
+    devices: &[GpuView],
+    accounting: Accounting,
+    existing: &[Existing],
+    pools: &[PoolDemand],
+) -> BTreeMap<u32, i128> {
+    Ledger::with_running(devices, accounting, existing, pools).free
+}
+
 /// Places every replica of every Pool. Pure and deterministic.
 pub fn plan(devices: &[GpuView], accounting: Accounting, existing: &[Existing], pools: &[PoolDemand]) -> Plan {
-    let mut ledger = Ledger::new(devices);
+    let mut ledger = Ledger::with_running(devices, accounting, existing, pools);
     let mut pools: Vec<&PoolDemand> = pools.iter().collect();
     pools.sort_by(|a, b| a.name.cmp(&b.name));
-    let demand_of = |name: &str| pools.iter().find(|p| p.name == name).copied();
-
-    for e in existing.iter().filter(|e| e.running) {
-        let shares = demand_of(&e.pool).map_or_else(|| vec![0; e.gpus.len()], |p| p.shares(e.gpus.len()));
-        let pending = accounting == Accounting::Simulated || !e.allocated;
-        ledger.charge(&e.gpus, &shares, pending);
-    }
 
     // Sticky first: replicas that exist keep their GPUs before anything new is packed.
     let mut out: BTreeMap<String, BTreeMap<u32, Placement>> = BTreeMap::new();

@@ -328,7 +328,7 @@ mod tests {
             .spec_hash()
         };
         let before = hash(&p.spec);
-        p.spec.replicas = 1;
+        p.spec.replicas = Some(1);
         p.spec.queue.capacity = 3;
         assert_eq!(hash(&p.spec), before);
         p.spec.slots_per_replica = 4;

@@ -3,7 +3,7 @@
 //! right after they start.
 //!
 //! Proves: surge (new next to old), the atomic cut-over, retirement through the gate (only
-//! when idle), rollback on a failing new revision with the old containers untouched and the
+//! when idle), a scale-down that waits the same way for its surplus replica, rollback on a failing new revision with the old containers untouched and the
 //! failed revision not retried, an explicit reload retrying it, and a daemon restart in the
 //! middle of a rollout finishing it without duplicating or losing replicas.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -253,6 +253,38 @@ async fn a_retiring_replica_with_tasks_in_flight_drains_and_goes_only_when_idle(
     })
     .await;
     assert!(w.running().iter().all(|id| !old.contains(id)));
+}
+
+#[tokio::test]
+async fn a_scale_down_closes_the_surplus_replica_and_removes_it_only_once_idle() {
+    let mut w = world();
+    let before = two_ready(&mut w).await;
+    w.gate.busy.store(true, Ordering::SeqCst);
+    w.write(&stack("img:dev", "1").replace("replicas: 2", "replicas: 1"));
+    for _ in 0..5 {
+        w.controller.pass().await;
+    }
+    assert_eq!(w.running(), before, "a task runs on chat-1: it is not cut");
+    assert_eq!(
+        w.gate.closed.lock().unwrap().len(),
+        1,
+        "chat-1 is closed to new tasks while it finishes"
+    );
+    // Grown back before it finished: it serves again.
+    w.write(&stack("img:dev", "1"));
+    w.until("both Ready again", |s| ready(s) == 2).await;
+    assert!(
+        w.gate.closed.lock().unwrap().is_empty(),
+        "reopened: it is in the Pool again"
+    );
+    assert_eq!(w.running(), before);
+    w.write(&stack("img:dev", "1").replace("replicas: 2", "replicas: 1"));
+    w.controller.pass().await;
+    assert_eq!(w.running(), before, "still busy");
+    w.gate.busy.store(false, Ordering::SeqCst);
+    w.controller.pass().await;
+    assert_eq!(w.running().len(), 1, "idle now: removed");
+    assert!(w.reasons().contains(&Reason::ReplicaRemoved));
 }
 
 #[tokio::test]

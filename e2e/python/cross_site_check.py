@@ -18,6 +18,9 @@ ATTEMPTS = r"""
 async ({daemon, pool}) => {
   const out = {};
   const task = JSON.stringify({pool, prompt: "Once upon a time", max_tokens: 4});
+  const manifest = JSON.stringify({files: [{name: "evil.yaml", text:
+    "apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {name: evil}\n" +
+    "spec: {engine: " + pool + "-engine, model: " + pool + "-model, replicas: 1}\n"}]});
   const tries = {
     submit_text_plain_no_cors: () => fetch(daemon + "/v2/tasks",
       {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: task}),
@@ -27,6 +30,12 @@ async ({daemon, pool}) => {
       {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: "{}"}),
     reload_no_cors: () => fetch(daemon + "/v2/pools/" + pool + "/reload",
       {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: "{}"}),
+    apply_manifest_no_cors: () => fetch(daemon + "/v2/manifests",
+      {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: manifest}),
+    apply_manifest_cors: () => fetch(daemon + "/v2/manifests",
+      {method: "POST", headers: {"Content-Type": "application/json"}, body: manifest}),
+    delete_manifest_no_cors: () => fetch(daemon + "/v2/manifests/pools/" + pool,
+      {method: "DELETE", mode: "no-cors"}),
     read_snapshot_cors: () => fetch(daemon + "/v2/snapshot"),
   };
   for (const [name, attempt] of Object.entries(tries)) {
@@ -47,10 +56,15 @@ SAME_ORIGIN = r"""
 async ({pool}) => {
   const out = {};
   const task = JSON.stringify({pool, prompt: "Once upon a time", max_tokens: 4});
+  const manifest = JSON.stringify({files: [{name: "evil.yaml", text:
+    "apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {name: evil}\n" +
+    "spec: {engine: " + pool + "-engine, model: " + pool + "-model, replicas: 1}\n"}]});
   for (const [name, attempt] of Object.entries({
     read_snapshot: () => fetch("/v2/snapshot"),
     submit_json: () => fetch("/v2/tasks",
       {method: "POST", headers: {"Content-Type": "application/json"}, body: task}),
+    apply_manifest: () => fetch("/v2/manifests",
+      {method: "POST", headers: {"Content-Type": "application/json"}, body: manifest}),
   })) {
     try {
       const r = await attempt();

@@ -1,9 +1,18 @@
 //! Helpers for the benchmark binaries (`src/bin/bench-*.rs`): a fast SSE event counter for
-//! streamed bodies, CPU time of the processes on a request's path (read from `/proc`), and
-//! percentiles. Linux only, like the benchmarks.
+//! streamed bodies, CPU time of the processes on a request's path (read from `/proc`), the
+//! engine's own start as a baseline, and percentiles. Linux only, like the benchmarks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::daemon::Daemon;
+
+/// The value after `name` on the command line (`--runs 20`), if given.
+pub fn flag(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
 
 /// Percentiles and machine load.
 pub mod stats {
@@ -24,11 +33,89 @@ pub mod stats {
         percentile(&sorted(v.to_vec()), 0.5)
     }
 
+    /// One Markdown row `| name | runs | p50 | p90 | min | max |` of `ms`, and its p50.
+    pub fn summary(name: &str, ms: Vec<f64>) -> (String, f64) {
+        let ms = sorted(ms);
+        let (p50, p90) = (percentile(&ms, 0.5), percentile(&ms, 0.9));
+        (
+            format!(
+                "| {name} | {} | {p50:.0} | {p90:.0} | {:.0} | {:.0} |",
+                ms.len(),
+                ms[0],
+                ms[ms.len() - 1]
+            ),
+            p50,
+        )
+    }
+
     /// The 1, 5 and 15-minute load averages, as `/proc/loadavg` shows them.
     pub fn loadavg() -> String {
         std::fs::read_to_string("/proc/loadavg")
             .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|_| "?".into())
+    }
+}
+
+/// The baseline the reconcile and swap benchmarks subtract: the mock engine's own start,
+/// without llama-orch.
+pub mod engine_start {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use llorch_controller::runtime::docker::DockerRuntime;
+    use llorch_controller::runtime::{ContainerRuntime, ContainerSpec, GpuAttachment, Mount};
+
+    use crate::daemon::Runtime;
+
+    /// Milliseconds, per run, to create and start the mock engine container (with `extra_args`)
+    /// through the runtime API the daemon uses, then poll its `/health` every 2 ms until 200.
+    pub fn measure(rt: &Runtime, model: &std::path::Path, runs: usize, extra_args: &[&str]) -> Vec<f64> {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let kind = if rt.name == "podman" {
+            llorch_manifests::config::RuntimeKind::Podman
+        } else {
+            llorch_manifests::config::RuntimeKind::Docker
+        };
+        let runtime = tokio.block_on(DockerRuntime::connect(kind, Some(&rt.socket))).unwrap();
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let instance = crate::unique("bench");
+        let mut out = Vec::new();
+        for i in 0..runs {
+            let mut args: Vec<String> = ["--model", "/models/tiny.gguf", "--host", "0.0.0.0", "--port", "8080"]
+                .map(String::from)
+                .to_vec();
+            args.extend(extra_args.iter().map(|a| a.to_string()));
+            let spec = ContainerSpec {
+                name: format!("{instance}-{i}"),
+                image: crate::mock_image(),
+                launch: llorch_controller::runtime::Launch::Image,
+                args,
+                env: Vec::new(),
+                labels: BTreeMap::from([("dev.llama-orch.bench".to_string(), instance.clone())]),
+                container_port: 8080,
+                mounts: vec![Mount {
+                    host_path: model.display().to_string(),
+                    container_path: "/models/tiny.gguf".into(),
+                    read_only: true,
+                }],
+                gpus: GpuAttachment::None,
+            };
+            let t0 = Instant::now();
+            let c = tokio.block_on(runtime.create_and_start(&spec)).unwrap();
+            let url = format!("http://127.0.0.1:{}/health", c.host_port.unwrap());
+            while !http.get(&url).send().is_ok_and(|r| r.status().is_success()) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            out.push(t0.elapsed().as_secs_f64() * 1e3);
+            tokio.block_on(runtime.remove(&c.id)).unwrap();
+        }
+        out
     }
 }
 

@@ -372,11 +372,14 @@ impl Daemon {
         }
     }
 
-    /// Runs `orchctl` against this daemon and home.
+    /// Runs `orchctl` against this daemon and home, as its user on this machine: the URL comes
+    /// from the home's config (`bind`), so `apply`, `diff` and `delete` edit the manifests
+    /// directory directly (naming a server would send them through the write API).
     pub fn orchctl(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin("orchctl"));
         cmd.env("LLAMA_ORCH_HOME", self.home.path())
-            .env("LLAMA_ORCH_URL", &self.url);
+            .env_remove("LLAMA_ORCH_URL")
+            .env_remove("LLAMA_ORCH_CONFIG");
         match &self.token {
             Some(token) => cmd.env("LLAMA_ORCH_TOKEN", token),
             None => cmd.env_remove("LLAMA_ORCH_TOKEN"),

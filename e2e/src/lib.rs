@@ -6,6 +6,8 @@
 
 pub mod bench;
 pub mod daemon;
+pub mod lan;
+pub mod llama_server;
 pub mod python;
 pub mod sse;
 

@@ -1,7 +1,8 @@
 //! A real headless Chromium (Debian's `chromium`, driven by Playwright for Python) tries what
 //! a hostile web page could do to a daemon on its default loopback bind (issue 9, item 2):
-//! cross-site submits (text/plain without CORS, and JSON with), a drain and a reload, reading
-//! the snapshot, and a DNS-rebinding page. None takes effect. A page on the one origin the
+//! cross-site submits (text/plain without CORS, and JSON with), a drain and a reload, writing
+//! and deleting manifests through the write API, reading the snapshot, and a DNS-rebinding
+//! page. None takes effect. A page on the one origin the
 //! config allows submits a task, so the refusals are the daemon's, not the browser's.
 //! `e2e/python/cross_site_check.py` drives the browser; the venv is set up by `scripts/test.sh`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -64,12 +65,12 @@ fn a_hostile_page_in_a_real_browser_cannot_drive_the_daemon() {
 
     // Requests that need CORS fail in the browser: the preflight or the response is refused.
     let attacker = &report["attacker"];
-    for name in ["submit_json_cors", "read_snapshot_cors"] {
+    for name in ["submit_json_cors", "apply_manifest_cors", "read_snapshot_cors"] {
         assert!(attacker[name]["error"].is_string(), "{name}: {attacker}");
     }
     // The rebinding page's own origin is refused by its Host, navigation included.
     assert_eq!(report["rebinding_navigation"], 403, "{report}");
-    for name in ["read_snapshot", "submit_json"] {
+    for name in ["read_snapshot", "submit_json", "apply_manifest"] {
         assert_eq!(report["rebinding"][name]["status"], 403, "{name}: {report}");
         assert!(
             report["rebinding"][name]["body"]
@@ -95,6 +96,11 @@ fn a_hostile_page_in_a_real_browser_cannot_drive_the_daemon() {
         .unwrap();
     assert_eq!(health["draining"], false, "{health}");
     assert_eq!(d.container_ids(), containers, "no reload replaced the replica");
+    let manifests: Vec<String> = std::fs::read_dir(d.manifests_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(manifests, ["chat.yaml"], "no manifest was written or deleted");
     let log = d.log_until(Duration::from_secs(5), |l| {
         l.contains("request refused at the front door")
     });

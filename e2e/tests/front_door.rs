@@ -4,43 +4,15 @@
 //! refused before they take effect; a LAN bind without a token refused at start.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
 use llama_orch_e2e::daemon::{Daemon, Runtime, bin, mock_stack, pool_ready};
+use llama_orch_e2e::lan::{fresh_token, lan_ip};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 const READY: Duration = Duration::from_secs(30);
-
-/// This machine's address on its LAN (the one its default route leaves from; no packet is
-/// sent), else the first non-loopback address `hostname -I` lists.
-fn lan_ip() -> IpAddr {
-    let routed = UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect("192.0.2.255:9").map(|()| s))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.ip())
-        .ok()
-        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
-    routed.unwrap_or_else(|| {
-        let out = Command::new("hostname").arg("-I").output().expect("hostname -I");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|a| a.parse::<IpAddr>().ok())
-            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
-            .expect("a non-loopback IPv4 address on this machine")
-    })
-}
-
-/// 40 hex digits, different each run.
-fn fresh_token() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    (0..3)
-        .map(|i| format!("{:016x}", RandomState::new().hash_one(i)))
-        .collect::<String>()[..40]
-        .to_string()
-}
 
 fn client() -> Client {
     Client::builder()

@@ -17,6 +17,8 @@ use clap::Parser;
 use llorch_api::tasks::DataPlane;
 use llorch_controller::catalog::{hf, index, secret::Secret};
 use llorch_controller::controller::{Controller, Settings as ControllerSettings};
+use llorch_controller::manifest_dir::admit::TrustRoot;
+use llorch_controller::manifest_dir::writes::ManifestWriter;
 use llorch_controller::manifest_store::ManifestStore;
 use llorch_controller::models::{FileRoots, ModelsSettings};
 use llorch_controller::reloads::ReloadCounters;
@@ -106,6 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let controller = controller(&s, runtime.clone(), gpus, events.clone(), publish, &data, &reloads)?;
     tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, file_roots = ?s.model_file_roots, "model cache");
     let wake = controller.waker();
+    data.set_controller_waker(wake.clone());
     let _watcher = triggers::watch_manifests(&s.manifests_dir, wake.clone())
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", s.manifests_dir.display()))?;
     let state = llorch_api::AppState::new(
@@ -120,6 +123,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .with_catalog(Arc::new(sources::Catalog(controller.models_handle())))
     .with_pool_control(Arc::new(sources::Reloads {
         counters: reloads,
+        wake: wake.clone(),
+    }))
+    .with_manifest_writes(Arc::new(sources::ManifestWrites {
+        writer: ManifestWriter::new(
+            &s.manifests_dir,
+            TrustRoot {
+                provisioning: s.config.provisioning.clone(),
+                file_roots: FileRoots::under(s.model_file_roots.iter().cloned()),
+            },
+        ),
         wake: wake.clone(),
     }))
     .with_front_door(s.front_door);
@@ -175,6 +188,7 @@ fn controller(
             .with_models(models_settings(s))
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_gate(Arc::new(sources::DataPlaneGate(data.clone())))
+            .with_demand(Arc::new(sources::DataPlaneGate(data.clone())))
             .with_reloads(reloads.clone()),
     )
 }

@@ -1,5 +1,6 @@
-//! Adapts the controller's event log, container runtime, model catalog and pool reloads to the
-//! API server's `EventSource`, `LogSource`, `CatalogSource` and `PoolControl` edges.
+//! Adapts the controller's event log, container runtime, model catalog, pool reloads and
+//! manifest writer to the API server's `EventSource`, `LogSource`, `CatalogSource`,
+//! `PoolControl` and `ManifestWrites` edges.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,9 +26,20 @@ impl EventSource for Events {
     }
 }
 
-/// The data plane as the controller's retirement gate: a replica is retired only once no task
-/// runs on it, and no task starts on it after.
+/// The data plane as the controller's retirement gate (a replica is retired only once no task
+/// runs on it, and no task starts on it after) and as its source of demand (queues sizing
+/// Pools with `spec.scaling`).
 pub struct DataPlaneGate(pub Arc<llorch_api::tasks::DataPlane>);
+
+impl llorch_controller::scaling::DemandSource for DataPlaneGate {
+    fn demand(&self, pool: &str) -> llorch_controller::scaling::Demand {
+        let (busy, last_busy, woken) = self.0.demand(pool);
+        llorch_controller::scaling::Demand { busy, last_busy, woken }
+    }
+    fn wake_when_idle(&self, pools: &[String]) {
+        self.0.wake_when_idle(pools);
+    }
+}
 
 impl llorch_controller::retire::ReplicaGate for DataPlaneGate {
     fn close_if_idle(&self, container_id: &str) -> bool {
@@ -111,5 +123,36 @@ impl CatalogSource for Catalog {
 
     fn verifications(&self) -> Vec<(&'static str, u64)> {
         self.0.verifications()
+    }
+}
+
+/// The write API's manifest writer: the controller's, over the manifests directory, checked
+/// against the config's trust root; a write wakes the controller at once.
+pub struct ManifestWrites {
+    /// The writer.
+    pub writer: llorch_controller::manifest_dir::writes::ManifestWriter,
+    /// The controller's waker.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl llorch_api::sources::ManifestWrites for ManifestWrites {
+    fn apply(
+        &self,
+        files: &[llorch_manifests::api::ManifestText],
+        dry_run: bool,
+        writer: &str,
+    ) -> Result<llorch_manifests::api::ApplyResult, llorch_manifests::api::WriteError> {
+        self.writer.apply(files, dry_run, writer)
+    }
+
+    fn delete(
+        &self,
+        object: &ObjectRef,
+    ) -> Result<llorch_manifests::api::DeleteResult, llorch_manifests::api::WriteError> {
+        self.writer.delete(object)
+    }
+
+    fn wake(&self) {
+        self.wake.notify_one();
     }
 }

@@ -259,3 +259,123 @@ pub struct ReloadAccepted {
     /// What happens next.
     pub message: String,
 }
+
+/// At most this many files in one [`ApplyRequest`].
+pub const MAX_APPLY_FILES: usize = 64;
+
+/// One manifest file sent to `POST /v2/manifests`: its name (for errors and the written file's
+/// header) and its YAML text, parsed by the daemon exactly as a file in its directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestText {
+    /// How errors name it (the client's file name, or `stdin`); at most 256 bytes.
+    pub name: String,
+    /// The YAML, one or more documents; at most `MAX_MANIFEST_BYTES`.
+    pub text: String,
+}
+
+/// `POST /v2/manifests`: apply these objects (`orchctl apply`/`diff` against a remote daemon).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// The files, at most [`MAX_APPLY_FILES`].
+    pub files: Vec<ManifestText>,
+    /// Check and report what would change, write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What applying one object does (or did).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyAction {
+    /// No such object before.
+    Created,
+    /// It existed and differed.
+    Configured,
+    /// It existed and was equal; its file was not touched.
+    Unchanged,
+}
+
+impl ApplyAction {
+    /// As kubectl prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyAction::Created => "created",
+            ApplyAction::Configured => "configured",
+            ApplyAction::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One object of an [`ApplyResult`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedObject {
+    /// Which object.
+    pub object: ObjectRef,
+    /// What happened to it.
+    pub action: ApplyAction,
+    /// The file on the daemon's machine that holds it.
+    pub file: String,
+    /// Its generation (`short_hash`), what `status.observedGeneration` reaches once acted on.
+    pub generation: String,
+    /// The object as written, as YAML, secrets redacted.
+    pub yaml: String,
+    /// The object as it was declared before, as YAML, secrets redacted; none when created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_yaml: Option<String>,
+}
+
+/// `POST /v2/manifests`'s 200 body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyResult {
+    /// True when nothing was written.
+    pub dry_run: bool,
+    /// One entry per object: Engines, then Models, then Pools.
+    pub objects: Vec<AppliedObject>,
+    /// Worth saying, not blocking (problems the directory already had).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// True when the snapshot already shows every written object at its new generation (the
+    /// daemon waits a few seconds for that); `orchctl wait` can follow at once either way.
+    pub synced: bool,
+}
+
+/// `DELETE /v2/manifests/{kind}/{name}`'s 200 body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteResult {
+    /// Which object.
+    pub object: ObjectRef,
+    /// The file that was removed.
+    pub file: String,
+    /// References this broke (the objects that name it now report them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// True when the snapshot no longer shows the object.
+    pub synced: bool,
+}
+
+/// Why the write API wrote nothing. Each variant is one HTTP answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The request or its manifests do not parse or validate, or would break the directory
+    /// (`422 INVALID_MANIFEST`); one entry per error, each naming file and field.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// The daemon's config does not allow it (`403 POLICY_REFUSED`).
+    #[error("{}", .0.join("\n"))]
+    Refused(Vec<String>),
+    /// Files the API must not overwrite, or a file that holds other objects too
+    /// (`409 CONFLICT`), with what to do by hand.
+    #[error("{}", .0.join("\n"))]
+    Conflict(Vec<String>),
+    /// No such object (`404 NOT_FOUND`).
+    #[error("{0}")]
+    NotFound(String),
+    /// Reading or writing the directory failed (`500`).
+    #[error("{0}")]
+    Failed(String),
+}

@@ -8,9 +8,12 @@
 
 pub mod api;
 pub mod config;
+pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod identity;
 pub mod meta;
@@ -18,6 +21,7 @@ pub mod model;
 pub mod parse;
 pub mod pool;
 pub mod reason;
+pub mod render;
 pub mod schema;
 pub mod secrets;
 pub mod serving;

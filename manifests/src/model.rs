@@ -111,11 +111,8 @@ impl ModelSpec {
                 let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
                 let authority = authority.rsplit('@').next().unwrap_or_default();
                 let host = if authority.starts_with('[') {
-                    authority
-                        .split(']')
-                        .next()
-                        .map(|h| &authority[..h.len() + 1])
-                        .unwrap_or(authority)
+                    // `[v6]`, brackets included; an unclosed `[` leaves no host.
+                    authority.find(']').map(|end| &authority[..=end]).unwrap_or_default()
                 } else {
                     authority.split(':').next().unwrap_or_default()
                 };
@@ -203,5 +200,24 @@ mod tests {
         assert!(parse("s3://b/k").unwrap_err().contains("not supported yet"));
         assert!(parse("model.gguf").unwrap_err().contains("file:/path/to/model.gguf"));
         assert!(parse("https:///x").unwrap_err().contains("host"));
+    }
+
+    /// Found by the `manifest` fuzz target (fuzz/regressions/manifest/unclosed-ipv6-bracket):
+    /// the host of `https://[…` without `]` was sliced one byte past its end, a panic while
+    /// validating a Model manifest.
+    #[test]
+    fn an_unclosed_ipv6_bracket_is_a_url_without_a_host() {
+        for r in [
+            "https://[xample.com/models/m.gguf",
+            "http://[::1",
+            "https://[",
+            "https://u@[::1:9/a",
+        ] {
+            assert_eq!(parse_typed(r), Err(RefError::NoHost(r.to_string())), "{r}");
+        }
+        assert!(matches!(
+            parse("https://[::1]/a"),
+            Ok(ModelRef::Url { host: "[::1]", .. })
+        ));
     }
 }

@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::HumanDuration;
 use crate::meta::{Kind, Spec};
 
 /// `Pool.spec`.
@@ -14,8 +15,22 @@ pub struct PoolSpec {
     pub engine: String,
     /// Name of the Model the replicas serve.
     pub model: String,
-    /// How many replicas to run (0–16).
-    pub replicas: u32,
+    /// How many replicas to run (0–16), always. Leave it out to size the Pool by demand with
+    /// `scaling` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Replicas by demand instead of a fixed count: between `minReplicas` and `maxReplicas`,
+    /// down to zero after `idleTimeout` without a task when `minReplicas` is 0, and up again
+    /// when a task arrives (see docs/scaling.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingSpec>,
+    /// Which Pools keep their VRAM when it is short: when a Pool wakes and does not fit, idle
+    /// Pools sized by `scaling` with `minReplicas: 0` are put to sleep to make room, lowest
+    /// `priority` first, then the least recently used (docs/scaling.md). Higher stays. Left
+    /// out: 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+
     /// Which GPUs the pool may use: `all`, or a list of device indices such as `[0, 1]`.
     #[serde(default)]
     pub gpus: GpuSelector,
@@ -47,11 +62,64 @@ pub struct PoolSpec {
 }
 
 impl PoolSpec {
+    /// The replica count the controller works to: `replicas`, or — for a Pool sized by
+    /// `scaling` — what the controller decided from demand (it resolves `scaling` into
+    /// `replicas` before anything else reads the spec); 0 when neither is set.
+    pub fn replica_count(&self) -> u32 {
+        self.replicas.unwrap_or(0)
+    }
+
+    /// The fewest and the most replicas the Pool may run: `replicas` for both, else
+    /// `scaling`'s bounds.
+    pub fn replica_bounds(&self) -> (u32, u32) {
+        match (&self.scaling, self.replicas) {
+            (Some(s), _) => (s.min_replicas, s.max_replicas),
+            (None, n) => (n.unwrap_or(0), n.unwrap_or(0)),
+        }
+    }
+
+    /// This spec with the replica count fixed at `n`: how the controller (with the count it
+    /// decided from demand) and `orchctl plan` (with the most) see a Pool sized by `scaling`.
+    pub fn sized(&self, n: u32) -> PoolSpec {
+        PoolSpec {
+            replicas: Some(n),
+            ..self.clone()
+        }
+    }
+
+    /// True when the Pool may have no replica and wakes when a task arrives.
+    pub fn scales_to_zero(&self) -> bool {
+        self.scaling.as_ref().is_some_and(|s| s.min_replicas == 0)
+    }
+
     /// The context size each replica runs with: the Pool's `ctxSize`, else the Model's
     /// `ctxMax`. The one place this rule lives.
     pub fn effective_ctx(&self, model: &crate::ModelSpec) -> u32 {
         self.ctx_size.unwrap_or(model.ctx_max)
     }
+}
+
+/// `Pool.spec.scaling`: replicas by demand.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScalingSpec {
+    /// Replicas kept even without demand; 0 lets the Pool sleep (no container, no VRAM) until
+    /// a task arrives.
+    #[serde(default)]
+    pub min_replicas: u32,
+    /// Most replicas (1–16): an awake Pool gets one more when tasks have waited for a slot for
+    /// 5 s and the VRAM fits.
+    #[serde(default = "one")]
+    pub max_replicas: u32,
+    /// How long the Pool may go without a queued or running task before it scales down to
+    /// `minReplicas`, and how long a replica's worth of slots must be idle before an awake
+    /// Pool drops a replica (1s–24h).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+}
+
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::minutes(5)
 }
 
 /// Sessions (ORCH-3021, ORCH-3099): a `session_id` keeps a conversation on one replica for
@@ -187,6 +255,10 @@ impl Default for RestartSpec {
             circuit_breaker_failures: default_circuit_failures(),
         }
     }
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 fn one() -> u32 {

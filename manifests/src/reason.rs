@@ -103,6 +103,22 @@ reasons! {
     /// A Pool's replicas need more VRAM than its GPUs have free.
     InsufficientVram,
 
+    // Scaling by demand.
+    /// A Pool sized by `scaling` went without a task for its `idleTimeout`: its replicas are
+    /// removed and its VRAM freed; the next task wakes it.
+    ScaledToZero,
+    /// A task arrived for a Pool that was scaled to zero: a replica starts.
+    Activated,
+    /// An idle Pool was scaled to zero before its `idleTimeout` to free VRAM for another
+    /// Pool's activation (lowest `priority` first, then least recently used).
+    Evicted,
+    /// A Pool sized by `scaling` had tasks waiting for a slot for a while: one more replica
+    /// (up to `maxReplicas`, when the VRAM fits).
+    ScaledUp,
+    /// A Pool sized by `scaling` had a replica's worth of slots idle for its `idleTimeout`:
+    /// one replica fewer (down to `max(minReplicas, 1)` while awake).
+    ScaledDown,
+
     // Reloads.
     /// A new revision starts next to the old one.
     RollingOut,

@@ -23,8 +23,9 @@ use crate::model::ModelSpec;
 use crate::pool::{PoolSpec, QueueSpec, SessionSpec};
 use crate::status::{ReplicaPhase, ReplicaStatus};
 
-/// One Pool as the data plane serves it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One Pool as the data plane serves it. `Default` is for hand-built views (tests, fuzz
+/// harnesses), which name what they set and leave the rest at its default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServingPool {
     /// The Pool's name.
@@ -47,6 +48,19 @@ pub struct ServingPool {
     pub sessions: SessionSpec,
     /// The replicas tasks may be placed on: Ready, with an endpoint; by index.
     pub replicas: Vec<ServingReplica>,
+    /// True when the Pool may have no replica and wakes when a task arrives
+    /// (`scaling.minReplicas: 0`): a task is then queued, not refused, while none is Ready.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scales_to_zero: bool,
+    /// For a Pool that may sleep: how long a wake is expected to take (its measured average,
+    /// else a prior from its VRAM need), which a waking Pool's `predicted_start_ms` includes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_ms: Option<u64>,
+    /// For a Pool that may sleep and is waking: the replica failure that ended this wake (the
+    /// engine's reason), until a replica is Ready or the Pool sleeps; the data plane ends the
+    /// tasks queued for the wake with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_error: Option<crate::status::LastError>,
 }
 
 impl ServingPool {
@@ -69,6 +83,9 @@ impl ServingPool {
             queue: spec.queue.clone(),
             sessions: spec.sessions.clone(),
             replicas,
+            scales_to_zero: spec.scales_to_zero(),
+            cold_start_ms: None,
+            wake_error: None,
         }
     }
 
@@ -311,6 +328,7 @@ mod tests {
             queue: QueueSpec::default(),
             sessions: SessionSpec::default(),
             replicas: Vec::new(),
+            ..ServingPool::default()
         }
     }
 

@@ -72,6 +72,33 @@ pub struct ReplicaCounts {
     pub ready: u32,
 }
 
+/// Where a Pool sized by `scaling` stands, as of the controller's last pass.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStatus {
+    /// `spec.scaling.minReplicas`.
+    pub min_replicas: u32,
+    /// `spec.scaling.maxReplicas`.
+    pub max_replicas: u32,
+    /// Replicas the controller runs it at now.
+    pub replicas: u32,
+    /// True while it sleeps: no replica, no VRAM; the next task wakes it.
+    pub asleep: bool,
+    /// When it last had a task queued or running (RFC 3339); none since the daemon started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active: Option<String>,
+    /// The Pool it was evicted to make room for, while it sleeps because of that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_for: Option<String>,
+    /// Wakes since the daemon started.
+    pub activations: u64,
+    /// Times it was evicted since the daemon started.
+    pub evictions: u64,
+    /// How long a wake is expected to take (measured average, else a prior), milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_ms: Option<u64>,
+}
+
 /// Status of one object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -114,6 +141,9 @@ pub struct ObjectStatus {
     /// For Pools: the last or current reload (model or engine change, or `reload`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// For Pools sized by `scaling`: where they stand (docs/scaling.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
     /// When the status last changed (RFC 3339).
     #[serde(default)]
     pub updated_at: String,
@@ -136,6 +166,7 @@ impl ObjectStatus {
             model: None,
             vram: None,
             rollout: None,
+            scaling: None,
             updated_at: String::new(),
         }
     }

@@ -135,6 +135,9 @@ pub enum ErrorCode {
     Forbidden,
     /// A write request whose body is not declared `application/json`.
     UnsupportedMediaType,
+    /// Manifests sent to the write API do not parse or validate, or would break what the
+    /// manifests directory holds; the message lists every error with its file and field.
+    InvalidManifest,
 }
 
 impl ErrorCode {
@@ -164,6 +167,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::InvalidManifest => "INVALID_MANIFEST",
         }
     }
 
@@ -184,7 +188,7 @@ impl ErrorCode {
             ErrorCode::Internal => 500,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::Canceled => 409,
-            ErrorCode::ModelUnusable => 422,
+            ErrorCode::ModelUnusable | ErrorCode::InvalidManifest => 422,
             ErrorCode::PolicyRefused | ErrorCode::Forbidden => 403,
             ErrorCode::Unauthorized => 401,
             ErrorCode::UnsupportedMediaType => 415,

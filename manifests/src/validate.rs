@@ -355,6 +355,59 @@ fn check_model(spec: &ModelSpec, out: &mut Vec<Problem>) {
     }
 }
 
+/// The shortest and longest `scaling.idleTimeout`.
+pub const IDLE_TIMEOUT_BOUNDS: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(24 * 3600),
+);
+
+/// `replicas` or `scaling`, exactly one, within bounds.
+fn check_replicas(spec: &PoolSpec, out: &mut Vec<Problem>) {
+    match (spec.replicas, &spec.scaling) {
+        (Some(_), Some(_)) => out.push(problem(
+            "spec.replicas",
+            "is set together with `spec.scaling`",
+            "keep `replicas` for a fixed count, or `scaling` for replicas by demand, not both",
+        )),
+        (None, None) => out.push(problem(
+            "spec.replicas",
+            "is missing",
+            "set `replicas: N` for a fixed count, or `scaling: {minReplicas: 0, maxReplicas: 1, idleTimeout: 5m}` \
+             to run replicas only while there is demand",
+        )),
+        (Some(n), None) if n > MAX_REPLICAS => out.push(problem(
+            "spec.replicas",
+            format!("{n} is above the maximum of {MAX_REPLICAS}"),
+            "use fewer replicas",
+        )),
+        (Some(_), None) => {}
+        (None, Some(s)) => {
+            if !(1..=MAX_REPLICAS).contains(&s.max_replicas) {
+                out.push(problem(
+                    "spec.scaling.maxReplicas",
+                    format!("{} is outside 1–{MAX_REPLICAS}", s.max_replicas),
+                    "use at least 1",
+                ));
+            }
+            if s.min_replicas > s.max_replicas {
+                out.push(problem(
+                    "spec.scaling.minReplicas",
+                    format!("{} is above maxReplicas ({})", s.min_replicas, s.max_replicas),
+                    "use a minimum no larger than the maximum",
+                ));
+            }
+            let (low, high) = IDLE_TIMEOUT_BOUNDS;
+            if !(low..=high).contains(&s.idle_timeout.get()) {
+                out.push(problem(
+                    "spec.scaling.idleTimeout",
+                    format!("{} is outside 1s–24h", s.idle_timeout),
+                    "use e.g. 5m",
+                ));
+            }
+        }
+    }
+}
+
 fn check_pool(spec: &PoolSpec, out: &mut Vec<Problem>) {
     for (field, value) in [("spec.engine", &spec.engine), ("spec.model", &spec.model)] {
         if !is_valid_name(value) {
@@ -365,13 +418,7 @@ fn check_pool(spec: &PoolSpec, out: &mut Vec<Problem>) {
             ));
         }
     }
-    if spec.replicas > MAX_REPLICAS {
-        out.push(problem(
-            "spec.replicas",
-            format!("{} is above the maximum of {MAX_REPLICAS}", spec.replicas),
-            "use fewer replicas",
-        ));
-    }
+    check_replicas(spec, out);
     if !(1..=8).contains(&spec.gpus_per_replica) {
         out.push(problem(
             "spec.gpusPerReplica",
@@ -528,13 +575,14 @@ pub fn check_set(objects: &[Located]) -> Vec<ManifestError> {
             .get(&ObjectRef::new(Kind::Engine, &pool.spec.engine))
             .map(|l| &l.object)
             && engine.spec.provisioning == Provisioning::External
-            && pool.spec.replicas > 1
+            && pool.spec.replica_bounds().1 > 1
         {
             errors.push(on(
                 "spec.replicas",
                 format!(
                     "{} replicas, but Engine `{}` is `provisioning: external`: one URL is one replica",
-                    pool.spec.replicas, engine.metadata.name
+                    pool.spec.replica_bounds().1,
+                    engine.metadata.name
                 ),
                 "set `replicas: 1`; for more, declare one external Engine per URL and one Pool per Engine".into(),
             ));
@@ -654,5 +702,37 @@ mod bound_tests {
             "{}",
             &e[0][..e[0].len().min(300)]
         );
+    }
+}
+
+#[cfg(test)]
+mod scaling_tests {
+    #![allow(clippy::unwrap_used)]
+
+    fn errors(spec: &str) -> String {
+        let yaml = format!(
+            "apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: p}}\nspec: {{engine: e, model: m, {spec}}}\n"
+        );
+        match crate::parse_file("p.yaml", yaml.as_bytes()) {
+            Ok(_) => String::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        }
+    }
+
+    #[test]
+    fn a_pool_declares_replicas_or_scaling_within_bounds() {
+        assert_eq!(errors("replicas: 2"), "");
+        assert_eq!(
+            errors("scaling: {minReplicas: 0, maxReplicas: 2, idleTimeout: 90s}"),
+            ""
+        );
+        assert_eq!(errors("scaling: {}"), "", "defaults: 0 to 1, idle 5m");
+        assert!(errors("replicas: 1, scaling: {}").contains("not both"));
+        assert!(errors("gpus: all").contains("field `spec.replicas`: is missing"));
+        assert!(errors("scaling: {minReplicas: 3, maxReplicas: 2}").contains("spec.scaling.minReplicas"));
+        assert!(errors("scaling: {maxReplicas: 0}").contains("spec.scaling.maxReplicas"));
+        assert!(errors("scaling: {idleTimeout: 0s}").contains("outside 1s–24h"));
+        let bad = errors("scaling: {idleTimeout: soon}");
+        assert!(bad.contains("`soon` is not a duration"), "{bad}");
     }
 }

@@ -1,199 +1,28 @@
 //! `orchctl apply -f`: validate the input against what the manifests directory already holds,
-//! then write each object to `<kind>-<name>.yaml` there, atomically.
-//!
-//! All checks happen before the first write: parse errors, cross-object errors that the change
-//! would introduce (a Pool naming a missing Engine, a duplicate), and conflicts with files
-//! orchctl must not overwrite (a hand-written file declaring the same object, or a file that
-//! holds more than the object). The [`plan`] is shared with `diff`.
+//! then write each object to `<kind>-<name>.yaml` there, atomically — the controller's
+//! [`manifest_dir::apply`](llorch_controller::manifest_dir::apply), which the daemon's write
+//! API runs too. Parse errors stop it first; the [`plan`] is shared with `diff`. With a server
+//! named ([`WriteTarget::Api`]), the objects go to that daemon's write API instead, which runs
+//! the same plan on its own directory after checking them against its config.
 
 use std::io::Write;
-use std::path::PathBuf;
 
-use llorch_manifests::parse::Located;
-use llorch_manifests::{AnyObject, ManifestError, ObjectRef, validate};
+use llorch_controller::manifest_dir::ManifestDir;
+pub use llorch_controller::manifest_dir::apply::{Action, Plan, Step, execute};
+use llorch_manifests::ManifestError;
 
 use crate::Io;
 use crate::cli::ApplyArgs;
-use crate::context::Context;
+use crate::context::{Context, WriteTarget};
 use crate::input::{self, InputObject};
-use crate::manifest_dir::ManifestDir;
-use crate::output::manifest_yaml;
+use crate::manifest_api;
 
-/// What applying one object does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// No such object yet.
-    Created,
-    /// It exists and differs.
-    Configured,
-    /// It exists and is equal.
-    Unchanged,
-}
-
-impl Action {
-    /// As kubectl prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Created => "created",
-            Action::Configured => "configured",
-            Action::Unchanged => "unchanged",
-        }
-    }
-}
-
-/// One object of the plan.
-#[derive(Clone, Debug)]
-pub struct Step {
-    /// The object as it will be written (references resolved).
-    pub object: AnyObject,
-    /// The input it came from.
-    pub source: String,
-    /// Where it will be written.
-    pub target: PathBuf,
-    /// The object as declared now (references resolved), and its file.
-    pub existing: Option<(PathBuf, AnyObject)>,
-    /// What applying it does.
-    pub action: Action,
-}
-
-/// What `apply` would do, and what stops it.
-#[derive(Clone, Debug, Default)]
-pub struct Plan {
-    /// One step per input object: Engines, then Models, then Pools, each in input order.
-    pub steps: Vec<Step>,
-    /// Errors the change would introduce (nothing may be written while there are any).
-    pub errors: Vec<ManifestError>,
-    /// Files orchctl must not overwrite (nothing may be written while there are any).
-    pub conflicts: Vec<String>,
-    /// Worth saying, but not blocking.
-    pub warnings: Vec<String>,
-}
-
-impl Plan {
-    /// True when nothing blocks writing.
-    pub fn is_clean(&self) -> bool {
-        self.errors.is_empty() && self.conflicts.is_empty()
-    }
-}
-
-/// The object with its relative references resolved against its own file's folder, for
-/// comparing what is declared with what the input says.
-fn resolved(located: &Located) -> AnyObject {
-    let mut object = located.object.clone();
-    if let Some(dir) = PathBuf::from(&located.file).parent() {
-        input::absolutize_model_ref(&mut object, dir);
-    }
-    object
-}
+/// Who the written files' header names.
+pub const WRITER: &str = "orchctl apply";
 
 /// Works out what applying `new` to `dir` would do.
 pub fn plan(dir: &ManifestDir, new: &[InputObject]) -> Plan {
-    let mut plan = Plan::default();
-    let new_refs: Vec<ObjectRef> = new.iter().map(|n| n.located.object.object_ref()).collect();
-
-    for n in new {
-        let r = n.located.object.object_ref();
-        let target = dir.target_path(&r);
-        let found = dir.find(&r);
-        for (file, loc) in &found {
-            if file.path != target {
-                plan.conflicts.push(format!(
-                    "{}: {r} is already declared in {} (document {}), which orchctl apply did not \
-                     write; edit that file instead, or remove the object from it first",
-                    n.located.file,
-                    file.path.display(),
-                    loc.document
-                ));
-            }
-        }
-        if let Some(file) = dir.file(&target) {
-            match &file.parsed {
-                Err(_) => plan.conflicts.push(format!(
-                    "{} exists but does not parse; fix or remove it before applying {r}",
-                    target.display()
-                )),
-                Ok(objects) if objects.iter().any(|l| l.object.object_ref() != r) => {
-                    plan.conflicts.push(format!(
-                        "{} holds more than {r}; orchctl apply only writes files that hold one \
-                         object, so edit that file by hand",
-                        target.display()
-                    ));
-                }
-                Ok(_) => {}
-            }
-        }
-        let existing = found
-            .iter()
-            .find(|(file, _)| file.path == target)
-            .or(found.first())
-            .map(|(file, loc)| (file.path.clone(), resolved(loc)));
-        let action = match &existing {
-            None => Action::Created,
-            Some((_, old)) if *old == n.located.object => Action::Unchanged,
-            Some(_) => Action::Configured,
-        };
-        plan.steps.push(Step {
-            object: n.located.object.clone(),
-            source: n.source.clone(),
-            target,
-            existing,
-            action,
-        });
-    }
-
-    // Engines and Models before the Pools that name them: a daemon reading the directory
-    // mid-apply never sees a reference to something not yet written.
-    plan.steps.sort_by_key(|s| s.object.kind());
-
-    let before: Vec<Located> = dir.objects().cloned().collect();
-    let mut after: Vec<Located> = before
-        .iter()
-        .filter(|l| !new_refs.contains(&l.object.object_ref()))
-        .cloned()
-        .collect();
-    after.extend(new.iter().map(|n| n.located.clone()));
-    let known = validate::check_set(&before);
-    let mut kept = 0;
-    for error in validate::check_set(&after) {
-        if known.contains(&error) {
-            kept += 1;
-        } else {
-            plan.errors.push(error);
-        }
-    }
-    if kept > 0 {
-        plan.warnings.push(format!(
-            "{kept} problem(s) already in {} remain (not caused by this change); see `orchctl get pools`",
-            dir.dir.display()
-        ));
-    }
-    for file in dir.broken() {
-        let replaced = plan.steps.iter().any(|s| s.target == file.path);
-        if !replaced {
-            plan.warnings.push(format!(
-                "{} does not parse, so it was left out of validation",
-                file.path.display()
-            ));
-        }
-    }
-    plan
-}
-
-/// Writes every created or configured object. Call only with a clean plan.
-pub fn execute(dir: &ManifestDir, plan: &Plan) -> anyhow::Result<()> {
-    if plan.steps.iter().any(|s| s.action != Action::Unchanged) {
-        std::fs::create_dir_all(&dir.dir)
-            .map_err(|e| anyhow::anyhow!("cannot create the manifests directory {}: {e}", dir.dir.display()))?;
-    }
-    for step in plan.steps.iter().filter(|s| s.action != Action::Unchanged) {
-        let contents = format!(
-            "# Written by orchctl apply from {}; edit freely.\n{}",
-            step.source,
-            manifest_yaml(&step.object)?
-        );
-        crate::manifest_dir::write_atomic(&step.target, &contents)?;
-    }
-    Ok(())
+    llorch_controller::manifest_dir::apply::plan(dir, new, WRITER)
 }
 
 /// Prints parse or validation errors one per line.
@@ -205,14 +34,21 @@ pub fn print_errors(err: &mut dyn Write, errors: &[ManifestError]) -> anyhow::Re
 }
 
 /// `orchctl apply`.
-pub fn run(ctx: &Context, args: &ApplyArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
+pub async fn run(ctx: &Context, args: &ApplyArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let cwd = std::env::current_dir()?;
     let sources = input::read_sources(&args.files, &cwd, io.input)?;
-    apply_sources(ctx, &sources, io)
+    apply_sources(ctx, &sources, io).await
 }
 
 /// `apply` on already-read sources (what `run` does after reading `-f`).
-pub fn apply_sources(ctx: &Context, sources: &[input::Source], io: &mut Io<'_>) -> anyhow::Result<u8> {
+pub async fn apply_sources(ctx: &Context, sources: &[input::Source], io: &mut Io<'_>) -> anyhow::Result<u8> {
+    match ctx.writes {
+        WriteTarget::Directory => apply_to_directory(ctx, sources, io),
+        WriteTarget::Api => apply_through_api(ctx, sources, io).await,
+    }
+}
+
+fn apply_to_directory(ctx: &Context, sources: &[input::Source], io: &mut Io<'_>) -> anyhow::Result<u8> {
     let objects = match input::parse_sources(sources) {
         Ok(objects) => objects,
         Err(errors) => {
@@ -234,9 +70,34 @@ pub fn apply_sources(ctx: &Context, sources: &[input::Source], io: &mut Io<'_>) 
         writeln!(io.err, "nothing was applied")?;
         return Ok(1);
     }
-    execute(&dir, &plan)?;
+    execute(&dir, &plan, WRITER)?;
     for step in &plan.steps {
         writeln!(io.out, "{} {}", step.object.object_ref(), step.action.as_str())?;
     }
     Ok(0)
+}
+
+/// The daemon parses, validates, checks against its config and writes; it answers what it did.
+async fn apply_through_api(ctx: &Context, sources: &[input::Source], io: &mut Io<'_>) -> anyhow::Result<u8> {
+    let (req, notes) = manifest_api::request(sources, false, ctx.relative_refs())?;
+    for note in &notes {
+        writeln!(io.err, "note: {note}")?;
+    }
+    match ctx.client()?.apply_manifests(&req).await {
+        Ok(result) => {
+            for warning in &result.warnings {
+                writeln!(io.err, "warning: {warning}")?;
+            }
+            for o in &result.objects {
+                writeln!(io.out, "{} {}", o.object, o.action.as_str())?;
+            }
+            Ok(0)
+        }
+        Err(e) if manifest_api::is_listed_refusal(&e) => {
+            manifest_api::print_refusal(io.err, &e)?;
+            writeln!(io.err, "nothing was applied")?;
+            Ok(1)
+        }
+        Err(e) => Err(manifest_api::explain(e, &ctx.manifests_dir)),
+    }
 }

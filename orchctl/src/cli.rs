@@ -16,8 +16,11 @@ Examples:
   orchctl run chat \"Write a haiku about GPUs\" --max-tokens 64
   orchctl tasks                              # queued, running and recent tasks
 
-apply, diff and delete edit the manifests directory and work without a running daemon;
-the other commands ask llama-orchd (--server, $LLAMA_ORCH_URL, or the config's bind address).";
+Without --server (or $LLAMA_ORCH_URL), apply, diff and delete edit the manifests directory
+on this machine and work without a running daemon, and the other commands ask the daemon at
+the config's bind address. With a server named, every command goes to that daemon: apply,
+diff and delete through its write API, which validates and writes its own directory (use
+--token or $LLAMA_ORCH_TOKEN when it requires a token). doctor always checks this machine.";
 
 /// Control llama-orch: declare engines, models and pools, and see how they run.
 #[derive(Debug, Parser)]
@@ -28,7 +31,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", env = "LLAMA_ORCH_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// llama-orchd's URL [default: http://<bind from the config>].
+    /// llama-orchd's URL [default: http://<bind from the config>]. Naming one sends apply,
+    /// diff and delete through that daemon's write API instead of the local manifests directory.
     #[arg(
         long,
         global = true,
@@ -57,7 +61,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write manifests into the manifests directory (validated first; all or nothing).
+    /// Write manifests into the manifests directory, or through the named server's write API
+    /// (validated first; all or nothing).
     Apply(ApplyArgs),
     /// Show what `apply` would change.
     Diff(DiffArgs),
@@ -81,6 +86,8 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Stop admission to a pool; what runs may finish until a deadline.
     Drain(DrainArgs),
+    /// Start a sleeping pool (`scaling.minReplicas: 0`) now, before a task needs it.
+    Wake(WakeArgs),
     /// Replace a pool's replicas (onto another model, or the same spec), rolling back on failure.
     Reload(ReloadArgs),
     /// Is a pool live, Ready and admitting; what it runs; its last reload.
@@ -115,7 +122,11 @@ Examples:
 
 Each object is written to <manifests dir>/<kind>-<name>.yaml (e.g. pool-chat.yaml). Relative
 `file:` model references are made absolute against the input file's folder. Nothing is
-written if any input is invalid or would break a reference.")]
+written if any input is invalid or would break a reference.
+
+With --server URL (or $LLAMA_ORCH_URL) the files go to that daemon's write API: it applies
+the same checks plus its config's trust rules, and writes its own manifests directory. There,
+`file:` references must be absolute paths on the daemon's machine.")]
 pub struct ApplyArgs {
     /// A manifest file, a folder of them (not recursive), or `-` for stdin. Repeatable.
     #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", required = true)]
@@ -145,7 +156,8 @@ Examples:
   orchctl delete -f examples/chat-pool.yaml
 
 Only files that hold nothing but the object are removed; for a file with several documents,
-orchctl names the file to edit instead.")]
+orchctl names the file to edit instead. With --server, the daemon removes it (DELETE
+/v2/manifests/<kind>/<name>).")]
 pub struct DeleteArgs {
     /// `kind/name`, or a kind followed by a name.
     #[arg(value_name = "KIND/NAME", conflicts_with = "files")]
@@ -378,6 +390,27 @@ pub struct DrainArgs {
     /// Lift the drain: admit tasks again.
     #[arg(long, conflicts_with = "deadline")]
     pub resume: bool,
+}
+
+/// `orchctl wake`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl wake pool/coder            # start it now; it stays up for its idleTimeout
+  orchctl wake pool/coder --wait     # and wait until a replica is Ready
+
+Only a Pool with `scaling: {minReplicas: 0}` sleeps. Waking it is what a task would do: if its
+replica does not fit, idle Pools are evicted (lowest priority first), never busy ones.")]
+pub struct WakeArgs {
+    /// `pool/<name>`.
+    #[arg(value_name = "POOL")]
+    pub target: String,
+    /// Wait until a replica is Ready.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits, e.g. `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "5m", requires = "wait")]
+    pub timeout: String,
 }
 
 /// `orchctl reload`.

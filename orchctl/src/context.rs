@@ -2,12 +2,27 @@
 //! manifests directory it names, and the daemon's URL (`--server`, `$LLAMA_ORCH_URL`, else
 //! `http://<bind>`). A missing default config file means defaults; a missing `--config` file
 //! is an error, because a typo should not silently point orchctl elsewhere.
+//!
+//! Naming a server also decides where `apply`, `diff` and `delete` act ([`WriteTarget`]): with
+//! one, through that daemon's write API (it may be on another machine, or behind an SSH
+//! tunnel); without one, on the manifests directory of this machine, daemon or not.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use llorch_manifests::config::{self, Config, MAX_CONFIG_BYTES};
 use llorch_manifests::files;
+
+use crate::manifest_api::RelativeRefs;
+
+/// Where `apply`, `diff` and `delete` act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteTarget {
+    /// The manifests directory the config names, on this machine (no server was named).
+    Directory,
+    /// The write API of the daemon at [`Context::server`] (`--server` or `$LLAMA_ORCH_URL`).
+    Api,
+}
 
 /// What every command needs to know about its surroundings.
 #[derive(Clone, Debug)]
@@ -22,6 +37,8 @@ pub struct Context {
     pub server: String,
     /// The API token (`--token`, `$LLAMA_ORCH_TOKEN`), if any.
     pub token: Option<String>,
+    /// Where `apply`, `diff` and `delete` act.
+    pub writes: WriteTarget,
 }
 
 impl Context {
@@ -51,7 +68,13 @@ impl Context {
             }
         };
         let (manifests_dir, _) = config.resolved_dirs(&home, &config_path);
-        let server = match server_flag.filter(|s| !s.trim().is_empty()) {
+        let named = server_flag.filter(|s| !s.trim().is_empty());
+        let writes = if named.is_some() {
+            WriteTarget::Api
+        } else {
+            WriteTarget::Directory
+        };
+        let server = match named {
             Some(url) => normalize_url(url),
             None => url_for_bind(&config.bind),
         };
@@ -61,10 +84,12 @@ impl Context {
             manifests_dir,
             server,
             token: None,
+            writes,
         })
     }
 
-    /// A context for tests and embedding: this manifests directory and this server.
+    /// A context for tests and embedding: this manifests directory (where writes go) and this
+    /// server.
     pub fn with(manifests_dir: impl Into<PathBuf>, server: &str) -> Context {
         Context {
             config_path: PathBuf::new(),
@@ -72,12 +97,39 @@ impl Context {
             manifests_dir: manifests_dir.into(),
             server: normalize_url(server),
             token: None,
+            writes: WriteTarget::Directory,
         }
     }
 
     /// A client of the daemon, with the token when there is one.
     pub fn client(&self) -> anyhow::Result<crate::client::Client> {
         crate::client::Client::new(&self.server, self.token.as_deref())
+    }
+
+    /// How the write API's requests treat relative `file:` references: resolved here when
+    /// [`Context::server`] is a loopback address (`localhost`, `127.0.0.0/8`, `::1`).
+    pub fn relative_refs(&self) -> RelativeRefs {
+        if is_loopback_url(&self.server) {
+            RelativeRefs::ResolveHere
+        } else {
+            RelativeRefs::SendAsWritten
+        }
+    }
+}
+
+/// Whether `url`'s host is loopback.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match url.host_str() {
+        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
     }
 }
 
@@ -111,6 +163,26 @@ pub fn url_for_bind(bind: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn loopback_servers_are_this_machine() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+            "http://127.3.2.1",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://192.168.1.5:8080",
+            "http://gpu-box:8080",
+            "http://[fe80::1]:1",
+            "not a url",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
+
     fn env_with(home: &Path) -> impl Fn(&str) -> Option<String> + '_ {
         move |name| (name == config::HOME_ENV).then(|| home.display().to_string())
     }
@@ -121,6 +193,7 @@ mod tests {
         let ctx = Context::resolve(None, None, &env_with(home.path())).unwrap();
         assert_eq!(ctx.manifests_dir, home.path().join("manifests"));
         assert_eq!(ctx.server, "http://127.0.0.1:8080");
+        assert_eq!(ctx.writes, WriteTarget::Directory);
     }
 
     #[test]
@@ -141,6 +214,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let ctx = Context::resolve(None, Some("localhost:1234/"), &env_with(home.path())).unwrap();
         assert_eq!(ctx.server, "http://localhost:1234");
+        assert_eq!(ctx.writes, WriteTarget::Api, "a named server takes the writes");
         let err = Context::resolve(Some(&home.path().join("nope.yaml")), None, &env_with(home.path())).unwrap_err();
         assert!(format!("{err:#}").contains("nope.yaml"));
     }

@@ -1,37 +1,23 @@
-//! `orchctl delete`: remove objects from the manifests directory. A file that holds only the
-//! object is deleted; a file that also holds other objects is left alone and named, because
+//! `orchctl delete`: remove objects from the manifests directory — the controller's
+//! [`manifest_dir::delete`](llorch_controller::manifest_dir::delete) on this machine, or the
+//! daemon's `DELETE /v2/manifests/{kind}/{name}` when a server is named. A file that holds only
+//! the object is deleted; a file that also holds other objects is left alone and named, because
 //! rewriting it would lose the user's comments and layout.
 //!
 //! Deleting an object that others refer to is allowed (the daemon reports the dangling
 //! reference on the referring object), but orchctl warns about it.
 
-use std::path::PathBuf;
-
 use anyhow::Context as _;
-use llorch_manifests::parse::Located;
-use llorch_manifests::{Kind, ObjectRef, validate};
+use llorch_controller::manifest_dir::ManifestDir;
+use llorch_controller::manifest_dir::delete::{Outcome, dangling_references, outcome, remove, shared_file_message};
+use llorch_manifests::task::ErrorCode;
+use llorch_manifests::{Kind, ObjectRef};
 
 use crate::Io;
 use crate::cli::DeleteArgs;
-use crate::context::Context;
-use crate::input;
-use crate::manifest_dir::ManifestDir;
-
-/// What happened to one object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Its file was removed.
-    Deleted(PathBuf),
-    /// Not declared anywhere.
-    NotFound,
-    /// Declared in a file that holds other objects too.
-    SharedFile {
-        /// The file to edit.
-        file: PathBuf,
-        /// The other objects in it.
-        others: Vec<ObjectRef>,
-    },
-}
+use crate::client::RequestError;
+use crate::context::{Context, WriteTarget};
+use crate::{input, manifest_api};
 
 /// Parses `kind/name`, or a kind and a separate name.
 pub fn parse_object_ref(target: &str, name: Option<&str>) -> anyhow::Result<ObjectRef> {
@@ -51,45 +37,16 @@ pub fn parse_object_ref(target: &str, name: Option<&str>) -> anyhow::Result<Obje
     Ok(ObjectRef::new(kind, name))
 }
 
-/// Decides, without touching anything, what deleting `object` from `dir` does.
-pub fn outcome(dir: &ManifestDir, object: &ObjectRef) -> Outcome {
-    let found = dir.find(object);
-    let Some((file, _)) = found.first() else {
-        return Outcome::NotFound;
-    };
-    let others: Vec<ObjectRef> = file
-        .objects()
-        .iter()
-        .map(|l| l.object.object_ref())
-        .filter(|r| r != object)
-        .collect();
-    if others.is_empty() {
-        Outcome::Deleted(file.path.clone())
-    } else {
-        Outcome::SharedFile {
-            file: file.path.clone(),
-            others,
-        }
-    }
-}
-
-/// Deletes `objects` from the manifests directory, printing one line per object. Returns the
-/// exit code.
+/// Deletes `objects` from the manifests directory on this machine, printing one line per
+/// object. Returns the exit code.
 pub fn delete(ctx: &Context, objects: &[ObjectRef], ignore_not_found: bool, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let dir = ManifestDir::read(&ctx.manifests_dir)?;
     let mut failed = false;
     let mut removed: Vec<ObjectRef> = Vec::new();
-    // Pools before the Engines and Models they name, so no dangling reference is ever seen.
-    let mut objects = objects.to_vec();
-    objects.sort_by_key(|o| std::cmp::Reverse(o.kind));
-    for object in &objects {
+    for object in &in_order(objects) {
         match outcome(&dir, object) {
             Outcome::Deleted(path) => {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
-                }
+                remove(&path)?;
                 removed.push(object.clone());
                 writeln!(io.out, "{object} deleted")?;
             }
@@ -105,13 +62,7 @@ pub fn delete(ctx: &Context, objects: &[ObjectRef], ignore_not_found: bool, io: 
             }
             Outcome::SharedFile { file, others } => {
                 failed = true;
-                let others: Vec<String> = others.iter().map(ToString::to_string).collect();
-                writeln!(
-                    io.err,
-                    "error: {object} is declared in {} together with {}; edit that file to remove it",
-                    file.display(),
-                    others.join(", ")
-                )?;
+                writeln!(io.err, "error: {}", shared_file_message(object, &file, &others))?;
             }
         }
     }
@@ -121,27 +72,43 @@ pub fn delete(ctx: &Context, objects: &[ObjectRef], ignore_not_found: bool, io: 
     Ok(u8::from(failed))
 }
 
-/// References broken by removing `removed`.
-fn dangling_references(dir: &ManifestDir, removed: &[ObjectRef]) -> Vec<String> {
-    if removed.is_empty() {
-        return Vec::new();
+/// Pools before the Engines and Models they name, so no dangling reference is ever seen.
+fn in_order(objects: &[ObjectRef]) -> Vec<ObjectRef> {
+    let mut objects = objects.to_vec();
+    objects.sort_by_key(|o| std::cmp::Reverse(o.kind));
+    objects
+}
+
+/// Deletes `objects` through the daemon's write API, one request each.
+pub async fn delete_through_api(
+    ctx: &Context,
+    objects: &[ObjectRef],
+    ignore_not_found: bool,
+    io: &mut Io<'_>,
+) -> anyhow::Result<u8> {
+    let client = ctx.client()?;
+    let mut failed = false;
+    for object in &in_order(objects) {
+        match client.delete_manifest(object).await {
+            Ok(done) => {
+                writeln!(io.out, "{object} deleted")?;
+                for warning in &done.warnings {
+                    writeln!(io.err, "warning: {warning}")?;
+                }
+            }
+            Err(RequestError::Api { body, .. }) if body.code == ErrorCode::NotFound && ignore_not_found => {}
+            Err(e @ RequestError::Api { .. }) if e.is_not_found() || manifest_api::is_listed_refusal(&e) => {
+                failed = true;
+                manifest_api::print_refusal(io.err, &e)?;
+            }
+            Err(e) => return Err(manifest_api::explain(e, &ctx.manifests_dir)),
+        }
     }
-    let before: Vec<Located> = dir.objects().cloned().collect();
-    let after: Vec<Located> = before
-        .iter()
-        .filter(|l| !removed.contains(&l.object.object_ref()))
-        .cloned()
-        .collect();
-    let known = validate::check_set(&before);
-    validate::check_set(&after)
-        .into_iter()
-        .filter(|e| !known.contains(e))
-        .map(|e| e.to_string())
-        .collect()
+    Ok(u8::from(failed))
 }
 
 /// `orchctl delete`.
-pub fn run(ctx: &Context, args: &DeleteArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
+pub async fn run(ctx: &Context, args: &DeleteArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let objects = if args.files.is_empty() {
         let Some(target) = &args.target else {
             anyhow::bail!("name what to delete: `orchctl delete pool/chat` or `orchctl delete -f FILE`");
@@ -159,7 +126,10 @@ pub fn run(ctx: &Context, args: &DeleteArgs, io: &mut Io<'_>) -> anyhow::Result<
             }
         }
     };
-    delete(ctx, &objects, args.ignore_not_found, io)
+    match ctx.writes {
+        WriteTarget::Directory => delete(ctx, &objects, args.ignore_not_found, io),
+        WriteTarget::Api => delete_through_api(ctx, &objects, args.ignore_not_found, io).await,
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 use llorch_manifests::Kind;
 use llorch_manifests::api::ObjectView;
-use llorch_manifests::status::{CircuitState, Event, PoolVram, ReplicaStatus};
+use llorch_manifests::status::{CircuitState, Event, PoolVram, ReplicaStatus, ScalingStatus};
 use serde_json::Value;
 
 use crate::Io;
@@ -79,6 +79,34 @@ pub fn vram_text(v: &PoolVram, replicas: &[ReplicaStatus], split: Option<&[u64]>
 }
 
 /// The whole description.
+/// `0–2 replicas, at 1 now; last task 41s ago; 3 wakes, 1 eviction; a wake takes ~1.2s`, or
+/// `asleep (evicted for pool/chat)` in place of the level and last task.
+pub fn scaling_text(sc: &ScalingStatus, now: Timestamp) -> String {
+    let state = match (&sc.asleep, &sc.evicted_for) {
+        (true, Some(by)) => "asleep (evicted for pool/".to_string() + by + ")",
+        (true, None) => "asleep".to_string(),
+        (false, _) => format!(
+            "at {} now; last task {}",
+            sc.replicas,
+            sc.last_active
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |t| format!("{} ago", views::age(t, now)))
+        ),
+    };
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut text = format!(
+        "{}–{} replicas, {state}; {}, {}",
+        sc.min_replicas,
+        sc.max_replicas,
+        plural(sc.activations, "wake", "wakes"),
+        plural(sc.evictions, "eviction", "evictions")
+    );
+    if let Some(ms) = sc.cold_start_ms {
+        let _ = write!(text, "; a wake takes ~{:.1}s", ms as f64 / 1000.0);
+    }
+    text
+}
+
 pub fn render(
     view: &ObjectView,
     replicas: &[ReplicaStatus],
@@ -141,6 +169,9 @@ pub fn render(
             let _ = write!(line, ", next restart in {:.1}s", ms as f64 / 1000.0);
         }
         let _ = writeln!(s, "Replicas:     {line}");
+    }
+    if let Some(sc) = &status.scaling {
+        let _ = writeln!(s, "Scaling:      {}", scaling_text(sc, now));
     }
     if !status.updated_at.is_empty() {
         let _ = writeln!(s, "Updated:      {} ago", views::age(&status.updated_at, now));
@@ -270,6 +301,33 @@ mod tests {
             restarts: 0,
             ready_since: None,
         }
+    }
+
+    #[test]
+    fn scaling_reads_as_one_line() {
+        let now: Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
+        let mut sc = ScalingStatus {
+            min_replicas: 0,
+            max_replicas: 2,
+            replicas: 1,
+            asleep: false,
+            last_active: Some("2026-12-03T09:59:19Z".into()),
+            evicted_for: None,
+            activations: 3,
+            evictions: 1,
+            cold_start_ms: Some(1_234),
+        };
+        assert_eq!(
+            scaling_text(&sc, now),
+            "0–2 replicas, at 1 now; last task 41s ago; 3 wakes, 1 eviction; a wake takes ~1.2s"
+        );
+        sc.asleep = true;
+        sc.evicted_for = Some("chat".into());
+        sc.cold_start_ms = None;
+        assert_eq!(
+            scaling_text(&sc, now),
+            "0–2 replicas, asleep (evicted for pool/chat); 3 wakes, 1 eviction"
+        );
     }
 
     #[test]

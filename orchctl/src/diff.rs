@@ -3,26 +3,70 @@
 //! something would, 2 on errors — the contract of `kubectl diff`.
 //!
 //! Both sides are compared as orchctl would write them (references resolved, defaults filled
-//! in), so comments and formatting in a hand-written file are not reported as changes.
+//! in), so comments and formatting in a hand-written file are not reported as changes. With a
+//! server named, the daemon's write API does a dry run and answers both sides (secrets shown
+//! as `<redacted>` on both, so a changed secret shows as "changed" with no visible line).
 
 use similar::TextDiff;
 
 use crate::Io;
 use crate::apply::{self, Action};
 use crate::cli::DiffArgs;
-use crate::context::Context;
+use crate::context::{Context, WriteTarget};
 use crate::input;
-use crate::manifest_dir::ManifestDir;
+use crate::manifest_api;
 use crate::output::manifest_yaml;
+use llorch_controller::manifest_dir::ManifestDir;
+use llorch_manifests::api::ApplyAction;
 
 /// `orchctl diff`.
-pub fn run(ctx: &Context, args: &DiffArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
+pub async fn run(ctx: &Context, args: &DiffArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let cwd = std::env::current_dir()?;
     let sources = input::read_sources(&args.files, &cwd, io.input)?;
-    diff_sources(ctx, &sources, io)
+    match ctx.writes {
+        WriteTarget::Directory => diff_sources(ctx, &sources, io),
+        WriteTarget::Api => diff_through_api(ctx, &sources, io).await,
+    }
 }
 
-/// `diff` on already-read sources.
+/// A dry-run apply on the daemon: it answers both sides as YAML (secrets redacted).
+async fn diff_through_api(ctx: &Context, sources: &[input::Source], io: &mut Io<'_>) -> anyhow::Result<u8> {
+    let (req, notes) = manifest_api::request(sources, true, ctx.relative_refs())?;
+    for note in &notes {
+        writeln!(io.err, "note: {note}")?;
+    }
+    let result = match ctx.client()?.apply_manifests(&req).await {
+        Ok(result) => result,
+        Err(e) if manifest_api::is_listed_refusal(&e) => {
+            manifest_api::print_refusal(io.err, &e)?;
+            return Ok(2);
+        }
+        Err(e) => return Err(manifest_api::explain(e, &ctx.manifests_dir)),
+    };
+    for warning in &result.warnings {
+        writeln!(io.err, "warning: {warning}")?;
+    }
+    let mut changed = false;
+    for o in &result.objects {
+        let r = &o.object;
+        match (&o.previous_yaml, o.action) {
+            (_, ApplyAction::Unchanged) => writeln!(io.out, "{r} unchanged")?,
+            (None, _) => {
+                changed = true;
+                writeln!(io.out, "{r} new")?;
+                write!(io.out, "{}", unified("", &o.yaml, "/dev/null", &o.file))?;
+            }
+            (Some(old), _) => {
+                changed = true;
+                writeln!(io.out, "{r} changed")?;
+                write!(io.out, "{}", unified(old, &o.yaml, &o.file, "(input)"))?;
+            }
+        }
+    }
+    Ok(u8::from(changed))
+}
+
+/// `diff` of already-read sources against the manifests directory on this machine.
 pub fn diff_sources(ctx: &Context, sources: &[input::Source], io: &mut Io<'_>) -> anyhow::Result<u8> {
     let objects = match input::parse_sources(sources) {
         Ok(objects) => objects,

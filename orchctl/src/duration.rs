@@ -1,52 +1,13 @@
 //! Durations as people type them — `500ms`, `30s`, `2m`, `1h`, sums such as `1m30s` — read by
-//! jiff's "friendly" duration parser, and printed back short.
+//! jiff's "friendly" duration parser, and printed back short: the manifests crate's
+//! [`llorch_manifests::duration`], which manifests use too (`scaling.idleTimeout`).
 
-use std::time::Duration;
-
-/// A duration that cannot be read; the message says what is accepted.
-#[derive(Debug, thiserror::Error)]
-#[error("`{text}` is not a duration ({reason}); use a number and a unit, e.g. 500ms, 30s, 2m or 1h")]
-pub struct DurationError {
-    text: String,
-    reason: String,
-}
-
-/// Parses a duration; negative ones and calendar units (days, months) are refused.
-pub fn parse(text: &str) -> Result<Duration, DurationError> {
-    let refuse = |reason: String| DurationError {
-        text: text.to_string(),
-        reason,
-    };
-    let d: jiff::SignedDuration = text.trim().parse().map_err(|e: jiff::Error| refuse(e.to_string()))?;
-    Duration::try_from(d).map_err(|_| refuse("it is negative".into()))
-}
-
-/// A short human form: `45s`, `3m`, `2h`, `4d` (the largest whole unit).
-pub fn short(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7_199 => format!("{}m", s / 60),
-        7_200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
-/// A duration as it would be typed: `500ms`, `30s`, `2m`, `1500ms`.
-pub fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) {
-        format!("{ms}ms")
-    } else if ms.is_multiple_of(60_000) && ms > 0 {
-        format!("{}m", ms / 60_000)
-    } else {
-        format!("{}s", ms / 1000)
-    }
-}
+pub use llorch_manifests::duration::{DurationError, human, parse, short};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn durations_parse_with_units_and_sums() {

@@ -15,7 +15,9 @@ pub fn pool_target(text: &str) -> anyhow::Result<String> {
     let name = match text.split_once('/') {
         Some((kind, name)) if matches!(kind.to_ascii_lowercase().as_str(), "pool" | "pools") => name,
         Some((kind, _)) => {
-            anyhow::bail!("`{text}`: only pools can be drained, reloaded or checked, not {kind}s; use pool/<name>")
+            anyhow::bail!(
+                "`{text}`: only pools can be drained, reloaded, woken or checked, not {kind}s; use pool/<name>"
+            )
         }
         None => text,
     };

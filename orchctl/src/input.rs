@@ -4,13 +4,12 @@
 //! manifests directory is elsewhere, so a relative path would point at nothing there).
 
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use llorch_manifests::parse::Located;
-use llorch_manifests::{AnyObject, MAX_MANIFEST_BYTES, ManifestError, parse_file};
-
-use crate::manifest_dir;
+use llorch_controller::manifest_dir;
+pub use llorch_controller::manifest_dir::apply::{InputObject, absolutize_model_ref, normalize};
+use llorch_manifests::{MAX_MANIFEST_BYTES, ManifestError, parse_file};
 
 /// One input file's bytes.
 #[derive(Clone, Debug)]
@@ -21,15 +20,6 @@ pub struct Source {
     pub base_dir: PathBuf,
     /// Its contents.
     pub bytes: Vec<u8>,
-}
-
-/// One object from the input, with relative references already resolved.
-#[derive(Clone, Debug)]
-pub struct InputObject {
-    /// The object and where in the input it was.
-    pub located: Located,
-    /// Which input it came from (as in [`Source::name`]), for the written file's header.
-    pub source: String,
 }
 
 /// Reads every `-f` argument. `cwd` resolves relative paths; `stdin` serves `-`.
@@ -97,40 +87,10 @@ pub fn parse_sources(sources: &[Source]) -> Result<Vec<InputObject>, Vec<Manifes
     if errors.is_empty() { Ok(objects) } else { Err(errors) }
 }
 
-/// Rewrites a Model's relative `file:` reference to an absolute one under `base_dir`.
-pub fn absolutize_model_ref(object: &mut AnyObject, base_dir: &Path) {
-    let AnyObject::Model(model) = object else { return };
-    let Some(path) = model.spec.reference.strip_prefix("file:") else {
-        return;
-    };
-    if path.is_empty() || Path::new(path).is_absolute() {
-        return;
-    }
-    let absolute = normalize(&base_dir.join(path));
-    model.spec.reference = format!("file:{}", absolute.display());
-}
-
-/// Removes `.` and resolves `..` lexically (without touching the file system, so the target
-/// need not exist yet).
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llorch_manifests::AnyObject;
 
     const MODEL: &str = "apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata:\n  name: tiny\nspec:\n  ref: file:models/../models/tiny.gguf\n  ctxMax: 4096\n";
 

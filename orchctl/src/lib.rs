@@ -1,7 +1,9 @@
 //! orchctl: a kubectl-like CLI for llama-orch.
 //!
-//! `apply`, `diff` and `delete` work on the manifests directory directly (no daemon needed);
-//! `get`, `describe`, `wait`, `events` and `logs` read llama-orchd's HTTP API; `run`, `tasks`
+//! `apply`, `diff` and `delete` work on the manifests directory directly (no daemon needed),
+//! or through a named daemon's write API (`--server`/`$LLAMA_ORCH_URL`, see
+//! [`context::WriteTarget`]); `get`, `describe`, `wait`, `events` and `logs` read llama-orchd's
+//! HTTP API; `run`, `tasks`
 //! and `cancel` use its task API. Every command is a library function that writes to the
 //! [`Io`] it is given, so tests run them without a terminal; `main.rs` only parses arguments
 //! and picks the exit code.
@@ -21,7 +23,7 @@ pub mod get;
 pub mod health;
 pub mod input;
 pub mod logs;
-pub mod manifest_dir;
+pub mod manifest_api;
 pub mod models;
 pub mod output;
 pub mod plan;
@@ -34,6 +36,7 @@ pub mod task_api;
 pub mod tasks;
 pub mod views;
 pub mod wait;
+pub mod wake;
 
 use std::io::{Read, Write};
 
@@ -75,9 +78,9 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
     })?;
     ctx.token = cli.token.filter(|t| !t.trim().is_empty());
     match cli.command {
-        Command::Apply(args) => apply::run(&ctx, &args, io),
-        Command::Diff(args) => diff::run(&ctx, &args, io),
-        Command::Delete(args) => delete::run(&ctx, &args, io),
+        Command::Apply(args) => apply::run(&ctx, &args, io).await,
+        Command::Diff(args) => diff::run(&ctx, &args, io).await,
+        Command::Delete(args) => delete::run(&ctx, &args, io).await,
         Command::Get(args) => get::run(&ctx, &args, io).await,
         Command::Describe(args) => describe::run(&ctx, &args, io).await,
         Command::Wait(args) => wait::run(&ctx, &args, io).await,
@@ -87,6 +90,7 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Tasks(args) => tasks::list(&ctx, &args, io).await,
         Command::Cancel(args) => tasks::cancel(&ctx, &args, io).await,
         Command::Drain(args) => drain::run(&ctx, &args, io).await,
+        Command::Wake(args) => wake::run(&ctx, &args, io).await,
         Command::Reload(args) => reload::run(&ctx, &args, io).await,
         Command::Health(args) => health::run(&ctx, &args, io).await,
         Command::Models(args) => models::run(&ctx, &args, io).await,

@@ -29,10 +29,5 @@ pub fn print_raw<T: Serialize>(out: &mut dyn Write, format: Output, value: &T) -
 
 /// A manifest as YAML (every field, defaults included).
 pub fn manifest_yaml(object: &AnyObject) -> anyhow::Result<String> {
-    let mut text =
-        serde_saphyr::to_string(object).with_context(|| format!("cannot encode {} as YAML", object.object_ref()))?;
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    Ok(text)
+    llorch_manifests::render::manifest_yaml(object).map_err(anyhow::Error::msg)
 }

@@ -32,7 +32,10 @@ pub fn status_summary(status: &ObjectStatus) -> String {
     if let Some(c) = holds(ConditionType::Progressing) {
         return format!("Progressing ({})", c.reason);
     }
-    if holds(ConditionType::Ready).is_some() {
+    if let Some(c) = holds(ConditionType::Ready) {
+        if c.reason == llorch_manifests::Reason::ScaledToZero {
+            return "Asleep".into();
+        }
         return "Ready".into();
     }
     if !status.manifest_errors.is_empty() {
@@ -56,19 +59,36 @@ fn spec_text(view: &ObjectView, field: &str) -> String {
     }
 }
 
-/// `NAME ENGINE MODEL READY RESTARTS STATUS UPDATED`.
+/// `NAME ENGINE MODEL READY SCALE IDLE RESTARTS STATUS UPDATED`: READY is ready/desired now;
+/// for a Pool sized by `scaling`, SCALE is `min–max` and IDLE how long since its last task
+/// (`asleep` while it sleeps); `-` for a fixed one.
 pub fn pools(views: &[ObjectView], now: Timestamp) -> Table {
-    let mut t = Table::new(&["NAME", "ENGINE", "MODEL", "READY", "RESTARTS", "STATUS", "UPDATED"]);
+    let mut t = Table::new(&[
+        "NAME", "ENGINE", "MODEL", "READY", "SCALE", "IDLE", "RESTARTS", "STATUS", "UPDATED",
+    ]);
     for v in views.iter().filter(|v| v.object.kind == Kind::Pool) {
         let ready = v
             .status
             .replicas
             .map_or_else(|| "-".into(), |r| format!("{}/{}", r.ready, r.desired));
+        let (scale, idle) = match &v.status.scaling {
+            Some(s) => (
+                format!("{}–{}", s.min_replicas, s.max_replicas),
+                match (&s.asleep, &s.last_active) {
+                    (true, _) => "asleep".into(),
+                    (false, Some(t)) => age(t, now),
+                    (false, None) => "-".into(),
+                },
+            ),
+            None => ("-".into(), "-".into()),
+        };
         t.row(vec![
             v.object.name.clone(),
             spec_text(v, "engine"),
             spec_text(v, "model"),
             ready,
+            scale,
+            idle,
             v.status.restarts.to_string(),
             status_summary(&v.status),
             age(&v.status.updated_at, now),
@@ -260,6 +280,41 @@ mod tests {
             })
             .collect();
         s
+    }
+
+    #[test]
+    fn a_scaling_pool_shows_its_bounds_and_idle_time_and_sleeps_as_asleep() {
+        use llorch_manifests::api::ObjectView;
+        use llorch_manifests::status::ScalingStatus;
+        let now: Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
+        let view = |asleep: bool| {
+            let mut status = status_with(&[(ConditionType::Ready, true, Reason::ScaledToZero)]);
+            status.scaling = Some(ScalingStatus {
+                min_replicas: 0,
+                max_replicas: 2,
+                replicas: u32::from(!asleep),
+                asleep,
+                last_active: Some("2026-12-03T09:59:19Z".into()),
+                evicted_for: None,
+                activations: 3,
+                evictions: 1,
+                cold_start_ms: Some(1_200),
+            });
+            ObjectView {
+                object: ObjectRef::new(Kind::Pool, "coder"),
+                source: None,
+                manifest: None,
+                status,
+            }
+        };
+        let text = pools(&[view(true)], now).render();
+        assert!(
+            text.contains("coder   -        -       -       0–2     asleep"),
+            "{text}"
+        );
+        assert!(text.contains("Asleep"), "{text}");
+        let text = pools(&[view(false)], now).render();
+        assert!(text.contains("0–2     41s"), "{text}");
     }
 
     #[test]

@@ -18,9 +18,10 @@ use crate::Io;
 use crate::cli::WaitArgs;
 use crate::client::{Client, RequestError};
 use crate::context::Context;
+use crate::context::WriteTarget;
 use crate::delete::parse_object_ref;
 use crate::duration;
-use crate::manifest_dir::ManifestDir;
+use llorch_controller::manifest_dir::ManifestDir;
 
 /// Time between polls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -104,10 +105,12 @@ fn summary(view: &ObjectView) -> String {
     lines.join("\n")
 }
 
-/// Polls until `for_` holds for `object` or `timeout` passes. Returns the exit code.
+/// Polls until `for_` holds for `object` or `timeout` passes. Returns the exit code. With
+/// `manifests_dir`, a condition must hold for the generation declared there now; without
+/// (the daemon is elsewhere), for the generation the daemon itself declares.
 pub async fn wait(
     client: &Client,
-    manifests_dir: &std::path::Path,
+    manifests_dir: Option<&std::path::Path>,
     object: &ObjectRef,
     for_: WaitFor,
     timeout: Duration,
@@ -130,8 +133,10 @@ pub async fn wait(
                 match for_ {
                     WaitFor::Delete => last_reason = "it still exists".into(),
                     WaitFor::Condition(condition) => {
-                        let dir = ManifestDir::read(manifests_dir)?;
-                        let expected = local_generation(&dir, object);
+                        let expected = match manifests_dir {
+                            Some(dir) => local_generation(&ManifestDir::read(dir)?, object),
+                            None => None,
+                        };
                         match condition_met(&view, condition, expected.as_deref()) {
                             Ok(()) => {
                                 writeln!(io.out, "{object} condition met")?;
@@ -174,7 +179,8 @@ pub async fn run(ctx: &Context, args: &WaitArgs, io: &mut Io<'_>) -> anyhow::Res
     let for_ = parse_for(&args.for_).map_err(anyhow::Error::msg)?;
     let timeout = duration::parse(&args.timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     let client = ctx.client()?;
-    wait(&client, &ctx.manifests_dir, &object, for_, timeout, POLL_INTERVAL, io).await
+    let local = (ctx.writes == WriteTarget::Directory).then_some(ctx.manifests_dir.as_path());
+    wait(&client, local, &object, for_, timeout, POLL_INTERVAL, io).await
 }
 
 #[cfg(test)]

@@ -207,8 +207,8 @@ async fn get_pools_prints_an_aligned_table_with_unattached_manifest_errors_as_wa
     assert_eq!(
         ran.out,
         "\
-NAME   ENGINE   MODEL   READY   RESTARTS   STATUS                           UPDATED
-chat   mock     tiny    1/2     3          Progressing (ReplicasStarting)   -
+NAME   ENGINE   MODEL   READY   SCALE   IDLE   RESTARTS   STATUS                           UPDATED
+chat   mock     tiny    1/2     -       -      3          Progressing (ReplicasStarting)   -
 warning: /m/broken.yaml: YAML syntax error: bad indentation — fix the YAML syntax
 "
     );

@@ -94,7 +94,7 @@ enum StopType {
 
 /// Reads native events; counts tokens in case the final event does not.
 #[derive(Debug, Default)]
-struct NativeParser {
+pub(super) struct NativeParser {
     tokens_seen: u32,
 }
 

@@ -15,6 +15,7 @@
 
 mod clients;
 mod error;
+pub(crate) mod fuzzing;
 mod http;
 mod llamacpp;
 mod openai;

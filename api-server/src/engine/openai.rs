@@ -177,7 +177,7 @@ fn first_choice<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cho
 
 /// Reads chunks until `[DONE]`, remembering the finish reason and usage it saw on the way.
 #[derive(Debug, Default)]
-struct OpenAiParser {
+pub(super) struct OpenAiParser {
     tokens_seen: u32,
     finish: Option<Finish>,
     completion_tokens: Option<u32>,

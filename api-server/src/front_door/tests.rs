@@ -59,6 +59,13 @@ async fn with_a_token_every_route_but_healthz_needs_it() {
     let body: serde_json::Value = bare.json().await.unwrap();
     assert_eq!(body["code"], "UNAUTHORIZED", "{body}");
 
+    let wake = http.post(format!("{url}/v2/pools/chat/wake")).send().await.unwrap();
+    assert_eq!(
+        wake.status(),
+        StatusCode::UNAUTHORIZED,
+        "a pool's wake sits behind the door too"
+    );
+
     let wrong = http
         .get(format!("{url}/v2/pools"))
         .bearer_auth("x".repeat(20))

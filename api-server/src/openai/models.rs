@@ -80,6 +80,7 @@ mod tests {
             queue: QueueSpec::default(),
             sessions: SessionSpec::default(),
             replicas: Vec::new(),
+            ..ServingPool::default()
         }
     }
 

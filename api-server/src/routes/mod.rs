@@ -5,6 +5,7 @@ pub(crate) mod catalog;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod logs;
+pub(crate) mod manifests;
 pub(crate) mod metrics;
 pub(crate) mod objects;
 pub(crate) mod openai;

@@ -1,5 +1,6 @@
 //! Pool operations: drain (`POST`/`DELETE /v2/pools/{id}/drain`), reload
-//! (`POST /v2/pools/{id}/reload`) and health (`GET /v2/pools/{id}/health`).
+//! (`POST /v2/pools/{id}/reload`), wake (`POST /v2/pools/{id}/wake`, for a Pool that sleeps)
+//! and health (`GET /v2/pools/{id}/health`).
 //!
 //! A drain is the data plane's: admission stops at once (503 `POOL_DRAINING`), what is queued
 //! or running may finish until the deadline, then ends with a `POOL_DRAINING` error. A reload is
@@ -153,6 +154,31 @@ pub(crate) async fn resume(
     };
     tracing::info!(pool = %name, human = %format!("pool {name} admits tasks again"), "pool drain lifted");
     Ok(Json(health_of(&snapshot, view, load)))
+}
+
+/// `POST /v2/pools/{id}/wake`: 202 with the pool's health. A Pool that may sleep
+/// (`scaling.minReplicas: 0`) wants a replica now, as if a task waited (evicting idle Pools
+/// if it must), then stays up for its idle timeout; one already awake just counts as used now.
+pub(crate) async fn wake(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    let snapshot = state.current();
+    let view = pool_view(&snapshot, &name)?;
+    if !snapshot.serving(&name).is_some_and(|p| p.scales_to_zero) {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "pool `{name}` does not sleep, so there is nothing to wake: only a Pool with \
+                 `scaling: {{minReplicas: 0}}` scales to zero (docs/scaling.md)"
+            ),
+        ));
+    }
+    let dp = state
+        .data
+        .clone()
+        .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane to wake a pool"))?;
+    dp.wake(&name);
+    tracing::info!(pool = %name, human = %format!("pool {name}: a wake was asked for"), "pool wake");
+    let load = dp.load(&name).await;
+    Ok((StatusCode::ACCEPTED, Json(health_of(&snapshot, view, load))).into_response())
 }
 
 /// `POST /v2/pools/{id}/reload {model?}`: 202 once the change is handed to the controller;

@@ -58,6 +58,8 @@ pub struct DataPlane {
     gates: ReplicaGates,
     shutting_down: AtomicBool,
     refusal_lines: log::RefusalLog,
+    /// Wakes the controller when a task arrives for a Pool with no replica (it scales up).
+    wake_controller: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
 
 impl DataPlane {
@@ -73,7 +75,42 @@ impl DataPlane {
             gates: ReplicaGates::new(),
             shutting_down: AtomicBool::new(false),
             refusal_lines: log::RefusalLog::default(),
+            wake_controller: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The controller's waker, poked when a task arrives for a Pool that has no replica and
+    /// scales to zero (set once, after the controller exists).
+    pub fn set_controller_waker(&self, wake: Arc<tokio::sync::Notify>) {
+        let _ = self.wake_controller.set(wake);
+    }
+
+    /// `pool`'s demand: tasks queued or running now, when it last had any (none for a Pool
+    /// that never had a task since start), and whether a wake was asked for.
+    pub fn demand(&self, pool: &str) -> (u32, Option<std::time::SystemTime>, bool) {
+        lock(&self.workers)
+            .get(pool)
+            .map_or((0, None, false), |w| w.hint.demand())
+    }
+
+    /// Asks for `pool` to be woken now (`POST /v2/pools/{name}/wake`): it wants a replica as if
+    /// a task waited, until one is up, then stays up for its idle timeout; the controller is
+    /// woken at once.
+    pub fn wake(self: &Arc<Self>, pool: &str) {
+        self.worker_for(pool).hint.wake();
+        if let Some(wake) = self.wake_controller.get() {
+            wake.notify_one();
+        }
+    }
+
+    /// Wakes the controller when any of `pools` next goes idle (nothing queued or running);
+    /// the others forget an earlier request.
+    pub fn wake_when_idle(&self, pools: &[String]) {
+        let wake = self.wake_controller.get();
+        for (name, worker) in lock(&self.workers).iter() {
+            let wanted = pools.contains(name).then(|| wake.cloned()).flatten();
+            worker.hint.wake_when_idle(wanted);
+        }
     }
 
     /// The series this data plane records, for `/metrics`.
@@ -139,7 +176,7 @@ impl DataPlane {
             .usable()
             .map_err(|why| ApiError::new(ErrorCode::PoolUnready, why.to_string()).retriable())?;
         let valid = validate::validate(req, pool, contract)?;
-        if pool.replicas.is_empty() {
+        if pool.replicas.is_empty() && !pool.scales_to_zero {
             let name = &pool.pool;
             let why = pool.blocked.as_ref().map(|b| format!(" ({b})")).unwrap_or_default();
             return Err(ApiError::new(
@@ -156,6 +193,13 @@ impl DataPlane {
             engine_version: contract.engine_version.clone(),
         };
         let worker = self.worker_for(&pool.pool);
+        // Demand first, then the wake-up: the controller's next pass must see it.
+        worker.hint.touch();
+        if pool.replicas.is_empty()
+            && let Some(wake) = self.wake_controller.get()
+        {
+            wake.notify_one();
+        }
         // A full `reject` queue refuses at once (the worker's published hint), unless a session
         // budget might refuse first.
         let budgeted = valid.session_id.is_some() && pool.sessions.token_budget.is_some();

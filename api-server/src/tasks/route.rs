@@ -75,6 +75,7 @@ mod tests {
                     free_vram_bytes: 0,
                 })
                 .collect(),
+            ..ServingPool::default()
         }
     }
 

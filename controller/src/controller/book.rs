@@ -125,7 +125,11 @@ impl<R: ContainerRuntime> Controller<R> {
             AnyObject::Pool(p) => Some(p),
             _ => None,
         });
-        let serving = self.serving.view(pools, &replicas, &gpus);
+        let mut serving = self.serving.view(pools, &replicas, &gpus);
+        for pool in serving.iter_mut().filter(|p| p.scales_to_zero) {
+            pool.cold_start_ms = self.expected_wake_ms(&pool.pool);
+            pool.wake_error = self.wake_error(&pool.pool);
+        }
         let id = self.runtime.identity();
         let snapshot = Snapshot {
             synced: true,

@@ -27,6 +27,25 @@ const BLOCKED_REQUEUE: Duration = Duration::from_secs(2);
 /// Each Pool's resolution this pass, by name.
 pub(super) type Resolutions = BTreeMap<String, Result<Resolved, Blocked>>;
 
+/// What the placement planner is given in one pass.
+pub(super) struct PlacementInputs {
+    /// The GPUs (with the VRAM of Pools evicted this pass counted free).
+    pub devices: Vec<llorch_manifests::api::GpuView>,
+    /// How their free VRAM relates to our replicas.
+    pub accounting: placement::Accounting,
+    /// Our containers (but those of Pools evicted this pass).
+    pub existing: Vec<placement::Existing>,
+    /// What each Pool asks for, and its VRAM breakdown.
+    pub demands: Vec<(placement::PoolDemand, llorch_manifests::status::PoolVram)>,
+}
+
+impl PlacementInputs {
+    /// The demands alone.
+    pub fn only(&self) -> Vec<placement::PoolDemand> {
+        self.demands.iter().map(|(d, _)| d.clone()).collect()
+    }
+}
+
 /// What reconciling the Pools produced.
 pub(super) struct PoolsOutcome {
     /// When the next pass is due at the latest.
@@ -90,14 +109,13 @@ impl<R: ContainerRuntime> Controller<R> {
             .collect()
     }
 
-    /// Places every Pool's replicas on the GPUs before any Pool is reconciled (see
-    /// `placement.rs`): one ledger for the whole host, so Pools never double-book a device.
-    pub(super) fn plan_placement(
-        &mut self,
+    /// The planner's inputs for this pass: what each Pool asks of the GPUs, and our containers.
+    pub(super) fn placement_inputs(
+        &self,
         desired: &DesiredState,
         resolutions: &Resolutions,
         by_pool: &BTreeMap<String, Vec<ContainerInfo>>,
-    ) -> placement::Plan {
+    ) -> PlacementInputs {
         let mut demands = Vec::new();
         for entry in desired.of_kind(Kind::Pool) {
             let AnyObject::Pool(pool) = &entry.object else { continue };
@@ -128,9 +146,20 @@ impl<R: ContainerRuntime> Controller<R> {
         } else {
             placement::Accounting::Measured
         };
-        let only: Vec<placement::PoolDemand> = demands.iter().map(|(d, _)| d.clone()).collect();
-        let plan = placement::plan(&self.gpu_view, accounting, &existing, &only);
-        self.placements.record(&plan, &demands, &self.events);
+        PlacementInputs {
+            devices: self.gpu_view.clone(),
+            accounting,
+            existing,
+            demands,
+        }
+    }
+
+    /// Places every Pool's replicas on the GPUs before any Pool is reconciled (see
+    /// `placement.rs`): one ledger for the whole host, so Pools never double-book a device.
+    pub(super) fn plan_placement(&mut self, inputs: &PlacementInputs) -> placement::Plan {
+        let only = inputs.only();
+        let plan = placement::plan(&inputs.devices, inputs.accounting, &inputs.existing, &only);
+        self.placements.record(&plan, &inputs.demands, &self.events);
         plan
     }
 
@@ -142,6 +171,7 @@ impl<R: ContainerRuntime> Controller<R> {
         resolutions: Resolutions,
         plan: &placement::Plan,
         by_pool: &mut BTreeMap<String, Vec<ContainerInfo>>,
+        evicted: &[String],
     ) -> PoolsOutcome {
         let mut out = PoolsOutcome {
             requeue: self.settings.resync,
@@ -149,6 +179,9 @@ impl<R: ContainerRuntime> Controller<R> {
             external_probes: HashSet::new(),
         };
         self.serving.start_pass();
+        // Evicted Pools first: their replicas are gone before the Pool they made room for starts.
+        let mut resolutions: Vec<_> = resolutions.into_iter().collect();
+        resolutions.sort_by_key(|(name, _)| !evicted.contains(name));
         for (name, resolution) in resolutions {
             let Some(entry) = desired.get(Kind::Pool, &name) else {
                 continue;
@@ -171,10 +204,14 @@ impl<R: ContainerRuntime> Controller<R> {
                 out.external_probes.insert(external.probe_id);
                 out.replicas.push(external.replica);
             } else {
+                let servable = resolution.is_ok();
                 let done = self
                     .reconcile_resolved(entry, pool, resolution, plan, containers, &mut status)
                     .await;
                 out.requeue = out.requeue.min(done.requeue);
+                if let Some(idle_in) = self.sized_status(pool, servable, &mut status) {
+                    out.requeue = out.requeue.min(idle_in.max(Duration::from_millis(100)));
+                }
                 out.replicas.extend(done.replicas);
             }
             status.observed_generation = Some(entry.generation.clone());

@@ -29,6 +29,21 @@ impl FileRoots {
         }
     }
 
+    /// The resolved path of `path` when it lies under a root, else the message that says so
+    /// and what to do (the same words for the controller and the write API).
+    pub fn check(&self, path: &Path) -> Result<PathBuf, String> {
+        let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if self.admits(&real) {
+            return Ok(real);
+        }
+        Err(format!(
+            "model file {} is outside `models.fileRoots` ({}); move it under one of them, or add its \
+             directory to `models.fileRoots` in config.yaml",
+            real.display(),
+            self.describe()
+        ))
+    }
+
     /// The roots, for messages.
     pub fn describe(&self) -> String {
         match self {

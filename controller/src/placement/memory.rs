@@ -52,7 +52,7 @@ pub fn demand(
         mask: pool.spec.gpus.select(&available),
         gpus_per_replica: pool.spec.gpus_per_replica,
         tensor_split: pool.spec.tensor_split.clone(),
-        replicas: pool.spec.replicas,
+        replicas: pool.spec.replica_count(),
         need: pool_vram.per_replica_bytes,
         place,
     };

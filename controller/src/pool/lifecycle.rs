@@ -40,6 +40,8 @@ pub(super) async fn act<R: ContainerRuntime>(
         fill(&mut row, &c);
         match h {
             Health::Ready(since) => {
+                // Serving again if a scale-down had closed it and the Pool grew back first.
+                ctx.gate.reopen(&c.id);
                 ready(&mut row, slot, since, now);
                 pass.replicas.push(row);
                 return;

@@ -139,7 +139,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
     resync: Duration,
 ) -> PoolOutcome {
     let obj = ObjectRef::new(llorch_manifests::Kind::Pool, inputs.pool.name());
-    let desired = inputs.pool.spec.replicas;
+    let desired = inputs.pool.spec.replica_count();
     let mut pass = Pass {
         obj,
         now: Instant::now(),
@@ -156,9 +156,15 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
         }
     }
 
-    // Surplus: indices at or above the desired count.
+    // Surplus: indices at or above the desired count, each closed to new tasks first and
+    // removed once no task runs on it (a task is never cut by a scale-down; it is looked at
+    // again shortly).
     for (index, list) in by_index.range(desired..) {
         for c in list {
+            if c.state.is_running() && !ctx.gate.close_if_idle(&c.id) {
+                pass.requeue = pass.requeue.min(BUSY_REQUEUE);
+                continue;
+            }
             cleanup::remove(
                 ctx.runtime,
                 ctx.events,

@@ -23,7 +23,7 @@ pub(super) fn summarize(
     now: Instant,
     rolled_back: bool,
 ) {
-    let desired = pool.spec.replicas;
+    let desired = pool.spec.replica_count();
     let ready = replicas.iter().filter(|r| r.phase == ReplicaPhase::Ready).count() as u32;
     status.replicas = Some(ReplicaCounts { desired, ready });
     let failing: Vec<&SlotMemory> = slots.values().filter(|s| s.backoff.consecutive_failures > 0).collect();
@@ -153,7 +153,7 @@ pub(super) fn refused(status: &mut ObjectStatus, replicas: &[ReplicaStatus], ref
 /// far): Progressing, not Degraded, and Ready as long as the replicas it already has (`untouched`,
 /// left exactly as they are) all serve.
 pub(crate) fn waiting_for_model(status: &mut ObjectStatus, pool: &Pool, untouched: &[ReplicaStatus], why: &str) {
-    let desired = pool.spec.replicas;
+    let desired = pool.spec.replica_count();
     let serving: BTreeSet<u32> = untouched
         .iter()
         .filter(|r| r.index < desired && r.phase == ReplicaPhase::Ready)

@@ -114,6 +114,19 @@ pub fn binary_allowed(policy: &ProvisioningPolicy, path: &Path) -> bool {
         .any(|allowed| allowed.canonicalize().is_ok_and(|a| a == real))
 }
 
+/// Why config does not let a `binary` Engine run `path`, in the words the controller and the
+/// write API both use; `None` when it may.
+pub fn binary_refusal(policy: &ProvisioningPolicy, path: &Path) -> Option<String> {
+    (!binary_allowed(policy, path)).then(|| {
+        format!(
+            "a `binary` Engine runs a program as llama-orchd's user, and config \
+             `provisioning.allowBinaries` is false: add {} to `provisioning.allowedExecutables` \
+             (or set `allowBinaries: true`) in config.yaml",
+            path.display()
+        )
+    })
+}
+
 /// `provisioning.engineCacheDir`, else `~/.cache/llama-orch/engines`.
 pub fn engine_cache_dir(policy: &ProvisioningPolicy) -> PathBuf {
     policy.engine_cache_dir.clone().unwrap_or_else(|| {
@@ -216,15 +229,9 @@ impl Provisioner {
             Provisioning::Binary => {
                 let exe = spec.executable.as_deref().unwrap_or_default();
                 match resolve::which(exe) {
-                    Ok(path) if !binary_allowed(&self.policy, &path) => EngineCheck::not_ready(
-                        Reason::ProvisioningNotAllowed,
-                        format!(
-                            "a `binary` Engine runs a program as llama-orchd's user, and config \
-                             `provisioning.allowBinaries` is false: add {} to `provisioning.allowedExecutables` \
-                             (or set `allowBinaries: true`) in config.yaml",
-                            path.display()
-                        ),
-                    ),
+                    Ok(path) if let Some(why) = binary_refusal(&self.policy, &path) => {
+                        EngineCheck::not_ready(Reason::ProvisioningNotAllowed, why)
+                    }
                     Ok(path) => EngineCheck::ok(format!("engine {} executable {}", spec.version, path.display())),
                     Err(why) => EngineCheck::not_ready(
                         Reason::ExecutableMissing,

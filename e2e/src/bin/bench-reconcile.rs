@@ -12,87 +12,14 @@
 //!  target/release/bench-reconcile [--runtime docker|podman] [--runs 20]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use llama_orch_e2e::bench::engine_start;
+use llama_orch_e2e::bench::stats::summary;
 use llama_orch_e2e::daemon::{Daemon, Runtime, mock_stack, pool_ready, replica_containers};
-use llorch_controller::runtime::docker::DockerRuntime;
-use llorch_controller::runtime::{ContainerRuntime, ContainerSpec, GpuAttachment, Mount};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn summary(name: &str, mut ms: Vec<f64>) -> (String, f64) {
-    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let (p50, p90) = (percentile(&ms, 0.5), percentile(&ms, 0.9));
-    (
-        format!(
-            "| {name} | {} | {p50:.0} | {p90:.0} | {:.0} | {:.0} |",
-            ms.len(),
-            ms[0],
-            ms[ms.len() - 1]
-        ),
-        p50,
-    )
-}
-
-fn baseline(rt: &Runtime, model: &std::path::Path, runs: usize) -> Vec<f64> {
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let kind = if rt.name == "podman" {
-        llorch_manifests::config::RuntimeKind::Podman
-    } else {
-        llorch_manifests::config::RuntimeKind::Docker
-    };
-    let runtime = tokio.block_on(DockerRuntime::connect(kind, Some(&rt.socket))).unwrap();
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    let instance = llama_orch_e2e::unique("bench");
-    let mut out = Vec::new();
-    for i in 0..runs {
-        let spec = ContainerSpec {
-            name: format!("{instance}-{i}"),
-            image: llama_orch_e2e::mock_image(),
-            launch: llorch_controller::runtime::Launch::Image,
-            args: ["--model", "/models/tiny.gguf", "--host", "0.0.0.0", "--port", "8080"]
-                .map(String::from)
-                .to_vec(),
-            env: Vec::new(),
-            labels: BTreeMap::from([("dev.llama-orch.bench".to_string(), instance.clone())]),
-            container_port: 8080,
-            mounts: vec![Mount {
-                host_path: model.display().to_string(),
-                container_path: "/models/tiny.gguf".into(),
-                read_only: true,
-            }],
-            gpus: GpuAttachment::None,
-        };
-        let t0 = Instant::now();
-        let c = tokio.block_on(runtime.create_and_start(&spec)).unwrap();
-        let url = format!("http://127.0.0.1:{}/health", c.host_port.unwrap());
-        while !http.get(&url).send().is_ok_and(|r| r.status().is_success()) {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        out.push(t0.elapsed().as_secs_f64() * 1e3);
-        tokio.block_on(runtime.remove(&c.id)).unwrap();
-    }
-    out
-}
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let flag = llama_orch_e2e::bench::flag;
     let runs: usize = flag("--runs").and_then(|r| r.parse().ok()).unwrap_or(20);
     let rt = match flag("--runtime").as_deref() {
         Some("podman") => Runtime::podman(),
@@ -102,7 +29,7 @@ fn main() {
     let mut d = Daemon::start(rt.clone());
     let model = d.model_path();
     eprintln!("baseline: starting the engine directly, {runs} runs on {}", rt.name);
-    let base = baseline(&rt, &model, runs);
+    let base = engine_start::measure(&rt, &model, runs, &[]);
 
     eprintln!("manifest write → Ready, {runs} runs");
     let mut write_to_ready = Vec::new();

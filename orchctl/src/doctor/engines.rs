@@ -14,7 +14,7 @@ use llorch_manifests::config::Config;
 use llorch_manifests::{AnyObject, Provisioning};
 
 use super::{Check, Level, check, short};
-use crate::manifest_dir::ManifestDir;
+use llorch_controller::manifest_dir::ManifestDir;
 
 /// Appends one or more checks per Engine declared in `manifests_dir`.
 pub(super) async fn checks(

@@ -16,13 +16,20 @@ use super::replicas::blocked;
 use super::{Figures, GpuSource, PlanInput, gpus, render};
 use crate::Io;
 use crate::cli::PlanArgs;
-use crate::context::Context;
-use crate::manifest_dir::ManifestDir;
+use crate::context::{Context, WriteTarget};
+use llorch_controller::manifest_dir::ManifestDir;
 
 /// Runs `orchctl plan`.
 pub async fn run(ctx: &Context, args: &PlanArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
-    let dir = ManifestDir::read(&ctx.manifests_dir)?;
-    let mut objects: Vec<Located> = dir.objects().cloned().collect();
+    let snapshot = match ctx.client() {
+        Ok(client) => client.snapshot().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut objects: Vec<Located> = match ctx.writes {
+        WriteTarget::Directory => ManifestDir::read(&ctx.manifests_dir)?.objects().cloned().collect(),
+        // The daemon is elsewhere: what it declares is what its snapshot holds.
+        WriteTarget::Api => declared(snapshot.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?),
+    };
     let mut wanted: Vec<String> = Vec::new();
     if !args.files.is_empty() {
         let cwd = std::env::current_dir()?;
@@ -55,10 +62,6 @@ pub async fn run(ctx: &Context, args: &PlanArgs, io: &mut Io<'_>) -> anyhow::Res
         !wanted.is_empty(),
         "name a Pool (`orchctl plan pool/chat`) or give `-f file.yaml`"
     );
-    let snapshot = match ctx.client() {
-        Ok(client) => client.snapshot().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
     let mut first = true;
     for name in wanted {
         let input = gather(ctx, &objects, &name, &snapshot)?;
@@ -69,6 +72,23 @@ pub async fn run(ctx: &Context, args: &PlanArgs, io: &mut Io<'_>) -> anyhow::Res
         write!(io.out, "{}", render(&input))?;
     }
     Ok(0)
+}
+
+/// The objects a daemon declares, from its snapshot (secrets there are already redacted).
+fn declared(snapshot: &Snapshot) -> Vec<Located> {
+    snapshot
+        .objects
+        .iter()
+        .filter_map(|view| {
+            let object: AnyObject = serde_json::from_value(view.manifest.clone()?).ok()?;
+            let source = view.source.as_ref();
+            Some(Located {
+                file: source.map(|s| s.file.clone()).unwrap_or_default(),
+                document: source.map_or(0, |s| s.document),
+                object,
+            })
+        })
+        .collect()
 }
 
 fn find<'a>(objects: &'a [Located], kind: Kind, name: &str) -> Option<&'a Located> {
@@ -85,9 +105,13 @@ pub fn gather(
     name: &str,
     snapshot: &Result<Snapshot, String>,
 ) -> anyhow::Result<PlanInput> {
-    let pool = find(objects, Kind::Pool, name)
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("no Pool `{name}` in {} or the -f input", ctx.manifests_dir.display()))?;
+    let pool = find(objects, Kind::Pool, name).cloned().ok_or_else(|| {
+        let place = match ctx.writes {
+            WriteTarget::Directory => ctx.manifests_dir.display().to_string(),
+            WriteTarget::Api => format!("what llama-orchd at {} declares", ctx.server),
+        };
+        anyhow::anyhow!("no Pool `{name}` in {place} or the -f input")
+    })?;
     let AnyObject::Pool(p) = &pool.object else {
         anyhow::bail!("pool/{name} is not a Pool")
     };

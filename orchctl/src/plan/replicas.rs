@@ -29,7 +29,26 @@ pub fn lines(
     plan: &EnginePlan,
     model_path: Option<&Path>,
 ) {
-    let _ = writeln!(out, "\nreplicas: {}", pool.spec.replicas);
+    let sized;
+    let pool = match &pool.spec.scaling {
+        // Planned as it runs at its busiest.
+        Some(scaling) => {
+            let _ = writeln!(
+                out,
+                "\nreplicas: {}–{} by demand (idle timeout {}); planned at {}",
+                scaling.min_replicas, scaling.max_replicas, scaling.idle_timeout, scaling.max_replicas
+            );
+            sized = Pool {
+                spec: pool.spec.sized(scaling.max_replicas),
+                ..pool.clone()
+            };
+            &sized
+        }
+        None => {
+            let _ = writeln!(out, "\nreplicas: {}", pool.spec.replica_count());
+            pool
+        }
+    };
     if let RunAs::Attach(url) = &plan.run {
         let _ = writeln!(out, "  replica 0: the external engine at {url} (nothing is created)");
         return;
@@ -43,7 +62,7 @@ pub fn lines(
         .unwrap_or_else(|| PathBuf::from("<model file>"));
     let Some((model, _)) = &input.model else { return };
     let (demand, need) = model::demand(input, pool);
-    for index in 0..pool.spec.replicas {
+    for index in 0..pool.spec.replica_count() {
         let gpus = match placements.get(index as usize) {
             Some(Ok(g)) => g,
             Some(Err(why)) => {
@@ -126,7 +145,7 @@ fn place(out: &mut String, unknown: &mut Vec<String>, input: &PlanInput, pool: &
     demands.push(demand);
     let plan = placement::plan(&devices, input.gpus.accounting(), &input.existing, &demands);
     let decided = plan.pools.get(pool.name());
-    let placements = (0..pool.spec.replicas)
+    let placements = (0..pool.spec.replica_count())
         .map(|i| {
             decided
                 .and_then(|m| m.get(&i).cloned())

@@ -29,7 +29,11 @@ impl Home {
         };
         std::fs::write(
             home.config(),
-            format!("manifestsDir: {}\nbind: 127.0.0.1:9\n", home.manifests().display()),
+            format!(
+                "manifestsDir: {}\nbind: {}\n",
+                home.manifests().display(),
+                server.trim_start_matches("http://")
+            ),
         )
         .unwrap();
         std::fs::create_dir_all(home.input()).unwrap();
@@ -80,7 +84,9 @@ impl Home {
 
     pub async fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Ran {
         let config = self.config().display().to_string();
-        let mut argv = vec!["orchctl", "--config", &config, "--server", &self.server];
+        // The server comes from the config's `bind`: naming it would send apply, diff and
+        // delete through the write API instead of the manifests directory.
+        let mut argv = vec!["orchctl", "--config", &config];
         argv.extend_from_slice(args);
         let cli = orchctl::cli::Cli::try_parse_from(&argv).unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -44,7 +44,7 @@ impl PoolWorker {
             return Err(self.queue_full());
         }
         let task = TaskState::new(self.pool.clone(), request, meta, self.telemetry.clone());
-        let (slots_total, busy) = (self.slots.slots_total(), self.slots.busy_slots());
+        let wake_left = self.wake_left_ms(now);
         let Some(queue) = self.queue.as_mut() else {
             return Err(ApiError::new(ErrorCode::PoolUnavailable, "the pool is not available").retriable());
         };
@@ -64,7 +64,7 @@ impl PoolWorker {
             self.sessions
                 .reserve(session, u64::from(task.request.generate.max_tokens), now);
         }
-        let predicted = self.estimate.predicted_start_ms(position, slots_total, busy);
+        let predicted = self.predict(position, wake_left).start_ms;
         // The stream's first frame, queued before the task can be dispatched.
         task.send(TaskEvent::Started(Started {
             queue_position: position,

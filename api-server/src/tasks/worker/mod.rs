@@ -20,6 +20,7 @@ mod drain;
 mod hint;
 mod replicas;
 mod run;
+mod wake;
 
 pub(crate) use admission::queue_full;
 pub use hint::{Full, QueueHint};
@@ -144,6 +145,11 @@ pub struct PoolWorker {
     held: VecDeque<(String, Arc<TaskState>)>,
     running: HashMap<String, Arc<TaskState>>,
     drain: Option<Drain>,
+    /// When the first task found the Pool asleep (no replica), while it still has none.
+    waking_since: Option<std::time::Instant>,
+    /// When the wake failure the waiting tasks were last ended with happened (each failure
+    /// ends the tasks that waited for it once).
+    wake_failed_at: Option<String>,
 }
 
 impl PoolWorker {
@@ -175,6 +181,8 @@ impl PoolWorker {
             held: VecDeque::new(),
             running: HashMap::new(),
             drain: None,
+            waking_since: None,
+            wake_failed_at: None,
         }
     }
 }

@@ -28,6 +28,9 @@ impl PoolWorker {
             .cloned()
             .collect();
         self.place_on(placeable, view.slots_per_replica);
+        if self.slots.slots_total() > 0 {
+            self.hint.woke();
+        }
         if self
             .queue
             .as_ref()
@@ -45,6 +48,7 @@ impl PoolWorker {
         self.sessions
             .set_limits(Duration::from_secs(view.sessions.ttl_seconds), view.sessions.max_turns);
         self.view = Some(view.clone());
+        self.end_failed_wake();
         true
     }
 

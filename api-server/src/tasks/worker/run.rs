@@ -55,6 +55,8 @@ impl PoolWorker {
                 && q.depth() >= q.capacity();
             self.hint.publish(full, q.depth(), q.capacity(), self.retry_after_ms());
         }
+        self.hint
+            .publish_busy(self.queue.as_ref().map_or(0, |q| q.depth()) + (self.held.len() + self.running.len()) as u32);
     }
 
     fn close(mut self, why: &str) {
@@ -131,21 +133,19 @@ impl PoolWorker {
         }
     }
 
-    fn send_metrics(&self) {
+    fn send_metrics(&mut self) {
+        let wake_left = self.wake_left_ms(Instant::now());
         let Some(queue) = self.queue.as_ref() else { return };
-        let (slots_total, busy) = (self.slots.slots_total(), self.slots.busy_slots());
         for (id, task) in &self.waiting {
             let Some(position) = queue.position(id.as_str()) else {
                 continue;
             };
-            let predicted = self.estimate.predicted_start_ms(position, slots_total, busy);
+            let predicted = self.predict(position, wake_left);
             task.send(TaskEvent::Metrics(Metrics {
                 queue_depth: queue.depth(),
                 queue_position: Some(position),
-                predicted_start_ms: Some(predicted),
-                on_time_probability: self
-                    .estimate
-                    .on_time_probability(position, slots_total, busy, predicted.max(1)),
+                predicted_start_ms: Some(predicted.start_ms),
+                on_time_probability: predicted.on_time,
                 kv_warmth: true,
                 budget_tokens_remaining: self.budget_left(task.request.session_id.as_deref(), Instant::now()),
             }));

@@ -79,13 +79,7 @@ impl Opts {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let flag = llama_orch_e2e::bench::flag;
     let opts = Opts {
         runs: flag("--runs").and_then(|r| r.parse().ok()).unwrap_or(400),
         reps: flag("--reps").and_then(|r| r.parse().ok()).unwrap_or(3),

@@ -1,15 +1,62 @@
-//! The manifests directory as orchctl sees it: which files the daemon reads (the same rule as
-//! the controller: `*.yaml`/`*.yml`, not hidden, not `~` backups, not recursive), what each
-//! parses to, where an object is declared, and atomic writes and removals.
+//! The manifests directory as a writer sees it — `orchctl apply`/`diff`/`delete` on this
+//! machine, and the daemon's write API (`POST /v2/manifests`) for remote clients: which files
+//! the daemon reads (the manifest store's rule: `*.yaml`/`*.yml`, not hidden, not `~` backups,
+//! not recursive), what each parses to, where an object is declared. [`apply`] plans and writes
+//! objects (one file per object, atomically); [`delete`] removes them.
 //!
 //! Objects are returned exactly as `parse_file` made them (relative `file:` refs included), so
-//! `short_hash` of one equals the generation the daemon computes for it.
+//! `short_hash` of one equals the generation the daemon computes for it. Everything here is
+//! blocking file I/O: the daemon calls it on a blocking thread.
+
+pub mod admit;
+pub mod apply;
+pub mod delete;
+pub mod writes;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use llorch_manifests::parse::Located;
 use llorch_manifests::{MAX_MANIFEST_BYTES, ManifestError, ObjectRef, files, parse_file};
+
+/// Why the manifests directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// The folder cannot be listed.
+    #[error("cannot read the folder {}: {source}", dir.display())]
+    List {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The folder cannot be created.
+    #[error("cannot create the manifests directory {}: {source}", dir.display())]
+    Create {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A manifest file cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A manifest file cannot be removed.
+    #[error("cannot remove {}: {source}", path.display())]
+    Remove {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An object cannot be rendered as YAML.
+    #[error("{0}")]
+    Render(String),
+}
 
 /// One manifest file and what it parsed to.
 #[derive(Clone, Debug)]
@@ -47,17 +94,19 @@ pub fn file_name_for(object: &ObjectRef) -> String {
 }
 
 /// The manifest files of `dir` (not recursive), sorted. A missing directory has none.
-pub fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
+    let failed = |source| DirError::List {
+        dir: dir.to_path_buf(),
+        source,
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read the folder {}", dir.display()));
-        }
+        Err(e) => return Err(failed(e)),
     };
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.with_context(|| format!("cannot read the folder {}", dir.display()))?;
+        let entry = entry.map_err(failed)?;
         let path = entry.path();
         if is_manifest_name(&entry.file_name().to_string_lossy()) && !path.is_dir() {
             files.push(path);
@@ -68,7 +117,7 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// The bytes of a manifest file: a regular file of at most `MAX_MANIFEST_BYTES` (a FIFO or a
-/// device named `x.yaml` is refused at once instead of hanging orchctl).
+/// device named `x.yaml` is refused at once instead of hanging the reader).
 pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
     files::read_regular(path, MAX_MANIFEST_BYTES as u64).map_err(|e| match e {
         files::ReadError::Open(e) | files::ReadError::Read(e) => e,
@@ -78,7 +127,7 @@ pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
 
 impl ManifestDir {
     /// Reads and parses every manifest file of `dir`. Unreadable files become parse errors.
-    pub fn read(dir: &Path) -> anyhow::Result<ManifestDir> {
+    pub fn read(dir: &Path) -> Result<ManifestDir, DirError> {
         let files = list(dir)?
             .into_iter()
             .map(|path| {
@@ -130,16 +179,19 @@ impl ManifestDir {
     }
 }
 
-/// Replaces `path` with `contents` atomically (the controller's
-/// [`write_atomic`](llorch_controller::atomic_file::write_atomic): a hidden temporary file in the
-/// same directory, so the daemon never reads a half-written manifest, synced, then renamed).
-pub fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
-    llorch_controller::atomic_file::write_atomic(path, contents.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
+/// Replaces `path` with `contents` atomically ([`write_atomic`](crate::atomic_file::write_atomic):
+/// a hidden temporary file in the same directory, so the daemon never reads a half-written
+/// manifest, synced, then renamed).
+pub fn write_atomic(path: &Path, contents: &str) -> Result<(), DirError> {
+    crate::atomic_file::write_atomic(path, contents.as_bytes()).map_err(|source| DirError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
