@@ -22,6 +22,8 @@ use prometheus_client::registry::Registry;
 
 use crate::tasks::telemetry::Telemetry;
 
+mod wake_times;
+
 /// The response's `Content-Type` (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -130,6 +132,7 @@ fn register_pools(registry: &mut Registry, snapshot: &Snapshot) {
     let activations = Family::<Labels, Counter>::default();
     let evictions = Family::<Labels, Counter>::default();
     let cold_start = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let wakes = Family::<Labels, wake_times::WakeHistogram>::default();
     for view in snapshot.objects.iter().filter(|o| o.object.kind == Kind::Pool) {
         let pool = view.object.name.clone();
         if let Some(s) = &view.status.scaling {
@@ -140,6 +143,7 @@ fn register_pools(registry: &mut Registry, snapshot: &Snapshot) {
             if let Some(ms) = s.cold_start_ms {
                 cold_start.get_or_create(&labels).set(ms as f64 / 1000.0);
             }
+            wakes.get_or_create(&labels).set(&s.wake_times);
         }
         let counts = view.status.replicas.unwrap_or_default();
         replicas
@@ -191,6 +195,11 @@ fn register_pools(registry: &mut Registry, snapshot: &Snapshot) {
         "llorch_pool_cold_start_expected_seconds",
         "How long a wake of the pool is expected to take: the average of its measured wakes, else a prior from its VRAM need",
         cold_start,
+    );
+    registry.register(
+        "llorch_pool_cold_start_seconds",
+        "Measured wakes of a pool sized by scaling since the daemon started: from placing its first replica to that replica Ready",
+        wakes,
     );
 }
 
@@ -340,6 +349,12 @@ mod tests {
             activations: 4,
             evictions: 3,
             cold_start_ms: Some(1_250),
+            wake_times: {
+                let mut t = llorch_manifests::status::WakeTimes::default();
+                t.observe(1_500);
+                t.observe(400_000);
+                t
+            },
         });
         let snapshot = Snapshot {
             objects: vec![llorch_manifests::api::ObjectView {
@@ -356,6 +371,13 @@ mod tests {
             r#"llorch_pool_activations_total{pool="coder"} 4"#,
             r#"llorch_pool_evictions_total{pool="coder"} 3"#,
             r#"llorch_pool_cold_start_expected_seconds{pool="coder"} 1.25"#,
+            "# TYPE llorch_pool_cold_start_seconds histogram",
+            r#"llorch_pool_cold_start_seconds_count{pool="coder"} 2"#,
+            r#"llorch_pool_cold_start_seconds_sum{pool="coder"} 401.5"#,
+            r#"llorch_pool_cold_start_seconds_bucket{pool="coder",le="1"} 0"#,
+            r#"llorch_pool_cold_start_seconds_bucket{pool="coder",le="2"} 1"#,
+            r#"llorch_pool_cold_start_seconds_bucket{pool="coder",le="300"} 1"#,
+            r#"llorch_pool_cold_start_seconds_bucket{pool="coder",le="+Inf"} 2"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

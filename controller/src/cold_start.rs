@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use llorch_manifests::status::LastError;
+use llorch_manifests::status::{LastError, WakeTimes};
 
 /// The prior's fixed part: creating a container and starting an engine.
 pub const PRIOR_BASE_MS: u64 = 2_000;
@@ -38,6 +38,7 @@ pub struct ColdStarts {
     measured: HashMap<String, Measured>,
     began: HashMap<String, SystemTime>,
     failed: HashMap<String, LastError>,
+    times: HashMap<String, WakeTimes>,
 }
 
 impl ColdStarts {
@@ -56,7 +57,9 @@ impl ColdStarts {
     pub fn ready(&mut self, pool: &str, now: SystemTime) -> Option<Duration> {
         self.failed.remove(pool);
         let took = now.duration_since(self.began.remove(pool)?).unwrap_or_default();
-        let sample = took.as_millis() as f64;
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.times.entry(pool.to_string()).or_default().observe(ms);
+        let sample = ms as f64;
         self.measured
             .entry(pool.to_string())
             .and_modify(|m| {
@@ -110,12 +113,18 @@ impl ColdStarts {
         }
     }
 
+    /// Every measured wake of `pool` since the daemon started.
+    pub fn wake_times(&self, pool: &str) -> WakeTimes {
+        self.times.get(pool).cloned().unwrap_or_default()
+    }
+
     /// Forgets Pools for which `keep` is false.
     pub fn retain(&mut self, keep: &dyn Fn(&str) -> bool) {
         self.prior.retain(|k, _| keep(k));
         self.measured.retain(|k, _| keep(k));
         self.began.retain(|k, _| keep(k));
         self.failed.retain(|k, _| keep(k));
+        self.times.retain(|k, _| keep(k));
     }
 }
 
@@ -150,6 +159,9 @@ mod tests {
         c.began("p", t0);
         c.ready("p", t0 + Duration::from_millis(2_500));
         assert_eq!(c.expected_ms("p"), Some(1_800), "1500 + 0.3 × (2500 − 1500)");
+        let times = c.wake_times("p");
+        assert_eq!((times.count, times.sum_ms), (2, 4_000));
+        assert_eq!(&times.buckets[..4], &[0, 0, 1, 1], "1.5 s in (1, 2], 2.5 s in (2, 5]");
         c.began("p", t0);
         c.abandoned("p");
         assert_eq!(c.ready("p", t0 + Duration::from_secs(60)), None);

@@ -113,6 +113,22 @@ fn a_pool_sleeps_wakes_for_a_request_and_sleeps_again(runtime: Runtime) {
     // The wake was timed: a task for the sleeping pool is told to expect that long.
     let measured = cold_start_ms(&d.snapshot()).unwrap();
     assert_ne!(measured, prior, "the measured wake replaces the prior");
+    // And it is in the cold-start histogram: one wake, whose sum is the measured time.
+    let scrape = reqwest::blocking::get(format!("{}/metrics", d.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    let sample = |name: &str| {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{pool=\"sleepy\"}} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{scrape}"))
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(sample("llorch_pool_cold_start_seconds_count"), 1.0);
+    let sum_ms = sample("llorch_pool_cold_start_seconds_sum") * 1000.0;
+    assert!((sum_ms - measured as f64).abs() < 2.0, "{sum_ms} vs {measured}");
     let admitted: Value = reqwest::blocking::Client::new()
         .post(format!("{}/v2/tasks", d.url))
         .json(&json!({"pool": "sleepy", "prompt": "Once upon", "max_tokens": 4}))

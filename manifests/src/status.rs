@@ -97,6 +97,47 @@ pub struct ScalingStatus {
     /// How long a wake is expected to take (measured average, else a prior), milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start_ms: Option<u64>,
+    /// Every measured wake since the daemon started, bucketed (the cold-start histogram).
+    #[serde(default, skip_serializing_if = "WakeTimes::is_empty")]
+    pub wake_times: WakeTimes,
+}
+
+/// Upper bounds of [`WakeTimes`]' buckets, milliseconds (a last, unbounded bucket follows).
+pub const WAKE_BUCKETS_MS: [u64; 10] = [
+    500, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000,
+];
+
+/// Measured wakes of a Pool, bucketed by [`WAKE_BUCKETS_MS`]: what `/metrics` exposes as
+/// the `llorch_pool_cold_start_seconds` histogram.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WakeTimes {
+    /// Wakes per bucket (not cumulative): `buckets[i]` took at most `WAKE_BUCKETS_MS[i]` and
+    /// more than the bound before it; the last entry counts those above every bound.
+    pub buckets: Vec<u64>,
+    /// Wakes measured.
+    pub count: u64,
+    /// Their total duration, milliseconds.
+    pub sum_ms: u64,
+}
+
+impl WakeTimes {
+    /// Counts one wake that took `ms`.
+    pub fn observe(&mut self, ms: u64) {
+        self.buckets.resize(WAKE_BUCKETS_MS.len() + 1, 0);
+        let i = WAKE_BUCKETS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(WAKE_BUCKETS_MS.len());
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    /// No wake measured yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 /// Status of one object.

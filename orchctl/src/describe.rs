@@ -316,6 +316,7 @@ mod tests {
             activations: 3,
             evictions: 1,
             cold_start_ms: Some(1_234),
+            wake_times: Default::default(),
         };
         assert_eq!(
             scaling_text(&sc, now),

@@ -299,6 +299,7 @@ mod tests {
                 activations: 3,
                 evictions: 1,
                 cold_start_ms: Some(1_200),
+                wake_times: Default::default(),
             });
             ObjectView {
                 object: ObjectRef::new(Kind::Pool, "coder"),

@@ -77,6 +77,7 @@ impl<R: ContainerRuntime> Controller<R> {
                 activations,
                 evictions,
                 cold_start_ms: self.cold.expected_ms(pool.name()),
+                wake_times: self.cold.wake_times(pool.name()),
             });
         }
         if size.asleep && servable {
