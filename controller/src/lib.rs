@@ -27,4 +27,5 @@ pub mod scaling;
 pub mod serving;
 pub mod spec;
 pub mod state_dir;
+pub mod state_map;
 pub mod triggers;

@@ -7,32 +7,18 @@
 //! counter of 0 leaves the hash exactly as it was before reloads existed.
 //! It never triggers a pass or touches a container itself: the changed hash does the rest.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use llorch_manifests::hash::short_hash;
 use llorch_manifests::identity::ReplicaLabels;
 
 use crate::runtime::ContainerSpec;
+pub use crate::state_map::SaveError;
+use crate::state_map::StateMap;
 
 /// Reload counters by pool name.
 #[derive(Debug, Default)]
-pub struct ReloadCounters {
-    path: Option<PathBuf>,
-    counts: Mutex<BTreeMap<String, u64>>,
-}
-
-/// Why a counter could not be saved.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}")]
-pub struct SaveError {
-    /// The file.
-    pub path: PathBuf,
-    /// Cause.
-    #[source]
-    pub source: std::io::Error,
-}
+pub struct ReloadCounters(StateMap<u64>);
 
 impl ReloadCounters {
     /// Counters kept in memory only (tests, a controller without a state directory).
@@ -43,42 +29,20 @@ impl ReloadCounters {
     /// Counters persisted in `<state_dir>/reloads.json`; a missing or unreadable file starts
     /// every pool at 0 (an unreadable one is logged).
     pub fn open(state_dir: &Path) -> Self {
-        let path = state_dir.join("reloads.json");
-        let counts = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::error!(file = %path.display(), error = %e, "reload counters unreadable; starting from 0");
-                BTreeMap::new()
-            }),
-            Err(_) => BTreeMap::new(),
-        };
-        Self {
-            path: Some(path),
-            counts: Mutex::new(counts),
-        }
+        Self(StateMap::open(state_dir, "reloads.json"))
     }
 
     /// The counter of `pool` (0 when never reloaded).
     pub fn get(&self, pool: &str) -> u64 {
-        self.lock().get(pool).copied().unwrap_or(0)
+        self.0.get(pool).unwrap_or(0)
     }
 
     /// Increments `pool`'s counter, persists it, and returns the new value.
     pub fn bump(&self, pool: &str) -> Result<u64, SaveError> {
-        let mut counts = self.lock();
-        let next = counts.get(pool).copied().unwrap_or(0).saturating_add(1);
-        counts.insert(pool.to_string(), next);
-        if let Some(path) = &self.path {
-            let text = serde_json::to_vec_pretty(&*counts).unwrap_or_default();
-            crate::atomic_file::write_atomic(path, &text).map_err(|source| SaveError {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        Ok(next)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+        let next = self
+            .0
+            .update(pool, |n| Some(n.copied().unwrap_or(0).saturating_add(1)))?;
+        Ok(next.unwrap_or(0))
     }
 }
 
