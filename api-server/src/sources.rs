@@ -1,10 +1,12 @@
 //! The narrow edges the API reads besides the snapshot: recent events, engine log tails and
-//! the model catalog, and the ones it commands through: pool reloads and manifest writes.
+//! the model catalog, and the ones it commands through: pool reloads, manifest writes and the
+//! drains kept across restarts.
 //! The controller implements them; tests use fakes. Nothing here does I/O itself.
 
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use llorch_manifests::ObjectRef;
 use llorch_manifests::api::{ApplyResult, CatalogEntry, DeleteResult, ManifestText, WriteError};
@@ -121,6 +123,33 @@ impl ManifestWrites for NoManifestWrites {
         Err(Self::refusal())
     }
     fn wake(&self) {}
+}
+
+/// Where drains are kept across daemon restarts (`<state>/drains.json` in the daemon).
+/// Blocking file I/O: the data plane calls it on a blocking thread.
+pub trait DrainStore: Send + Sync {
+    /// Every drain recorded and not lifted: the Pool and its deadline.
+    fn load(&self) -> Vec<(String, SystemTime)>;
+    /// `pool` drains until `deadline` (replacing an earlier drain of it).
+    fn record(&self, pool: &str, deadline: SystemTime) -> std::io::Result<()>;
+    /// `pool`'s drain was lifted.
+    fn lift(&self, pool: &str) -> std::io::Result<()>;
+}
+
+/// Drains held in memory only: a restart lifts them (tests, a bare API server).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoDrainStore;
+
+impl DrainStore for NoDrainStore {
+    fn load(&self) -> Vec<(String, SystemTime)> {
+        Vec::new()
+    }
+    fn record(&self, _: &str, _: SystemTime) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn lift(&self, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A server that cannot command the controller (tests, a bare API server).

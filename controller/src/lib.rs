@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cold_start;
 pub mod conditions;
 pub mod controller;
+pub mod drains;
 pub mod eviction;
 pub mod external;
 pub mod gpu;

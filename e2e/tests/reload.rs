@@ -306,7 +306,7 @@ fn reload_to_a_broken_model_is_rolled_back_with_the_old_containers_untouched(run
 }
 
 fn drain_refuses_new_tasks_lets_running_ones_finish_and_cancels_at_the_deadline(runtime: Runtime) {
-    let d = start(runtime);
+    let mut d = start(runtime);
     let c = TaskClient::new(&d.url);
     // Two tasks of ~1 s each (200 tokens/s).
     let running: Vec<String> = (0..2)
@@ -341,6 +341,20 @@ fn drain_refuses_new_tasks_lets_running_ones_finish_and_cancels_at_the_deadline(
             "running tasks finish: {events:?}"
         );
     }
+    // The drain outlives the daemon: killed and restarted, it still refuses, and says so.
+    d.kill_and_restart();
+    d.wait_for("pool chat Ready after the restart", READY, |s| pool_ready(s, "chat", 2));
+    let c = TaskClient::new(&d.url);
+    let refused = c.submit(&json!({"pool": "chat", "prompt": "after restart", "max_tokens": 4}));
+    assert_eq!(refused.status, 503, "still drained after a restart: {:?}", refused.body);
+    assert_eq!(refused.body["code"], "POOL_DRAINING");
+    let h: serde_json::Value =
+        serde_json::from_slice(&d.orchctl(&["health", "pool/chat", "-o", "json"]).stdout).unwrap();
+    assert_eq!(h["draining"], true, "{h}");
+    assert!(
+        d.log_until(Duration::from_secs(5), |l| l.contains("drain restored"))
+            .contains("drain restored")
+    );
     // Resume, then a drain whose deadline passes while a task runs.
     assert!(d.orchctl(&["drain", "pool/chat", "--resume"]).status.success());
     let a = c.submit(&json!({"pool": "chat", "prompt": "very long", "max_tokens": 1500}));
@@ -363,6 +377,11 @@ fn drain_refuses_new_tasks_lets_running_ones_finish_and_cancels_at_the_deadline(
     assert!(d.orchctl(&["drain", "pool/chat", "--resume"]).status.success());
     let again = c.submit(&json!({"pool": "chat", "prompt": "back", "max_tokens": 4}));
     assert_eq!(again.status, 202, "admitted again after resume: {:?}", again.body);
+    // And a lifted drain stays lifted across a restart.
+    d.kill_and_restart();
+    d.wait_for("pool chat Ready after the second restart", READY, |s| pool_ready(s, "chat", 2));
+    let after = TaskClient::new(&d.url).submit(&json!({"pool": "chat", "prompt": "fresh", "max_tokens": 4}));
+    assert_eq!(after.status, 202, "a lifted drain is not restored: {:?}", after.body);
 }
 
 on_both_runtimes!(

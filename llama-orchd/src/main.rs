@@ -17,6 +17,7 @@ use clap::Parser;
 use llorch_api::tasks::DataPlane;
 use llorch_controller::catalog::{hf, index, secret::Secret};
 use llorch_controller::controller::{Controller, Settings as ControllerSettings};
+use llorch_controller::drains::DrainRecords;
 use llorch_controller::manifest_dir::admit::TrustRoot;
 use llorch_controller::manifest_dir::writes::ManifestWriter;
 use llorch_controller::manifest_store::ManifestStore;
@@ -103,7 +104,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         instance: s.config.instance.clone(),
         ..Snapshot::default()
     }));
-    let data = DataPlane::new(snapshot.clone(), llorch_api::engine::EngineClients::new());
+    let drains = Arc::new(sources::Drains(DrainRecords::open(&s.state_dir)));
+    let data = DataPlane::with_drain_store(snapshot.clone(), llorch_api::engine::EngineClients::new(), drains);
+    data.restore_drains().await;
     let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
     let controller = controller(&s, runtime.clone(), gpus, events.clone(), publish, &data, &reloads)?;
     tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, file_roots = ?s.model_file_roots, "model cache");

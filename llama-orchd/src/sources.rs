@@ -74,6 +74,21 @@ impl llorch_api::PoolControl for Reloads {
     }
 }
 
+/// Drains kept in `<state>/drains.json`.
+pub struct Drains(pub llorch_controller::drains::DrainRecords);
+
+impl llorch_api::sources::DrainStore for Drains {
+    fn load(&self) -> Vec<(String, std::time::SystemTime)> {
+        self.0.all()
+    }
+    fn record(&self, pool: &str, deadline: std::time::SystemTime) -> std::io::Result<()> {
+        self.0.record(pool, deadline).map_err(std::io::Error::other)
+    }
+    fn lift(&self, pool: &str) -> std::io::Result<()> {
+        self.0.lift(pool).map_err(std::io::Error::other)
+    }
+}
+
 /// Container logs, by replica id, through the runtime.
 pub struct Logs<R> {
     /// The runtime.

@@ -28,7 +28,7 @@ pub mod worker;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use llorch_manifests::api::Snapshot;
 use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskRequest};
@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::engine::EngineClients;
 use crate::error::ApiError;
 use crate::front_door::Identity;
+use crate::sources::{DrainStore, NoDrainStore};
 use gate::ReplicaGates;
 use lifecycle::Canceled;
 use log::CancelReason;
@@ -60,11 +61,26 @@ pub struct DataPlane {
     refusal_lines: log::RefusalLog,
     /// Wakes the controller when a task arrives for a Pool with no replica (it scales up).
     wake_controller: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
+    /// Where drains outlive the process.
+    drains: Arc<dyn DrainStore>,
+    /// The drains in force, by Pool name, with their deadlines: a worker started later (or
+    /// after a restart) starts drained.
+    drained: Mutex<HashMap<String, SystemTime>>,
 }
 
 impl DataPlane {
     /// A data plane over the controller's snapshots.
     pub fn new(snapshot: watch::Receiver<Arc<Snapshot>>, engines: EngineClients) -> Arc<Self> {
+        Self::with_drain_store(snapshot, engines, Arc::new(NoDrainStore))
+    }
+
+    /// A data plane whose drains are kept in `drains` across restarts (call
+    /// [`DataPlane::restore_drains`] before serving).
+    pub fn with_drain_store(
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        engines: EngineClients,
+        drains: Arc<dyn DrainStore>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             snapshot,
             engines,
@@ -76,6 +92,8 @@ impl DataPlane {
             shutting_down: AtomicBool::new(false),
             refusal_lines: log::RefusalLog::default(),
             wake_controller: std::sync::OnceLock::new(),
+            drains,
+            drained: Mutex::default(),
         })
     }
 
@@ -263,13 +281,63 @@ impl DataPlane {
 
     /// Stops admission to `pool` (503 `POOL_DRAINING`); what is queued or running may finish
     /// within `deadline`, then ends with a `POOL_DRAINING` error. Returns what is in flight.
+    /// The drain is recorded, so a restarted daemon drains `pool` again.
     pub async fn drain(self: &Arc<Self>, pool: &str, deadline: Duration) -> PoolLoad {
-        self.ask(pool, true, |reply| Command::Drain { deadline, reply }).await
+        let at = SystemTime::now() + deadline;
+        lock(&self.drained).insert(pool.to_string(), at);
+        let load = self.ask(pool, true, |reply| Command::Drain { deadline, reply }).await;
+        self.save_drain(pool, move |store, pool| store.record(pool, at)).await;
+        load
     }
 
-    /// Lifts a drain of `pool`.
+    /// Lifts a drain of `pool` (and its record).
     pub async fn resume(self: &Arc<Self>, pool: &str) -> PoolLoad {
-        self.ask(pool, false, |reply| Command::Resume { reply }).await
+        lock(&self.drained).remove(pool);
+        let load = self.ask(pool, false, |reply| Command::Resume { reply }).await;
+        self.save_drain(pool, |store, pool| store.lift(pool)).await;
+        load
+    }
+
+    /// Takes the drains that were in force when the daemon last stopped: each Pool drains
+    /// again, with what is left of its deadline (none: nothing that ran then runs now), until
+    /// it is lifted. Call before serving. Returns how many.
+    pub async fn restore_drains(self: &Arc<Self>) -> usize {
+        let store = self.drains.clone();
+        let drains = tokio::task::spawn_blocking(move || store.load())
+            .await
+            .unwrap_or_default();
+        let now = SystemTime::now();
+        for (pool, at) in &drains {
+            let left = at.duration_since(now).unwrap_or_default();
+            tracing::info!(pool = %pool, deadline_in_ms = left.as_millis() as u64,
+                human = %format!("pool {pool} still drains (as before the restart); lift it with `orchctl drain pool/{pool} --resume`"),
+                "drain restored");
+        }
+        lock(&self.drained).extend(drains.iter().cloned());
+        drains.len()
+    }
+
+    /// How long `pool`'s drain has left, when it drains.
+    fn drain_left(&self, pool: &str) -> Option<Duration> {
+        let at = *lock(&self.drained).get(pool)?;
+        Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    }
+
+    /// Runs `change` on the drain store on a blocking thread; a failure is logged (the drain
+    /// holds in memory; a restart would not see it).
+    async fn save_drain(
+        &self,
+        pool: &str,
+        change: impl FnOnce(&dyn DrainStore, &str) -> std::io::Result<()> + Send + 'static,
+    ) {
+        let (store, name) = (self.drains.clone(), pool.to_string());
+        match tokio::task::spawn_blocking(move || change(&*store, &name)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(pool = %pool, error = %e, "drain state not saved: a daemon restart would forget this change")
+            }
+            Err(e) => tracing::error!(pool = %pool, error = %e, "drain state not saved"),
+        }
     }
 
     /// What `pool` has in flight and whether it drains.
@@ -298,14 +366,21 @@ impl DataPlane {
         } else {
             lock(&self.workers).get(pool).filter(|w| !w.tx.is_closed()).cloned()
         };
+        // No worker (nothing was ever queued, or the Pool is not in the snapshot yet): nothing
+        // is in flight, and the drain, if any, is the one on record.
+        let idle = || PoolLoad {
+            draining: self.drain_left(pool).is_some(),
+            deadline_in_ms: self.drain_left(pool).map(|d| d.as_millis() as u64),
+            ..PoolLoad::default()
+        };
         let Some(worker) = worker else {
-            return PoolLoad::default();
+            return idle();
         };
         let (reply, answer) = oneshot::channel();
         if worker.tx.send(command(reply)).await.is_err() {
-            return PoolLoad::default();
+            return idle();
         }
-        answer.await.unwrap_or_default()
+        answer.await.unwrap_or_else(|_| idle())
     }
 
     /// Closes engine container `container_id` to new tasks; true when none runs there (the
@@ -337,6 +412,10 @@ impl DataPlane {
             self.gates.clone(),
             hint,
         );
+        let worker = match self.drain_left(pool) {
+            Some(left) => worker.drained(left),
+            None => worker,
+        };
         tokio::spawn(worker.run(rx, tx_for_runners));
         handle
     }
@@ -367,6 +446,8 @@ pub fn policy_label(policy: llorch_manifests::FullQueuePolicy) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod drain_tests;
 #[cfg(test)]
 mod retire_tests;
 

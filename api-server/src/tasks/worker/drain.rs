@@ -21,6 +21,17 @@ pub(super) struct Drain {
 }
 
 impl PoolWorker {
+    /// Starts this worker drained, with `left` until the deadline (a drain asked for before the
+    /// worker existed, or before the daemon restarted). Nothing runs yet, so a deadline that
+    /// already passed has nothing to end.
+    pub fn drained(mut self, left: std::time::Duration) -> Self {
+        self.drain = Some(Drain {
+            deadline: Instant::now() + left,
+            enforced: left.is_zero(),
+        });
+        self
+    }
+
     /// What the pool has in flight.
     pub(super) fn load(&self) -> PoolLoad {
         let now = Instant::now();
