@@ -252,7 +252,7 @@ impl<R: ContainerRuntime> Controller<R> {
         let plan = self.plan_placement(&inputs);
         self.time_wakes(&inputs, &plan, &by_pool);
         let pools = self
-            .reconcile_pools(&sized, resolutions, &plan, &mut by_pool, &evicted)
+            .reconcile_pools(&sized, resolutions, (&inputs, &plan), &mut by_pool, &evicted)
             .await;
         self.time_ready(&pools.replicas);
         self.forget_deleted(&desired);

@@ -81,7 +81,8 @@ pub struct PoolDemand {
 }
 
 impl PoolDemand {
-    fn shares(&self, gpus: usize) -> Vec<u64> {
+    /// One replica's share of [`PoolDemand::need`] on each of its `gpus` GPUs.
+    pub fn shares(&self, gpus: usize) -> Vec<u64> {
         vram::shares(self.need, gpus, self.tensor_split.as_deref())
     }
 }
@@ -93,6 +94,9 @@ pub struct Plan {
     pub pools: BTreeMap<String, BTreeMap<u32, Placement>>,
     /// VRAM our replicas reserve per device: running ones and those placed in this pass.
     pub reserved: BTreeMap<u32, u64>,
+    /// Each device's VRAM still free once everything above is placed: room for a rollout's
+    /// new replica next to its old one.
+    pub free: BTreeMap<u32, i128>,
 }
 
 /// Why a Pool cannot be placed at all ([`mask_problem`]).
@@ -291,6 +295,7 @@ pub fn plan(devices: &[GpuView], accounting: Accounting, existing: &[Existing], 
     Plan {
         pools: out,
         reserved: ledger.reserved,
+        free: ledger.free,
     }
 }
 

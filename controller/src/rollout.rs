@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use llorch_manifests::status::{EventType, LastError, ObjectStatus, Rollout, RolloutPhase};
+use llorch_manifests::status::{EventType, LastError, ObjectStatus, Rollout, RolloutMethod, RolloutPhase};
 use llorch_manifests::{ObjectRef, Reason};
 
 use crate::state_dir::{EventLog, now_rfc3339};
@@ -79,6 +79,14 @@ pub enum Step {
     /// Every new container is Ready (or retirement already began): new ones serve, old ones
     /// retire.
     CutOver,
+    /// `Recreate` (no room for two copies, or the Pool asks for it): the old container of
+    /// index `next` finishes its tasks and is removed, then its new revision starts; one index
+    /// at a time, the others serve on their old containers meanwhile. `None`: a new revision is
+    /// still starting somewhere in the Pool, so no other old container stops yet.
+    Recreate {
+        /// The index whose old container stops now.
+        next: Option<u32>,
+    },
     /// A new container failed before the cut-over: remove every new one, keep every old one.
     RollBack {
         /// The index whose new container failed first.
@@ -90,10 +98,24 @@ pub enum Step {
     },
 }
 
-/// The step for `surges` (sorted by index); `None` when nothing surges.
-pub fn decide(surges: &[Surge]) -> Option<Step> {
+/// The step for `surges` (sorted by index) rolled out by `method`; `None` when nothing
+/// surges. `in_motion`: some index of the Pool has a new container that is not Ready yet and
+/// no old one (a `Recreate` in progress there).
+pub fn decide(surges: &[Surge], method: RolloutMethod, in_motion: bool) -> Option<Step> {
     if surges.is_empty() {
         return None;
+    }
+    // A surge already under way (a new container exists) finishes as a surge.
+    if method == RolloutMethod::Recreate && surges.iter().all(|s| s.new == NewState::Absent) {
+        // Stop-first, one index at a time: the lowest index whose new revision has not
+        // started; the one already stopping keeps its turn.
+        let stopping = surges.iter().find(|s| s.retiring).map(|s| s.index);
+        let next = stopping.or_else(|| {
+            (!in_motion)
+                .then(|| surges.iter().find(|s| s.new == NewState::Absent).map(|s| s.index))
+                .flatten()
+        });
+        return Some(Step::Recreate { next });
     }
     // Once an old container was closed to new tasks, the rollout is committed: a new container
     // that fails now is restarted like any crashed replica (and its old one reopened).
@@ -139,6 +161,10 @@ pub struct Record<'a> {
     pub retired: usize,
     /// Some index still has an old container (its probe may not have reported yet).
     pub olds_left: bool,
+    /// Every index has a Ready container of the target revision and no old one.
+    pub settled: bool,
+    /// How this rollout replaces replicas.
+    pub method: RolloutMethod,
 }
 
 /// Updates `status.rollout` and emits an event on every phase change: `RolloutStarted`
@@ -147,10 +173,11 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
     let prev = status.rollout.clone();
     let emit = |kind: EventType, reason: Reason, message: String| events.emit(Some(r.obj), None, kind, reason, message);
     let Some(step) = r.step else {
-        if r.olds_left {
+        if r.olds_left || !r.settled {
             return;
         }
-        // Nothing surges and no old container is left: a rollout in motion has finished.
+        // Nothing surges, no old container is left and every replica is Ready on the new
+        // revision: a rollout in motion has finished.
         if let Some(mut done) = prev.filter(|p| matches!(p.phase, RolloutPhase::Progressing | RolloutPhase::Draining)) {
             done.phase = RolloutPhase::Complete;
             done.message = format!("every replica runs revision {}", done.to_revision);
@@ -178,6 +205,19 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
             (
                 RolloutPhase::Progressing,
                 format!("{ready}/{n} new replicas Ready; the old ones serve until all are"),
+            )
+        }
+        Step::Recreate { next } => {
+            let doing = match next {
+                Some(i) => format!("replica {i} finishes its tasks and stops, then its new revision starts"),
+                None => "a new replica is starting; the next old one stops once it is Ready".to_string(),
+            };
+            (
+                RolloutPhase::Progressing,
+                format!(
+                    "Recreate (no room for a second copy, or spec.rollout.strategy: Recreate): {doing}; {n} old \
+                     replica(s) left to replace; tasks wait in the queue meanwhile"
+                ),
             )
         }
         Step::CutOver => {
@@ -220,7 +260,10 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
         emit(
             kind,
             reason,
-            format!("rollout {} → {}{models}: {message}", first.old_hash, first.new_hash),
+            format!(
+                "rollout {} → {}{models} ({}): {message}",
+                first.old_hash, first.new_hash, r.method
+            ),
         );
     }
     status.rollout = Some(Rollout {
@@ -233,6 +276,7 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
         to_model: same.and_then(|p| p.to_model.clone()).or(to_model),
         message,
         started_at,
+        method: r.method,
     });
 }
 
@@ -289,21 +333,21 @@ mod tests {
 
     #[test]
     fn nothing_surges_means_no_step() {
-        assert_eq!(decide(&[]), None);
+        assert_eq!(decide(&[], RolloutMethod::Surge, false), None);
     }
 
     #[test]
     fn old_replicas_serve_until_every_new_one_is_ready() {
         let s = [surge(0, NewState::Ready, false), surge(1, NewState::Starting, false)];
-        assert_eq!(decide(&s), Some(Step::Progress));
+        assert_eq!(decide(&s, RolloutMethod::Surge, false), Some(Step::Progress));
         let s = [surge(0, NewState::Ready, false), surge(1, NewState::Ready, false)];
-        assert_eq!(decide(&s), Some(Step::CutOver));
+        assert_eq!(decide(&s, RolloutMethod::Surge, false), Some(Step::CutOver));
     }
 
     #[test]
     fn any_failure_before_the_cut_over_rolls_back_the_whole_pool() {
         let s = [surge(0, NewState::Ready, false), surge(1, failed(), false)];
-        let Some(Step::RollBack { index, log_tail, .. }) = decide(&s) else {
+        let Some(Step::RollBack { index, log_tail, .. }) = decide(&s, RolloutMethod::Surge, false) else {
             panic!("expected a rollback")
         };
         assert_eq!((index, log_tail), (1, vec!["unknown architecture".to_string()]));
@@ -312,7 +356,32 @@ mod tests {
     #[test]
     fn after_retirement_began_a_failure_is_a_crash_not_a_rollback() {
         let s = [surge(0, NewState::Ready, true), surge(1, failed(), false)];
-        assert_eq!(decide(&s), Some(Step::CutOver));
+        assert_eq!(decide(&s, RolloutMethod::Surge, false), Some(Step::CutOver));
+    }
+
+    #[test]
+    fn recreate_stops_one_old_replica_at_a_time_and_only_when_nothing_is_starting() {
+        let s = [surge(0, NewState::Absent, false), surge(1, NewState::Absent, false)];
+        let recreate = |s: &[Surge], in_motion| decide(s, RolloutMethod::Recreate, in_motion);
+        assert_eq!(recreate(&s, false), Some(Step::Recreate { next: Some(0) }));
+        assert_eq!(
+            recreate(&s[1..], true),
+            Some(Step::Recreate { next: None }),
+            "index 0's new replica is starting: index 1 waits"
+        );
+        assert_eq!(recreate(&s[1..], false), Some(Step::Recreate { next: Some(1) }));
+        let stopping = [surge(0, NewState::Absent, false), surge(1, NewState::Absent, true)];
+        assert_eq!(
+            recreate(&stopping, false),
+            Some(Step::Recreate { next: Some(1) }),
+            "the index already stopping keeps its turn"
+        );
+        let surging = [surge(0, NewState::Starting, false), surge(1, NewState::Absent, false)];
+        assert_eq!(
+            recreate(&surging, false),
+            Some(Step::Progress),
+            "a surge under way finishes as one"
+        );
     }
 
     #[test]
@@ -326,6 +395,7 @@ mod tests {
             to_model: None,
             message: String::new(),
             started_at: String::new(),
+            method: RolloutMethod::Surge,
         });
         let targets = BTreeMap::from([(0, "bad".to_string())]);
         assert_eq!(failed_target(&status, &targets).as_deref(), Some("bad"));

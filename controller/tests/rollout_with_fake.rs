@@ -22,7 +22,7 @@ use llorch_manifests::Reason;
 use llorch_manifests::api::Snapshot;
 use llorch_manifests::config::ModelsConfig;
 use llorch_manifests::identity;
-use llorch_manifests::status::{ConditionType, ModelPhase, ReplicaPhase, RolloutPhase};
+use llorch_manifests::status::{ConditionType, ModelPhase, ReplicaPhase, RolloutMethod, RolloutPhase};
 
 use support::{OneGpu, Served};
 
@@ -472,4 +472,106 @@ async fn a_new_pool_waits_for_its_model_without_starting_anything_or_reporting_a
     assert!(!ready.status && ready.reason == Reason::WaitingForModel, "{ready:?}");
     assert!(pool.condition(ConditionType::Progressing).unwrap().status);
     assert!(!pool.condition(ConditionType::Degraded).unwrap().status);
+}
+
+/// One Pool of `replicas` whose Model declares `vram_gib` GiB, with `pool_extra` in its spec.
+fn sized_stack(env: &str, replicas: u32, vram_gib: u64, pool_extra: &str) -> String {
+    format!(
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: mock}}\nspec: {{image: 'img:dev', version: '1', env: {{V: '{env}'}}, \
+         health: {{path: /health, intervalMs: 100, startupTimeoutMs: 3000}}}}\n---\n\
+         apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: tiny}}\nspec: {{ref: 'file:tiny.gguf', ctxMax: 64, vramBytes: {}}}\n---\n\
+         apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: chat}}\nspec: {{engine: mock, model: tiny, replicas: {replicas}, gpus: [0]{pool_extra}, \
+         restart: {{backoffInitialMs: 10000, backoffMaxMs: 60000, circuitBreakerFailures: 3}}}}\n",
+        vram_gib << 30
+    )
+}
+
+/// Runs passes until the rollout completes, checking after each that no more than `most`
+/// containers run; returns the snapshot.
+async fn complete_with_at_most(w: &mut World, most: usize) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        w.controller.pass().await;
+        let running = w.running().len();
+        assert!(running <= most, "{running} containers run at once; at most {most} may");
+        let s = w.snapshot();
+        if chat(&s)
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.phase == RolloutPhase::Complete)
+        {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the rollout did not complete: {s:#?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test]
+async fn recreate_stops_each_old_replica_before_its_new_one_starts_one_at_a_time() {
+    let mut w = world();
+    w.write(&sized_stack("1", 2, 1, ", rollout: {strategy: Recreate}"));
+    w.until("two Ready replicas", |s| ready(s) == 2).await;
+    let old = w.running();
+    w.write(&sized_stack("2", 2, 1, ", rollout: {strategy: Recreate}"));
+    w.controller.pass().await;
+    let s = w.snapshot();
+    let r = chat(&s).rollout.clone().unwrap();
+    assert_eq!(
+        (r.phase, r.method),
+        (RolloutPhase::Progressing, RolloutMethod::Recreate)
+    );
+    assert!(r.message.contains("Recreate"), "{}", r.message);
+    let s = complete_with_at_most(&mut w, 2).await;
+    assert_eq!(ready(&s), 2);
+    let now = w.running();
+    assert!(now.iter().all(|id| !old.contains(id)), "old containers are gone");
+    assert_eq!(hashes(&w).len(), 1, "every container on the new revision");
+    assert_eq!(w.runtime.fake.create_count(), 4, "each index replaced once");
+    let reasons = w.reasons();
+    for r in [
+        Reason::RolloutStarted,
+        Reason::ReplicaRetiring,
+        Reason::ReplicaRetired,
+        Reason::RolloutComplete,
+    ] {
+        assert!(reasons.contains(&r), "event {r} missing: {reasons:?}");
+    }
+}
+
+#[tokio::test]
+async fn auto_recreates_when_the_gpu_has_no_room_for_a_second_copy_and_surges_when_it_has() {
+    // 40 GiB on a 64 GiB GPU: a second copy does not fit, so the old one stops first.
+    let mut w = world();
+    w.write(&sized_stack("1", 1, 40, ""));
+    w.until("one Ready replica", |s| ready(s) == 1).await;
+    w.write(&sized_stack("2", 1, 40, ""));
+    let s = complete_with_at_most(&mut w, 1).await;
+    assert_eq!(chat(&s).rollout.as_ref().unwrap().method, RolloutMethod::Recreate);
+    assert_eq!(ready(&s), 1);
+    // A busy old replica keeps its turn: it is closed to new tasks, and stops once idle.
+    w.gate.busy.store(true, Ordering::SeqCst);
+    w.write(&sized_stack("3", 1, 40, ""));
+    let s = w
+        .until("the old replica to drain first", |s| {
+            s.replicas.iter().any(|r| r.phase == ReplicaPhase::Draining)
+        })
+        .await;
+    assert_eq!(ready(&s), 0, "no second copy starts while the old one drains");
+    assert!(
+        s.serving.iter().any(|p| p.pool == "chat" && p.recreating),
+        "tasks queue meanwhile"
+    );
+    w.gate.busy.store(false, Ordering::SeqCst);
+    complete_with_at_most(&mut w, 1).await;
+
+    // 20 GiB: two copies fit, so it surges (and can roll back).
+    let mut w = world();
+    w.write(&sized_stack("1", 1, 20, ""));
+    w.until("one Ready replica", |s| ready(s) == 1).await;
+    w.write(&sized_stack("2", 1, 20, ""));
+    w.controller.pass().await;
+    assert_eq!(w.running().len(), 2, "the new replica starts next to the old one");
+    let s = complete_with_at_most(&mut w, 2).await;
+    assert_eq!(chat(&s).rollout.as_ref().unwrap().method, RolloutMethod::Surge);
 }

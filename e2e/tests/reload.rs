@@ -21,7 +21,7 @@ use llama_orch_e2e::daemon::{Daemon, Runtime, pool_ready, pool_status};
 use llama_orch_e2e::on_both_runtimes;
 use llama_orch_e2e::sse::TaskClient;
 use llorch_manifests::api::Snapshot;
-use llorch_manifests::status::{ConditionType, RolloutPhase};
+use llorch_manifests::status::{ConditionType, RolloutMethod, RolloutPhase};
 use serde_json::json;
 
 const READY: Duration = Duration::from_secs(60);
@@ -379,12 +379,84 @@ fn drain_refuses_new_tasks_lets_running_ones_finish_and_cancels_at_the_deadline(
     assert_eq!(again.status, 202, "admitted again after resume: {:?}", again.body);
     // And a lifted drain stays lifted across a restart.
     d.kill_and_restart();
-    d.wait_for("pool chat Ready after the second restart", READY, |s| pool_ready(s, "chat", 2));
+    d.wait_for("pool chat Ready after the second restart", READY, |s| {
+        pool_ready(s, "chat", 2)
+    });
     let after = TaskClient::new(&d.url).submit(&json!({"pool": "chat", "prompt": "fresh", "max_tokens": 4}));
     assert_eq!(after.status, 202, "a lifted drain is not restored: {:?}", after.body);
 }
 
+/// A Pool on the simulated 12 GiB card whose Model needs 7 GiB (`vramBytes`): two copies do
+/// not fit, so a reload recreates (`spec.rollout.strategy` left at `Auto`) — the old replica
+/// finishes its tasks and stops, then the new one starts. Never two containers at once, and
+/// the tasks clients submit during the gap wait in the queue and complete: none fails.
+fn a_reload_without_room_for_two_copies_recreates_and_fails_no_request(runtime: Runtime) {
+    let d = Daemon::start(runtime);
+    declare(&d, "tiny");
+    let big = format!(
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: big}}\nspec:\n  ref: file:{}\n  ctxMax: 4096\n  \
+         vramBytes: {}\n",
+        d.home.path().join("models/tiny.gguf").display(),
+        7u64 << 30
+    );
+    d.write_manifest("big.yaml", &big);
+    d.write_manifest(
+        "pool-chat.yaml",
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {name: chat}\nspec:\n  engine: mock\n  model: big\n  \
+         replicas: 1\n  gpus: [1]\n  slotsPerReplica: 2\n  queue: {capacity: 256}\n",
+    );
+    d.wait_for("pool chat Ready on the 12 GiB GPU", READY, |s| pool_ready(s, "chat", 1));
+    let before = ids(&d);
+    let traffic = Traffic::start(&d.url, 4);
+    wait_traffic(&traffic, 10);
+    let stop = AtomicBool::new(false);
+    let most = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut most = 0;
+            while !stop.load(Ordering::SeqCst) {
+                most = most.max(ids(&d).len());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            most
+        });
+        let out = d.orchctl(&["reload", "pool/chat", "--wait", "--timeout", "90s"]);
+        assert!(
+            out.status.success(),
+            "reload --wait failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d.wait_for("the recreate to complete", READY, |s| {
+            rollout_phase(s) == Some(RolloutPhase::Complete) && pool_ready(s, "chat", 1)
+        });
+        stop.store(true, Ordering::SeqCst);
+        watcher.join().unwrap()
+    });
+    let mid = traffic.ok();
+    wait_traffic(&traffic, mid + 10);
+    let (done, failures) = traffic.finish();
+    let s = d.snapshot();
+    let r = pool_status(&s, "chat").unwrap().rollout.clone().unwrap();
+    println!(
+        "{}: recreate reload: {done} tasks ended with `end`, {} failed, at most {most} container(s) at once; {}",
+        d.runtime.name,
+        failures.len(),
+        r.message
+    );
+    assert_eq!(r.method, RolloutMethod::Recreate, "{r:?}");
+    assert_eq!(most, 1, "two copies never ran at once");
+    assert!(ids(&d).is_disjoint(&before), "the old container was replaced");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}\nevents:\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
+        String::from_utf8_lossy(&d.orchctl(&["events", "pool/chat", "--limit", "200"]).stdout)
+    );
+}
+
 on_both_runtimes!(
+    a_reload_without_room_for_two_copies_recreates_and_fails_no_request,
     reload_under_traffic_fails_no_request,
     reload_to_a_broken_model_is_rolled_back_with_the_old_containers_untouched,
     drain_refuses_new_tasks_lets_running_ones_finish_and_cancels_at_the_deadline,

@@ -56,6 +56,9 @@ pub struct PoolSpec {
     /// How crashed replicas are restarted.
     #[serde(default)]
     pub restart: RestartSpec,
+    /// How a changed spec (an edit, `orchctl reload`) replaces the replicas.
+    #[serde(default, skip_serializing_if = "RolloutSpec::is_default")]
+    pub rollout: RolloutSpec,
     /// How long sessions keep their replica, and their token budget.
     #[serde(default)]
     pub sessions: SessionSpec,
@@ -97,6 +100,37 @@ impl PoolSpec {
     pub fn effective_ctx(&self, model: &crate::ModelSpec) -> u32 {
         self.ctx_size.unwrap_or(model.ctx_max)
     }
+}
+
+/// `Pool.spec.rollout`: how replicas are replaced when their spec changes (docs/reload.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// `Auto` (the default): `Surge` when the GPUs have room for the new replica next to the
+    /// old one, else `Recreate`. `Surge`: the new replica starts next to the old one, which
+    /// serves until the new one is Ready (a failure rolls back). `Recreate`: the old replica
+    /// finishes its tasks and stops first, then the new one starts — one replica at a time;
+    /// tasks wait in the queue meanwhile, and there is no old copy to roll back to.
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
+}
+
+impl RolloutSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `Pool.spec.rollout.strategy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RolloutStrategy {
+    /// `Surge` when it fits in VRAM, else `Recreate`.
+    #[default]
+    Auto,
+    /// Start the new replica next to the old one (two copies in VRAM for a while).
+    Surge,
+    /// Stop the old replica first (one copy in VRAM; a gap in which tasks wait).
+    Recreate,
 }
 
 /// `Pool.spec.scaling`: replicas by demand.

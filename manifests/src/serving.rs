@@ -61,6 +61,10 @@ pub struct ServingPool {
     /// tasks queued for the wake with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_error: Option<crate::status::LastError>,
+    /// A `Recreate` rollout stopped a replica to start its new revision: while none is Ready,
+    /// a task is queued, not refused (the replica is coming back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recreating: bool,
 }
 
 impl ServingPool {
@@ -86,6 +90,7 @@ impl ServingPool {
             scales_to_zero: spec.scales_to_zero(),
             cold_start_ms: None,
             wake_error: None,
+            recreating: false,
         }
     }
 

@@ -446,4 +446,27 @@ pub struct Rollout {
     pub message: String,
     /// When it started (RFC 3339).
     pub started_at: String,
+    /// How the replicas are being replaced (`spec.rollout.strategy` resolved for this rollout).
+    #[serde(default)]
+    pub method: RolloutMethod,
+}
+
+/// How a rollout replaces replicas: what `spec.rollout.strategy` (`Auto`, `Surge`,
+/// `Recreate`) came to for one rollout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RolloutMethod {
+    /// New replicas next to the old ones; a failure rolls back.
+    #[default]
+    Surge,
+    /// Each old replica stops before its new one starts, one at a time; no rollback.
+    Recreate,
+}
+
+impl std::fmt::Display for RolloutMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Surge => "Surge",
+            Self::Recreate => "Recreate",
+        })
+    }
 }

@@ -143,6 +143,7 @@ mod tests {
                 to_model: Some("broken".into()),
                 message: "engine log: unknown model architecture".into(),
                 started_at: String::new(),
+                method: Default::default(),
             }),
             last_error: None,
         };

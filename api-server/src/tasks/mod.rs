@@ -194,7 +194,9 @@ impl DataPlane {
             .usable()
             .map_err(|why| ApiError::new(ErrorCode::PoolUnready, why.to_string()).retriable())?;
         let valid = validate::validate(req, pool, contract)?;
-        if pool.replicas.is_empty() && !pool.scales_to_zero {
+        // A Pool that sleeps, or whose replica a Recreate rollout stopped, is coming back: its
+        // tasks wait in the queue instead.
+        if pool.replicas.is_empty() && !pool.scales_to_zero && !pool.recreating {
             let name = &pool.pool;
             let why = pool.blocked.as_ref().map(|b| format!(" ({b})")).unwrap_or_default();
             return Err(ApiError::new(

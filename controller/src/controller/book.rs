@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use llorch_manifests::api::{ObjectView, RuntimeInfo, Snapshot, SourceRef};
-use llorch_manifests::status::{ConditionType, EventType, ObjectStatus, ReplicaStatus};
+use llorch_manifests::status::{ConditionType, EventType, ObjectStatus, ReplicaStatus, RolloutMethod, RolloutPhase};
 use llorch_manifests::{AnyObject, Kind, ManifestError, ObjectRef, Reason};
 
 use super::Controller;
@@ -126,9 +126,16 @@ impl<R: ContainerRuntime> Controller<R> {
             _ => None,
         });
         let mut serving = self.serving.view(pools, &replicas, &gpus);
-        for pool in serving.iter_mut().filter(|p| p.scales_to_zero) {
-            pool.cold_start_ms = self.expected_wake_ms(&pool.pool);
-            pool.wake_error = self.wake_error(&pool.pool);
+        for pool in serving.iter_mut() {
+            if pool.scales_to_zero {
+                pool.cold_start_ms = self.expected_wake_ms(&pool.pool);
+                pool.wake_error = self.wake_error(&pool.pool);
+            }
+            pool.recreating = self
+                .statuses
+                .get(&ObjectRef::new(Kind::Pool, &pool.pool))
+                .and_then(|s| s.rollout.as_ref())
+                .is_some_and(|r| r.method == RolloutMethod::Recreate && r.phase == RolloutPhase::Progressing);
         }
         let id = self.runtime.identity();
         let snapshot = Snapshot {

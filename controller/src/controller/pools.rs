@@ -169,10 +169,11 @@ impl<R: ContainerRuntime> Controller<R> {
         &mut self,
         desired: &DesiredState,
         resolutions: Resolutions,
-        plan: &placement::Plan,
+        placed: (&PlacementInputs, &placement::Plan),
         by_pool: &mut BTreeMap<String, Vec<ContainerInfo>>,
         evicted: &[String],
     ) -> PoolsOutcome {
+        let (inputs, plan) = placed;
         let mut out = PoolsOutcome {
             requeue: self.settings.resync,
             replicas: Vec::new(),
@@ -205,8 +206,17 @@ impl<R: ContainerRuntime> Controller<R> {
                 out.replicas.push(external.replica);
             } else {
                 let servable = resolution.is_ok();
+                let room = crate::pool::SurgeRoom {
+                    free: plan.free.clone(),
+                    shares: inputs
+                        .demands
+                        .iter()
+                        .find(|(d, _)| d.name == name)
+                        .map(|(d, _)| d.shares(d.gpus_per_replica as usize))
+                        .unwrap_or_default(),
+                };
                 let done = self
-                    .reconcile_resolved(entry, pool, resolution, plan, containers, &mut status)
+                    .reconcile_resolved(entry, pool, resolution, (plan, room), containers, &mut status)
                     .await;
                 out.requeue = out.requeue.min(done.requeue);
                 if let Some(idle_in) = self.sized_status(pool, servable, &mut status) {
@@ -226,7 +236,7 @@ impl<R: ContainerRuntime> Controller<R> {
         entry: &Entry,
         pool: &Pool,
         resolution: Result<Resolved, Blocked>,
-        plan: &placement::Plan,
+        (plan, room): (&placement::Plan, crate::pool::SurgeRoom),
         containers: Vec<ContainerInfo>,
         status: &mut ObjectStatus,
     ) -> PoolOutcome {
@@ -252,6 +262,7 @@ impl<R: ContainerRuntime> Controller<R> {
                     gpus: &self.gpu_view,
                     gpus_simulated: self.gpus.simulated(),
                     reload: self.reloads.get(pool.name()),
+                    room,
                 };
                 let done = reconcile_pool(ctx, inputs, containers, status, self.settings.resync).await;
                 self.serving.reconciled(pool.name(), Some(resolved.contract(pool)));

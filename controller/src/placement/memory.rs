@@ -153,6 +153,7 @@ mod tests {
         Plan {
             pools: BTreeMap::from([("chat".to_string(), placements.iter().cloned().collect())]),
             reserved: BTreeMap::from([(0, 3 << 30)]),
+            free: BTreeMap::new(),
         }
     }
 

@@ -97,6 +97,32 @@ pub struct PoolInputs<'a> {
     pub gpus_simulated: bool,
     /// Explicit reloads of this pool (folded into every spec hash).
     pub reload: u64,
+    /// VRAM left once every replica is placed, and what one replica needs of it.
+    pub room: SurgeRoom,
+}
+
+/// Room for a rollout's new replicas next to the old ones: each device's VRAM still free after
+/// this pass's placement, and one replica's share per GPU.
+#[derive(Clone, Debug, Default)]
+pub struct SurgeRoom {
+    /// Free VRAM by device index (negative when over-committed).
+    pub free: BTreeMap<u32, i128>,
+    /// One replica's share on each of its GPUs.
+    pub shares: Vec<u64>,
+}
+
+impl SurgeRoom {
+    /// Whether new replicas on each of `gpus` (one list per replica) all fit at once.
+    pub fn fits(&self, gpus: &[&[u32]]) -> bool {
+        let mut want: BTreeMap<u32, i128> = BTreeMap::new();
+        for replica in gpus {
+            for (gpu, share) in replica.iter().zip(&self.shares) {
+                *want.entry(*gpu).or_default() += i128::from(*share);
+            }
+        }
+        want.iter()
+            .all(|(gpu, need)| self.free.get(gpu).is_some_and(|free| free >= need))
+    }
 }
 
 /// What one pool reconcile produced.
@@ -193,7 +219,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
 
     // 2. Decide the rollout for the whole pool.
     let targets: BTreeMap<u32, String> = observed.iter().map(|o| (o.index, o.hash.clone())).collect();
-    let plan = surge::plan(&mut ctx, status, &targets, &observed).await;
+    let plan = surge::plan(&mut ctx, &inputs, status, &targets, &observed).await;
 
     // 3. Act, index by index.
     for o in observed {
@@ -215,6 +241,8 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
             step: plan.step.as_ref(),
             retired: pass.retired,
             olds_left: plan.olds_left,
+            settled: plan.settled,
+            method: plan.method,
         },
     );
     let rolled_back = rollout::failed_target(status, &targets).is_some();

@@ -1,14 +1,17 @@
-//! The pool side of a rolling (surge) reload: gathering, for every slot with a Ready old
-//! container, where its new revision stands ([`plan`], which asks [`crate::rollout`] for the
-//! step), then acting on each slot that still has an old container ([`act`]): hold it while
-//! the new one starts, roll back, or cut over and retire the old one through the gate. What
-//! the steps mean and how the rollout is recorded belongs to [`crate::rollout`].
+//! The pool side of a reload: gathering, for every slot with a Ready old container, where its
+//! new revision stands, and how this rollout replaces replicas — `Surge` when the GPUs have
+//! room for the new copies next to the old ones (or the Pool asks for it), else `Recreate`
+//! ([`plan`], which asks [`crate::rollout`] for the step) — then acting on each slot that still
+//! has an old container ([`act`]): hold it while the new one starts, roll back, cut over and
+//! retire the old one through the gate, or (Recreate) stop it first. What the steps mean and
+//! how the rollout is recorded belongs to [`crate::rollout`].
 
 use std::collections::BTreeMap;
 
 use llorch_manifests::Reason;
 use llorch_manifests::identity::ReplicaLabels;
-use llorch_manifests::status::{EventType, ObjectStatus, ReplicaPhase, ReplicaStatus};
+use llorch_manifests::pool::RolloutStrategy;
+use llorch_manifests::status::{EventType, ObjectStatus, ReplicaPhase, ReplicaStatus, RolloutMethod, RolloutPhase};
 
 use super::cleanup::{fail, remove, short};
 use super::health::{Health, waiting_phase};
@@ -28,11 +31,16 @@ pub(super) struct Plan {
     pub step: Option<Step>,
     /// Whether any slot still has an old container.
     pub olds_left: bool,
+    /// Every slot has a Ready container of the target revision and no old one.
+    pub settled: bool,
+    /// How this rollout replaces replicas.
+    pub method: RolloutMethod,
 }
 
 /// Decides the rollout from what every slot holds.
 pub(super) async fn plan<R: ContainerRuntime>(
     ctx: &mut PoolContext<'_, R>,
+    inputs: &PoolInputs<'_>,
     status: &ObjectStatus,
     targets: &BTreeMap<u32, String>,
     observed: &[Observed],
@@ -73,13 +81,56 @@ pub(super) async fn plan<R: ContainerRuntime>(
             retiring: slot.retiring.as_ref().is_some_and(|(id, _)| *id == old.id),
         });
     }
-    let step = rollout::decide(&surges);
+    // Room for the new copies that are not started yet, next to everything placed.
+    let unstarted: Vec<&[u32]> = observed
+        .iter()
+        .filter(|o| surges.iter().any(|s| s.index == o.index && s.new == NewState::Absent))
+        .map(|o| o.row.gpus.as_slice())
+        .collect();
+    let method = method(
+        inputs.pool.spec.rollout.strategy,
+        status,
+        targets,
+        inputs.room.fits(&unstarted),
+    );
+    let ready = |o: &Observed| matches!(o.new, Some((_, Health::Ready(_))));
+    let in_motion = observed.iter().any(|o| o.old.is_none() && !ready(o));
+    let step = rollout::decide(&surges, method, in_motion);
     let olds_left = observed.iter().any(|o| o.old.is_some());
+    let settled = observed.iter().all(|o| o.old.is_none() && ready(o));
     Plan {
         failed,
         surges,
         step,
         olds_left,
+        settled,
+        method,
+    }
+}
+
+/// What `strategy` comes to: `Auto` is `Surge` when the new copies fit (`fits`), else
+/// `Recreate` — and once a rollout to the current target is under way it keeps its method, so
+/// VRAM freed by a Recreate does not turn it into a Surge halfway.
+fn method(
+    strategy: RolloutStrategy,
+    status: &ObjectStatus,
+    targets: &BTreeMap<u32, String>,
+    fits: bool,
+) -> RolloutMethod {
+    match strategy {
+        RolloutStrategy::Surge => RolloutMethod::Surge,
+        RolloutStrategy::Recreate => RolloutMethod::Recreate,
+        RolloutStrategy::Auto => {
+            let ongoing = status.rollout.as_ref().filter(|r| {
+                matches!(r.phase, RolloutPhase::Progressing | RolloutPhase::Draining)
+                    && targets.values().any(|h| *h == r.to_revision)
+            });
+            match ongoing {
+                Some(r) => r.method,
+                None if fits => RolloutMethod::Surge,
+                None => RolloutMethod::Recreate,
+            }
+        }
     }
 }
 
@@ -125,6 +176,8 @@ pub(super) async fn act<R: ContainerRuntime>(
     pass.requeue = pass.requeue.min(BUSY_REQUEUE);
     let new_ready = matches!(pair.new, Some((_, Health::Ready(_))));
     match plan.step.as_ref() {
+        Some(Step::Recreate { next }) if *next == Some(index) => stop_first(ctx, pass, pair).await,
+        Some(Step::Recreate { .. }) => hold(ctx, pass, plan, pair, old_health).await,
         Some(Step::RollBack { .. }) => roll_back(ctx, pass, pair).await,
         Some(Step::CutOver) if new_ready => cut_over(ctx, pass, pair).await,
         _ => progress(ctx, inputs, status, pass, pair).await,
@@ -288,6 +341,73 @@ async fn cut_over<R: ContainerRuntime>(ctx: &mut PoolContext<'_, R>, pass: &mut 
         ready(&mut new_row, ctx.slots.entry(index).or_default(), since, now);
         pass.replicas.push(new_row);
     }
+}
+
+/// Recreate: the old container is closed to new tasks and removed once idle (or past the
+/// deadline); its new revision is created at once, on the VRAM it held. Until then the old
+/// one is `Draining`, and the Pool's tasks go to its other replicas or wait in the queue.
+async fn stop_first<R: ContainerRuntime>(ctx: &mut PoolContext<'_, R>, pass: &mut Pass, pair: Pair) {
+    let Pair {
+        index,
+        row,
+        mut old_row,
+        old,
+        spec,
+        ..
+    } = pair;
+    let now = pass.now;
+    let slot = ctx.slots.entry(index).or_default();
+    let since = match &slot.retiring {
+        Some((id, since)) if *id == old.id => *since,
+        _ => {
+            ctx.events.emit(
+                Some(&pass.obj),
+                Some(&row.id),
+                EventType::Normal,
+                Reason::ReplicaRetiring,
+                format!(
+                    "stopping {} {} ({}) first to make room for its new revision (Recreate): no new tasks; \
+                     it goes once its tasks finish",
+                    super::cleanup::noun(&old),
+                    old.name,
+                    short(&old.id)
+                ),
+            );
+            slot.retiring = Some((old.id.clone(), now));
+            now
+        }
+    };
+    let idle = ctx.gate.close_if_idle(&old.id);
+    if !idle && now.duration_since(since) < rollout::RETIRE_DEADLINE {
+        old_row.phase = ReplicaPhase::Draining;
+        pass.replicas.push(old_row);
+        return;
+    }
+    let why = if idle {
+        "stopped first: no task in flight; its new revision starts now (Recreate)"
+    } else {
+        "drain deadline passed with tasks still in flight; its new revision starts now (Recreate)"
+    };
+    remove(
+        ctx.runtime,
+        ctx.events,
+        &pass.obj,
+        index,
+        &old,
+        Reason::ReplicaRetired,
+        why,
+    )
+    .await;
+    let slot = ctx.slots.entry(index).or_default();
+    slot.retiring = None;
+    pass.retired += 1;
+    pass.replicas.push(row);
+    pass.to_create.push(Create {
+        index,
+        row: pass.replicas.len() - 1,
+        spec,
+        surge: false,
+    });
 }
 
 /// Progressing (or committed, with this index's new container not Ready): the old container
