@@ -279,6 +279,42 @@ async fn roll_back<R: ContainerRuntime>(ctx: &mut PoolContext<'_, R>, pass: &mut
     slot.retiring = None;
 }
 
+/// Closes the old container of slot `index` to new tasks (the first time, with a
+/// `ReplicaRetiring` event: "`verb` container … (id)`why`"), and says whether it is idle and whether its
+/// retirement has passed [`rollout::RETIRE_DEADLINE`].
+fn retire<R: ContainerRuntime>(
+    ctx: &mut PoolContext<'_, R>,
+    pass: &Pass,
+    index: u32,
+    row: &ReplicaStatus,
+    old: &ContainerInfo,
+    (verb, why): (&str, &str),
+) -> (bool, bool) {
+    let now = pass.now;
+    let slot = ctx.slots.entry(index).or_default();
+    let since = match &slot.retiring {
+        Some((id, since)) if *id == old.id => *since,
+        _ => {
+            ctx.events.emit(
+                Some(&pass.obj),
+                Some(&row.id),
+                EventType::Normal,
+                Reason::ReplicaRetiring,
+                format!(
+                    "{verb} {} {} ({}){why}: no new tasks; it goes once its tasks finish",
+                    super::cleanup::noun(old),
+                    old.name,
+                    short(&old.id)
+                ),
+            );
+            slot.retiring = Some((old.id.clone(), now));
+            now
+        }
+    };
+    let idle = ctx.gate.close_if_idle(&old.id);
+    (idle, now.duration_since(since) >= rollout::RETIRE_DEADLINE)
+}
+
 /// Every new container is Ready: the new one serves, the old one is closed to new tasks
 /// through the gate and removed once idle (or past the deadline).
 async fn cut_over<R: ContainerRuntime>(ctx: &mut PoolContext<'_, R>, pass: &mut Pass, pair: Pair) {
@@ -291,28 +327,7 @@ async fn cut_over<R: ContainerRuntime>(ctx: &mut PoolContext<'_, R>, pass: &mut 
         ..
     } = pair;
     let now = pass.now;
-    let slot = ctx.slots.entry(index).or_default();
-    let since = match &slot.retiring {
-        Some((id, since)) if *id == old.id => *since,
-        _ => {
-            ctx.events.emit(
-                Some(&pass.obj),
-                Some(&row.id),
-                EventType::Normal,
-                Reason::ReplicaRetiring,
-                format!(
-                    "retiring {} {} ({}): no new tasks; it goes once its tasks finish",
-                    super::cleanup::noun(&old),
-                    old.name,
-                    short(&old.id)
-                ),
-            );
-            slot.retiring = Some((old.id.clone(), now));
-            now
-        }
-    };
-    let idle = ctx.gate.close_if_idle(&old.id);
-    let late = now.duration_since(since) >= rollout::RETIRE_DEADLINE;
+    let (idle, late) = retire(ctx, pass, index, &row, &old, ("retiring", ""));
     if idle || late {
         let why = if idle {
             "drained: no task in flight; the new revision serves"
@@ -355,30 +370,15 @@ async fn stop_first<R: ContainerRuntime>(ctx: &mut PoolContext<'_, R>, pass: &mu
         spec,
         ..
     } = pair;
-    let now = pass.now;
-    let slot = ctx.slots.entry(index).or_default();
-    let since = match &slot.retiring {
-        Some((id, since)) if *id == old.id => *since,
-        _ => {
-            ctx.events.emit(
-                Some(&pass.obj),
-                Some(&row.id),
-                EventType::Normal,
-                Reason::ReplicaRetiring,
-                format!(
-                    "stopping {} {} ({}) first to make room for its new revision (Recreate): no new tasks; \
-                     it goes once its tasks finish",
-                    super::cleanup::noun(&old),
-                    old.name,
-                    short(&old.id)
-                ),
-            );
-            slot.retiring = Some((old.id.clone(), now));
-            now
-        }
-    };
-    let idle = ctx.gate.close_if_idle(&old.id);
-    if !idle && now.duration_since(since) < rollout::RETIRE_DEADLINE {
+    let (idle, late) = retire(
+        ctx,
+        pass,
+        index,
+        &row,
+        &old,
+        ("stopping", " first to make room for its new revision (Recreate)"),
+    );
+    if !idle && !late {
         old_row.phase = ReplicaPhase::Draining;
         pass.replicas.push(old_row);
         return;
