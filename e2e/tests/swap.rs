@@ -6,8 +6,9 @@
 //! running containers never sees two of these Pools at once, and the test prints the swap count
 //! and each request's latency. Then a long task keeps its Pool resident through a competing
 //! activation (it finishes; the other waits, then answers), and after `idleTimeout` no engine
-//! container is left. A chaos variant kills an engine container every 1.5 s during the round
-//! robin: every request still completes, some after the client's retry of a retriable error.
+//! container is left. A chaos variant kills an engine container 1.5 s after each recovery
+//! from the last kill during the round robin: every request still completes, some after the
+//! client's retry of a retriable error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -42,6 +43,17 @@ fn stack(d: &Daemon) -> String {
         ));
     }
     text
+}
+
+/// Whether the daemon at `url` has a Ready replica now.
+fn any_ready(url: &str) -> bool {
+    reqwest::blocking::get(format!("{url}/v2/snapshot"))
+        .and_then(|r| r.json::<llorch_manifests::api::Snapshot>())
+        .is_ok_and(|s| {
+            s.replicas
+                .iter()
+                .any(|r| r.phase == llorch_manifests::status::ReplicaPhase::Ready)
+        })
 }
 
 fn asleep(s: &llorch_manifests::api::Snapshot, pool: &str) -> bool {
@@ -290,8 +302,9 @@ fn three_models_on_one_gpu_swap_without_a_failure(runtime: Runtime) {
 }
 
 /// The chaos variant: the same round robin (30 requests) while an engine container is killed
-/// every 1.5 s. No accepted task is lost: each ends with its tokens, or with a retriable error
-/// (429, 5xx, a dropped connection) that the client's retry (at most 3) then completes.
+/// 1.5 s after the last kill was recovered from. No accepted task is lost: each ends with its
+/// tokens, or with a retriable error (429, 5xx, a dropped connection) that the client's retry
+/// (at most 3) then completes.
 fn killed_engines_lose_no_accepted_task(runtime: Runtime) {
     let python = llama_orch_e2e::python::with_openai();
     let d = Daemon::start(runtime);
@@ -299,11 +312,16 @@ fn killed_engines_lose_no_accepted_task(runtime: Runtime) {
     d.wait_for("every pool asleep", SETTLE, |s| POOLS.iter().all(|p| asleep(s, p)));
 
     let stop = Arc::new(AtomicBool::new(false));
+    // After each kill the killer waits until some replica is Ready again (60 s at most), so the
+    // chaos keeps pace with how fast engines load on this machine: a busy host stretches a
+    // wake past 1.5 s, and a killer on a fixed clock would then kill every wake, which no
+    // client's retries can outlast and which no real fault looks like.
     let killer = {
-        let (stop, runtime, filter) = (
+        let (stop, runtime, filter, url) = (
             stop.clone(),
             d.runtime.clone(),
             format!("label=dev.llama-orch.instance={}", d.instance),
+            d.url.clone(),
         );
         std::thread::spawn(move || {
             let mut killed = 0;
@@ -319,6 +337,10 @@ fn killed_engines_lose_no_accepted_task(runtime: Runtime) {
                         .is_ok_and(|o| o.status.success())
                 {
                     killed += 1;
+                    let recovered = Instant::now() + SETTLE;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < recovered && !any_ready(&url) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                 }
             }
             killed
@@ -329,7 +351,7 @@ fn killed_engines_lose_no_accepted_task(runtime: Runtime) {
     let killed = killer.join().unwrap();
     let requests = report["requests"].as_array().unwrap();
     println!(
-        "{}: 30 requests round robin with an engine killed every 1.5 s: {killed} kills, {} retried attempts, {} failures, {} ms",
+        "{}: 30 requests round robin with an engine killed 1.5 s after each recovery: {killed} kills, {} retried attempts, {} failures, {} ms",
         d.runtime.name,
         report["retried"].as_array().unwrap().len(),
         report["failures"].as_array().unwrap().len(),
