@@ -8,7 +8,7 @@ use std::sync::Arc;
 use llorch_api::sources::{
     BoxFuture, CatalogSource, EventSource, LogSource, LogsError, PullRefusal, RestartError, SetModelError,
 };
-use llorch_controller::manifest_edit::{self, SetModelError as EditError};
+use llorch_controller::manifest_edit::{self, EditError};
 use llorch_controller::models::{ModelsHandle, PullError};
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::state_dir::EventLog;
@@ -68,7 +68,7 @@ impl llorch_api::PoolControl for Reloads {
 
     fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), SetModelError> {
         manifest_edit::set_model(file, pool, from, to).map_err(|e| match e {
-            EditError::Refused(m) => SetModelError::Conflict(m),
+            EditError::Refused(_) | EditError::Size(_) => SetModelError::Conflict(e.to_string()),
             EditError::Failed(m) => SetModelError::Failed(m),
         })
     }
