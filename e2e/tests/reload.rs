@@ -379,7 +379,9 @@ fn drain_refuses_new_tasks_lets_running_ones_finish_and_cancels_at_the_deadline(
     assert_eq!(again.status, 202, "admitted again after resume: {:?}", again.body);
     // And a lifted drain stays lifted across a restart.
     d.kill_and_restart();
-    d.wait_for("pool chat Ready after the second restart", READY, |s| pool_ready(s, "chat", 2));
+    d.wait_for("pool chat Ready after the second restart", READY, |s| {
+        pool_ready(s, "chat", 2)
+    });
     let after = TaskClient::new(&d.url).submit(&json!({"pool": "chat", "prompt": "fresh", "max_tokens": 4}));
     assert_eq!(after.status, 202, "a lifted drain is not restored: {:?}", after.body);
 }
