@@ -85,7 +85,8 @@ impl ApiError {
         Self::new(
             ErrorCode::MethodNotAllowed,
             "method not allowed: control-plane reads are GETs; the writes are POST /v2/tasks, POST|DELETE \
-             /v2/pools/{id}/drain, POST /v2/pools/{id}/reload and POST /v2/models/{name}/pull (see docs/api.md)",
+             /v2/pools/{id}/drain, POST /v2/pools/{id}/reload|wake|scale, POST /v2/manifests, DELETE \
+             /v2/manifests/{kind}/{name} and POST /v2/models/{name}/pull (see docs/api.md)",
         )
     }
 

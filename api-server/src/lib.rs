@@ -39,7 +39,7 @@ pub use error::OpenAi;
 pub use sources::{
     BoxFuture, CatalogSource, EventSource, LogSource, LogsError, NoCatalog, NoEvents, NoLogs, PullRefusal,
 };
-pub use sources::{NoPoolControl, PoolControl, RestartError};
+pub use sources::{NoPoolControl, PoolControl, PoolEditError, RestartError};
 
 /// The largest request body accepted (task and chat requests are the only bodies): room for
 /// a long conversation, and a cap on what a client can make the server buffer. Larger bodies
@@ -57,7 +57,7 @@ pub struct AppState {
     pub logs: Arc<dyn LogSource>,
     /// The task data plane; without one, the task routes answer 503.
     pub data: Option<Arc<tasks::DataPlane>>,
-    /// Reload commands to the controller.
+    /// Reload and scale commands to the controller.
     pub pools: Arc<dyn PoolControl>,
     /// The write API's manifest writer.
     pub manifests: Arc<dyn sources::ManifestWrites>,
@@ -98,7 +98,7 @@ impl AppState {
         self
     }
 
-    /// Lets `POST /v2/pools/{id}/reload` command the controller.
+    /// Lets `POST /v2/pools/{id}/reload` and `POST /v2/pools/{id}/scale` command the controller.
     pub fn with_pool_control(mut self, pools: Arc<dyn PoolControl>) -> Self {
         self.pools = pools;
         self
@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2/pools/{name}/reload", post(routes::pools::reload))
         .route("/v2/pools/{name}/wake", post(routes::pools::wake))
+        .route("/v2/pools/{name}/scale", post(routes::pools::scale))
         .route("/v2/models", get(routes::objects::list_models))
         .route("/v2/models/{name}", get(routes::objects::get_model))
         .route("/v2/models/{name}/pull", post(routes::catalog::pull))

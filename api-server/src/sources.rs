@@ -1,6 +1,6 @@
 //! The narrow edges the API reads besides the snapshot: recent events, engine log tails and
-//! the model catalog, and the ones it commands through: pool reloads, manifest writes and the
-//! drains kept across restarts.
+//! the model catalog, and the ones it commands through: pool reloads and scales, manifest
+//! writes and the drains kept across restarts.
 //! The controller implements them; tests use fakes. Nothing here does I/O itself.
 
 use std::future::Future;
@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use llorch_manifests::ObjectRef;
 use llorch_manifests::api::{ApplyResult, CatalogEntry, DeleteResult, ManifestText, WriteError};
+use llorch_manifests::pool_size::{PoolSize, SizeChange};
 use llorch_manifests::status::Event;
 
 /// A boxed, sendable future (what an object-safe async trait method returns).
@@ -80,14 +81,23 @@ pub trait PoolControl: Send + Sync {
     /// snapshot names it), which must hold nothing but that Pool. The controller picks the
     /// change up like any manifest edit. The API checks beforehand that the Pool and the Model
     /// exist; this only edits the file.
-    fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), SetModelError>;
+    fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), PoolEditError>;
+
+    /// Makes `change` to the size of `pool` in `file`, its manifest file (as the snapshot
+    /// names it), which must hold nothing but that Pool: `spec.replicas` of a Pool of fixed
+    /// size, `spec.scaling`'s bounds of one sized by demand. Returns its size before and after
+    /// as the file declares it, and wakes the controller when the file changed. The API checks
+    /// the change against the snapshot beforehand; this checks it again against the file.
+    fn set_size(&self, pool: &str, file: &Path, change: SizeChange) -> Result<(PoolSize, PoolSize), PoolEditError>;
 }
 
-/// Why `spec.model` was not changed; nothing was written either way.
+/// Why a Pool's manifest file was not edited (`spec.model`, or its size); nothing was
+/// written either way.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SetModelError {
+pub enum PoolEditError {
     /// The file cannot be edited automatically (it does not parse, or holds more than the
-    /// Pool): `409 CONFLICT`, with this message saying what to do by hand.
+    /// Pool), or the change does not fit the Pool as the file declares it: `409 CONFLICT`,
+    /// with this message saying what to do.
     Conflict(String),
     /// Reading, checking or writing the file failed: `500`, the detail logged.
     Failed(String),
@@ -161,9 +171,15 @@ impl PoolControl for NoPoolControl {
         Err(RestartError::NoController { pool: pool.to_string() })
     }
 
-    fn set_model(&self, pool: &str, _file: &Path, _from: &str, to: &str) -> Result<(), SetModelError> {
-        Err(SetModelError::Failed(format!(
+    fn set_model(&self, pool: &str, _file: &Path, _from: &str, to: &str) -> Result<(), PoolEditError> {
+        Err(PoolEditError::Failed(format!(
             "this server cannot move pool `{pool}` to model `{to}`: it has no controller"
+        )))
+    }
+
+    fn set_size(&self, pool: &str, _file: &Path, _change: SizeChange) -> Result<(PoolSize, PoolSize), PoolEditError> {
+        Err(PoolEditError::Failed(format!(
+            "this server cannot scale pool `{pool}`: it has no controller"
         )))
     }
 }

@@ -7,9 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use llorch_api::sources::SetModelError;
+use llorch_api::sources::PoolEditError;
 use llorch_api::{AppState, NoEvents, NoLogs, PoolControl, RestartError};
 use llorch_manifests::api::{ObjectView, Snapshot, SourceRef};
+use llorch_manifests::pool_size::{PoolSize, SizeChange};
 use llorch_manifests::status::{Condition, ConditionType, ObjectStatus};
 use llorch_manifests::task::TaskError as ApiErrorBody;
 use llorch_manifests::{Kind, ObjectRef, Reason};
@@ -20,13 +21,13 @@ type SetModelCall = (String, PathBuf, String, String);
 
 /// Records every command and answers `set_model` with `answer`.
 struct RecordingControl {
-    answer: Result<(), SetModelError>,
+    answer: Result<(), PoolEditError>,
     set_model: Mutex<Vec<SetModelCall>>,
     restarts: Mutex<Vec<String>>,
 }
 
 impl RecordingControl {
-    fn answering(answer: Result<(), SetModelError>) -> Arc<Self> {
+    fn answering(answer: Result<(), PoolEditError>) -> Arc<Self> {
         Arc::new(Self {
             answer,
             set_model: Mutex::new(Vec::new()),
@@ -42,12 +43,16 @@ impl PoolControl for RecordingControl {
         Ok(restarts.len() as u64)
     }
 
-    fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), SetModelError> {
+    fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), PoolEditError> {
         self.set_model
             .lock()
             .unwrap()
             .push((pool.into(), file.into(), from.into(), to.into()));
         self.answer.clone()
+    }
+
+    fn set_size(&self, pool: &str, _: &Path, _: SizeChange) -> Result<(PoolSize, PoolSize), PoolEditError> {
+        Err(PoolEditError::Failed(format!("a reload must not scale pool `{pool}`")))
     }
 }
 
@@ -173,7 +178,7 @@ async fn an_unknown_or_unusable_model_is_refused_before_the_controller_is_asked(
 #[tokio::test]
 async fn a_file_the_controller_refuses_to_edit_is_a_409_with_its_message() {
     let message = "/m/stack.yaml holds 2 document(s), not only pool `chat`; edit it yourself";
-    let control = RecordingControl::answering(Err(SetModelError::Conflict(message.into())));
+    let control = RecordingControl::answering(Err(PoolEditError::Conflict(message.into())));
     let (status, body) = reload(control, r#"{"model": "tiny2"}"#).await;
     assert_eq!(status, 409);
     let e = error(body);
@@ -182,7 +187,7 @@ async fn a_file_the_controller_refuses_to_edit_is_a_409_with_its_message() {
 
 #[tokio::test]
 async fn a_failed_edit_is_a_500_that_keeps_the_detail_out_of_the_body() {
-    let control = RecordingControl::answering(Err(SetModelError::Failed("cannot write /m/x: EROFS".into())));
+    let control = RecordingControl::answering(Err(PoolEditError::Failed("cannot write /m/x: EROFS".into())));
     let (status, body) = reload(control, r#"{"model": "tiny2"}"#).await;
     assert_eq!(status, 500);
     let e = error(body);

@@ -6,14 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use llorch_api::sources::{
-    BoxFuture, CatalogSource, EventSource, LogSource, LogsError, PullRefusal, RestartError, SetModelError,
+    BoxFuture, CatalogSource, EventSource, LogSource, LogsError, PoolEditError, PullRefusal, RestartError,
 };
-use llorch_controller::manifest_edit::{self, SetModelError as EditError};
+use llorch_controller::manifest_edit::{self, EditError};
 use llorch_controller::models::{ModelsHandle, PullError};
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::state_dir::EventLog;
 use llorch_manifests::ObjectRef;
 use llorch_manifests::api::{CatalogEntry, Snapshot};
+use llorch_manifests::pool_size::{PoolSize, SizeChange};
 use llorch_manifests::status::Event;
 use tokio::sync::watch;
 
@@ -50,8 +51,9 @@ impl llorch_controller::retire::ReplicaGate for DataPlaneGate {
     }
 }
 
-/// Explicit reloads: bump the pool's persisted counter and wake the controller, or edit the
-/// pool's `spec.model` (the manifest watcher wakes the controller).
+/// Explicit reloads and scales: bump the pool's persisted counter, or edit the pool's
+/// `spec.model` or size in its manifest file; then wake the controller (the manifest watcher
+/// would too, a moment later).
 pub struct Reloads {
     /// The counters the controller folds into spec hashes.
     pub counters: Arc<llorch_controller::reloads::ReloadCounters>,
@@ -66,11 +68,27 @@ impl llorch_api::PoolControl for Reloads {
         Ok(n)
     }
 
-    fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), SetModelError> {
-        manifest_edit::set_model(file, pool, from, to).map_err(|e| match e {
-            EditError::Refused(m) => SetModelError::Conflict(m),
-            EditError::Failed(m) => SetModelError::Failed(m),
-        })
+    fn set_model(&self, pool: &str, file: &Path, from: &str, to: &str) -> Result<(), PoolEditError> {
+        manifest_edit::set_model(file, pool, from, to).map_err(edit_error)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn set_size(&self, pool: &str, file: &Path, change: SizeChange) -> Result<(PoolSize, PoolSize), PoolEditError> {
+        let (from, to) = manifest_edit::set_size(file, pool, change).map_err(edit_error)?;
+        if from != to {
+            self.wake.notify_one();
+        }
+        Ok((from, to))
+    }
+}
+
+/// The file's refusals (and a size that does not fit the Pool in it) are the user's to
+/// resolve; a failed read or write is ours.
+fn edit_error(e: EditError) -> PoolEditError {
+    match e {
+        EditError::Refused(_) | EditError::Size(_) => PoolEditError::Conflict(e.to_string()),
+        EditError::Failed(m) => PoolEditError::Failed(m),
     }
 }
 

@@ -150,6 +150,37 @@ pub struct ReloadRequest {
     pub model: Option<String>,
 }
 
+/// `POST /v2/pools/{id}/scale`: a fixed Pool's new `replicas`, or new `scaling` bounds for a
+/// Pool sized by demand (either or both). What is sent must fit how the Pool is sized.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// `spec.replicas` from now on (0–16), for a Pool of fixed size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// `spec.scaling.minReplicas` from now on, for a Pool sized by demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<u32>,
+    /// `spec.scaling.maxReplicas` from now on (1–16), for a Pool sized by demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<u32>,
+}
+
+/// `POST /v2/pools/{id}/scale`'s 202 body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScaleAccepted {
+    /// Pool name.
+    pub pool: String,
+    /// The manifest file that holds its size (edited unless `from` equals `to`).
+    pub file: String,
+    /// Its size before, as its file declared it.
+    pub from: crate::pool_size::PoolSize,
+    /// Its size now.
+    pub to: crate::pool_size::PoolSize,
+    /// What happens next and how to follow it.
+    pub message: String,
+}
+
 /// The container runtime the daemon drives.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -20,6 +20,7 @@ pub mod meta;
 pub mod model;
 pub mod parse;
 pub mod pool;
+pub mod pool_size;
 pub mod reason;
 pub mod render;
 pub mod schema;

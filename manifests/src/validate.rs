@@ -361,6 +361,14 @@ pub const IDLE_TIMEOUT_BOUNDS: (std::time::Duration, std::time::Duration) = (
     std::time::Duration::from_secs(24 * 3600),
 );
 
+/// The size of a Pool on its own: `replicas` or `scaling`, exactly one, within bounds. The
+/// limits a manifest and `orchctl scale` share.
+pub fn check_pool_size(spec: &PoolSpec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    check_replicas(spec, &mut out);
+    out
+}
+
 /// `replicas` or `scaling`, exactly one, within bounds.
 fn check_replicas(spec: &PoolSpec, out: &mut Vec<Problem>) {
     match (spec.replicas, &spec.scaling) {
@@ -386,7 +394,7 @@ fn check_replicas(spec: &PoolSpec, out: &mut Vec<Problem>) {
                 out.push(problem(
                     "spec.scaling.maxReplicas",
                     format!("{} is outside 1–{MAX_REPLICAS}", s.max_replicas),
-                    "use at least 1",
+                    format!("use 1 to {MAX_REPLICAS}"),
                 ));
             }
             if s.min_replicas > s.max_replicas {

@@ -90,6 +90,8 @@ pub enum Command {
     Wake(WakeArgs),
     /// Replace a pool's replicas (onto another model, or the same spec), rolling back on failure.
     Reload(ReloadArgs),
+    /// Change a pool's size: its replicas, or the bounds of a pool sized by demand.
+    Scale(ScaleArgs),
     /// Is a pool live, Ready and admitting; what it runs; its last reload.
     Health(HealthArgs),
     /// The model catalog: list it, or fetch a Model now with a progress bar.
@@ -440,6 +442,37 @@ pub struct ReloadArgs {
     /// How long --wait waits.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub timeout: String,
+}
+
+/// `orchctl scale`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl scale pool/chat --replicas 3          # a pool of fixed size: 3 replicas from now on
+  orchctl scale pool/chat --replicas 0          # no replica; the pool stays declared
+  orchctl scale pool/coder --max 3              # a pool sized by demand: up to 3 replicas
+  orchctl scale pool/coder --min 1 --max 2      # keep one awake, at most two
+
+The daemon writes the new size into the pool's manifest file (it must hold only that pool;
+comments and layout are kept) and the controller works to it from its next pass: new replicas
+start, and a replica it removes first finishes its tasks. --replicas is for a pool declared
+with `replicas:`, --min and --max for one declared with `scaling:` (docs/scaling.md).
+
+Exit status: 0 accepted, 1 an error.")]
+#[command(group(clap::ArgGroup::new("size").required(true).multiple(true).args(["replicas", "min", "max"])))]
+pub struct ScaleArgs {
+    /// `pool/<name>`.
+    #[arg(value_name = "POOL")]
+    pub target: String,
+    /// Replicas of a pool of fixed size from now on (`spec.replicas`, 0–16).
+    #[arg(long, value_name = "N", conflicts_with_all = ["min", "max"])]
+    pub replicas: Option<u32>,
+    /// Fewest replicas of a pool sized by demand (`spec.scaling.minReplicas`; 0 lets it sleep).
+    #[arg(long, value_name = "A")]
+    pub min: Option<u32>,
+    /// Most replicas of a pool sized by demand (`spec.scaling.maxReplicas`, 1–16).
+    #[arg(long, value_name = "B")]
+    pub max: Option<u32>,
 }
 
 /// `orchctl health`.

@@ -16,7 +16,7 @@ pub fn pool_target(text: &str) -> anyhow::Result<String> {
         Some((kind, name)) if matches!(kind.to_ascii_lowercase().as_str(), "pool" | "pools") => name,
         Some((kind, _)) => {
             anyhow::bail!(
-                "`{text}`: only pools can be drained, reloaded, woken or checked, not {kind}s; use pool/<name>"
+                "`{text}`: only pools can be drained, reloaded, woken, scaled or checked, not {kind}s; use pool/<name>"
             )
         }
         None => text,

@@ -29,6 +29,7 @@ pub mod output;
 pub mod plan;
 pub mod reload;
 pub mod run;
+pub mod scale;
 pub mod sse;
 pub mod status_line;
 pub mod table;
@@ -92,6 +93,7 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Drain(args) => drain::run(&ctx, &args, io).await,
         Command::Wake(args) => wake::run(&ctx, &args, io).await,
         Command::Reload(args) => reload::run(&ctx, &args, io).await,
+        Command::Scale(args) => scale::run(&ctx, &args, io).await,
         Command::Health(args) => health::run(&ctx, &args, io).await,
         Command::Models(args) => models::run(&ctx, &args, io).await,
         Command::Plan(args) => plan::run(&ctx, &args, io).await,

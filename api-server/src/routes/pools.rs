@@ -1,6 +1,6 @@
 //! Pool operations: drain (`POST`/`DELETE /v2/pools/{id}/drain`), reload
-//! (`POST /v2/pools/{id}/reload`), wake (`POST /v2/pools/{id}/wake`, for a Pool that sleeps)
-//! and health (`GET /v2/pools/{id}/health`).
+//! (`POST /v2/pools/{id}/reload`), wake (`POST /v2/pools/{id}/wake`, for a Pool that sleeps),
+//! scale (`POST /v2/pools/{id}/scale`) and health (`GET /v2/pools/{id}/health`).
 //!
 //! A drain is the data plane's: admission stops at once (503 `POOL_DRAINING`), what is queued
 //! or running may finish until the deadline, then ends with a `POOL_DRAINING` error. A reload is
@@ -8,7 +8,10 @@
 //! with a `model`, the controller changes `spec.model` in the Pool's manifest file (which must
 //! hold nothing but that Pool); without one, it bumps the Pool's reload counter, which rolls out
 //! new replicas of the same spec. This route only checks, on the snapshot, that the Pool and
-//! the Model exist and the Model is usable; it never touches a file itself.
+//! the Model exist and the Model is usable; it never touches a file itself. A scale is the
+//! same kind of command: the route checks the new size against the Pool as the snapshot shows
+//! it (the kind of sizing, the manifest limits, its Engine), then the controller writes it into
+//! the Pool's manifest file and works to it like any manifest edit.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,17 +23,20 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use llorch_manifests::Kind;
 use llorch_manifests::api::{
-    DrainRequest, ObjectView, PoolHealth, ReloadAccepted, ReloadAction, ReloadRequest, Snapshot,
+    DrainRequest, ObjectView, PoolHealth, ReloadAccepted, ReloadAction, ReloadRequest, ScaleAccepted, ScaleRequest,
+    Snapshot,
 };
+use llorch_manifests::parse::Located;
+use llorch_manifests::pool_size::{SizeChange, SizeError, describe_change};
 use llorch_manifests::status::{ConditionType, ReplicaPhase};
 use llorch_manifests::task::ErrorCode;
+use llorch_manifests::{AnyObject, Engine, Kind, Model, Pool, PoolSpec};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, body_error};
-use crate::sources::{PoolControl, SetModelError};
+use crate::sources::{PoolControl, PoolEditError};
 use crate::tasks::worker::PoolLoad;
 
 /// The longest drain deadline accepted: a day.
@@ -288,7 +294,172 @@ fn change_model(
             };
             Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
         }
-        Err(SetModelError::Conflict(message)) => Err(ApiError::new(ErrorCode::Conflict, message)),
-        Err(SetModelError::Failed(message)) => Err(ApiError::internal(message)),
+        Err(error) => Err(edit_error(error)),
+    }
+}
+
+/// A refused edit is the user's to resolve (409, with what to do); a failed one is ours (500).
+fn edit_error(error: PoolEditError) -> ApiError {
+    match error {
+        PoolEditError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+        PoolEditError::Failed(message) => ApiError::internal(message),
+    }
+}
+
+/// What a scale body may hold.
+const SCALE_BODY: &str = "send {\"replicas\": N} for a Pool of fixed size, or {\"min_replicas\": A, \"max_replicas\": B} \
+                          (either or both) for one sized by demand";
+
+/// `POST /v2/pools/{id}/scale {replicas} | {min_replicas?, max_replicas?}`: 202 once the new
+/// size is in the Pool's manifest file; the controller works to it from its next pass.
+pub(crate) async fn scale(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let change = requested_size(&body.map_err(body_error)?)?;
+    // The controller edits the manifest file: off the async workers.
+    let (pools, snapshot) = (Arc::clone(&state.pools), state.current());
+    tokio::task::spawn_blocking(move || scale_now(pools.as_ref(), &snapshot, &name, change))
+        .await
+        .map_err(|e| ApiError::internal(format!("the scale task failed: {e}")))?
+}
+
+/// The body as a [`SizeChange`]: some size, and only one kind of it.
+fn requested_size(body: &[u8]) -> Result<SizeChange, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(format!("scale body is empty; {SCALE_BODY}")));
+    }
+    let req: ScaleRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("scale body: {e}; {SCALE_BODY}")))?;
+    match req {
+        ScaleRequest {
+            replicas: None,
+            min_replicas: None,
+            max_replicas: None,
+        } => Err(ApiError::invalid(format!("scale body names no size; {SCALE_BODY}"))),
+        ScaleRequest {
+            replicas: Some(n),
+            min_replicas: None,
+            max_replicas: None,
+        } => Ok(SizeChange::Replicas(n)),
+        ScaleRequest {
+            replicas: None,
+            min_replicas,
+            max_replicas,
+        } => Ok(SizeChange::Bounds {
+            min: min_replicas,
+            max: max_replicas,
+        }),
+        ScaleRequest { replicas: Some(_), .. } => Err(ApiError::invalid_field(
+            "replicas",
+            "scale body has both replicas and min_replicas/max_replicas: send `replicas` for a Pool of fixed size, \
+             or `min_replicas`/`max_replicas` for one sized by demand, not both",
+        )),
+    }
+}
+
+/// Checks `change` against Pool `name` as the snapshot shows it and has the controller write it.
+fn scale_now(
+    control: &dyn PoolControl,
+    snapshot: &Snapshot,
+    name: &str,
+    change: SizeChange,
+) -> Result<Response, ApiError> {
+    let view = pool_view(snapshot, name)?;
+    let source = view.source.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Conflict,
+            format!("pool `{name}` has no manifest file to edit (its file is gone: the pool is being removed)"),
+        )
+    })?;
+    let declared: Pool = declared(view).ok_or_else(|| {
+        ApiError::internal(format!(
+            "pool `{name}`'s manifest in the snapshot does not read as a Pool"
+        ))
+    })?;
+    let wanted = change.apply(name, &declared.spec).map_err(|e| match e {
+        SizeError::OutOfRange { .. } => ApiError::invalid(e.to_string()),
+        SizeError::SizedByDemand { .. } | SizeError::FixedSize { .. } => {
+            ApiError::new(ErrorCode::Conflict, e.to_string())
+        }
+    })?;
+    check_with_references(snapshot, source.file.as_str(), &declared, wanted)?;
+    let (from, to) = control
+        .set_size(name, Path::new(&source.file), change)
+        .map_err(edit_error)?;
+    let changed = describe_change(&from, &to);
+    let message = if from == to {
+        format!("pool `{name}` already has {to} in {}; nothing was written", source.file)
+    } else {
+        tracing::info!(pool = %name, file = %source.file, human = %format!("scaling pool {name}: {changed} in {}", source.file),
+            "pool scale");
+        format!(
+            "pool `{name}`: {changed} in {}; the controller works to the new size from its next pass (a replica it \
+             removes first finishes its tasks); follow with `orchctl get pools`",
+            source.file
+        )
+    };
+    let accepted = ScaleAccepted {
+        pool: name.to_string(),
+        file: source.file.clone(),
+        from,
+        to,
+        message,
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// An object's manifest as the snapshot shows it, typed.
+fn declared<T: serde::de::DeserializeOwned>(view: &ObjectView) -> Option<T> {
+    serde_json::from_value(view.manifest.clone()?).ok()
+}
+
+/// The rules across objects that a new size can break (an external Engine serves one
+/// replica, `validate::check_set`), checked with the Pool's Engine and Model as the snapshot
+/// shows them. An Engine or Model it cannot read is left to the controller, which checks the
+/// whole directory again.
+fn check_with_references(snapshot: &Snapshot, file: &str, pool: &Pool, wanted: PoolSpec) -> Result<(), ApiError> {
+    let find = |kind: Kind, name: &str| {
+        snapshot
+            .objects
+            .iter()
+            .find(|o| o.object.kind == kind && o.object.name == name)
+    };
+    let engine = find(Kind::Engine, &pool.spec.engine).and_then(declared::<Engine>);
+    let model = find(Kind::Model, &pool.spec.model).and_then(declared::<Model>);
+    let (Some(engine), Some(model)) = (engine, model) else {
+        return Ok(());
+    };
+    let located = |object: AnyObject| Located {
+        file: file.to_string(),
+        document: 0,
+        object,
+    };
+    let set = [
+        located(AnyObject::Engine(engine)),
+        located(AnyObject::Model(model)),
+        located(AnyObject::Pool(Pool {
+            spec: wanted,
+            ..pool.clone()
+        })),
+    ];
+    let broken: Vec<String> = llorch_manifests::validate::check_set(&set)
+        .into_iter()
+        .filter(|e| {
+            e.field
+                .as_deref()
+                .is_some_and(|f| f == "spec.replicas" || f.starts_with("spec.scaling"))
+        })
+        .map(|e| format!("{}: {}; {}", e.field.as_deref().unwrap_or_default(), e.message, e.hint))
+        .collect();
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "pool `{}` cannot be scaled so: {}",
+            pool.name(),
+            broken.join("; ")
+        )))
     }
 }
