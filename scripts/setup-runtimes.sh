@@ -50,8 +50,8 @@ start_docker() {
   # A stale pid file from a killed daemon makes dockerd refuse to start.
   rm -f "$DOCKER_DIR/dockerd.pid"
   log "docker: starting dockerd on $DOCKER_SOCK"
-  nohup dockerd --host "unix://$DOCKER_SOCK" --data-root "$DOCKER_DIR/data" \
-    --exec-root "$DOCKER_DIR/exec" --pidfile "$DOCKER_DIR/dockerd.pid" \
+  (cd / && exec nohup dockerd --host "unix://$DOCKER_SOCK" --data-root "$DOCKER_DIR/data" \
+    --exec-root "$DOCKER_DIR/exec" --pidfile "$DOCKER_DIR/dockerd.pid") \
     >"$DOCKER_DIR/dockerd.log" 2>&1 </dev/null &
   if ! wait_for 60 env DOCKER_HOST="unix://$DOCKER_SOCK" docker version; then
     log "docker: dockerd did not answer within 60 s; its log:"; tail -n 30 "$DOCKER_DIR/dockerd.log" >&2
@@ -76,12 +76,22 @@ CONF
 }
 
 start_podman() {
+  # A service whose working directory was deleted (it was started from a checkout that is
+  # gone) still answers, but conmon fails every container start ("Failed to get working
+  # directory"): restart it.
+  local pid
+  pid=$(pgrep -f "podman system service --time=0 unix://$PODMAN_SOCK" | head -n 1 || true)
+  if [ -n "$pid" ] && readlink "/proc/$pid/cwd" | grep -q ' (deleted)$'; then
+    log "podman: the service's working directory was deleted; restarting it"
+    kill "$pid"; sleep 1
+  fi
   if curl -sf --unix-socket "$PODMAN_SOCK" http://d/_ping >/dev/null 2>&1; then
     log "podman: already answering on $PODMAN_SOCK"; return
   fi
   rm -f "$PODMAN_SOCK"
   log "podman: starting the API service on $PODMAN_SOCK"
-  nohup podman system service --time=0 "unix://$PODMAN_SOCK" >/tmp/lo-podman.log 2>&1 </dev/null &
+  # Started from / so that removing the checkout it was started from cannot break it.
+  (cd / && exec nohup podman system service --time=0 "unix://$PODMAN_SOCK") >/tmp/lo-podman.log 2>&1 </dev/null &
   if ! wait_for 60 curl -sf --unix-socket "$PODMAN_SOCK" http://d/_ping; then
     log "podman: service did not answer within 60 s; its log:"; tail -n 30 /tmp/lo-podman.log >&2
     exit 1
