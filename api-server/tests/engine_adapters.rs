@@ -149,7 +149,8 @@ async fn drain(mut stream: TokenStream) -> Reply {
                 assert!(!t.is_empty(), "empty token");
                 reply.tokens.push(t);
             }
-            Ok(EngineEvent::Done { tokens_out, finish }) => reply.done = Some((tokens_out, finish)),
+            Ok(EngineEvent::Delta(d)) => reply.tokens.extend(d.content),
+            Ok(EngineEvent::Done { tokens_out, finish, .. }) => reply.done = Some((tokens_out, finish)),
             Err(err) => reply.error = Some(err),
         }
     }
@@ -192,6 +193,7 @@ fn sampled(prompt: Prompt, max_tokens: u32) -> GenerateRequest {
         top_p: Some(0.75),
         seed: Some(42),
         stop: Vec::new(),
+        passthrough: None,
     }
 }
 

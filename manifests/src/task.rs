@@ -263,6 +263,45 @@ pub struct Metrics {
     pub budget_tokens_remaining: Option<u64>,
 }
 
+/// Why a reply ended, as the engine said (OpenAI's `finish_reason`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended it, or a stop string matched (also on the last allowed token).
+    #[default]
+    Stop,
+    /// It reached `max_tokens` (or the engine's context).
+    Length,
+    /// The model called one or more tools.
+    ToolCalls,
+    /// The engine's content filter stopped it.
+    ContentFilter,
+}
+
+impl FinishReason {
+    /// `stop`, `length`, `tool_calls` or `content_filter`, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+
+    /// Reads an engine's reason: OpenAI's names, TGI's (`eos_token`, `stop_sequence`) and
+    /// llama.cpp's `stop_type` (`limit`, `eos`, `word`); the legacy `function_call` is a tool
+    /// call. Anything else is a stop.
+    pub fn from_engine(reason: &str) -> Self {
+        match reason {
+            "length" | "limit" => FinishReason::Length,
+            "tool_calls" | "function_call" => FinishReason::ToolCalls,
+            "content_filter" => FinishReason::ContentFilter,
+            _ => FinishReason::Stop,
+        }
+    }
+}
+
 /// SSE `end`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct End {
@@ -270,6 +309,13 @@ pub struct End {
     pub tokens_out: u32,
     /// Milliseconds from the first token to the last.
     pub decode_time_ms: u64,
+    /// Why it ended, as the engine said.
+    #[serde(default)]
+    pub finish_reason: FinishReason,
+    /// Prompt tokens: the engine's own count when it reported one, else the count admission
+    /// used.
+    #[serde(default)]
+    pub tokens_in: u32,
 }
 
 /// Where a task is.

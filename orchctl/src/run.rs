@@ -279,7 +279,7 @@ impl Streaming<'_> {
     }
 }
 
-/// `done: 16 tokens in 812 ms (19.7 tokens/s), task task-…`.
+/// `done: 16 tokens, decode 812 ms (19.7 tokens/s), finish length, prompt 9 tokens, task task-…`.
 pub fn summary(id: &str, end: &End) -> String {
     let rate = if end.decode_time_ms > 0 {
         format!(
@@ -290,8 +290,11 @@ pub fn summary(id: &str, end: &End) -> String {
         String::new()
     };
     format!(
-        "done: {} tokens, decode {} ms{rate}, task {id}",
-        end.tokens_out, end.decode_time_ms
+        "done: {} tokens, decode {} ms{rate}, finish {}, prompt {} tokens, task {id}",
+        end.tokens_out,
+        end.decode_time_ms,
+        end.finish_reason.as_str(),
+        end.tokens_in
     )
 }
 
@@ -360,10 +363,12 @@ mod tests {
         let end = End {
             tokens_out: 16,
             decode_time_ms: 800,
+            finish_reason: llorch_manifests::task::FinishReason::Length,
+            tokens_in: 9,
         };
         assert_eq!(
             summary("task-1", &end),
-            "done: 16 tokens, decode 800 ms (20.0 tokens/s), task task-1"
+            "done: 16 tokens, decode 800 ms (20.0 tokens/s), finish length, prompt 9 tokens, task task-1"
         );
     }
 }

@@ -2,15 +2,20 @@
 //! llama-server's `POST /v1/chat/completions` for chat (its native `/completion` takes no
 //! messages, and only the server knows the model's chat template).
 //!
+//! A request that came through the OpenAI front door (it carries the client's own fields) goes
+//! to llama-server's `/v1` instead, raw prompt included, so every field reaches the engine as
+//! the client wrote it.
+//!
 //! Native events are `data: {"content":"…","stop":false,…}`, then one with `"stop":true`, the
-//! token count (`tokens_predicted`) and why it stopped (`stop_type`: `limit` is a length
-//! stop; `eos`, `word` and `none` are not). Only those fields are read.
+//! token counts (`tokens_predicted`, `tokens_evaluated` for the prompt) and why it stopped
+//! (`stop_type`: `limit` is a length stop; `eos`, `word` and `none` are not). Only those
+//! fields are read.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{error_event, join, open_stream};
-use super::stream::{ChunkParser, Parsed};
+use super::stream::{ChunkParser, Ending, Parsed};
 use super::transport::Transport;
 use super::{EngineClient, EngineError, Finish, GenerateRequest, Prompt, TokenStream, openai};
 use crate::sources::BoxFuture;
@@ -31,6 +36,9 @@ impl LlamaCpp {
 impl EngineClient for LlamaCpp {
     fn generate(&self, base_url: &str, req: &GenerateRequest) -> BoxFuture<'_, Result<TokenStream, EngineError>> {
         let prompt = match &req.prompt {
+            Prompt::Text(prompt) if req.passthrough.is_some() => {
+                return openai::completion(&self.transport, base_url, req, prompt, true);
+            }
             Prompt::Text(prompt) => prompt,
             Prompt::Chat(messages) => return openai::chat(&self.transport, base_url, req, messages, true),
         };
@@ -79,6 +87,8 @@ struct NativeChunk {
     #[serde(default)]
     tokens_predicted: Option<u32>,
     #[serde(default)]
+    tokens_evaluated: Option<u32>,
+    #[serde(default)]
     stop_type: Option<StopType>,
     #[serde(default)]
     error: Option<Value>,
@@ -107,7 +117,7 @@ impl ChunkParser for NativeParser {
             return Err(error_event(data));
         }
         let mut parsed = Parsed::token(chunk.content);
-        if parsed.token.is_some() {
+        if parsed.has_text() {
             self.tokens_seen = self.tokens_seen.saturating_add(1);
         }
         if chunk.stop {
@@ -115,7 +125,11 @@ impl ChunkParser for NativeParser {
                 Some(StopType::Limit) => Finish::Length,
                 _ => Finish::Stop,
             };
-            parsed.done = Some((chunk.tokens_predicted.unwrap_or(self.tokens_seen), finish));
+            parsed.done = Some(Ending {
+                tokens_out: chunk.tokens_predicted.unwrap_or(self.tokens_seen),
+                finish,
+                tokens_in: chunk.tokens_evaluated,
+            });
         }
         Ok(parsed)
     }
@@ -124,6 +138,7 @@ impl ChunkParser for NativeParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EngineEvent;
 
     fn parse(parser: &mut NativeParser, data: &str) -> Parsed {
         parser.data(data.as_bytes()).unwrap()
@@ -136,17 +151,21 @@ mod tests {
             &mut parser,
             r#"{"index":0,"content":" Once","tokens":[5],"stop":false,"id_slot":0}"#,
         );
-        assert_eq!(first.token.as_deref(), Some(" Once"));
+        assert_eq!(first.event, Some(EngineEvent::Token(" Once".into())));
         assert_eq!(first.done, None);
         let last = parse(
             &mut parser,
-            r#"{"content":"","stop":true,"tokens_predicted":4,"stop_type":"limit","timings":{"predicted_n":4}}"#,
+            r#"{"content":"","stop":true,"tokens_predicted":4,"tokens_evaluated":6,"stop_type":"limit","timings":{"predicted_n":4}}"#,
         );
         assert_eq!(
             last,
             Parsed {
-                token: None,
-                done: Some((4, Finish::Length))
+                event: None,
+                done: Some(Ending {
+                    tokens_out: 4,
+                    finish: Finish::Length,
+                    tokens_in: Some(6)
+                })
             }
         );
     }
@@ -156,13 +175,13 @@ mod tests {
         let mut parser = NativeParser::default();
         parse(&mut parser, r#"{"content":"a","stop":false}"#);
         let last = parse(&mut parser, r#"{"content":"b","stop":true,"stop_type":"word"}"#);
-        assert_eq!(last.token.as_deref(), Some("b"));
-        assert_eq!(last.done, Some((2, Finish::Stop)));
+        assert_eq!(last.event, Some(EngineEvent::Token("b".into())));
+        assert_eq!(last.done, Some(Ending::new(2, Finish::Stop)));
         let eos = parse(
             &mut NativeParser::default(),
             r#"{"content":"","stop":true,"stop_type":"eos","tokens_predicted":9}"#,
         );
-        assert_eq!(eos.done, Some((9, Finish::Stop)));
+        assert_eq!(eos.done, Some(Ending::new(9, Finish::Stop)));
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! [`ErrorCode`]: llorch_manifests::task::ErrorCode
 
 mod clients;
+mod delta;
 mod error;
+pub mod fields;
 pub(crate) mod fuzzing;
 mod http;
 mod llamacpp;
@@ -25,6 +27,7 @@ pub mod transport;
 mod watchdog;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::Stream;
 use llorch_manifests::task::ChatMessage;
@@ -32,8 +35,10 @@ use llorch_manifests::task::ChatMessage;
 use crate::sources::BoxFuture;
 
 pub use clients::{ClientOptions, EngineClients};
+pub use delta::Delta;
 pub use error::EngineError;
 pub use llamacpp::LlamaCpp;
+pub use llorch_manifests::task::FinishReason as Finish;
 pub use openai::OpenAi;
 pub use watchdog::Watchdog;
 
@@ -61,7 +66,14 @@ pub struct GenerateRequest {
     pub seed: Option<u64>,
     /// Stop strings; the engine ends the reply before the first match.
     pub stop: Vec<String>,
+    /// The client's own OpenAI fields (tools, `response_format`, penalties, engine extras …),
+    /// sent as written by adapters that speak OpenAI; `None` for native tasks.
+    pub passthrough: Option<Passthrough>,
 }
+
+/// A client's OpenAI request fields, minus those the data plane owns (`model`, `stream`,
+/// `stream_options`, `max_tokens`, `n`, `priority`, `session_id`).
+pub type Passthrough = Arc<serde_json::Map<String, serde_json::Value>>;
 
 impl GenerateRequest {
     /// A request for `max_tokens` tokens from a raw prompt, with the engine's sampling defaults.
@@ -82,25 +94,7 @@ impl GenerateRequest {
             top_p: None,
             seed: None,
             stop: Vec::new(),
-        }
-    }
-}
-
-/// Why a reply ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Finish {
-    /// It reached `max_tokens` (or the engine's context).
-    Length,
-    /// The model ended it, or a stop string matched.
-    Stop,
-}
-
-impl Finish {
-    /// `length` or `stop`, as OpenAI's `finish_reason` spells them.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Finish::Length => "length",
-            Finish::Stop => "stop",
+            passthrough: None,
         }
     }
 }
@@ -111,13 +105,18 @@ pub enum EngineEvent {
     /// Text as the engine sent it: usually one token, sometimes a few (an engine holds text back
     /// while it could still be the start of a stop string). Never empty.
     Token(String),
+    /// A chunk with more than text in it (reasoning, tool calls, log probabilities); its text,
+    /// if any, counts as one token like [`EngineEvent::Token`].
+    Delta(Box<Delta>),
     /// The reply is complete; nothing follows.
     Done {
-        /// Tokens generated, as the engine counted them (or [`EngineEvent::Token`]s seen, when
-        /// it did not say).
+        /// Tokens generated, as the engine counted them (or text chunks seen, when it did not
+        /// say).
         tokens_out: u32,
         /// Why it ended.
         finish: Finish,
+        /// Prompt tokens, as the engine counted them (when it said).
+        tokens_in: Option<u32>,
     },
 }
 

@@ -17,7 +17,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::sse::{EventKind, SseDecoder, SseEvent};
 use super::transport::TransportError;
-use super::{EngineError, EngineEvent, Finish};
+use super::{Delta, EngineError, EngineEvent, Finish};
 
 /// How long the background read after `Done` may take before the connection is dropped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -25,21 +25,66 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// An engine's response body.
 pub(crate) type Body = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
 
+/// How a reply ended, as a flavour read it from its events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ending {
+    /// Tokens generated (the engine's count, else the text chunks seen).
+    pub tokens_out: u32,
+    /// Why.
+    pub finish: Finish,
+    /// Prompt tokens, when the engine said.
+    pub tokens_in: Option<u32>,
+}
+
+impl Ending {
+    /// `tokens_out` tokens that ended for `finish`, prompt count unknown.
+    #[cfg(test)]
+    pub fn new(tokens_out: u32, finish: Finish) -> Self {
+        Self {
+            tokens_out,
+            finish,
+            tokens_in: None,
+        }
+    }
+}
+
 /// What one event meant. A final event may carry text too; the text is yielded first.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Parsed {
-    /// Text to yield (never empty when `Some`).
-    pub token: Option<String>,
+    /// Text or a richer chunk to yield ([`EngineEvent::Token`] or [`EngineEvent::Delta`]).
+    pub event: Option<EngineEvent>,
     /// The reply is complete.
-    pub done: Option<(u32, Finish)>,
+    pub done: Option<Ending>,
 }
 
 impl Parsed {
     /// Yields `text` unless it is empty.
     pub fn token(text: String) -> Self {
         Self {
-            token: (!text.is_empty()).then_some(text),
+            event: (!text.is_empty()).then_some(EngineEvent::Token(text)),
             done: None,
+        }
+    }
+
+    /// Yields `delta`: as plain text when that is all it holds, nothing when it is empty.
+    pub fn delta(mut delta: Delta) -> Self {
+        if delta.content.as_deref() == Some("") {
+            delta.content = None;
+        }
+        let event = if delta.is_rich() {
+            Some(EngineEvent::Delta(Box::new(delta)))
+        } else {
+            delta.content.map(EngineEvent::Token)
+        };
+        Self { event, done: None }
+    }
+
+    /// True when it yields text (a token to count).
+    pub fn has_text(&self) -> bool {
+        match &self.event {
+            Some(EngineEvent::Token(_)) => true,
+            Some(EngineEvent::Delta(d)) => d.content.is_some(),
+            _ => false,
         }
     }
 }
@@ -51,7 +96,7 @@ pub(crate) trait ChunkParser: Send + Unpin + 'static {
 
     /// The body ended cleanly before any `done`: a complete reply for lenient protocols, or
     /// (by default) a lost connection.
-    fn end(&mut self) -> Result<(u32, Finish), EngineError> {
+    fn end(&mut self) -> Result<Ending, EngineError> {
         Err(EngineError::Reset { source: None })
     }
 }
@@ -63,7 +108,7 @@ pub(crate) struct EngineStream<P> {
     decoder: SseDecoder,
     parser: P,
     /// `Done` that arrived with a final piece of text; yielded next.
-    pending_done: Option<(u32, Finish)>,
+    pending_done: Option<Ending>,
     /// The body has ended; only the decoder's leftovers remain.
     body_ended: bool,
 }
@@ -83,10 +128,10 @@ impl<P: ChunkParser> EngineStream<P> {
     fn on_event(&mut self, parsed: Result<Parsed, EngineError>) -> Option<Result<EngineEvent, EngineError>> {
         match parsed {
             Err(err) => Some(Err(self.fail(err))),
-            Ok(Parsed { token, done }) => match (token, done) {
-                (Some(text), done) => {
+            Ok(Parsed { event, done }) => match (event, done) {
+                (Some(event), done) => {
                     self.pending_done = done;
-                    Some(Ok(EngineEvent::Token(text)))
+                    Some(Ok(event))
                 }
                 (None, Some(done)) => Some(Ok(self.finish(done))),
                 (None, None) => None,
@@ -101,13 +146,22 @@ impl<P: ChunkParser> EngineStream<P> {
     }
 
     /// Ends the stream with `Done`; the body is read to its end in the background.
-    fn finish(&mut self, (tokens_out, finish): (u32, Finish)) -> EngineEvent {
+    fn finish(&mut self, ending: Ending) -> EngineEvent {
         if let Some(body) = self.body.take()
             && !self.body_ended
         {
             drain_in_background(body);
         }
-        EngineEvent::Done { tokens_out, finish }
+        let Ending {
+            tokens_out,
+            finish,
+            tokens_in,
+        } = ending;
+        EngineEvent::Done {
+            tokens_out,
+            finish,
+            tokens_in,
+        }
     }
 }
 
@@ -198,8 +252,8 @@ mod tests {
                 Some((b'd', rest)) => {
                     let n = std::str::from_utf8(&rest[1..]).unwrap().parse().unwrap();
                     Ok(Parsed {
-                        token: None,
-                        done: Some((n, Finish::Stop)),
+                        event: None,
+                        done: Some(Ending::new(n, Finish::Stop)),
                     })
                 }
                 _ => Err(EngineError::Protocol("x".into())),
@@ -232,6 +286,7 @@ mod tests {
         let done = EngineEvent::Done {
             tokens_out: 2,
             finish: Finish::Stop,
+            tokens_in: None,
         };
         assert_eq!(items, vec![token("a"), token("b"), done]);
     }

@@ -190,6 +190,7 @@ mod tests {
         let done = stream::iter([Ok(EngineEvent::Done {
             tokens_out: n,
             finish: Finish::Length,
+            tokens_in: None,
         })]);
         Box::pin(ticks.chain(done))
     }

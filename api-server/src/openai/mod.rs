@@ -7,6 +7,7 @@
 //!
 //! - [`request`]: request bodies and their mapping onto a [`TaskRequest`].
 //! - [`response`]: response objects and stream chunks (pure encoders).
+//! - [`reply`]: a whole reply rebuilt from the stream (tool-call deltas joined).
 //! - [`stream`]: OpenAI's frames for a task's shared stream, or one collected reply.
 //! - [`models`]: the `/v1/models` list (one entry per Pool).
 //!
@@ -16,6 +17,7 @@
 //! [`TaskRequest`]: llorch_manifests::task::TaskRequest
 
 pub mod models;
+pub mod reply;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -6,18 +6,66 @@
 //! - `max_completion_tokens` wins over `max_tokens`; with neither, the default is
 //!   [`DEFAULT_MAX_TOKENS`] capped by what the pool's context leaves after the prompt.
 //! - Priority: a body field `priority`, else the `X-Priority` header, else `interactive`.
-//! - `n` > 1 is refused (one task, one stream); `user`, `logprobs`, `tools` and other unknown
-//!   fields are accepted and ignored, as OpenAI-compatible servers commonly do.
+//! - `n` > 1 is refused (one task, one stream).
+//! - Every other field of the body (tools, `response_format`, `logprobs`, penalties, engine
+//!   extras …) is kept as the client wrote it ([`parse`]) and relayed to the engine, or refused
+//!   at admission when the chosen Pool's engine cannot honour it
+//!   ([`crate::engine::fields`]). The messages relayed are the client's own, `tool_calls`,
+//!   `tool_call_id` and all; the typed reading below only feeds validation and estimates.
 //! - Message content may be a string or a list of `text` parts (joined with newlines); other
-//!   parts (images, audio) are refused. `developer` messages are sent as `system`.
+//!   parts (images, audio) are refused. `developer` messages count as `system`.
 //!
 //! Range checks (temperature, top_p, stop, context) stay in [`crate::tasks::validate`].
 
+use std::sync::Arc;
+
 use llorch_manifests::task::{ChatMessage, Priority, TaskRequest};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::engine::fields::{ClientFields, Surface};
 use crate::error::ApiError;
+
+/// Body fields the data plane sets or reads itself: never relayed as written.
+pub const DATA_PLANE_FIELDS: [&str; 8] = [
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "priority",
+    "session_id",
+];
+
+/// Reads a body: its typed view, and the client's other fields to relay.
+pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<(OpenAiRequest, ClientFields), ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
+    let typed = OpenAiRequest::deserialize(&value).map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
+    let Value::Object(mut fields) = value else {
+        return Err(ApiError::invalid("request body: must be a JSON object"));
+    };
+    fields.retain(|name, _| !DATA_PLANE_FIELDS.contains(&name.as_str()));
+    let surface = match endpoint {
+        Endpoint::Chat => Surface::Chat,
+        Endpoint::Completions => Surface::Completions,
+    };
+    Ok((
+        typed,
+        ClientFields {
+            surface,
+            fields: Arc::new(fields),
+        },
+    ))
+}
+
+/// An empty field set (tests, and bodies with nothing to relay).
+pub fn no_fields(surface: Surface) -> ClientFields {
+    ClientFields {
+        surface,
+        fields: Arc::new(Map::new()),
+    }
+}
 
 /// `max_tokens` when the request gives none (capped by the context the prompt leaves).
 pub const DEFAULT_MAX_TOKENS: u32 = 256;

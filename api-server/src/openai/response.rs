@@ -1,24 +1,24 @@
 //! Response objects and stream chunks in OpenAI's shapes — `chat.completion`,
 //! `chat.completion.chunk`, `text_completion` — built from a task's events. Pure: no I/O, no
-//! channels; [`super::stream`] drives them.
+//! channels; [`super::stream`] drives them, [`super::reply`] collects a whole reply.
 //!
-//! Usage: `completion_tokens` is the engine's count (the `end` event); `prompt_tokens` is the
-//! data plane's admission estimate (bytes/4 plus 4 per chat message, see
-//! [`crate::tasks::validate`]), since the engine edge does not report the prompt's real count.
-//! `finish_reason` is `length` when the reply used all of `max_tokens`, else `stop`.
+//! What the engine said is relayed as it said it: `finish_reason`, `usage` (the engine's own
+//! prompt and completion counts; the prompt count admission used when the engine gave none),
+//! and each chunk's `reasoning_content`, `tool_calls` and `logprobs`, unchanged.
 
-use llorch_manifests::task::{End, TaskError};
+use llorch_manifests::task::End;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::request::Endpoint;
+use crate::engine::Delta;
 use crate::error::ApiError;
 use crate::tasks::task::TaskEvent;
 
 /// Token counts of one reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Usage {
-    /// Prompt tokens (estimated at admission).
+    /// Prompt tokens.
     pub prompt_tokens: u32,
     /// Tokens generated.
     pub completion_tokens: u32,
@@ -35,11 +35,11 @@ impl Usage {
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
         }
     }
-}
 
-/// `length` when the reply used all of `max_tokens`, else `stop`.
-pub fn finish_reason(tokens_out: u32, max_tokens: u32) -> &'static str {
-    if tokens_out >= max_tokens { "length" } else { "stop" }
+    /// The counts of a completed task.
+    pub fn of(end: &End) -> Self {
+        Self::new(end.tokens_in, end.tokens_out)
+    }
 }
 
 /// What every object of one reply shares.
@@ -55,10 +55,6 @@ pub struct Envelope {
     pub model: String,
     /// `<engine>@<version>`: same fingerprint and seed, same tokens (ORCH-3045).
     pub fingerprint: Option<String>,
-    /// The task's `max_tokens`, for `finish_reason`.
-    pub max_tokens: u32,
-    /// The task's estimated prompt tokens, for `usage`.
-    pub prompt_tokens: u32,
     /// Stream option: `usage: null` on every chunk and a usage chunk at the end.
     pub include_usage: bool,
 }
@@ -80,8 +76,6 @@ impl Envelope {
             created,
             model,
             fingerprint: None,
-            max_tokens: 0,
-            prompt_tokens: 0,
             include_usage: false,
         }
     }
@@ -101,71 +95,83 @@ impl Envelope {
         v
     }
 
-    fn usage_of(&self, end: &End) -> Usage {
-        Usage::new(self.prompt_tokens, end.tokens_out)
-    }
-
-    /// The whole reply (non-streaming).
-    pub fn completion(&self, text: &str, end: &End) -> Value {
-        let finish = finish_reason(end.tokens_out, self.max_tokens);
+    /// The whole reply (non-streaming): `message` (chat) or `text` (completions) and the
+    /// choice's `logprobs` come from `reply`.
+    pub fn completion(&self, reply: super::reply::Reply, end: &End) -> Value {
+        let finish = end.finish_reason.as_str();
         let (object, choice) = match self.endpoint {
             Endpoint::Chat => (
                 "chat.completion",
-                json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": null}),
+                json!({"index": 0, "message": reply.message(), "finish_reason": finish, "logprobs": reply.logprobs}),
             ),
             Endpoint::Completions => (
                 "text_completion",
-                json!({"index": 0, "text": text, "finish_reason": finish, "logprobs": null}),
+                json!({"index": 0, "text": reply.text, "finish_reason": finish, "logprobs": reply.logprobs}),
             ),
         };
         let mut v = self.object(object, json!([choice]));
-        v["usage"] = json!(self.usage_of(end));
+        v["usage"] = json!(Usage::of(end));
         v
     }
 
-    fn chunk(&self, content: Option<&str>, role: bool, finish: Option<&str>) -> Value {
+    /// One stream chunk: `delta` (chat) or `text` (completions), the choice's `logprobs`, a
+    /// `finish_reason`.
+    fn chunk(&self, delta: Value, logprobs: Value, finish: Option<&str>) -> Value {
         match self.endpoint {
-            Endpoint::Chat => {
-                let mut delta = json!({});
-                if role {
-                    delta["role"] = json!("assistant");
-                }
-                if let Some(c) = content {
-                    delta["content"] = json!(c);
-                }
+            Endpoint::Chat => self.object(
+                "chat.completion.chunk",
+                json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]),
+            ),
+            Endpoint::Completions => {
+                let text = delta.get("content").cloned().unwrap_or(json!(""));
                 self.object(
-                    "chat.completion.chunk",
-                    json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]),
+                    "text_completion",
+                    json!([{"index": 0, "text": text, "finish_reason": finish, "logprobs": logprobs}]),
                 )
             }
-            Endpoint::Completions => self.object(
-                "text_completion",
-                json!([{"index": 0, "text": content.unwrap_or(""), "finish_reason": finish, "logprobs": null}]),
-            ),
         }
     }
 
     /// Frames sent as soon as the stream opens: the chat role chunk (none for completions).
     pub fn opening(&self) -> Vec<String> {
         match self.endpoint {
-            Endpoint::Chat => vec![self.chunk(Some(""), true, None).to_string()],
+            Endpoint::Chat => vec![
+                self.chunk(json!({"role": "assistant", "content": ""}), Value::Null, None)
+                    .to_string(),
+            ],
             Endpoint::Completions => Vec::new(),
         }
     }
 
     /// One token's chunk.
     pub fn token(&self, text: &str) -> String {
-        self.chunk(Some(text), false, None).to_string()
+        self.chunk(json!({"content": text}), Value::Null, None).to_string()
+    }
+
+    /// A chunk with more than text, its parts as the engine sent them.
+    pub fn delta(&self, d: &Delta) -> String {
+        let mut delta = json!({});
+        if let Some(c) = &d.content {
+            delta["content"] = json!(c);
+        }
+        if let Some(r) = &d.reasoning {
+            delta["reasoning_content"] = json!(r);
+        }
+        if let Some(calls) = &d.tool_calls {
+            delta["tool_calls"] = raw(calls);
+        }
+        let logprobs = d.logprobs.as_deref().map(raw).unwrap_or(Value::Null);
+        self.chunk(delta, logprobs, None).to_string()
     }
 
     /// The last frames of a completed stream: the finish chunk, the usage chunk when asked,
     /// then `[DONE]`.
     pub fn end(&self, end: &End) -> Vec<String> {
-        let finish = finish_reason(end.tokens_out, self.max_tokens);
-        let mut frames = vec![self.chunk(None, false, Some(finish)).to_string()];
+        let finish = end.finish_reason.as_str();
+        let mut frames = vec![self.chunk(json!({}), Value::Null, Some(finish)).to_string()];
         if self.include_usage {
             let mut usage = self.object(self.chunk_object(), json!([]));
-            usage["usage"] = json!(self.usage_of(end));
+            usage["usage"] = json!(Usage::of(end));
             frames.push(usage.to_string());
         }
         frames.push(DONE.to_string());
@@ -178,6 +184,11 @@ impl Envelope {
             Endpoint::Completions => "text_completion",
         }
     }
+}
+
+/// A raw JSON piece as a value (it was valid JSON when the engine's chunk was read).
+pub(super) fn raw(r: &serde_json::value::RawValue) -> Value {
+    serde_json::from_str(r.get()).unwrap_or(Value::Null)
 }
 
 /// The stream's terminator.
@@ -202,40 +213,9 @@ pub fn frames_for(env: &Envelope, ev: &TaskEvent) -> Step {
     match ev {
         TaskEvent::Started(_) | TaskEvent::Metrics(_) => Step::More(Vec::new()),
         TaskEvent::Tokens(tokens) => Step::More(tokens.iter().map(|t| env.token(&t.t)).collect()),
+        TaskEvent::Delta { delta, .. } => Step::More(vec![env.delta(delta)]),
         TaskEvent::End(end) => Step::Last(env.end(end)),
         TaskEvent::Error(e) => Step::Last(error_frames(&ApiError::from_task_error(e.clone()))),
-    }
-}
-
-/// A non-streaming reply being collected.
-#[derive(Debug, Default)]
-pub struct Collector {
-    text: String,
-}
-
-/// How a collected reply ended.
-#[derive(Debug, PartialEq)]
-pub enum Collected {
-    /// Completed: the text and the `end` event.
-    Done(String, End),
-    /// Failed after admission.
-    Failed(TaskError),
-}
-
-impl Collector {
-    /// Takes one event; `Some` once the reply is over.
-    pub fn push(&mut self, ev: TaskEvent) -> Option<Collected> {
-        match ev {
-            TaskEvent::Started(_) | TaskEvent::Metrics(_) => None,
-            TaskEvent::Tokens(tokens) => {
-                for t in tokens {
-                    self.text.push_str(&t.t);
-                }
-                None
-            }
-            TaskEvent::End(end) => Some(Collected::Done(std::mem::take(&mut self.text), end)),
-            TaskEvent::Error(e) => Some(Collected::Failed(e)),
-        }
     }
 }
 

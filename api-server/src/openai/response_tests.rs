@@ -1,17 +1,17 @@
 //! Unit tests of the response encoders: chunk sequences, usage, finish reasons, error frames and
 //! the non-streaming collector.
 
-use llorch_manifests::task::{End, ErrorCode, Metrics, Started, TaskError, Token};
+use llorch_manifests::task::{End, ErrorCode, FinishReason, Metrics, Started, TaskError, Token};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::openai::reply::{Collected, Collector, Reply};
 
 fn env(endpoint: Endpoint, include_usage: bool) -> Envelope {
     Envelope {
         created: 1_700_000_000,
         fingerprint: Some("mock@0.1.0".into()),
-        max_tokens: 3,
-        prompt_tokens: 5,
         include_usage,
         ..Envelope::new(endpoint, "task-1", "chat".into())
     }
@@ -21,11 +21,26 @@ fn token(t: &str, i: u32) -> TaskEvent {
     TaskEvent::Tokens(vec![Token { t: t.into(), i }])
 }
 
+/// The end of a reply of `tokens_out` tokens after a 5-token prompt; `length` at 3.
 fn end(tokens_out: u32) -> TaskEvent {
+    let finish_reason = if tokens_out >= 3 {
+        FinishReason::Length
+    } else {
+        FinishReason::Stop
+    };
     TaskEvent::End(End {
         tokens_out,
         decode_time_ms: 1,
+        finish_reason,
+        tokens_in: 5,
     })
+}
+
+fn text(t: &str) -> Reply {
+    Reply {
+        text: t.into(),
+        ..Reply::default()
+    }
 }
 
 /// Runs a whole stream through the encoder, as the SSE layer does.
@@ -143,10 +158,12 @@ fn an_error_after_the_stream_began_is_an_error_line_then_done_and_nothing_else()
 fn a_whole_chat_reply_carries_the_message_usage_and_finish_reason() {
     let e = env(Endpoint::Chat, false);
     let v = e.completion(
-        "Hello",
+        text("Hello"),
         &End {
             tokens_out: 2,
             decode_time_ms: 3,
+            finish_reason: FinishReason::Stop,
+            tokens_in: 5,
         },
     );
     assert_eq!(v["object"], "chat.completion");
@@ -162,13 +179,15 @@ fn a_whole_chat_reply_carries_the_message_usage_and_finish_reason() {
 }
 
 #[test]
-fn a_whole_text_completion_hits_length_at_max_tokens() {
+fn a_whole_text_completion_says_the_engines_finish_reason() {
     let e = env(Endpoint::Completions, false);
     let v = e.completion(
-        "abc",
+        text("abc"),
         &End {
             tokens_out: 3,
             decode_time_ms: 3,
+            finish_reason: FinishReason::Length,
+            tokens_in: 5,
         },
     );
     assert_eq!(v["object"], "text_completion");
@@ -184,7 +203,7 @@ fn the_collector_joins_tokens_until_end_or_error() {
     assert_eq!(c.push(token("a", 0)), None);
     assert_eq!(c.push(token("b", 1)), None);
     match c.push(end(2)) {
-        Some(Collected::Done(text, end)) => assert_eq!((text.as_str(), end.tokens_out), ("ab", 2)),
+        Some(Collected::Done(reply, end)) => assert_eq!((reply.text.as_str(), end.tokens_out), ("ab", 2)),
         other => panic!("{other:?}"),
     }
     let mut c = Collector::default();
@@ -200,8 +219,63 @@ fn the_collector_joins_tokens_until_end_or_error() {
 }
 
 #[test]
-fn finish_reason_is_length_only_when_max_tokens_were_all_used() {
-    assert_eq!(finish_reason(4, 4), "length");
-    assert_eq!(finish_reason(3, 4), "stop");
+fn usage_saturates() {
     assert_eq!(Usage::new(u32::MAX, 1).total_tokens, u32::MAX);
+}
+
+fn raw(s: &str) -> Option<Box<RawValue>> {
+    Some(RawValue::from_string(s.to_owned()).unwrap())
+}
+
+#[test]
+fn tool_call_and_reasoning_deltas_are_relayed_unchanged_and_finish_with_the_engines_reason() {
+    let e = env(Endpoint::Chat, false);
+    let call = r#"[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]"#;
+    let reasoning = TaskEvent::Delta {
+        index: 0,
+        delta: Box::new(crate::engine::Delta {
+            reasoning: Some("think".into()),
+            ..Default::default()
+        }),
+    };
+    let tool = TaskEvent::Delta {
+        index: 0,
+        delta: Box::new(crate::engine::Delta {
+            tool_calls: raw(call),
+            ..Default::default()
+        }),
+    };
+    let finish = TaskEvent::End(End {
+        tokens_out: 4,
+        decode_time_ms: 1,
+        finish_reason: FinishReason::ToolCalls,
+        tokens_in: 9,
+    });
+    let frames = encode(&e, vec![reasoning, tool, finish]);
+    assert_eq!(frames[1]["choices"][0]["delta"], json!({"reasoning_content": "think"}));
+    assert_eq!(
+        frames[2]["choices"][0]["delta"]["tool_calls"],
+        serde_json::from_str::<Value>(call).unwrap()
+    );
+    assert_eq!(frames[3]["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[test]
+fn logprobs_ride_on_their_tokens_chunk() {
+    let e = env(Endpoint::Completions, false);
+    let lp = r#"{"tokens":["a"],"token_logprobs":[-0.5],"top_logprobs":[{"a":-0.5}],"text_offset":[0]}"#;
+    let ev = TaskEvent::Delta {
+        index: 0,
+        delta: Box::new(crate::engine::Delta {
+            content: Some("a".into()),
+            logprobs: raw(lp),
+            ..Default::default()
+        }),
+    };
+    let frames = encode(&e, vec![ev, end(1)]);
+    assert_eq!(frames[0]["choices"][0]["text"], "a");
+    assert_eq!(
+        frames[0]["choices"][0]["logprobs"],
+        serde_json::from_str::<Value>(lp).unwrap()
+    );
 }

@@ -5,7 +5,8 @@
 
 use llorch_manifests::task::{End, ErrorCode};
 
-use super::response::{Collected, Collector, Envelope, Step, error_frames, frames_for};
+use super::reply::{Collected, Collector, Reply};
+use super::response::{Envelope, Step, error_frames, frames_for};
 use crate::error::ApiError;
 use crate::sse;
 use crate::tasks::stream::{Frames, Next, TaskStream};
@@ -20,8 +21,8 @@ fn canceled(task_id: &str) -> ApiError {
     ApiError::new(ErrorCode::Canceled, format!("task `{task_id}` was canceled"))
 }
 
-/// Collects the whole reply: its text and `end`, or the error that stopped it.
-pub async fn collect(mut stream: TaskStream) -> Result<(String, End), ApiError> {
+/// Collects the whole reply and its `end`, or the error that stopped it.
+pub async fn collect(mut stream: TaskStream) -> Result<(Reply, End), ApiError> {
     let mut collector = Collector::default();
     let mut events = Vec::new();
     loop {

@@ -20,7 +20,7 @@ use crate::error::{ApiError, OpenAi};
 use crate::extract::body_error;
 use crate::front_door::Identity;
 use crate::openai::models;
-use crate::openai::request::{Endpoint, OpenAiRequest, map_request, resolve_target};
+use crate::openai::request::{Endpoint, map_request, parse, resolve_target};
 use crate::openai::response::Envelope;
 use crate::openai::stream::{OpenAiFrames, collect};
 use crate::tasks::route;
@@ -112,8 +112,7 @@ async fn complete(
         .clone()
         .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane"))?;
     let body = body.map_err(body_error)?;
-    let req: OpenAiRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
+    let (req, fields) = parse(endpoint, &body)?;
     let header_priority = match headers.get("x-priority") {
         None => None,
         Some(v) => Some(
@@ -133,7 +132,7 @@ async fn complete(
     }
     let correlation_id = crate::correlation::client_supplied(&headers).map(|id| id.to_string());
     let admitted = dp
-        .submit_with(mapped.task.clone(), correlation_id, identity)
+        .submit_relaying(mapped.task.clone(), Some(fields), correlation_id, identity)
         .await
         .map_err(blame_model)?;
     let task = dp
@@ -146,16 +145,14 @@ async fn complete(
         .and_then(|p| Some(format!("{}@{}", p.engine, p.contract.as_ref()?.engine_version)));
     let env = Envelope {
         fingerprint,
-        max_tokens: task.request.generate.max_tokens,
-        prompt_tokens: task.request.prompt_tokens,
         include_usage: mapped.include_usage,
         ..Envelope::new(endpoint, &task.id, mapped.model.unwrap_or_else(|| task.pool.clone()))
     };
     let mut response = if mapped.stream {
         stream.sse(OpenAiFrames::new(env))
     } else {
-        let (text, end) = collect(stream).await?;
-        Json(env.completion(&text, &end)).into_response()
+        let (reply, end) = collect(stream).await?;
+        Json(env.completion(reply, &end)).into_response()
     };
     if let Ok(v) = HeaderValue::from_str(&task.id) {
         response.headers_mut().insert(TASK_ID_HEADER, v);

@@ -1,5 +1,6 @@
 //! `GET /v2/tasks/{id}/events`: a task's SSE stream in native frames — `started`,
-//! `metrics`*, `token`*, then `end` or `error` — over the shared
+//! `metrics`*, `token`*, then `end` (with the engine's `finish_reason` and `tokens_in`) or
+//! `error` — over the shared
 //! [`TaskStream`](crate::tasks::stream::TaskStream), which owns the cancel gate, the
 //! disconnect guard, the keep-alive and the batching (every token ready at a wake-up leaves in
 //! one write).
@@ -8,6 +9,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use llorch_manifests::task::Token;
 
 use super::tasks::{data_plane, own_task, with_task_correlation};
 use crate::AppState;
@@ -29,6 +31,19 @@ impl Frames for Native {
             TaskEvent::Tokens(tokens) => {
                 for t in tokens {
                     sse::frame(out, Some("token"), t);
+                }
+            }
+            // A native client asked for no tools or log probabilities: only the text goes.
+            TaskEvent::Delta { index, delta } => {
+                if let Some(t) = &delta.content {
+                    sse::frame(
+                        out,
+                        Some("token"),
+                        &Token {
+                            t: t.clone(),
+                            i: *index,
+                        },
+                    );
                 }
             }
             TaskEvent::End(p) => sse::frame(out, Some("end"), p),

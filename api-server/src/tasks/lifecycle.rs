@@ -12,12 +12,13 @@
 use std::time::Instant;
 
 use llorch_manifests::ReplicaId;
-use llorch_manifests::task::{End, TaskError, TaskPhase, Token};
+use llorch_manifests::task::{End, FinishReason, TaskError, TaskPhase, Token};
 
 use super::log::{self, CancelReason, RefusalLog};
 use super::task::{TaskEvent, TaskState};
 use super::telemetry::Telemetry;
 use crate::dataplane::Affinity;
+use crate::engine::Delta;
 use crate::error::ApiError;
 
 /// What happened to a task.
@@ -50,6 +51,10 @@ pub enum Step<'a> {
         tokens_out: u32,
         /// First token to last.
         decode_time_ms: u64,
+        /// Why, as the engine said.
+        finish: FinishReason,
+        /// Prompt tokens, when the engine counted them.
+        tokens_in: Option<u32>,
     },
     /// It failed after admission (engine error, pool gone).
     Failed(ApiError),
@@ -132,6 +137,8 @@ impl TaskState {
             Step::Ended {
                 tokens_out,
                 decode_time_ms,
+                finish,
+                tokens_in,
             } => {
                 let ended = self.finish(None);
                 if ended {
@@ -141,6 +148,8 @@ impl TaskState {
                 self.send(TaskEvent::End(End {
                     tokens_out,
                     decode_time_ms,
+                    finish_reason: finish,
+                    tokens_in: tokens_in.unwrap_or(self.request.prompt_tokens),
                 }));
                 ended
             }
@@ -162,6 +171,20 @@ impl TaskState {
         }
         self.progress().tokens_out += n;
         self.tokens_counter.inc_by(u64::from(n));
+        true
+    }
+
+    /// Hands a chunk with more than text to the stream, in order after the tokens before it;
+    /// its text counts as one token. False when the stream is gone.
+    pub fn emit_delta(&self, index: u32, delta: Box<Delta>) -> bool {
+        let n = u32::from(delta.content.is_some());
+        if !self.send(TaskEvent::Delta { index, delta }) {
+            return false;
+        }
+        if n > 0 {
+            self.progress().tokens_out += n;
+            self.tokens_counter.inc_by(u64::from(n));
+        }
         true
     }
 

@@ -35,6 +35,7 @@ use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskRequest};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::EngineClients;
+use crate::engine::fields::ClientFields;
 use crate::error::ApiError;
 use crate::front_door::Identity;
 use crate::sources::{DrainStore, NoDrainStore};
@@ -149,12 +150,25 @@ impl DataPlane {
         correlation_id: Option<String>,
         identity: Identity,
     ) -> Result<TaskAdmitted, ApiError> {
+        self.submit_relaying(req, None, correlation_id, identity).await
+    }
+
+    /// Like [`DataPlane::submit_with`], for a task that also relays a client's own OpenAI
+    /// `fields` to the engine: refused (400, naming the field and the engine) when the chosen
+    /// Pool's engine API cannot honour one of them.
+    pub async fn submit_relaying(
+        self: &Arc<Self>,
+        req: TaskRequest,
+        fields: Option<ClientFields>,
+        correlation_id: Option<String>,
+        identity: Identity,
+    ) -> Result<TaskAdmitted, ApiError> {
         let correlation_id = correlation_id.unwrap_or_else(crate::correlation::generate);
         // Only an id that validation would accept goes into a refusal's log line.
         let session_id = req.session_id.clone().filter(|s| validate::acceptable_session_id(s));
         let mut pool = None;
         let result = self
-            .admit(req, correlation_id.clone(), identity.clone(), &mut pool)
+            .admit(req, fields, correlation_id.clone(), identity.clone(), &mut pool)
             .await;
         if let Err(refusal) = &result {
             let who = log::Requester {
@@ -176,6 +190,7 @@ impl DataPlane {
     async fn admit(
         self: &Arc<Self>,
         req: TaskRequest,
+        fields: Option<ClientFields>,
         correlation_id: String,
         identity: Identity,
         chosen: &mut Option<String>,
@@ -193,7 +208,11 @@ impl DataPlane {
         let contract = pool
             .usable()
             .map_err(|why| ApiError::new(ErrorCode::PoolUnready, why.to_string()).retriable())?;
-        let valid = validate::validate(req, pool, contract)?;
+        let mut valid = validate::validate(req, pool, contract)?;
+        if let Some(fields) = fields {
+            fields.check(contract.api, &pool.engine)?;
+            valid.generate.passthrough = Some(fields.fields);
+        }
         // A Pool that sleeps, or whose replica a Recreate rollout stopped, is coming back: its
         // tasks wait in the queue instead.
         if pool.replicas.is_empty() && !pool.scales_to_zero && !pool.recreating {

@@ -140,25 +140,33 @@ async fn relay(task: &TaskState, mut stream: TokenStream, engine: &str) -> Outco
                 other => last = Some(other),
             }
         }
-        if !batch.is_empty() {
-            let sent = task.emit_tokens(std::mem::take(&mut batch));
-            if first.is_none() {
-                first = Some(Instant::now());
-                // After the tokens went: the log line is not on the first token's path.
-                task.step(Step::FirstToken);
-            }
-            if !sent {
-                return Outcome::Over;
-            }
+        if !batch.is_empty() && !emit(task, std::mem::take(&mut batch), &mut first) {
+            return Outcome::Over;
         }
         match last {
             None => {}
             Some(Some(Ok(EngineEvent::Token(_)))) => {}
-            Some(Some(Ok(EngineEvent::Done { tokens_out, .. }))) => {
+            Some(Some(Ok(EngineEvent::Delta(delta)))) => {
+                let has_text = delta.content.is_some();
+                if !task.emit_delta(index, delta) {
+                    return Outcome::Over;
+                }
+                if has_text {
+                    index += 1;
+                    first_token(task, &mut first);
+                }
+            }
+            Some(Some(Ok(EngineEvent::Done {
+                tokens_out,
+                finish,
+                tokens_in,
+            }))) => {
                 let decode_time_ms = first.map(|f| f.elapsed().as_millis() as u64).unwrap_or(0);
                 task.step(Step::Ended {
                     tokens_out,
                     decode_time_ms,
+                    finish,
+                    tokens_in,
                 });
                 return Outcome::Over;
             }
@@ -168,6 +176,22 @@ async fn relay(task: &TaskState, mut stream: TokenStream, engine: &str) -> Outco
                 return fail(task, &e, engine);
             }
         }
+    }
+}
+
+/// Hands a batch of tokens to the task; false when its stream is gone.
+fn emit(task: &TaskState, batch: Vec<Token>, first: &mut Option<Instant>) -> bool {
+    let sent = task.emit_tokens(batch);
+    first_token(task, first);
+    sent
+}
+
+/// Marks the first token, once: after the tokens went, so the log line is not on the first
+/// token's path.
+fn first_token(task: &TaskState, first: &mut Option<Instant>) {
+    if first.is_none() {
+        *first = Some(Instant::now());
+        task.step(Step::FirstToken);
     }
 }
 

@@ -121,6 +121,7 @@ impl TaskStream {
             .iter()
             .map(|e| match e {
                 TaskEvent::Tokens(t) => t.len(),
+                TaskEvent::Delta { delta, .. } => usize::from(delta.content.is_some()),
                 _ => 0,
             })
             .sum();
@@ -315,7 +316,9 @@ mod tests {
         tokio::time::advance(KEEP_ALIVE - Duration::from_millis(10)).await;
         assert!(task.send(TaskEvent::End(End {
             tokens_out: 4,
-            decode_time_ms: 1
+            decode_time_ms: 1,
+            finish_reason: Default::default(),
+            tokens_in: 1,
         })));
         assert_eq!(chunk(&mut body).await, "end\n");
         assert!(body.frame().await.is_none(), "nothing follows the end");

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::telemetry::Telemetry;
 use super::validate::ValidTask;
+use crate::engine::Delta;
 use crate::front_door::Identity;
 
 /// One SSE event of a task stream.
@@ -29,6 +30,14 @@ pub enum TaskEvent {
     Metrics(Metrics),
     /// Tokens that arrived together from the engine (one or more), in order.
     Tokens(Vec<Token>),
+    /// A chunk with more than text (reasoning, tool calls, log probabilities), in its place
+    /// among the tokens. Its text, when it has some, is token `index`.
+    Delta {
+        /// The token index its text takes (the next index when it has none).
+        index: u32,
+        /// The chunk's parts, as the engine sent them.
+        delta: Box<Delta>,
+    },
     /// The stream completed.
     End(End),
     /// The stream failed; nothing follows.

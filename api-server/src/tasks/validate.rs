@@ -118,6 +118,7 @@ pub fn validate(req: TaskRequest, pool: &ServingPool, contract: &ServingContract
             top_p: req.top_p,
             seed: req.seed,
             stop: req.stop,
+            passthrough: None,
         },
         priority: req.priority,
         session_id: req.session_id.filter(|s| !s.is_empty()),
