@@ -65,7 +65,9 @@ def check_models(client, args):
     models = client.models.list()
     entries = {m.id: m.model_dump() for m in models.data}
     one = client.models.retrieve(args.pool)
-    return {"ids": sorted(entries), "entry": entries.get(args.pool), "retrieved_id": one.id}
+    by_model = client.models.retrieve(args.model).model_dump()
+    return {"ids": sorted(entries), "entry": entries.get(args.pool), "retrieved_id": one.id,
+            "model_entry": by_model, "listed_model_entry": entries.get(args.model)}
 
 
 def check_chat(client, args):

@@ -64,10 +64,19 @@ fn assert_sdk_report(r: &Value) {
     assert_eq!(r["errors"], serde_json::json!({}), "checks that raised:\n{r:#}");
 
     let models = &r["models"];
-    assert_eq!(models["ids"], serde_json::json!(["chat", "crash", "tight"]), "{models}");
+    assert_eq!(
+        models["ids"],
+        serde_json::json!(["chat", "chat-model", "crash", "crash-model", "tight", "tight-model"]),
+        "Pools and the Models they serve: {models}"
+    );
     assert_eq!(models["entry"]["owned_by"], "llama-orch");
     assert_eq!(models["entry"]["root"], "chat-model");
+    assert_eq!(models["entry"]["meta"]["ready"], true, "{models}");
     assert_eq!(models["retrieved_id"], "chat");
+    // The Model's name resolves in GET /v1/models/{id} as it does in a request.
+    assert_eq!(models["model_entry"], models["listed_model_entry"], "{models}");
+    assert_eq!(models["model_entry"]["meta"]["pools"], serde_json::json!(["chat"]));
+    assert_eq!(models["model_entry"]["meta"]["state"], "ready");
 
     let chat = &r["chat"];
     let (stream, whole) = (&chat["stream"], &chat["whole"]);

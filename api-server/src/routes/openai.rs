@@ -44,7 +44,7 @@ pub(crate) async fn get_model(
     let entry = models::entry(&state.current(), &id).ok_or_else(|| {
         ApiError::new(
             ErrorCode::PoolUnavailable,
-            format!("no pool `{id}` that can serve; see GET /v1/models"),
+            format!("no pool or model `{id}` that can serve; see GET /v1/models"),
         )
         .param("model")
     })?;
