@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model_file;
 pub mod openai;
 pub mod request;
+pub mod request_log;
 pub mod server;
 pub mod slots;
 pub mod sse;

@@ -1,4 +1,5 @@
-//! The state shared by all handlers: settings, slots, metrics, faults and the loading flag.
+//! The state shared by all handlers: settings, slots, metrics, faults, the request report and
+//! the loading flag.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cli::Config;
 use crate::faults::Faults;
 use crate::metrics::Metrics;
+use crate::request_log::RequestLog;
 use crate::slots::SlotPool;
 
 /// `build_info` in `/props` and `system_fingerprint` in OpenAI responses.
@@ -18,6 +20,8 @@ pub struct AppState {
     pub slots: Arc<SlotPool>,
     pub metrics: Metrics,
     pub faults: Faults,
+    /// Recent request bodies for `GET /debug/requests`.
+    pub requests: RequestLog,
     loaded: AtomicBool,
     model_size: AtomicU64,
     started: Instant,
@@ -34,6 +38,7 @@ impl AppState {
             slots,
             metrics: Metrics::default(),
             faults,
+            requests: RequestLog::default(),
             loaded: AtomicBool::new(false),
             model_size: AtomicU64::new(0),
             started: Instant::now(),
