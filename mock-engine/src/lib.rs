@@ -8,14 +8,18 @@
 
 pub mod access_log;
 pub mod api_error;
+pub mod chat;
+pub mod chat_template;
 pub mod cli;
 pub mod emitter;
+pub mod envelope;
 pub mod faults;
 pub mod generation;
 pub mod llamacpp;
 pub mod metrics;
 pub mod model_file;
 pub mod openai;
+pub mod reasoning;
 pub mod request;
 pub mod request_log;
 pub mod server;
@@ -24,6 +28,7 @@ pub mod sse;
 pub mod state;
 pub mod stop;
 pub mod tokens;
+pub mod tools;
 
 pub use cli::Config;
 pub use server::{RunError, run};

@@ -9,8 +9,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api_error::ApiError;
+use crate::chat_template::{self, ChatMessage};
 use crate::generation::GenerationSpec;
 use crate::tokens::{Sampling, count_prompt_tokens};
+use crate::tools::{self, ToolCall};
 
 /// llama-server's default sampling settings, used when a request leaves them out.
 pub const DEFAULT_TEMPERATURE: f64 = 0.8;
@@ -42,17 +44,14 @@ struct RawBody {
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
     n: Option<u32>,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+    reasoning_effort: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct StreamOptions {
     include_usage: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ChatMessage {
-    role: String,
-    content: Option<Value>,
 }
 
 pub fn parse_native(body: &[u8], default_seed: u64) -> Result<ValidRequest, ApiError> {
@@ -69,52 +68,53 @@ pub fn parse_completion(body: &[u8], default_seed: u64) -> Result<ValidRequest, 
     build(prompt, limit, raw, default_seed)
 }
 
-pub fn parse_chat(body: &[u8], default_seed: u64) -> Result<ValidRequest, ApiError> {
+/// A chat request: the generation, plus what shapes the reply around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidChat {
+    pub request: ValidRequest,
+    /// Answer with this call instead of text (see [`tools`]).
+    pub tool_call: Option<ToolCall>,
+    /// The last message was a `tool` message with this text: the reply starts by quoting it.
+    pub tool_result: Option<String>,
+    /// `reasoning_effort` was set: the reply starts with reasoning (see [`crate::reasoning`]).
+    pub reasoning: bool,
+}
+
+pub fn parse_chat(body: &[u8], default_seed: u64) -> Result<ValidChat, ApiError> {
     let mut raw: RawBody = decode(body)?;
     let messages = raw
         .messages
         .take()
         .ok_or_else(|| ApiError::invalid_request("messages: is required"))?;
-    if messages.is_empty() {
+    let Some(last) = messages.last() else {
         return Err(ApiError::invalid_request("messages: must hold at least one message"));
-    }
-    let prompt = render_chat(&messages)?;
+    };
+    let prompt = chat_template::render(&messages)?;
+    let tool_result = match last.role.as_str() {
+        "tool" => Some(chat_template::content_text(messages.len() - 1, last)?),
+        _ => None,
+    };
+    let last_is_user = last.role == "user";
+    let tools = raw.tools.take();
+    let tool_choice = raw.tool_choice.take();
+    let reasoning = raw.reasoning_effort.take().is_some_and(|effort| !effort.is_null());
     let limit = raw.max_completion_tokens.or(raw.max_tokens);
-    build(prompt, limit, raw, default_seed)
-}
-
-/// The mock's chat template: `"{role}: {content}\n"` per message, then `"assistant:"`.
-/// The prompt token count is the word count of this text (roles included).
-fn render_chat(messages: &[ChatMessage]) -> Result<String, ApiError> {
-    let mut prompt = String::new();
-    for (i, message) in messages.iter().enumerate() {
-        let content = match &message.content {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(text)) => text.clone(),
-            Some(Value::Array(parts)) => text_parts(i, parts)?,
-            Some(_) => {
-                return Err(ApiError::invalid_request(format!(
-                    "messages[{i}].content: must be a string or an array of text parts"
-                )));
-            }
-        };
-        prompt.push_str(&format!("{}: {content}\n", message.role));
-    }
-    prompt.push_str("assistant:");
-    Ok(prompt)
-}
-
-fn text_parts(message: usize, parts: &[Value]) -> Result<String, ApiError> {
-    parts
-        .iter()
-        .enumerate()
-        .map(|(j, part)| match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
-            (Some("text"), Some(text)) => Ok(text),
-            _ => Err(ApiError::invalid_request(format!(
-                "messages[{message}].content[{j}]: only {{\"type\":\"text\",\"text\":\"…\"}} parts are supported by mock-engine"
-            ))),
-        })
-        .collect()
+    let request = build(prompt, limit, raw, default_seed)?;
+    let tool_call = match last_is_user {
+        true => tools::plan(
+            tools.as_ref(),
+            tool_choice.as_ref(),
+            request.spec.sampling.seed,
+            &request.spec.prompt,
+        )?,
+        false => None,
+    };
+    Ok(ValidChat {
+        request,
+        tool_call,
+        tool_result,
+        reasoning,
+    })
 }
 
 fn prompt_text(prompt: Option<Value>) -> Result<String, ApiError> {
@@ -289,7 +289,7 @@ mod tests {
         let body = r#"{"messages":[{"role":"system","content":"Be brief."},
             {"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":" there"}]}],
             "max_completion_tokens":4,"max_tokens":9}"#;
-        let r = parse_chat(body.as_bytes(), DEFAULT_SEED).unwrap();
+        let r = parse_chat(body.as_bytes(), DEFAULT_SEED).unwrap().request;
         assert_eq!(r.spec.prompt, "system: Be brief.\nuser: Hi there\nassistant:");
         assert_eq!(r.prompt_tokens, 7);
         assert_eq!(r.spec.n_predict, Some(4));
@@ -300,5 +300,17 @@ mod tests {
         assert!(message(parse_chat(br#"{"messages":[]}"#, 1).unwrap_err()).starts_with("messages:"));
         let image = br#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#;
         assert!(message(parse_chat(image, 1).unwrap_err()).starts_with("messages[0].content[0]:"));
+    }
+
+    #[test]
+    fn tool_calls_and_tool_answers_parse_and_the_answer_is_quoted() {
+        let body = br#"{"messages":[{"role":"user","content":"Weather?"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"w","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"call_1","content":[{"type":"text","text":"sun"},{"type":"text","text":"ny"}]}],
+            "tools":[{"type":"function","function":{"name":"w"}}],"reasoning_effort":"low"}"#;
+        let chat = parse_chat(body, 1).unwrap();
+        assert_eq!(chat.tool_result.as_deref(), Some("sunny"));
+        assert_eq!(chat.tool_call, None, "no call after a tool answer");
+        assert!(chat.reasoning);
     }
 }
