@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use crate::access_log::TokenTally;
 use crate::emitter::{Emitted, Emitter};
 use crate::envelope::{Envelope, usage};
-use crate::reasoning;
 use crate::request::{ValidChat, parse_chat};
 use crate::sse::{stream_response, stream_values};
 use crate::state::AppState;
 use crate::tools::ToolCall;
+use crate::{logprobs, reasoning};
 
 /// The text a reply to a `tool` message starts with, before the tool's answer.
 pub const TOOL_RESULT_PREFIX: &str = "Tool result: ";
@@ -101,6 +101,9 @@ pub async fn chat_completions(
             "finish_reason": summary.stop_type.finish_reason(),
             "index": 0,
             "message": opening.message(&summary.content),
+            "logprobs": request.logprobs.map_or(Value::Null, |top| {
+                logprobs::chat_json(&logprobs::for_tokens(&summary.token_ids, 0, top))
+            }),
         }],
         "usage": usage(summary.tokens_evaluated, summary.tokens_predicted + opening.tokens()),
         "timings": summary.timings.to_json(),
@@ -116,12 +119,21 @@ fn text_chunks(
     opening: Opening,
 ) -> impl FnMut(Emitted) -> Vec<Value> + Send + 'static {
     let include_usage = chat.request.include_usage;
+    let top = chat.request.logprobs;
     let extra_tokens = opening.tokens();
     let mut first = Some(opening_chunks(&envelope, &opening));
     move |emitted: Emitted| {
         let mut chunks = first.take().unwrap_or_default();
         match emitted {
-            Emitted::Piece(piece) => chunks.push(chunk(&envelope, json!({ "content": piece.text }), Value::Null)),
+            Emitted::Piece(piece) => {
+                let mut content = chunk(&envelope, json!({ "content": piece.text }), Value::Null);
+                if let Some(top) = top {
+                    let first = piece.n_decoded - u32::try_from(piece.token_ids.len()).unwrap_or(0);
+                    let entries = logprobs::for_tokens(&piece.token_ids, first, top);
+                    content["choices"][0]["logprobs"] = logprobs::chat_json(&entries);
+                }
+                chunks.push(content);
+            }
             Emitted::Done(summary) => {
                 let mut finish = chunk(&envelope, json!({}), json!(summary.stop_type.finish_reason()));
                 finish["timings"] = summary.timings.to_json();

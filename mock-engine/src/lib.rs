@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod faults;
 pub mod generation;
 pub mod llamacpp;
+pub mod logprobs;
 pub mod metrics;
 pub mod model_file;
 pub mod openai;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::access_log::TokenTally;
 use crate::emitter::{Emitted, Emitter, Summary};
 use crate::envelope::{self, Envelope};
+use crate::logprobs;
 use crate::request::parse_completion;
 use crate::sse::stream_response;
 use crate::state::AppState;
@@ -54,12 +55,22 @@ pub async fn completions(
         Err(err) => return err.into_response(),
     };
     let envelope = Envelope::new(&state, "cmpl", "text_completion");
+    let top = request.logprobs;
     if request.stream {
+        // Bytes of text sent so far: the legacy `text_offset` of the next token.
+        let mut offset = 0;
         let render = move |emitted: Emitted| {
             match emitted {
-            Emitted::Piece(piece) => vec![envelope.wrap(json!({
-                "choices": [{ "text": piece.text, "index": 0, "logprobs": null, "finish_reason": null }],
-            }))],
+            Emitted::Piece(piece) => {
+                let logprobs = top.map_or(Value::Null, |top| {
+                    let first = piece.n_decoded - u32::try_from(piece.token_ids.len()).unwrap_or(0);
+                    logprobs::legacy_json(&logprobs::for_tokens(&piece.token_ids, first, top), offset)
+                });
+                offset += piece.text.len();
+                vec![envelope.wrap(json!({
+                    "choices": [{ "text": piece.text, "index": 0, "logprobs": logprobs, "finish_reason": null }],
+                }))]
+            }
             Emitted::Done(summary) => vec![envelope.wrap(json!({
                 "choices": [{ "text": "", "index": 0, "logprobs": null, "finish_reason": summary.stop_type.finish_reason() }],
                 "usage": usage(&summary),
@@ -70,11 +81,14 @@ pub async fn completions(
         return stream_response(emitter, render, true);
     }
     let summary = emitter.collect().await;
+    let logprobs = top.map_or(Value::Null, |top| {
+        logprobs::legacy_json(&logprobs::for_tokens(&summary.token_ids, 0, top), 0)
+    });
     Json(envelope.wrap(json!({
         "choices": [{
             "text": summary.content,
             "index": 0,
-            "logprobs": null,
+            "logprobs": logprobs,
             "finish_reason": summary.stop_type.finish_reason(),
         }],
         "usage": usage(&summary),

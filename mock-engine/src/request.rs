@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::api_error::ApiError;
 use crate::chat_template::{self, ChatMessage};
 use crate::generation::GenerationSpec;
+use crate::logprobs::MAX_TOP_LOGPROBS;
 use crate::tokens::{Sampling, count_prompt_tokens};
 use crate::tools::{self, ToolCall};
 
@@ -27,6 +28,8 @@ pub struct ValidRequest {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Send log probabilities with this many alternatives per token (see [`crate::logprobs`]).
+    pub logprobs: Option<u8>,
 }
 
 /// The fields the mock reads from any of the three APIs; each parser picks its own.
@@ -47,6 +50,8 @@ struct RawBody {
     tools: Option<Value>,
     tool_choice: Option<Value>,
     reasoning_effort: Option<Value>,
+    logprobs: Option<Value>,
+    top_logprobs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,7 +70,15 @@ pub fn parse_completion(body: &[u8], default_seed: u64) -> Result<ValidRequest, 
     let mut raw: RawBody = decode(body)?;
     let prompt = prompt_text(raw.prompt.take())?;
     let limit = raw.max_tokens;
-    build(prompt, limit, raw, default_seed)
+    let logprobs = match raw.logprobs.take() {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(k)) => Some(top_count("logprobs", k.as_i64())?),
+        Some(_) => return Err(ApiError::invalid_request("logprobs: must be an integer from 0 to 20")),
+    };
+    Ok(ValidRequest {
+        logprobs,
+        ..build(prompt, limit, raw, default_seed)?
+    })
 }
 
 /// A chat request: the generation, plus what shapes the reply around it.
@@ -99,7 +112,15 @@ pub fn parse_chat(body: &[u8], default_seed: u64) -> Result<ValidChat, ApiError>
     let tool_choice = raw.tool_choice.take();
     let reasoning = raw.reasoning_effort.take().is_some_and(|effort| !effort.is_null());
     let limit = raw.max_completion_tokens.or(raw.max_tokens);
-    let request = build(prompt, limit, raw, default_seed)?;
+    let logprobs = match raw.logprobs.take() {
+        None | Some(Value::Null | Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(top_count("top_logprobs", raw.top_logprobs.or(Some(0)))?),
+        Some(_) => return Err(ApiError::invalid_request("logprobs: must be a boolean")),
+    };
+    let request = ValidRequest {
+        logprobs,
+        ..build(prompt, limit, raw, default_seed)?
+    };
     let tool_call = match last_is_user {
         true => tools::plan(
             tools.as_ref(),
@@ -115,6 +136,19 @@ pub fn parse_chat(body: &[u8], default_seed: u64) -> Result<ValidChat, ApiError>
         tool_result,
         reasoning,
     })
+}
+
+/// A `top_logprobs` count: 0 to [`MAX_TOP_LOGPROBS`].
+fn top_count(field: &str, value: Option<i64>) -> Result<u8, ApiError> {
+    value
+        .and_then(|k| u8::try_from(k).ok())
+        .filter(|k| *k <= MAX_TOP_LOGPROBS)
+        .ok_or_else(|| {
+            ApiError::invalid_request(format!(
+                "{field}: must be an integer from 0 to {MAX_TOP_LOGPROBS}, got {}",
+                value.map_or_else(|| "nothing".to_owned(), |k| k.to_string())
+            ))
+        })
 }
 
 fn prompt_text(prompt: Option<Value>) -> Result<String, ApiError> {
@@ -173,6 +207,7 @@ fn build(prompt: String, limit: Option<i64>, common: RawBody, default_seed: u64)
         },
         stream: common.stream.unwrap_or(false),
         include_usage: common.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        logprobs: None,
     })
 }
 
