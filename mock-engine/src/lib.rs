@@ -28,8 +28,10 @@ pub mod slots;
 pub mod sse;
 pub mod state;
 pub mod stop;
+pub mod tokenizer;
 pub mod tokens;
 pub mod tools;
+pub mod utility_routes;
 
 pub use cli::Config;
 pub use server::{RunError, run};

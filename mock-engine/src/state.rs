@@ -10,6 +10,7 @@ use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::request_log::RequestLog;
 use crate::slots::SlotPool;
+use crate::tokenizer::Tokenizer;
 
 /// `build_info` in `/props` and `system_fingerprint` in OpenAI responses.
 pub const BUILD_INFO: &str = concat!("mock-engine ", env!("CARGO_PKG_VERSION"));
@@ -22,6 +23,7 @@ pub struct AppState {
     pub faults: Faults,
     /// Recent request bodies for `GET /debug/requests`.
     pub requests: RequestLog,
+    pub tokenizer: Tokenizer,
     loaded: AtomicBool,
     model_size: AtomicU64,
     started: Instant,
@@ -39,6 +41,7 @@ impl AppState {
             metrics: Metrics::default(),
             faults,
             requests: RequestLog::default(),
+            tokenizer: Tokenizer::default(),
             loaded: AtomicBool::new(false),
             model_size: AtomicU64::new(0),
             started: Instant::now(),
