@@ -11,6 +11,7 @@ pub mod api_error;
 pub mod chat;
 pub mod chat_template;
 pub mod cli;
+pub mod embeddings;
 pub mod emitter;
 pub mod envelope;
 pub mod faults;

@@ -22,7 +22,7 @@ use crate::cli::Config;
 use crate::model_file::{self, LoadFailure};
 use crate::request_log::record_bodies;
 use crate::state::{AppState, BUILD_INFO};
-use crate::{chat, llamacpp, openai, request_log, utility_routes};
+use crate::{chat, embeddings, llamacpp, openai, request_log, utility_routes};
 
 /// How long open requests get to finish after SIGTERM before connections are dropped.
 /// `docker stop` waits 10 s before SIGKILL; this stays well under it.
@@ -55,6 +55,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/embeddings", post(embeddings::embeddings))
         .route("/tokenize", post(utility_routes::tokenize))
         .route("/detokenize", post(utility_routes::detokenize))
         .route("/apply-template", post(utility_routes::apply_template))
