@@ -29,6 +29,7 @@ pub mod slots;
 pub mod sse;
 pub mod state;
 pub mod stop;
+pub mod tgi;
 pub mod tokenizer;
 pub mod tokens;
 pub mod tools;

@@ -22,7 +22,7 @@ use crate::cli::Config;
 use crate::model_file::{self, LoadFailure};
 use crate::request_log::record_bodies;
 use crate::state::{AppState, BUILD_INFO};
-use crate::{chat, embeddings, llamacpp, openai, request_log, utility_routes};
+use crate::{chat, embeddings, llamacpp, openai, request_log, tgi, utility_routes};
 
 /// How long open requests get to finish after SIGTERM before connections are dropped.
 /// `docker stop` waits 10 s before SIGKILL; this stays well under it.
@@ -57,6 +57,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/embeddings", post(embeddings::embeddings))
+        .route("/generate", post(tgi::generate))
+        .route("/generate_stream", post(tgi::generate_stream))
+        .route("/info", get(tgi::info))
         .route("/tokenize", post(utility_routes::tokenize))
         .route("/detokenize", post(utility_routes::detokenize))
         .route("/apply-template", post(utility_routes::apply_template))
