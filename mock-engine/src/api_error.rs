@@ -25,6 +25,16 @@ impl ApiError {
         }
     }
 
+    /// 501, as llama-server answers a feature it was not started with.
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_IMPLEMENTED,
+            kind: "not_supported_error",
+            message: message.into(),
+            context: None,
+        }
+    }
+
     pub fn loading() -> Self {
         Self::unavailable("Loading model")
     }

@@ -18,7 +18,7 @@ use crate::tokens::DEFAULT_SEED;
     name = "mock-engine",
     version,
     about = "A test engine that looks like llama.cpp's llama-server (native and OpenAI APIs), with fault injection.",
-    after_help = "llama-server's `-np N` is accepted as `--parallel N`."
+    after_help = "llama-server's `-np N` is accepted as `--parallel N`, and `-ngl N` as `--n-gpu-layers N`."
 )]
 pub struct Args {
     /// Model file; it must exist and be readable (its contents are not read).
@@ -53,6 +53,23 @@ pub struct Args {
     /// Accepted for llama-server compatibility; no effect.
     #[arg(long = "no-cont-batching")]
     pub no_cont_batching: bool,
+
+    /// Accepted for llama-server compatibility (`-ngl`, `--gpu-layers`); no effect, shown in /props.
+    #[arg(long = "n-gpu-layers", visible_alias = "gpu-layers", value_name = "N")]
+    pub n_gpu_layers: Option<String>,
+
+    /// Accepted for llama-server compatibility; the mock's chat template is always used.
+    #[arg(long)]
+    pub jinja: bool,
+
+    /// Serve /v1/embeddings and /embeddings (else they answer 501, as llama-server does).
+    #[arg(long, visible_alias = "embedding", env = "MOCK_EMBEDDINGS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub embeddings: bool,
+
+    /// Length of each embedding vector.
+    #[arg(long = "embd-dim", env = "MOCK_EMBD_DIM", default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub embd_dim: u32,
 
     /// Seed for requests that give none (or -1). Default: 4294967295 (LLAMA_DEFAULT_SEED).
     #[arg(long, env = "MOCK_SEED", allow_negative_numbers = true)]
@@ -113,6 +130,12 @@ pub struct Config {
     pub exit_after_tokens: Option<u64>,
     pub hang_after_tokens: Option<u64>,
     pub health: HealthMode,
+    /// `--n-gpu-layers` as given (ignored).
+    pub n_gpu_layers: Option<String>,
+    /// `--jinja` (ignored).
+    pub jinja: bool,
+    pub embeddings: bool,
+    pub embd_dim: u32,
 }
 
 impl Config {
@@ -138,6 +161,10 @@ impl Config {
             exit_after_tokens: None,
             hang_after_tokens: None,
             health: HealthMode::Ok,
+            n_gpu_layers: None,
+            jinja: false,
+            embeddings: false,
+            embd_dim: 16,
         }
     }
 }
@@ -181,6 +208,10 @@ impl TryFrom<Args> for Config {
             exit_after_tokens: args.exit_after_tokens,
             hang_after_tokens: args.hang_after_tokens,
             health: args.health,
+            n_gpu_layers: args.n_gpu_layers,
+            jinja: args.jinja,
+            embeddings: args.embeddings,
+            embd_dim: args.embd_dim,
         })
     }
 }
@@ -192,16 +223,23 @@ fn default_alias(model: &std::path::Path) -> String {
     )
 }
 
-/// Rewrites llama-server's two-letter short flag `-np` (which clap cannot declare) to `--parallel`.
+/// llama-server's multi-letter short flags, which clap cannot declare, and their long forms.
+const MULTI_LETTER_FLAGS: [(&str, &str); 2] = [("-np", "--parallel"), ("-ngl", "--n-gpu-layers")];
+
+/// Rewrites llama-server's multi-letter short flags (`-np`, `-ngl`) to their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     args.into_iter()
-        .map(|arg| match arg.to_str() {
-            Some("-np") => OsString::from("--parallel"),
-            Some(other) => match other.strip_prefix("-np=") {
-                Some(value) => OsString::from(format!("--parallel={value}")),
-                None => arg,
-            },
-            None => arg,
+        .map(|arg| {
+            let Some(text) = arg.to_str() else { return arg };
+            for (short, long) in MULTI_LETTER_FLAGS {
+                if text == short {
+                    return OsString::from(long);
+                }
+                if let Some(value) = text.strip_prefix(short).and_then(|rest| rest.strip_prefix('=')) {
+                    return OsString::from(format!("{long}={value}"));
+                }
+            }
+            arg
         })
         .collect()
 }
@@ -281,9 +319,33 @@ mod tests {
 
     #[test]
     fn unknown_flags_are_rejected_by_name() {
-        let err = parse_line("-m m.gguf --n-gpu-layers 99").unwrap_err();
+        let err = parse_line("-m m.gguf --n-gpu-layer 99").unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
-        assert!(err.to_string().contains("--n-gpu-layers"), "{err}");
+        assert!(err.to_string().contains("--n-gpu-layer"), "{err}");
+    }
+
+    #[test]
+    fn llama_servers_gpu_layers_and_jinja_flags_are_accepted_and_kept_for_props() {
+        // The product's Engine examples pass `--n-gpu-layers 999` to llama-server.
+        for line in [
+            "-m m --n-gpu-layers 999",
+            "-m m -ngl 999",
+            "-m m -ngl=999",
+            "-m m --gpu-layers 999",
+        ] {
+            assert_eq!(parse_line(line).unwrap().n_gpu_layers.as_deref(), Some("999"), "{line}");
+        }
+        assert!(parse_line("-m m --jinja").unwrap().jinja);
+    }
+
+    #[test]
+    fn embeddings_are_off_unless_asked_and_have_a_dimension() {
+        let c = parse_line("-m m").unwrap();
+        assert_eq!((c.embeddings, c.embd_dim), (false, 16));
+        let c = parse_line("-m m --embeddings --embd-dim 8").unwrap();
+        assert_eq!((c.embeddings, c.embd_dim), (true, 8));
+        assert!(parse_line("-m m --embedding").unwrap().embeddings);
+        assert!(parse_line("-m m --embd-dim 0").is_err());
     }
 
     #[test]

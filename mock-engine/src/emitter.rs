@@ -28,6 +28,8 @@ pub struct Piece {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub content: String,
+    /// Every generated token, in order.
+    pub token_ids: Vec<u32>,
     pub tokens_predicted: u32,
     pub tokens_evaluated: u32,
     pub stop_type: StopType,
@@ -77,6 +79,7 @@ pub struct Emitter {
     tally: TokenTally,
     prompt_tokens: u32,
     content: String,
+    token_ids: Vec<u32>,
     n_decoded: u32,
     prompt_ms: f64,
     decode_started: Instant,
@@ -104,6 +107,7 @@ impl Emitter {
             tally,
             prompt_tokens: request.prompt_tokens,
             content: String::new(),
+            token_ids: Vec::new(),
             n_decoded: 0,
             prompt_ms: ms(prompt_took),
             decode_started: Instant::now(),
@@ -139,6 +143,7 @@ impl Emitter {
                     self.content.push_str(&text);
                     piece.text.push_str(&text);
                     piece.token_ids.push(id);
+                    self.token_ids.push(id);
                     piece.n_decoded = self.n_decoded;
                     if !piece.text.is_empty() {
                         return Emitted::Piece(piece);
@@ -209,6 +214,7 @@ impl Emitter {
         self.slot = None;
         Summary {
             content: std::mem::take(&mut self.content),
+            token_ids: std::mem::take(&mut self.token_ids),
             tokens_predicted: self.n_decoded,
             tokens_evaluated: self.prompt_tokens,
             stop_type,

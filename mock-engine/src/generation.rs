@@ -204,4 +204,18 @@ mod tests {
         assert!(full.starts_with(&text));
         assert!(tokens <= 3, "stopped after {tokens} tokens");
     }
+
+    #[test]
+    fn a_stop_string_on_the_last_allowed_token_still_ends_with_word() {
+        let (full, ..) = run(&spec(Some(5), &[]), 1000);
+        let last = full.split_whitespace().last().unwrap().to_owned();
+        // The pinned reply's fifth word appears in none of the first four.
+        assert!(!full.split_whitespace().take(4).any(|w| w.contains(&last)), "{full}");
+        let (text, tokens, stop_type, word) = run(&spec(Some(5), &[&last]), 1000);
+        assert_eq!((tokens, stop_type, word.as_str()), (5, StopType::Word, last.as_str()));
+        assert!(!text.contains(&last));
+        // The same on the context budget's last token.
+        let (_, _, stop_type, _) = run(&spec(None, &[&last]), 5);
+        assert_eq!(stop_type, StopType::Word);
+    }
 }

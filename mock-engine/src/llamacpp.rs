@@ -63,6 +63,9 @@ pub async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
         "modalities": { "vision": false, "audio": false },
         "build_info": BUILD_INFO,
         "is_sleeping": false,
+        "embeddings": config.embeddings,
+        // llama-server flags the mock accepts and ignores, as they were given.
+        "mock_ignored_flags": { "n_gpu_layers": config.n_gpu_layers, "jinja": config.jinja },
     }))
 }
 

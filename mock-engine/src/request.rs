@@ -9,8 +9,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api_error::ApiError;
+use crate::chat_template::{self, ChatMessage};
 use crate::generation::GenerationSpec;
+use crate::logprobs::MAX_TOP_LOGPROBS;
 use crate::tokens::{Sampling, count_prompt_tokens};
+use crate::tools::{self, ToolCall};
 
 /// llama-server's default sampling settings, used when a request leaves them out.
 pub const DEFAULT_TEMPERATURE: f64 = 0.8;
@@ -25,6 +28,8 @@ pub struct ValidRequest {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Send log probabilities with this many alternatives per token (see [`crate::logprobs`]).
+    pub logprobs: Option<u8>,
 }
 
 /// The fields the mock reads from any of the three APIs; each parser picks its own.
@@ -42,17 +47,16 @@ struct RawBody {
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
     n: Option<u32>,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+    reasoning_effort: Option<Value>,
+    logprobs: Option<Value>,
+    top_logprobs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct StreamOptions {
     include_usage: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ChatMessage {
-    role: String,
-    content: Option<Value>,
 }
 
 pub fn parse_native(body: &[u8], default_seed: u64) -> Result<ValidRequest, ApiError> {
@@ -66,55 +70,85 @@ pub fn parse_completion(body: &[u8], default_seed: u64) -> Result<ValidRequest, 
     let mut raw: RawBody = decode(body)?;
     let prompt = prompt_text(raw.prompt.take())?;
     let limit = raw.max_tokens;
-    build(prompt, limit, raw, default_seed)
+    let logprobs = match raw.logprobs.take() {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(k)) => Some(top_count("logprobs", k.as_i64())?),
+        Some(_) => return Err(ApiError::invalid_request("logprobs: must be an integer from 0 to 20")),
+    };
+    Ok(ValidRequest {
+        logprobs,
+        ..build(prompt, limit, raw, default_seed)?
+    })
 }
 
-pub fn parse_chat(body: &[u8], default_seed: u64) -> Result<ValidRequest, ApiError> {
+/// A chat request: the generation, plus what shapes the reply around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidChat {
+    pub request: ValidRequest,
+    /// Answer with this call instead of text (see [`tools`]).
+    pub tool_call: Option<ToolCall>,
+    /// The last message was a `tool` message with this text: the reply starts by quoting it.
+    pub tool_result: Option<String>,
+    /// `reasoning_effort` was set: the reply starts with reasoning (see [`crate::reasoning`]).
+    pub reasoning: bool,
+}
+
+pub fn parse_chat(body: &[u8], default_seed: u64) -> Result<ValidChat, ApiError> {
     let mut raw: RawBody = decode(body)?;
     let messages = raw
         .messages
         .take()
         .ok_or_else(|| ApiError::invalid_request("messages: is required"))?;
-    if messages.is_empty() {
+    let Some(last) = messages.last() else {
         return Err(ApiError::invalid_request("messages: must hold at least one message"));
-    }
-    let prompt = render_chat(&messages)?;
+    };
+    let prompt = chat_template::render(&messages)?;
+    let tool_result = match last.role.as_str() {
+        "tool" => Some(chat_template::content_text(messages.len() - 1, last)?),
+        _ => None,
+    };
+    let last_is_user = last.role == "user";
+    let tools = raw.tools.take();
+    let tool_choice = raw.tool_choice.take();
+    let reasoning = raw.reasoning_effort.take().is_some_and(|effort| !effort.is_null());
     let limit = raw.max_completion_tokens.or(raw.max_tokens);
-    build(prompt, limit, raw, default_seed)
+    let logprobs = match raw.logprobs.take() {
+        None | Some(Value::Null | Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(top_count("top_logprobs", raw.top_logprobs.or(Some(0)))?),
+        Some(_) => return Err(ApiError::invalid_request("logprobs: must be a boolean")),
+    };
+    let request = ValidRequest {
+        logprobs,
+        ..build(prompt, limit, raw, default_seed)?
+    };
+    let tool_call = match last_is_user {
+        true => tools::plan(
+            tools.as_ref(),
+            tool_choice.as_ref(),
+            request.spec.sampling.seed,
+            &request.spec.prompt,
+        )?,
+        false => None,
+    };
+    Ok(ValidChat {
+        request,
+        tool_call,
+        tool_result,
+        reasoning,
+    })
 }
 
-/// The mock's chat template: `"{role}: {content}\n"` per message, then `"assistant:"`.
-/// The prompt token count is the word count of this text (roles included).
-fn render_chat(messages: &[ChatMessage]) -> Result<String, ApiError> {
-    let mut prompt = String::new();
-    for (i, message) in messages.iter().enumerate() {
-        let content = match &message.content {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(text)) => text.clone(),
-            Some(Value::Array(parts)) => text_parts(i, parts)?,
-            Some(_) => {
-                return Err(ApiError::invalid_request(format!(
-                    "messages[{i}].content: must be a string or an array of text parts"
-                )));
-            }
-        };
-        prompt.push_str(&format!("{}: {content}\n", message.role));
-    }
-    prompt.push_str("assistant:");
-    Ok(prompt)
-}
-
-fn text_parts(message: usize, parts: &[Value]) -> Result<String, ApiError> {
-    parts
-        .iter()
-        .enumerate()
-        .map(|(j, part)| match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
-            (Some("text"), Some(text)) => Ok(text),
-            _ => Err(ApiError::invalid_request(format!(
-                "messages[{message}].content[{j}]: only {{\"type\":\"text\",\"text\":\"…\"}} parts are supported by mock-engine"
-            ))),
+/// A `top_logprobs` count: 0 to [`MAX_TOP_LOGPROBS`].
+fn top_count(field: &str, value: Option<i64>) -> Result<u8, ApiError> {
+    value
+        .and_then(|k| u8::try_from(k).ok())
+        .filter(|k| *k <= MAX_TOP_LOGPROBS)
+        .ok_or_else(|| {
+            ApiError::invalid_request(format!(
+                "{field}: must be an integer from 0 to {MAX_TOP_LOGPROBS}, got {}",
+                value.map_or_else(|| "nothing".to_owned(), |k| k.to_string())
+            ))
         })
-        .collect()
 }
 
 fn prompt_text(prompt: Option<Value>) -> Result<String, ApiError> {
@@ -173,6 +207,7 @@ fn build(prompt: String, limit: Option<i64>, common: RawBody, default_seed: u64)
         },
         stream: common.stream.unwrap_or(false),
         include_usage: common.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        logprobs: None,
     })
 }
 
@@ -194,7 +229,8 @@ fn stop_strings(stop: Option<Value>) -> Result<Vec<String>, ApiError> {
     }
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Reads a JSON body; errors name the field at fault.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -289,7 +325,7 @@ mod tests {
         let body = r#"{"messages":[{"role":"system","content":"Be brief."},
             {"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":" there"}]}],
             "max_completion_tokens":4,"max_tokens":9}"#;
-        let r = parse_chat(body.as_bytes(), DEFAULT_SEED).unwrap();
+        let r = parse_chat(body.as_bytes(), DEFAULT_SEED).unwrap().request;
         assert_eq!(r.spec.prompt, "system: Be brief.\nuser: Hi there\nassistant:");
         assert_eq!(r.prompt_tokens, 7);
         assert_eq!(r.spec.n_predict, Some(4));
@@ -300,5 +336,17 @@ mod tests {
         assert!(message(parse_chat(br#"{"messages":[]}"#, 1).unwrap_err()).starts_with("messages:"));
         let image = br#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#;
         assert!(message(parse_chat(image, 1).unwrap_err()).starts_with("messages[0].content[0]:"));
+    }
+
+    #[test]
+    fn tool_calls_and_tool_answers_parse_and_the_answer_is_quoted() {
+        let body = br#"{"messages":[{"role":"user","content":"Weather?"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"w","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"call_1","content":[{"type":"text","text":"sun"},{"type":"text","text":"ny"}]}],
+            "tools":[{"type":"function","function":{"name":"w"}}],"reasoning_effort":"low"}"#;
+        let chat = parse_chat(body, 1).unwrap();
+        assert_eq!(chat.tool_result.as_deref(), Some("sunny"));
+        assert_eq!(chat.tool_call, None, "no call after a tool answer");
+        assert!(chat.reasoning);
     }
 }

@@ -20,8 +20,9 @@ use crate::access_log::log_requests;
 use crate::api_error::ApiError;
 use crate::cli::Config;
 use crate::model_file::{self, LoadFailure};
+use crate::request_log::record_bodies;
 use crate::state::{AppState, BUILD_INFO};
-use crate::{llamacpp, openai};
+use crate::{chat, embeddings, llamacpp, openai, request_log, tgi, utility_routes};
 
 /// How long open requests get to finish after SIGTERM before connections are dropped.
 /// `docker stop` waits 10 s before SIGKILL; this stays well under it.
@@ -53,8 +54,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/completions", post(llamacpp::completion))
         .route("/v1/models", get(openai::models))
         .route("/v1/completions", post(openai::completions))
-        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/embeddings", post(embeddings::embeddings))
+        .route("/generate", post(tgi::generate))
+        .route("/generate_stream", post(tgi::generate_stream))
+        .route("/info", get(tgi::info))
+        .route("/tokenize", post(utility_routes::tokenize))
+        .route("/detokenize", post(utility_routes::detokenize))
+        .route("/apply-template", post(utility_routes::apply_template))
+        .route("/debug/requests", get(request_log::debug_requests))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), record_bodies))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate_loading))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)

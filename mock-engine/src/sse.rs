@@ -31,3 +31,11 @@ where
         .map(|data| Ok::<_, Infallible>(Event::default().data(data)));
     Sse::new(events).into_response()
 }
+
+/// Streams a reply that is already complete (a tool call), then `data: [DONE]`.
+pub fn stream_values(values: Vec<Value>) -> Response {
+    let events = stream::iter(values.into_iter().map(|value| value.to_string()))
+        .chain(stream::once(async { "[DONE]".to_owned() }))
+        .map(|data| Ok::<_, Infallible>(Event::default().data(data)));
+    Sse::new(events).into_response()
+}

@@ -1,4 +1,5 @@
-//! The state shared by all handlers: settings, slots, metrics, faults and the loading flag.
+//! The state shared by all handlers: settings, slots, metrics, faults, the request report and
+//! the loading flag.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cli::Config;
 use crate::faults::Faults;
 use crate::metrics::Metrics;
+use crate::request_log::RequestLog;
 use crate::slots::SlotPool;
+use crate::tokenizer::Tokenizer;
 
 /// `build_info` in `/props` and `system_fingerprint` in OpenAI responses.
 pub const BUILD_INFO: &str = concat!("mock-engine ", env!("CARGO_PKG_VERSION"));
@@ -18,6 +21,9 @@ pub struct AppState {
     pub slots: Arc<SlotPool>,
     pub metrics: Metrics,
     pub faults: Faults,
+    /// Recent request bodies for `GET /debug/requests`.
+    pub requests: RequestLog,
+    pub tokenizer: Tokenizer,
     loaded: AtomicBool,
     model_size: AtomicU64,
     started: Instant,
@@ -34,6 +40,8 @@ impl AppState {
             slots,
             metrics: Metrics::default(),
             faults,
+            requests: RequestLog::default(),
+            tokenizer: Tokenizer::default(),
             loaded: AtomicBool::new(false),
             model_size: AtomicU64::new(0),
             started: Instant::now(),

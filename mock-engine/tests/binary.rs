@@ -85,9 +85,13 @@ async fn fail_at_start_logs_a_load_error_and_exits_1_also_from_the_environment()
 #[tokio::test]
 async fn unknown_flags_are_rejected_with_exit_code_2() {
     let model = model_file();
-    let (code, stderr) = run_to_exit(&["--model", model.path().to_str().unwrap(), "--gpu-layers", "9"], &[]).await;
+    let (code, stderr) = run_to_exit(
+        &["--model", model.path().to_str().unwrap(), "--flash-attn-typo", "9"],
+        &[],
+    )
+    .await;
     assert_eq!(code, 2);
-    assert!(stderr.contains("--gpu-layers"), "{stderr}");
+    assert!(stderr.contains("--flash-attn-typo"), "{stderr}");
 }
 
 #[tokio::test]

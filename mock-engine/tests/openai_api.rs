@@ -169,3 +169,55 @@ async fn unsupported_requests_get_openai_style_errors() {
     assert_eq!(body["error"]["code"], 400);
     assert!(body["error"]["message"].as_str().unwrap().starts_with("n:"));
 }
+
+#[tokio::test]
+async fn a_stop_string_on_the_last_allowed_token_still_gives_finish_reason_stop() {
+    let engine = Engine::start(|_| {}).await;
+    // Find a prompt whose 4th word appears nowhere earlier, so the stop matches on the last token.
+    for n in 0..20 {
+        let prompt = format!("Prompt number {n}");
+        let full = engine
+            .post_json("/v1/completions", json!({"prompt":prompt,"max_tokens":4}))
+            .await;
+        let words: Vec<String> = full["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if words[..3].iter().any(|w| w.contains(words[3].as_str())) {
+            continue;
+        }
+        for stream in [false, true] {
+            let body = json!({"prompt":prompt,"max_tokens":4,"stop":[words[3]],"stream":stream});
+            let finish = if stream {
+                let events = SseReader::new(engine.post("/v1/completions", body).await)
+                    .collect()
+                    .await;
+                let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+                last["choices"][0]["finish_reason"].clone()
+            } else {
+                engine.post_json("/v1/completions", body).await["choices"][0]["finish_reason"].clone()
+            };
+            assert_eq!(finish, "stop", "stream: {stream}");
+        }
+        let chat = json!({"messages":[{"role":"user","content":prompt}],"max_tokens":4});
+        let full_chat = engine.post_json("/v1/chat/completions", chat.clone()).await;
+        let last_word = full_chat["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned();
+        let mut stopped = chat;
+        stopped["stop"] = json!(last_word);
+        let r = engine.post_json("/v1/chat/completions", stopped).await;
+        let content = r["choices"][0]["message"]["content"].as_str().unwrap();
+        if content.split_whitespace().count() == 3 {
+            assert_eq!(r["choices"][0]["finish_reason"], "stop");
+        }
+        return;
+    }
+    panic!("no prompt with a fresh 4th word");
+}
