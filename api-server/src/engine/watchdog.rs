@@ -133,7 +133,7 @@ impl Stream for Guarded {
         }
         match inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                if matches!(item, Ok(EngineEvent::Token(_))) {
+                if matches!(item, Ok(EngineEvent::Token(_) | EngineEvent::Delta(_))) {
                     this.last_event = Instant::now();
                 } else {
                     // `Done` and errors are final: stop the timers too.
