@@ -2,6 +2,7 @@
 //! no daemon and one simulated 24 GiB GPU from the config: each plans its Pool without a
 //! missing object, a blocked mask, a refused replica or a warning; and the llama.cpp example
 //! without `--n-gpu-layers` gets the offload warning.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
