@@ -56,7 +56,8 @@ fn print_device(d: &GpuView) {
 fn replica_objects() -> Result<(Engine, Model, Pool), serde_json::Error> {
     let engine: Engine = serde_json::from_value(serde_json::json!({
         "apiVersion": "llama-orch.dev/v1alpha1", "kind": "Engine", "metadata": {"name": "llamacpp"},
-        "spec": {"image": "ghcr.io/ggml-org/llama.cpp:server-cuda", "version": "proof"}
+        "spec": {"image": "ghcr.io/ggml-org/llama.cpp:server-cuda", "version": "proof",
+                 "extraArgs": ["--n-gpu-layers", "999"]}
     }))?;
     let model: Model = serde_json::from_value(serde_json::json!({
         "apiVersion": "llama-orch.dev/v1alpha1", "kind": "Model", "metadata": {"name": "m"},

@@ -144,6 +144,20 @@ pub enum ApiFlavour {
     Llamacpp,
     /// An OpenAI-compatible server (`/v1/completions`, `/v1/chat/completions`).
     Openai,
+    /// Hugging Face text-generation-inference's native API: `/generate_stream` for a raw
+    /// prompt, its OpenAI-compatible Messages API (`/v1/chat/completions`) for chat.
+    Tgi,
+}
+
+impl ApiFlavour {
+    /// The flavour as written in manifests (`api:`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiFlavour::Llamacpp => "llamacpp",
+            ApiFlavour::Openai => "openai",
+            ApiFlavour::Tgi => "tgi",
+        }
+    }
 }
 
 /// The readiness probe: an HTTP GET that must answer 2xx.

@@ -31,6 +31,7 @@ pub mod task;
 pub mod text;
 pub mod units;
 pub mod validate;
+pub mod warnings;
 
 pub use engine::{ApiFlavour, EngineSpec, HealthCheck, Provisioning};
 pub use error::ManifestError;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use llorch_manifests::ApiFlavour;
 
 use super::transport::Transport;
-use super::{EngineClient, LlamaCpp, OpenAi};
+use super::{EngineClient, LlamaCpp, OpenAi, Tgi};
 
 /// How the shared HTTP client pools and connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,7 @@ impl Default for ClientOptions {
 pub struct EngineClients {
     llamacpp: Arc<LlamaCpp>,
     openai: Arc<OpenAi>,
+    tgi: Arc<Tgi>,
 }
 
 impl Default for EngineClients {
@@ -56,12 +57,13 @@ impl EngineClients {
         Self::with_options(&ClientOptions::default())
     }
 
-    /// Both adapters on one connection pool.
+    /// Every adapter on one connection pool.
     pub fn with_options(options: &ClientOptions) -> Self {
         let transport = Transport::new(options.clone());
         Self {
             llamacpp: Arc::new(LlamaCpp::new(transport.clone())),
-            openai: Arc::new(OpenAi::new(transport)),
+            openai: Arc::new(OpenAi::new(transport.clone())),
+            tgi: Arc::new(Tgi::new(transport)),
         }
     }
 
@@ -70,6 +72,7 @@ impl EngineClients {
         match api {
             ApiFlavour::Llamacpp => Arc::clone(&self.llamacpp) as Arc<dyn EngineClient>,
             ApiFlavour::Openai => Arc::clone(&self.openai) as Arc<dyn EngineClient>,
+            ApiFlavour::Tgi => Arc::clone(&self.tgi) as Arc<dyn EngineClient>,
         }
     }
 }

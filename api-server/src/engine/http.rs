@@ -1,4 +1,4 @@
-//! The exchange both adapters share: send a streaming request through the
+//! The exchange every adapter shares: send a streaming request through the
 //! [`Transport`](super::transport::Transport), classify what stops it before the first event
 //! (connect failure, non-2xx status, wrong content type), and read an engine's error body into
 //! [`EngineError::Rejected`].

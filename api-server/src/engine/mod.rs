@@ -1,10 +1,12 @@
 //! The engine edge: how the API server asks one inference engine for tokens.
 //!
 //! One trait, [`EngineClient`], with one adapter per [`ApiFlavour`]: llama-server's native API
-//! ([`LlamaCpp`]) and OpenAI-compatible servers ([`OpenAi`]). [`EngineClients`] builds both on
-//! one pooled [`transport::Transport`] (HTTP/1.1 driven by the task that reads the reply). An adapter turns the engine's server-sent events into a
-//! [`TokenStream`] of [`EngineEvent`]s, and every failure into an [`EngineError`] that knows its
-//! [`ErrorCode`] and whether a retry may help. [`Watchdog`] bounds a stream in time.
+//! ([`LlamaCpp`]), OpenAI-compatible servers ([`OpenAi`]) and text-generation-inference's
+//! native API ([`Tgi`]). [`EngineClients`] builds them all on one pooled
+//! [`transport::Transport`] (HTTP/1.1 driven by the task that reads the reply). An adapter
+//! turns the engine's server-sent events into a [`TokenStream`] of [`EngineEvent`]s, and every
+//! failure into an [`EngineError`] that knows its [`ErrorCode`] and whether a retry may help.
+//! [`Watchdog`] bounds a stream in time.
 //!
 //! This module only talks to engines: it does not pick replicas, queue tasks, count budgets or
 //! write to clients. It never retries either; the caller decides, using
@@ -23,6 +25,7 @@ mod llamacpp;
 mod openai;
 pub mod sse;
 mod stream;
+mod tgi;
 pub mod transport;
 mod watchdog;
 
@@ -40,6 +43,7 @@ pub use error::EngineError;
 pub use llamacpp::LlamaCpp;
 pub use llorch_manifests::task::FinishReason as Finish;
 pub use openai::OpenAi;
+pub use tgi::Tgi;
 pub use watchdog::Watchdog;
 
 /// What to generate from.

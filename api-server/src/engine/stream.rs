@@ -2,7 +2,7 @@
 //! [`SseDecoder`], each event through a flavour's [`ChunkParser`], and out come
 //! [`EngineEvent`]s.
 //!
-//! It owns the transport rules that both flavours share: a broken body is
+//! It owns the transport rules that every flavour shares: a broken body is
 //! [`EngineError::Reset`], a clean end without a final event is the parser's call, nothing
 //! follows `Done` or an error. After `Done` it reads the rest of the body (the chunked-encoding
 //! terminator) in the background so that the connection goes back to the pool instead of being
@@ -101,7 +101,7 @@ pub(crate) trait ChunkParser: Send + Unpin + 'static {
     }
 }
 
-/// The [`TokenStream`](super::TokenStream) behind both adapters.
+/// The [`TokenStream`](super::TokenStream) behind every adapter.
 pub(crate) struct EngineStream<P> {
     /// `None` once the stream has ended.
     body: Option<Body>,

@@ -1,6 +1,7 @@
 //! The doctor's checks per declared Engine: what each provisioning mode needs on this host —
 //! the image (container), an answer at the URL (external), the executable (binary), git,
-//! cmake, a C++ compiler and nvcc (source), pacman/makepkg on Arch Linux (package).
+//! cmake, a C++ compiler and nvcc (source), pacman/makepkg on Arch Linux (package) — and the
+//! manifest warnings `orchctl plan` shows too ([`llorch_manifests::warnings`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::runtime::docker::DockerRuntime;
 use llorch_controller::runtime::process::resolve::which;
 use llorch_manifests::config::Config;
+use llorch_manifests::parse::Located;
 use llorch_manifests::{AnyObject, Provisioning};
 
 use super::{Check, Level, check, short};
@@ -31,6 +33,8 @@ pub(super) async fn checks(
             return;
         }
     };
+    let objects: Vec<_> = dir.objects().cloned().collect();
+    checks.extend(warning_checks(&objects));
     let engines: Vec<_> = dir
         .objects()
         .filter_map(|l| match &l.object {
@@ -178,5 +182,45 @@ pub(super) async fn checks(
                 }
             }
         }
+    }
+}
+
+/// One `warn` per manifest warning about the declared objects (e.g. a llama.cpp Engine that
+/// offloads no layer to its Pool's GPUs).
+fn warning_checks(objects: &[Located]) -> Vec<Check> {
+    llorch_manifests::warnings::for_set(objects)
+        .into_iter()
+        .map(|w| check(w.code(), Level::Warn, w.to_string(), Some(&w.fix())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_llamacpp_engine_without_gpu_layers_is_a_warning_with_its_fix() {
+        let yaml = "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {name: llama}\n\
+                    spec: {image: 'img:1', version: '1'}\n---\n\
+                    apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {name: chat}\n\
+                    spec: {engine: llama, model: m, replicas: 1}\n";
+        let objects = llorch_manifests::parse_file("stack.yaml", yaml.as_bytes()).unwrap();
+        let found = warning_checks(&objects);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].check.as_str(), found[0].level), ("gpu-offload", Level::Warn));
+        assert!(
+            found[0]
+                .found
+                .starts_with("engine `llama` (pool `chat`) offloads no layers to the GPU"),
+            "{found:?}"
+        );
+        assert_eq!(
+            found[0].fix.as_deref(),
+            Some("in engine/llama: `extraArgs: [--n-gpu-layers, \"999\"]`")
+        );
+        let fixed = yaml.replace("version: '1'}", "version: '1', extraArgs: [-ngl, '99']}");
+        let objects = llorch_manifests::parse_file("stack.yaml", fixed.as_bytes()).unwrap();
+        assert_eq!(warning_checks(&objects), vec![]);
     }
 }

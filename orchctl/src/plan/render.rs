@@ -1,10 +1,12 @@
 //! The plan as text: the header, then the model, engine and replicas sections in that order,
-//! then what could not be known. Pure and deterministic: the same [`PlanInput`] gives the same
-//! bytes (the container name's start-time suffix is [`super::NAME_SUFFIX`]).
+//! then warnings ([`llorch_manifests::warnings`]) and what could not be known. Pure and
+//! deterministic: the same [`PlanInput`] gives the same bytes (the container name's
+//! start-time suffix is [`super::NAME_SUFFIX`]).
 
 use std::fmt::Write as _;
 
 use llorch_manifests::AnyObject;
+use llorch_manifests::warnings::Warning;
 
 use super::{PlanInput, engine, model, replicas};
 
@@ -54,7 +56,19 @@ pub fn render(input: &PlanInput) -> String {
         &plan,
         model_path.as_deref(),
     );
+    warnings(&mut out, &llorch_manifests::warnings::for_pool(pool, engine));
     finish(out, unknown)
+}
+
+/// What will run, but probably not as meant (the rule `orchctl doctor` shows too).
+fn warnings(out: &mut String, found: &[Warning]) {
+    if found.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nwarnings:");
+    for w in found {
+        let _ = writeln!(out, "  - {w}\n    fix: {}", w.fix());
+    }
 }
 
 fn finish(mut out: String, unknown: Vec<String>) -> String {

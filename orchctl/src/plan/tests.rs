@@ -358,3 +358,24 @@ fn an_external_engine_creates_nothing() {
         "{text}"
     );
 }
+
+#[test]
+fn a_llamacpp_engine_that_offloads_nothing_is_warned_about_with_the_fix() {
+    let bare = render(&input(
+        "{image: 'img:dev', version: '1'}",
+        GpuSource::Config(simulated(&[24])),
+    ));
+    assert!(
+        bare.contains(
+            "\nwarnings:\n  - engine `e` (pool `chat`) offloads no layers to the GPU: llama-server computes on the CPU \
+             unless told; add `--n-gpu-layers 999` to its args\n    fix: in engine/e: `extraArgs: [--n-gpu-layers, \"999\"]`\n"
+        ),
+        "{bare}"
+    );
+    let offloading = render(&input(
+        "{image: 'img:dev', version: '1', extraArgs: [--n-gpu-layers, '999']}",
+        GpuSource::Config(simulated(&[24])),
+    ));
+    assert!(!offloading.contains("warnings:"), "{offloading}");
+    assert!(offloading.contains("--n-gpu-layers 999"), "{offloading}");
+}
