@@ -90,7 +90,8 @@ async fn a_raw_prompt_streams_from_generate_stream_and_ends_with_tgis_count() {
             EngineEvent::Token(" a".into()),
             EngineEvent::Done {
                 tokens_out: 3,
-                finish: Finish::Stop
+                finish: Finish::Stop,
+                tokens_in: Some(2),
             },
         ]
     );
@@ -122,7 +123,8 @@ async fn chat_goes_to_the_messages_api_without_a_top_p_tgi_would_refuse() {
             items.last(),
             Some(Ok(EngineEvent::Done {
                 tokens_out: 1,
-                finish: Finish::Length
+                finish: Finish::Length,
+                tokens_in: Some(3),
             }))
         ),
         "{items:?}"

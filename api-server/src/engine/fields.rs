@@ -173,7 +173,7 @@ impl Unsupported {
 
     /// The refusal's message, naming the field, the engine and its API.
     pub fn message(&self, engine: &str, api: ApiFlavour) -> String {
-        let api = api_name(api);
+        let api = api.as_str();
         match self {
             Unsupported::NotHonoured { field } => format!(
                 "`{field}` cannot be honoured by engine `{engine}` (api: {api}); remove it, or serve this model with an engine that supports it (see docs/openai.md)"
@@ -182,14 +182,6 @@ impl Unsupported {
                 "`{field}` is neither an OpenAI field nor one engine `{engine}` (api: {api}) takes; check its spelling (see docs/openai.md for the fields each engine API takes)"
             ),
         }
-    }
-}
-
-/// `llamacpp`, `openai` or `tgi`, as manifests spell it.
-pub fn api_name(api: ApiFlavour) -> &'static str {
-    match api {
-        ApiFlavour::Llamacpp => "llamacpp",
-        ApiFlavour::Openai => "openai",
     }
 }
 
@@ -202,6 +194,17 @@ pub fn check<'a>(surface: Surface, api: ApiFlavour, fields: impl Iterator<Item =
     for field in fields {
         let verdict = match api {
             ApiFlavour::Openai => Ok(()),
+            // Chat goes to TGI's Messages API (OpenAI's shape); raw prompts to /generate_stream.
+            ApiFlavour::Tgi if surface == Surface::Chat => Ok(()),
+            ApiFlavour::Tgi => {
+                if TGI_GENERATE.contains(&field) {
+                    Ok(())
+                } else if openai.contains(&field) {
+                    Err(Unsupported::NotHonoured { field: field.into() })
+                } else {
+                    Err(Unsupported::Unknown { field: field.into() })
+                }
+            }
             ApiFlavour::Llamacpp => {
                 if LLAMACPP_UNSUPPORTED.contains(&field) {
                     Err(Unsupported::NotHonoured { field: field.into() })
@@ -256,5 +259,28 @@ mod tests {
         assert!(matches!(err, Unsupported::Unknown { .. }));
         // A chat-only field on the completions endpoint is not an OpenAI completions field.
         assert!(check(Surface::Completions, ApiFlavour::Llamacpp, ["tools"].into_iter()).is_err());
+    }
+
+    #[test]
+    fn tgi_relays_chat_and_takes_only_basic_sampling_on_raw_prompts() {
+        assert_eq!(
+            check(Surface::Chat, ApiFlavour::Tgi, ["tools", "logprobs"].into_iter()),
+            Ok(())
+        );
+        let ok = ["prompt", "seed", "stop", "temperature", "top_p"];
+        assert_eq!(check(Surface::Completions, ApiFlavour::Tgi, ok.into_iter()), Ok(()));
+        let err = check(
+            Surface::Completions,
+            ApiFlavour::Tgi,
+            ["prompt", "logprobs"].into_iter(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Unsupported::NotHonoured {
+                field: "logprobs".into()
+            }
+        );
+        assert!(err.message("tgi-engine", ApiFlavour::Tgi).contains("api: tgi"));
     }
 }

@@ -21,7 +21,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use super::http::{join, open_stream};
-use super::stream::{ChunkParser, Parsed};
+use super::stream::{ChunkParser, Ending, Parsed};
 use super::transport::Transport;
 use super::{EngineClient, EngineError, Finish, GenerateRequest, Prompt, TokenStream, openai};
 use crate::sources::BoxFuture;
@@ -52,6 +52,18 @@ impl EngineClient for Tgi {
                     top_p: nucleus(req.top_p),
                     seed: req.seed,
                     stop: req.stop.clone(),
+                    passthrough: req.passthrough.as_ref().map(|fields| {
+                        let mut fields = (**fields).clone();
+                        if fields
+                            .get("top_p")
+                            .and_then(serde_json::Value::as_f64)
+                            .is_some_and(|p| p >= 1.0)
+                        {
+                            // No nucleus filter either way; TGI refuses 1.0.
+                            fields.remove("top_p");
+                        }
+                        std::sync::Arc::new(fields)
+                    }),
                 };
                 return openai::chat(&self.transport, base_url, &sampling, messages, false);
             }
@@ -139,6 +151,8 @@ struct Details {
     finish_reason: Option<FinishReason>,
     #[serde(default)]
     generated_tokens: Option<u32>,
+    #[serde(default)]
+    input_length: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,8 +203,11 @@ impl ChunkParser for TgiParser {
                 Some(FinishReason::Length) => Finish::Length,
                 _ => Finish::Stop,
             };
-            let tokens = details.and_then(|d| d.generated_tokens).unwrap_or(self.tokens_seen);
-            parsed.done = Some((tokens, finish));
+            parsed.done = Some(Ending {
+                tokens_out: details.and_then(|d| d.generated_tokens).unwrap_or(self.tokens_seen),
+                finish,
+                tokens_in: details.and_then(|d| d.input_length),
+            });
         }
         Ok(parsed)
     }
@@ -225,8 +242,12 @@ mod tests {
         assert_eq!(
             last,
             Parsed {
-                token: Some(" a".into()),
-                done: Some((2, Finish::Length))
+                event: Some(crate::engine::EngineEvent::Token(" a".into())),
+                done: Some(Ending {
+                    tokens_out: 2,
+                    finish: Finish::Length,
+                    tokens_in: Some(3)
+                })
             }
         );
     }
@@ -245,8 +266,8 @@ mod tests {
         assert_eq!(
             last,
             Parsed {
-                token: None,
-                done: Some((2, Finish::Stop))
+                event: None,
+                done: Some(Ending::new(2, Finish::Stop))
             }
         );
     }
@@ -262,12 +283,12 @@ mod tests {
             &mut parser,
             r#"{"token":{"id":2,"text":"b","special":false},"generated_text":"ab","details":null}"#,
         );
-        assert_eq!(last.done, Some((2, Finish::Stop)));
+        assert_eq!(last.done, Some(Ending::new(2, Finish::Stop)));
         let stop = parse(
             &mut TgiParser::default(),
             r#"{"token":{"id":3,"text":"\n","special":false},"generated_text":"x\n","details":{"finish_reason":"stop_sequence","generated_tokens":4}}"#,
         );
-        assert_eq!(stop.done, Some((4, Finish::Stop)));
+        assert_eq!(stop.done, Some(Ending::new(4, Finish::Stop)));
     }
 
     #[test]
