@@ -52,6 +52,19 @@ openai_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-openai"
 make_venv "$openai_venv"
 "$openai_venv/bin/python" -c 'import openai' 2>/dev/null || "$openai_venv/bin/pip" install -q openai
 
+step "the official openai Node SDK (npm) for the agent e2e test"
+# node_modules in ${LLORCH_CACHE:-~/.cache/llama-orch-ci}/node-openai, kept between runs; the
+# test finds it through NODE_PATH. Debian's nodejs + npm are installed when missing.
+if ! command -v npm >/dev/null; then
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null
+fi
+node_openai="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/node-openai"
+mkdir -p "$node_openai"
+[ -f "$node_openai/package.json" ] || echo '{"private": true}' >"$node_openai/package.json"
+grep -q '"version": "6.49.0"' "$node_openai/node_modules/openai/package.json" 2>/dev/null \
+  || (cd "$node_openai" && npm install --silent --no-audit --no-fund openai@6.49.0)
+
 step "a headless browser (Debian's chromium + Playwright for Python) for the cross-site e2e test"
 # e2e/tests/browser.rs drives the system chromium through Playwright (its own browser download
 # is not needed: executable_path=/usr/bin/chromium). Venv kept between runs.

@@ -164,17 +164,51 @@ def check_refusals(client, args):
     return out
 
 
+def check_tgi(client, args):
+    """A Pool whose engine speaks TGI's native API: raw prompts go to /generate_stream."""
+    whole = client.completions.create(model=args.tgi_pool, prompt="Once upon a time", max_tokens=4, seed=3)
+    try:
+        client.completions.create(model=args.tgi_pool, prompt="Once", max_tokens=4, logprobs=2)
+        refused = "no error"
+    except openai.BadRequestError as e:
+        refused = {"status": e.status_code, "param": e.param, "message": e.message}
+    return {"text": whole.choices[0].text, "finish_reason": whole.choices[0].finish_reason,
+            "usage": whole.usage.model_dump(), "refused": refused}
+
+
+def check_native_end(client, args):
+    """The native /v2 `end` event carries the engine's finish_reason and tokens_in."""
+    root = args.base_url.rsplit("/v1", 1)[0]
+    body = json.dumps({"pool": args.pool, "prompt": "Once upon a time", "max_tokens": 3}).encode()
+    req = urllib.request.Request(root + "/v2/tasks", data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        admitted = json.load(r)
+    end, event = None, None
+    with urllib.request.urlopen(root + admitted["events_url"], timeout=30) as r:
+        for line in r:
+            line = line.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "end":
+                end = json.loads(line[6:])
+                break
+    counted = len(engine(args, "/tokenize", {"content": "Once upon a time"})["tokens"])
+    return {"end": end, "engine_prompt_tokens": counted}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--base-url", required=True)
     p.add_argument("--pool", required=True)
     p.add_argument("--engine-url", required=True)
+    p.add_argument("--tgi-pool", required=True, help="a pool whose engine has `api: tgi`")
     args = p.parse_args()
     client = openai.OpenAI(base_url=args.base_url, api_key="unused", max_retries=0, timeout=30)
     report = {}
     for name, check in [("tool_calls", check_tool_calls), ("agent_loop", check_agent_loop),
                         ("fields", check_fields_reach_engine), ("logprobs", check_logprobs_and_reasoning),
-                        ("prompt_tokens", check_prompt_tokens), ("refusals", check_refusals)]:
+                        ("prompt_tokens", check_prompt_tokens), ("refusals", check_refusals),
+                        ("tgi", check_tgi), ("native_end", check_native_end)]:
         report[name] = check(client, args)
     print(json.dumps(report, default=str))
 

@@ -34,14 +34,24 @@ fn report(mut cmd: Command, d: &Daemon) -> Value {
     r
 }
 
-/// The agent pool (the mock engine as llama-server, `api: llamacpp`) and its engine's URL.
+/// The agent pool (the mock engine as llama-server, `api: llamacpp`) and its engine's URL, and
+/// a `tgi` pool (the mock engine's TGI-native routes, `api: tgi`).
 fn agent_daemon() -> (Daemon, String) {
     let d = Daemon::start(Runtime::docker());
     d.write_manifest(
         "agent.yaml",
         &mock_stack("agent-engine", "agent", 1, &d.model_path(), &[]),
     );
-    let s = d.wait_for("pool agent Ready", READY, |s| pool_ready(s, "agent", 1));
+    let tgi = mock_stack("tgi-engine", "tgi", 1, &d.model_path(), &[]).replacen(
+        "  version: \"0.1.0\"\n",
+        "  version: \"0.1.0\"\n  api: tgi\n",
+        1,
+    );
+    assert!(tgi.contains("api: tgi"), "{tgi}");
+    d.write_manifest("tgi.yaml", &tgi);
+    let s = d.wait_for("pools agent and tgi Ready", READY, |s| {
+        pool_ready(s, "agent", 1) && pool_ready(s, "tgi", 1)
+    });
     let engine = s.serving("agent").unwrap().replicas[0].endpoint.as_str().to_owned();
     (d, engine)
 }
@@ -87,7 +97,7 @@ fn the_python_sdk_runs_tool_calls_an_agent_loop_logprobs_and_relays_every_field(
     let mut cmd = Command::new(python);
     cmd.arg(script("python/openai_agent_check.py"))
         .args(["--base-url", &format!("{}/v1", d.url)])
-        .args(["--pool", "agent", "--engine-url", &engine]);
+        .args(["--pool", "agent", "--engine-url", &engine, "--tgi-pool", "tgi"]);
     let r = report(cmd, &d);
     assert_tool_calls(&r);
     assert_agent_loop(&r);
@@ -138,4 +148,49 @@ fn the_python_sdk_runs_tool_calls_an_agent_loop_logprobs_and_relays_every_field(
             "{case}: the message names the field, the engine and its API: {msg}"
         );
     }
+
+    let tgi = &r["tgi"];
+    assert!(!tgi["text"].as_str().unwrap().is_empty(), "{tgi}");
+    assert_eq!(tgi["finish_reason"], "length", "4 of 4 tokens: {tgi}");
+    assert_eq!(tgi["usage"]["completion_tokens"], 4, "{tgi}");
+    assert_eq!(tgi["refused"]["status"], 400, "{tgi}");
+    assert_eq!(tgi["refused"]["param"], "logprobs", "{tgi}");
+    assert!(
+        tgi["refused"]["message"].as_str().unwrap().contains("api: tgi"),
+        "{tgi}"
+    );
+
+    let native = &r["native_end"];
+    assert_eq!(native["end"]["finish_reason"], "length", "{native}");
+    assert_eq!(native["end"]["tokens_out"], 3, "{native}");
+    assert_eq!(native["end"]["tokens_in"], native["engine_prompt_tokens"], "{native}");
+}
+
+/// `${LLORCH_CACHE:-~/.cache/llama-orch-ci}/node-openai/node_modules`, where `scripts/test.sh`
+/// installs the `openai` npm package.
+fn node_modules() -> PathBuf {
+    let dir = llama_orch_e2e::python::venv_named("node-openai").join("node_modules");
+    assert!(
+        dir.join("openai").exists(),
+        "{} has no `openai` package; run:\n  mkdir -p {1} && cd {1} && npm install openai@6.49.0   (scripts/test.sh does this)",
+        dir.display(),
+        dir.parent().unwrap().display()
+    );
+    dir
+}
+
+#[test]
+fn the_node_sdk_runs_tool_calls_an_agent_loop_and_logprobs() {
+    let node_path = node_modules();
+    let (d, _engine) = agent_daemon();
+    let mut cmd = Command::new("node");
+    cmd.env("NODE_PATH", node_path)
+        .arg(script("node/openai_agent_check.mjs"))
+        .args(["--base-url", &format!("{}/v1", d.url), "--pool", "agent"]);
+    let r = report(cmd, &d);
+    assert_tool_calls(&r);
+    assert_agent_loop(&r);
+    let lp = &r["logprobs"];
+    assert_eq!(lp["whole_entries"], lp["completion_tokens"], "{lp}");
+    assert_eq!(lp["joined_tokens"], lp["whole_text"], "{lp}");
 }
