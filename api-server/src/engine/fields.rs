@@ -146,7 +146,7 @@ pub const LLAMACPP_EXTRAS: &[&str] = &[
 ];
 
 /// What TGI's `/generate_stream` takes from a completions body.
-pub const TGI_GENERATE: &[&str] = &["prompt", "seed", "stop", "temperature", "top_p", "user"];
+pub const TGI_GENERATE: &[&str] = &["prompt", "seed", "stop", "temperature", "top_p"];
 
 /// Why a field is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
