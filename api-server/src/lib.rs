@@ -168,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{id}", get(routes::openai::get_model))
         .route("/v1/chat/completions", post(routes::openai::chat_completions))
         .route("/v1/completions", post(routes::openai::completions))
+        .route("/v1/embeddings", post(routes::openai::embeddings))
         .route("/v1/{*rest}", axum::routing::any(routes::openai::not_found))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

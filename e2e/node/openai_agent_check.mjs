@@ -13,7 +13,7 @@ const require = createRequire(import.meta.url);
 const { default: OpenAI } = await import(require.resolve("openai"));
 
 const { values: args } = parseArgs({
-  options: { "base-url": { type: "string" }, pool: { type: "string" } },
+  options: { "base-url": { type: "string" }, pool: { type: "string" }, "embed-pool": { type: "string" } },
 });
 const client = new OpenAI({ baseURL: args["base-url"], apiKey: "unused", maxRetries: 0, timeout: 30_000 });
 const model = args.pool;
@@ -63,7 +63,11 @@ const lp = await client.chat.completions.create({
   model, messages: ask, max_tokens: 5, logprobs: true, top_logprobs: 2,
 });
 
+// Embeddings: the SDK asks for base64 by default and decodes it to floats.
+const emb = await client.embeddings.create({ model: args["embed-pool"], input: ["hello world", "good night"] });
+
 console.log(JSON.stringify({
+  embeddings: { count: emb.data.length, dims: emb.data.map((d) => d.embedding.length), usage: emb.usage },
   tool_calls: {
     whole: {
       call: { id: call.id, type: call.type, name: call.function.name, arguments: JSON.parse(call.function.arguments) },

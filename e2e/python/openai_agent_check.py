@@ -196,19 +196,44 @@ def check_native_end(client, args):
     return {"end": end, "engine_prompt_tokens": counted}
 
 
+def check_embeddings(client, args):
+    """A Pool with `workload: embeddings`: the SDK's default base64 and floats agree."""
+    b64 = client.embeddings.create(model=args.embed_pool, input=["hello world", "good night"])
+    floats = client.embeddings.create(model=args.embed_pool, input=["hello world", "good night"],
+                                      encoding_format="float")
+    out = {"count": len(b64.data), "dims": [len(d.embedding) for d in b64.data],
+           "model": b64.model, "usage": b64.usage.model_dump(),
+           "max_diff": max(abs(a - b) for x, y in zip(b64.data, floats.data)
+                           for a, b in zip(x.embedding, y.embedding)),
+           "norm": sum(v * v for v in floats.data[0].embedding) ** 0.5}
+    for name, call in [
+        ("chat_on_embed", lambda: client.chat.completions.create(
+            model=args.embed_pool, messages=ASK, max_tokens=4)),
+        ("embed_on_chat", lambda: client.embeddings.create(model=args.pool, input="x")),
+    ]:
+        try:
+            call()
+            out[name] = "no error"
+        except openai.BadRequestError as e:
+            out[name] = {"status": e.status_code, "param": e.param, "message": e.message}
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--base-url", required=True)
     p.add_argument("--pool", required=True)
     p.add_argument("--engine-url", required=True)
     p.add_argument("--tgi-pool", required=True, help="a pool whose engine has `api: tgi`")
+    p.add_argument("--embed-pool", required=True, help="a pool with `workload: embeddings`")
     args = p.parse_args()
     client = openai.OpenAI(base_url=args.base_url, api_key="unused", max_retries=0, timeout=30)
     report = {}
     for name, check in [("tool_calls", check_tool_calls), ("agent_loop", check_agent_loop),
                         ("fields", check_fields_reach_engine), ("logprobs", check_logprobs_and_reasoning),
                         ("prompt_tokens", check_prompt_tokens), ("refusals", check_refusals),
-                        ("tgi", check_tgi), ("native_end", check_native_end)]:
+                        ("tgi", check_tgi), ("native_end", check_native_end),
+                        ("embeddings", check_embeddings)]:
         report[name] = check(client, args)
     print(json.dumps(report, default=str))
 

@@ -49,8 +49,15 @@ fn agent_daemon() -> (Daemon, String) {
     );
     assert!(tgi.contains("api: tgi"), "{tgi}");
     d.write_manifest("tgi.yaml", &tgi);
-    let s = d.wait_for("pools agent and tgi Ready", READY, |s| {
-        pool_ready(s, "agent", 1) && pool_ready(s, "tgi", 1)
+    let embed = mock_stack("embed-engine", "embed", 1, &d.model_path(), &["--embeddings"]).replacen(
+        "  slotsPerReplica: 2\n",
+        "  slotsPerReplica: 2\n  workload: embeddings\n",
+        1,
+    );
+    assert!(embed.contains("workload: embeddings"), "{embed}");
+    d.write_manifest("embed.yaml", &embed);
+    let s = d.wait_for("pools agent, tgi and embed Ready", READY, |s| {
+        ["agent", "tgi", "embed"].into_iter().all(|p| pool_ready(s, p, 1))
     });
     let engine = s.serving("agent").unwrap().replicas[0].endpoint.as_str().to_owned();
     (d, engine)
@@ -97,7 +104,8 @@ fn the_python_sdk_runs_tool_calls_an_agent_loop_logprobs_and_relays_every_field(
     let mut cmd = Command::new(python);
     cmd.arg(script("python/openai_agent_check.py"))
         .args(["--base-url", &format!("{}/v1", d.url)])
-        .args(["--pool", "agent", "--engine-url", &engine, "--tgi-pool", "tgi"]);
+        .args(["--pool", "agent", "--engine-url", &engine, "--tgi-pool", "tgi"])
+        .args(["--embed-pool", "embed"]);
     let r = report(cmd, &d);
     assert_tool_calls(&r);
     assert_agent_loop(&r);
@@ -160,6 +168,25 @@ fn the_python_sdk_runs_tool_calls_an_agent_loop_logprobs_and_relays_every_field(
         "{tgi}"
     );
 
+    let e = &r["embeddings"];
+    assert_eq!(e["count"], 2, "{e}");
+    assert_eq!(e["dims"], json!([16, 16]), "the mock's default dimension: {e}");
+    assert_eq!(e["model"], "embed", "{e}");
+    assert!(e["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{e}");
+    assert!(e["max_diff"].as_f64().unwrap() < 1e-6, "base64 and floats agree: {e}");
+    assert!((e["norm"].as_f64().unwrap() - 1.0).abs() < 1e-4, "{e}");
+    for case in ["chat_on_embed", "embed_on_chat"] {
+        assert_eq!(e[case]["status"], 400, "{case}: {e}");
+        assert_eq!(e[case]["param"], "model", "{case}: {e}");
+    }
+    assert!(
+        e["chat_on_embed"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("workload: embeddings"),
+        "{e}"
+    );
+
     let native = &r["native_end"];
     assert_eq!(native["end"]["finish_reason"], "length", "{native}");
     assert_eq!(native["end"]["tokens_out"], 3, "{native}");
@@ -186,11 +213,25 @@ fn the_node_sdk_runs_tool_calls_an_agent_loop_and_logprobs() {
     let mut cmd = Command::new("node");
     cmd.env("NODE_PATH", node_path)
         .arg(script("node/openai_agent_check.mjs"))
-        .args(["--base-url", &format!("{}/v1", d.url), "--pool", "agent"]);
+        .args([
+            "--base-url",
+            &format!("{}/v1", d.url),
+            "--pool",
+            "agent",
+            "--embed-pool",
+            "embed",
+        ]);
     let r = report(cmd, &d);
     assert_tool_calls(&r);
     assert_agent_loop(&r);
     let lp = &r["logprobs"];
     assert_eq!(lp["whole_entries"], lp["completion_tokens"], "{lp}");
     assert_eq!(lp["joined_tokens"], lp["whole_text"], "{lp}");
+    let e = &r["embeddings"];
+    assert_eq!(
+        (e["count"].clone(), e["dims"].clone()),
+        (json!(2), json!([16, 16])),
+        "{e}"
+    );
+    assert!(e["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{e}");
 }

@@ -39,7 +39,7 @@ pub use identity::{Endpoint, ReplicaId};
 pub use meta::{API_VERSION, AnyObject, Kind, Object, ObjectMeta, ObjectRef, Spec};
 pub use model::ModelSpec;
 pub use parse::{MAX_MANIFEST_BYTES, parse_file};
-pub use pool::{AllGpus, FullQueuePolicy, GpuSelector, PoolSpec, QueueSpec, RestartSpec, SessionSpec};
+pub use pool::{AllGpus, FullQueuePolicy, GpuSelector, PoolSpec, QueueSpec, RestartSpec, SessionSpec, Workload};
 pub use reason::Reason;
 pub use serving::{Blocked, ServingContract, ServingPool, ServingReplica};
 

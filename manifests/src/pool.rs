@@ -62,6 +62,36 @@ pub struct PoolSpec {
     /// How long sessions keep their replica, and their token budget.
     #[serde(default)]
     pub sessions: SessionSpec,
+    /// What the Pool serves: text generation (`generate`, the default) or embeddings
+    /// (`embeddings`: `POST /v1/embeddings`; a llama-server Engine needs `--embeddings`).
+    #[serde(default, skip_serializing_if = "Workload::is_default")]
+    pub workload: Workload,
+}
+
+/// What a Pool serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Chat and completions: a token stream per task.
+    #[default]
+    Generate,
+    /// Embeddings: one vector per input.
+    Embeddings,
+}
+
+impl Workload {
+    /// True for `generate`.
+    pub fn is_default(&self) -> bool {
+        *self == Workload::Generate
+    }
+
+    /// `generate` or `embeddings`, as manifests spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Generate => "generate",
+            Workload::Embeddings => "embeddings",
+        }
+    }
 }
 
 impl PoolSpec {

@@ -65,6 +65,9 @@ pub struct ServingPool {
     /// a task is queued, not refused (the replica is coming back).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recreating: bool,
+    /// What it serves: generation or embeddings.
+    #[serde(default, skip_serializing_if = "crate::Workload::is_default")]
+    pub workload: crate::Workload,
 }
 
 impl ServingPool {
@@ -91,6 +94,7 @@ impl ServingPool {
             cold_start_ms: None,
             wake_error: None,
             recreating: false,
+            workload: spec.workload,
         }
     }
 

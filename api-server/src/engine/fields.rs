@@ -14,7 +14,7 @@
 //! `max_completion_tokens`, `n`, `priority`, `session_id`) are handled before this table and
 //! never reach it.
 
-use llorch_manifests::ApiFlavour;
+use llorch_manifests::{ApiFlavour, Workload};
 
 /// A client's own OpenAI fields and the endpoint they came to: checked against the chosen
 /// Pool's engine API at admission, then relayed with the task.
@@ -41,6 +41,18 @@ pub enum Surface {
     Chat,
     /// `/v1/completions`.
     Completions,
+    /// `/v1/embeddings`.
+    Embeddings,
+}
+
+impl Surface {
+    /// What a Pool must serve to take a body sent here.
+    pub fn workload(self) -> Workload {
+        match self {
+            Surface::Chat | Surface::Completions => Workload::Generate,
+            Surface::Embeddings => Workload::Embeddings,
+        }
+    }
 }
 
 /// OpenAI fields of chat completions, besides the data plane's.
@@ -92,10 +104,14 @@ pub const OPENAI_COMPLETIONS: &[&str] = &[
     "user",
 ];
 
+/// OpenAI fields of embeddings, besides the data plane's.
+pub const OPENAI_EMBEDDINGS: &[&str] = &["input", "dimensions", "encoding_format", "user"];
+
 /// OpenAI fields llama-server's `/v1` does not implement (it would ignore them silently).
 pub const LLAMACPP_UNSUPPORTED: &[&str] = &[
     "audio",
     "best_of",
+    "dimensions",
     "echo",
     "function_call",
     "functions",
@@ -190,12 +206,15 @@ pub fn check<'a>(surface: Surface, api: ApiFlavour, fields: impl Iterator<Item =
     let openai = match surface {
         Surface::Chat => OPENAI_CHAT,
         Surface::Completions => OPENAI_COMPLETIONS,
+        Surface::Embeddings => OPENAI_EMBEDDINGS,
     };
     for field in fields {
         let verdict = match api {
             ApiFlavour::Openai => Ok(()),
             // Chat goes to TGI's Messages API (OpenAI's shape); raw prompts to /generate_stream.
             ApiFlavour::Tgi if surface == Surface::Chat => Ok(()),
+            // TGI serves no embeddings (that is TEI, another server).
+            ApiFlavour::Tgi if surface == Surface::Embeddings => Err(Unsupported::NotHonoured { field: field.into() }),
             ApiFlavour::Tgi => {
                 if TGI_GENERATE.contains(&field) {
                     Ok(())

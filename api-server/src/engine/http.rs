@@ -53,6 +53,39 @@ pub(crate) async fn open_stream<P: ChunkParser>(
     Ok(Box::pin(EngineStream::new(Box::pin(reply.body), parser)))
 }
 
+/// The most bytes of a whole (non-streamed) JSON answer, such as a batch of embeddings.
+pub(crate) const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+
+/// `POST`s `body` to `url` and reads the whole 2xx JSON answer (at most [`MAX_JSON_BODY`]).
+pub(crate) async fn post_for_json(
+    transport: Transport,
+    url: String,
+    body: Result<Vec<u8>, serde_json::Error>,
+) -> Result<Value, EngineError> {
+    let body = body.map_err(|e| EngineError::Protocol(format!("cannot encode the request for `{url}`: {e}")))?;
+    let reply = match transport.post_json(&url, Bytes::from(body)).await {
+        Ok(reply) => reply,
+        Err(source) if source.is_connect() => return Err(EngineError::Connect { url, source }),
+        Err(source) => return Err(EngineError::Reset { source: Some(source) }),
+    };
+    if !reply.status.is_success() {
+        let body = read_capped(reply.body).await;
+        return Err(rejection(reply.status.as_u16(), &body));
+    }
+    let mut chunks = reply.body;
+    let mut whole = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|source| EngineError::Reset { source: Some(source) })?;
+        if whole.len() + chunk.len() > MAX_JSON_BODY {
+            return Err(EngineError::Protocol(format!(
+                "the answer of `{url}` is over {MAX_JSON_BODY} bytes"
+            )));
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&whole).map_err(|e| EngineError::Protocol(format!("the answer of `{url}` is not JSON: {e}")))
+}
+
 /// Up to [`MAX_ERROR_BODY`] bytes of an error answer; what cannot be read is left out.
 async fn read_capped(mut chunks: DrivenBody) -> Vec<u8> {
     let mut body = Vec::new();

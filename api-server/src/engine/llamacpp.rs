@@ -56,6 +56,11 @@ impl EngineClient for LlamaCpp {
         let body = serde_json::to_vec(&body);
         Box::pin(open_stream(self.transport.clone(), url, body, NativeParser::default()))
     }
+
+    /// llama-server's OpenAI-compatible `/v1/embeddings` (started with `--embeddings`).
+    fn embed(&self, base_url: &str, req: &GenerateRequest) -> BoxFuture<'_, Result<Value, EngineError>> {
+        openai::embeddings(&self.transport, base_url, req)
+    }
 }
 
 /// llama-server's `/completion` body (the fields we set).

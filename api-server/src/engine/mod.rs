@@ -134,4 +134,15 @@ pub trait EngineClient: Send + Sync {
     /// stream), or with the error that stopped it first ([`EngineError::Connect`],
     /// [`EngineError::Rejected`], …). The future does not borrow `base_url` or `req`.
     fn generate(&self, base_url: &str, req: &GenerateRequest) -> BoxFuture<'_, Result<TokenStream, EngineError>>;
+
+    /// Asks for embeddings of the request's relayed fields (`input`, `encoding_format` …) and
+    /// resolves with the engine's whole JSON answer. Engines without an embeddings API refuse.
+    fn embed(&self, _base_url: &str, _req: &GenerateRequest) -> BoxFuture<'_, Result<serde_json::Value, EngineError>> {
+        Box::pin(async {
+            Err(EngineError::Rejected {
+                status: 400,
+                message: "this engine API serves no embeddings".into(),
+            })
+        })
+    }
 }

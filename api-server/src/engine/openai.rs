@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::http::{error_event, join, open_stream};
+use super::http::{error_event, join, open_stream, post_for_json};
 use super::stream::{ChunkParser, Ending, Parsed};
 use super::transport::Transport;
 use super::{Delta, EngineClient, EngineError, Finish, GenerateRequest, Prompt, TokenStream};
@@ -47,6 +47,22 @@ impl EngineClient for OpenAi {
             Prompt::Chat(messages) => chat(&self.transport, base_url, req, messages, false),
         }
     }
+
+    fn embed(&self, base_url: &str, req: &GenerateRequest) -> BoxFuture<'_, Result<Value, EngineError>> {
+        embeddings(&self.transport, base_url, req)
+    }
+}
+
+/// `POST /v1/embeddings` with the client's fields as written (`input`, `encoding_format` …).
+pub(crate) fn embeddings(
+    transport: &Transport,
+    base_url: &str,
+    req: &GenerateRequest,
+) -> BoxFuture<'static, Result<Value, EngineError>> {
+    let url = join(base_url, "/v1/embeddings");
+    let empty = serde_json::Map::new();
+    let body = serde_json::to_vec(req.passthrough.as_deref().unwrap_or(&empty));
+    Box::pin(post_for_json(transport.clone(), url, body))
 }
 
 /// A streamed `POST /v1/chat/completions`; `cache_prompt` adds llama-server's extension.

@@ -9,13 +9,15 @@
 //! - [`response`]: response objects and stream chunks (pure encoders).
 //! - [`reply`]: a whole reply rebuilt from the stream (tool-call deltas joined).
 //! - [`stream`]: OpenAI's frames for a task's shared stream, or one collected reply.
-//! - [`models`]: the `/v1/models` list (one entry per Pool).
+//! - [`models`]: the `/v1/models` list (Pools and the Models they serve).
+//! - [`embeddings`]: `/v1/embeddings` bodies, for Pools with `workload: embeddings`.
 //!
 //! Errors are the crate's one [`ApiError`](crate::error::ApiError), rendered in OpenAI's
 //! `{"error": {message, type, code, param}}` shape by [`OpenAi`](crate::error::OpenAi).
 //!
 //! [`TaskRequest`]: llorch_manifests::task::TaskRequest
 
+pub mod embeddings;
 pub mod models;
 pub mod reply;
 pub mod request;

@@ -57,6 +57,7 @@ fn pool_entry(pool: &ServingPool) -> Option<Value> {
         "parent": null,
         "meta": {
             "kind": "pool",
+            "workload": pool.workload,
             "pool": pool.pool,
             "model": pool.model,
             "engine": pool.engine,

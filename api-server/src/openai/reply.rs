@@ -21,6 +21,8 @@ pub struct Reply {
     pub tool_calls: Vec<Value>,
     /// The choice's `logprobs` (its lists joined), or null.
     pub logprobs: Value,
+    /// An embeddings task's answer, as the engine gave it.
+    pub embeddings: Option<Value>,
 }
 
 impl Reply {
@@ -127,6 +129,10 @@ impl Collector {
             }
             TaskEvent::Delta { delta, .. } => {
                 self.reply.add(&delta);
+                None
+            }
+            TaskEvent::Embeddings(answer) => {
+                self.reply.embeddings = Some(*answer);
                 None
             }
             TaskEvent::End(end) => Some(Collected::Done(std::mem::take(&mut self.reply), end)),

@@ -200,6 +200,16 @@ fn priority(value: &str, source: &str) -> Result<Priority, ApiError> {
     }
 }
 
+/// The task's priority: the body field `priority`, else the `X-Priority` header, else
+/// `interactive`.
+pub fn priority_of(body: Option<&str>, header: Option<&str>) -> Result<Priority, ApiError> {
+    match (body, header) {
+        (Some(p), _) => priority(p, "body field `priority`"),
+        (None, Some(h)) => priority(h, "header `X-Priority`"),
+        (None, None) => Ok(Priority::Interactive),
+    }
+}
+
 fn text_of(content: Option<Value>, i: usize) -> Result<String, ApiError> {
     let param = format!("messages[{i}].content");
     let bad = |why: &str| ApiError::invalid_field(&param, format!("`{param}` {why}"));
@@ -323,11 +333,7 @@ pub fn map_request(
     if max_tokens == Some(0) {
         return Err(ApiError::invalid_field("max_tokens", "`max_tokens` must be at least 1"));
     }
-    let priority = match (&body.priority, header_priority) {
-        (Some(p), _) => priority(p, "body field `priority`")?,
-        (None, Some(h)) => priority(h, "header `X-Priority`")?,
-        (None, None) => Priority::Interactive,
-    };
+    let priority = priority_of(body.priority.as_deref(), header_priority)?;
     let (pool, model) = match target {
         Target::Pool(p) => (Some(p), None),
         Target::Model(m) => (None, Some(m)),

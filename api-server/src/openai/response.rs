@@ -211,7 +211,8 @@ pub enum Step {
 /// The frames for one task event (tokens already let through the cancel gate).
 pub fn frames_for(env: &Envelope, ev: &TaskEvent) -> Step {
     match ev {
-        TaskEvent::Started(_) | TaskEvent::Metrics(_) => Step::More(Vec::new()),
+        // Embeddings are answered whole, never streamed.
+        TaskEvent::Started(_) | TaskEvent::Metrics(_) | TaskEvent::Embeddings(_) => Step::More(Vec::new()),
         TaskEvent::Tokens(tokens) => Step::More(tokens.iter().map(|t| env.token(&t.t)).collect()),
         TaskEvent::Delta { delta, .. } => Step::More(vec![env.delta(delta)]),
         TaskEvent::End(end) => Step::Last(env.end(end)),

@@ -1,4 +1,5 @@
-//! The OpenAI-compatible routes (`/v1/models`, `/v1/chat/completions`, `/v1/completions`):
+//! The OpenAI-compatible routes (`/v1/models`, `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/embeddings`):
 //! thin handlers that map a body with [`crate::openai`], admit it through the same
 //! [`DataPlane`](crate::tasks::DataPlane) as `/v2/tasks`, and answer in OpenAI's shapes.
 //! Every failure is an [`ApiError`] rendered as [`OpenAi`]; a reply's task id is in
@@ -19,10 +20,10 @@ use crate::engine::Prompt;
 use crate::error::{ApiError, OpenAi};
 use crate::extract::body_error;
 use crate::front_door::Identity;
-use crate::openai::models;
-use crate::openai::request::{Endpoint, map_request, parse, resolve_target};
+use crate::openai::request::{Endpoint, map_request, parse, priority_of, resolve_target};
 use crate::openai::response::Envelope;
 use crate::openai::stream::{OpenAiFrames, collect};
+use crate::openai::{embeddings, models};
 use crate::tasks::route;
 use crate::tasks::stream::TaskStream;
 use crate::tasks::validate::estimate_tokens;
@@ -71,11 +72,73 @@ pub(crate) async fn completions(
     Ok(complete(Endpoint::Completions, state, identity, headers, body).await?)
 }
 
+/// `POST /v1/embeddings`: queued and placed like any task, on a Pool with
+/// `workload: embeddings`; the engine's answer is relayed whole, `model` echoed.
+pub(crate) async fn embeddings(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAi> {
+    Ok(embed(state, identity, headers, body).await?)
+}
+
+async fn embed(
+    state: AppState,
+    identity: Identity,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let dp = state
+        .data
+        .clone()
+        .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane"))?;
+    let body = body.map_err(body_error)?;
+    let (req, fields) = embeddings::parse(&body)?;
+    let priority = priority_of(req.priority.as_deref(), header_priority(&headers)?)?;
+    let snapshot = state.current();
+    let target = resolve_target(req.model.as_deref(), models::pool_names(&snapshot).into_iter());
+    let echo = req.model.clone().filter(|m| !m.trim().is_empty());
+    let task = embeddings::map_request(req, target, priority)?;
+    let correlation_id = crate::correlation::client_supplied(&headers).map(|id| id.to_string());
+    let admitted = dp
+        .submit_relaying(task, Some(fields), correlation_id, identity)
+        .await
+        .map_err(blame_model)?;
+    let task = dp
+        .task(&admitted.task_id)
+        .ok_or_else(|| ApiError::internal("the admitted task vanished"))?;
+    let stream = TaskStream::open(dp, task.clone())?;
+    let (reply, _end) = collect(stream).await?;
+    let mut answer = reply
+        .embeddings
+        .ok_or_else(|| ApiError::internal("the embeddings task ended without an answer"))?;
+    if answer.is_object() {
+        answer["model"] = echo.unwrap_or_else(|| task.pool.clone()).into();
+    }
+    let mut response = Json(answer).into_response();
+    if let Ok(v) = HeaderValue::from_str(&task.id) {
+        response.headers_mut().insert(TASK_ID_HEADER, v);
+    }
+    Ok(response)
+}
+
+/// The `X-Priority` header, if any.
+fn header_priority(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    match headers.get("x-priority") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::invalid_field("priority", "header `X-Priority` is not text")),
+    }
+}
+
 /// Any other path under `/v1`.
 pub(crate) async fn not_found(uri: Uri) -> OpenAi {
     OpenAi(
         ApiError::invalid(format!(
-            "no route for `{}`; served here: GET /v1/models, POST /v1/chat/completions, POST /v1/completions",
+            "no route for `{}`; served here: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings",
             uri.path()
         ))
         .status(axum::http::StatusCode::NOT_FOUND),
@@ -113,13 +176,7 @@ async fn complete(
         .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane"))?;
     let body = body.map_err(body_error)?;
     let (req, fields) = parse(endpoint, &body)?;
-    let header_priority = match headers.get("x-priority") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::invalid_field("priority", "header `X-Priority` is not text"))?,
-        ),
-    };
+    let header_priority = header_priority(&headers)?;
     let snapshot = state.current();
     let target = resolve_target(req.model.as_deref(), models::pool_names(&snapshot).into_iter());
     let mut mapped = map_request(endpoint, req, target, header_priority)?;

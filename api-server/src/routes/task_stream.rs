@@ -46,6 +46,8 @@ impl Frames for Native {
                     );
                 }
             }
+            // Only `/v1/embeddings` submits embeddings tasks, and it reads the answer itself.
+            TaskEvent::Embeddings(_) => {}
             TaskEvent::End(p) => sse::frame(out, Some("end"), p),
             TaskEvent::Error(p) => ApiError::from_task_error(p.clone()).sse_native(out),
         }

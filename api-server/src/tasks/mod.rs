@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use llorch_manifests::Workload;
 use llorch_manifests::api::Snapshot;
 use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskRequest};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -208,7 +209,12 @@ impl DataPlane {
         let contract = pool
             .usable()
             .map_err(|why| ApiError::new(ErrorCode::PoolUnready, why.to_string()).retriable())?;
+        let wanted = fields.as_ref().map_or(Workload::Generate, |f| f.surface.workload());
+        if pool.workload != wanted {
+            return Err(wrong_workload(&pool.pool, pool.workload, wanted));
+        }
         let mut valid = validate::validate(req, pool, contract)?;
+        valid.workload = pool.workload;
         if let Some(fields) = fields {
             fields.check(contract.api, &pool.engine)?;
             valid.generate.passthrough = Some(fields.fields);
@@ -474,4 +480,18 @@ mod retire_tests;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A request for what Pool `pool` does not serve: a 400 blamed on `model`, saying where to go.
+fn wrong_workload(pool: &str, serves: Workload, wanted: Workload) -> ApiError {
+    let message = match serves {
+        Workload::Embeddings => format!(
+            "pool `{pool}` serves embeddings (workload: embeddings), through POST /v1/embeddings; {} needs a Pool that generates",
+            wanted.as_str()
+        ),
+        Workload::Generate => format!(
+            "pool `{pool}` generates text; embeddings need a Pool with `workload: embeddings` (see docs/openai.md)"
+        ),
+    };
+    ApiError::invalid_field("model", message)
 }

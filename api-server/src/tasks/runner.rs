@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
-use llorch_manifests::Endpoint;
 use llorch_manifests::task::{Metrics, Token};
+use llorch_manifests::{Endpoint, Workload};
 use tokio::sync::mpsc;
 
 use super::gate::InFlight;
@@ -77,6 +77,17 @@ pub async fn run(task: Arc<TaskState>, placement: Placement, target: Target, don
     }
     let cancel = task.cancellation();
     let abort = task.aborted();
+    if task.request.workload == Workload::Embeddings {
+        let outcome = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Outcome::Over,
+            _ = abort.cancelled() => Outcome::Over,
+            r = tokio::time::timeout(WALL_TIMEOUT, client.embed(endpoint.as_str(), &task.request.generate)) => {
+                embedded(&task, r, &engine, began)
+            }
+        };
+        return finished(task, placement, in_flight, outcome, endpoint, began, done).await;
+    }
     let opened = tokio::select! {
         biased;
         _ = cancel.cancelled() => None,
@@ -88,8 +99,21 @@ pub async fn run(task: Arc<TaskState>, placement: Placement, target: Target, don
         Some(Err(e)) => fail(&task, &e, &engine),
         Some(Ok(stream)) => relay(&task, Watchdog::new(IDLE_TIMEOUT, WALL_TIMEOUT).wrap(stream), &engine).await,
     };
+    finished(task, placement, in_flight, outcome, endpoint, began, done).await;
+}
+
+/// Gives the slot back, and the task's count on the container's gate, and tells the worker.
+async fn finished(
+    task: Arc<TaskState>,
+    placement: Placement,
+    in_flight: Option<InFlight>,
+    outcome: Outcome,
+    endpoint: Endpoint,
+    began: Instant,
+    done: mpsc::Sender<Command>,
+) {
     // The stream (and the engine connection, which makes llama-server stop generating) is
-    // dropped above; now the slot, and the task's count on the container's gate.
+    // dropped by now; then the slot, and the task's count on the container's gate.
     drop(placement);
     drop(in_flight);
     let failed_endpoint = matches!(outcome, Outcome::EngineGone).then_some(endpoint);
@@ -105,6 +129,37 @@ pub async fn run(task: Arc<TaskState>, placement: Placement, target: Target, don
                 .map(|s| (s, task.tokens_out(), task.request.generate.max_tokens)),
         })
         .await;
+}
+
+/// Records an embeddings answer (the engine's JSON, then `end` with its prompt count), or
+/// what stopped it.
+fn embedded(
+    task: &TaskState,
+    answer: Result<Result<serde_json::Value, EngineError>, tokio::time::error::Elapsed>,
+    engine: &str,
+    began: Instant,
+) -> Outcome {
+    let answer = match answer {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return fail(task, &e, engine),
+        Err(_) => {
+            let e = EngineError::Protocol(format!("no embeddings answer within {} s", WALL_TIMEOUT.as_secs()));
+            return fail(task, &e, engine);
+        }
+    };
+    let tokens_in = answer["usage"]["prompt_tokens"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok());
+    if !task.send(TaskEvent::Embeddings(Box::new(answer))) {
+        return Outcome::Over;
+    }
+    task.step(Step::Ended {
+        tokens_out: 0,
+        decode_time_ms: began.elapsed().as_millis() as u64,
+        finish: llorch_manifests::task::FinishReason::Stop,
+        tokens_in,
+    });
+    Outcome::Over
 }
 
 /// Relays the engine's reply to the task until it ends, is canceled or aborted.

@@ -38,6 +38,8 @@ pub enum TaskEvent {
         /// The chunk's parts, as the engine sent them.
         delta: Box<Delta>,
     },
+    /// An embeddings task's answer: the engine's JSON, whole; `End` follows.
+    Embeddings(Box<serde_json::Value>),
     /// The stream completed.
     End(End),
     /// The stream failed; nothing follows.

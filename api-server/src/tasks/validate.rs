@@ -7,7 +7,7 @@
 //! lets through but the engine finds too long is refused by the engine (`INVALID_PARAMS`).
 
 use llorch_manifests::task::{Priority, TaskRequest};
-use llorch_manifests::{ServingContract, ServingPool};
+use llorch_manifests::{ServingContract, ServingPool, Workload};
 
 use crate::engine::{GenerateRequest, Prompt};
 use crate::error::ApiError;
@@ -28,6 +28,8 @@ pub struct ValidTask {
     pub session_id: Option<String>,
     /// Estimated prompt tokens.
     pub prompt_tokens: u32,
+    /// A token stream, or embeddings (one answer).
+    pub workload: Workload,
 }
 
 /// Longest `session_id`, in bytes (a session id is kept with every task and logged).
@@ -123,5 +125,6 @@ pub fn validate(req: TaskRequest, pool: &ServingPool, contract: &ServingContract
         priority: req.priority,
         session_id: req.session_id.filter(|s| !s.is_empty()),
         prompt_tokens,
+        workload: Workload::Generate,
     })
 }
