@@ -148,6 +148,16 @@ def check_prompt_tokens(client, args):
             "bytes_over_4": (len(text) + 3) // 4}
 
 
+def check_stop_on_last_token(client, args):
+    """A stop string that matches on the last token max_tokens allows: `stop`, not `length`."""
+    params = dict(model=args.pool, prompt="Once upon a time", max_tokens=4, seed=5)
+    base = client.completions.create(logprobs=1, **params)
+    last = base.choices[0].logprobs.tokens[-1]
+    stopped = client.completions.create(stop=[last], **params)
+    return {"last": last, "base_text": base.choices[0].text, "text": stopped.choices[0].text,
+            "finish_reason": stopped.choices[0].finish_reason, "usage": stopped.usage.model_dump()}
+
+
 def check_refusals(client, args):
     out = {}
     for name, call in [
@@ -233,7 +243,7 @@ def main():
                         ("fields", check_fields_reach_engine), ("logprobs", check_logprobs_and_reasoning),
                         ("prompt_tokens", check_prompt_tokens), ("refusals", check_refusals),
                         ("tgi", check_tgi), ("native_end", check_native_end),
-                        ("embeddings", check_embeddings)]:
+                        ("embeddings", check_embeddings), ("stop_on_last", check_stop_on_last_token)]:
         report[name] = check(client, args)
     print(json.dumps(report, default=str))
 

@@ -187,6 +187,13 @@ fn the_python_sdk_runs_tool_calls_an_agent_loop_logprobs_and_relays_every_field(
         "{e}"
     );
 
+    let stop = &r["stop_on_last"];
+    assert_eq!(stop["finish_reason"], "stop", "the engine's reason, not a guess from the count: {stop}");
+    assert!(
+        !stop["text"].as_str().unwrap().ends_with(stop["last"].as_str().unwrap()),
+        "the stop string is not in the text: {stop}"
+    );
+
     let native = &r["native_end"];
     assert_eq!(native["end"]["finish_reason"], "length", "{native}");
     assert_eq!(native["end"]["tokens_out"], 3, "{native}");
