@@ -188,7 +188,10 @@ fn the_python_sdk_runs_tool_calls_an_agent_loop_logprobs_and_relays_every_field(
     );
 
     let stop = &r["stop_on_last"];
-    assert_eq!(stop["finish_reason"], "stop", "the engine's reason, not a guess from the count: {stop}");
+    assert_eq!(
+        stop["finish_reason"], "stop",
+        "the engine's reason, not a guess from the count: {stop}"
+    );
     assert!(
         !stop["text"].as_str().unwrap().ends_with(stop["last"].as_str().unwrap()),
         "the stop string is not in the text: {stop}"

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::stream::{ChunkParser, EngineStream};
-use super::transport::{DrivenBody, Transport};
+use super::transport::{DrivenBody, Reply, Transport};
 use super::{EngineError, TokenStream};
 
 /// The most bytes of an error body kept for its message.
@@ -25,14 +25,13 @@ pub(crate) fn join(base: &str, path: &str) -> String {
     url
 }
 
-/// `POST`s `body` to `url` and, once the engine answers 2xx with an event stream, returns the
-/// stream read by `parser`.
-pub(crate) async fn open_stream<P: ChunkParser>(
-    transport: Transport,
+/// `POST`s `body` to `url`; a 2xx answer's head, or the error that stopped it (connect,
+/// lost before the answer, a non-2xx status with the engine's message).
+async fn post(
+    transport: &Transport,
     url: String,
     body: Result<Vec<u8>, serde_json::Error>,
-    parser: P,
-) -> Result<TokenStream, EngineError> {
+) -> Result<Reply, EngineError> {
     let body = body.map_err(|e| EngineError::Protocol(format!("cannot encode the request for `{url}`: {e}")))?;
     let reply = match transport.post_json(&url, Bytes::from(body)).await {
         Ok(reply) => reply,
@@ -44,6 +43,18 @@ pub(crate) async fn open_stream<P: ChunkParser>(
         let body = read_capped(reply.body).await;
         return Err(rejection(reply.status.as_u16(), &body));
     }
+    Ok(reply)
+}
+
+/// `POST`s `body` to `url` and, once the engine answers 2xx with an event stream, returns the
+/// stream read by `parser`.
+pub(crate) async fn open_stream<P: ChunkParser>(
+    transport: Transport,
+    url: String,
+    body: Result<Vec<u8>, serde_json::Error>,
+    parser: P,
+) -> Result<TokenStream, EngineError> {
+    let reply = post(&transport, url, body).await?;
     if !reply.content_type.starts_with("text/event-stream") {
         return Err(EngineError::Protocol(format!(
             "expected a text/event-stream reply to a streaming request, got `{}`",
@@ -62,16 +73,7 @@ pub(crate) async fn post_for_json(
     url: String,
     body: Result<Vec<u8>, serde_json::Error>,
 ) -> Result<Value, EngineError> {
-    let body = body.map_err(|e| EngineError::Protocol(format!("cannot encode the request for `{url}`: {e}")))?;
-    let reply = match transport.post_json(&url, Bytes::from(body)).await {
-        Ok(reply) => reply,
-        Err(source) if source.is_connect() => return Err(EngineError::Connect { url, source }),
-        Err(source) => return Err(EngineError::Reset { source: Some(source) }),
-    };
-    if !reply.status.is_success() {
-        let body = read_capped(reply.body).await;
-        return Err(rejection(reply.status.as_u16(), &body));
-    }
+    let reply = post(&transport, url.clone(), body).await?;
     let mut chunks = reply.body;
     let mut whole = Vec::new();
     while let Some(chunk) = chunks.next().await {

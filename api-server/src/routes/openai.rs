@@ -17,6 +17,7 @@ use llorch_manifests::task::{ErrorCode, TaskRequest};
 
 use crate::AppState;
 use crate::engine::Prompt;
+use crate::engine::fields::ClientFields;
 use crate::error::{ApiError, OpenAi};
 use crate::extract::body_error;
 use crate::front_door::Identity;
@@ -89,10 +90,6 @@ async fn embed(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let dp = state
-        .data
-        .clone()
-        .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane"))?;
     let body = body.map_err(body_error)?;
     let (req, fields) = embeddings::parse(&body)?;
     let priority = priority_of(req.priority.as_deref(), header_priority(&headers)?)?;
@@ -100,15 +97,8 @@ async fn embed(
     let target = resolve_target(req.model.as_deref(), models::pool_names(&snapshot).into_iter());
     let echo = req.model.clone().filter(|m| !m.trim().is_empty());
     let task = embeddings::map_request(req, target, priority)?;
-    let correlation_id = crate::correlation::client_supplied(&headers).map(|id| id.to_string());
-    let admitted = dp
-        .submit_relaying(task, Some(fields), correlation_id, identity)
-        .await
-        .map_err(blame_model)?;
-    let task = dp
-        .task(&admitted.task_id)
-        .ok_or_else(|| ApiError::internal("the admitted task vanished"))?;
-    let stream = TaskStream::open(dp, task.clone())?;
+    let stream = admit(&state, task, fields, &headers, identity).await?;
+    let task = stream.task().clone();
     let (reply, _end) = collect(stream).await?;
     let mut answer = reply
         .embeddings
@@ -116,11 +106,39 @@ async fn embed(
     if answer.is_object() {
         answer["model"] = echo.unwrap_or_else(|| task.pool.clone()).into();
     }
-    let mut response = Json(answer).into_response();
-    if let Ok(v) = HeaderValue::from_str(&task.id) {
+    Ok(with_task_id(Json(answer).into_response(), &task.id))
+}
+
+/// Admits `task` (relaying the client's `fields`) and opens its stream: from then on, a client
+/// that goes away cancels it.
+async fn admit(
+    state: &AppState,
+    task: TaskRequest,
+    fields: ClientFields,
+    headers: &HeaderMap,
+    identity: Identity,
+) -> Result<TaskStream, ApiError> {
+    let dp = state
+        .data
+        .clone()
+        .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane"))?;
+    let correlation_id = crate::correlation::client_supplied(headers).map(|id| id.to_string());
+    let admitted = dp
+        .submit_relaying(task, Some(fields), correlation_id, identity)
+        .await
+        .map_err(blame_model)?;
+    let task = dp
+        .task(&admitted.task_id)
+        .ok_or_else(|| ApiError::internal("the admitted task vanished"))?;
+    TaskStream::open(dp, task)
+}
+
+/// `response` with the task behind it in [`TASK_ID_HEADER`].
+fn with_task_id(mut response: Response, task_id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(task_id) {
         response.headers_mut().insert(TASK_ID_HEADER, v);
     }
-    Ok(response)
+    response
 }
 
 /// The `X-Priority` header, if any.
@@ -170,10 +188,6 @@ async fn complete(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let dp = state
-        .data
-        .clone()
-        .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane"))?;
     let body = body.map_err(body_error)?;
     let (req, fields) = parse(endpoint, &body)?;
     let header_priority = header_priority(&headers)?;
@@ -187,16 +201,8 @@ async fn complete(
             mapped.fill_default_max_tokens(contract.ctx_size, estimate_tokens(&prompt_of(&mapped.task)));
         }
     }
-    let correlation_id = crate::correlation::client_supplied(&headers).map(|id| id.to_string());
-    let admitted = dp
-        .submit_relaying(mapped.task.clone(), Some(fields), correlation_id, identity)
-        .await
-        .map_err(blame_model)?;
-    let task = dp
-        .task(&admitted.task_id)
-        .ok_or_else(|| ApiError::internal("the admitted task vanished"))?;
-    // From here on, a client that goes away cancels the task.
-    let stream = TaskStream::open(dp, task.clone())?;
+    let stream = admit(&state, mapped.task.clone(), fields, &headers, identity).await?;
+    let task = stream.task().clone();
     let fingerprint = snapshot
         .serving(&task.pool)
         .and_then(|p| Some(format!("{}@{}", p.engine, p.contract.as_ref()?.engine_version)));
@@ -205,14 +211,11 @@ async fn complete(
         include_usage: mapped.include_usage,
         ..Envelope::new(endpoint, &task.id, mapped.model.unwrap_or_else(|| task.pool.clone()))
     };
-    let mut response = if mapped.stream {
+    let response = if mapped.stream {
         stream.sse(OpenAiFrames::new(env))
     } else {
         let (reply, end) = collect(stream).await?;
         Json(env.completion(reply, &end)).into_response()
     };
-    if let Ok(v) = HeaderValue::from_str(&task.id) {
-        response.headers_mut().insert(TASK_ID_HEADER, v);
-    }
-    Ok(response)
+    Ok(with_task_id(response, &task.id))
 }
