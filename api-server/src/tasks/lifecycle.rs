@@ -142,6 +142,11 @@ impl TaskState {
             } => {
                 let ended = self.finish(None);
                 if ended {
+                    // The engine's count includes what is not streamed as text (reasoning,
+                    // tool-call arguments): that is what a session's budget is charged.
+                    let mut p = self.progress();
+                    p.tokens_out = p.tokens_out.max(tokens_out);
+                    drop(p);
                     self.telemetry.decode_ms(&self.pool, decode_time_ms);
                     log::ended(self, self.replica().as_ref(), tokens_out, decode_time_ms);
                 }

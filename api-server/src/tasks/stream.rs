@@ -325,6 +325,21 @@ mod tests {
         assert!(body.frame().await.is_none(), "nothing follows the end");
     }
 
+    #[test]
+    fn a_tasks_count_at_the_end_is_the_engines_which_includes_what_was_not_text() {
+        let task = task();
+        assert!(task.emit_tokens(vec![Token { t: "a".into(), i: 0 }]));
+        // Reasoning and tool-call arguments: counted by the engine, not streamed as text.
+        task.step(super::super::lifecycle::Step::Ended {
+            tokens_out: 5,
+            decode_time_ms: 1,
+            finish: Default::default(),
+            tokens_in: Some(3),
+        });
+        assert_eq!(task.tokens_out(), 5, "a session budget is charged the engine's count");
+        assert_eq!(task.phase(), llorch_manifests::task::TaskPhase::Done);
+    }
+
     #[tokio::test]
     async fn a_second_reader_is_refused_and_a_dropped_stream_cancels_its_task() {
         let (_publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
