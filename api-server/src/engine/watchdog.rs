@@ -236,6 +236,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_delta_is_progress_not_the_end() {
+        let delta = || {
+            Ok(EngineEvent::Delta(Box::new(crate::engine::Delta {
+                reasoning: Some("hm".into()),
+                ..Default::default()
+            })))
+        };
+        let inner = stream::iter([delta(), delta()]).chain(tokens(2, ms(250), false));
+        let items: Vec<_> = idle(300).wrap(Box::pin(inner)).collect().await;
+        assert_eq!(items.len(), 5, "two deltas, two tokens, done: {items:?}");
+        assert!(matches!(items.last(), Some(Ok(EngineEvent::Done { .. }))));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_wall_limit_cuts_a_steady_stream() {
         let watchdog = Watchdog {
             idle: Some(ms(300)),
