@@ -282,6 +282,7 @@ mod tests {
             priority: Priority::Interactive,
             session_id: None,
             prompt_tokens: 1,
+            prompt_source: Default::default(),
         };
         TaskState::new("p".into(), request, TaskMeta::default(), Telemetry::new())
     }
