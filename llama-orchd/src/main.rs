@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use llorch_api::tasks::DataPlane;
+use llorch_api::tasks::{DataPlane, prompt_count};
 use llorch_controller::catalog::{hf, index, secret::Secret};
 use llorch_controller::controller::{Controller, Settings as ControllerSettings};
 use llorch_controller::drains::DrainRecords;
@@ -106,6 +106,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }));
     let drains = Arc::new(sources::Drains(DrainRecords::open(&s.state_dir)));
     let data = DataPlane::with_drain_store(snapshot.clone(), llorch_api::engine::EngineClients::new(), drains);
+    if let Ok(mode) = std::env::var(prompt_count::TOKEN_COUNT_ENV) {
+        let mode: prompt_count::CountMode = mode
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", prompt_count::TOKEN_COUNT_ENV))?;
+        tracing::info!(mode = ?mode, "prompt token counting for admission");
+        data.set_token_counting(mode);
+    }
     data.restore_drains().await;
     let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
     let controller = controller(&s, runtime.clone(), gpus, events.clone(), publish, &data, &reloads)?;

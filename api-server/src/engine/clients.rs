@@ -1,5 +1,5 @@
-//! [`EngineClients`]: the one [`Transport`] every engine conversation goes through, and the
-//! adapter for each [`ApiFlavour`] built on it.
+//! [`EngineClients`]: the one [`Transport`] every engine conversation goes through, the
+//! adapter for each [`ApiFlavour`] built on it, and the [`Tokenizer`] that counts prompts.
 //!
 //! One transport means one connection pool: a stream that ends cleanly gives its keep-alive
 //! connection back, and the next request to that engine skips the TCP handshake. Engines listen
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use llorch_manifests::ApiFlavour;
 
+use super::tokenize::Tokenizer;
 use super::transport::Transport;
 use super::{EngineClient, LlamaCpp, OpenAi, Tgi};
 
@@ -43,6 +44,7 @@ pub struct EngineClients {
     llamacpp: Arc<LlamaCpp>,
     openai: Arc<OpenAi>,
     tgi: Arc<Tgi>,
+    tokenizer: Tokenizer,
 }
 
 impl Default for EngineClients {
@@ -63,8 +65,14 @@ impl EngineClients {
         Self {
             llamacpp: Arc::new(LlamaCpp::new(transport.clone())),
             openai: Arc::new(OpenAi::new(transport.clone())),
-            tgi: Arc::new(Tgi::new(transport)),
+            tgi: Arc::new(Tgi::new(transport.clone())),
+            tokenizer: Tokenizer::new(transport),
         }
+    }
+
+    /// The client that asks llama-server engines for prompt token counts, on the same pool.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
     }
 
     /// The adapter for engines that speak `api`.

@@ -6,7 +6,8 @@
 //! [`transport::Transport`] (HTTP/1.1 driven by the task that reads the reply). An adapter
 //! turns the engine's server-sent events into a [`TokenStream`] of [`EngineEvent`]s, and every
 //! failure into an [`EngineError`] that knows its [`ErrorCode`] and whether a retry may help.
-//! [`Watchdog`] bounds a stream in time.
+//! [`Watchdog`] bounds a stream in time. [`tokenize::Tokenizer`] asks llama-server for a
+//! prompt's token count (admission's context check).
 //!
 //! This module only talks to engines: it does not pick replicas, queue tasks, count budgets or
 //! write to clients. It never retries either; the caller decides, using
@@ -26,6 +27,7 @@ mod openai;
 pub mod sse;
 mod stream;
 mod tgi;
+pub mod tokenize;
 pub mod transport;
 mod watchdog;
 

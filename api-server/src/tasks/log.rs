@@ -62,6 +62,7 @@ pub fn admitted(task: &TaskState, queue_position: u32, predicted_start_ms: u64) 
         queue_position,
         predicted_start_ms,
         tokens_in = task.request.prompt_tokens,
+        tokens_in_source = task.request.prompt_source.as_str(),
         human = %human,
         "task admitted"
     );

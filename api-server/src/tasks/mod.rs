@@ -11,11 +11,13 @@
 //! - [`task`]: one task's state, its event channel and its race-free cancel gate.
 //! - [`gate`]: per engine container, tasks in flight and whether a retirement closed it.
 //! - [`sessions`]: session affinity, turns and token budgets.
+//! - [`prompt_count`]: the prompt token count admission's context check uses.
 //! - [`telemetry`] and [`log`]: the Prometheus series and log lines `lifecycle` records into.
 
 pub mod gate;
 pub mod lifecycle;
 pub mod log;
+pub mod prompt_count;
 pub mod route;
 pub mod runner;
 pub mod sessions;
@@ -54,6 +56,7 @@ pub const KEEP_FINISHED: Duration = Duration::from_secs(300);
 pub struct DataPlane {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     engines: EngineClients,
+    counter: prompt_count::PromptCounter,
     workers: Mutex<HashMap<String, WorkerHandle>>,
     tasks: Mutex<HashMap<String, Arc<TaskState>>>,
     last_sweep: Mutex<Option<Instant>>,
@@ -85,6 +88,7 @@ impl DataPlane {
     ) -> Arc<Self> {
         Arc::new(Self {
             snapshot,
+            counter: prompt_count::PromptCounter::new(engines.tokenizer().clone()),
             engines,
             workers: Mutex::default(),
             tasks: Mutex::default(),
@@ -131,6 +135,12 @@ impl DataPlane {
             let wanted = pools.contains(name).then(|| wake.cloned()).flatten();
             worker.hint.wake_when_idle(wanted);
         }
+    }
+
+    /// When admission asks the engine for a prompt's token count (default
+    /// [`CountMode::NearLimit`](prompt_count::CountMode::NearLimit)).
+    pub fn set_token_counting(&self, mode: prompt_count::CountMode) {
+        self.counter.set_mode(mode);
     }
 
     /// The series this data plane records, for `/metrics`.
@@ -213,12 +223,18 @@ impl DataPlane {
         if pool.workload != wanted {
             return Err(wrong_workload(&pool.pool, pool.workload, wanted));
         }
-        let mut valid = validate::validate(req, pool, contract)?;
+        let mut valid = validate::validate_request(req, pool, contract)?;
         valid.workload = pool.workload;
         if let Some(fields) = fields {
             fields.check(contract.api, &pool.engine)?;
             valid.generate.passthrough = Some(fields.fields);
         }
+        let count = self
+            .counter
+            .count(pool, contract, &valid.generate.prompt, valid.generate.max_tokens)
+            .await;
+        (valid.prompt_tokens, valid.prompt_source) = (count.tokens, count.source);
+        validate::check_context(&valid, pool, contract)?;
         // A Pool that sleeps, or whose replica a Recreate rollout stopped, is coming back: its
         // tasks wait in the queue instead.
         if pool.replicas.is_empty() && !pool.scales_to_zero && !pool.recreating {

@@ -283,6 +283,7 @@ mod tests {
             session_id: None,
             prompt_tokens: 1,
             workload: Default::default(),
+            prompt_source: Default::default(),
         };
         TaskState::new("p".into(), request, TaskMeta::default(), Telemetry::new())
     }

@@ -1,10 +1,13 @@
 //! Turns a raw [`TaskRequest`] into a [`ValidTask`] against the Pool it targets, refusing
 //! before enqueue what cannot fit (ORCH-3014, OC-CORE-1020/1021).
 //!
-//! Token counting: prompts are not tokenized here (that needs the model's tokenizer). The
-//! estimate is `ceil(bytes / 4)` for text, plus 4 per chat message for its template — about
-//! right for English with BPE vocabularies and deliberately cheap. A prompt that the estimate
-//! lets through but the engine finds too long is refused by the engine (`INVALID_PARAMS`).
+//! Token counting: the context check ([`check_context`]) takes a [`PromptCount`], either the
+//! engine's own count (llama-server's tokenizer, asked by
+//! [`PromptCounter`](super::prompt_count::PromptCounter) when the prompt might not fit, and
+//! cached) or the estimate [`estimate_tokens`]: `ceil(bytes / 4)` for text, plus 4 per chat
+//! message for its template — about right for English with BPE vocabularies and deliberately
+//! cheap. The refusal says which it used. A prompt that the estimate lets through but the engine
+//! finds too long is refused by the engine (`INVALID_PARAMS`).
 
 use llorch_manifests::task::{Priority, TaskRequest};
 use llorch_manifests::{ServingContract, ServingPool, Workload};
@@ -26,10 +29,68 @@ pub struct ValidTask {
     pub priority: Priority,
     /// Session, for affinity.
     pub session_id: Option<String>,
-    /// Estimated prompt tokens.
+    /// Prompt tokens, as admission counted them ([`ValidTask::prompt_source`] says how).
     pub prompt_tokens: u32,
     /// A token stream, or embeddings (one answer).
     pub workload: Workload,
+    /// Whether [`ValidTask::prompt_tokens`] is the engine's count or the estimate.
+    pub prompt_source: CountSource,
+}
+
+/// Where a prompt's token count came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CountSource {
+    /// `ceil(bytes / 4)` (+4 per chat message): [`estimate_tokens`].
+    #[default]
+    Estimated,
+    /// The engine's tokenizer.
+    Counted,
+}
+
+impl CountSource {
+    /// The name in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountSource::Estimated => "estimated",
+            CountSource::Counted => "counted",
+        }
+    }
+}
+
+/// A prompt's token count and where it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PromptCount {
+    /// Tokens.
+    pub tokens: u32,
+    /// How they were counted.
+    pub source: CountSource,
+}
+
+impl PromptCount {
+    /// The estimate's `tokens`.
+    pub fn estimated(tokens: u32) -> Self {
+        Self {
+            tokens,
+            source: CountSource::Estimated,
+        }
+    }
+
+    /// The engine's `tokens`.
+    pub fn counted(tokens: u32) -> Self {
+        Self {
+            tokens,
+            source: CountSource::Counted,
+        }
+    }
+}
+
+impl std::fmt::Display for PromptCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.source {
+            CountSource::Estimated => write!(f, "~{} tokens, estimated as bytes/4", self.tokens),
+            CountSource::Counted => write!(f, "{} tokens, counted by the engine", self.tokens),
+        }
+    }
 }
 
 /// Longest `session_id`, in bytes (a session id is kept with every task and logged).
@@ -54,8 +115,21 @@ pub fn estimate_tokens(prompt: &Prompt) -> u32 {
     }
 }
 
-/// Validates `req` for `pool`, whose replicas run under `contract`.
+/// Validates `req` for `pool`, whose replicas run under `contract`, its prompt counted by the
+/// estimate.
 pub fn validate(req: TaskRequest, pool: &ServingPool, contract: &ServingContract) -> Result<ValidTask, ApiError> {
+    let valid = validate_request(req, pool, contract)?;
+    check_context(&valid, pool, contract)?;
+    Ok(valid)
+}
+
+/// Validates everything in `req` but whether its prompt fits the context (the prompt count is
+/// the estimate until the caller sets another; then [`check_context`]).
+pub fn validate_request(
+    req: TaskRequest,
+    pool: &ServingPool,
+    contract: &ServingContract,
+) -> Result<ValidTask, ApiError> {
     let prompt = match (req.prompt, req.messages) {
         (Some(p), None) => Prompt::Text(p),
         (None, Some(m)) if !m.is_empty() => Prompt::Chat(m),
@@ -106,12 +180,6 @@ pub fn validate(req: TaskRequest, pool: &ServingPool, contract: &ServingContract
         )));
     }
     let prompt_tokens = estimate_tokens(&prompt);
-    if prompt_tokens.saturating_add(req.max_tokens) > contract.ctx_size {
-        return Err(invalid(format!(
-            "the prompt (~{prompt_tokens} tokens, estimated as bytes/4) plus `max_tokens` {} exceeds pool `{}`'s context of {} tokens; shorten the prompt or lower max_tokens",
-            req.max_tokens, pool.pool, contract.ctx_size
-        )));
-    }
     Ok(ValidTask {
         generate: GenerateRequest {
             prompt,
@@ -126,5 +194,22 @@ pub fn validate(req: TaskRequest, pool: &ServingPool, contract: &ServingContract
         session_id: req.session_id.filter(|s| !s.is_empty()),
         prompt_tokens,
         workload: Workload::Generate,
+        prompt_source: CountSource::Estimated,
     })
+}
+
+/// Refuses `valid` when its prompt, as counted, plus its `max_tokens` exceed `pool`'s context.
+pub fn check_context(valid: &ValidTask, pool: &ServingPool, contract: &ServingContract) -> Result<(), ApiError> {
+    let max_tokens = valid.generate.max_tokens;
+    if valid.prompt_tokens.saturating_add(max_tokens) <= contract.ctx_size {
+        return Ok(());
+    }
+    let count = PromptCount {
+        tokens: valid.prompt_tokens,
+        source: valid.prompt_source,
+    };
+    Err(invalid(format!(
+        "the prompt ({count}) plus `max_tokens` {max_tokens} exceeds pool `{}`'s context of {} tokens; shorten the prompt or lower max_tokens",
+        pool.pool, contract.ctx_size
+    )))
 }
