@@ -311,7 +311,7 @@ fn bad_requests_are_refused_before_enqueue_with_the_field_named() {
             "max_tokens",
         ),
         (
-            json!({"pool": "val", "prompt": "x".repeat(20000), "max_tokens": 8}),
+            json!({"pool": "val", "prompt": "x ".repeat(10000), "max_tokens": 8}),
             400,
             "context",
         ),
