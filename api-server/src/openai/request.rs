@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use llorch_manifests::task::{ChatMessage, Priority, TaskRequest};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::engine::fields::{ClientFields, Surface};
 use crate::error::ApiError;
@@ -57,14 +57,6 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<(OpenAiRequest, ClientFi
             fields: Arc::new(fields),
         },
     ))
-}
-
-/// An empty field set (tests, and bodies with nothing to relay).
-pub fn no_fields(surface: Surface) -> ClientFields {
-    ClientFields {
-        surface,
-        fields: Arc::new(Map::new()),
-    }
 }
 
 /// `max_tokens` when the request gives none (capped by the context the prompt leaves).
