@@ -64,14 +64,17 @@ export function badge(text, tone, title) {
   return h("span", { class: "badge" + (tone ? " " + tone : ""), title }, text);
 }
 
-/** A horizontal bar for `value` of `max`, with its numbers as text for screen readers. */
-export function bar(value, max, label) {
+/**
+ * A horizontal bar for `value` of `max`, with its numbers as text for screen readers; from
+ * `hotAt` percent on (VRAM, utilization) it turns to the warning colour.
+ */
+export function bar(value, max, label, hotAt = Infinity) {
   const pct = max > 0 ? Math.min(100, Math.max(0, (100 * value) / max)) : 0;
   const fill = h("span", {});
   fill.style.width = pct.toFixed(1) + "%";
   return h(
     "div",
-    { class: "bar" + (pct >= 90 ? " hot" : ""), role: "img", "aria-label": `${label}: ${pct.toFixed(0)}%` },
+    { class: "bar" + (pct >= hotAt ? " hot" : ""), role: "img", "aria-label": `${label}: ${pct.toFixed(0)}%` },
     fill,
   );
 }

@@ -146,8 +146,8 @@ export function gpus(snapshot) {
       { "data-gpu": g.index },
       h("th", { scope: "row" }, String(g.index)),
       h("td", {}, g.name, g.simulated ? [" ", badge("simulated", "warn")] : null),
-      h("td", {}, bar(g.usedBytes, g.totalBytes, `GPU ${g.index} VRAM used`), `${gib(g.usedBytes)} / ${gib(g.totalBytes)}`),
-      h("td", {}, typeof g.utilizationPct === "number" ? [bar(g.utilizationPct, 100, `GPU ${g.index} utilization`), `${g.utilizationPct}%`] : "—"),
+      h("td", {}, bar(g.usedBytes, g.totalBytes, `GPU ${g.index} VRAM used`, 90), `${gib(g.usedBytes)} / ${gib(g.totalBytes)}`),
+      h("td", {}, typeof g.utilizationPct === "number" ? [bar(g.utilizationPct, 100, `GPU ${g.index} utilization`, 90), `${g.utilizationPct}%`] : "—"),
       h("td", {}, (g.errors || []).map((e) => h("div", { class: "error" }, e))),
     ),
   );

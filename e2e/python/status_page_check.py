@@ -138,9 +138,68 @@ def live(page, args, report):
     }
     page.wait_for_selector("#jobs-body table, #jobs-body p", timeout=WAIT_MS)
     report["jobs"] = page.text_content("#jobs-body")
+    records(page, report)
 
     page.screenshot(path=args.screenshot, full_page=True)
     report["screenshot"] = args.screenshot
+
+
+HOSTILE = '<img src=x onerror="window.__xss=1">'
+
+
+def records(page, report):
+    """The Recent jobs section against the records API's contract, answered by Playwright's
+    routing (this daemon may have no records API): the list, a transcript with hostile text,
+    a replay verdict. The hostile text must appear as text, never as markup."""
+    job = "task-recorded-0"
+    item = {"id": "sha256:" + "ab" * 32, "kind": "job", "job": job, "pool": "chat",
+            "createdAt": "2026-12-03T10:00:00Z", "sizeBytes": 512,
+            "summary": {"state": "done", "model": "tiny", "tokensOut": 2, "finishReason": "length"}}
+    record = {**item, "transcript": [
+        {"event": "started", "data": {"queue_position": 0, "predicted_start_ms": 0}},
+        {"event": "token", "data": {"t": "Hello ", "i": 0}},
+        {"event": "token", "data": {"t": HOSTILE, "i": 1}},
+        {"event": "end", "data": {"tokens_out": 2, "decode_time_ms": 5, "finish_reason": "length"}}]}
+    verdict = {"verdict": "different", "replayTaskId": "task-replay-1",
+               "firstDifference": {"index": 2, "recorded": {"t": HOSTILE}, "replayed": {"t": "world"}},
+               "changed": []}
+
+    def answer(route):
+        url, method = route.request.url, route.request.method
+        if method == "POST" and url.endswith("/replay"):
+            body = verdict
+        elif "/v2/artifacts?" in url:
+            body = {"items": [item], "next": None}
+        else:
+            body = record
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/v2/artifacts**", answer)
+    page.click("#jobs-refresh")
+    page.wait_for_selector(f'#jobs-body tr[data-job="{job}"]', timeout=WAIT_MS)
+    report["records_row"] = page.text_content(f'#jobs-body tr[data-job="{job}"]')
+    page.click(f'#jobs-body tr[data-job="{job}"] button:text("Transcript")')
+    page.wait_for_selector('#job-detail pre[aria-label="recorded text"]', timeout=WAIT_MS)
+    report["records_text"] = page.text_content('#job-detail pre[aria-label="recorded text"]')
+    page.click(f'#jobs-body tr[data-job="{job}"] button:text("Replay")')
+    page.wait_for_selector("#job-detail [data-verdict]", timeout=WAIT_MS)
+    report["records_verdict"] = page.text_content("#job-detail")
+    report["records_injected"] = page.evaluate(
+        "document.querySelectorAll('#jobs img, #job-detail img').length + (window.__xss ? 100 : 0)")
+    page.unroute("**/v2/artifacts**")
+
+
+def dark_wide(browser, args, report):
+    """The same page at 1920x1080 in dark mode, for the record."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, color_scheme="dark")
+    page = context.new_page()
+    page.goto(args.daemon + "/ui")
+    page.wait_for_selector(f'#pools-body tr[data-pool="{args.pool}"]', timeout=WAIT_MS)
+    report["dark_background"] = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    path = args.screenshot.replace(".png", "-dark-1920.png")
+    page.screenshot(path=path)
+    report["screenshot_dark"] = path
+    context.close()
 
 
 def cross_origin(context, args, report):
@@ -196,6 +255,7 @@ def main():
             if args.mode == "live":
                 live(page, args, report)
                 cross_origin(context, args, report)
+                dark_wide(browser, args, report)
             else:
                 token(page, args, report)
         except Exception as e:  # the report says where it stopped, with the page's state

@@ -270,6 +270,32 @@ fn status_page_follows_the_daemon_live(rt: Runtime) {
         "the page shows exactly the streamed text"
     );
 
+    // Without the records API the section says so; with it, a list: never an error.
+    let jobs = report["jobs"].as_str().unwrap();
+    assert!(!jobs.is_empty() && !jobs.contains("HTTP"), "{report}");
+    // Recent jobs against the records API's contract (answered by the browser script): the
+    // list, the transcript with hostile text shown as text, the replay's verdict.
+    assert!(report["records_row"].as_str().unwrap().contains("length"), "{report}");
+    assert_eq!(
+        report["records_text"].as_str().unwrap(),
+        "Hello <img src=x onerror=\"window.__xss=1\">",
+        "{report}"
+    );
+    assert!(
+        report["records_verdict"].as_str().unwrap().contains("different"),
+        "{report}"
+    );
+    assert!(
+        report["records_verdict"].as_str().unwrap().contains("frame 2"),
+        "{report}"
+    );
+    assert_eq!(
+        report["records_injected"], 0,
+        "untrusted text never becomes markup: {report}"
+    );
+    // Dark mode follows the system setting.
+    assert_eq!(report["dark_background"], "rgb(15, 19, 24)", "{report}");
+
     // A page on another origin could not read /v2.
     assert!(report["cross_origin"]["error"].is_string(), "{report}");
     assert!(screenshot.exists(), "{}", screenshot.display());
