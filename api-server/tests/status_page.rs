@@ -301,3 +301,19 @@ async fn the_page_needs_no_token_but_its_data_does_and_both_pass_the_screen() {
         .unwrap();
     assert_eq!(cross.status(), 403);
 }
+
+#[tokio::test]
+async fn a_path_through_ui_does_not_reach_data_without_the_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start(secured(), 4).await;
+    let addr = s.url.trim_start_matches("http://");
+    for path in ["/ui/../v2/snapshot", "/ui/%2e%2e/v2/snapshot", "/ui//v2/snapshot"] {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(!answer.contains("\"synced\""), "{path}: {answer}");
+    }
+}
