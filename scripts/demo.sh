@@ -90,7 +90,8 @@ run orchctl get replicas
 if [ "$mode" = "--ci" ]; then stop; exit 0; fi
 cat <<EOF
 
-The demo daemon keeps running. Explore with:
+The demo daemon keeps running. Its status page: $LLAMA_ORCH_URL/ui
+Explore with:
   export LLAMA_ORCH_HOME=$DEMO_HOME LLAMA_ORCH_URL=$LLAMA_ORCH_URL PATH=$ROOT/target/debug:\$PATH DOCKER_HOST=$DOCKER_SOCKET
   orchctl describe pool/chat
   orchctl logs chat/0 --tail 5

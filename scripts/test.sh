@@ -65,8 +65,8 @@ mkdir -p "$node_openai"
 grep -q '"version": "6.49.0"' "$node_openai/node_modules/openai/package.json" 2>/dev/null \
   || (cd "$node_openai" && npm install --silent --no-audit --no-fund openai@6.49.0)
 
-step "a headless browser (Debian's chromium + Playwright for Python) for the cross-site e2e test"
-# e2e/tests/browser.rs drives the system chromium through Playwright (its own browser download
+step "a headless browser (Debian's chromium + Playwright for Python) for the cross-site and status-page e2e tests"
+# e2e/tests/browser.rs and e2e/tests/ui.rs drive the system chromium through Playwright (its own browser download
 # is not needed: executable_path=/usr/bin/chromium). Venv kept between runs.
 if ! command -v chromium >/dev/null; then
   apt-get update -q >/dev/null

@@ -1,7 +1,7 @@
 //! llama-orch's HTTP API server: liveness and readiness, control-plane reads of the snapshot the
-//! controller publishes (`/v2/pools`, `/v2/replicas`, `/v2/gpus`, …), recent events, engine log
-//! tails and Prometheus metrics, and the task data plane behind the native (`/v2/tasks`) and
-//! OpenAI-compatible (`/v1`) front doors.
+//! controller publishes (`/v2/pools`, `/v2/replicas`, `/v2/gpus`, …), recent and live events,
+//! engine log tails and Prometheus metrics, the task data plane behind the native (`/v2/tasks`)
+//! and OpenAI-compatible (`/v1`) front doors, and the status page's static files (`/ui`).
 //!
 //! It only reads: the controller owns the [`Snapshot`] (through a `watch` channel) and the
 //! event and log sources behind [`EventSource`] and [`LogSource`]; it commands the controller
@@ -22,6 +22,7 @@ mod routes;
 pub mod sources;
 pub mod sse;
 pub mod tasks;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -65,6 +66,9 @@ pub struct AppState {
     pub catalog: Arc<dyn CatalogSource>,
     /// Tokens and the `Host`/`Origin` policy every request passes first.
     pub front_door: Arc<front_door::FrontDoor>,
+    /// Cancelled when the server stops accepting connections: streams without an end of
+    /// their own (`/v2/events/stream`) end then, so they do not hold up a graceful shutdown.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -83,6 +87,7 @@ impl AppState {
             manifests: Arc::new(sources::NoManifestWrites),
             catalog: Arc::new(NoCatalog),
             front_door: Arc::new(front_door::FrontDoor::loopback_only()),
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -159,6 +164,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/replicas/{id}/logs", get(routes::logs::replica_logs))
         .route("/v2/gpus", get(routes::objects::list_gpus))
         .route("/v2/events", get(routes::events::list_events))
+        .route("/v2/events/stream", get(routes::event_stream::stream))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .route("/v2/tasks", post(routes::tasks::submit).get(routes::tasks::list))
         .route("/v2/tasks/{id}", get(routes::tasks::status))
         .route("/v2/tasks/{id}/events", get(routes::task_stream::events))
@@ -213,6 +222,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     header_read_timeout: Duration,
 ) -> std::io::Result<()> {
+    let closing = state.closing.clone();
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -250,6 +260,7 @@ pub async fn serve_with(
         });
     }
     drop(listener);
+    closing.cancel();
     graceful.shutdown().await;
     Ok(())
 }

@@ -21,6 +21,12 @@ pub trait EventSource: Send + Sync {
     /// At most `limit` of the most recent events, oldest first; only those about `object`
     /// when given.
     fn recent(&self, object: Option<&ObjectRef>, limit: usize) -> Vec<Event>;
+
+    /// Every event from now on, through a bounded channel (a receiver that falls behind is
+    /// told how many it lost); `None` when this source has no live feed.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Event>> {
+        None
+    }
 }
 
 /// Where engine container logs come from.

@@ -1,6 +1,7 @@
 //! The daemon's own files under the state directory: one status JSON per object
 //! (`status/<kind>-<name>.json`, written atomically) and the event log (`events.jsonl`,
-//! append-only, with the most recent events also kept in memory for the API).
+//! append-only, with the most recent events also kept in memory for the API, and sent to live
+//! subscribers such as the status page's stream).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -15,6 +16,10 @@ pub const EVENTS_IN_MEMORY: usize = 2_000;
 
 /// Longest event message kept; longer ones are cut (a manifest error can quote its input).
 pub const MAX_EVENT_MESSAGE_BYTES: usize = 2048;
+
+/// Events a live subscriber may fall behind by before it is told it lagged (the channel is
+/// shared: this is the whole memory live streams cost, whatever the number of subscribers).
+pub const EVENTS_LIVE_BUFFER: usize = 256;
 
 /// `events.jsonl` is rotated to `events.jsonl.1` (replacing the one before) past this size.
 pub const MAX_EVENTS_FILE_BYTES: u64 = 8 << 20;
@@ -87,6 +92,7 @@ impl StatusFiles {
 pub struct EventLog {
     path: PathBuf,
     recent: Mutex<VecDeque<Event>>,
+    live: tokio::sync::broadcast::Sender<Event>,
 }
 
 impl EventLog {
@@ -111,6 +117,7 @@ impl EventLog {
         Ok(Self {
             path,
             recent: Mutex::new(recent),
+            live: tokio::sync::broadcast::Sender::new(EVENTS_LIVE_BUFFER),
         })
     }
 
@@ -149,7 +156,16 @@ impl EventLog {
         if recent.len() == EVENTS_IN_MEMORY {
             recent.pop_front();
         }
-        recent.push_back(event);
+        recent.push_back(event.clone());
+        drop(recent);
+        // No subscriber is not an error.
+        let _ = self.live.send(event);
+    }
+
+    /// Every event emitted from now on. A subscriber more than [`EVENTS_LIVE_BUFFER`] events
+    /// behind loses the oldest and is told how many (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.live.subscribe()
     }
 
     /// The most recent events (oldest first), optionally for one object.
@@ -225,6 +241,35 @@ mod tests {
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].reason, Reason::ReplicaCreated);
         assert_eq!(only[0].replica, Some(ReplicaId::new("chat", 0)));
+    }
+
+    #[test]
+    fn subscribers_get_new_events_and_a_slow_one_is_told_it_lagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        log.emit(
+            None,
+            None,
+            EventType::Normal,
+            Reason::ControllerStarted,
+            "before".into(),
+        );
+        let mut live = log.subscribe();
+        log.emit(None, None, EventType::Normal, Reason::ControllerStarted, "after".into());
+        assert_eq!(
+            live.try_recv().unwrap().message,
+            "after",
+            "only events after subscribing"
+        );
+        for i in 0..EVENTS_LIVE_BUFFER + 3 {
+            log.emit(None, None, EventType::Normal, Reason::ControllerStarted, format!("{i}"));
+        }
+        assert_eq!(
+            live.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(3)),
+            "the oldest are dropped, not buffered without bound"
+        );
+        assert_eq!(live.try_recv().unwrap().message, "3");
     }
 
     #[test]

@@ -25,6 +25,9 @@ impl EventSource for Events {
     fn recent(&self, object: Option<&ObjectRef>, limit: usize) -> Vec<Event> {
         self.0.recent(object, limit)
     }
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Event>> {
+        Some(self.0.subscribe())
+    }
 }
 
 /// The data plane as the controller's retirement gate (a replica is retired only once no task

@@ -123,6 +123,22 @@ pub struct PoolHealth {
     pub in_flight: u32,
     /// Tasks waiting in its queue.
     pub queued: u32,
+    /// Of those, interactive ones in the queue.
+    #[serde(default)]
+    pub queued_interactive: u32,
+    /// Of those, batch ones in the queue.
+    #[serde(default)]
+    pub queued_batch: u32,
+    /// Replica slots the data plane places tasks on.
+    #[serde(default)]
+    pub slots_total: u32,
+    /// Of those, slots running a task.
+    #[serde(default)]
+    pub slots_busy: u32,
+    /// Predicted milliseconds before a task submitted now would start (behind everything
+    /// queued), from the Pool's service-time estimate; absent before its first task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_wait_ms: Option<u64>,
     /// Replica counts.
     pub replicas: crate::status::ReplicaCounts,
     /// The current or last reload.

@@ -134,6 +134,11 @@ mod tests {
             drain_deadline_in_ms: Some(12_000),
             in_flight: 2,
             queued: 1,
+            queued_interactive: 1,
+            queued_batch: 0,
+            slots_total: 4,
+            slots_busy: 2,
+            predicted_wait_ms: Some(1_000),
             replicas: ReplicaCounts { desired: 2, ready: 2 },
             rollout: Some(Rollout {
                 phase: RolloutPhase::RolledBack,

@@ -5,7 +5,8 @@
 //!    or a DNS-rebinding name, gets 403 `FORBIDDEN`.
 //! 2. CORS, only when `cors.allowedOrigins` lists origins: preflights and response headers
 //!    for those (tower-http's `CorsLayer`).
-//! 3. [`authenticate`]: with tokens configured, every route but `/healthz` needs
+//! 3. [`authenticate`]: with tokens configured, every route but `/healthz` and the status
+//!    page's static files (`/ui`, which hold no data) needs
 //!    `Authorization: Bearer <token>` (401 `UNAUTHORIZED` with `WWW-Authenticate: Bearer`),
 //!    except loopback clients under `auth.optionalOnLoopback` and `/metrics` under
 //!    `auth.openMetrics`; then a write (POST, PUT, PATCH, DELETE) must declare
@@ -126,7 +127,8 @@ impl FrontDoor {
             // Only possible on a loopback bind (settings refuse any other without a token).
             return Ok(Identity::Localhost);
         }
-        if path == "/healthz" || (self.open_metrics && path == "/metrics") {
+        // The status page's files hold no data (its data calls carry the token).
+        if path == "/healthz" || crate::ui::is_static(path) || (self.open_metrics && path == "/metrics") {
             return Ok(Identity::Anonymous);
         }
         let bearer = headers

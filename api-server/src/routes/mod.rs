@@ -2,6 +2,7 @@
 //! [`AppState`](crate::AppState) and answer JSON; every failure is an [`ApiError`].
 
 pub(crate) mod catalog;
+pub(crate) mod event_stream;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod logs;

@@ -38,7 +38,26 @@ impl PoolWorker {
         let queued = self.queue.as_ref().map_or(0, |q| q.depth()) + self.held.len() as u32;
         let mut running: Vec<String> = self.running.keys().cloned().collect();
         running.sort();
+        let (queued_interactive, queued_batch) = self.queue.as_ref().map_or((0, 0), |q| q.depth_by_priority());
+        // What is left of a wake under way (or all of it, before the first task asks), without
+        // starting the wake's timer: this is a read.
+        let wake_left_ms = self
+            .view
+            .as_ref()
+            .filter(|v| v.scales_to_zero && self.slots.slots_total() == 0)
+            .map(|v| {
+                let expected = v.cold_start_ms.unwrap_or(0);
+                let waited = self
+                    .waking_since
+                    .map_or(0, |since| now.saturating_duration_since(since).as_millis() as u64);
+                expected.saturating_sub(waited)
+            });
         PoolLoad {
+            queued_interactive,
+            queued_batch,
+            slots_total: self.slots.slots_total(),
+            slots_busy: self.slots.busy_slots(),
+            predicted_wait_ms: Some(self.predict(queued, wake_left_ms).start_ms),
             draining: self.drain.is_some(),
             deadline_in_ms: self
                 .drain

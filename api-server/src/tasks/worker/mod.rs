@@ -106,6 +106,18 @@ pub struct PoolLoad {
     pub queued: u32,
     /// Ids of the running tasks.
     pub running: Vec<String>,
+    /// Tasks waiting in the queue, by priority (`queued` also counts those held back after
+    /// losing a race with a retirement).
+    pub queued_interactive: u32,
+    /// The batch ones.
+    pub queued_batch: u32,
+    /// Replica slots, and how many are busy.
+    pub slots_total: u32,
+    /// Busy slots.
+    pub slots_busy: u32,
+    /// The predicted start, in milliseconds, of a task admitted now (behind every queued one),
+    /// from the pool's service-time estimate; `None` before the pool's worker exists.
+    pub predicted_wait_ms: Option<u64>,
 }
 
 /// The way in.
