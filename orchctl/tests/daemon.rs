@@ -98,6 +98,7 @@ fn replica(index: u32, phase: ReplicaPhase) -> ReplicaStatus {
         spec_hash: "abc".into(),
         restarts: u64::from(index) * 3,
         ready_since: None,
+        kv_cache_usage_ratio: None,
     }
 }
 
