@@ -91,7 +91,8 @@ export LLORCH_GGUF_FIXTURES
 
 step "promtool (Debian's prometheus package) for the /metrics exposition e2e test"
 # Installed when missing, with every service start denied during the install: no Prometheus
-# server is left running. e2e/tests/metrics_exposition.rs runs `promtool check metrics`.
+# server is left running. e2e/tests/metrics_exposition.rs runs `promtool check metrics`;
+# e2e/tests/alert_rules.rs runs `promtool check rules` and `promtool test rules` on deploy/prometheus/.
 LLORCH_PROMTOOL=$(bash scripts/install-promtool.sh)
 export LLORCH_PROMTOOL
 

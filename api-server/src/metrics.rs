@@ -9,6 +9,10 @@
 //!
 //! Simulated GPUs carry `simulated="true"` on every GPU series, and
 //! `llorch_gpu_inventory_simulated` says so once for the whole inventory.
+//!
+//! Each replica's `kv_cache_usage_ratio` is what the controller's prober last read from its
+//! engine (see `controller::kv_usage`), carried in the snapshot. The process series and
+//! `llorch_build_info` come from [`process`].
 
 use std::sync::atomic::AtomicU64;
 
@@ -22,7 +26,10 @@ use prometheus_client::registry::Registry;
 
 use crate::tasks::telemetry::Telemetry;
 
+pub mod process;
 mod wake_times;
+
+pub use process::ProcessSample;
 
 /// The response's `Content-Type` (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -41,30 +48,38 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
 
 /// Renders the snapshot and, when there is one, the data plane's series.
 pub fn render_with(snapshot: &Snapshot, telemetry: Option<&Telemetry>) -> Result<String, std::fmt::Error> {
-    render_full(snapshot, telemetry, &[])
+    render_full(snapshot, telemetry, &[], None)
 }
 
-/// [`render_with`] plus the catalog's `catalog_verifications_total{result}` counts.
+/// [`render_with`] plus the catalog's `catalog_verifications_total{result}` counts and, when
+/// given, the process series.
 pub fn render_full(
     snapshot: &Snapshot,
     telemetry: Option<&Telemetry>,
     verifications: &[(&'static str, u64)],
+    process: Option<&ProcessSample>,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     register_daemon(&mut registry, snapshot);
     register_gpus(&mut registry, snapshot);
     register_pools(&mut registry, snapshot);
+    register_replicas(&mut registry, snapshot);
     register_models(&mut registry, snapshot, verifications);
     if let Some(telemetry) = telemetry {
         telemetry.register(&mut registry);
+    }
+    if let Some(process) = process {
+        process::register_process(&mut registry, process);
     }
     let mut out = String::new();
     prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
 }
 
-/// `llorch_snapshot_synced`, `llorch_gpu_inventory_simulated`, `llorch_manifest_errors`.
+/// `llorch_build_info`, `llorch_snapshot_synced`, `llorch_gpu_inventory_simulated`,
+/// `llorch_manifest_errors`.
 fn register_daemon(registry: &mut Registry, snapshot: &Snapshot) {
+    process::register_build_info(registry);
     let synced = U64Gauge::default();
     synced.set(u64::from(snapshot.synced));
     registry.register(
@@ -90,11 +105,12 @@ fn register_daemon(registry: &mut Registry, snapshot: &Snapshot) {
     );
 }
 
-/// One `llorch_gpu_info` per GPU, its VRAM and utilisation.
+/// One `llorch_gpu_info` per GPU, its VRAM, utilisation and reported problems.
 fn register_gpus(registry: &mut Registry, snapshot: &Snapshot) {
     let info = Family::<Labels, U64Gauge>::default();
     let total = Family::<Labels, U64Gauge>::default();
     let used = Family::<Labels, U64Gauge>::default();
+    let problems = Family::<Labels, U64Gauge>::default();
     let utilization = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     for gpu in &snapshot.gpus {
         let simulated = flag(gpu.simulated || snapshot.gpus_simulated);
@@ -108,6 +124,9 @@ fn register_gpus(registry: &mut Registry, snapshot: &Snapshot) {
         let labels: Labels = vec![("gpu", gpu.index.to_string()), ("simulated", simulated)];
         total.get_or_create(&labels).set(gpu.total_bytes);
         used.get_or_create(&labels).set(gpu.used_bytes);
+        problems
+            .get_or_create(&labels)
+            .set(u64::try_from(gpu.errors.len()).unwrap_or(u64::MAX));
         if let Some(pct) = gpu.utilization_pct {
             utilization.get_or_create(&labels).set(f64::from(pct) / 100.0);
         }
@@ -117,8 +136,29 @@ fn register_gpus(registry: &mut Registry, snapshot: &Snapshot) {
     registry.register("vram_used_bytes", "Used VRAM per GPU, bytes", used);
     registry.register(
         "gpu_utilization",
-        "GPU utilisation per GPU, 0 to 1, when known",
+        "GPU utilisation per GPU, 0 to 1, when known (always 0 on a simulated GPU)",
         utilization,
+    );
+    registry.register(
+        "llorch_gpu_problems",
+        "Problems NVML reports for the GPU (uncorrected ECC errors, pages pending retirement, GPU lost, failed reads); any makes it unhealthy",
+        problems,
+    );
+}
+
+/// `kv_cache_usage_ratio{pool,replica}` of every replica whose engine reported one.
+fn register_replicas(registry: &mut Registry, snapshot: &Snapshot) {
+    let kv = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for r in &snapshot.replicas {
+        if let Some(ratio) = r.kv_cache_usage_ratio {
+            kv.get_or_create(&vec![("pool", r.pool.clone()), ("replica", r.id.to_string())])
+                .set(ratio);
+        }
+    }
+    registry.register(
+        "kv_cache_usage_ratio",
+        "Share of the replica's engine KV cache in use, 0 to 1, as the engine last reported it (llama-server, vLLM; never TGI)",
+        kv,
     );
 }
 
@@ -295,7 +335,7 @@ mod tests {
             }],
             ..Snapshot::default()
         };
-        let text = render_full(&snapshot, None, &[("ok", 2), ("mismatch", 1)]).unwrap();
+        let text = render_full(&snapshot, None, &[("ok", 2), ("mismatch", 1)], None).unwrap();
         for line in [
             r#"model_state{model="tiny",phase="fetching"} 1"#,
             r#"model_state{model="tiny",phase="ready"} 0"#,
@@ -406,7 +446,13 @@ mod tests {
         let telemetry = Telemetry::new();
         telemetry.placed("chat", "chat-0");
         telemetry.enqueued("chat", llorch_manifests::task::Priority::Interactive);
-        let text = render_full(&snapshot, Some(&telemetry), &[("ok", 1)]).unwrap();
+        let text = render_full(
+            &snapshot,
+            Some(&telemetry),
+            &[("ok", 1)],
+            Some(&ProcessSample::collect()),
+        )
+        .unwrap();
         let mut names: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# HELP "))
@@ -418,6 +464,59 @@ mod tests {
         assert_eq!(names.len(), all, "a family is declared twice in:\n{text}");
         assert!(names.contains(&"placement_decisions_total"), "{names:?}");
         assert!(names.contains(&"replica_placements_total"), "{names:?}");
+    }
+
+    #[test]
+    fn replicas_report_the_kv_cache_usage_their_engines_gave_and_gpus_their_problems() {
+        use llorch_manifests::ReplicaId;
+        use llorch_manifests::status::{ReplicaPhase, ReplicaStatus};
+        let replica = |index: u32, ratio: Option<f64>| ReplicaStatus {
+            id: ReplicaId::new("chat", index),
+            pool: "chat".into(),
+            index,
+            phase: ReplicaPhase::Ready,
+            container_id: None,
+            container_name: None,
+            endpoint: None,
+            gpus: vec![0],
+            gpus_simulated: false,
+            engine_version: "dev".into(),
+            spec_hash: "h".into(),
+            restarts: 0,
+            ready_since: None,
+            kv_cache_usage_ratio: ratio,
+        };
+        let snapshot = Snapshot {
+            replicas: vec![replica(0, Some(0.375)), replica(1, None)],
+            gpus: vec![GpuView {
+                index: 0,
+                uuid: "GPU-0".into(),
+                name: "RTX 3090".into(),
+                total_bytes: 1,
+                used_bytes: 0,
+                free_bytes: 1,
+                utilization_pct: Some(40),
+                simulated: false,
+                processes: Vec::new(),
+                errors: vec!["GPU lost".into(), "3 uncorrected ECC error(s)".into()],
+            }],
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot).unwrap();
+        for line in [
+            "# TYPE kv_cache_usage_ratio gauge",
+            r#"kv_cache_usage_ratio{pool="chat",replica="chat-0"} 0.375"#,
+            r#"gpu_utilization{gpu="0",simulated="false"} 0.4"#,
+            r#"llorch_gpu_problems{gpu="0",simulated="false"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("chat-1"), "no reading, no series:\n{text}");
+        assert!(
+            text.lines()
+                .any(|l| l == format!(r#"llorch_build_info{{version="{}"}} 1"#, process::VERSION)),
+            "{text}"
+        );
     }
 
     #[test]

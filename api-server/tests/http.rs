@@ -87,6 +87,7 @@ fn replica(pool: &str, index: u32, phase: ReplicaPhase) -> ReplicaStatus {
         spec_hash: "abc123abc123".into(),
         restarts: u64::from(index),
         ready_since: None,
+        kv_cache_usage_ratio: None,
     }
 }
 

@@ -257,7 +257,9 @@ impl<R: ContainerRuntime> Controller<R> {
         self.time_ready(&pools.replicas);
         self.forget_deleted(&desired);
         self.probers.retain(&pools.live());
-        self.publish(&desired, pools.replicas);
+        let mut replicas = pools.replicas;
+        self.probers.annotate(&mut replicas);
+        self.publish(&desired, replicas);
         pools.requeue
     }
 

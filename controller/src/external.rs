@@ -44,10 +44,11 @@ pub struct ExternalOutcome {
 pub fn reconcile(probers: &mut Probers, pool: &Pool, engine: &Engine, status: &mut ObjectStatus) -> ExternalOutcome {
     let url = Endpoint::external(engine.spec.url.as_deref().unwrap_or_default());
     let id = probe_id(pool.name());
-    probers.ensure(&id, &url, &engine.spec.health);
+    probers.ensure(&id, &url, &engine.spec.health, engine.spec.api);
     let probe = probers.state(&id);
     let healthy = probe.as_ref().is_some_and(|p| p.healthy);
     let ever = probe.as_ref().is_some_and(|p| p.ever_healthy);
+    let kv_cache_usage_ratio = probe.as_ref().and_then(|p| p.kv_cache_usage_ratio);
     let last_error = probe.and_then(|p| p.last_error).unwrap_or_default();
     let phase = match (healthy, ever) {
         (true, _) => ReplicaPhase::Ready,
@@ -95,6 +96,7 @@ pub fn reconcile(probers: &mut Probers, pool: &Pool, engine: &Engine, status: &m
             spec_hash: short_hash(&(url.as_str(), &engine.spec.health.path)),
             restarts: 0,
             ready_since: None,
+            kv_cache_usage_ratio,
         },
         probe_id: id,
         requeue: if healthy { Duration::MAX } else { NOT_READY_REQUEUE },

@@ -12,6 +12,7 @@ pub mod drains;
 pub mod eviction;
 pub mod external;
 pub mod gpu;
+pub mod kv_usage;
 pub mod manifest_dir;
 pub mod manifest_edit;
 pub mod manifest_store;

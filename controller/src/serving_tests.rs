@@ -331,6 +331,7 @@ fn replica(index: u32, phase: ReplicaPhase, port: Option<u16>, gpus: Vec<u32>) -
         spec_hash: "h".into(),
         restarts: 0,
         ready_since: None,
+        kv_cache_usage_ratio: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod daemon;
 pub mod lan;
 pub mod llama_server;
+pub mod monitoring;
 pub mod python;
 pub mod sse;
 

@@ -8,6 +8,8 @@
 //! reports the context size and slot count the Pool asked for), the model is mounted read-only
 //! and digest-verified, the health probe sees it, and the endpoint the daemon reports answers
 //! `/completion` deterministically for a fixed seed. A wrong digest keeps every container away.
+//! The replica's `kvCacheUsageRatio` is read from the real llama-server (its `/slots`: this
+//! llama.cpp no longer exports a KV gauge): 0 while idle, above 0 while it generates.
 //!
 //! Nothing here skips: a missing model file or image is a failure that names the command to run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -174,7 +176,54 @@ fn real_engine_serves_the_real_model(rt: Runtime) {
         metrics.contains("llamacpp:tokens_predicted_total"),
         "--metrics reached the engine: {metrics}"
     );
+    kv_usage_follows_the_real_engine(&d, &endpoint);
     assert_eq!(pool_status(&d.snapshot(), "smol").unwrap().restarts, 0);
+}
+
+/// `smol-0`'s `kvCacheUsageRatio` in the daemon's snapshot.
+fn kv_ratio(d: &Daemon) -> Option<f64> {
+    d.snapshot()
+        .replicas
+        .iter()
+        .find(|r| r.pool == "smol")
+        .and_then(|r| r.kv_cache_usage_ratio)
+}
+
+/// The daemon publishes the real engine's KV-cache usage: 0 once idle, above 0 while a long
+/// generation runs (restarted until seen: the prober reads every 5 s).
+fn kv_usage_follows_the_real_engine(d: &Daemon, endpoint: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while kv_ratio(d) != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "no idle kvCacheUsageRatio: {:?}",
+            kv_ratio(d)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let url = format!("{endpoint}/completion");
+    let body = serde_json::json!({"prompt": "Once upon a time", "n_predict": 1800, "ignore_eos": true, "seed": 1});
+    loop {
+        let generation = std::thread::spawn({
+            let (url, body) = (url.clone(), body.clone());
+            move || http().post(&url).json(&body).send().map(|r| r.status().as_u16())
+        });
+        while !generation.is_finished() {
+            if let Some(ratio) = kv_ratio(d).filter(|r| *r > 0.0) {
+                assert!(ratio <= 1.0, "kvCacheUsageRatio {ratio}");
+                eprintln!("{}: kvCacheUsageRatio {ratio} while generating", d.runtime.name);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = generation.join().unwrap();
+        assert_eq!(status.ok(), Some(200), "the long completion");
+        assert!(
+            Instant::now() < deadline,
+            "kvCacheUsageRatio never rose above 0 while generating: {:?}",
+            kv_ratio(d)
+        );
+    }
 }
 
 /// Container names of this daemon's instance that the runtime reported events for since

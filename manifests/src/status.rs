@@ -245,7 +245,7 @@ pub enum ReplicaPhase {
 }
 
 /// One replica of a Pool.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     /// `<pool>-<index>`.
@@ -281,6 +281,11 @@ pub struct ReplicaStatus {
     /// When it became Ready (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_since: Option<String>,
+    /// The share of the engine's KV cache in use, 0 to 1, as the engine last reported it
+    /// (read every few seconds while the replica is healthy; absent when the engine's API
+    /// reports none, as TGI's, or before the first reading).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_usage_ratio: Option<f64>,
 }
 
 /// Event severity.

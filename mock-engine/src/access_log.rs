@@ -1,7 +1,7 @@
 //! One stderr line per request — method, path, status, tokens generated, duration — so that
 //! `docker logs` tells what the engine did. Streamed responses are logged when the stream ends
 //! (or the client hangs up), so the line carries the final token count. Successful `/health`
-//! probes are not logged.
+//! probes and the orchestrator's `GET /metrics` and `/slots` readings are not logged.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,6 +31,11 @@ impl TokenTally {
 }
 
 /// Middleware: installs a [`TokenTally`] and logs the request when its response is done.
+/// The orchestrator's periodic reads: health and KV-cache usage.
+fn is_probe(method: &Method, path: &str) -> bool {
+    path == "/health" || (method == Method::GET && (path == "/metrics" || path == "/slots"))
+}
+
 pub async fn log_requests(mut request: Request, next: Next) -> Response {
     let line = LogLine {
         method: request.method().clone(),
@@ -41,9 +46,10 @@ pub async fn log_requests(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(line.tally.clone());
     let response = next.run(request).await;
     let status = response.status();
-    // Successful health probes arrive every second from the orchestrator; like llama-server,
-    // keep them out of the log so its tail shows what the engine did.
-    if line.path == "/health" && status.is_success() {
+    // Successful health probes arrive every second from the orchestrator, and its KV-cache
+    // readings (`/metrics`, `/slots`) every few: keep them out of the log so its tail shows
+    // what the engine did.
+    if is_probe(&line.method, &line.path) && status.is_success() {
         return response;
     }
     if response.body().size_hint().exact().is_some() {
@@ -104,5 +110,19 @@ impl Drop for LoggedStream {
         if let Some((line, status)) = self.line.take() {
             line.print(status, if self.finished { "" } else { " (client disconnected)" });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_and_kv_readings_are_probes_and_generation_is_not() {
+        assert!(is_probe(&Method::GET, "/health"));
+        assert!(is_probe(&Method::GET, "/metrics"));
+        assert!(is_probe(&Method::GET, "/slots"));
+        assert!(!is_probe(&Method::POST, "/slots"));
+        assert!(!is_probe(&Method::POST, "/completion"));
     }
 }

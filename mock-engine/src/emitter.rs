@@ -95,6 +95,7 @@ impl Emitter {
         }
         let id_task = state.next_task_id();
         let slot = state.slots.acquire(i64::try_from(id_task).unwrap_or(i64::MAX)).await;
+        slot.set_prompt(request.prompt_tokens);
         let prompt_started = Instant::now();
         let generation = Generation::new(&request.spec, n_ctx - request.prompt_tokens);
         let prompt_took = prompt_started.elapsed();

@@ -85,7 +85,7 @@ pub async fn slots(State(state): State<Arc<AppState>>, Query(query): Query<HashM
     let slots: Vec<Value> = views
         .iter()
         .map(|slot| {
-            json!({
+            let mut view = json!({
                 "id": slot.id,
                 "id_task": slot.id_task,
                 "n_ctx": config.n_ctx_slot(),
@@ -98,7 +98,13 @@ pub async fn slots(State(state): State<Arc<AppState>>, Query(query): Query<HashM
                     "n_remain": -1,
                     "n_decoded": slot.n_decoded,
                 },
-            })
+            });
+            // llama-server (llama.cpp of llama-cpp-python 0.3.36) reports the tokens a busy
+            // slot's context holds, prompt and generated so far, as `n_prompt_tokens`.
+            if slot.is_processing {
+                view["n_prompt_tokens"] = json!(slot.n_tokens());
+            }
+            view
         })
         .collect();
     Json(Value::Array(slots)).into_response()
@@ -109,6 +115,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let gauges = Gauges {
         requests_processing: state.slots.busy(),
         requests_deferred: state.slots.waiting(),
+        kv_cache_usage_ratio: state.slots.kv_cache_usage_ratio(state.config.n_ctx_slot()),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

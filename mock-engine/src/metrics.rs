@@ -22,6 +22,8 @@ pub struct Metrics {
 pub struct Gauges {
     pub requests_processing: usize,
     pub requests_deferred: usize,
+    /// Share of the KV cache held by busy slots, 0 to 1.
+    pub kv_cache_usage_ratio: f64,
 }
 
 impl Metrics {
@@ -62,7 +64,7 @@ impl Metrics {
             0.0
         };
 
-        let families: [(&str, &str, &str, f64); 11] = [
+        let families: [(&str, &str, &str, f64); 12] = [
             (
                 "prompt_tokens_total",
                 "counter",
@@ -124,6 +126,14 @@ impl Metrics {
                 "Number of requests deferred.",
                 gauges.requests_deferred as f64,
             ),
+            // Older llama-server builds exported this gauge (llama.cpp removed it in 2025);
+            // the mock keeps it so llama-orch's preferred source is exercised.
+            (
+                "kv_cache_usage_ratio",
+                "gauge",
+                "KV-cache usage. 1 means 100 percent usage.",
+                gauges.kv_cache_usage_ratio,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, value) in families {
@@ -162,6 +172,7 @@ mod tests {
         let text = m.render(Gauges {
             requests_processing: 1,
             requests_deferred: 3,
+            kv_cache_usage_ratio: 0.25,
         });
         assert_eq!(sample(&text, "prompt_tokens_total"), 5.0);
         assert_eq!(sample(&text, "tokens_predicted_total"), 2.0);
@@ -170,6 +181,7 @@ mod tests {
         assert_eq!(sample(&text, "n_tokens_max"), 7.0);
         assert_eq!(sample(&text, "requests_processing"), 1.0);
         assert_eq!(sample(&text, "requests_deferred"), 3.0);
+        assert_eq!(sample(&text, "kv_cache_usage_ratio"), 0.25);
         assert!(text.contains("# TYPE llamacpp:requests_deferred gauge\n"));
     }
 }

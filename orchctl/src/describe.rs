@@ -300,6 +300,7 @@ mod tests {
             spec_hash: "h".into(),
             restarts: 0,
             ready_since: None,
+            kv_cache_usage_ratio: None,
         }
     }
 

@@ -154,9 +154,10 @@ pub fn gpu_list(gpus: &[u32], simulated: bool) -> String {
     if simulated { format!("{list} (simulated)") } else { list }
 }
 
-/// `ID POOL PHASE CONTAINER ENDPOINT GPUS RESTARTS`.
+/// `ID POOL PHASE CONTAINER ENDPOINT GPUS KV RESTARTS`: KV is the share of the engine's KV
+/// cache in use as the engine last reported it, `-` when it reports none.
 pub fn replicas(replicas: &[ReplicaStatus]) -> Table {
-    let mut t = Table::new(&["ID", "POOL", "PHASE", "CONTAINER", "ENDPOINT", "GPUS", "RESTARTS"]);
+    let mut t = Table::new(&["ID", "POOL", "PHASE", "CONTAINER", "ENDPOINT", "GPUS", "KV", "RESTARTS"]);
     for r in replicas {
         let container = r
             .container_id
@@ -169,6 +170,8 @@ pub fn replicas(replicas: &[ReplicaStatus]) -> Table {
             container,
             r.endpoint.as_ref().map_or_else(|| "-".into(), ToString::to_string),
             gpu_list(&r.gpus, r.gpus_simulated),
+            r.kv_cache_usage_ratio
+                .map_or_else(|| "-".into(), |k| format!("{:.0}%", k * 100.0)),
             r.restarts.to_string(),
         ]);
     }

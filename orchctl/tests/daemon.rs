@@ -98,6 +98,7 @@ fn replica(index: u32, phase: ReplicaPhase) -> ReplicaStatus {
         spec_hash: "abc".into(),
         restarts: u64::from(index) * 3,
         ready_since: None,
+        kv_cache_usage_ratio: (phase == ReplicaPhase::Ready).then_some(0.375),
     }
 }
 
@@ -252,9 +253,9 @@ async fn get_replicas_shows_short_container_ids_and_labels_simulated_gpus() {
     assert_eq!(
         ran.out,
         "\
-ID       POOL   PHASE        CONTAINER      ENDPOINT                 GPUS            RESTARTS
-chat-0   chat   Ready        0123456789ab   http://127.0.0.1:41000   0 (simulated)   0
-chat-1   chat   BackingOff   1123456789ab   http://127.0.0.1:41001   1 (simulated)   3
+ID       POOL   PHASE        CONTAINER      ENDPOINT                 GPUS            KV    RESTARTS
+chat-0   chat   Ready        0123456789ab   http://127.0.0.1:41000   0 (simulated)   38%   0
+chat-1   chat   BackingOff   1123456789ab   http://127.0.0.1:41001   1 (simulated)   -     3
 "
     );
 }

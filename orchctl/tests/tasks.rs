@@ -158,6 +158,7 @@ fn snapshot(endpoint: &str, slots: u32, queue: &str) -> Snapshot {
             spec_hash: "abc".into(),
             restarts: 0,
             ready_since: None,
+            kv_cache_usage_ratio: None,
         }],
         gpus: vec![GpuView {
             index: 0,

@@ -83,6 +83,7 @@ fn replica(index: u32, container: &str, endpoint: &str) -> ReplicaStatus {
         spec_hash: "h".into(),
         restarts: 0,
         ready_since: None,
+        kv_cache_usage_ratio: None,
     }
 }
 

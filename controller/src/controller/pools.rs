@@ -317,6 +317,7 @@ impl<R: ContainerRuntime> Controller<R> {
                     spec_hash: l.spec_hash,
                     restarts: 0,
                     ready_since: None,
+                    kv_cache_usage_ratio: None,
                 })
             })
             .collect()

@@ -1,7 +1,7 @@
 //! A simulated GPU inventory, exactly as listed in `gpus: {simulate: [...]}`: uuids
 //! `SIM-GPU-<index>`, flagged `simulated` everywhere it shows. Lets tests and demos exercise
 //! placement on a machine without GPUs; nothing ever runs on these devices. It reports all
-//! VRAM free: no process really uses it. Its use is what llama-orch's own replicas reserve,
+//! VRAM free and 0 % utilisation: no process really uses it. Its use is what llama-orch's own replicas reserve,
 //! which the controller charges after placement (`gpu::charge_reserved`).
 
 use llorch_manifests::api::GpuView;
@@ -36,7 +36,7 @@ impl SimulatedGpus {
                 total_bytes: gpu.vram_bytes,
                 used_bytes: 0,
                 free_bytes: gpu.vram_bytes,
-                utilization_pct: None,
+                utilization_pct: Some(0),
                 simulated: true,
                 processes: Vec::new(),
                 errors: Vec::new(),
@@ -85,7 +85,7 @@ mod tests {
                 total_bytes: 12 << 30,
                 used_bytes: 0,
                 free_bytes: 12 << 30,
-                utilization_pct: None,
+                utilization_pct: Some(0),
                 simulated: true,
                 processes: Vec::new(),
                 errors: Vec::new(),

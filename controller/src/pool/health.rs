@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use llorch_manifests::status::{EventType, ReplicaPhase};
-use llorch_manifests::{Endpoint, HealthCheck, ObjectRef, Reason, ReplicaId};
+use llorch_manifests::{Endpoint, EngineSpec, ObjectRef, Reason, ReplicaId};
 
 use super::PoolContext;
 use super::cleanup::{noun, short};
@@ -30,7 +30,7 @@ pub(super) fn assess<R: ContainerRuntime>(
     obj: &ObjectRef,
     replica_id: &ReplicaId,
     c: &ContainerInfo,
-    health: &HealthCheck,
+    engine: &EngineSpec,
     now: Instant,
 ) -> Health {
     let port = match serving_port(c) {
@@ -47,7 +47,8 @@ pub(super) fn assess<R: ContainerRuntime>(
             format!("adopted running {} {} ({})", noun(c), c.name, short(&c.id)),
         );
     }
-    ctx.probers.ensure(&c.id, &endpoint, health);
+    let health = &engine.health;
+    ctx.probers.ensure(&c.id, &endpoint, health, engine.api);
     let startup = Duration::from_millis(health.startup_timeout_ms);
     match ctx.probers.state(&c.id) {
         Some(p) if p.healthy => Health::Ready(p.healthy_since),

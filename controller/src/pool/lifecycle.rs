@@ -156,7 +156,7 @@ pub(super) async fn create_all<R: ContainerRuntime>(
                 );
                 if let (Some(r), Some(port)) = (pass.replicas.get_mut(row), c.host_port) {
                     let endpoint = Endpoint::loopback(port);
-                    ctx.probers.ensure(&c.id, &endpoint, health);
+                    ctx.probers.ensure(&c.id, &endpoint, health, inputs.engine.spec.api);
                     r.container_id = Some(c.id.clone());
                     r.container_name = Some(c.name.clone());
                     r.endpoint = Some(endpoint);

@@ -49,7 +49,7 @@ pub(super) async fn slot<R: ContainerRuntime>(
 ) -> Slot {
     let pool_name = inputs.pool.name();
     let replica_id = ReplicaId::new(pool_name, index);
-    let health = &inputs.engine.spec.health;
+    let engine = &inputs.engine.spec;
     let now = pass.now;
     let list = fail_on_broken_gpus(ctx, inputs, status, pass, index, found).await;
     let obj = &pass.obj;
@@ -106,9 +106,10 @@ pub(super) async fn slot<R: ContainerRuntime>(
         spec_hash: hash.clone(),
         restarts,
         ready_since: None,
+        kv_cache_usage_ratio: None,
     };
     let new = current.map(|c| {
-        let h = assess(ctx, obj, &replica_id, &c, health, now);
+        let h = assess(ctx, obj, &replica_id, &c, engine, now);
         (c, h)
     });
     let old = keep_one_old(ctx, obj, index, &replica_id, outdated, inputs, now).await;
@@ -194,11 +195,11 @@ async fn keep_one_old<R: ContainerRuntime>(
     inputs: &PoolInputs<'_>,
     now: std::time::Instant,
 ) -> Option<(ContainerInfo, Health)> {
-    let health = &inputs.engine.spec.health;
+    let engine = &inputs.engine.spec;
     let mut olds: Vec<(ContainerInfo, Health)> = outdated
         .into_iter()
         .map(|c| {
-            let h = assess(ctx, obj, replica_id, &c, health, now);
+            let h = assess(ctx, obj, replica_id, &c, engine, now);
             (c, h)
         })
         .collect();
