@@ -9,6 +9,7 @@
 //! and picks the exit code.
 
 pub mod apply;
+pub mod artifacts;
 pub mod cli;
 pub mod client;
 pub mod context;
@@ -97,6 +98,8 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Health(args) => health::run(&ctx, &args, io).await,
         Command::Models(args) => models::run(&ctx, &args, io).await,
         Command::Plan(args) => plan::run(&ctx, &args, io).await,
+        Command::Artifacts(args) => artifacts::run(&ctx, &args, io).await,
+        Command::Replay(args) => artifacts::replay(&ctx, &args, io).await,
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args, io).await,
     }
 }
