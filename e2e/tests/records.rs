@@ -4,7 +4,7 @@
 //! - a task's record, fetched by task id and by `sha256:` id, holds a transcript equal byte for
 //!   byte to the SSE stream its client read (keep-alive comments aside); opted-out requests
 //!   (`record: false`, `X-Llorch-Record: off`) leave none; plans dedupe; hostile ids are 400;
-//! - `orchctl artifacts list|get` show it and `orchctl replay` exits 0 for a seeded task, then 2
+//! - `orchctl plan` stores its plan; `orchctl artifacts list|get` show the record, and `orchctl replay` exits 0 for a seeded task, then 2
 //!   (naming `modelDigest`) once the Model points at another file with its own digest;
 //! - a changed engine default seed makes an unseeded task's replay differ: exit 1;
 //! - retention (a small `records.maxBytes`) removes the oldest records first, and what is left
@@ -124,7 +124,16 @@ fn records_hold_what_the_client_read_and_replay_until_the_model_changes(rt: Runt
     let d = Daemon::start(rt);
     let digest = sha256_of(&d.model_path());
     d.write_manifest("rec.yaml", &stack("rec", &d.model_path(), Some(&digest), &[]));
+    // A Pool that opted out of records (`spec.records.enabled: false`).
+    d.write_manifest(
+        "hush.yaml",
+        &format!(
+            "{}  records: {{enabled: false}}\n",
+            stack("hush", &d.model_path(), None, &[])
+        ),
+    );
     wait_digest(&d, "rec", &digest);
+    d.wait_for("pool hush Ready", READY, |s| pool_ready(s, "hush", 1));
 
     let body = json!({"pool": "rec", "prompt": "Once upon a time", "max_tokens": 12, "seed": 7, "temperature": 0.8});
     let (id, raw) = run_raw(&d, &body);
@@ -179,8 +188,10 @@ fn records_hold_what_the_client_read_and_replay_until_the_model_changes(rt: Runt
         .unwrap();
     assert_eq!(v1.status().as_u16(), 200);
     let v1_id = v1.headers()["x-llorch-task-id"].to_str().unwrap().to_string();
+    let (hushed, _) = run_raw(&d, &json!({"pool": "hush", "prompt": "secret", "max_tokens": 2}));
     let (later, _) = run_raw(&d, &json!({"pool": "rec", "prompt": "later", "max_tokens": 2}));
     artifact(&d, &later);
+    assert_eq!(status_of(&d, &hushed), 404, "a Pool with records off leaves no record");
     assert_eq!(status_of(&d, &quiet_id), 404, "record: false leaves no record");
     assert_eq!(status_of(&d, &v1_id), 404, "X-Llorch-Record: off leaves no record");
 
@@ -220,6 +231,17 @@ fn records_hold_what_the_client_read_and_replay_until_the_model_changes(rt: Runt
         out.contains(&text.replace('\n', "\n  ")),
         "the transcript's text:\n{out}"
     );
+
+    // `orchctl plan` keeps its plan on the daemon (stdout stays the plan alone).
+    let (code, plan, err) = orchctl(&d, &["plan", "pool/rec"]);
+    assert_eq!(code, 0, "{err}");
+    let stored = err
+        .lines()
+        .find_map(|l| l.strip_prefix("plan stored as artifact "))
+        .unwrap_or_else(|| panic!("no artifact id on stderr: {err}"));
+    let kept = artifact(&d, stored);
+    assert_eq!(kept["kind"], "plan");
+    assert_eq!(kept["content"]["plan"], plan.as_str());
 
     // Replay: identical on the same engine and model …
     let (code, out, err) = orchctl(&d, &["replay", &id]);

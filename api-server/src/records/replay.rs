@@ -96,17 +96,13 @@ pub async fn replay(
     let mut stream = TaskStream::open(dp.clone(), task)?;
     let mut bytes = Vec::new();
     let mut batch = Vec::new();
-    loop {
-        match stream.next_batch(&mut batch).await {
-            Next::Events => {
-                for ev in batch.drain(..) {
-                    native_frames::render(&ev, &mut bytes);
-                }
-                if stream.ended() {
-                    break;
-                }
-            }
-            Next::Canceled | Next::Closed => break,
+    // Until the end, a cancel or a closed channel.
+    while let Next::Events = stream.next_batch(&mut batch).await {
+        for ev in batch.drain(..) {
+            native_frames::render(&ev, &mut bytes);
+        }
+        if stream.ended() {
+            break;
         }
     }
     let replayed = transcript::parse(&bytes);

@@ -317,7 +317,7 @@ impl DataPlane {
         pool: &llorch_manifests::ServingPool,
         contract: &llorch_manifests::ServingContract,
         fields: Option<&ClientFields>,
-    ) -> Option<RecordSetup> {
+    ) -> Option<Arc<RecordSetup>> {
         let records = self.records.get().filter(|r| r.enabled())?;
         if asked == Some(false) || pool.records_off || pool.workload != Workload::Generate {
             return None;
@@ -327,7 +327,7 @@ impl DataPlane {
             Surface::Completions => Some(OpenAiSurface::Completions),
             Surface::Embeddings => None,
         });
-        Some(RecordSetup {
+        Some(Arc::new(RecordSetup {
             records: records.clone(),
             engine: RecordedEngine {
                 name: pool.engine.clone(),
@@ -340,7 +340,7 @@ impl DataPlane {
                 file: contract.model_file.clone(),
             },
             openai,
-        })
+        }))
     }
 
     /// The task, if known.

@@ -59,7 +59,7 @@ pub struct TaskMeta {
     pub engine_version: String,
     /// Where its job record goes and what served it; `None` when it is not recorded (the
     /// daemon, its Pool or the request opted out).
-    pub record: Option<crate::records::RecordSetup>,
+    pub record: Option<Arc<crate::records::RecordSetup>>,
 }
 
 #[derive(Debug)]
