@@ -163,14 +163,17 @@ impl ArtifactStore {
         }
         let hex = llorch_manifests::hash::sha256_hex(&bytes);
         let id = format!("{ID_PREFIX}{hex}");
-        let mut index = self.index();
-        if index.contains(&id) {
+        if self.index().contains(&id) {
             return Ok((id, false));
         }
+        // Files are written without the index lock held (a list never waits for an fsync). Two
+        // writers of the same bytes write the same file; the index takes one entry.
         write_atomically(&self.objects.join(format!("{hex}.json")), &bytes)?;
         let entry = entry_of(artifact, id.clone(), created_ms, bytes.len() as u64);
-        self.append(&IndexLine::Put(entry.clone()))?;
-        index.insert(entry);
+        if !self.index().insert(entry.clone()) {
+            return Ok((id, false));
+        }
+        self.append(&IndexLine::Put(entry))?;
         Ok((id, true))
     }
 
@@ -219,8 +222,15 @@ impl ArtifactStore {
     /// Removes what retention no longer keeps (over `max_bytes`, or created before
     /// `oldest_ms`), oldest first; how many went.
     pub fn collect_garbage(&self, max_bytes: u64, oldest_ms: i64) -> Result<usize, StoreError> {
-        let mut index = self.index();
-        let gone = index.expired(max_bytes, oldest_ms);
+        // Out of the index first (under its lock), then off the disk (without it).
+        let gone: Vec<String> = {
+            let mut index = self.index();
+            let gone = index.expired(max_bytes, oldest_ms);
+            for id in &gone {
+                index.remove(id);
+            }
+            gone
+        };
         for id in &gone {
             let path = self.object_path(id);
             match fs::remove_file(&path) {
@@ -228,7 +238,6 @@ impl ArtifactStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("cannot remove", &path)(e)),
             }
-            index.remove(id);
             self.append(&IndexLine::Del { id: id.clone() })?;
         }
         Ok(gone.len())
