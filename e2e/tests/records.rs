@@ -8,7 +8,8 @@
 //!   (naming `modelDigest`) once the Model points at another file with its own digest;
 //! - a changed engine default seed makes an unseeded task's replay differ: exit 1;
 //! - retention (a small `records.maxBytes`) removes the oldest records first, and what is left
-//!   survives a daemon restart;
+//!   survives a daemon restart; a short `records.maxAge` removes old records at the next write;
+//! - with tokens, a record is its submitter's (403 and an empty list for another token);
 //! - on llama.cpp's real `llama-server` (`--parallel 1`), a seeded task replays identically.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -338,6 +339,79 @@ fn retention_removes_the_oldest_records_first(rt: Runtime) {
     d.kill_and_restart();
     assert_eq!(artifact(&d, &ids[5])["taskId"], ids[5].as_str());
     assert_eq!(status_of(&d, &ids[0]), 404);
+}
+
+/// Records by age (`records.maxAge: 2s`): a record older than that goes at the next write.
+#[test]
+fn retention_removes_records_older_than_max_age() {
+    let d = Daemon::start_with(Runtime::docker(), "records:\n  maxAge: 2s\n");
+    d.write_manifest("age.yaml", &stack("age", &d.model_path(), None, &[]));
+    d.wait_for("pool age Ready", READY, |s| pool_ready(s, "age", 1));
+    let body = json!({"pool": "age", "prompt": "x", "max_tokens": 2});
+    let (first, _) = run_raw(&d, &body);
+    artifact(&d, &first);
+    // Each later task's write runs retention; once the first record is 2 s old, it goes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut newest = String::new();
+    while status_of(&d, &first) == 200 {
+        assert!(Instant::now() < deadline, "the first record outlived maxAge by far");
+        let (id, _) = run_raw(&d, &body);
+        artifact(&d, &id);
+        newest = id;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!newest.is_empty(), "a later task's write removed it");
+    assert_eq!(status_of(&d, &first), 404);
+}
+
+/// With tokens, a record is its submitter's: another token gets 403 and an empty list.
+#[test]
+fn a_record_belongs_to_the_identity_that_submitted_its_task() {
+    let (mine, theirs) = ("records-e2e-token-0123456789", "records-other-token-987654321");
+    let d = Daemon::start_secured(
+        Runtime::docker(),
+        &[("mine", mine), ("theirs", theirs)],
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        "",
+    );
+    d.write_manifest("own.yaml", &stack("own", &d.model_path(), None, &[]));
+    d.wait_for("pool own Ready", READY, |s| pool_ready(s, "own", 1));
+    let as_ = |token: &str, method: reqwest::Method, path: &str| {
+        http()
+            .request(method, format!("{}{path}", d.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .json(&json!({"pool": "own", "prompt": "mine only", "max_tokens": 3, "seed": 1}))
+            .send()
+            .unwrap()
+    };
+    let id = as_(mine, reqwest::Method::POST, "/v2/tasks").json::<Value>().unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    as_(mine, reqwest::Method::GET, &format!("/v2/tasks/{id}/events"))
+        .text()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let record: Value = loop {
+        let r = as_(mine, reqwest::Method::GET, &format!("/v2/artifacts/{id}"));
+        if r.status().as_u16() == 200 {
+            break r.json().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no record");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(record["identity"], "token:mine");
+    let r = as_(theirs, reqwest::Method::GET, &format!("/v2/artifacts/{id}"));
+    assert_eq!(r.status().as_u16(), 403);
+    let r = as_(theirs, reqwest::Method::POST, &format!("/v2/artifacts/{id}/replay"));
+    assert_eq!(r.status().as_u16(), 403, "nor may it replay it");
+    let list: Value = as_(theirs, reqwest::Method::GET, "/v2/artifacts").json().unwrap();
+    assert_eq!(list["items"], json!([]), "another identity's records are not listed");
+    let list: Value = as_(mine, reqwest::Method::GET, "/v2/artifacts").json().unwrap();
+    assert_eq!(list["items"][0]["job"], id.as_str());
+    let r = http().get(format!("{}/v2/artifacts", d.url)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token, no list");
 }
 
 /// llama.cpp's own llama-server (`--parallel 1`, the real SmolLM2-135M): a seeded task's
