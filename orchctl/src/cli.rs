@@ -15,6 +15,8 @@ Examples:
   orchctl logs chat/0 --tail 50              # the engine's own words
   orchctl run chat \"Write a haiku about GPUs\" --max-tokens 64
   orchctl tasks                              # queued, running and recent tasks
+  orchctl artifacts list --kind job          # job records (request, timings, transcript)
+  orchctl replay task-18c2f0a1b2c3-4         # same request again: identical tokens? (exit 0)
 
 Without --server (or $LLAMA_ORCH_URL), apply, diff and delete edit the manifests directory
 on this machine and work without a running daemon, and the other commands ask the daemon at

@@ -58,7 +58,8 @@ pub struct Io<'a> {
 
 /// Runs one command and returns the process exit code: 0 success, 1 failure (for `diff`:
 /// 1 means differences and 2 failure, like `kubectl diff`; for `run`: 3 refused by
-/// backpressure, 4 the task failed, 130 interrupted).
+/// backpressure, 4 the task failed, 130 interrupted; for `replay`: 0 identical, 1 different,
+/// 2 not reproducible, 3 failure).
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
     let failure = if matches!(cli.command, Command::Diff(_)) { 2 } else { 1 };
     match dispatch(cli, io).await {
