@@ -287,11 +287,12 @@ fn a_changed_default_seed_makes_an_unseeded_replay_differ() {
         .find(|r| r.pool == "var")
         .and_then(|r| r.container_id.clone());
     d.write_manifest("var.yaml", &stack("var", &d.model_path(), None, &["--seed", "2"]));
-    d.wait_for("pool var on its new engine args", READY, |s| {
+    // Tasks go only to the new container once the serving view lists it alone.
+    d.wait_for("pool var serving from its new engine args only", READY, |s| {
         pool_ready(s, "var", 1)
-            && s.replicas
-                .iter()
-                .any(|r| r.pool == "var" && r.container_id.is_some() && r.container_id != before)
+            && s.serving.iter().any(|p| {
+                p.pool == "var" && !p.replicas.is_empty() && p.replicas.iter().all(|r| r.container_id != before)
+            })
     });
     let (code, out, err) = orchctl(&d, &["replay", &id]);
     assert_eq!(code, 1, "another default seed: different\n{out}{err}");
