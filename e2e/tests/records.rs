@@ -248,6 +248,23 @@ fn records_hold_what_the_client_read_and_replay_until_the_model_changes(rt: Runt
     let (code, out, err) = orchctl(&d, &["replay", &id]);
     assert_eq!(code, 0, "replay of a seeded task is identical\n{out}{err}");
     assert!(out.contains("identical"), "{out}");
+    // … also for a /v1 chat request, replayed with the OpenAI fields it relayed.
+    let v1 = http()
+        .post(format!("{}/v1/chat/completions", d.url))
+        .json(
+            &json!({"model": "rec", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6,
+            "seed": 3, "temperature": 0.7, "presence_penalty": 0.1}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(v1.status().as_u16(), 200);
+    let v1_task = v1.headers()["x-llorch-task-id"].to_str().unwrap().to_string();
+    let v1_record = artifact(&d, &v1_task);
+    assert_eq!(v1_record["request"]["openai"]["surface"], "chat");
+    assert_eq!(v1_record["request"]["openai"]["fields"]["presence_penalty"], 0.1);
+    assert_eq!(v1_record["request"]["messages"][0]["content"], "Hi");
+    let (code, out, err) = orchctl(&d, &["replay", &v1_task]);
+    assert_eq!(code, 0, "replay of a seeded /v1 request is identical\n{out}{err}");
 
     // … and not reproducible once the Model is another file with another digest.
     let other = d.home.path().join("models/other.gguf");
