@@ -18,6 +18,7 @@ pub mod front_door;
 pub mod fuzzing;
 pub mod metrics;
 pub mod openai;
+pub mod records;
 mod routes;
 pub mod sources;
 pub mod sse;
@@ -69,6 +70,8 @@ pub struct AppState {
     /// Cancelled when the server stops accepting connections: streams without an end of
     /// their own (`/v2/events/stream`) end then, so they do not hold up a graceful shutdown.
     pub closing: tokio_util::sync::CancellationToken,
+    /// Job records, plans and diffs (`/v2/artifacts`); without them those routes answer 503.
+    pub records: Option<Arc<records::Records>>,
 }
 
 impl AppState {
@@ -88,6 +91,7 @@ impl AppState {
             catalog: Arc::new(NoCatalog),
             front_door: Arc::new(front_door::FrontDoor::loopback_only()),
             closing: tokio_util::sync::CancellationToken::new(),
+            records: None,
         }
     }
 
@@ -112,6 +116,13 @@ impl AppState {
     /// Lets `POST /v2/manifests` and `DELETE /v2/manifests/{kind}/{name}` write manifests.
     pub fn with_manifest_writes(mut self, manifests: Arc<dyn sources::ManifestWrites>) -> Self {
         self.manifests = manifests;
+        self
+    }
+
+    /// Serves `records` behind `/v2/artifacts` (give the data plane the same store to record
+    /// its tasks).
+    pub fn with_records(mut self, records: Arc<records::Records>) -> Self {
+        self.records = Some(records);
         self
     }
 
@@ -172,6 +183,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/tasks/{id}", get(routes::tasks::status))
         .route("/v2/tasks/{id}/events", get(routes::task_stream::events))
         .route("/v2/tasks/{id}/cancel", post(routes::tasks::cancel))
+        .route(
+            "/v2/artifacts",
+            get(routes::artifacts::list).post(routes::artifacts::create),
+        )
+        .route("/v2/artifacts/{id}", get(routes::artifacts::get))
+        .route("/v2/artifacts/{id}/replay", post(routes::artifacts::replay))
         .route("/v2/meta/capabilities", get(routes::tasks::capabilities))
         .route("/v1/models", get(routes::openai::list_models))
         .route("/v1/models/{id}", get(routes::openai::get_model))

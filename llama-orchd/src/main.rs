@@ -114,6 +114,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         data.set_token_counting(mode);
     }
     data.restore_drains().await;
+    let records = open_records(&s).await?;
+    data.set_records(records.clone());
     let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
     let controller = controller(&s, runtime.clone(), gpus, events.clone(), publish, &data, &reloads)?;
     tracing::info!(cache = %s.models_cache.display(), downloads = s.config.models.downloads, allow_hosts = ?s.config.models.allow_hosts, file_roots = ?s.model_file_roots, "model cache");
@@ -145,6 +147,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         wake: wake.clone(),
     }))
+    .with_records(records)
     .with_front_door(s.front_door);
 
     let stop = CancellationToken::new();
@@ -174,6 +177,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })
     .await;
     Ok(())
+}
+
+/// The artifact store under `<state>/artifacts` (job records, plans, diffs), opened on a
+/// blocking thread (it reads its index).
+async fn open_records(s: &settings::Resolved) -> anyhow::Result<Arc<llorch_api::records::Records>> {
+    let dir = s.state_dir.join("artifacts");
+    let cfg = &s.config.records;
+    let settings = llorch_api::records::RecordsSettings {
+        enabled: cfg.enabled,
+        max_bytes: cfg.max_bytes,
+        max_age: cfg.max_age.get(),
+    };
+    let shown = dir.clone();
+    let records = tokio::task::spawn_blocking(move || llorch_api::records::Records::open(&dir, settings))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot open the artifact store {}: {e}", shown.display()))?;
+    tracing::info!(dir = %shown.display(), enabled = cfg.enabled, max_bytes = cfg.max_bytes, max_age = %cfg.max_age, "job records");
+    Ok(records)
 }
 
 /// The controller, publishing into `publish` and retiring replicas through `data`.

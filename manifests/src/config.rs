@@ -56,6 +56,43 @@ pub struct Config {
     /// DNS rebinding), e.g. `gpu-box.lan` when the API is reached by that name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
+    /// Job records (one per finished task, under `<state>/artifacts`) and their retention.
+    #[serde(default)]
+    pub records: RecordsConfig,
+}
+
+/// Job records and how long they are kept: the oldest go first once the store holds more
+/// than `maxBytes` or a record is older than `maxAge`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RecordsConfig {
+    /// Record finished tasks (a Pool or a request may still opt out).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Most bytes all artifacts (records, plans, diffs) may take. Default 256 MiB.
+    #[serde(default = "default_records_max_bytes")]
+    pub max_bytes: u64,
+    /// Artifacts older than this are removed (`90s`, `30m`, `168h`). Default `168h` (7 days).
+    #[serde(default = "default_records_max_age")]
+    pub max_age: crate::duration::HumanDuration,
+}
+
+fn default_records_max_bytes() -> u64 {
+    256 << 20
+}
+
+fn default_records_max_age() -> crate::duration::HumanDuration {
+    crate::duration::HumanDuration::minutes(7 * 24 * 60)
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: default_records_max_bytes(),
+            max_age: default_records_max_age(),
+        }
+    }
 }
 
 /// API authentication. Without tokens the API listens on loopback only and every client is
@@ -192,6 +229,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             cors: CorsConfig::default(),
             allowed_hosts: Vec::new(),
+            records: RecordsConfig::default(),
         }
     }
 }

@@ -28,6 +28,17 @@ pub fn short_hash_bytes(bytes: &[u8]) -> String {
     digest.iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The full lowercase hex sha256 of `bytes`: an artifact's content address (`sha256:<this>`).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for b in digest.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

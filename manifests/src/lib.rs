@@ -22,6 +22,7 @@ pub mod parse;
 pub mod pool;
 pub mod pool_size;
 pub mod reason;
+pub mod records;
 pub mod render;
 pub mod schema;
 pub mod secrets;

@@ -66,6 +66,35 @@ pub struct PoolSpec {
     /// (`embeddings`: `POST /v1/embeddings`; a llama-server Engine needs `--embeddings`).
     #[serde(default, skip_serializing_if = "Workload::is_default")]
     pub workload: Workload,
+    /// Job records of this Pool's tasks (`enabled: false` for sensitive prompts: its tasks
+    /// leave no record).
+    #[serde(default, skip_serializing_if = "PoolRecords::is_default")]
+    pub records: PoolRecords,
+}
+
+/// A Pool's job records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoolRecords {
+    /// Record this Pool's tasks (default true; the daemon's `records.enabled` must be too).
+    #[serde(default = "records_on")]
+    pub enabled: bool,
+}
+
+impl Default for PoolRecords {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl PoolRecords {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn records_on() -> bool {
+    true
 }
 
 /// What a Pool serves.

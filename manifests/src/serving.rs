@@ -68,6 +68,9 @@ pub struct ServingPool {
     /// What it serves: generation or embeddings.
     #[serde(default, skip_serializing_if = "crate::Workload::is_default")]
     pub workload: crate::Workload,
+    /// The Pool opted out of job records (`spec.records.enabled: false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub records_off: bool,
 }
 
 impl ServingPool {
@@ -95,6 +98,7 @@ impl ServingPool {
             wake_error: None,
             recreating: false,
             workload: spec.workload,
+            records_off: !spec.records.enabled,
         }
     }
 

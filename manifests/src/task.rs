@@ -64,6 +64,10 @@ pub struct TaskRequest {
     /// Keeps a conversation on one replica (KV-cache warmth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// `false`: leave no job record of this task (a sensitive prompt). Default: recorded
+    /// when the daemon and the Pool record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<bool>,
 }
 
 /// `202 Accepted` body of `POST /v2/tasks`.

@@ -15,6 +15,8 @@ Examples:
   orchctl logs chat/0 --tail 50              # the engine's own words
   orchctl run chat \"Write a haiku about GPUs\" --max-tokens 64
   orchctl tasks                              # queued, running and recent tasks
+  orchctl artifacts list --kind job          # job records (request, timings, transcript)
+  orchctl replay task-18c2f0a1b2c3-4         # same request again: identical tokens? (exit 0)
 
 Without --server (or $LLAMA_ORCH_URL), apply, diff and delete edit the manifests directory
 on this machine and work without a running daemon, and the other commands ask the daemon at
@@ -98,6 +100,11 @@ pub enum Command {
     Models(crate::models::ModelsArgs),
     /// Show what llama-orch will do for a Pool, before anything runs.
     Plan(PlanArgs),
+    /// Job records, plans and diffs kept by the daemon: list them, or print one.
+    Artifacts(ArtifactsArgs),
+    /// Re-run a recorded job on its pool and compare: exit 0 identical, 1 different, 2 not
+    /// reproducible (engine or model changed).
+    Replay(ReplayArgs),
     /// Check this host: NVIDIA driver and NVML, container runtime and toolkit, disk, tools.
     Doctor(DoctorArgs),
 }
@@ -369,6 +376,78 @@ Examples:
 Finished tasks are kept for 5 minutes.")]
 pub struct TasksArgs {
     /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `orchctl artifacts`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl artifacts list                     # newest first: job records, plans, diffs
+  orchctl artifacts list --kind job --pool chat -o json
+  orchctl artifacts get task-18c2f0a1b2c3-4  # a job's record by its task id, transcript as text
+  orchctl artifacts get sha256:0f3a… -o json # any artifact, as stored
+
+A job record is kept for every finished task unless the daemon (`records.enabled`), its Pool
+(`spec.records.enabled`) or the request (`record: false`, `X-Llorch-Record: off`) opted out;
+retention (`records.maxBytes`, `records.maxAge`) removes the oldest first.")]
+pub struct ArtifactsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ArtifactsCommand,
+}
+
+/// `orchctl artifacts list|get`.
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// List artifacts, newest first.
+    List(ArtifactsListArgs),
+    /// Print one artifact (by `sha256:…` id, or a job's task id).
+    Get(ArtifactsGetArgs),
+}
+
+/// `orchctl artifacts list`.
+#[derive(Debug, Args)]
+pub struct ArtifactsListArgs {
+    /// Only `job`, `plan` or `diff`.
+    #[arg(long, value_parser = ["job", "plan", "diff"])]
+    pub kind: Option<String>,
+    /// Only this pool's job records.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// At most this many (1–500).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: u32,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `orchctl artifacts get`.
+#[derive(Debug, Args)]
+pub struct ArtifactsGetArgs {
+    /// `sha256:…`, or a task id.
+    pub id: String,
+    /// Output format (`table`: a job's transcript as text).
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `orchctl replay`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchctl replay task-18c2f0a1b2c3-4         # same pool, same request, same seed: same tokens?
+
+The daemon re-submits the recorded request to the same pool, only if it still serves the same
+engine version and model digest, and compares the token texts and the finish reason.
+Exit codes: 0 identical, 1 different (the first differing token is printed), 2 not
+reproducible (what changed is printed), 3 the replay could not be asked for.")]
+pub struct ReplayArgs {
+    /// The job: its task id or its record's `sha256:…` id.
+    pub job: String,
+    /// Output format (`table`: one line; json/yaml: the daemon's report).
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }

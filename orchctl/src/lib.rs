@@ -9,6 +9,7 @@
 //! and picks the exit code.
 
 pub mod apply;
+pub mod artifacts;
 pub mod cli;
 pub mod client;
 pub mod context;
@@ -57,7 +58,8 @@ pub struct Io<'a> {
 
 /// Runs one command and returns the process exit code: 0 success, 1 failure (for `diff`:
 /// 1 means differences and 2 failure, like `kubectl diff`; for `run`: 3 refused by
-/// backpressure, 4 the task failed, 130 interrupted).
+/// backpressure, 4 the task failed, 130 interrupted; for `replay`: 0 identical, 1 different,
+/// 2 not reproducible, 3 failure).
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
     let failure = if matches!(cli.command, Command::Diff(_)) { 2 } else { 1 };
     match dispatch(cli, io).await {
@@ -97,6 +99,8 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Health(args) => health::run(&ctx, &args, io).await,
         Command::Models(args) => models::run(&ctx, &args, io).await,
         Command::Plan(args) => plan::run(&ctx, &args, io).await,
+        Command::Artifacts(args) => artifacts::run(&ctx, &args, io).await,
+        Command::Replay(args) => artifacts::replay(&ctx, &args, io).await,
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args, io).await,
     }
 }

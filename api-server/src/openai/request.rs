@@ -344,6 +344,7 @@ pub fn map_request(
             stop: stop(body.stop)?,
             priority,
             session_id: body.session_id,
+            record: None,
         },
         stream: body.stream.unwrap_or(false),
         include_usage: body.stream_options.and_then(|o| o.include_usage).unwrap_or(false),

@@ -88,6 +88,7 @@ pub(crate) async fn apply(
             human = %format!("{} {} through the write API by {writer}", o.object, o.action.as_str()), "manifest applied");
     }
     state.manifests.wake();
+    store_diff(&state, &writer, &result).await;
     result.synced = synced(state.snapshot.clone(), |s| {
         changed.iter().all(|(r, generation)| {
             s.objects
@@ -97,6 +98,25 @@ pub(crate) async fn apply(
     })
     .await;
     Ok(Json(result))
+}
+
+/// Keeps what an apply changed as a `diff` artifact (when the server keeps artifacts); a
+/// failure is logged, the apply stands.
+async fn store_diff(state: &AppState, writer: &str, result: &ApplyResult) {
+    let Some(records) = &state.records else { return };
+    if result
+        .objects
+        .iter()
+        .all(|o| o.action == llorch_manifests::api::ApplyAction::Unchanged)
+    {
+        return;
+    }
+    let content = serde_json::json!({ "appliedBy": writer, "objects": result.objects });
+    let diff = llorch_manifests::records::Artifact::Diff(llorch_manifests::records::Document { content });
+    match records.put(diff).await {
+        Ok((id, _)) => tracing::info!(artifact = %id, identity = %writer, "applied diff stored"),
+        Err(e) => tracing::warn!(error = %e, "applied diff not stored"),
+    }
 }
 
 /// `DELETE /v2/manifests/{kind}/{name}` (`kind`: `pools`, `models`, `engines`, or singular).

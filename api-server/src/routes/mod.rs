@@ -1,6 +1,7 @@
 //! Request handlers, one file per concern. Handlers read the snapshot and sources in
 //! [`AppState`](crate::AppState) and answer JSON; every failure is an [`ApiError`].
 
+pub(crate) mod artifacts;
 pub(crate) mod catalog;
 pub(crate) mod event_stream;
 pub(crate) mod events;

@@ -113,7 +113,7 @@ async fn embed(
 /// that goes away cancels it.
 async fn admit(
     state: &AppState,
-    task: TaskRequest,
+    mut task: TaskRequest,
     fields: ClientFields,
     headers: &HeaderMap,
     identity: Identity,
@@ -122,6 +122,7 @@ async fn admit(
         .data
         .clone()
         .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane"))?;
+    task.record = header_record(headers)?;
     let correlation_id = crate::correlation::client_supplied(headers).map(|id| id.to_string());
     let admitted = dp
         .submit_relaying(task, Some(fields), correlation_id, identity)
@@ -149,6 +150,24 @@ fn header_priority(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
             .to_str()
             .map(Some)
             .map_err(|_| ApiError::invalid_field("priority", "header `X-Priority` is not text")),
+    }
+}
+
+/// Header that opts a `/v1` request out of its job record: `X-Llorch-Record: off` (a `/v1`
+/// body's own fields go to the engine, so the switch is a header).
+pub const RECORD_HEADER: &str = "x-llorch-record";
+
+/// The [`RECORD_HEADER`], if any: `off`/`false`/`0` or `on`/`true`/`1`.
+fn header_record(headers: &HeaderMap) -> Result<Option<bool>, ApiError> {
+    let Some(v) = headers.get(RECORD_HEADER) else {
+        return Ok(None);
+    };
+    match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Ok("off" | "false" | "0") => Ok(Some(false)),
+        Ok("on" | "true" | "1") => Ok(Some(true)),
+        _ => Err(ApiError::invalid(
+            "header `X-Llorch-Record` takes `off` (leave no job record) or `on`",
+        )),
     }
 }
 

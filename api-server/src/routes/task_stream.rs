@@ -9,14 +9,13 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use llorch_manifests::task::Token;
 
 use super::tasks::{data_plane, own_task, with_task_correlation};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::front_door::Identity;
-use crate::sse;
+use crate::tasks::native_frames;
 use crate::tasks::stream::{Frames, TaskStream};
 use crate::tasks::task::TaskEvent;
 
@@ -25,32 +24,7 @@ struct Native;
 
 impl Frames for Native {
     fn event(&mut self, ev: &TaskEvent, out: &mut Vec<u8>) {
-        match ev {
-            TaskEvent::Started(p) => sse::frame(out, Some("started"), p),
-            TaskEvent::Metrics(p) => sse::frame(out, Some("metrics"), p),
-            TaskEvent::Tokens(tokens) => {
-                for t in tokens {
-                    sse::frame(out, Some("token"), t);
-                }
-            }
-            // A native client asked for no tools or log probabilities: only the text goes.
-            TaskEvent::Delta { index, delta } => {
-                if let Some(t) = &delta.content {
-                    sse::frame(
-                        out,
-                        Some("token"),
-                        &Token {
-                            t: t.clone(),
-                            i: *index,
-                        },
-                    );
-                }
-            }
-            // Only `/v1/embeddings` submits embeddings tasks, and it reads the answer itself.
-            TaskEvent::Embeddings(_) => {}
-            TaskEvent::End(p) => sse::frame(out, Some("end"), p),
-            TaskEvent::Error(p) => ApiError::from_task_error(p.clone()).sse_native(out),
-        }
+        native_frames::render(ev, out);
     }
 }
 

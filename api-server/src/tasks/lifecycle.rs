@@ -2,8 +2,9 @@
 //! to the next and, in the same call, records the move everywhere it is recorded — the task's
 //! progress (what `GET /v2/tasks/{id}` shows), the Prometheus series ([`Telemetry`]), the log
 //! line ([`log`]) and the task's tracing span (queue span closed at placement, engine span
-//! opened). The rest of the data plane says *what happened*; only this file decides what that
-//! means for state, metrics and logs, so a later record (transcripts, traces) hooks in here.
+//! opened) and, once it ends, its job record ([`record`](super::record)). The rest of the data
+//! plane says *what happened*; only this file decides what that means for state, metrics, logs
+//! and records.
 //!
 //! Refusals before a task exists (a bad body, a full queue) are recorded by [`refused`].
 //!
@@ -105,6 +106,7 @@ impl TaskState {
                         0,
                     );
                     self.send(TaskEvent::Error(error));
+                    self.record_end(None);
                 }
                 ended
             }
@@ -121,6 +123,7 @@ impl TaskState {
                     p.phase = TaskPhase::Running;
                     p.replica = Some(replica.clone());
                     p.queue_span = None;
+                    p.figures.queue_wait_ms = Some(waited_ms);
                 }
                 self.telemetry
                     .started(&self.pool, self.request.priority, self.request.prompt_tokens);
@@ -130,6 +133,7 @@ impl TaskState {
             }
             Step::FirstToken => {
                 let ms = self.created.elapsed().as_millis() as u64;
+                self.progress().figures.ttft_ms = Some(ms);
                 self.telemetry.first_token_ms(&self.pool, ms);
                 log::stream_started(self, self.replica().as_ref(), ms);
                 true
@@ -146,6 +150,9 @@ impl TaskState {
                     // tool-call arguments): that is what a session's budget is charged.
                     let mut p = self.progress();
                     p.tokens_out = p.tokens_out.max(tokens_out);
+                    p.figures.decode_ms = Some(decode_time_ms);
+                    p.figures.tokens_in = Some(tokens_in.unwrap_or(self.request.prompt_tokens));
+                    p.figures.finish = Some(finish);
                     drop(p);
                     self.telemetry.decode_ms(&self.pool, decode_time_ms);
                     log::ended(self, self.replica().as_ref(), tokens_out, decode_time_ms);
@@ -156,6 +163,9 @@ impl TaskState {
                     finish_reason: finish,
                     tokens_in: tokens_in.unwrap_or(self.request.prompt_tokens),
                 }));
+                if ended {
+                    self.record_end(None);
+                }
                 ended
             }
             Step::Failed(error) => self.fail(error.into_body()),
@@ -211,6 +221,7 @@ impl TaskState {
             let _in_task = self.span.enter();
             self.telemetry.canceled(&self.pool, self.request.priority);
             log::canceled(self, reason, was, streamed);
+            self.record_end(Some(streamed));
         }
         Canceled {
             state: self.phase(),
@@ -226,6 +237,9 @@ impl TaskState {
             log::failed(self, self.replica().as_ref(), &error);
         }
         self.send(TaskEvent::Error(error));
+        if ended {
+            self.record_end(None);
+        }
         ended
     }
 

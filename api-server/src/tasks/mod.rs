@@ -17,7 +17,9 @@
 pub mod gate;
 pub mod lifecycle;
 pub mod log;
+pub mod native_frames;
 pub mod prompt_count;
+mod record;
 pub mod route;
 pub mod runner;
 pub mod sessions;
@@ -38,12 +40,14 @@ use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskRequest};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::EngineClients;
-use crate::engine::fields::ClientFields;
+use crate::engine::fields::{ClientFields, Surface};
 use crate::error::ApiError;
 use crate::front_door::Identity;
+use crate::records::{RecordSetup, Records};
 use crate::sources::{DrainStore, NoDrainStore};
 use gate::ReplicaGates;
 use lifecycle::Canceled;
+use llorch_manifests::records::{OpenAiSurface, RecordedEngine, RecordedModel};
 use log::CancelReason;
 use task::{TaskMeta, TaskState};
 use telemetry::Telemetry;
@@ -71,6 +75,8 @@ pub struct DataPlane {
     /// The drains in force, by Pool name, with their deadlines: a worker started later (or
     /// after a restart) starts drained.
     drained: Mutex<HashMap<String, SystemTime>>,
+    /// Where finished tasks are recorded (set once, before serving); none: nothing is.
+    records: std::sync::OnceLock<Arc<Records>>,
 }
 
 impl DataPlane {
@@ -100,6 +106,7 @@ impl DataPlane {
             wake_controller: std::sync::OnceLock::new(),
             drains,
             drained: Mutex::default(),
+            records: std::sync::OnceLock::new(),
         })
     }
 
@@ -107,6 +114,16 @@ impl DataPlane {
     /// scales to zero (set once, after the controller exists).
     pub fn set_controller_waker(&self, wake: Arc<tokio::sync::Notify>) {
         let _ = self.wake_controller.set(wake);
+    }
+
+    /// Records finished tasks in `records` (set once, before serving).
+    pub fn set_records(&self, records: Arc<Records>) {
+        let _ = self.records.set(records);
+    }
+
+    /// The job records, when kept.
+    pub fn records(&self) -> Option<&Arc<Records>> {
+        self.records.get()
     }
 
     /// `pool`'s demand: tasks queued or running now, when it last had any (none for a Pool
@@ -220,6 +237,7 @@ impl DataPlane {
             .usable()
             .map_err(|why| ApiError::new(ErrorCode::PoolUnready, why.to_string()).retriable())?;
         let wanted = fields.as_ref().map_or(Workload::Generate, |f| f.surface.workload());
+        let record = self.record_setup(req.record, pool, contract, fields.as_ref());
         if pool.workload != wanted {
             return Err(wrong_workload(&pool.pool, pool.workload, wanted));
         }
@@ -252,6 +270,7 @@ impl DataPlane {
             identity,
             engine: pool.engine.clone(),
             engine_version: contract.engine_version.clone(),
+            record,
         };
         let worker = self.worker_for(&pool.pool);
         // Demand first, then the wake-up: the controller's next pass must see it.
@@ -288,6 +307,40 @@ impl DataPlane {
         let (admitted, task) = answer.await.map_err(|_| stopped())??;
         lock(&self.tasks).insert(task.id.clone(), task);
         Ok(admitted)
+    }
+
+    /// What a task for `pool` records, unless the daemon, the Pool or the request (`asked`:
+    /// `record: false`) opted out; embeddings are not recorded (no token stream).
+    fn record_setup(
+        &self,
+        asked: Option<bool>,
+        pool: &llorch_manifests::ServingPool,
+        contract: &llorch_manifests::ServingContract,
+        fields: Option<&ClientFields>,
+    ) -> Option<Arc<RecordSetup>> {
+        let records = self.records.get().filter(|r| r.enabled())?;
+        if asked == Some(false) || pool.records_off || pool.workload != Workload::Generate {
+            return None;
+        }
+        let openai = fields.and_then(|f| match f.surface {
+            Surface::Chat => Some(OpenAiSurface::Chat),
+            Surface::Completions => Some(OpenAiSurface::Completions),
+            Surface::Embeddings => None,
+        });
+        Some(Arc::new(RecordSetup {
+            records: records.clone(),
+            engine: RecordedEngine {
+                name: pool.engine.clone(),
+                version: contract.engine_version.clone(),
+                api: contract.api,
+            },
+            model: RecordedModel {
+                name: pool.model.clone(),
+                digest: contract.model_digest.clone(),
+                file: contract.model_file.clone(),
+            },
+            openai,
+        }))
     }
 
     /// The task, if known.

@@ -57,6 +57,9 @@ pub struct TaskMeta {
     pub engine: String,
     /// Its version label.
     pub engine_version: String,
+    /// Where its job record goes and what served it; `None` when it is not recorded (the
+    /// daemon, its Pool or the request opted out).
+    pub record: Option<Arc<crate::records::RecordSetup>>,
 }
 
 #[derive(Debug)]
@@ -68,6 +71,18 @@ pub(super) struct Progress {
     pub(super) finished_at: Option<Instant>,
     /// Open from admission to placement.
     pub(super) queue_span: Option<tracing::Span>,
+    /// Figures a job record keeps.
+    pub(super) figures: Figures,
+}
+
+/// What a job record keeps of a task's progress besides its phase.
+#[derive(Debug, Default)]
+pub(super) struct Figures {
+    pub(super) queue_wait_ms: Option<u64>,
+    pub(super) ttft_ms: Option<u64>,
+    pub(super) decode_ms: Option<u64>,
+    pub(super) tokens_in: Option<u32>,
+    pub(super) finish: Option<llorch_manifests::task::FinishReason>,
 }
 
 /// A task.
@@ -102,6 +117,10 @@ pub struct TaskState {
     tx: mpsc::UnboundedSender<TaskEvent>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<TaskEvent>>>,
     progress: Mutex<Progress>,
+    /// The native SSE bytes of every event sent, for the job record; `None` when the task is
+    /// not recorded. Appended under this lock in the same order as the channel (one append
+    /// per batch, amortised growth: no allocation per token).
+    transcript: Option<Mutex<Vec<u8>>>,
 }
 
 impl TaskState {
@@ -116,6 +135,7 @@ impl TaskState {
             correlation_id = %meta.correlation_id
         );
         let queue_span = tracing::info_span!(parent: &span, "queue");
+        let transcript = meta.record.as_ref().map(|_| Mutex::new(Vec::new()));
         Arc::new(Self {
             tokens_counter: telemetry.tokens_out(&pool),
             telemetry,
@@ -138,7 +158,9 @@ impl TaskState {
                 error: None,
                 finished_at: None,
                 queue_span: Some(queue_span),
+                figures: Figures::default(),
             }),
+            transcript,
         })
     }
 
@@ -185,7 +207,29 @@ impl TaskState {
 
     /// Queues an event for the stream; false when the stream is gone or the task canceled.
     pub fn send(&self, event: TaskEvent) -> bool {
-        !self.is_canceled() && self.tx.send(event).is_ok()
+        if self.is_canceled() {
+            return false;
+        }
+        let Some(transcript) = &self.transcript else {
+            return self.tx.send(event).is_ok();
+        };
+        // Rendered and sent under one lock: the transcript's order is the channel's.
+        let mut bytes = lock(transcript);
+        let mark = bytes.len();
+        super::native_frames::render(&event, &mut bytes);
+        let sent = self.tx.send(event).is_ok();
+        if !sent {
+            bytes.truncate(mark);
+        }
+        sent
+    }
+
+    /// Takes the transcript's bytes (once, when the task ends).
+    pub(super) fn take_transcript(&self) -> Vec<u8> {
+        self.transcript
+            .as_ref()
+            .map(|t| std::mem::take(&mut *lock(t)))
+            .unwrap_or_default()
     }
 
     pub(super) fn progress(&self) -> MutexGuard<'_, Progress> {

@@ -69,9 +69,24 @@ pub async fn run(ctx: &Context, args: &PlanArgs, io: &mut Io<'_>) -> anyhow::Res
             writeln!(io.out)?;
         }
         first = false;
-        write!(io.out, "{}", render(&input))?;
+        let text = render(&input);
+        write!(io.out, "{text}")?;
+        if snapshot.is_ok() {
+            store_plan(ctx, &name, &text, io).await?;
+        }
     }
     Ok(0)
+}
+
+/// Keeps the plan as a `plan` artifact on the daemon that answered; its id (or why it was not
+/// stored) goes to stderr, so stdout stays the plan alone.
+async fn store_plan(ctx: &Context, pool: &str, text: &str, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let content = serde_json::json!({ "pool": pool, "plan": text });
+    match ctx.client()?.store_artifact("plan", &content).await {
+        Ok(id) => writeln!(io.err, "plan stored as artifact {id}")?,
+        Err(e) => writeln!(io.err, "note: the plan was not stored on the daemon: {e}")?,
+    }
+    Ok(())
 }
 
 /// The objects a daemon declares, from its snapshot (secrets there are already redacted).

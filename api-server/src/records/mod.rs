@@ -1,0 +1,243 @@
+//! Job records, plans and diffs: the content-addressed [`store`] under `<state>/artifacts`,
+//! the [`Records`] handle the API and the data plane use, and the writer thread that turns a
+//! finished task into its [`JobRecord`] off the request path.
+//!
+//! A task's transcript is captured as its events are sent (native SSE bytes appended to one
+//! buffer, see [`transcript`]); when the task ends, [`lifecycle`](crate::tasks::lifecycle)
+//! hands a [`FinishedJob`] to [`Records::submit`] — a non-blocking channel send — and the
+//! writer thread splits the transcript, serializes, stores and applies retention. Nothing here
+//! logs a prompt or a token.
+//!
+//! - [`index`]: the in-memory index, paging and the retention choice (pure).
+//! - [`store`]: files: atomic object writes, the persisted index, garbage collection.
+//! - [`transcript`]: splitting and comparing transcripts.
+//! - [`replay`]: re-running a record through the data plane.
+
+pub mod index;
+pub mod replay;
+pub mod store;
+pub mod transcript;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use llorch_manifests::records::{Artifact, ArtifactList, JobRecord, OpenAiSurface, RecordedEngine, RecordedModel};
+
+use index::ListQuery;
+use store::{ArtifactStore, Lookup, StoreError};
+
+/// Finished jobs waiting for the writer; beyond this, records are dropped (and counted)
+/// rather than make a task wait.
+pub const WRITER_BACKLOG: usize = 1024;
+
+/// How often retention runs when nothing is written.
+pub const GC_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether and how long records are kept (the config's `records`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordsSettings {
+    /// Record finished tasks.
+    pub enabled: bool,
+    /// Most bytes kept.
+    pub max_bytes: u64,
+    /// Oldest kept.
+    pub max_age: Duration,
+}
+
+/// A task that ended, as the lifecycle hands it over: its record without the transcript, and
+/// the transcript's raw native SSE bytes.
+#[derive(Debug)]
+pub struct FinishedJob {
+    /// Everything but `transcript`.
+    pub record: JobRecord,
+    /// The stream's bytes.
+    pub transcript: Vec<u8>,
+    /// For a canceled task: the tokens its client was let read (the rest is cut).
+    pub tokens_streamed: Option<u32>,
+    /// Admission time, ms since the epoch.
+    pub created_ms: i64,
+}
+
+impl FinishedJob {
+    /// The record with its transcript.
+    pub fn into_record(self) -> JobRecord {
+        let mut record = self.record;
+        let mut events = transcript::parse(&self.transcript);
+        if let Some(n) = self.tokens_streamed {
+            transcript::keep_tokens(&mut events, n);
+        }
+        record.transcript = events;
+        record
+    }
+}
+
+/// What a task to be recorded carries from admission: the sink and what served it.
+#[derive(Clone)]
+pub struct RecordSetup {
+    /// Where its record goes.
+    pub records: Arc<Records>,
+    /// The Engine.
+    pub engine: RecordedEngine,
+    /// The Model.
+    pub model: RecordedModel,
+    /// The `/v1` endpoint, for a `/v1` request.
+    pub openai: Option<OpenAiSurface>,
+}
+
+impl std::fmt::Debug for RecordSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordSetup")
+            .field("engine", &self.engine)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for RecordSetup {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.records, &other.records)
+            && self.engine == other.engine
+            && self.model == other.model
+            && self.openai == other.openai
+    }
+}
+
+impl Eq for RecordSetup {}
+
+/// The artifact store and its writer.
+#[derive(Debug)]
+pub struct Records {
+    store: Arc<ArtifactStore>,
+    settings: RecordsSettings,
+    writer: mpsc::SyncSender<FinishedJob>,
+    dropped: AtomicU64,
+}
+
+impl Records {
+    /// Opens the store in `dir` (blocking: call before serving, or on a blocking thread) and
+    /// starts its writer thread.
+    pub fn open(dir: &std::path::Path, settings: RecordsSettings) -> Result<Arc<Records>, StoreError> {
+        let store = Arc::new(ArtifactStore::open(dir)?);
+        let (writer, jobs) = mpsc::sync_channel(WRITER_BACKLOG);
+        let records = Arc::new(Records {
+            store: store.clone(),
+            settings: settings.clone(),
+            writer,
+            dropped: AtomicU64::new(0),
+        });
+        collect(&store, &settings);
+        let spawned = std::thread::Builder::new()
+            .name("llorch-records".into())
+            .spawn(move || write_loop(&store, &settings, &jobs));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the records writer; no job record will be written");
+        }
+        Ok(records)
+    }
+
+    /// True when finished tasks are recorded.
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// Hands `job` to the writer; never blocks (a full backlog drops the record, logged).
+    pub fn submit(&self, job: FinishedJob) {
+        if let Err(e) = self.writer.try_send(job) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let task = match &e {
+                mpsc::TrySendError::Full(j) | mpsc::TrySendError::Disconnected(j) => j.record.task_id.clone(),
+            };
+            tracing::warn!(task_id = %task, dropped = n, "job record dropped: the records writer is behind");
+        }
+    }
+
+    /// The bytes stored under `what` (on a blocking thread).
+    pub async fn get(&self, what: Lookup) -> Result<Option<(index::IndexEntry, Vec<u8>)>, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.get(&what))
+            .await
+            .unwrap_or_else(|e| Err(join_error(e)))
+    }
+
+    /// One page, newest first (the index is in memory: no file is read).
+    pub fn list(&self, query: &ListQuery) -> ArtifactList {
+        self.store.list(query)
+    }
+
+    /// Stores `artifact` now (on a blocking thread), then applies retention; its id and
+    /// whether it is new.
+    pub async fn put(&self, artifact: Artifact) -> Result<(String, bool), StoreError> {
+        let (store, settings) = (self.store.clone(), self.settings.clone());
+        tokio::task::spawn_blocking(move || {
+            let put = store.put(&artifact, now_ms());
+            collect(&store, &settings);
+            put
+        })
+        .await
+        .unwrap_or_else(|e| Err(join_error(e)))
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Io {
+        what: "the store's blocking task failed",
+        path: std::path::PathBuf::new(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Milliseconds since the epoch now.
+pub fn now_ms() -> i64 {
+    ms_of(SystemTime::now())
+}
+
+/// `t` in milliseconds since the epoch.
+pub fn ms_of(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The writer thread: records finished jobs and runs retention after each write and every
+/// [`GC_EVERY`]; ends when the [`Records`] is dropped.
+fn write_loop(store: &ArtifactStore, settings: &RecordsSettings, jobs: &mpsc::Receiver<FinishedJob>) {
+    loop {
+        match jobs.recv_timeout(GC_EVERY) {
+            Ok(job) => {
+                let created = job.created_ms;
+                let record = job.into_record();
+                let task = record.task_id.clone();
+                match store.put(&Artifact::Job(Box::new(record)), created) {
+                    Ok((id, _)) => tracing::debug!(task_id = %task, artifact = %id, "job recorded"),
+                    Err(e) => tracing::warn!(task_id = %task, error = %e, "job record not written"),
+                }
+                collect(store, settings);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => collect(store, settings),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Applies retention; failures are logged.
+fn collect(store: &ArtifactStore, settings: &RecordsSettings) {
+    let oldest = now_ms().saturating_sub(settings.max_age.as_millis() as i64);
+    match store.collect_garbage(settings.max_bytes, oldest) {
+        Ok(0) => {}
+        Ok(n) => {
+            let (left, bytes) = store.usage();
+            tracing::info!(removed = n, left, bytes, "artifacts removed by retention");
+        }
+        Err(e) => tracing::warn!(error = %e, "artifact retention failed"),
+    }
+}
+
+/// Reads `bytes` as a job record.
+pub fn job_of(bytes: &[u8]) -> Option<JobRecord> {
+    match serde_json::from_slice::<Artifact>(bytes).ok()? {
+        Artifact::Job(r) => Some(*r),
+        _ => None,
+    }
+}
