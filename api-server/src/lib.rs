@@ -22,6 +22,7 @@ mod routes;
 pub mod sources;
 pub mod sse;
 pub mod tasks;
+pub mod trace_context;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! A task's life as one transition function: [`TaskState::step`] moves a task from one phase
 //! to the next and, in the same call, records the move everywhere it is recorded — the task's
 //! progress (what `GET /v2/tasks/{id}` shows), the Prometheus series ([`Telemetry`]), the log
-//! line ([`log`]) and the task's tracing span (queue span closed at placement, engine span
-//! opened). The rest of the data plane says *what happened*; only this file decides what that
+//! line ([`log`]) and the task's spans ([`spans`](super::spans): the queue span closed at
+//! placement, the engine request's opened, …). The rest of the data plane says *what happened*; only this file decides what that
 //! means for state, metrics and logs, so a later record (transcripts, traces) hooks in here.
 //!
 //! Refusals before a task exists (a bad body, a full queue) are recorded by [`refused`].
@@ -76,13 +76,15 @@ pub struct Canceled {
 impl TaskState {
     /// Records `step`; true when it changed the task (an ended task ignores later ends).
     pub fn step(&self, step: Step<'_>) -> bool {
-        let _in_task = self.span.enter();
+        let span = self.spans.task();
+        let _in_task = span.enter();
         match step {
             Step::Admitted {
                 position,
                 predicted_start_ms,
             } => {
                 self.telemetry.enqueued(&self.pool, self.request.priority);
+                self.spans.admitted(position);
                 log::admitted(self, position, predicted_start_ms);
                 true
             }
@@ -92,6 +94,7 @@ impl TaskState {
                 if ended {
                     self.telemetry.rejected(error.code);
                     self.telemetry.backpressure(&self.pool, "drop-lru");
+                    self.spans.failed(error.code, 0);
                     log::rejected(
                         Some(&self.id),
                         Some(&self.pool),
@@ -120,8 +123,8 @@ impl TaskState {
                     }
                     p.phase = TaskPhase::Running;
                     p.replica = Some(replica.clone());
-                    p.queue_span = None;
                 }
+                self.spans.placed(replica, waited_ms, affinity.kv_warmth());
                 self.telemetry
                     .started(&self.pool, self.request.priority, self.request.prompt_tokens);
                 self.telemetry.placed(&self.pool, replica.as_str());
@@ -131,6 +134,7 @@ impl TaskState {
             Step::FirstToken => {
                 let ms = self.created.elapsed().as_millis() as u64;
                 self.telemetry.first_token_ms(&self.pool, ms);
+                self.spans.first_token();
                 log::stream_started(self, self.replica().as_ref(), ms);
                 true
             }
@@ -148,6 +152,8 @@ impl TaskState {
                     p.tokens_out = p.tokens_out.max(tokens_out);
                     drop(p);
                     self.telemetry.decode_ms(&self.pool, decode_time_ms);
+                    let tokens_in = tokens_in.unwrap_or(self.request.prompt_tokens);
+                    self.spans.ended(tokens_in, tokens_out, finish);
                     log::ended(self, self.replica().as_ref(), tokens_out, decode_time_ms);
                 }
                 self.send(TaskEvent::End(End {
@@ -203,12 +209,13 @@ impl TaskState {
             if !was.is_final() {
                 p.phase = TaskPhase::Canceled;
                 p.finished_at = Some(Instant::now());
-                p.queue_span = None;
             }
             was
         };
         if !was.is_final() {
-            let _in_task = self.span.enter();
+            let span = self.spans.task();
+            let _in_task = span.enter();
+            self.spans.canceled(streamed);
             self.telemetry.canceled(&self.pool, self.request.priority);
             log::canceled(self, reason, was, streamed);
         }
@@ -223,6 +230,7 @@ impl TaskState {
         let ended = self.finish(Some(error.clone()));
         if ended {
             self.telemetry.failed(&self.pool, error.code);
+            self.spans.failed(error.code, self.tokens_out());
             log::failed(self, self.replica().as_ref(), &error);
         }
         self.send(TaskEvent::Error(error));
@@ -244,7 +252,6 @@ impl TaskState {
         };
         p.error = error;
         p.finished_at = Some(Instant::now());
-        p.queue_span = None;
         true
     }
 }
