@@ -104,14 +104,20 @@ pub async fn record_bodies(State(state): State<Arc<AppState>>, request: Request,
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
-/// `GET /debug/requests`: `[{"path": …, "body": …, "headers": {"traceparent": …}}, …]`,
-/// oldest first.
+/// `GET /debug/requests`: `[{"path": …, "body": …}, …]`, oldest first; `"headers":
+/// {"traceparent": …}` with a request that sent trace headers.
 pub async fn debug_requests(State(state): State<Arc<AppState>>) -> Json<Value> {
     let entries: Vec<Value> = state
         .requests
         .snapshot()
         .into_iter()
-        .map(|entry| json!({ "path": entry.path, "body": entry.body, "headers": entry.headers }))
+        .map(|entry| {
+            let mut report = json!({ "path": entry.path, "body": entry.body });
+            if !entry.headers.is_empty() {
+                report["headers"] = Value::Object(entry.headers);
+            }
+            report
+        })
         .collect();
     Json(Value::Array(entries))
 }
