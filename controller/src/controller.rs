@@ -231,7 +231,7 @@ impl<R: ContainerRuntime> Controller<R> {
         self.passes += 1;
         let span = tracing::info_span!(
             "reconcile pass",
-            pass = self.passes,
+            pass = i64::try_from(self.passes).unwrap_or(i64::MAX),
             pools = Empty,
             containers_created = Empty,
             containers_removed = Empty,
@@ -307,9 +307,15 @@ fn record_pass(
         .iter()
         .filter(|r| r.phase == llorch_manifests::status::ReplicaPhase::Ready)
         .count();
-    let pools = desired.objects.keys().filter(|r| r.kind == llorch_manifests::Kind::Pool).count();
-    span.record("pools", pools);
-    span.record("containers_created", created);
-    span.record("containers_removed", removed);
-    span.record("replicas_ready", ready);
+    let pools = desired
+        .objects
+        .keys()
+        .filter(|r| r.kind == llorch_manifests::Kind::Pool)
+        .count();
+    // As i64: tracing-opentelemetry turns a u64 or usize into a string attribute.
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    span.record("pools", count(pools));
+    span.record("containers_created", count(created));
+    span.record("containers_removed", count(removed));
+    span.record("replicas_ready", count(ready));
 }

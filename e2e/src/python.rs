@@ -53,6 +53,10 @@ pub fn with_otlp_proto() -> PathBuf {
         .args(["-c", "import opentelemetry.proto.collector.trace.v1.trace_service_pb2"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "{} cannot import opentelemetry.proto; run:\n  {setup}", python.display());
+    assert!(
+        ok,
+        "{} cannot import opentelemetry.proto; run:\n  {setup}",
+        python.display()
+    );
     python
 }

@@ -104,7 +104,10 @@ impl Drop for Receiver {
 
 fn client(d: &Daemon, traceparent: &str) -> TaskClient {
     let mut headers = HeaderMap::new();
-    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap());
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+    );
     headers.insert("traceparent", HeaderValue::from_str(traceparent).unwrap());
     TaskClient::with_headers(&d.url, headers)
 }
@@ -118,12 +121,17 @@ fn named<'a>(spans: &'a [Value], trace: &str, name: &str) -> Vec<&'a Value> {
 
 /// True once the task span of `task_id` and all its children are in.
 fn task_tree_in(spans: &[Value], task_id: &str) -> bool {
-    let Some(task) = spans.iter().find(|s| s["name"] == "task" && s["attributes"]["job_id"] == task_id) else {
+    let Some(task) = spans
+        .iter()
+        .find(|s| s["name"] == "task" && s["attributes"]["job_id"] == task_id)
+    else {
         return false;
     };
-    CHILDREN
-        .iter()
-        .all(|name| spans.iter().any(|s| s["name"] == *name && s["parent_span_id"] == task["span_id"]))
+    CHILDREN.iter().all(|name| {
+        spans
+            .iter()
+            .any(|s| s["name"] == *name && s["parent_span_id"] == task["span_id"])
+    })
 }
 
 fn traces_are_exported_with_parents_attributes_and_no_secrets(runtime: Runtime) {
@@ -145,7 +153,8 @@ fn traces_are_exported_with_parents_attributes_and_no_secrets(runtime: Runtime) 
     assert_eq!(events.last().unwrap().event, "end", "{events:?}");
 
     // The same through /v1, non-streamed, with a message carrying the marker.
-    let chat = json!({"model": "tr", "messages": [{"role": "user", "content": format!("a {MARKER} again")}], "max_tokens": 4});
+    let chat =
+        json!({"model": "tr", "messages": [{"role": "user", "content": format!("a {MARKER} again")}], "max_tokens": 4});
     let v1 = reqwest::blocking::Client::new()
         .post(format!("{}/v1/chat/completions", d.url))
         .bearer_auth(TOKEN)
@@ -192,7 +201,11 @@ fn traces_are_exported_with_parents_attributes_and_no_secrets(runtime: Runtime) 
         assert!(CHILDREN.contains(&child["name"].as_str().unwrap()), "{child:#}");
     }
     // Phases in order: queue, then engine request, then stream.
-    let start = |name: &str| children.iter().find(|s| s["name"] == name).unwrap()["start_unix_nano"].as_u64().unwrap();
+    let start = |name: &str| {
+        children.iter().find(|s| s["name"] == name).unwrap()["start_unix_nano"]
+            .as_u64()
+            .unwrap()
+    };
     assert!(start("queue") <= start("engine request") && start("engine request") <= start("stream"));
 
     // Attributes: what the server decided and counted.
@@ -214,7 +227,10 @@ fn traces_are_exported_with_parents_attributes_and_no_secrets(runtime: Runtime) 
     assert_eq!(r["service.instance.id"], d.instance.as_str(), "{r:#}");
     let end = |s: &Value| s["end_unix_nano"].as_u64().unwrap();
     let stream = children.iter().find(|s| s["name"] == "stream").unwrap();
-    assert!(end(stream) <= end(task), "the task ends with its stream: {stream:#} {task:#}");
+    assert!(
+        end(stream) <= end(task),
+        "the task ends with its stream: {stream:#} {task:#}"
+    );
 
     // The answer named the trace; the engine was asked under the engine request's span.
     assert_eq!(
@@ -225,12 +241,21 @@ fn traces_are_exported_with_parents_attributes_and_no_secrets(runtime: Runtime) 
         .iter()
         .find(|s| s["name"] == "task" && s["attributes"]["job_id"] == v1_task.as_str())
         .unwrap();
-    assert_eq!(v1_trace, format!("00-{CLIENT_TRACE}-{}-01", v1_task_span["span_id"].as_str().unwrap()));
+    assert_eq!(
+        v1_trace,
+        format!("00-{CLIENT_TRACE}-{}-01", v1_task_span["span_id"].as_str().unwrap())
+    );
     let engine_spans: Vec<String> = named(&spans, CLIENT_TRACE, "engine request")
         .iter()
         .map(|s| s["span_id"].as_str().unwrap().to_string())
         .collect();
-    let endpoint = replica.endpoint.as_ref().unwrap().as_str().trim_end_matches('/').to_string();
+    let endpoint = replica
+        .endpoint
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
     let received: Vec<Value> = reqwest::blocking::get(format!("{endpoint}/debug/requests"))
         .unwrap()
         .json()
@@ -243,10 +268,17 @@ fn traces_are_exported_with_parents_attributes_and_no_secrets(runtime: Runtime) 
         .iter()
         .filter_map(|r| r["headers"]["traceparent"].as_str())
         .collect();
-    assert_eq!(forwarded.len(), 3, "every generation carried a traceparent: {generations:#?}");
+    assert_eq!(
+        forwarded.len(),
+        3,
+        "every generation carried a traceparent: {generations:#?}"
+    );
     for engine_span in &engine_spans {
         let expected = format!("00-{CLIENT_TRACE}-{engine_span}-01");
-        assert!(forwarded.contains(&expected.as_str()), "{expected} not in {forwarded:?}");
+        assert!(
+            forwarded.contains(&expected.as_str()),
+            "{expected} not in {forwarded:?}"
+        );
     }
 
     // A malformed parent: a root task span in a trace of its own, still with its children.
@@ -260,7 +292,11 @@ fn traces_are_exported_with_parents_attributes_and_no_secrets(runtime: Runtime) 
     // Reconcile passes: numbered, with what they found.
     let pass = spans.iter().find(|s| s["name"] == "reconcile pass").unwrap();
     assert!(pass["attributes"]["pass"].as_i64().unwrap() >= 1, "{pass:#}");
-    assert!(spans.iter().any(|s| s["name"] == "reconcile pass" && s["attributes"]["pools"] == 1));
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "reconcile pass" && s["attributes"]["pools"] == 1)
+    );
 
     // Never the prompt, a message or the token: not in a span, not in any byte sent.
     let raw = std::fs::read(receiver.path("raw.bin")).unwrap();

@@ -69,6 +69,7 @@ impl Exporter {
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
+            .with_target(false)
             .with_filter(filter_fn(|meta| {
                 meta.is_span() && *meta.level() <= tracing::Level::INFO && meta.target().starts_with("llorch_")
             }))

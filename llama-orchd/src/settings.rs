@@ -124,9 +124,10 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
             config.instance
         );
     }
-    let traces_url = config.telemetry.otlp_traces_url().map_err(|why| {
-        anyhow::anyhow!("{}: field `telemetry.otlpEndpoint`: {why}", config_path.display())
-    })?;
+    let traces_url = config
+        .telemetry
+        .otlp_traces_url()
+        .map_err(|why| anyhow::anyhow!("{}: field `telemetry.otlpEndpoint`: {why}", config_path.display()))?;
     Ok(Resolved {
         traces_url,
         config_found,

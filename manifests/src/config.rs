@@ -89,7 +89,11 @@ impl TelemetryConfig {
             });
         };
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let bad = |why: &str| Err(format!("`{endpoint}` {why}; expected a URL such as http://127.0.0.1:4318"));
+        let bad = |why: &str| {
+            Err(format!(
+                "`{endpoint}` {why}; expected a URL such as http://127.0.0.1:4318"
+            ))
+        };
         if authority.contains('@') {
             return bad("carries credentials, which would be logged");
         }
@@ -102,7 +106,10 @@ impl TelemetryConfig {
             Some((_, Some(port))) if port.parse::<u16>().is_err() => return bad("has a bad port"),
             Some(_) => {}
         }
-        Ok(Some(format!("http://{authority}{}/v1/traces", path.trim_end_matches('/'))))
+        Ok(Some(format!(
+            "http://{authority}{}/v1/traces",
+            path.trim_end_matches('/')
+        )))
     }
 }
 
@@ -438,7 +445,11 @@ mod from_yaml_tests {
     #[test]
     fn bad_otlp_endpoints_are_refused_saying_why() {
         let why = |e| traces_url(e).unwrap_err();
-        assert!(why("https://c:4318").contains("https is not supported"), "{}", why("https://c:4318"));
+        assert!(
+            why("https://c:4318").contains("https is not supported"),
+            "{}",
+            why("https://c:4318")
+        );
         assert!(why("c:4318").contains("not an http:// URL"));
         assert!(why("http://").contains("no host"));
         assert!(why("http://:4318").contains("no host"));

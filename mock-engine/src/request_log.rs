@@ -65,7 +65,10 @@ impl RequestLog {
             .iter()
             .filter_map(|name| {
                 let value = headers.get(*name)?;
-                Some((name.to_string(), Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned())))
+                Some((
+                    name.to_string(),
+                    Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+                ))
             })
             .collect();
         let body =
@@ -152,11 +155,19 @@ mod tests {
     fn only_the_trace_headers_are_kept() {
         let log = RequestLog::default();
         let mut headers = HeaderMap::new();
-        headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+        headers.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
         headers.insert("authorization", "Bearer secret".parse().unwrap());
         log.record("/completion", &headers, b"{}");
         let kept = &log.snapshot()[0].headers;
         assert_eq!(kept.len(), 1);
-        assert_eq!(kept["traceparent"], json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert_eq!(
+            kept["traceparent"],
+            json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
     }
 }

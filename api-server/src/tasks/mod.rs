@@ -167,8 +167,7 @@ impl DataPlane {
         identity: Identity,
         parent: RemoteParent,
     ) -> Result<TaskAdmitted, ApiError> {
-        self.submit_relaying(req, None, correlation_id, identity, parent)
-            .await
+        self.submit_relaying(req, None, correlation_id, identity, parent).await
     }
 
     /// Like [`DataPlane::submit_with`], for a task that also relays a client's own OpenAI
@@ -189,7 +188,14 @@ impl DataPlane {
         let session_id = req.session_id.clone().filter(|s| validate::acceptable_session_id(s));
         let mut pool = None;
         let result = self
-            .admit(req, fields, correlation_id.clone(), identity.clone(), span.clone(), &mut pool)
+            .admit(
+                req,
+                fields,
+                correlation_id.clone(),
+                identity.clone(),
+                span.clone(),
+                &mut pool,
+            )
             .instrument(admission.clone())
             .await;
         if let Err(refusal) = &result {

@@ -58,6 +58,8 @@ pub fn refused(task: &Span, admission: &Span, code: ErrorCode) {
     }
 }
 
+// Numbers are recorded as i64: tracing-opentelemetry turns a u64 into a string attribute.
+
 /// The open spans of one task.
 #[derive(Debug)]
 pub struct TaskSpans {
@@ -104,9 +106,9 @@ impl TaskSpans {
 
     pub(super) fn admitted(&self, position: u32) {
         let open = self.lock();
-        open.task.record("queue_position", position);
+        open.task.record("queue_position", i64::from(position));
         if let Some(queue) = &open.queue {
-            queue.record("queue_position", position);
+            queue.record("queue_position", i64::from(position));
         }
     }
 
@@ -119,7 +121,7 @@ impl TaskSpans {
             parent: task,
             "placement",
             replica_id = %replica,
-            waited_ms,
+            waited_ms = i64::try_from(waited_ms).unwrap_or(i64::MAX),
             kv_warm
         );
         drop(placement);
@@ -149,11 +151,11 @@ impl TaskSpans {
     pub(super) fn ended(&self, tokens_in: u32, tokens_out: u32, finish: FinishReason) {
         let mut open = self.lock();
         if let Some(stream) = &open.stream {
-            stream.record("tokens_out", tokens_out);
+            stream.record("tokens_out", i64::from(tokens_out));
         }
         let task = &open.task;
-        task.record("tokens_in", tokens_in);
-        task.record("tokens_out", tokens_out);
+        task.record("tokens_in", i64::from(tokens_in));
+        task.record("tokens_out", i64::from(tokens_out));
         task.record("finish_reason", finish.as_str());
         task.record("state", TaskPhase::Done.as_str());
         close(&mut open);
@@ -166,14 +168,14 @@ impl TaskSpans {
             span.record("error_code", code.as_str());
             span.record("otel.status_code", "error");
         }
-        open.task.record("tokens_out", tokens_out);
+        open.task.record("tokens_out", i64::from(tokens_out));
         open.task.record("state", TaskPhase::Failed.as_str());
         close(&mut open);
     }
 
     pub(super) fn canceled(&self, tokens_out: u32) {
         let mut open = self.lock();
-        open.task.record("tokens_out", tokens_out);
+        open.task.record("tokens_out", i64::from(tokens_out));
         open.task.record("state", TaskPhase::Canceled.as_str());
         close(&mut open);
     }
