@@ -97,8 +97,8 @@ impl TelemetryConfig {
         if authority.contains('@') {
             return bad("carries credentials, which would be logged");
         }
-        if endpoint.contains(['?', '#']) || endpoint.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return bad("has a query, a fragment or a space");
+        if endpoint.contains(['?', '#']) || !endpoint.bytes().all(|b| b.is_ascii_graphic()) {
+            return bad("has a query, a fragment, a space or a character that is not ASCII");
         }
         match split_authority(authority) {
             None => return bad("has an unclosed IPv6 bracket"),
@@ -456,6 +456,7 @@ mod from_yaml_tests {
         assert!(why("http://user:secret@c:4318").contains("credentials"));
         assert!(why("http://c:4318/?x=1").contains("query"));
         assert!(why("http://c:43x8").contains("bad port"));
+        assert!(why("http://cöllector:4318").contains("not ASCII"));
         assert!(why("http://[::1:4318").contains("unclosed IPv6 bracket"));
         let unknown = Config::from_yaml("telemetry: {otlp: x}\n").unwrap_err();
         assert!(unknown.to_string().contains("telemetry"), "{unknown}");
