@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use llama_orch_e2e::daemon::{Daemon, Runtime, mock_stack, pool_ready};
+use llama_orch_e2e::daemon::{Daemon, Runtime, bin, mock_stack, pool_ready};
 use llama_orch_e2e::python;
 use llama_orch_e2e::sse::TaskClient;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -319,4 +319,31 @@ fn docker_traces_are_exported_with_parents_attributes_and_no_secrets() {
 #[test]
 fn podman_traces_are_exported_with_parents_attributes_and_no_secrets() {
     traces_are_exported_with_parents_attributes_and_no_secrets(Runtime::podman());
+}
+
+/// A bad endpoint stops the daemon at start, naming the field and what is wrong; no trace
+/// export is half set up.
+#[test]
+fn an_https_or_credentialed_otlp_endpoint_is_refused_at_start() {
+    for (endpoint, why) in [
+        ("https://127.0.0.1:4318", "https is not supported"),
+        ("http://user:pw@127.0.0.1:4318", "carries credentials"),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let config = format!(
+            "bind: 127.0.0.1:0\ngpus: {{simulate: [{{name: s, vramBytes: 1}}]}}\ntelemetry: {{otlpEndpoint: '{endpoint}'}}\n"
+        );
+        std::fs::write(home.path().join("config.yaml"), config).unwrap();
+        let out = Command::new(bin("llama-orchd"))
+            .env("LLAMA_ORCH_HOME", home.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("field `telemetry.otlpEndpoint`") && stderr.contains(why),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("pw@"), "the credentials are not echoed: {stderr}");
+    }
 }

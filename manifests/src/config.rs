@@ -95,7 +95,12 @@ impl TelemetryConfig {
             ))
         };
         if authority.contains('@') {
-            return bad("carries credentials, which would be logged");
+            // Not echoed: the message is logged.
+            return Err(
+                "the URL carries credentials (`user:…@`), which would end up in logs; give an \
+                 authorization header in OTEL_EXPORTER_OTLP_HEADERS instead"
+                    .into(),
+            );
         }
         if endpoint.contains(['?', '#']) || !endpoint.bytes().all(|b| b.is_ascii_graphic()) {
             return bad("has a query, a fragment, a space or a character that is not ASCII");
@@ -453,7 +458,11 @@ mod from_yaml_tests {
         assert!(why("c:4318").contains("not an http:// URL"));
         assert!(why("http://").contains("no host"));
         assert!(why("http://:4318").contains("no host"));
-        assert!(why("http://user:secret@c:4318").contains("credentials"));
+        let credentials = why("http://user:secret@c:4318");
+        assert!(
+            credentials.contains("credentials") && !credentials.contains("secret"),
+            "{credentials}"
+        );
         assert!(why("http://c:4318/?x=1").contains("query"));
         assert!(why("http://c:43x8").contains("bad port"));
         assert!(why("http://cöllector:4318").contains("not ASCII"));
