@@ -193,3 +193,7 @@ fn close(open: &mut Open) {
     open.stream = None;
     open.task = Span::none();
 }
+
+#[cfg(test)]
+#[path = "spans_tests.rs"]
+mod tests;
