@@ -271,7 +271,8 @@ fn traces_are_exported_with_parents_attributes_and_no_secrets(runtime: Runtime) 
     assert_eq!(
         forwarded.len(),
         3,
-        "every generation carried a traceparent: {generations:#?}"
+        "every generation carried a traceparent (none at all: is the mock image older than its \
+         trace-header report? run scripts/build-mock-image.sh): {generations:#?}"
     );
     for engine_span in &engine_spans {
         let expected = format!("00-{CLIENT_TRACE}-{engine_span}-01");
