@@ -52,6 +52,13 @@ openai_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-openai"
 make_venv "$openai_venv"
 "$openai_venv/bin/python" -c 'import openai' 2>/dev/null || "$openai_venv/bin/pip" install -q openai
 
+step "the OTLP protobuf definitions (PyPI opentelemetry-proto) for the traces e2e test"
+# e2e/python/otlp_receiver.py decodes what the daemon exports with them. Venv kept between runs.
+otlp_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-otlp"
+make_venv "$otlp_venv"
+"$otlp_venv/bin/python" -c 'import importlib.metadata as m; assert m.version("opentelemetry-proto") == "1.45.2" and m.version("protobuf") == "7.36.2"' 2>/dev/null \
+  || "$otlp_venv/bin/pip" install -q opentelemetry-proto==1.45.2 protobuf==7.36.2
+
 step "the official openai Node SDK (npm) for the agent e2e test"
 # node_modules in ${LLORCH_CACHE:-~/.cache/llama-orch-ci}/node-openai, kept between runs; the
 # test finds it through NODE_PATH. Debian's nodejs + npm are installed when missing.

@@ -28,8 +28,8 @@ use crate::openai::request::{Endpoint as OpenAiEndpoint, OpenAiRequest, map_requ
 use crate::tasks::{route, validate};
 
 /// The config target: the config file's text as `llama-orchd` reads it at start, then the
-/// pure steps that follow (directories, bind address, instance name, the front door's host and
-/// origin lists). Not UTF-8 is refused by the file reader before the parser; so here.
+/// pure steps that follow (directories, bind address, instance name, the OTLP endpoint, the
+/// front door's host and origin lists). Not UTF-8 is refused by the file reader before the parser; so here.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let config = match Config::from_yaml(text) {
@@ -44,6 +44,14 @@ pub fn config(data: &[u8]) {
     consume(config.resolved_dirs(home, Path::new("config.yaml")));
     consume(config.bind.parse::<SocketAddr>().map_err(|e| e.to_string()));
     consume(llorch_manifests::validate::is_valid_name(&config.instance));
+    match config.telemetry.otlp_traces_url() {
+        Ok(Some(url)) => assert!(
+            url.starts_with("http://") && url.ends_with("/v1/traces") && url.bytes().all(|b| b.is_ascii_graphic()),
+            "accepted OTLP endpoint became `{url}`"
+        ),
+        Ok(None) => {}
+        Err(why) => consume(why),
+    }
     match Screen::new(&config.allowed_hosts, &config.cors.allowed_origins) {
         Ok(screen) => {
             for origin in screen.allowed_origins() {

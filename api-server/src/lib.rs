@@ -23,6 +23,7 @@ mod routes;
 pub mod sources;
 pub mod sse;
 pub mod tasks;
+pub mod trace_context;
 pub mod ui;
 
 use std::future::Future;

@@ -18,6 +18,8 @@ use llorch_manifests::status::{EventType, ObjectStatus};
 use llorch_manifests::{ObjectRef, Reason};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::gpu::GpuInventory;
 use crate::manifest_store::ManifestStore;
@@ -88,6 +90,8 @@ pub struct Controller<R: ContainerRuntime> {
     cold: crate::cold_start::ColdStarts,
     reloads: Arc<ReloadCounters>,
     serving: ServingBook,
+    /// Passes run so far (the `reconcile pass` span's `pass`).
+    passes: u64,
 }
 
 impl<R: ContainerRuntime> Controller<R> {
@@ -135,6 +139,7 @@ impl<R: ContainerRuntime> Controller<R> {
             cold: crate::cold_start::ColdStarts::default(),
             reloads: Arc::new(ReloadCounters::in_memory()),
             serving: ServingBook::default(),
+            passes: 0,
         }
     }
 
@@ -219,8 +224,23 @@ impl<R: ContainerRuntime> Controller<R> {
         }
     }
 
-    /// One full reconcile pass; returns when the next one is due at the latest.
+    /// One full reconcile pass; returns when the next one is due at the latest. The pass is
+    /// one `reconcile pass` span: its number, the Pools declared, the containers it created
+    /// and removed, and the replicas Ready after it.
     pub async fn pass(&mut self) -> Duration {
+        self.passes += 1;
+        let span = tracing::info_span!(
+            "reconcile pass",
+            pass = i64::try_from(self.passes).unwrap_or(i64::MAX),
+            pools = Empty,
+            containers_created = Empty,
+            containers_removed = Empty,
+            replicas_ready = Empty,
+        );
+        self.reconcile(&span).instrument(span.clone()).await
+    }
+
+    async fn reconcile(&mut self, span: &tracing::Span) -> Duration {
         let store = Arc::clone(&self.store);
         let scanned = tokio::task::spawn_blocking(move || {
             let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -241,6 +261,7 @@ impl<R: ContainerRuntime> Controller<R> {
         let Some(containers) = self.list_containers().await else {
             return RUNTIME_RETRY;
         };
+        let before: HashSet<String> = containers.iter().map(|c| c.id.clone()).collect();
         let mut by_pool = self.claim_containers(&desired, containers).await;
         self.reconcile_models_and_engines(&desired).await;
         let resolutions = self.resolve_pools(&desired);
@@ -255,6 +276,7 @@ impl<R: ContainerRuntime> Controller<R> {
             .reconcile_pools(&sized, resolutions, (&inputs, &plan), &mut by_pool, &evicted)
             .await;
         self.time_ready(&pools.replicas);
+        record_pass(span, &desired, &before, &pools.replicas);
         self.forget_deleted(&desired);
         self.probers.retain(&pools.live());
         let mut replicas = pools.replicas;
@@ -270,4 +292,32 @@ impl<R: ContainerRuntime> Controller<R> {
             Err(e) => tracing::error!(error = %e, "GPU inventory failed; keeping the last known devices"),
         }
     }
+}
+
+/// What a pass did, on its span: Pools declared, containers that appeared and went (from the
+/// pass's container list to the replicas it published), replicas Ready.
+fn record_pass(
+    span: &tracing::Span,
+    desired: &crate::manifest_store::DesiredState,
+    before: &HashSet<String>,
+    replicas: &[llorch_manifests::status::ReplicaStatus],
+) {
+    let after: HashSet<&str> = replicas.iter().filter_map(|r| r.container_id.as_deref()).collect();
+    let created = after.iter().filter(|id| !before.contains(**id)).count();
+    let removed = before.iter().filter(|id| !after.contains(id.as_str())).count();
+    let ready = replicas
+        .iter()
+        .filter(|r| r.phase == llorch_manifests::status::ReplicaPhase::Ready)
+        .count();
+    let pools = desired
+        .objects
+        .keys()
+        .filter(|r| r.kind == llorch_manifests::Kind::Pool)
+        .count();
+    // As i64: tracing-opentelemetry turns a u64 or usize into a string attribute.
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    span.record("pools", count(pools));
+    span.record("containers_created", count(created));
+    span.record("containers_removed", count(removed));
+    span.record("replicas_ready", count(ready));
 }

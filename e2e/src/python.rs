@@ -38,3 +38,25 @@ pub fn with_openai() -> PathBuf {
     assert!(ok, "{} cannot import openai; run:\n  {setup}", python.display());
     python
 }
+
+/// The venv's python with the pinned `opentelemetry-proto` (the OTLP receiver of
+/// `e2e/python/otlp_receiver.py`); panics with the command that provides it.
+pub fn with_otlp_proto() -> PathBuf {
+    let venv = venv_named("venv-otlp");
+    let python = venv.join("bin/python");
+    let setup = format!(
+        "python3 -m venv {0} && {0}/bin/pip install opentelemetry-proto==1.45.2 protobuf==7.36.2   (scripts/test.sh does this)",
+        venv.display()
+    );
+    assert!(python.exists(), "{} is missing; run:\n  {setup}", python.display());
+    let ok = Command::new(&python)
+        .args(["-c", "import opentelemetry.proto.collector.trace.v1.trace_service_pb2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import opentelemetry.proto; run:\n  {setup}",
+        python.display()
+    );
+    python
+}

@@ -47,6 +47,19 @@ impl TaskClient {
         }
     }
 
+    /// A client for `base` that sends `headers` (a token, a `traceparent`) with every request.
+    pub fn with_headers(base: &str, headers: reqwest::header::HeaderMap) -> Self {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Self {
+            base: base.to_string(),
+            http,
+        }
+    }
+
     /// `POST /v2/tasks`.
     pub fn submit(&self, body: &Value) -> Answer {
         let r = self

@@ -5,6 +5,7 @@
 //! adopts them.
 
 mod log_writer;
+mod otel;
 mod settings;
 mod shutdown;
 mod sources;
@@ -54,7 +55,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _log_writer = init_logging(&args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -62,7 +62,29 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(args));
+    // The config first: whether traces are exported decides how logging is set up.
+    let settings = settings::load(args.config.as_deref());
+    let exporter = match &settings {
+        Ok(settings::Resolved {
+            traces_url: Some(url),
+            config,
+            ..
+        }) => {
+            let _in_runtime = runtime.enter();
+            Some(otel::Exporter::start(url, &config.instance))
+        }
+        _ => None,
+    }
+    .transpose();
+    let _log_writer = init_logging(&args.log_format, exporter.as_ref().ok().and_then(Option::as_ref));
+    let (result, exporter) = match (settings, exporter) {
+        (Ok(s), Ok(exporter)) => (runtime.block_on(run(s)), exporter),
+        (Err(e), _) | (_, Err(e)) => (Err(e), None),
+    };
+    // Spans batched so far go out while the runtime still runs their task.
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
     // Streams still open after the grace period are dropped, not waited for.
     runtime.shutdown_timeout(Duration::from_millis(500));
     match result {
@@ -75,8 +97,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let s = settings::load(args.config.as_deref())?;
+async fn run(s: settings::Resolved) -> anyhow::Result<()> {
+    s.log();
     let mut signals = shutdown::Signals::listen();
     let gpus = gpu::open(&s.config.gpus).map_err(|e| anyhow::anyhow!("{e}"))?;
     if gpus.simulated() {
@@ -259,12 +281,32 @@ fn models_settings(s: &settings::Resolved) -> ModelsSettings {
 
 /// JSON (or text) lines on stderr, through [`log_writer`]: buffered in memory and written by
 /// a background thread, so that no request waits for a write. The guard flushes what is left
-/// when it drops at exit.
-fn init_logging(format: &str) -> log_writer::FlushGuard {
+/// when it drops at exit. With an `exporter`, its layer sits beside the log's, each with its
+/// own filter (`LLAMA_ORCH_LOG` does not turn spans off); without one, no such layer exists.
+fn init_logging(format: &str, exporter: Option<&otel::Exporter>) -> log_writer::FlushGuard {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, fmt};
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("LLAMA_ORCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = log_writer::buffered_stderr();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    if let Some(exporter) = exporter {
+        let registry = tracing_subscriber::registry().with(exporter.layer());
+        let log = fmt::layer().with_writer(writer);
+        if format == "json" {
+            let log = log
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false);
+            registry.with(log.with_filter(filter)).init();
+        } else {
+            registry.with(log.with_filter(filter)).init();
+        }
+        return guard;
+    }
+    let builder = fmt().with_env_filter(filter).with_writer(writer);
     if format == "json" {
         builder
             .json()

@@ -1,6 +1,8 @@
 //! Resolves where everything lives: home directory, config file, manifests and state
 //! directories, the bind address and the API's front door (tokens, hosts, origins), refusing
-//! what cannot be done safely: a non-loopback bind needs a token.
+//! what cannot be done safely: a non-loopback bind needs a token. Resolved before logging
+//! starts (the trace export decides how logging is set up), so what it found is logged by
+//! [`Resolved::log`] afterwards.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,33 @@ pub struct Resolved {
     pub bind: SocketAddr,
     /// Tokens and the `Host`/`Origin` policy.
     pub front_door: FrontDoor,
+    /// Where spans are sent (`telemetry.otlpEndpoint` + `/v1/traces`), when set.
+    pub traces_url: Option<String>,
+    /// False when there was no config file and defaults are used.
+    config_found: bool,
+    /// The API tokens' names, for the log.
+    token_names: Vec<String>,
+}
+
+impl Resolved {
+    /// Logs what was resolved (once logging is set up).
+    pub fn log(&self) {
+        if !self.config_found {
+            tracing::info!(path = %self.config_path.display(), "no config file; using defaults");
+        }
+        let config = &self.config;
+        tracing::info!(
+            tokens = ?self.token_names,
+            optional_on_loopback = config.auth.optional_on_loopback,
+            open_metrics = config.auth.open_metrics,
+            allowed_hosts = ?config.allowed_hosts,
+            allowed_origins = ?config.cors.allowed_origins,
+            "API front door"
+        );
+        if let Some(url) = &self.traces_url {
+            tracing::info!(url = %url, "exporting traces over OTLP/HTTP");
+        }
+    }
 }
 
 /// Loads the config file (a missing file means defaults) and resolves paths.
@@ -40,10 +69,11 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
     let config_path = explicit
         .map(Path::to_path_buf)
         .unwrap_or_else(|| home.join("config.yaml"));
+    let mut config_found = true;
     let config = match files::read_text(&config_path, MAX_CONFIG_BYTES) {
         Ok(text) => Config::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?,
         Err(e) if e.is_not_found() && explicit.is_none() => {
-            tracing::info!(path = %config_path.display(), "no config file; using defaults");
+            config_found = false;
             Config::default()
         }
         Err(e) => bail!("cannot read config file {}: {e}; {}", config_path.display(), e.hint()),
@@ -77,7 +107,7 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
             config.bind
         )
     })?;
-    let front_door = front_door(&config, &config_path)?;
+    let (front_door, token_names) = front_door(&config, &config_path)?;
     if !bind.ip().is_loopback() && !front_door.has_tokens() {
         bail!(
             "{}: field `bind`: {bind} is not a loopback address, and no API token is configured. Off loopback every \
@@ -94,7 +124,14 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
             config.instance
         );
     }
+    let traces_url = config
+        .telemetry
+        .otlp_traces_url()
+        .map_err(|why| anyhow::anyhow!("{}: field `telemetry.otlpEndpoint`: {why}", config_path.display()))?;
     Ok(Resolved {
+        traces_url,
+        config_found,
+        token_names,
         config,
         config_path,
         manifests_dir,
@@ -108,7 +145,7 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Resolved> {
 
 /// The tokens (`auth.tokenFile`, relative to the config file, and `LLAMA_ORCH_TOKEN`) and the
 /// `allowedHosts` / `cors.allowedOrigins` policy.
-fn front_door(config: &Config, config_path: &Path) -> anyhow::Result<FrontDoor> {
+fn front_door(config: &Config, config_path: &Path) -> anyhow::Result<(FrontDoor, Vec<String>)> {
     let token_file = config.auth.token_file.as_ref().map(|f| match f.is_absolute() {
         true => f.clone(),
         false => config_path.parent().unwrap_or(Path::new(".")).join(f),
@@ -118,18 +155,12 @@ fn front_door(config: &Config, config_path: &Path) -> anyhow::Result<FrontDoor> 
         .map_err(|e| anyhow::anyhow!("{}: field `auth.tokenFile`: {e}", config_path.display()))?;
     let screen = Screen::new(&config.allowed_hosts, &config.cors.allowed_origins)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-    tracing::info!(
-        tokens = ?tokens.names().collect::<Vec<_>>(),
-        optional_on_loopback = config.auth.optional_on_loopback,
-        open_metrics = config.auth.open_metrics,
-        allowed_hosts = ?config.allowed_hosts,
-        allowed_origins = ?config.cors.allowed_origins,
-        "API front door"
-    );
-    Ok(FrontDoor::new(
+    let names = tokens.names().map(str::to_owned).collect();
+    let door = FrontDoor::new(
         tokens,
         config.auth.optional_on_loopback,
         config.auth.open_metrics,
         screen,
-    ))
+    );
+    Ok((door, names))
 }

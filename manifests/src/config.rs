@@ -59,6 +59,9 @@ pub struct Config {
     /// Job records (one per finished task, under `<state>/artifacts`) and their retention.
     #[serde(default)]
     pub records: RecordsConfig,
+    /// Trace export (OpenTelemetry). Off by default.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// Job records and how long they are kept: the oldest go first once the store holds more
@@ -92,6 +95,63 @@ impl Default for RecordsConfig {
             max_bytes: default_records_max_bytes(),
             max_age: default_records_max_age(),
         }
+    }
+}
+
+/// Where traces go. With no endpoint nothing is exported and no exporter runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP receiver's base URL, `http://host:port` (a collector's usual port is
+    /// 4318): spans are sent as protobuf to `<otlpEndpoint>/v1/traces`. `http://` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryConfig {
+    /// The URL spans are `POST`ed to, when an endpoint is set and well-formed:
+    /// `http://host[:port][/path]` without credentials, query or fragment, `/v1/traces` added.
+    pub fn otlp_traces_url(&self) -> Result<Option<String>, String> {
+        let Some(endpoint) = self.otlp_endpoint.as_deref() else {
+            return Ok(None);
+        };
+        let Some(rest) = endpoint.strip_prefix("http://") else {
+            return Err(if endpoint.starts_with("https://") {
+                format!(
+                    "`{endpoint}`: https is not supported (the daemon carries no TLS for OTLP); send to a collector \
+                     on loopback over http://, and let it forward with TLS"
+                )
+            } else {
+                format!("`{endpoint}` is not an http:// URL such as http://127.0.0.1:4318")
+            });
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let bad = |why: &str| {
+            Err(format!(
+                "`{endpoint}` {why}; expected a URL such as http://127.0.0.1:4318"
+            ))
+        };
+        if authority.contains('@') {
+            // Not echoed: the message is logged.
+            return Err(
+                "the URL carries credentials (`user:…@`), which would end up in logs; give an \
+                 authorization header in OTEL_EXPORTER_OTLP_HEADERS instead"
+                    .into(),
+            );
+        }
+        if endpoint.contains(['?', '#']) || !endpoint.bytes().all(|b| b.is_ascii_graphic()) {
+            return bad("has a query, a fragment, a space or a character that is not ASCII");
+        }
+        match split_authority(authority) {
+            None => return bad("has an unclosed IPv6 bracket"),
+            Some(("", _)) => return bad("has no host"),
+            Some((_, Some(port))) if port.parse::<u16>().is_err() => return bad("has a bad port"),
+            Some(_) => {}
+        }
+        Ok(Some(format!(
+            "http://{authority}{}/v1/traces",
+            path.trim_end_matches('/')
+        )))
     }
 }
 
@@ -201,6 +261,21 @@ fn default_allow_hosts() -> Vec<String> {
     vec!["huggingface.co".into(), "hf.co".into()]
 }
 
+/// `host[:port]` or `[v6]:port` as host and port; `None` for an unclosed bracket or text after it.
+fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        return match rest {
+            "" => Some((host, None)),
+            _ => Some((host, Some(rest.strip_prefix(':')?))),
+        };
+    }
+    Some(match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    })
+}
+
 /// `~/.cache/llama-orch`, from `XDG_CACHE_HOME` or `$HOME/.cache`.
 pub fn cache_root(xdg_cache_home: Option<&str>, user_home: Option<&str>) -> PathBuf {
     match (xdg_cache_home, user_home) {
@@ -230,6 +305,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             allowed_hosts: Vec::new(),
             records: RecordsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -392,5 +468,44 @@ mod from_yaml_tests {
         assert!(matches!(shape, ConfigError::Shape(_)), "{shape:?}");
         let yaml = Config::from_yaml("bind: [oops\n").unwrap_err();
         assert!(matches!(yaml, ConfigError::Yaml { .. }), "{yaml:?}");
+    }
+
+    fn traces_url(endpoint: &str) -> Result<Option<String>, String> {
+        let text = format!("telemetry: {{otlpEndpoint: '{endpoint}'}}\n");
+        Config::from_yaml(&text).unwrap().telemetry.otlp_traces_url()
+    }
+
+    #[test]
+    fn an_otlp_endpoint_becomes_its_traces_url() {
+        assert_eq!(Config::default().telemetry.otlp_traces_url(), Ok(None));
+        let url = |e| traces_url(e).unwrap().unwrap();
+        assert_eq!(url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(url("http://collector:4318/"), "http://collector:4318/v1/traces");
+        assert_eq!(url("http://[::1]:4318/otlp"), "http://[::1]:4318/otlp/v1/traces");
+        assert_eq!(url("http://localhost"), "http://localhost/v1/traces");
+    }
+
+    #[test]
+    fn bad_otlp_endpoints_are_refused_saying_why() {
+        let why = |e| traces_url(e).unwrap_err();
+        assert!(
+            why("https://c:4318").contains("https is not supported"),
+            "{}",
+            why("https://c:4318")
+        );
+        assert!(why("c:4318").contains("not an http:// URL"));
+        assert!(why("http://").contains("no host"));
+        assert!(why("http://:4318").contains("no host"));
+        let credentials = why("http://user:secret@c:4318");
+        assert!(
+            credentials.contains("credentials") && !credentials.contains("secret"),
+            "{credentials}"
+        );
+        assert!(why("http://c:4318/?x=1").contains("query"));
+        assert!(why("http://c:43x8").contains("bad port"));
+        assert!(why("http://cöllector:4318").contains("not ASCII"));
+        assert!(why("http://[::1:4318").contains("unclosed IPv6 bracket"));
+        let unknown = Config::from_yaml("telemetry: {otlp: x}\n").unwrap_err();
+        assert!(unknown.to_string().contains("telemetry"), "{unknown}");
     }
 }

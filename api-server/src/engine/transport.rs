@@ -9,8 +9,9 @@
 //! [`Transport`] keeps idle keep-alive connections per engine (`host:port`) and retries a
 //! request once on a fresh connection when a reused one turns out closed before any answer
 //! (llama-server closes a connection after a streamed reply although it announces
-//! keep-alive; the engine never saw the request, so the retry is safe). It only moves bytes:
-//! status, content type and events are the adapters' business.
+//! keep-alive; the engine never saw the request, so the retry is safe). It only moves bytes
+//! (and the W3C `traceparent` of the span a request is made in, when traces are on): status,
+//! content type and events are the adapters' business.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -110,6 +111,8 @@ impl Transport {
             (Some("http"), Some(a)) => a.as_str().to_string(),
             _ => return Err(TransportError::BadUrl(url.to_string())),
         };
+        // The span the request is made in (a task's engine request) names itself to the engine.
+        let traceparent = crate::trace_context::current_traceparent();
         let request = || {
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = Method::POST;
@@ -123,6 +126,9 @@ impl Transport {
             }
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+            if let Some(traceparent) = &traceparent {
+                headers.insert(crate::trace_context::TRACEPARENT, traceparent.clone());
+            }
             req
         };
         if let Some(open) = self.take_idle(&authority) {

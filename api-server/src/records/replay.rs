@@ -89,7 +89,15 @@ pub async fn replay(
         });
     }
     let (task, fields) = request_of(record);
-    let admitted = dp.submit_relaying(task, fields, None, identity).await?;
+    let admitted = dp
+        .submit_relaying(
+            task,
+            fields,
+            None,
+            identity,
+            crate::trace_context::RemoteParent::default(),
+        )
+        .await?;
     let task = dp
         .task(&admitted.task_id)
         .ok_or_else(|| ApiError::internal("the replay's task vanished"))?;

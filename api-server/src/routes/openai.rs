@@ -28,6 +28,7 @@ use crate::openai::{embeddings, models};
 use crate::tasks::route;
 use crate::tasks::stream::TaskStream;
 use crate::tasks::validate::estimate_tokens;
+use crate::trace_context::{RemoteParent, TRACERESPONSE, traceparent_of};
 
 /// Response header carrying the task behind a reply.
 pub const TASK_ID_HEADER: &str = "x-llorch-task-id";
@@ -99,6 +100,7 @@ async fn embed(
     let task = embeddings::map_request(req, target, priority)?;
     let stream = admit(&state, task, fields, &headers, identity).await?;
     let task = stream.task().clone();
+    let trace = traceparent_of(&task.spans.task());
     let (reply, _end) = collect(stream).await?;
     let mut answer = reply
         .embeddings
@@ -106,7 +108,7 @@ async fn embed(
     if answer.is_object() {
         answer["model"] = echo.unwrap_or_else(|| task.pool.clone()).into();
     }
-    Ok(with_task_id(Json(answer).into_response(), &task.id))
+    Ok(with_trace(with_task_id(Json(answer).into_response(), &task.id), trace))
 }
 
 /// Admits `task` (relaying the client's `fields`) and opens its stream: from then on, a client
@@ -124,8 +126,9 @@ async fn admit(
         .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "this server has no data plane"))?;
     task.record = header_record(headers)?;
     let correlation_id = crate::correlation::client_supplied(headers).map(|id| id.to_string());
+    let parent = RemoteParent::from_headers(headers);
     let admitted = dp
-        .submit_relaying(task, Some(fields), correlation_id, identity)
+        .submit_relaying(task, Some(fields), correlation_id, identity, parent)
         .await
         .map_err(blame_model)?;
     let task = dp
@@ -138,6 +141,14 @@ async fn admit(
 fn with_task_id(mut response: Response, task_id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(task_id) {
         response.headers_mut().insert(TASK_ID_HEADER, v);
+    }
+    response
+}
+
+/// `response` naming its task's trace in `traceresponse` (when traces are exported).
+pub(crate) fn with_trace(mut response: Response, trace: Option<HeaderValue>) -> Response {
+    if let Some(v) = trace {
+        response.headers_mut().insert(TRACERESPONSE, v);
     }
     response
 }
@@ -222,6 +233,7 @@ async fn complete(
     }
     let stream = admit(&state, mapped.task.clone(), fields, &headers, identity).await?;
     let task = stream.task().clone();
+    let trace = traceparent_of(&task.spans.task());
     let fingerprint = snapshot
         .serving(&task.pool)
         .and_then(|p| Some(format!("{}@{}", p.engine, p.contract.as_ref()?.engine_version)));
@@ -236,5 +248,5 @@ async fn complete(
         let (reply, end) = collect(stream).await?;
         Json(env.completion(reply, &end)).into_response()
     };
-    Ok(with_task_id(response, &task.id))
+    Ok(with_trace(with_task_id(response, &task.id), trace))
 }

@@ -27,6 +27,7 @@ use crate::tasks::log::CancelReason;
 use crate::tasks::log::Requester;
 use crate::tasks::task::TaskState;
 use crate::tasks::{DataPlane, policy_label};
+use crate::trace_context::{RemoteParent, TRACERESPONSE, traceparent_of};
 
 pub(crate) fn data_plane(state: &AppState) -> Result<Arc<DataPlane>, ApiError> {
     state
@@ -68,10 +69,12 @@ pub(crate) async fn submit(
     State(state): State<AppState>,
     correlation_id: Option<Extension<CorrelationId>>,
     Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let dp = data_plane(&state)?;
     let correlation_id = correlation_id.map(|Extension(CorrelationId(id))| id);
+    let parent = RemoteParent::from_headers(&headers);
     let parsed = body.map_err(body_error).and_then(|b| {
         serde_json::from_slice::<TaskRequest>(&b).map_err(|e| ApiError::invalid(format!("request body: {e}")))
     });
@@ -87,8 +90,11 @@ pub(crate) async fn submit(
             return Err(refusal);
         }
     };
-    let admitted = dp.submit_with(req, correlation_id, identity).await?;
+    let admitted = dp.submit_with(req, correlation_id, identity, parent).await?;
     let mut headers = HeaderMap::new();
+    if let Some(v) = dp.task(&admitted.task_id).and_then(|t| traceparent_of(&t.spans.task())) {
+        headers.insert(TRACERESPONSE, v);
+    }
     if let Ok(v) = HeaderValue::from_str(&admitted.events_url) {
         headers.insert(header::LOCATION, v);
     }

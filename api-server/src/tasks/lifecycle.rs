@@ -1,10 +1,10 @@
 //! A task's life as one transition function: [`TaskState::step`] moves a task from one phase
 //! to the next and, in the same call, records the move everywhere it is recorded — the task's
 //! progress (what `GET /v2/tasks/{id}` shows), the Prometheus series ([`Telemetry`]), the log
-//! line ([`log`]) and the task's tracing span (queue span closed at placement, engine span
-//! opened) and, once it ends, its job record ([`record`](super::record)). The rest of the data
-//! plane says *what happened*; only this file decides what that means for state, metrics, logs
-//! and records.
+//! line ([`log`]), the task's spans ([`spans`](super::spans): the queue span closed at
+//! placement, the engine request's opened, …) and, once it ends, its job record
+//! ([`record`](super::record)). The rest of the data plane says *what happened*; only this
+//! file decides what that means for state, metrics, logs, spans and records.
 //!
 //! Refusals before a task exists (a bad body, a full queue) are recorded by [`refused`].
 //!
@@ -77,13 +77,15 @@ pub struct Canceled {
 impl TaskState {
     /// Records `step`; true when it changed the task (an ended task ignores later ends).
     pub fn step(&self, step: Step<'_>) -> bool {
-        let _in_task = self.span.enter();
+        let span = self.spans.task();
+        let _in_task = span.enter();
         match step {
             Step::Admitted {
                 position,
                 predicted_start_ms,
             } => {
                 self.telemetry.enqueued(&self.pool, self.request.priority);
+                self.spans.admitted(position);
                 log::admitted(self, position, predicted_start_ms);
                 true
             }
@@ -93,6 +95,7 @@ impl TaskState {
                 if ended {
                     self.telemetry.rejected(error.code);
                     self.telemetry.backpressure(&self.pool, "drop-lru");
+                    self.spans.failed(error.code, 0);
                     log::rejected(
                         Some(&self.id),
                         Some(&self.pool),
@@ -122,9 +125,9 @@ impl TaskState {
                     }
                     p.phase = TaskPhase::Running;
                     p.replica = Some(replica.clone());
-                    p.queue_span = None;
                     p.figures.queue_wait_ms = Some(waited_ms);
                 }
+                self.spans.placed(replica, waited_ms, affinity.kv_warmth());
                 self.telemetry
                     .started(&self.pool, self.request.priority, self.request.prompt_tokens);
                 self.telemetry.placed(&self.pool, replica.as_str());
@@ -135,6 +138,7 @@ impl TaskState {
                 let ms = self.created.elapsed().as_millis() as u64;
                 self.progress().figures.ttft_ms = Some(ms);
                 self.telemetry.first_token_ms(&self.pool, ms);
+                self.spans.first_token();
                 log::stream_started(self, self.replica().as_ref(), ms);
                 true
             }
@@ -155,6 +159,8 @@ impl TaskState {
                     p.figures.finish = Some(finish);
                     drop(p);
                     self.telemetry.decode_ms(&self.pool, decode_time_ms);
+                    let tokens_in = tokens_in.unwrap_or(self.request.prompt_tokens);
+                    self.spans.ended(tokens_in, tokens_out, finish);
                     log::ended(self, self.replica().as_ref(), tokens_out, decode_time_ms);
                 }
                 self.send(TaskEvent::End(End {
@@ -213,12 +219,13 @@ impl TaskState {
             if !was.is_final() {
                 p.phase = TaskPhase::Canceled;
                 p.finished_at = Some(Instant::now());
-                p.queue_span = None;
             }
             was
         };
         if !was.is_final() {
-            let _in_task = self.span.enter();
+            let span = self.spans.task();
+            let _in_task = span.enter();
+            self.spans.canceled(streamed);
             self.telemetry.canceled(&self.pool, self.request.priority);
             log::canceled(self, reason, was, streamed);
             self.record_end(Some(streamed));
@@ -234,6 +241,7 @@ impl TaskState {
         let ended = self.finish(Some(error.clone()));
         if ended {
             self.telemetry.failed(&self.pool, error.code);
+            self.spans.failed(error.code, self.tokens_out());
             log::failed(self, self.replica().as_ref(), &error);
         }
         self.send(TaskEvent::Error(error));
@@ -258,7 +266,6 @@ impl TaskState {
         };
         p.error = error;
         p.finished_at = Some(Instant::now());
-        p.queue_span = None;
         true
     }
 }

@@ -23,6 +23,7 @@ mod record;
 pub mod route;
 pub mod runner;
 pub mod sessions;
+pub mod spans;
 pub mod stream;
 pub mod task;
 pub mod telemetry;
@@ -38,6 +39,7 @@ use llorch_manifests::Workload;
 use llorch_manifests::api::Snapshot;
 use llorch_manifests::task::{ErrorCode, TaskAdmitted, TaskRequest};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::engine::EngineClients;
 use crate::engine::fields::{ClientFields, Surface};
@@ -45,6 +47,7 @@ use crate::error::ApiError;
 use crate::front_door::Identity;
 use crate::records::{RecordSetup, Records};
 use crate::sources::{DrainStore, NoDrainStore};
+use crate::trace_context::RemoteParent;
 use gate::ReplicaGates;
 use lifecycle::Canceled;
 use llorch_manifests::records::{OpenAiSurface, RecordedEngine, RecordedModel};
@@ -167,18 +170,21 @@ impl DataPlane {
 
     /// Validates and admits a task under a fresh correlation id; `Ok` carries the 202 body.
     pub async fn submit(self: &Arc<Self>, req: TaskRequest) -> Result<TaskAdmitted, ApiError> {
-        self.submit_with(req, None, Identity::Localhost).await
+        self.submit_with(req, None, Identity::Localhost, RemoteParent::default())
+            .await
     }
 
     /// Validates and admits a task that carries `correlation_id` (the submitting request's
-    /// `X-Correlation-Id`; a fresh one when `None`) in its logs and stream responses.
+    /// `X-Correlation-Id`; a fresh one when `None`) in its logs and stream responses, and
+    /// whose span continues the client's trace `parent`.
     pub async fn submit_with(
         self: &Arc<Self>,
         req: TaskRequest,
         correlation_id: Option<String>,
         identity: Identity,
+        parent: RemoteParent,
     ) -> Result<TaskAdmitted, ApiError> {
-        self.submit_relaying(req, None, correlation_id, identity).await
+        self.submit_relaying(req, None, correlation_id, identity, parent).await
     }
 
     /// Like [`DataPlane::submit_with`], for a task that also relays a client's own OpenAI
@@ -190,15 +196,27 @@ impl DataPlane {
         fields: Option<ClientFields>,
         correlation_id: Option<String>,
         identity: Identity,
+        parent: RemoteParent,
     ) -> Result<TaskAdmitted, ApiError> {
         let correlation_id = correlation_id.unwrap_or_else(crate::correlation::generate);
+        let span = spans::task_span(&correlation_id, &parent);
+        let admission = spans::admission_span(&span);
         // Only an id that validation would accept goes into a refusal's log line.
         let session_id = req.session_id.clone().filter(|s| validate::acceptable_session_id(s));
         let mut pool = None;
         let result = self
-            .admit(req, fields, correlation_id.clone(), identity.clone(), &mut pool)
+            .admit(
+                req,
+                fields,
+                correlation_id.clone(),
+                identity.clone(),
+                span.clone(),
+                &mut pool,
+            )
+            .instrument(admission.clone())
             .await;
         if let Err(refusal) = &result {
+            spans::refused(&span, &admission, refusal.code());
             let who = log::Requester {
                 correlation_id: &correlation_id,
                 session_id: session_id.as_deref(),
@@ -221,6 +239,7 @@ impl DataPlane {
         fields: Option<ClientFields>,
         correlation_id: String,
         identity: Identity,
+        span: tracing::Span,
         chosen: &mut Option<String>,
     ) -> Result<TaskAdmitted, ApiError> {
         if self.shutting_down.load(Ordering::Relaxed) {
@@ -233,6 +252,8 @@ impl DataPlane {
         let snapshot = self.snapshot.borrow().clone();
         let pool = route::choose(&snapshot, req.pool.as_deref(), req.model.as_deref())?;
         *chosen = Some(pool.pool.clone());
+        span.record("pool_id", pool.pool.as_str());
+        span.record("model", pool.model.as_str());
         let contract = pool
             .usable()
             .map_err(|why| ApiError::new(ErrorCode::PoolUnready, why.to_string()).retriable())?;
@@ -300,6 +321,7 @@ impl DataPlane {
             .send(Command::Enqueue {
                 request: valid,
                 meta,
+                span,
                 reply,
             })
             .await

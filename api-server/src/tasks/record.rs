@@ -129,7 +129,7 @@ mod tests {
             }),
             ..TaskMeta::default()
         };
-        TaskState::new("p".into(), request, meta, Telemetry::new())
+        TaskState::new("p".into(), request, meta, tracing::Span::none(), Telemetry::new())
     }
 
     fn store() -> (tempfile::TempDir, Arc<Records>) {

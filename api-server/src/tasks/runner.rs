@@ -14,6 +14,7 @@ use futures_util::{FutureExt, StreamExt};
 use llorch_manifests::task::{Metrics, Token};
 use llorch_manifests::{Endpoint, Workload};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::gate::InFlight;
 use super::lifecycle::Step;
@@ -82,7 +83,7 @@ pub async fn run(task: Arc<TaskState>, placement: Placement, target: Target, don
             biased;
             _ = cancel.cancelled() => Outcome::Over,
             _ = abort.cancelled() => Outcome::Over,
-            r = tokio::time::timeout(WALL_TIMEOUT, client.embed(endpoint.as_str(), &task.request.generate)) => {
+            r = tokio::time::timeout(WALL_TIMEOUT, client.embed(endpoint.as_str(), &task.request.generate).instrument(task.spans.engine_request())) => {
                 embedded(&task, r, &engine, began)
             }
         };
@@ -92,7 +93,8 @@ pub async fn run(task: Arc<TaskState>, placement: Placement, target: Target, don
         biased;
         _ = cancel.cancelled() => None,
         _ = abort.cancelled() => None,
-        r = client.generate(endpoint.as_str(), &task.request.generate) => Some(r),
+        // Under the engine request's span: the request carries its `traceparent`.
+        r = client.generate(endpoint.as_str(), &task.request.generate).instrument(task.spans.engine_request()) => Some(r),
     };
     let outcome = match opened {
         None => Outcome::Over,

@@ -285,7 +285,13 @@ mod tests {
             workload: Default::default(),
             prompt_source: Default::default(),
         };
-        TaskState::new("p".into(), request, TaskMeta::default(), Telemetry::new())
+        TaskState::new(
+            "p".into(),
+            request,
+            TaskMeta::default(),
+            tracing::Span::none(),
+            Telemetry::new(),
+        )
     }
 
     async fn chunk(body: &mut Body) -> String {

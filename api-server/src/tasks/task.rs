@@ -16,6 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::spans::TaskSpans;
 use super::telemetry::Telemetry;
 use super::validate::ValidTask;
 use crate::engine::Delta;
@@ -69,8 +70,6 @@ pub(super) struct Progress {
     pub(super) tokens_out: u32,
     pub(super) error: Option<TaskError>,
     pub(super) finished_at: Option<Instant>,
-    /// Open from admission to placement.
-    pub(super) queue_span: Option<tracing::Span>,
     /// Figures a job record keeps.
     pub(super) figures: Figures,
 }
@@ -98,8 +97,8 @@ pub struct TaskState {
     pub created: Instant,
     /// Correlation id and engine.
     pub meta: TaskMeta,
-    /// The task's span: admission → queue → placement → engine → end.
-    pub span: tracing::Span,
+    /// The task's spans: admission → queue → placement → engine request → stream.
+    pub spans: TaskSpans,
     pub(super) telemetry: Telemetry,
     /// The pool's generated-token counter (one atomic add per batch).
     pub(super) tokens_counter: Counter,
@@ -124,17 +123,18 @@ pub struct TaskState {
 }
 
 impl TaskState {
-    /// A new queued task of `pool`, recording into `telemetry`.
-    pub fn new(pool: String, request: ValidTask, meta: TaskMeta, telemetry: Telemetry) -> Arc<Self> {
+    /// A new queued task of `pool`, recording into `telemetry` and `span` (a
+    /// [`task_span`](super::spans::task_span)).
+    pub fn new(
+        pool: String,
+        request: ValidTask,
+        meta: TaskMeta,
+        span: tracing::Span,
+        telemetry: Telemetry,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = new_id();
-        let span = tracing::info_span!(
-            "task",
-            job_id = %id,
-            pool_id = %pool,
-            correlation_id = %meta.correlation_id
-        );
-        let queue_span = tracing::info_span!(parent: &span, "queue");
+        let spans = TaskSpans::new(span, &id, request.priority, &meta.engine, &meta.engine_version);
         let transcript = meta.record.as_ref().map(|_| Mutex::new(Vec::new()));
         Arc::new(Self {
             tokens_counter: telemetry.tokens_out(&pool),
@@ -144,7 +144,7 @@ impl TaskState {
             request,
             created: Instant::now(),
             meta,
-            span,
+            spans,
             canceled: AtomicBool::new(false),
             emitted: Mutex::new(0),
             token: CancellationToken::new(),
@@ -157,7 +157,6 @@ impl TaskState {
                 tokens_out: 0,
                 error: None,
                 finished_at: None,
-                queue_span: Some(queue_span),
                 figures: Figures::default(),
             }),
             transcript,

@@ -22,6 +22,7 @@ impl PoolWorker {
         &mut self,
         request: ValidTask,
         meta: TaskMeta,
+        span: tracing::Span,
     ) -> Result<(TaskAdmitted, Arc<TaskState>), ApiError> {
         let now = Instant::now();
         if let Some(drain) = self.drain {
@@ -43,7 +44,7 @@ impl PoolWorker {
         if !queue.has_room_for(request.priority) {
             return Err(self.queue_full());
         }
-        let task = TaskState::new(self.pool.clone(), request, meta, self.telemetry.clone());
+        let task = TaskState::new(self.pool.clone(), request, meta, span, self.telemetry.clone());
         let wake_left = self.wake_left_ms(now);
         let Some(queue) = self.queue.as_mut() else {
             return Err(ApiError::new(ErrorCode::PoolUnavailable, "the pool is not available").retriable());

@@ -70,7 +70,7 @@ impl PoolWorker {
                 in_flight,
             };
             self.running.insert(task.id.clone(), task.clone());
-            let span = tracing::info_span!(parent: &task.span, "engine", replica_id = %replica.id);
+            let span = task.spans.task();
             tokio::spawn(runner::run(task, placement, target, tx.clone()).instrument(span));
         }
     }

@@ -55,6 +55,8 @@ pub enum Command {
         request: ValidTask,
         /// Its correlation id and engine.
         meta: TaskMeta,
+        /// Its `task` span, opened at the request.
+        span: tracing::Span,
         /// The 202 body and the task, or the refusal.
         reply: oneshot::Sender<Result<(TaskAdmitted, Arc<TaskState>), ApiError>>,
     },

@@ -75,7 +75,12 @@ impl PoolWorker {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Enqueue { request, meta, reply } => match self.admit(request, meta) {
+            Command::Enqueue {
+                request,
+                meta,
+                span,
+                reply,
+            } => match self.admit(request, meta, span) {
                 Ok((admitted, task)) => {
                     // The 202 first; the admission is recorded before the loop dispatches.
                     let (position, predicted_start_ms) = (admitted.queue_position, admitted.predicted_start_ms);

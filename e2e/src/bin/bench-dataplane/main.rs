@@ -39,7 +39,9 @@
 //!  [--secs 5] [--only ttft,relay,real,admission | ttft1 | ttft64 | relay-docker | relay-process]`
 //!
 //! `--only` takes a comma-separated list; the default is `ttft,relay,real,admission`. `relay`
-//! runs both relay variants, `relay-docker` and `relay-process` one each.
+//! runs both relay variants, `relay-docker` and `relay-process` one each. `--otlp URL` starts
+//! the daemon with trace export on (`telemetry.otlpEndpoint: URL`): two runs, one with it and
+//! one without, give the cost of traces, each against its own direct baseline.
 //!
 //! Layout: `ttft`, `relay`, `real` and `admission` hold one measurement each; `window` the
 //! counted streaming window the relay and real sections share; `paths` the direct and through
@@ -108,10 +110,14 @@ fn main() {
     }
     let load_before = loadavg();
     // The process variant's engines are the mock-engine binary, which config must allow.
-    let allow = format!(
+    let mut allow = format!(
         "provisioning:\n  allowedExecutables: [{}]\n",
         bin("mock-engine").display()
     );
+    if let Some(url) = flag("--otlp") {
+        allow += &format!("telemetry:\n  otlpEndpoint: {url}\n");
+        println!("trace export on: {url}");
+    }
     let d = Daemon::start_with(Runtime::docker(), &allow);
     if wants("real") {
         real::require_fixtures(&d);
