@@ -1,6 +1,7 @@
 // The status page: signs in when the daemon wants a token, follows the live feed
 // (`/v2/events/stream`: the snapshot on every change, and each new event), polls the Pools'
-// queue health, and wires the Recent jobs and Playground sections.
+// queue health, and wires the Recent jobs (refreshed by the feed's frames and when the
+// playground's task ends) and Playground sections.
 
 import { AuthError, ApiFailure, describe, events, getJson, setToken, token } from "./api.js";
 import { errorBox, h, note, replace } from "./dom.js";
@@ -126,9 +127,12 @@ async function follow() {
             $("sign-out").hidden = !token();
             pollQueues();
             jobs.refresh();
+          } else {
+            jobs.onFeed();
           }
         } else if (frame.event === "event") {
           addEvent(frame.data);
+          jobs.onFeed();
         } else if (frame.event === "lagged") {
           $("events-note").textContent = `The feed fell behind and skipped ${frame.data.missed} event(s); \`orchctl events\` lists them all.`;
         }
@@ -156,9 +160,10 @@ function start() {
 }
 
 const jobs = new Jobs($("jobs-body"), $("job-detail"), onAuth);
-const playground = new Playground(onAuth, () => {
+const playground = new Playground(onAuth, (task) => {
   refreshQueues().catch(() => {});
-  jobs.refresh();
+  if (task) jobs.awaitJob(task);
+  else jobs.refresh();
 });
 
 $("auth-form").addEventListener("submit", (ev) => {
