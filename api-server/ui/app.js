@@ -1,7 +1,7 @@
 // The status page: signs in when the daemon wants a token, follows the live feed
 // (`/v2/events/stream`: the snapshot on every change, and each new event), polls the Pools'
-// queue health, and wires the Recent jobs (refreshed by the feed's frames and when the
-// playground's task ends) and Playground sections.
+// queue health, and wires the Recent jobs (polled, and re-read when the playground's task
+// ends) and Playground sections.
 
 import { AuthError, ApiFailure, describe, events, getJson, setToken, token } from "./api.js";
 import { errorBox, h, note, replace } from "./dom.js";
@@ -34,6 +34,7 @@ function showAuth(message) {
   page.stream = null;
   clearInterval(page.queueTimer);
   page.queueTimer = null;
+  jobs.stop();
   $("auth").hidden = false;
   $("app").hidden = true;
   $("sign-out").hidden = !token();
@@ -126,13 +127,10 @@ async function follow() {
             $("app").hidden = false;
             $("sign-out").hidden = !token();
             pollQueues();
-            jobs.refresh();
-          } else {
-            jobs.onFeed();
+            jobs.start();
           }
         } else if (frame.event === "event") {
           addEvent(frame.data);
-          jobs.onFeed();
         } else if (frame.event === "lagged") {
           $("events-note").textContent = `The feed fell behind and skipped ${frame.data.missed} event(s); \`orchctl events\` lists them all.`;
         }

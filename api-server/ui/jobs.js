@@ -1,16 +1,16 @@
 // Recent jobs from the records API (`/v2/artifacts?kind=job`): the list, one record's
 // transcript, and a replay with its verdict. Records are written by the daemon's writer
 // thread just after a task ends, so after the playground's own task the list is re-read until
-// that task's record is there (a short, bounded backoff); the live feed's frames refresh it
-// too, at most every few seconds. A daemon without the records API (404) or with records off
-// (503) says so.
+// that task's record is there (a short, bounded backoff); it is also re-read every few seconds
+// while the tab is visible (the live feed says nothing about tasks). A daemon without the
+// records API (404) or with records off (503) says so.
 
 import { ApiFailure, AuthError, describe, getJson, postJson } from "./api.js";
 import { badge, errorBox, h, note, replace, table, time } from "./dom.js";
 
 const LIMIT = 20;
-/** Least pause between two refreshes the live feed asks for. */
-const FEED_REFRESH_MS = 3000;
+/** How often the list is re-read while the tab is visible (other clients' jobs show up). */
+const POLL_MS = 5000;
 /** Pauses while waiting for a just-ended task's record (about 10 s in all). */
 const AWAIT_STEPS_MS = [100, 200, 300, 500, 800, 1000, 1000, 2000, 2000, 2000];
 
@@ -27,8 +27,7 @@ export class Jobs {
     this.onAuth = onAuth;
     this.available = true;
     this.shown = null;
-    this.lastFeedRefresh = 0;
-    this.feedTimer = null;
+    this.timer = null;
   }
 
   /** Re-reads the list; answers the task ids it shows (empty when it could not). */
@@ -85,15 +84,20 @@ export class Jobs {
     }
   }
 
-  /** A live-feed frame arrived: refresh, at most once per FEED_REFRESH_MS (the last one kept). */
-  onFeed() {
-    if (this.feedTimer || !this.available) return;
-    const wait = Math.max(0, this.lastFeedRefresh + FEED_REFRESH_MS - Date.now());
-    this.feedTimer = setTimeout(() => {
-      this.feedTimer = null;
-      this.lastFeedRefresh = Date.now();
-      this.refresh();
-    }, wait);
+  /** Re-reads the list now and every POLL_MS while the tab is visible, until `stop`. */
+  start() {
+    this.stop();
+    this.refresh();
+    this.timer = setInterval(() => {
+      if (!document.hidden && this.available) this.refresh();
+    }, POLL_MS);
+  }
+
+  /** Stops polling; the next refresh redraws (the section may have been overwritten). */
+  stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+    this.shown = null;
   }
 
   fail(e, where) {
