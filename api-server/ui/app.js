@@ -1,6 +1,7 @@
 // The status page: signs in when the daemon wants a token, follows the live feed
 // (`/v2/events/stream`: the snapshot on every change, and each new event), polls the Pools'
-// queue health, and wires the Recent jobs and Playground sections.
+// queue health, and wires the Recent jobs (polled, and re-read when the playground's task
+// ends) and Playground sections.
 
 import { AuthError, ApiFailure, describe, events, getJson, setToken, token } from "./api.js";
 import { errorBox, h, note, replace } from "./dom.js";
@@ -33,6 +34,7 @@ function showAuth(message) {
   page.stream = null;
   clearInterval(page.queueTimer);
   page.queueTimer = null;
+  jobs.stop();
   $("auth").hidden = false;
   $("app").hidden = true;
   $("sign-out").hidden = !token();
@@ -125,7 +127,7 @@ async function follow() {
             $("app").hidden = false;
             $("sign-out").hidden = !token();
             pollQueues();
-            jobs.refresh();
+            jobs.start();
           }
         } else if (frame.event === "event") {
           addEvent(frame.data);
@@ -156,9 +158,10 @@ function start() {
 }
 
 const jobs = new Jobs($("jobs-body"), $("job-detail"), onAuth);
-const playground = new Playground(onAuth, () => {
+const playground = new Playground(onAuth, (task) => {
   refreshQueues().catch(() => {});
-  jobs.refresh();
+  if (task) jobs.awaitJob(task);
+  else jobs.refresh();
 });
 
 $("auth-form").addEventListener("submit", (ev) => {

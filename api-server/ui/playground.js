@@ -1,6 +1,7 @@
 // The playground: submits `POST /v2/tasks` and streams `/v2/tasks/{id}/events` into the page,
 // token by token; Cancel posts `/v2/tasks/{id}/cancel`. The output element carries the task id,
-// its state and the token count as data attributes (what the browser test reads).
+// its state and the token count as data attributes (what the browser test reads). The seed
+// field starts at a fixed value so that a playground job replays identically.
 
 import { AuthError, describe, events, postJson } from "./api.js";
 import { duration, h, replace } from "./dom.js";
@@ -108,7 +109,7 @@ export class Playground {
       }
     } finally {
       this.abort = null;
-      this.onEnded();
+      this.onEnded(this.task);
     }
   }
 

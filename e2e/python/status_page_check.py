@@ -7,7 +7,11 @@ Driven by e2e/tests/ui.rs. Two modes:
   while the Rust test kills an engine container through the runtime; then it waits (Playwright
   waits, no sleeps) for the page to show the crash without a reload; the keyboard reaches the
   playground's Submit and Enter submits; the tokens stream into the page, observed one DOM
-  change at a time; a screenshot is saved; a page on another origin cannot read `/v2`.
+  change at a time; the task then appears in the real Recent jobs list, its transcript shows
+  the same text and its replay's verdict is shown; another client's task appears in the list
+  without a click; screenshots are saved (the page, and the jobs
+  section); faked records with hostile text stay text; a page on another origin cannot read
+  `/v2`.
 - `token` (a daemon that requires a token): the page shows the token form and no data; after
   the token is typed in, the Pools appear; "Sign out" brings the form back.
 
@@ -136,33 +140,66 @@ def live(page, args, report):
         "counts": page.evaluate("window.__counts"),
         "status": page.text_content("#pg-status"),
     }
-    page.wait_for_selector("#jobs-body table, #jobs-body p", timeout=WAIT_MS)
-    report["jobs"] = page.text_content("#jobs-body")
-    records(page, report)
-
+    real_job(page, args, report)
     page.screenshot(path=args.screenshot, full_page=True)
     report["screenshot"] = args.screenshot
+    faked_records(page, report)
+
+
+def real_job(page, args, report):
+    """The playground's task in the real Recent jobs list: the page refreshes the list itself
+    once the record is written (no click, no sleep); its transcript and its replay's verdict."""
+    task_id = report["playground"]["task_id"]
+    row = f'#jobs-body tr[data-job="{task_id}"]'
+    page.wait_for_selector(row, timeout=WAIT_MS)
+    job = {"row": page.text_content(row), "artifact": page.get_attribute(row, "data-artifact")}
+    page.click(f'{row} button:text("Transcript")')
+    page.wait_for_selector(f'#job-detail [data-task="{task_id}"]', timeout=WAIT_MS)
+    job["text"] = page.text_content('#job-detail pre[aria-label="recorded text"]')
+    job["detail"] = page.text_content("#job-detail p.muted")
+    page.click(f'{row} button:text("Replay")')
+    page.wait_for_selector("#job-detail [data-verdict]", timeout=WAIT_MS)
+    job["verdict"] = page.get_attribute("#job-detail [data-verdict]", "data-verdict")
+    job["verdict_text"] = page.text_content("#job-detail")
+    # Another client's task (through Playwright's own HTTP client, not the page) shows up in
+    # the list without a click: the page polls it.
+    admitted = page.context.request.post(args.daemon + "/v2/tasks", data={
+        "pool": args.pool, "prompt": "another client", "max_tokens": 3, "seed": args.seed}).json()
+    other = admitted["task_id"]
+    events = page.context.request.get(f"{args.daemon}/v2/tasks/{other}/events", timeout=WAIT_MS).text()
+    job["other_ended"] = "event: end" in events
+    page.wait_for_selector(f'#jobs-body tr[data-job="{other}"]', timeout=WAIT_MS)
+    job["other"] = other
+    path = args.screenshot.replace(".png", "-jobs.png")
+    page.locator("#jobs").screenshot(path=path)
+    job["screenshot"] = path
+    report["jobs"] = page.text_content("#jobs-body")
+    report["real_job"] = job
 
 
 HOSTILE = '<img src=x onerror="window.__xss=1">'
 
 
-def records(page, report):
-    """The Recent jobs section against the records API's contract, answered by Playwright's
-    routing (this daemon may have no records API): the list, a transcript with hostile text,
-    a replay verdict. The hostile text must appear as text, never as markup."""
+def faked_records(page, report):
+    """Recent jobs with hostile text in every field the records API carries, answered by
+    Playwright's routing in the API's shapes: the list, a transcript (`data` is the SSE data
+    line as a string), a replay verdict. The hostile text must appear as text, never markup."""
     job = "task-recorded-0"
     item = {"id": "sha256:" + "ab" * 32, "kind": "job", "job": job, "pool": "chat",
             "createdAt": "2026-12-03T10:00:00Z", "sizeBytes": 512,
-            "summary": {"state": "done", "model": "tiny", "tokensOut": 2, "finishReason": "length"}}
-    record = {**item, "transcript": [
-        {"event": "started", "data": {"queue_position": 0, "predicted_start_ms": 0}},
-        {"event": "token", "data": {"t": "Hello ", "i": 0}},
-        {"event": "token", "data": {"t": HOSTILE, "i": 1}},
-        {"event": "end", "data": {"tokens_out": 2, "decode_time_ms": 5, "finish_reason": "length"}}]}
+            "summary": {"state": "done", "model": HOSTILE, "tokensOut": 2, "finishReason": "length"}}
+    record = {"kind": "job", "taskId": job, "pool": "chat", "replica": HOSTILE,
+              "engine": {"name": HOSTILE, "version": "1", "api": "llamacpp"},
+              "model": {"name": HOSTILE, "digest": None, "file": None},
+              "request": {"prompt": HOSTILE, "max_tokens": 2, "seed": 1, "priority": "interactive"},
+              "state": "done", "finishReason": "length", "tokensOut": 2, "transcript": [
+                  {"event": "started", "data": json.dumps({"queue_position": 0, "predicted_start_ms": 0})},
+                  {"event": "token", "data": json.dumps({"t": "Hello ", "i": 0})},
+                  {"event": "token", "data": json.dumps({"t": HOSTILE, "i": 1})},
+                  {"event": "end", "data": json.dumps({"tokens_out": 2, "decode_time_ms": 5, "finish_reason": "length"})}]}
     verdict = {"verdict": "different", "replayTaskId": "task-replay-1",
-               "firstDifference": {"index": 2, "recorded": {"t": HOSTILE}, "replayed": {"t": "world"}},
-               "changed": []}
+               "firstDifference": {"index": 2, "recorded": HOSTILE, "replayed": "world"},
+               "changed": [{"what": "engineVersion", "recorded": HOSTILE, "now": "2"}]}
 
     def answer(route):
         url, method = route.request.url, route.request.method
@@ -179,7 +216,7 @@ def records(page, report):
     page.wait_for_selector(f'#jobs-body tr[data-job="{job}"]', timeout=WAIT_MS)
     report["records_row"] = page.text_content(f'#jobs-body tr[data-job="{job}"]')
     page.click(f'#jobs-body tr[data-job="{job}"] button:text("Transcript")')
-    page.wait_for_selector('#job-detail pre[aria-label="recorded text"]', timeout=WAIT_MS)
+    page.wait_for_selector(f'#job-detail [data-task="{job}"]', timeout=WAIT_MS)
     report["records_text"] = page.text_content('#job-detail pre[aria-label="recorded text"]')
     page.click(f'#jobs-body tr[data-job="{job}"] button:text("Replay")')
     page.wait_for_selector("#job-detail [data-verdict]", timeout=WAIT_MS)
