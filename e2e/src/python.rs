@@ -21,6 +21,26 @@ pub fn venv_named(name: &str) -> PathBuf {
     cache.join(name)
 }
 
+/// Debian's Chromium, which the browser tests drive through Playwright.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The python of `venv-browser`, after checking that it can import Playwright and that
+/// [`CHROMIUM`] exists; panics with the command that provides both.
+pub fn with_playwright() -> PathBuf {
+    let python = venv_named("venv-browser").join("bin/python");
+    let setup = "bash scripts/test.sh (it installs Debian's chromium and the playwright package)";
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import playwright.sync_api"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "{} cannot import playwright; run {setup}", python.display());
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing; run {setup}"
+    );
+    python
+}
+
 /// The venv's python, after checking that it can import `openai`; panics with the command
 /// that provides it.
 pub fn with_openai() -> PathBuf {

@@ -7,7 +7,7 @@
 //! `e2e/python/cross_site_check.py` drives the browser; the venv is set up by `scripts/test.sh`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,20 +16,7 @@ use serde_json::Value;
 
 const READY: Duration = Duration::from_secs(30);
 
-/// The venv with Playwright: `${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-browser`.
-fn python_with_playwright() -> PathBuf {
-    let python = llama_orch_e2e::python::venv_named("venv-browser").join("bin/python");
-    let setup = "bash scripts/test.sh (it installs Debian's chromium and the playwright package)";
-    let ok = Command::new(&python)
-        .args(["-c", "import playwright.sync_api"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "{} cannot import playwright; run {setup}", python.display());
-    assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing; run {setup}");
-    python
-}
-
-const CHROMIUM: &str = "/usr/bin/chromium";
+use llama_orch_e2e::python::CHROMIUM;
 
 fn tasks(d: &Daemon) -> Vec<Value> {
     reqwest::blocking::get(format!("{}/v2/tasks", d.url))
@@ -40,7 +27,7 @@ fn tasks(d: &Daemon) -> Vec<Value> {
 
 #[test]
 fn a_hostile_page_in_a_real_browser_cannot_drive_the_daemon() {
-    let python = python_with_playwright();
+    let python = llama_orch_e2e::python::with_playwright();
     let d = Daemon::start_with(
         Runtime::docker(),
         "cors:\n  allowedOrigins: [\"http://trusted.test\"]\n",

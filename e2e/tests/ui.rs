@@ -27,21 +27,8 @@ use llama_orch_e2e::daemon::{Daemon, Runtime, mock_stack, pool_ready};
 use serde_json::{Value, json};
 
 const READY: Duration = Duration::from_secs(60);
-const CHROMIUM: &str = "/usr/bin/chromium";
+use llama_orch_e2e::python::CHROMIUM;
 const TOKEN: &str = "ui-test-token-0123456789";
-
-/// The venv with Playwright: `${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-browser`.
-fn python_with_playwright() -> PathBuf {
-    let python = llama_orch_e2e::python::venv_named("venv-browser").join("bin/python");
-    let setup = "bash scripts/test.sh (it installs Debian's chromium and the playwright package)";
-    let ok = Command::new(&python)
-        .args(["-c", "import playwright.sync_api"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "{} cannot import playwright; run {setup}", python.display());
-    assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing; run {setup}");
-    python
-}
 
 /// Where screenshots go: `${LLORCH_ARTIFACTS:-target/e2e-artifacts}` (absolute).
 fn artifact(name: &str) -> PathBuf {
@@ -116,7 +103,7 @@ fn last_json_line(stdout: &str, stderr: &str) -> Value {
 }
 
 fn status_page_follows_the_daemon_live(rt: Runtime) {
-    let python = python_with_playwright();
+    let python = llama_orch_e2e::python::with_playwright();
     let examples = std::path::absolute(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models")).unwrap();
     let d = Daemon::start_with(rt, &format!("models:\n  fileRoots: [{}]\n", examples.display()));
     let demo = demo_manifests(d.home.path());
@@ -351,7 +338,7 @@ fn podman_status_page_follows_the_daemon_live_and_streams_the_playground() {
 
 #[test]
 fn with_a_token_the_page_asks_for_it_before_showing_anything() {
-    let python = python_with_playwright();
+    let python = llama_orch_e2e::python::with_playwright();
     let d = Daemon::start_secured(
         Runtime::docker(),
         &[("browser", TOKEN)],
