@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use llorch_manifests::records::{Artifact, ArtifactList, JobRecord, ReplayReport, Verdict};
+use llorch_manifests::records::{Artifact, ArtifactKind, ArtifactList, JobRecord, ReplayReport, Verdict};
 use llorch_manifests::task::Token;
 
 use crate::Io;
@@ -42,12 +42,16 @@ impl Client {
     }
 
     /// `POST /v2/artifacts {"kind", "content"}`: the stored id.
-    pub async fn store_artifact(&self, kind: &str, content: &serde_json::Value) -> Result<String, RequestError> {
+    pub async fn store_artifact(
+        &self,
+        kind: ArtifactKind,
+        content: &serde_json::Value,
+    ) -> Result<String, RequestError> {
         let url = self.url(&["v2", "artifacts"])?;
         let response = self
             .http
             .post(url.clone())
-            .json(&serde_json::json!({ "kind": kind, "content": content }))
+            .json(&serde_json::json!({ "kind": kind.as_str(), "content": content }))
             .send()
             .await
             .map_err(|e| self.transport(&e))?;
@@ -62,8 +66,8 @@ pub async fn run(ctx: &Context, args: &ArtifactsArgs, io: &mut Io<'_>) -> anyhow
     match &args.command {
         ArtifactsCommand::List(l) => {
             let mut query = vec![("limit", l.limit.to_string())];
-            if let Some(k) = &l.kind {
-                query.push(("kind", k.clone()));
+            if let Some(k) = l.kind {
+                query.push(("kind", ArtifactKind::from(k).as_str().to_string()));
             }
             if let Some(p) = &l.pool {
                 query.push(("pool", p.clone()));

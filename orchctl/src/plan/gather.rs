@@ -82,7 +82,11 @@ pub async fn run(ctx: &Context, args: &PlanArgs, io: &mut Io<'_>) -> anyhow::Res
 /// stored) goes to stderr, so stdout stays the plan alone.
 async fn store_plan(ctx: &Context, pool: &str, text: &str, io: &mut Io<'_>) -> anyhow::Result<()> {
     let content = serde_json::json!({ "pool": pool, "plan": text });
-    match ctx.client()?.store_artifact("plan", &content).await {
+    match ctx
+        .client()?
+        .store_artifact(llorch_manifests::records::ArtifactKind::Plan, &content)
+        .await
+    {
         Ok(id) => writeln!(io.err, "plan stored as artifact {id}")?,
         Err(e) => writeln!(io.err, "note: the plan was not stored on the daemon: {e}")?,
     }
