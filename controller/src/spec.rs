@@ -100,22 +100,16 @@ impl ReplicaInputs<'_> {
             Some(_) => ("{port}".to_string(), Endpoint::LOOPBACK),
             None => (self.engine.port.to_string(), "0.0.0.0"),
         };
-        let fill = |arg: &String| {
-            arg.replace("{model_path}", &model_in)
-                .replace("{port}", &port)
-                .replace("{ctx_size}", &self.ctx_size().to_string())
-                .replace("{slots}", &self.pool.slots_per_replica.to_string())
-                .replace("{host}", host)
-        };
-        let split = self
-            .pool
-            .tensor_split
-            .as_ref()
-            .map(|w| w.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
-        let args = with_tensor_split(self.engine.args.iter().chain(&self.engine.extra_args), split.as_deref())
-            .iter()
-            .map(fill)
-            .collect();
+        let args = engine_args(
+            self.engine,
+            self.pool,
+            &Placeholders {
+                model_path: &model_in,
+                port: &port,
+                ctx_size: self.ctx_size(),
+                host,
+            },
+        );
         let gpu_list = self.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
         // The runtime exposes only the requested devices, renumbered from 0 inside the
         // container: NVIDIA_VISIBLE_DEVICES names host devices (for the NVIDIA runtime hook),
@@ -176,6 +170,42 @@ impl ReplicaInputs<'_> {
             },
         }
     }
+}
+
+/// What an Engine's placeholders stand for in one place the engine runs (a container here, a
+/// process, a Kubernetes pod): everything but `{slots}` and `{tensor_split}`, which come from
+/// the Pool.
+#[derive(Clone, Copy, Debug)]
+pub struct Placeholders<'a> {
+    /// `{model_path}`: the model file as the engine sees it.
+    pub model_path: &'a str,
+    /// `{port}`: the port it listens on (`{port}` itself for a process, filled at spawn).
+    pub port: &'a str,
+    /// `{ctx_size}`: [`PoolSpec::effective_ctx`].
+    pub ctx_size: u32,
+    /// `{host}`: the address it binds.
+    pub host: &'a str,
+}
+
+/// The engine's command line for a replica of `pool`: `args` then `extraArgs`, every
+/// placeholder filled (`{tensor_split}` as [`with_tensor_split`] says). The one place the
+/// placeholders are expanded.
+pub fn engine_args(engine: &EngineSpec, pool: &PoolSpec, values: &Placeholders<'_>) -> Vec<String> {
+    let fill = |arg: &String| {
+        arg.replace("{model_path}", values.model_path)
+            .replace("{port}", values.port)
+            .replace("{ctx_size}", &values.ctx_size.to_string())
+            .replace("{slots}", &pool.slots_per_replica.to_string())
+            .replace("{host}", values.host)
+    };
+    let split = pool
+        .tensor_split
+        .as_ref()
+        .map(|w| w.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+    with_tensor_split(engine.args.iter().chain(&engine.extra_args), split.as_deref())
+        .iter()
+        .map(fill)
+        .collect()
 }
 
 /// Fills `{tensor_split}` with the Pool's weights (`2,1`), or — when the Pool sets none — drops
