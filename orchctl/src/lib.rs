@@ -20,6 +20,7 @@ pub mod doctor;
 pub mod drain;
 pub mod duration;
 pub mod events;
+pub mod export;
 pub mod get;
 pub mod health;
 pub mod input;
