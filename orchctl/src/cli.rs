@@ -1,12 +1,14 @@
 //! The command line: global flags and one struct per subcommand, each with examples in its
 //! `--help`. Parsing only; what the commands do lives in their own modules.
 
+mod export;
 mod records;
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use export::{DEFAULT_GATEWAY_IMAGE, ExportArgs, ExportFormat, ExportTarget};
 pub use records::{ArtifactKindArg, ArtifactsArgs, ArtifactsCommand, ArtifactsGetArgs, ArtifactsListArgs, ReplayArgs};
 
 const EXAMPLES: &str = "\
@@ -20,6 +22,7 @@ Examples:
   orchctl tasks                              # queued, running and recent tasks
   orchctl artifacts list --kind job          # job records (request, timings, transcript)
   orchctl replay task-18c2f0a1b2c3-4         # same request again: identical tokens? (exit 0)
+  orchctl export kubernetes --with-gateway   # the same Pools as Kubernetes objects
 
 Without --server (or $LLAMA_ORCH_URL), apply, diff and delete edit the manifests directory
 on this machine and work without a running daemon, and the other commands ask the daemon at
@@ -108,6 +111,9 @@ pub enum Command {
     /// Re-run a recorded job on its pool and compare: exit 0 identical, 1 different, 2 not
     /// reproducible (engine or model changed).
     Replay(ReplayArgs),
+    /// Render Pools for another platform: Kubernetes Deployments and Services (with llama-orchd
+    /// as a gateway in front), or KubeAI Models.
+    Export(ExportArgs),
     /// Check this host: NVIDIA driver and NVML, container runtime and toolkit, disk, tools.
     Doctor(DoctorArgs),
 }

@@ -102,6 +102,7 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Plan(args) => plan::run(&ctx, &args, io).await,
         Command::Artifacts(args) => artifacts::run(&ctx, &args, io).await,
         Command::Replay(args) => artifacts::replay(&ctx, &args, io).await,
+        Command::Export(args) => export::command::run(&ctx, &args, io).await,
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args, io).await,
     }
 }

@@ -63,6 +63,14 @@ pub enum Unexportable {
         /// Its `ref`.
         reference: String,
     },
+    /// A model at a plain `http://` (loopback) URL: a pod cannot fetch it.
+    #[error("Model `{model}` is at `{url}`, a loopback address: a pod cannot fetch it; use an `https://` or `hf:` ref")]
+    LoopbackModel {
+        /// The Model.
+        model: String,
+        /// Its URL.
+        url: String,
+    },
     /// A gap particular to KubeAI's `Model` resource.
     #[error(transparent)]
     KubeAi(#[from] KubeAiGap),

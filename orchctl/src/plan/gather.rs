@@ -94,7 +94,7 @@ async fn store_plan(ctx: &Context, pool: &str, text: &str, io: &mut Io<'_>) -> a
 }
 
 /// The objects a daemon declares, from its snapshot (secrets there are already redacted).
-fn declared(snapshot: &Snapshot) -> Vec<Located> {
+pub fn declared(snapshot: &Snapshot) -> Vec<Located> {
     snapshot
         .objects
         .iter()

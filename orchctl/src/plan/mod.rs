@@ -33,7 +33,7 @@ pub mod model;
 pub mod render;
 pub mod replicas;
 
-pub use gather::run;
+pub use gather::{declared, run};
 pub use gpus::GpuSource;
 pub use model::Figures;
 pub use render::render;
