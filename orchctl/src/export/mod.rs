@@ -178,3 +178,6 @@ pub fn kubeai(objects: &[AnyObject], pools: &[String], options: &kubeai::KubeAiO
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
