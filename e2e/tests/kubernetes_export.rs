@@ -64,7 +64,11 @@ fn validate(files: &[PathBuf]) -> String {
         .args(files);
     let out = cmd.output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "validation failed:\n{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "validation failed:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     report
 }
 
@@ -105,8 +109,14 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn fixtures(dir: &Path) -> Vec<PathBuf> {
     let digest = sha256_hex(&std::fs::read(tiny_model()).unwrap());
     let stack = mock_stack("mock", "chat", 2, &tiny_model(), &["--token-rate", "50"])
-        .replace("  ctxMax: 4096\n", &format!("  ctxMax: 4096\n  digest: sha256:{digest}\n"))
-        .replace("  slotsPerReplica: 2\n", "  slotsPerReplica: 2\n  queue: {capacity: 2}\n");
+        .replace(
+            "  ctxMax: 4096\n",
+            &format!("  ctxMax: 4096\n  digest: sha256:{digest}\n"),
+        )
+        .replace(
+            "  slotsPerReplica: 2\n",
+            "  slotsPerReplica: 2\n  queue: {capacity: 2}\n",
+        );
     let variants = [
         ("stack.yaml", stack),
         (
@@ -155,7 +165,16 @@ fn exports_of_the_examples_and_the_e2e_fixtures_validate_against_kubernetes_sche
     let args: Vec<&str> = f.iter().map(String::as_str).collect();
     for (name, extra) in [
         ("fixtures.yaml", vec![]),
-        ("fixtures-gateway.yaml", vec!["--with-gateway", "-n", "e2e", "--gpu-product", "NVIDIA-GeForce-RTX-4090"]),
+        (
+            "fixtures-gateway.yaml",
+            vec![
+                "--with-gateway",
+                "-n",
+                "e2e",
+                "--gpu-product",
+                "NVIDIA-GeForce-RTX-4090",
+            ],
+        ),
     ] {
         let mut all = args.clone();
         all.extend(extra);
@@ -181,14 +200,21 @@ fn exports_of_the_examples_and_the_e2e_fixtures_validate_against_kubernetes_sche
     // And the validator does fail: a Deployment with a field Kubernetes does not have.
     let bad = dir.path().join("bad.yaml");
     let golden = std::fs::read_to_string(repo().join("examples/kubernetes/chat.yaml")).unwrap();
-    std::fs::write(&bad, golden.replacen("  replicas: 2\n", "  replicas: 2\n  replica: 2\n", 1)).unwrap();
+    std::fs::write(
+        &bad,
+        golden.replacen("  replicas: 2\n", "  replicas: 2\n  replica: 2\n", 1),
+    )
+    .unwrap();
     let out = Command::new(validator())
         .arg(repo().join("e2e/python/k8s_validate.py"))
         .arg(&bad)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success() && text.contains("'replica' was unexpected"), "{text}");
+    assert!(
+        !out.status.success() && text.contains("'replica' was unexpected"),
+        "{text}"
+    );
 }
 
 /// One YAML document per object.
@@ -237,7 +263,10 @@ fn run_engine_pods(deployment: &Value, service: &Value, network: &str, label: &s
     let pod = &deployment["spec"]["template"];
     // The Service selects the Deployment's pods.
     for (k, v) in service["spec"]["selector"].as_object().unwrap() {
-        assert_eq!(&pod["metadata"]["labels"][k], v, "the Service's selector {k} matches the pods");
+        assert_eq!(
+            &pod["metadata"]["labels"][k], v,
+            "the Service's selector {k} matches the pods"
+        );
     }
     let engine = &pod["spec"]["containers"][0];
     let alias = service["metadata"]["name"].as_str().unwrap();
@@ -255,7 +284,16 @@ fn run_engine_pods(deployment: &Value, service: &Value, network: &str, label: &s
         .map(|_| {
             let mount = format!("{}:{model_arg}:ro", tiny_model().display());
             let mut run = vec![
-                "run", "-d", "--label", label, "--network", network, "--network-alias", alias, "-v", &mount,
+                "run",
+                "-d",
+                "--label",
+                label,
+                "--network",
+                network,
+                "--network-alias",
+                alias,
+                "-v",
+                &mount,
             ];
             let image = engine["image"].as_str().unwrap();
             assert_eq!(image, mock_image(), "the fixture's engine image");
@@ -327,11 +365,32 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
     let port = c["ports"][0]["containerPort"].as_u64().unwrap();
     let publish = format!("127.0.0.1::{port}");
     let mut run: Vec<&str> = vec![
-        "run", "-d", "--label", &label, "--network", &network, "--user", &user, "--read-only", "--cap-drop",
-        "ALL", "--security-opt", "no-new-privileges", "-p", &publish, "-v", &config_mount, "--mount",
-        &state_mount, "-v", &binary,
+        "run",
+        "-d",
+        "--label",
+        &label,
+        "--network",
+        &network,
+        "--user",
+        &user,
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-p",
+        &publish,
+        "-v",
+        &config_mount,
+        "--mount",
+        &state_mount,
+        "-v",
+        &binary,
         // llama-orchd is this build's (dynamically linked) binary; its image would carry these.
-        "-v", "/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro", "-v", "/lib64:/lib64:ro",
+        "-v",
+        "/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro",
+        "-v",
+        "/lib64:/lib64:ro",
     ];
     for e in &env {
         run.extend(["-e", e.as_str()]);
@@ -340,7 +399,12 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
     // run with the pod's own arguments.
     let image = mock_image();
     run.extend(["--entrypoint", "/llama-orchd", image.as_str()]);
-    let args: Vec<String> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
     run.extend(args.iter().map(String::as_str));
     let gateway_id = docker(&run);
     let published = docker(&["port", &gateway_id, &format!("{port}/tcp")]);
@@ -348,7 +412,16 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
 
     // Ready, through the real orchctl against the gateway.
     let client = Command::new(bin("orchctl"))
-        .args(["--server", &url, "--token", &token, "wait", "pool/chat", "--for=condition=Ready", "--timeout=90s"])
+        .args([
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "wait",
+            "pool/chat",
+            "--for=condition=Ready",
+            "--timeout=90s",
+        ])
         .output()
         .unwrap();
     let logs = || run_cli("docker", &docker_socket(), &["logs", &gateway_id]).unwrap_or_else(|e| e);
@@ -359,17 +432,41 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
         logs()
     );
     let ran = Command::new(bin("orchctl"))
-        .args(["--server", &url, "--token", &token, "run", "chat", "Once upon a time", "--max-tokens", "8", "--seed", "7"])
+        .args([
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "run",
+            "chat",
+            "Once upon a time",
+            "--max-tokens",
+            "8",
+            "--seed",
+            "7",
+        ])
         .output()
         .unwrap();
-    assert!(ran.status.success(), "orchctl run: {}", String::from_utf8_lossy(&ran.stderr));
+    assert!(
+        ran.status.success(),
+        "orchctl run: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
     assert!(!ran.stdout.is_empty(), "tokens on stdout");
 
     // The gateway's Pool holds both replicas' slots (2 x 2).
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let http = reqwest::blocking::Client::builder().default_headers(headers.clone()).build().unwrap();
-    let health: Value = http.get(format!("{url}/v2/pools/chat/health")).send().unwrap().json().unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .default_headers(headers.clone())
+        .build()
+        .unwrap();
+    let health: Value = http
+        .get(format!("{url}/v2/pools/chat/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(health["slotsTotal"], 4, "{health}");
     // Without the token: refused, like every route.
     let anonymous = reqwest::blocking::get(format!("{url}/v2/pools/chat/health")).unwrap();
@@ -389,7 +486,12 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
         .collect();
     let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
     assert_eq!(accepted.len() + refused.len(), 12, "only 202 or 429: {answers:?}");
-    assert!(!refused.is_empty() && accepted.len() >= 4, "accepted {} refused {}", accepted.len(), refused.len());
+    assert!(
+        !refused.is_empty() && accepted.len() >= 4,
+        "accepted {} refused {}",
+        accepted.len(),
+        refused.len()
+    );
     for r in &refused {
         assert!(r.headers.get("retry-after").is_some(), "Retry-After");
         assert_eq!(r.body["code"], "ADMISSION_REJECT");
@@ -404,7 +506,10 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
 /// Serves `body` to each connection until the test ends (HTTP/1.0, one request each).
 fn serve(body: Vec<u8>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/org/repo/resolve/main/tiny.gguf", listener.local_addr().unwrap());
+    let url = format!(
+        "http://{}/org/repo/resolve/main/tiny.gguf",
+        listener.local_addr().unwrap()
+    );
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
@@ -450,7 +555,10 @@ fn the_model_init_script_downloads_checks_the_digest_and_refuses_a_wrong_one() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("does not match the Model's digest"), "{err}");
-    assert!(!models.join("tiny.gguf").exists(), "a file that fails its digest is never put in place");
+    assert!(
+        !models.join("tiny.gguf").exists(),
+        "a file that fails its digest is never put in place"
+    );
     // A placed file (no URL): checked where it is.
     std::fs::write(models.join("tiny.gguf"), &bytes).unwrap();
     assert!(run("", &sha256_hex(&bytes)).status.success());

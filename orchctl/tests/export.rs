@@ -11,13 +11,29 @@ use common::{Home, examples};
 
 /// What each golden file is made from.
 const GOLDEN: [(&str, &[&str]); 4] = [
-    ("chat.yaml", &["-f", "chat-pool.yaml", "-f", "mock-pool.yaml", "-f", "tiny-model.yaml"]),
+    (
+        "chat.yaml",
+        &["-f", "chat-pool.yaml", "-f", "mock-pool.yaml", "-f", "tiny-model.yaml"],
+    ),
     (
         "chat-with-gateway.yaml",
-        &["-f", "chat-pool.yaml", "-f", "mock-pool.yaml", "-f", "tiny-model.yaml", "--with-gateway", "-n", "llama-orch"],
+        &[
+            "-f",
+            "chat-pool.yaml",
+            "-f",
+            "mock-pool.yaml",
+            "-f",
+            "tiny-model.yaml",
+            "--with-gateway",
+            "-n",
+            "llama-orch",
+        ],
     ),
     ("engines.yaml", &["-f", "engines/"]),
-    ("engines-kubeai.yaml", &["-f", "engines/vllm.yaml", "--format", "kubeai"]),
+    (
+        "kubeai-vllm-qwen.yaml",
+        &["-f", "kubeai/vllm-qwen.yaml", "--format", "kubeai", "-n", "llm"],
+    ),
 ];
 
 fn export(home: &Home, args: &[&str]) -> common::Ran {
@@ -63,8 +79,17 @@ fn the_model_file_on_a_claim_and_the_gateway_token_are_named_on_stderr() {
     let home = Home::new("http://127.0.0.1:9");
     let ran = export(&home, GOLDEN[1].1);
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(ran.err.contains("note: pool/chat: the engine reads `tiny.gguf` from claim `llorch-model-tiny`"), "{}", ran.err);
-    assert!(ran.err.contains("kubectl create secret generic llorch-gateway-token"), "{}", ran.err);
+    assert!(
+        ran.err
+            .contains("note: pool/chat: the engine reads `tiny.gguf` from claim `llorch-model-tiny`"),
+        "{}",
+        ran.err
+    );
+    assert!(
+        ran.err.contains("kubectl create secret generic llorch-gateway-token"),
+        "{}",
+        ran.err
+    );
     // stdout is YAML only: every document parses.
     for doc in ran.out.split("\n---\n").skip(1) {
         let _: serde_json::Value = serde_saphyr::from_str(doc).unwrap();
@@ -83,7 +108,11 @@ fn a_simulated_inventory_refuses_container_pools_and_writes_nothing() {
     let ran = export(&home, GOLDEN[0].1);
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!(ran.out, "");
-    assert!(ran.err.contains("error: pool/chat: this host's GPUs are simulated"), "{}", ran.err);
+    assert!(
+        ran.err.contains("error: pool/chat: this host's GPUs are simulated"),
+        "{}",
+        ran.err
+    );
 }
 
 #[test]
@@ -101,7 +130,8 @@ fn a_binary_engine_is_refused_with_what_to_change_and_a_named_pool_exports_alone
     assert_eq!(all.code, 1, "{all:?}");
     assert_eq!(all.out, "");
     assert!(
-        all.err.contains("error: pool/here: Engine `local` is `provisioning: binary`: it runs as a process on this host"),
+        all.err
+            .contains("error: pool/here: Engine `local` is `provisioning: binary`: it runs as a process on this host"),
         "{}",
         all.err
     );
@@ -112,5 +142,24 @@ fn a_binary_engine_is_refused_with_what_to_change_and_a_named_pool_exports_alone
     assert!(!one.out.contains("llorch-here"), "{}", one.out);
     let missing = home.run_blocking(&["export", "kubernetes", "-f", &file, "pool/nowhere"]);
     assert_eq!(missing.code, 1, "{missing:?}");
-    assert!(missing.err.contains("Pool `nowhere` is not declared"), "{}", missing.err);
+    assert!(
+        missing.err.contains("Pool `nowhere` is not declared"),
+        "{}",
+        missing.err
+    );
+}
+
+#[test]
+fn the_engine_examples_do_not_map_onto_kubeai_and_each_says_why() {
+    let home = Home::new("http://127.0.0.1:9");
+    let ran = export(&home, &["-f", "engines/", "--format", "kubeai"]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!(ran.out, "");
+    for pool in ["chat-llamacpp", "chat-sglang", "chat-tgi", "chat-vllm"] {
+        assert!(
+            ran.err.contains(&format!("error: pool/{pool}: ")),
+            "{pool}: {}",
+            ran.err
+        );
+    }
 }

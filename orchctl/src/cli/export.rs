@@ -70,6 +70,30 @@ pub struct ExportArgs {
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_FETCH_IMAGE)]
     pub fetch_image: String,
     /// `--format kubeai`: the resource profile's name (its GPU count comes from the Pool).
-    #[arg(long, value_name = "PROFILE", default_value = "nvidia-gpu-l4")]
+    #[arg(long, value_name = "PROFILE", default_value = crate::export::kubeai::DEFAULT_RESOURCE_PROFILE, value_parser = profile_name)]
     pub resource_profile: String,
+}
+
+/// A KubeAI resource profile's name: the GPU count is added from the Pool, so no `:`.
+fn profile_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(':') || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{s}` is not a profile name; give the name only (e.g. `nvidia-gpu-h100`): the count comes from the Pool's gpusPerReplica"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_profile_is_a_name_without_a_count() {
+        assert_eq!(super::profile_name("nvidia-gpu-h100").as_deref(), Ok("nvidia-gpu-h100"));
+        assert!(
+            super::profile_name("nvidia-gpu-l4:2")
+                .unwrap_err()
+                .contains("the count comes from")
+        );
+        assert!(super::profile_name("").is_err());
+    }
 }

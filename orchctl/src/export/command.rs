@@ -131,9 +131,10 @@ fn write(export: &Export, source: &str, io: &mut Io<'_>) -> anyhow::Result<u8> {
     anyhow::ensure!(!export.objects.is_empty(), "{source} declares no Pool to export");
     writeln!(
         io.out,
-        "# {} Kubernetes objects exported by orchctl {} (docs/kubernetes.md)",
+        "# Exported by orchctl {}: {} object{} (docs/kubernetes.md)",
+        env!("CARGO_PKG_VERSION"),
         export.objects.len(),
-        env!("CARGO_PKG_VERSION")
+        if export.objects.len() == 1 { "" } else { "s" }
     )?;
     for object in &export.objects {
         writeln!(io.out, "---")?;

@@ -172,7 +172,29 @@ pub fn kubeai(objects: &[AnyObject], pools: &[String], options: &kubeai::KubeAiO
                 why,
             })
         }) {
-            Ok(v) => out.objects.push(v),
+            Ok(v) => {
+                out.objects.push(v);
+                if let Some(engine) = PoolParts::find(objects, pool).ok().map(|p| p.engine) {
+                    let hidden = kubeai::hidden_env(engine);
+                    if let Some(secret) = hidden.secret {
+                        out.notes.push(Note {
+                            subject: object.to_string(),
+                            text: format!(
+                                "needs Secret `{0}` with keys {1} (`kubectl create secret generic {0} --from-literal=KEY=…`)",
+                                secret.name,
+                                secret.keys.join(", ")
+                            ),
+                        });
+                    }
+                    if hidden.hub_token {
+                        out.notes.push(Note {
+                            subject: object.to_string(),
+                            text: "HF_TOKEN is KubeAI's to set: give it as the Helm value `secrets.huggingface.token`"
+                                .into(),
+                        });
+                    }
+                }
+            }
             Err(r) => out.refusals.push(r),
         }
     }

@@ -73,7 +73,11 @@ fn an_external_engine_on_loopback_is_refused() {
             "{url}: {:?}",
             out.refusals
         );
-        assert!(out.refusals[0].to_string().starts_with("pool/p: Engine `lab` is `external`"));
+        assert!(
+            out.refusals[0]
+                .to_string()
+                .starts_with("pool/p: Engine `lab` is `external`")
+        );
     }
 }
 
@@ -92,7 +96,14 @@ fn hidden_values_come_from_a_secret_and_never_appear_in_the_output() {
     let engine = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         engine["args"],
-        serde_json::json!(["--model", "/models/m.gguf", "--max-model-len", "4096", "--max-num-seqs", "8"])
+        serde_json::json!([
+            "--model",
+            "/models/m.gguf",
+            "--max-model-len",
+            "4096",
+            "--max-num-seqs",
+            "8"
+        ])
     );
     let env = engine["env"].as_array().unwrap();
     let by_name = |n: &str| env.iter().find(|e| e["name"] == n).unwrap().clone();
@@ -101,7 +112,9 @@ fn hidden_values_come_from_a_secret_and_never_appear_in_the_output() {
         assert_eq!(by_name(hidden)["valueFrom"]["secretKeyRef"]["name"], "llorch-vllm-env");
         assert_eq!(by_name(hidden)["valueFrom"]["secretKeyRef"]["key"], hidden);
         assert!(
-            out.notes.iter().any(|n| n.text.contains(&format!("--from-literal={hidden}="))),
+            out.notes
+                .iter()
+                .any(|n| n.text.contains(&format!("--from-literal={hidden}="))),
             "{:?}",
             out.notes
         );
@@ -124,7 +137,11 @@ fn a_pool_sized_by_demand_runs_its_minimum_or_one_and_says_so() {
     let deployment = out.objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
     assert_eq!(deployment["spec"]["replicas"], 1);
     assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
-    assert!(out.notes.iter().any(|n| n.text.contains("sized by demand (`scaling`, 0–3 replicas)")));
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.text.contains("sized by demand (`scaling`, 0–3 replicas)"))
+    );
 }
 
 #[test]
@@ -136,11 +153,7 @@ fn the_gateways_manifests_are_a_set_llama_orch_accepts() {
     opts.gateway = Some(GatewayOptions { image: "img".into() });
     let out = kubernetes(&objects(&yaml), &[], &opts);
     assert!(out.refusals.is_empty(), "{:?}", out.refusals);
-    let config_map = out
-        .objects
-        .iter()
-        .find(|o| o["kind"] == "ConfigMap")
-        .unwrap();
+    let config_map = out.objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
     let data = config_map["data"].as_object().unwrap();
     let config = llorch_manifests::config::Config::from_yaml(data["config.yaml"].as_str().unwrap()).unwrap();
     assert_eq!(config.bind, format!("0.0.0.0:{}", gateway::PORT));
@@ -158,7 +171,9 @@ fn the_gateways_manifests_are_a_set_llama_orch_accepts() {
             .object
             .clone()
     };
-    let AnyObject::Engine(engine) = find("Engine") else { panic!() };
+    let AnyObject::Engine(engine) = find("Engine") else {
+        panic!()
+    };
     assert_eq!(engine.spec.url.as_deref(), Some("http://llorch-p:8000"));
     assert_eq!(engine.spec.version, "v0.10.2");
     let AnyObject::Pool(pool) = find("Pool") else { panic!() };
