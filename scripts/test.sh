@@ -96,6 +96,15 @@ rm -rf "$LLORCH_GGUF_FIXTURES"
 "$gguf_venv/bin/python" scripts/gguf/make_fixtures.py "$LLORCH_GGUF_FIXTURES" --smollm2 "$LLORCH_SMOLLM2_GGUF"
 export LLORCH_GGUF_FIXTURES
 
+step "Kubernetes' OpenAPI schemas (PyPI kubernetes-validate, pinned) for the export e2e test"
+# e2e/tests/kubernetes_export.rs validates what `orchctl export kubernetes` writes against the
+# schemas of Kubernetes 1.35 and 1.37 (offline, strict) and KubeAI Models against the vendored
+# CRD (jsonschema, a dependency of kubernetes-validate). Venv kept between runs.
+k8s_venv="${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}/venv-k8s"
+make_venv "$k8s_venv"
+"$k8s_venv/bin/python" -c 'import importlib.metadata as m; assert m.version("kubernetes-validate") == "1.37.0"' 2>/dev/null \
+  || "$k8s_venv/bin/pip" install -q kubernetes-validate==1.37.0
+
 step "promtool (Debian's prometheus package) for the /metrics exposition e2e test"
 # Installed when missing, with every service start denied during the install: no Prometheus
 # server is left running. e2e/tests/metrics_exposition.rs runs `promtool check metrics`;

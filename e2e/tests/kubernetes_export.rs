@@ -304,12 +304,35 @@ fn run_engine_pods(deployment: &Value, service: &Value, network: &str, label: &s
         .collect()
 }
 
+/// The gateway image this test builds from the debug llama-orchd.
+const GATEWAY_IMAGE: &str = "llama-orch/llama-orchd:e2e";
+
+/// `scripts/build-gateway-image.sh` with this build's llama-orchd.
+fn build_gateway_image() {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/build-gateway-image.sh"))
+        .arg("--binary")
+        .arg(bin("llama-orchd"))
+        .args(["--tag", GATEWAY_IMAGE, "--docker", &docker_socket()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build-gateway-image.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
     let stack = fixtures(dir.path()).remove(0);
-    let yaml = export(&config, &["-f", &stack.display().to_string(), "--with-gateway"]);
+    build_gateway_image();
+    let yaml = export(
+        &config,
+        &["-f", &stack.display().to_string(), "--with-gateway", "--gateway-image", GATEWAY_IMAGE],
+    );
     let objects = documents(&yaml);
     let label_value = unique("k8s-export");
     let label = format!("llorch-e2e={label_value}");
@@ -359,7 +382,6 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
             }
         }
     }
-    let binary = format!("{}:/llama-orchd:ro", bin("llama-orchd").display());
     let user = pod["securityContext"]["runAsUser"].as_u64().unwrap().to_string();
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     let port = c["ports"][0]["containerPort"].as_u64().unwrap();
@@ -384,21 +406,14 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
         &config_mount,
         "--mount",
         &state_mount,
-        "-v",
-        &binary,
-        // llama-orchd is this build's (dynamically linked) binary; its image would carry these.
-        "-v",
-        "/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro",
-        "-v",
-        "/lib64:/lib64:ro",
     ];
     for e in &env {
         run.extend(["-e", e.as_str()]);
     }
-    // An empty root (the mock engine's FROM-scratch image) with llama-orchd as the entrypoint,
-    // run with the pod's own arguments.
-    let image = mock_image();
-    run.extend(["--entrypoint", "/llama-orchd", image.as_str()]);
+    // The image the pod names, as scripts/build-gateway-image.sh builds it (from this build's
+    // binary), run with the pod's own arguments.
+    assert_eq!(c["image"], GATEWAY_IMAGE);
+    run.push(GATEWAY_IMAGE);
     let args: Vec<String> = c["args"]
         .as_array()
         .unwrap()
