@@ -331,7 +331,13 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
     build_gateway_image();
     let yaml = export(
         &config,
-        &["-f", &stack.display().to_string(), "--with-gateway", "--gateway-image", GATEWAY_IMAGE],
+        &[
+            "-f",
+            &stack.display().to_string(),
+            "--with-gateway",
+            "--gateway-image",
+            GATEWAY_IMAGE,
+        ],
     );
     let objects = documents(&yaml);
     let label_value = unique("k8s-export");

@@ -163,3 +163,17 @@ fn the_engine_examples_do_not_map_onto_kubeai_and_each_says_why() {
         );
     }
 }
+
+#[test]
+fn a_set_whose_references_do_not_hold_is_not_exported() {
+    let home = Home::new("http://127.0.0.1:9");
+    let file = home.input_file(
+        "dangling.yaml",
+        "apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {name: lost}\nspec: {engine: nowhere, model: nothing, replicas: 1}\n",
+    );
+    let ran = home.run_blocking(&["export", "kubernetes", "-f", &file]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!(ran.out, "");
+    assert!(ran.err.contains("Engine `nowhere` does not exist"), "{}", ran.err);
+    assert!(ran.err.contains("does not hold together"), "{}", ran.err);
+}

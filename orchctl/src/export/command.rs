@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use llorch_controller::manifest_dir::ManifestDir;
 use llorch_manifests::config::GpuConfig;
 use llorch_manifests::model::ModelRef;
+use llorch_manifests::parse::Located;
 use llorch_manifests::{AnyObject, Kind};
 
 use super::gateway::GatewayOptions;
@@ -81,9 +82,10 @@ fn model_sizes(objects: &[AnyObject]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// The objects to export and a phrase that says where they came from.
+/// The objects to export and a phrase that says where they came from. Broken files and a set
+/// whose references do not hold are errors: a Pool the daemon would not run is not exported.
 async fn gather(ctx: &Context, args: &ExportArgs, io: &mut Io<'_>) -> anyhow::Result<(Vec<AnyObject>, String)> {
-    if !args.files.is_empty() {
+    let (located, source): (Vec<Located>, String) = if !args.files.is_empty() {
         let cwd = std::env::current_dir()?;
         let sources = crate::input::read_sources(&args.files, &cwd, io.input)?;
         let input = crate::input::parse_sources(&sources).map_err(|errors| {
@@ -92,27 +94,43 @@ async fn gather(ctx: &Context, args: &ExportArgs, io: &mut Io<'_>) -> anyhow::Re
                 errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
             )
         })?;
-        return Ok((
-            input.into_iter().map(|i| i.located.object).collect(),
-            args.files.join(", "),
-        ));
-    }
-    match ctx.writes {
-        WriteTarget::Directory => {
-            let dir = ManifestDir::read(&ctx.manifests_dir)?;
-            Ok((
-                dir.objects().map(|l| l.object.clone()).collect(),
-                ctx.manifests_dir.display().to_string(),
-            ))
+        (input.into_iter().map(|i| i.located).collect(), args.files.join(", "))
+    } else {
+        match ctx.writes {
+            WriteTarget::Directory => {
+                let dir = ManifestDir::read(&ctx.manifests_dir)?;
+                let broken: Vec<String> = dir
+                    .broken()
+                    .filter_map(|f| f.parsed.as_ref().err())
+                    .flatten()
+                    .map(ToString::to_string)
+                    .collect();
+                anyhow::ensure!(
+                    broken.is_empty(),
+                    "{}\nfix the manifests above first: export reads the directory as the daemon does",
+                    broken.join("\n")
+                );
+                (
+                    dir.objects().cloned().collect(),
+                    ctx.manifests_dir.display().to_string(),
+                )
+            }
+            WriteTarget::Api => {
+                let snapshot = ctx.client()?.snapshot().await?;
+                (
+                    crate::plan::declared(&snapshot),
+                    format!("what llama-orchd at {} declares", ctx.server),
+                )
+            }
         }
-        WriteTarget::Api => {
-            let snapshot = ctx.client()?.snapshot().await?;
-            Ok((
-                crate::plan::declared(&snapshot).into_iter().map(|l| l.object).collect(),
-                format!("what llama-orchd at {} declares", ctx.server),
-            ))
-        }
-    }
+    };
+    let errors = llorch_manifests::validate::check_set(&located);
+    anyhow::ensure!(
+        errors.is_empty(),
+        "{}\nnothing exported: {source} does not hold together",
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    );
+    Ok((located.into_iter().map(|l| l.object).collect(), source))
 }
 
 /// Writes the objects (only when nothing was refused), the notes and the refusals.
