@@ -66,61 +66,62 @@ pub struct Export {
     pub refusals: Vec<Refusal>,
 }
 
-/// The Pools of `objects` named in `pools` (every Pool when empty), in name order.
-fn selected<'a>(objects: &'a [AnyObject], pools: &[String]) -> Result<Vec<&'a llorch_manifests::Pool>, Vec<String>> {
+/// The parts of the Pools of `objects` named in `pools` (every Pool when empty), in name
+/// order, and a refusal for each named Pool that is not declared or lacks its Engine or Model.
+fn chosen<'a>(objects: &'a [AnyObject], pools: &[String]) -> (Vec<PoolParts<'a>>, Vec<Refusal>) {
     let mut all: BTreeMap<&str, &llorch_manifests::Pool> = BTreeMap::new();
     for o in objects {
         if let AnyObject::Pool(p) = o {
             all.insert(p.name(), p);
         }
     }
-    if pools.is_empty() {
-        return Ok(all.into_values().collect());
+    let mut refusals = Vec::new();
+    let wanted: Vec<&llorch_manifests::Pool> = if pools.is_empty() {
+        all.into_values().collect()
+    } else {
+        pools
+            .iter()
+            .filter_map(|name| {
+                let found = all.get(name.as_str()).copied();
+                if found.is_none() {
+                    refusals.push(Refusal {
+                        object: ObjectRef::new(Kind::Pool, name),
+                        why: Unexportable::Missing {
+                            kind: "Pool",
+                            name: name.clone(),
+                        },
+                    });
+                }
+                found
+            })
+            .collect()
+    };
+    let mut parts = Vec::new();
+    for pool in wanted {
+        match PoolParts::find(objects, pool) {
+            Ok(p) => parts.push(p),
+            Err(r) => refusals.push(r),
+        }
     }
-    let missing: Vec<String> = pools
-        .iter()
-        .filter(|p| !all.contains_key(p.as_str()))
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
-        return Err(missing);
-    }
-    Ok(pools.iter().filter_map(|p| all.get(p.as_str()).copied()).collect())
+    (parts, refusals)
 }
 
 /// Renders the Pools `pools` (all when empty) of `objects` as Deployments, Services and claims
 /// — and the gateway, when `options.gateway` is set.
 pub fn kubernetes(objects: &[AnyObject], pools: &[String], options: &Options) -> Export {
-    let mut out = Export::default();
-    let chosen = match selected(objects, pools) {
-        Ok(c) => c,
-        Err(missing) => {
-            out.refusals = missing
-                .into_iter()
-                .map(|name| Refusal {
-                    object: ObjectRef::new(Kind::Pool, &name),
-                    why: Unexportable::Missing { kind: "Pool", name },
-                })
-                .collect();
-            return out;
-        }
+    let (chosen, refusals) = chosen(objects, pools);
+    let mut out = Export {
+        refusals,
+        ..Export::default()
     };
     let mut upstreams = Vec::new();
-    for pool in chosen {
-        let object = ObjectRef::new(Kind::Pool, pool.name());
-        let exported = PoolParts::find(objects, pool).and_then(|parts| {
-            kubernetes::pool(&parts, options)
-                .map(|e| (parts, e))
-                .map_err(|why| Refusal {
-                    object: object.clone(),
-                    why,
-                })
-        });
-        match exported {
-            Ok((parts, e)) => {
+    for parts in chosen {
+        let subject = ObjectRef::new(Kind::Pool, parts.pool.name());
+        match kubernetes::pool(&parts, options) {
+            Ok(e) => {
                 out.objects.extend(e.objects);
                 out.notes.extend(e.notes.into_iter().map(|text| Note {
-                    subject: object.to_string(),
+                    subject: subject.to_string(),
                     text,
                 }));
                 if let Some(upstream) = e.upstream {
@@ -132,7 +133,7 @@ pub fn kubernetes(objects: &[AnyObject], pools: &[String], options: &Options) ->
                     });
                 }
             }
-            Err(r) => out.refusals.push(r),
+            Err(why) => out.refusals.push(Refusal { object: subject, why }),
         }
     }
     if let Some(g) = &options.gateway {
@@ -150,52 +151,36 @@ pub fn kubernetes(objects: &[AnyObject], pools: &[String], options: &Options) ->
 
 /// Renders the Pools `pools` (all when empty) of `objects` as KubeAI `Model` resources.
 pub fn kubeai(objects: &[AnyObject], pools: &[String], options: &kubeai::KubeAiOptions) -> Export {
-    let mut out = Export::default();
-    let chosen = match selected(objects, pools) {
-        Ok(c) => c,
-        Err(missing) => {
-            out.refusals = missing
-                .into_iter()
-                .map(|name| Refusal {
-                    object: ObjectRef::new(Kind::Pool, &name),
-                    why: Unexportable::Missing { kind: "Pool", name },
-                })
-                .collect();
-            return out;
-        }
+    let (chosen, refusals) = chosen(objects, pools);
+    let mut out = Export {
+        refusals,
+        ..Export::default()
     };
-    for pool in chosen {
-        let object = ObjectRef::new(Kind::Pool, pool.name());
-        match PoolParts::find(objects, pool).and_then(|parts| {
-            kubeai::model(&parts, options).map_err(|why| Refusal {
-                object: object.clone(),
-                why,
-            })
-        }) {
+    for parts in chosen {
+        let subject = ObjectRef::new(Kind::Pool, parts.pool.name());
+        match kubeai::model(&parts, options) {
             Ok(v) => {
                 out.objects.push(v);
-                if let Some(engine) = PoolParts::find(objects, pool).ok().map(|p| p.engine) {
-                    let hidden = kubeai::hidden_env(engine);
-                    if let Some(secret) = hidden.secret {
-                        out.notes.push(Note {
-                            subject: object.to_string(),
-                            text: format!(
-                                "needs Secret `{0}` with keys {1} (`kubectl create secret generic {0} --from-literal=KEY=…`)",
-                                secret.name,
-                                secret.keys.join(", ")
-                            ),
-                        });
-                    }
-                    if hidden.hub_token {
-                        out.notes.push(Note {
-                            subject: object.to_string(),
-                            text: "HF_TOKEN is KubeAI's to set: give it as the Helm value `secrets.huggingface.token`"
-                                .into(),
-                        });
-                    }
+                let hidden = kubeai::hidden_env(parts.engine);
+                if let Some(secret) = hidden.secret {
+                    out.notes.push(Note {
+                        subject: subject.to_string(),
+                        text: format!(
+                            "needs Secret `{0}` with keys {1} (`kubectl create secret generic {0} --from-literal=KEY=…`)",
+                            secret.name,
+                            secret.keys.join(", ")
+                        ),
+                    });
+                }
+                if hidden.hub_token {
+                    out.notes.push(Note {
+                        subject: subject.to_string(),
+                        text: "HF_TOKEN is KubeAI's to set: give it as the Helm value `secrets.huggingface.token`"
+                            .into(),
+                    });
                 }
             }
-            Err(r) => out.refusals.push(r),
+            Err(why) => out.refusals.push(Refusal { object: subject, why }),
         }
     }
     out
