@@ -27,6 +27,15 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// What a burst of submissions got.
+#[derive(Debug, Default)]
+pub struct Burst {
+    /// The ids of the accepted tasks (202).
+    pub accepted: Vec<String>,
+    /// The refusals (429).
+    pub refused: Vec<Answer>,
+}
+
 /// A client for one daemon.
 #[derive(Clone)]
 pub struct TaskClient {
@@ -72,6 +81,24 @@ impl TaskClient {
         let headers = r.headers().clone();
         let body = r.json().unwrap_or(Value::Null);
         Answer { status, headers, body }
+    }
+
+    /// Submits `body` `n` times at once (one thread each): the accepted task ids and the
+    /// refusals. Panics on any answer but 202 or 429.
+    pub fn submit_burst(&self, body: &Value, n: usize) -> Burst {
+        let answers: Vec<Answer> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..n).map(|_| s.spawn(|| self.submit(body))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut burst = Burst::default();
+        for a in answers {
+            match a.status {
+                202 => burst.accepted.push(a.body["task_id"].as_str().unwrap().to_string()),
+                429 => burst.refused.push(a),
+                other => panic!("only 202 or 429, got {other}: {}", a.body),
+            }
+        }
+        burst
     }
 
     /// `POST /v2/tasks/{id}/cancel`.

@@ -496,28 +496,19 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
     // SSE and the overload answer, unchanged: 4 slots + a queue of 2, tokens at 50/s.
     let tasks = TaskClient::with_headers(&url, headers);
     let body = json!({"pool": "chat", "prompt": "Once upon a time", "max_tokens": 40, "seed": 1});
-    let answers: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..12).map(|_| s.spawn(|| tasks.submit(&body))).collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let accepted: Vec<String> = answers
-        .iter()
-        .filter(|a| a.status == 202)
-        .map(|a| a.body["task_id"].as_str().unwrap().to_string())
-        .collect();
-    let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
-    assert_eq!(accepted.len() + refused.len(), 12, "only 202 or 429: {answers:?}");
+    let burst = tasks.submit_burst(&body, 12);
+    let (accepted, refused) = (&burst.accepted, &burst.refused);
     assert!(
         !refused.is_empty() && accepted.len() >= 4,
         "accepted {} refused {}",
         accepted.len(),
         refused.len()
     );
-    for r in &refused {
+    for r in refused {
         assert!(r.headers.get("retry-after").is_some(), "Retry-After");
         assert_eq!(r.body["code"], "ADMISSION_REJECT");
     }
-    for id in &accepted {
+    for id in accepted {
         let events = tasks.events(id);
         assert_eq!(events.last().unwrap().event, "end", "{id}: {events:?}");
         assert_eq!(tokens(&events).len(), 40, "{id}");

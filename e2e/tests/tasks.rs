@@ -96,24 +96,15 @@ fn overload_gets_429_with_advice_and_every_accepted_task_ends() {
         &["--token-rate", "100"],
     );
     let body = json!({"pool": "busy", "prompt": "Once upon a time", "max_tokens": 20, "seed": 1});
-    let answers: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..40).map(|_| s.spawn(|| c.submit(&body))).collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let accepted: Vec<String> = answers
-        .iter()
-        .filter(|a| a.status == 202)
-        .map(|a| a.body["task_id"].as_str().unwrap().to_string())
-        .collect();
-    let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
-    assert_eq!(accepted.len() + refused.len(), 40, "only 202 or 429");
+    let burst = c.submit_burst(&body, 40);
+    let (accepted, refused) = (&burst.accepted, &burst.refused);
     assert!(
         !refused.is_empty() && accepted.len() >= 4,
         "accepted {} refused {}",
         accepted.len(),
         refused.len()
     );
-    for r in &refused {
+    for r in refused {
         assert!(r.headers.get("retry-after").is_some(), "Retry-After");
         assert!(r.headers.get("x-backoff-ms").is_some(), "X-Backoff-Ms");
         assert_eq!(r.body["code"], "ADMISSION_REJECT");
@@ -121,7 +112,7 @@ fn overload_gets_429_with_advice_and_every_accepted_task_ends() {
         assert_eq!(r.body["retriable"], true);
         assert!(r.body["retry_after_ms"].as_u64().unwrap() >= 100);
     }
-    for id in &accepted {
+    for id in accepted {
         let events = c.events(id);
         let last = events.last().unwrap();
         assert!(last.event == "end" || last.event == "error", "{id} ended: {last:?}");

@@ -87,6 +87,19 @@ pub fn parse_sources(sources: &[Source]) -> Result<Vec<InputObject>, Vec<Manifes
     if errors.is_empty() { Ok(objects) } else { Err(errors) }
 }
 
+/// Reads and parses every `-f` argument (files relative to the working directory); every
+/// parse error of every file in one error.
+pub fn read_objects(args: &[String], stdin: &mut dyn Read) -> anyhow::Result<Vec<InputObject>> {
+    let cwd = std::env::current_dir()?;
+    let sources = read_sources(args, &cwd, stdin)?;
+    parse_sources(&sources).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}",
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

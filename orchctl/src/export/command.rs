@@ -86,14 +86,7 @@ fn model_sizes(objects: &[AnyObject]) -> BTreeMap<String, u64> {
 /// whose references do not hold are errors: a Pool the daemon would not run is not exported.
 async fn gather(ctx: &Context, args: &ExportArgs, io: &mut Io<'_>) -> anyhow::Result<(Vec<AnyObject>, String)> {
     let (located, source): (Vec<Located>, String) = if !args.files.is_empty() {
-        let cwd = std::env::current_dir()?;
-        let sources = crate::input::read_sources(&args.files, &cwd, io.input)?;
-        let input = crate::input::parse_sources(&sources).map_err(|errors| {
-            anyhow::anyhow!(
-                "{}",
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-            )
-        })?;
+        let input = crate::input::read_objects(&args.files, io.input)?;
         (input.into_iter().map(|i| i.located).collect(), args.files.join(", "))
     } else {
         match ctx.writes {

@@ -32,14 +32,7 @@ pub async fn run(ctx: &Context, args: &PlanArgs, io: &mut Io<'_>) -> anyhow::Res
     };
     let mut wanted: Vec<String> = Vec::new();
     if !args.files.is_empty() {
-        let cwd = std::env::current_dir()?;
-        let sources = crate::input::read_sources(&args.files, &cwd, io.input)?;
-        let input = crate::input::parse_sources(&sources).map_err(|errors| {
-            anyhow::anyhow!(
-                "{}",
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-            )
-        })?;
+        let input = crate::input::read_objects(&args.files, io.input)?;
         for i in input {
             let r = i.located.object.object_ref();
             if r.kind == Kind::Pool {
