@@ -145,6 +145,7 @@ fn snapshot() -> Snapshot {
             errors: Vec::new(),
         }],
         gpus_simulated: true,
+        gpu_source: llorch_manifests::api::GpuSource::Simulated,
         file_errors: vec![ManifestError::file(
             "/m/broken.yaml",
             "YAML syntax error: bad indentation",
