@@ -208,6 +208,19 @@ async fn under_gpus_none_an_external_pool_becomes_ready_and_a_container_pool_is_
         "no replica row: {:?}",
         s.replicas
     );
+    // Its Engine is not checked or provisioned here, and says why.
+    let local = object(&s, "local").status.condition(ConditionType::Degraded).unwrap();
+    assert!(
+        local.status && local.reason == Reason::ProvisioningUnsupported,
+        "{local:?}"
+    );
+    assert!(
+        local
+            .message
+            .starts_with("cannot run on this daemon: config `gpus: none`"),
+        "{}",
+        local.message
+    );
     // More passes change nothing: no container, no placement, and no Model fetched — neither
     // the external Pool's nor the blocked Pool's (nothing here would read them).
     for _ in 0..5 {

@@ -2,7 +2,8 @@
 //! verify, measure) and each Engine's provisioning preflight, into their status and events.
 //! A Model whose every Pool runs elsewhere (`models::fetched_elsewhere`: `external` Engines,
 //! or any Pool under `gpus: none`) is not observed at all: not fetched, not hashed. It reads
-//! Pools only for that; it never looks at containers.
+//! Pools only for that; it never looks at containers. Under `gpus: none` an Engine that is not
+//! `external` is not checked or provisioned either: it cannot run here.
 
 use llorch_manifests::status::{ConditionType, EventType, ModelPhase};
 use llorch_manifests::{AnyObject, Kind, Reason};
@@ -51,6 +52,19 @@ impl<R: ContainerRuntime> Controller<R> {
                     crate::models::set_conditions(&mut status, state, problem.as_ref());
                     self.put_status(status);
                     continue;
+                }
+                // Under `gpus: none` nothing but an external engine runs here: no image check, pull,
+                // build or install is started for one that cannot.
+                AnyObject::Engine(e) if !crate::serving::servable_here(self.gpus.source(), e.spec.provisioning) => {
+                    self.engine_checks.remove(e.name());
+                    Err(crate::provision::NotReady {
+                        reason: Reason::ProvisioningUnsupported,
+                        message: format!(
+                            "cannot run on this daemon: config `gpus: none` runs only `external` Engines, and this one is \
+                             `provisioning: {}`; its Pools are blocked",
+                            e.spec.provisioning.as_str()
+                        ),
+                    })
                 }
                 AnyObject::Engine(e) => {
                     let check = self.provisioner.check(&self.runtime, e.name(), &e.spec).await;

@@ -386,6 +386,11 @@ fn under_gpus_none_a_container_pool_is_not_placed_and_says_why_while_an_external
         external.contains("replica 0: the external engine at http://127.0.0.1:9 (nothing is created)"),
         "{external}"
     );
+    assert!(
+        external.contains("\n  not fetched here: the external engine loads its own weights"),
+        "{external}"
+    );
+    assert!(!external.contains("VRAM per replica"), "{external}");
 }
 
 #[test]
