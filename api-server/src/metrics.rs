@@ -77,6 +77,7 @@ pub fn render_full(
 }
 
 /// `llorch_build_info`, `llorch_snapshot_synced`, `llorch_gpu_inventory_simulated`,
+/// `llorch_gpu_inventory_info`,
 /// `llorch_manifest_errors`.
 fn register_daemon(registry: &mut Registry, snapshot: &Snapshot) {
     process::register_build_info(registry);
@@ -94,6 +95,15 @@ fn register_daemon(registry: &mut Registry, snapshot: &Snapshot) {
         "llorch_gpu_inventory_simulated",
         "1 when the GPU inventory is simulated (no real devices)",
         inventory_simulated,
+    );
+    let source = Family::<Labels, U64Gauge>::default();
+    source
+        .get_or_create(&vec![("source", snapshot.gpu_source.as_str().to_string())])
+        .set(1);
+    registry.register(
+        "llorch_gpu_inventory_info",
+        "1 for where the GPU inventory comes from: source nvml, simulated, or none (config `gpus: none`: no GPUs, only external Engines run)",
+        source,
     );
     let errors = U64Gauge::default();
     let object_errors: usize = snapshot.objects.iter().map(|o| o.status.manifest_errors.len()).sum();
@@ -247,12 +257,13 @@ fn register_pools(registry: &mut Registry, snapshot: &Snapshot) {
 /// `catalog_verifications_total{result}`.
 fn register_models(registry: &mut Registry, snapshot: &Snapshot, verifications: &[(&'static str, u64)]) {
     use llorch_manifests::status::ModelPhase;
-    const PHASES: [(ModelPhase, &str); 5] = [
+    const PHASES: [(ModelPhase, &str); 6] = [
         (ModelPhase::Pending, "pending"),
         (ModelPhase::Fetching, "fetching"),
         (ModelPhase::Verifying, "verifying"),
         (ModelPhase::Ready, "ready"),
         (ModelPhase::Failed, "failed"),
+        (ModelPhase::NotFetched, "not-fetched"),
     ];
     let states = Family::<Labels, U64Gauge>::default();
     for view in snapshot.objects.iter().filter(|o| o.object.kind == Kind::Model) {
@@ -265,7 +276,7 @@ fn register_models(registry: &mut Registry, snapshot: &Snapshot, verifications: 
     }
     registry.register(
         "model_state",
-        "1 for each Model's current phase (pending, fetching, verifying, ready, failed)",
+        "1 for each Model's current phase (pending, fetching, verifying, ready, failed, not-fetched)",
         states,
     );
     let verified = Family::<Labels, Counter>::default();
@@ -464,6 +475,29 @@ mod tests {
         assert_eq!(names.len(), all, "a family is declared twice in:\n{text}");
         assert!(names.contains(&"placement_decisions_total"), "{names:?}");
         assert!(names.contains(&"replica_placements_total"), "{names:?}");
+    }
+
+    #[test]
+    fn the_inventory_source_is_one_series_and_gpus_none_has_no_gpu_series() {
+        let snapshot = Snapshot {
+            gpu_source: llorch_manifests::api::GpuSource::None,
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == r#"llorch_gpu_inventory_info{source="none"} 1"#),
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l == "llorch_gpu_inventory_simulated 0"), "{text}");
+        assert!(!text.contains("llorch_gpu_info{"), "{text}");
+        let default = render(&Snapshot::default()).unwrap();
+        assert!(
+            default
+                .lines()
+                .any(|l| l == r#"llorch_gpu_inventory_info{source="nvml"} 1"#),
+            "{default}"
+        );
     }
 
     #[test]

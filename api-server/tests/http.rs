@@ -128,6 +128,7 @@ fn snapshot() -> Snapshot {
         ],
         gpus: vec![gpu(0, "Simulated RTX 3090"), gpu(1, "Sim \"quoted\" \\ card")],
         gpus_simulated: true,
+        gpu_source: llorch_manifests::api::GpuSource::Simulated,
         file_errors: vec![ManifestError::file("/m/bad.yaml", "YAML syntax error", "fix it")],
         runtime: Default::default(),
         serving: Vec::new(),

@@ -137,7 +137,9 @@ export function gpus(snapshot) {
   const out = [];
   if (snapshot.gpusSimulated) out.push(h("p", { class: "badge warn", "data-simulated": "true" }, "Simulated GPU inventory (from config.yaml gpus.simulate): no real GPU is used"));
   if (list.length === 0) {
-    out.push(note("No GPU in the inventory."));
+    out.push(note(snapshot.gpuSource === "none"
+      ? "No GPUs: config gpus: none (only Pools on external Engines run on this daemon)."
+      : "No GPU in the inventory."));
     return out;
   }
   const rows = list.map((g) =>

@@ -16,6 +16,7 @@ mod roots;
 mod shared;
 mod status;
 mod tasks;
+mod usage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -32,7 +33,8 @@ use tokio::sync::Notify;
 pub use handle::ModelsHandle;
 pub use roots::FileRoots;
 use status::progress_text;
-pub use status::{event, human_bytes, set_conditions};
+pub use status::{event, human_bytes, set_conditions, set_not_fetched};
+pub use usage::{fetched_elsewhere, not_fetched_message};
 
 use crate::catalog::cache::{self, Cache};
 use crate::catalog::fetch::Fetcher;
@@ -230,6 +232,30 @@ impl ModelManager {
                 key,
                 state: state.clone(),
                 problem,
+            },
+        );
+        state
+    }
+
+    /// Model `name` is used only by Pools that run elsewhere (see [`fetched_elsewhere`]): it
+    /// is recorded as [`ModelPhase::NotFetched`] with `why`, nothing is started for it, and a
+    /// fetch or hash of it still under way stops at the next [`ModelManager::retain`] (a
+    /// partial download stays for a later resume). A pull of it is refused with `why`.
+    pub fn not_fetched(&mut self, name: &str, why: String) -> ModelState {
+        let state = ModelState {
+            phase: ModelPhase::NotFetched,
+            ..ModelState::default()
+        };
+        lock(&self.shared.pulls).remove(name);
+        lock(&self.shared.models).insert(
+            name.to_string(),
+            Known {
+                key: String::new(),
+                state: state.clone(),
+                problem: Some(Problem {
+                    reason: Reason::NotFetchedHere,
+                    message: why,
+                }),
             },
         );
         state

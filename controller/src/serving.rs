@@ -10,9 +10,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use llorch_manifests::api::GpuView;
+use llorch_manifests::api::{GpuSource, GpuView};
 use llorch_manifests::status::{ModelPhase, ReplicaStatus};
-use llorch_manifests::{AnyObject, Blocked, Engine, Kind, Model, Pool, ServingContract, ServingPool, ServingReplica};
+use llorch_manifests::{
+    AnyObject, Blocked, Engine, Kind, Model, Pool, Provisioning, ServingContract, ServingPool, ServingReplica,
+};
 
 use crate::manifest_store::{DesiredState, Entry};
 use crate::models::Unusable;
@@ -62,15 +64,25 @@ pub struct Sources<'a> {
     pub models: &'a dyn ModelFiles,
     /// The GPU inventory.
     pub gpus: &'a [GpuView],
+    /// Where it comes from: under `gpus: none` only Pools on `external` Engines run.
+    pub gpu_source: GpuSource,
 }
 
 /// Resolves `pool`'s Engine, Model and GPUs, in that order; the first that fails blocks it.
+/// Under `gpus: none` a Pool whose Engine is not `external` is blocked right after its Engine
+/// is found: nothing of it can run on this daemon, so nothing else about it matters here.
 pub fn resolve(pool: &Pool, from: &Sources<'_>) -> Result<Resolved, Blocked> {
     let Some(AnyObject::Engine(engine)) = from.desired.get(Kind::Engine, &pool.spec.engine).map(|e| &e.object) else {
         return Err(Blocked::EngineMissing {
             engine: pool.spec.engine.clone(),
         });
     };
+    if !servable_here(from.gpu_source, engine.spec.provisioning) {
+        return Err(Blocked::NoGpus {
+            engine: engine.name().to_string(),
+            provisioning: engine.spec.provisioning,
+        });
+    }
     let engine =
         provision::launchable(engine, from.engine_checks.get(engine.name())).map_err(|e| Blocked::EngineUnusable {
             engine: engine.name().to_string(),
@@ -101,6 +113,19 @@ pub fn resolve(pool: &Pool, from: &Sources<'_>) -> Result<Resolved, Blocked> {
         model_path,
         gpu_selection,
     })
+}
+
+/// True when this daemon, whose GPUs come from `gpus`, can serve a Pool on an Engine
+/// provisioned as `provisioning`: on an `external` one always (nothing of it runs here), on any
+/// other only where there are GPUs (`nvml` or a simulated list) — never under `gpus: none`.
+pub fn servable_here(gpus: GpuSource, provisioning: Provisioning) -> bool {
+    provisioning == Provisioning::External || gpus != GpuSource::None
+}
+
+/// True when such a Pool's engine runs on this host and so reads its Model's file here: a
+/// servable Pool whose Engine is not `external`.
+pub fn runs_locally(gpus: GpuSource, provisioning: Provisioning) -> bool {
+    provisioning != Provisioning::External && servable_here(gpus, provisioning)
 }
 
 /// `resolution`, unless `entry`'s manifest errors make its Pool not actionable: then it is

@@ -121,9 +121,17 @@ fn gpus(n: u32) -> Vec<GpuView> {
 }
 
 fn resolve_with(pool: &Pool, objects: Vec<AnyObject>, files: &Files) -> Result<Resolved, Blocked> {
+    resolve_on(GpuSource::Simulated, pool, objects, files)
+}
+
+fn resolve_on(gpu_source: GpuSource, pool: &Pool, objects: Vec<AnyObject>, files: &Files) -> Result<Resolved, Blocked> {
     let desired = desired(objects);
     let checks = HashMap::new();
-    let devices = gpus(2);
+    let devices = if gpu_source == GpuSource::None {
+        Vec::new()
+    } else {
+        gpus(2)
+    };
     resolve(
         pool,
         &Sources {
@@ -131,6 +139,7 @@ fn resolve_with(pool: &Pool, objects: Vec<AnyObject>, files: &Files) -> Result<R
             engine_checks: &checks,
             models: files,
             gpus: &devices,
+            gpu_source,
         },
     )
 }
@@ -163,6 +172,55 @@ fn a_missing_engine_blocks_the_pool_and_says_which() {
     let why = resolve_with(&pool(serde_json::json!({})), vec![model()], &Files::ready()).unwrap_err();
     assert_eq!(why, Blocked::EngineMissing { engine: "mock".into() });
     assert_eq!(why.to_string(), "Engine `mock` does not exist");
+}
+
+#[test]
+fn under_gpus_none_a_pool_on_a_container_or_binary_engine_is_blocked_before_anything_else() {
+    let p = pool(serde_json::json!({}));
+    // The Model is not even looked at: nothing of this Pool runs here.
+    let why = resolve_on(GpuSource::None, &p, vec![engine(), model()], &Files::default()).unwrap_err();
+    assert_eq!(
+        why,
+        Blocked::NoGpus {
+            engine: "mock".into(),
+            provisioning: Provisioning::Container
+        }
+    );
+    assert!(!why.is_waiting());
+    let binary = object(
+        "Engine",
+        "mock",
+        serde_json::json!({"provisioning": "binary", "executable": "/usr/bin/llama-server", "version": "b1"}),
+    );
+    let why = resolve_on(GpuSource::None, &p, vec![binary, model()], &Files::ready()).unwrap_err();
+    assert!(
+        why.to_string()
+            .contains("no GPUs (config `gpus: none`), so only Pools on `external` Engines run here, and Engine `mock` is `provisioning: binary`"),
+        "{why}"
+    );
+    // With GPUs the same Pool resolves.
+    assert!(resolve_on(GpuSource::Nvml, &p, vec![engine(), model()], &Files::ready()).is_ok());
+}
+
+#[test]
+fn only_external_engines_are_served_under_gpus_none_and_no_external_engine_runs_locally() {
+    for provisioning in [
+        Provisioning::Container,
+        Provisioning::Binary,
+        Provisioning::Source,
+        Provisioning::Package,
+    ] {
+        assert!(!servable_here(GpuSource::None, provisioning), "{provisioning:?}");
+        assert!(!runs_locally(GpuSource::None, provisioning), "{provisioning:?}");
+        for gpus in [GpuSource::Nvml, GpuSource::Simulated] {
+            assert!(servable_here(gpus, provisioning), "{provisioning:?}");
+            assert!(runs_locally(gpus, provisioning), "{provisioning:?}");
+        }
+    }
+    for gpus in [GpuSource::None, GpuSource::Nvml, GpuSource::Simulated] {
+        assert!(servable_here(gpus, Provisioning::External), "{gpus}");
+        assert!(!runs_locally(gpus, Provisioning::External), "{gpus}");
+    }
 }
 
 #[test]
@@ -207,6 +265,7 @@ fn an_engine_that_is_not_provisioned_blocks_the_pool_with_its_checks_words() {
         engine_checks: &checks,
         models: &files,
         gpus: &devices,
+        gpu_source: GpuSource::Simulated,
     };
     assert_eq!(
         resolve(&p, &sources).unwrap_err().to_string(),

@@ -11,7 +11,7 @@ use llorch_controller::gpu::{GpuError, GpuInventory};
 use llorch_controller::manifest_store::ManifestStore;
 use llorch_controller::runtime::fake::FakeRuntime;
 use llorch_controller::state_dir::{EventLog, StatusFiles};
-use llorch_manifests::api::GpuView;
+use llorch_manifests::api::{GpuSource, GpuView};
 use llorch_manifests::identity;
 use llorch_manifests::status::ConditionType;
 use llorch_manifests::{Kind, Reason};
@@ -38,8 +38,8 @@ impl GpuInventory for TwoSimulatedGpus {
     fn simulated(&self) -> bool {
         true
     }
-    fn source(&self) -> &'static str {
-        "simulated"
+    fn source(&self) -> GpuSource {
+        GpuSource::Simulated
     }
 }
 

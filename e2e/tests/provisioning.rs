@@ -5,6 +5,8 @@
 //!   the same bytes.
 //! - `external`: a mock engine started by the test; Pool Ready, a task streams; stopped → NotReady.
 //! - A daemon whose manifests declare only process engines starts without Docker/Podman.
+//! - `gpus: none` with no runtime reachable: an `external` Pool serves (SSE and `orchctl run`),
+//!   a container Pool is blocked with the reason, and no Model is fetched for either.
 //! - `container`: a missing image with pulls off says so on the Engine, with the fix.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -327,6 +329,124 @@ fn with_only_process_engines_the_daemon_starts_without_a_container_runtime() {
     let s = d.wait_for("engine img not Ready", READY, |s| engine_message(s, "img").is_some());
     let msg = engine_message(&s, "img").unwrap();
     assert!(msg.contains("started without a container runtime"), "{msg}");
+}
+
+/// A loopback model server that counts the connections it gets (and answers none): a
+/// download attempt would show as a count.
+fn counting_model_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/weights.gguf",
+        listener.local_addr().unwrap().port()
+    );
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (url, hits)
+}
+
+/// `gpus: none` (a gateway: no GPU, no container runtime) through the real binaries: it
+/// starts with the runtime unreachable, serves a Pool on an external engine (the mock engine
+/// as a plain process) over SSE and through `orchctl run`, blocks a container Pool with the
+/// reason, and downloads no Model for either.
+#[test]
+fn with_gpus_none_and_no_runtime_the_daemon_serves_external_engines_and_blocks_the_rest() {
+    let mut d = Daemon::start(Runtime::docker());
+    let engine = External::start(&d.model_path());
+    let (model_url, hits) = counting_model_server();
+    d.kill();
+    let config_path = d.home.path().join("config.yaml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let mut gateway: Vec<String> = config
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("gpus:") || l.starts_with("  simulate:") || l.starts_with("    - {name: Simulated"))
+        })
+        .map(|l| {
+            if l.trim_start().starts_with("socket:") {
+                "  socket: unix:///tmp/llorch-no-such-runtime.sock".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    gateway.push("gpus: none".into());
+    gateway.push("models: {allowHosts: ['127.0.0.1']}".into());
+    std::fs::write(&config_path, gateway.join("\n") + "\n").unwrap();
+    d.write_manifest(
+        "chat.yaml",
+        &format!(
+            "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: ext}}\nspec:\n  provisioning: external\n  \
+             url: {}\n  version: \"0.1.0\"\n  health: {{path: /health, intervalMs: 200}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: weights}}\nspec: {{ref: '{model_url}', ctxMax: 4096}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: chat}}\nspec: {{engine: ext, model: weights, replicas: 1, slotsPerReplica: 2}}\n",
+            engine.url
+        ),
+    );
+    d.write_manifest(
+        "local.yaml",
+        &format!(
+            "apiVersion: llama-orch.dev/v1alpha1\nkind: Engine\nmetadata: {{name: img}}\nspec: {{image: 'llama-orch/mock-engine:dev', version: '1'}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Model\nmetadata: {{name: tiny}}\nspec: {{ref: 'file:{}', ctxMax: 4096}}\n---\n\
+             apiVersion: llama-orch.dev/v1alpha1\nkind: Pool\nmetadata: {{name: local}}\nspec: {{engine: img, model: tiny, replicas: 1}}\n",
+            d.model_path().display()
+        ),
+    );
+    d.kill_and_restart();
+    let s = d.wait_for("pool chat Ready on the external engine", READY, |s| {
+        pool_ready(s, "chat", 1)
+    });
+    assert_eq!(s.runtime.kind, "process", "no container runtime");
+    assert_eq!(s.gpu_source, llorch_manifests::api::GpuSource::None);
+    assert!(s.gpus.is_empty() && !s.gpus_simulated);
+    let log = d.log_until(Duration::from_secs(5), |l| l.contains("no GPUs (config `gpus: none`)"));
+    assert!(log.contains("no GPUs (config `gpus: none`)"), "{log}");
+    streams_a_task(&d);
+    let ran = d.orchctl(&["run", "chat", "Once upon a time", "--max-tokens", "5"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr),
+    );
+    assert!(ran.status.success(), "{out}\n{err}");
+    assert!(err.contains("done: 5 tokens"), "{err}");
+    assert!(!out.trim().is_empty(), "tokens streamed to stdout: {err}");
+    // The container Pool is blocked with the reason; nothing is created.
+    let s = d.wait_for("pool local blocked", READY, |s| {
+        s.serving("local").is_some_and(|p| p.blocked.is_some())
+    });
+    let blocked = s.serving("local").unwrap().blocked.clone().unwrap();
+    assert!(
+        blocked
+            .to_string()
+            .starts_with("this daemon has no GPUs (config `gpus: none`)"),
+        "{blocked}"
+    );
+    let refused = d.orchctl(&["run", "local", "hi", "--max-tokens", "2"]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("POOL_UNREADY") && why.contains("gpus: none"), "{why}");
+    assert!(d.container_ids().is_empty(), "nothing was started");
+    let gpus = d.orchctl(&["get", "gpus"]);
+    assert_eq!(
+        String::from_utf8_lossy(&gpus.stdout),
+        "no GPUs: config `gpus: none` (only Pools on external Engines run on this daemon)\n"
+    );
+    // Neither Model was fetched: the external engine loads its own, the blocked Pool runs nowhere.
+    for model in ["weights", "tiny"] {
+        let view = s.objects.iter().find(|o| o.object.name == model).unwrap();
+        let phase = view.status.model.as_ref().map(|m| m.phase);
+        assert_eq!(phase, Some(llorch_manifests::status::ModelPhase::NotFetched), "{model}");
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no download attempted"
+    );
 }
 
 /// The config is the trust root (issue 9, item 4): a `binary` Engine runs only what config

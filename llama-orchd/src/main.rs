@@ -30,7 +30,8 @@ use llorch_controller::runtime::multi::MultiRuntime;
 use llorch_controller::runtime::process::ProcessRuntime;
 use llorch_controller::state_dir::{EventLog, StatusFiles};
 use llorch_controller::{gpu, provision, triggers};
-use llorch_manifests::api::Snapshot;
+use llorch_manifests::api::{GpuSource, Snapshot};
+use llorch_manifests::config::GpuConfig;
 use llorch_manifests::identity::instance_selector;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +106,11 @@ async fn run(s: settings::Resolved) -> anyhow::Result<()> {
         tracing::warn!(
             gpus = gpus.devices().map(|d| d.len()).unwrap_or(0),
             "GPU inventory is SIMULATED (config `gpus: simulate`): for tests and demos only; no inference runs on these devices"
+        );
+    }
+    if gpus.source() == GpuSource::None {
+        tracing::info!(
+            "no GPUs (config `gpus: none`): only Pools on external Engines run; any other Pool is blocked, and no Model only they use is fetched"
         );
     }
     let runtime = connect_runtime(&s).await?;
@@ -257,6 +263,12 @@ async fn connect_runtime(s: &settings::Resolved) -> anyhow::Result<Arc<MultiRunt
             let id = docker.identity();
             tracing::info!(runtime = %id.kind, socket = %id.socket, version = %id.version, "container runtime connected");
             Ok(Arc::new(MultiRuntime::new(Arc::new(docker), processes)))
+        }
+        // Without GPUs nothing but external Engines runs, so no runtime is needed whatever is
+        // declared: container Pools are blocked with the reason.
+        Err(e) if s.config.gpus == GpuConfig::None => {
+            tracing::info!(error = %e, "no container runtime; none is needed under `gpus: none`");
+            Ok(Arc::new(MultiRuntime::processes_only(e.to_string(), processes)))
         }
         // Engines that are processes or external URLs need no Docker/Podman: start without one
         // when nothing declared needs it; container Engines declared later say what is missing.

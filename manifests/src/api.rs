@@ -63,6 +63,36 @@ pub struct GpuView {
     pub errors: Vec<String>,
 }
 
+/// Where the daemon's GPU inventory comes from: the config's `gpus:`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuSource {
+    /// NVIDIA's management library: real GPUs.
+    #[default]
+    Nvml,
+    /// The config's simulated list (tests and demos).
+    Simulated,
+    /// `gpus: none`: no GPUs; only Pools on `external` Engines run.
+    None,
+}
+
+impl GpuSource {
+    /// `nvml`, `simulated` or `none`, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GpuSource::Nvml => "nvml",
+            GpuSource::Simulated => "simulated",
+            GpuSource::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for GpuSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A process holding memory on a GPU.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -228,6 +258,9 @@ pub struct Snapshot {
     pub gpus: Vec<GpuView>,
     /// True when the GPU inventory is simulated.
     pub gpus_simulated: bool,
+    /// Where the inventory comes from (`none`: this daemon has no GPUs at all).
+    #[serde(default)]
+    pub gpu_source: GpuSource,
     /// Errors that could not be tied to one object (unreadable files, syntax errors).
     pub file_errors: Vec<ManifestError>,
     /// The container runtime.
@@ -256,6 +289,9 @@ pub struct EventList {
 pub struct GpuList {
     /// True when the inventory is simulated: no real device behind any of these GPUs.
     pub simulated: bool,
+    /// Where the inventory comes from (`none`: this daemon has no GPUs at all).
+    #[serde(default)]
+    pub source: GpuSource,
     /// The GPUs, by index.
     pub gpus: Vec<GpuView>,
 }

@@ -29,7 +29,8 @@ pub struct Config {
     /// The container runtime.
     #[serde(default)]
     pub runtime: RuntimeConfig,
-    /// Where GPUs come from: `nvml` (the default) or an explicit simulated list.
+    /// Where GPUs come from: `nvml` (the default), an explicit simulated list, or `none` (a
+    /// daemon without GPUs that only serves Pools on `external` Engines).
     #[serde(default)]
     pub gpus: GpuConfig,
     /// Periodic full reconcile, in milliseconds, on top of file and container events.
@@ -346,6 +347,10 @@ pub enum GpuConfig {
     /// An explicit, simulated inventory for tests and demos. Everything that shows GPUs labels
     /// them as simulated, and no inference ever runs on them.
     Simulate(Vec<SimulatedGpu>),
+    /// This daemon has no GPUs: only Pools on `external` Engines run (a gateway in front of
+    /// engines that run elsewhere, e.g. on Kubernetes). Any other Pool is blocked with the
+    /// reason, and no container runtime is needed.
+    None,
 }
 
 /// One simulated GPU.
@@ -468,6 +473,24 @@ mod from_yaml_tests {
         assert!(matches!(shape, ConfigError::Shape(_)), "{shape:?}");
         let yaml = Config::from_yaml("bind: [oops\n").unwrap_err();
         assert!(matches!(yaml, ConfigError::Yaml { .. }), "{yaml:?}");
+    }
+
+    #[test]
+    fn gpus_is_nvml_by_default_a_simulated_list_or_none() {
+        assert_eq!(Config::from_yaml("").unwrap().gpus, GpuConfig::Nvml);
+        assert_eq!(Config::from_yaml("gpus: nvml\n").unwrap().gpus, GpuConfig::Nvml);
+        assert_eq!(Config::from_yaml("gpus: none\n").unwrap().gpus, GpuConfig::None);
+        let sim = Config::from_yaml("gpus: {simulate: [{name: s, vramBytes: 1}]}\n").unwrap();
+        assert!(
+            matches!(sim.gpus, GpuConfig::Simulate(ref l) if l.len() == 1),
+            "{:?}",
+            sim.gpus
+        );
+        let wrong = Config::from_yaml("gpus: nothing\n").unwrap_err().to_string();
+        assert!(wrong.contains("gpus"), "{wrong}");
+        // Written back the way it is read: `gpus: none` round-trips.
+        let yaml = serde_json::to_value(GpuConfig::None).unwrap();
+        assert_eq!(yaml, serde_json::json!("none"));
     }
 
     fn traces_url(endpoint: &str) -> Result<Option<String>, String> {

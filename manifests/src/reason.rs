@@ -178,6 +178,9 @@ reasons! {
     InvalidReference,
     /// A reference that could mean several artifacts.
     AmbiguousReference,
+    /// Every Pool that uses the Model runs elsewhere (an `external` Engine, or `gpus: none`):
+    /// it is not fetched or verified here.
+    NotFetchedHere,
 
     // Provisioning Engines.
     /// An Engine is being provisioned (image pull, build, install).

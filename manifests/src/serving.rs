@@ -302,6 +302,14 @@ pub enum Blocked {
         /// Why.
         message: String,
     },
+    /// The daemon has no GPUs (`gpus: none`) and its Engine is not `external`: nothing of it
+    /// can run here.
+    NoGpus {
+        /// The Engine.
+        engine: String,
+        /// How it is provisioned (`container`, `binary`, …).
+        provisioning: crate::engine::Provisioning,
+    },
 }
 
 impl Blocked {
@@ -321,6 +329,13 @@ impl fmt::Display for Blocked {
             | Blocked::ModelUnusable { message, .. }
             | Blocked::WaitingForModel { message, .. }
             | Blocked::GpuSelection { message } => f.write_str(message),
+            Blocked::NoGpus { engine, provisioning } => write!(
+                f,
+                "this daemon has no GPUs (config `gpus: none`), so only Pools on `external` Engines run here, \
+                 and Engine `{engine}` is `provisioning: {provisioning}`; run this Pool on a daemon with GPUs and \
+                 point an `external` Engine here at it, or set `gpus: nvml` in config.yaml on a host with GPUs",
+                provisioning = provisioning.as_str()
+            ),
         }
     }
 }
@@ -361,6 +376,26 @@ mod tests {
         let why = p.usable().unwrap_err().to_string();
         assert_eq!(why, "pool `chat` cannot serve: Engine `mock` does not exist");
         assert_eq!(p.engine_label(), "mock");
+    }
+
+    #[test]
+    fn a_pool_blocked_for_want_of_gpus_says_why_and_what_to_do() {
+        let why = Blocked::NoGpus {
+            engine: "llama".into(),
+            provisioning: crate::engine::Provisioning::Container,
+        };
+        let json = serde_json::to_value(&why).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"reason": "NoGpus", "engine": "llama", "provisioning": "container"})
+        );
+        let text = why.to_string();
+        assert!(
+            text.starts_with("this daemon has no GPUs (config `gpus: none`)"),
+            "{text}"
+        );
+        assert!(text.contains("Engine `llama` is `provisioning: container`"), "{text}");
+        assert!(text.contains("point an `external` Engine here"), "{text}");
     }
 
     #[test]

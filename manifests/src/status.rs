@@ -333,6 +333,10 @@ pub enum ModelPhase {
     Ready,
     /// Unusable: see the Model's `lastError`; no Pool that uses it starts replicas.
     Failed,
+    /// Not fetched, verified or measured here: every Pool that uses it runs elsewhere (on an
+    /// `external` Engine, or anywhere under `gpus: none`), and the engine that serves it loads
+    /// its own weights. Neither Ready nor Failed: this daemon holds no file for it.
+    NotFetched,
 }
 
 /// A Model's artifact as the catalog sees it.

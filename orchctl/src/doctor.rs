@@ -1,9 +1,10 @@
 //! `orchctl doctor`: is this host ready to run what the manifests declare? Each check prints
 //! one line — `ok`, `warn` or `FAIL`, what it found — and, when something is wrong, a fix to
 //! copy and paste. Checks: the config file, the NVIDIA driver and NVML (through the daemon's
-//! own `gpu::open`), the container runtime, the NVIDIA container toolkit, free disk in the model
-//! and engine caches, and the tools each declared Engine's provisioning mode needs. Exit status
-//! 1 when anything FAILs. It changes nothing.
+//! own `gpu::open`), the container runtime, the NVIDIA container toolkit — all four skipped
+//! under `gpus: none`, where only `external` Engines run —, free disk in the model and engine
+//! caches, and the tools each declared Engine's provisioning mode needs. Exit status 1 when
+//! anything FAILs. It changes nothing.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -95,9 +96,16 @@ pub async fn run(config_flag: Option<&Path>, args: &DoctorArgs, io: &mut Io<'_>)
         .unwrap_or_else(|| home.join("config.yaml"));
     let mut checks = Vec::new();
     let config = config_check(&config_path, &mut checks);
-    nvidia_checks(&config, &mut checks);
-    let runtime = runtime_check(&config, &mut checks).await;
-    toolkit_checks(&config, runtime.as_ref(), &mut checks);
+    let runtime = if config.gpus == GpuConfig::None {
+        // A gateway: no GPU, no container runtime; nothing NVIDIA's is needed here.
+        checks.push(no_gpus_check());
+        None
+    } else {
+        nvidia_checks(&config, &mut checks);
+        let runtime = runtime_check(&config, &mut checks).await;
+        toolkit_checks(&config, runtime.as_ref(), &mut checks);
+        runtime
+    };
     let cache_root = llorch_manifests::config::cache_root(env("XDG_CACHE_HOME").as_deref(), env("HOME").as_deref());
     let model_cache = config
         .models
@@ -213,6 +221,17 @@ fn nvidia_checks(config: &Config, checks: &mut Vec<Check>) {
             Some("remove `gpus: simulate` from config.yaml for real GPUs"),
         ));
     }
+}
+
+/// The one GPU line under `gpus: none`, instead of the driver, NVML, runtime and toolkit checks.
+fn no_gpus_check() -> Check {
+    check(
+        "gpus-config",
+        Level::Ok,
+        "config `gpus: none`: this daemon uses no GPUs and no container runtime; only Pools on `external` \
+         Engines run (NVIDIA driver, NVML, container runtime and toolkit not checked)",
+        None,
+    )
 }
 
 async fn runtime_check(config: &Config, checks: &mut Vec<Check>) -> Option<DockerRuntime> {

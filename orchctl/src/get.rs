@@ -4,7 +4,7 @@
 //! is missing.
 
 use jiff::Timestamp;
-use llorch_manifests::api::{ObjectView, Snapshot};
+use llorch_manifests::api::{GpuSource, ObjectView, Snapshot};
 use llorch_manifests::{Kind, ObjectRef};
 
 use crate::Io;
@@ -73,6 +73,8 @@ pub async fn run(ctx: &Context, args: &GetArgs, io: &mut Io<'_>) -> anyhow::Resu
                 }
             }
             match args.output {
+                // No GPUs by design: say so rather than print an empty table.
+                Output::Table if snapshot.gpu_source == GpuSource::None => writeln!(io.out, "{}", views::NO_GPUS_NOTE)?,
                 Output::Table => {
                     write!(io.out, "{}", views::gpus(&gpus, snapshot.gpus_simulated).render())?;
                     write!(io.out, "{}", views::gpu_errors(&gpus))?;

@@ -254,6 +254,7 @@ fn phase_word(phase: ModelPhase) -> &'static str {
         ModelPhase::Verifying => "verifying",
         ModelPhase::Ready => "ready",
         ModelPhase::Failed => "failed",
+        ModelPhase::NotFetched => "not fetched",
     }
 }
 

@@ -226,6 +226,9 @@ pub fn gpu_errors(gpus: &[GpuView]) -> String {
 pub const SIMULATED_GPU_NOTE: &str = "note: this GPU inventory is simulated; no inference runs on these devices\n\
      note: on simulated GPUs, USED is the VRAM llama-orch's own replicas reserve\n";
 
+/// What `orchctl get gpus` says for a daemon with `gpus: none`.
+pub const NO_GPUS_NOTE: &str = "no GPUs: config `gpus: none` (only Pools on external Engines run on this daemon)";
+
 /// `TIME TYPE OBJECT REASON MESSAGE`.
 pub fn events(events: &[Event]) -> Table {
     let mut t = Table::new(&["TIME", "TYPE", "OBJECT", "REASON", "MESSAGE"]);

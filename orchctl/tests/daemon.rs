@@ -145,6 +145,7 @@ fn snapshot() -> Snapshot {
             errors: Vec::new(),
         }],
         gpus_simulated: true,
+        gpu_source: llorch_manifests::api::GpuSource::Simulated,
         file_errors: vec![ManifestError::file(
             "/m/broken.yaml",
             "YAML syntax error: bad indentation",
@@ -273,6 +274,25 @@ note: this GPU inventory is simulated; no inference runs on these devices
 note: on simulated GPUs, USED is the VRAM llama-orch's own replicas reserve
 "
     );
+}
+
+#[tokio::test]
+async fn get_gpus_under_gpus_none_says_there_are_none_by_config_instead_of_an_empty_table() {
+    let d = daemon(Snapshot {
+        gpus: Vec::new(),
+        gpus_simulated: false,
+        gpu_source: llorch_manifests::api::GpuSource::None,
+        ..snapshot()
+    })
+    .await;
+    let ran = d.home.run(&["get", "gpus"]).await;
+    assert_eq!(ran.code, 0, "{}", ran.err);
+    assert_eq!(
+        ran.out,
+        "no GPUs: config `gpus: none` (only Pools on external Engines run on this daemon)\n"
+    );
+    let json = d.home.run(&["get", "gpus", "-o", "json"]).await;
+    assert_eq!(json.out.trim(), "[]", "raw output stays the (empty) list");
 }
 
 #[tokio::test]

@@ -120,6 +120,7 @@ pub(crate) async fn list_gpus(State(state): State<AppState>) -> Json<GpuList> {
     let snapshot = state.current();
     Json(GpuList {
         simulated: snapshot.gpus_simulated,
+        source: snapshot.gpu_source,
         gpus: snapshot.gpus.clone(),
     })
 }

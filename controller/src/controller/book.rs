@@ -146,6 +146,7 @@ impl<R: ContainerRuntime> Controller<R> {
             serving,
             gpus,
             gpus_simulated: self.gpus.simulated(),
+            gpu_source: self.gpus.source(),
             file_errors: desired.file_errors.clone(),
             runtime: RuntimeInfo {
                 kind: id.kind,

@@ -96,6 +96,7 @@ impl<R: ContainerRuntime> Controller<R> {
             engine_checks: &self.engine_checks,
             models: &models,
             gpus: &self.gpu_view,
+            gpu_source: self.gpus.source(),
         };
         desired
             .of_kind(Kind::Pool)

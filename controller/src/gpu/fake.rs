@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use llorch_manifests::api::GpuView;
+use llorch_manifests::api::{GpuSource, GpuView};
 
 use super::{GpuError, GpuInventory};
 
@@ -68,7 +68,11 @@ impl GpuInventory for FakeGpus {
         self.simulated
     }
 
-    fn source(&self) -> &'static str {
-        if self.simulated { "simulated" } else { "nvml" }
+    fn source(&self) -> GpuSource {
+        if self.simulated {
+            GpuSource::Simulated
+        } else {
+            GpuSource::Nvml
+        }
     }
 }

@@ -1,23 +1,27 @@
 //! The GPU inventory edge: which NVIDIA GPUs this host has and how much VRAM each has free.
 //! One narrow trait, [`GpuInventory`], with NVIDIA's management library behind it in
-//! production (`nvml.rs`) and an explicit, labelled simulation for tests and demos
-//! (`simulated.rs`). It only reports; it never picks GPUs for anyone and never falls back to CPU:
-//! without a usable GPU, [`open`] fails with what to fix.
+//! production (`nvml.rs`), an explicit, labelled simulation for tests and demos
+//! (`simulated.rs`), and no GPUs at all for a daemon that only serves `external` Engines
+//! (`none.rs`, `gpus: none`). It only reports; it never picks GPUs for anyone and never falls
+//! back to CPU: without a usable GPU, [`open`] fails with what to fix — unless the config says
+//! there are none.
 //!
 //! Used and free VRAM: NVML reports what the devices really hold. A simulated device holds
 //! nothing, so its use is what llama-orch's own replicas reserve: the controller computes
 //! those reservations during placement and applies them with [`charge_reserved`].
 
-use llorch_manifests::api::GpuView;
+use llorch_manifests::api::{GpuSource, GpuView};
 use llorch_manifests::config::GpuConfig;
 
 use std::collections::BTreeMap;
 
 pub mod fake;
+mod none;
 mod nvml;
 mod readings;
 mod simulated;
 
+pub use none::NoGpus;
 pub use nvml::NvmlGpus;
 pub use simulated::SimulatedGpus;
 
@@ -93,16 +97,17 @@ pub trait GpuInventory: Send + Sync {
     /// True when the inventory is simulated: no inference can run on it.
     fn simulated(&self) -> bool;
 
-    /// `nvml` or `simulated`.
-    fn source(&self) -> &'static str;
+    /// Where the devices come from: `nvml`, `simulated` or `none`.
+    fn source(&self) -> GpuSource;
 }
 
 /// Opens the inventory the config asks for. Fails — never degrades — when it is unusable: no
-/// NVIDIA driver, no GPU, or an empty simulation.
+/// NVIDIA driver, no GPU, or an empty simulation. `gpus: none` never fails: it lists nothing.
 pub fn open(config: &GpuConfig) -> Result<Box<dyn GpuInventory>, GpuError> {
     match config {
         GpuConfig::Nvml => Ok(Box::new(NvmlGpus::open()?)),
         GpuConfig::Simulate(gpus) => Ok(Box::new(SimulatedGpus::new(gpus)?)),
+        GpuConfig::None => Ok(Box::new(NoGpus)),
     }
 }
 
@@ -130,7 +135,7 @@ mod tests {
         }]);
         let inventory = open(&config).unwrap();
         assert!(inventory.simulated());
-        assert_eq!(inventory.source(), "simulated");
+        assert_eq!(inventory.source(), GpuSource::Simulated);
         assert_eq!(inventory.devices().unwrap().len(), 1);
     }
 
@@ -178,7 +183,7 @@ mod tests {
             }
             Ok(inventory) => {
                 let devices = inventory.devices().unwrap();
-                assert!(!devices.is_empty() && !inventory.simulated() && inventory.source() == "nvml");
+                assert!(!devices.is_empty() && !inventory.simulated() && inventory.source() == GpuSource::Nvml);
             }
             Err(other) => panic!("an unexpected NVML error on this host: {other}"),
         }

@@ -3,7 +3,7 @@
 //! the current memory use, processes and ECC state; nothing is cached. What the answers mean
 //! is decided in `readings.rs`.
 
-use llorch_manifests::api::GpuView;
+use llorch_manifests::api::{GpuSource, GpuView};
 use nvml_wrapper::Nvml;
 use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError};
 use nvml_wrapper::error::NvmlError;
@@ -79,7 +79,7 @@ impl GpuInventory for NvmlGpus {
         false
     }
 
-    fn source(&self) -> &'static str {
-        "nvml"
+    fn source(&self) -> GpuSource {
+        GpuSource::Nvml
     }
 }

@@ -4,7 +4,7 @@
 //! VRAM free and 0 % utilisation: no process really uses it. Its use is what llama-orch's own replicas reserve,
 //! which the controller charges after placement (`gpu::charge_reserved`).
 
-use llorch_manifests::api::GpuView;
+use llorch_manifests::api::{GpuSource, GpuView};
 use llorch_manifests::config::SimulatedGpu;
 
 use super::{GpuError, GpuInventory};
@@ -55,8 +55,8 @@ impl GpuInventory for SimulatedGpus {
         true
     }
 
-    fn source(&self) -> &'static str {
-        "simulated"
+    fn source(&self) -> GpuSource {
+        GpuSource::Simulated
     }
 }
 
@@ -93,7 +93,7 @@ mod tests {
         );
         assert_eq!(devices[0].uuid, "SIM-GPU-0");
         assert!(inv.simulated());
-        assert_eq!(inv.source(), "simulated");
+        assert_eq!(inv.source(), GpuSource::Simulated);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The API's side of the ModelManager: the catalog's entries, pulls (refused at once when the
-//! download policy forbids them) and verification counts for `/metrics`.
+//! download policy forbids them, or when only Pools that run elsewhere use the Model) and verification counts for `/metrics`.
 //! It never fetches anything itself: a pull only marks the Model for the controller's next pass.
 
 use std::sync::Arc;
@@ -28,6 +28,15 @@ impl ModelsHandle {
     /// once when the policy forbids the download.
     pub fn pull(&self, name: &str) -> Result<ModelPhase, PullError> {
         let (phase, key, problem) = match lock(&self.shared.models).get(name) {
+            // Every Pool that uses it runs elsewhere: nothing here would read the file.
+            Some(known) if known.state.phase == ModelPhase::NotFetched => {
+                let why = known
+                    .problem
+                    .as_ref()
+                    .map(|p| p.message.as_str())
+                    .unwrap_or("not fetched here");
+                return Err(PullError::Policy(format!("model `{name}` is {why}")));
+            }
             Some(known) => (known.state.phase, known.key.clone(), known.problem.clone()),
             None => {
                 return Err(PullError::NotFound(format!(

@@ -39,6 +39,20 @@ pub fn set_conditions(status: &mut ObjectStatus, state: ModelState, problem: Opt
     status.model = Some(state);
 }
 
+/// Sets the status of a Model whose every Pool runs elsewhere: `status.model` in phase
+/// `not-fetched`, and Ready, Progressing and Degraded all false with reason `NotFetchedHere`
+/// and `why`. Not Ready (no file is here) and not failed (nothing is wrong).
+pub fn set_not_fetched(status: &mut ObjectStatus, state: ModelState, why: &str) {
+    for type_ in [
+        ConditionType::Ready,
+        ConditionType::Progressing,
+        ConditionType::Degraded,
+    ] {
+        conditions::set(status, type_, false, Reason::NotFetchedHere, why);
+    }
+    status.model = Some(state);
+}
+
 /// The event for a Model moving from `before` to `now`: fetch started, completed, failed.
 pub fn event(
     before: Option<&ModelState>,
@@ -76,6 +90,7 @@ pub(crate) fn progress_text(state: &ModelState) -> String {
     let what = match state.phase {
         ModelPhase::Fetching => format!("fetching {}", state.source_url.as_deref().unwrap_or("the model")),
         ModelPhase::Verifying => "verifying its digest".to_string(),
+        ModelPhase::NotFetched => return "not fetched here: only Pools that run elsewhere use it".to_string(),
         _ => return "waiting to be fetched or verified".to_string(),
     };
     match state.bytes_total {

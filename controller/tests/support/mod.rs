@@ -14,7 +14,7 @@ use llorch_controller::runtime::fake::FakeRuntime;
 use llorch_controller::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EventStream, Result as RtResult, RuntimeIdentity,
 };
-use llorch_manifests::api::GpuView;
+use llorch_manifests::api::{GpuSource, GpuView};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One simulated GPU of 64 GiB.
@@ -38,8 +38,8 @@ impl GpuInventory for OneGpu {
     fn simulated(&self) -> bool {
         true
     }
-    fn source(&self) -> &'static str {
-        "simulated"
+    fn source(&self) -> GpuSource {
+        GpuSource::Simulated
     }
 }
 

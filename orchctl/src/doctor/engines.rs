@@ -11,7 +11,7 @@ use llorch_controller::provision::plan::{RunAs, engine_plan};
 use llorch_controller::runtime::ContainerRuntime;
 use llorch_controller::runtime::docker::DockerRuntime;
 use llorch_controller::runtime::process::resolve::which;
-use llorch_manifests::config::Config;
+use llorch_manifests::config::{Config, GpuConfig};
 use llorch_manifests::parse::Located;
 use llorch_manifests::{AnyObject, Provisioning};
 
@@ -60,6 +60,15 @@ pub(super) async fn checks(
             Ok(p) => check(&name, Level::Ok, format!("{t}: {}", p.display()), None),
             Err(why) => check(&name, Level::Fail, short(&why), Some(fix)),
         };
+        if config.gpus == GpuConfig::None && e.spec.provisioning != Provisioning::External {
+            checks.push(check(
+                &name,
+                Level::Fail,
+                "cannot run here: config `gpus: none` runs only Pools on `external` Engines; its Pools are blocked",
+                Some("run it on a host with GPUs and declare an `external` Engine here that points at it"),
+            ));
+            continue;
+        }
         match e.spec.provisioning {
             Provisioning::Container => {
                 let image = e.spec.image.clone().unwrap_or_default();

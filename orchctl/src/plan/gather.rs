@@ -140,6 +140,7 @@ pub fn gather(
             .map(|o| o.status.clone())
     };
     let gpus = match daemon {
+        Some(s) if s.gpu_source == llorch_manifests::api::GpuSource::None => GpuSource::NoGpus,
         Some(s) => GpuSource::Daemon {
             devices: s.gpus.clone(),
             simulated: s.gpus_simulated,

@@ -1,6 +1,6 @@
 //! Where a plan's GPUs come from, and which of our replicas already hold some: the daemon's
-//! inventory and replicas when it answers, else the config (a simulated list, or NVML read
-//! here), else nothing — then the plan says the GPUs are unknown and shows the mask only.
+//! inventory and replicas when it answers, else the config (a simulated list, `gpus: none`, or
+//! NVML read here), else nothing — then the plan says the GPUs are unknown and shows the mask only.
 //! It turns them into the placement planner's inputs exactly as the daemon does; it must not
 //! place anything itself (that is `llorch_controller::placement`).
 
@@ -24,6 +24,9 @@ pub enum GpuSource {
     Config(Vec<GpuView>),
     /// NVML, read here (the daemon did not answer).
     Nvml(Vec<GpuView>),
+    /// No GPUs by configuration (`gpus: none`, the daemon's or the config's): only Pools on
+    /// `external` Engines run.
+    NoGpus,
     /// Not known: why.
     Unknown(String),
 }
@@ -31,6 +34,9 @@ pub enum GpuSource {
 impl GpuSource {
     /// Without the daemon: the inventory the config names, opened here as the daemon would.
     pub fn from_config(config: &GpuConfig) -> GpuSource {
+        if *config == GpuConfig::None {
+            return GpuSource::NoGpus;
+        }
         let opened = llorch_controller::gpu::open(config).and_then(|inv| Ok((inv.devices()?, inv.simulated())));
         match opened {
             Ok((devices, true)) => GpuSource::Config(devices),
@@ -43,6 +49,7 @@ impl GpuSource {
     pub fn reported(&self) -> Option<&[GpuView]> {
         match self {
             GpuSource::Daemon { devices, .. } | GpuSource::Config(devices) | GpuSource::Nvml(devices) => Some(devices),
+            GpuSource::NoGpus => Some(&[]),
             GpuSource::Unknown(_) => None,
         }
     }
@@ -52,7 +59,7 @@ impl GpuSource {
         match self {
             GpuSource::Daemon { simulated, .. } => *simulated,
             GpuSource::Config(_) => true,
-            GpuSource::Nvml(_) | GpuSource::Unknown(_) => false,
+            GpuSource::Nvml(_) | GpuSource::NoGpus | GpuSource::Unknown(_) => false,
         }
     }
 
@@ -84,6 +91,7 @@ impl GpuSource {
             GpuSource::Daemon { simulated: false, .. } => "the daemon's inventory (NVML)".into(),
             GpuSource::Config(_) => "the config's simulated list (the daemon did not answer)".into(),
             GpuSource::Nvml(_) => "NVML read here (the daemon did not answer)".into(),
+            GpuSource::NoGpus => "none (config `gpus: none`: only Pools on external Engines run)".into(),
             GpuSource::Unknown(why) => format!("unknown ({why})"),
         }
     }

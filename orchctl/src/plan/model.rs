@@ -11,7 +11,7 @@ use llorch_controller::placement::{PoolDemand, memory, vram};
 use llorch_manifests::api::{ObjectView, Snapshot};
 use llorch_manifests::model::ModelRef;
 use llorch_manifests::status::{ModelVram, PoolVram};
-use llorch_manifests::{AnyObject, Kind, Model, ObjectRef, Pool};
+use llorch_manifests::{AnyObject, Kind, Model, ObjectRef, Pool, Provisioning};
 
 use super::PlanInput;
 
@@ -90,6 +90,21 @@ pub fn demand(input: &PlanInput, pool: &Pool) -> (PoolDemand, PoolVram) {
 /// The model section; returns the model file engines are given, when known.
 pub fn lines(out: &mut String, unknown: &mut Vec<String>, input: &PlanInput, pool: &Pool) -> Option<PathBuf> {
     let _ = writeln!(out, "\nmodel {}", pool.spec.model);
+    if input
+        .engine
+        .as_ref()
+        .is_some_and(|e| e.spec.provisioning == Provisioning::External)
+    {
+        // The daemon neither fetches nor sizes it (controller `models/usage.rs`).
+        if let Some((m, _)) = &input.model {
+            let _ = writeln!(out, "  ref: {}", m.spec.reference);
+        }
+        let _ = writeln!(
+            out,
+            "  not fetched here: the external engine loads its own weights (no file, no digest check, no VRAM need)"
+        );
+        return None;
+    }
     let path = match &input.model {
         None => {
             let _ = writeln!(out, "  MISSING: Model `{}` is not declared", pool.spec.model);

@@ -15,7 +15,7 @@ use llorch_manifests::api::GpuView;
 use llorch_manifests::pool::{AllGpus, GpuSelector};
 use llorch_manifests::secrets::{self, EnvValue};
 use llorch_manifests::units::gib;
-use llorch_manifests::{Engine, Pool};
+use llorch_manifests::{Blocked, Engine, Pool};
 
 use super::{GpuSource, NAME_SUFFIX, PlanInput, engine, model};
 
@@ -114,6 +114,15 @@ pub fn lines(
 /// The GPU lines, then every replica's placement in index order — or `None`, with the reason
 /// written out, when nothing can be placed.
 fn place(out: &mut String, unknown: &mut Vec<String>, input: &PlanInput, pool: &Pool) -> Option<Vec<Placement>> {
+    if input.gpus == GpuSource::NoGpus {
+        let why = Blocked::NoGpus {
+            engine: pool.spec.engine.clone(),
+            provisioning: input.engine.as_ref().map(|e| e.spec.provisioning).unwrap_or_default(),
+        };
+        let _ = writeln!(out, "  GPUs: {}", input.gpus.describe());
+        let _ = writeln!(out, "  not placed: the daemon blocks this Pool: {why}");
+        return None;
+    }
     let (Some(devices), Some(reported)) = (input.gpus.for_planner(), input.gpus.reported()) else {
         let why = match &input.gpus {
             GpuSource::Unknown(why) => why.as_str(),

@@ -360,6 +360,40 @@ fn an_external_engine_creates_nothing() {
 }
 
 #[test]
+fn under_gpus_none_a_container_pool_is_not_placed_and_says_why_while_an_external_one_attaches() {
+    assert_eq!(
+        GpuSource::from_config(&llorch_manifests::config::GpuConfig::None),
+        GpuSource::NoGpus
+    );
+    let text = render(&input("{image: 'img:dev', version: '1'}", GpuSource::NoGpus));
+    assert!(
+        text.contains("  GPUs: none (config `gpus: none`: only Pools on external Engines run)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  not placed: the daemon blocks this Pool: this daemon has no GPUs (config `gpus: none`), so only Pools \
+             on `external` Engines run here, and Engine `e` is `provisioning: container`"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("  replica 0:"), "nothing is placed: {text}");
+    let external = render(&input(
+        "{provisioning: external, url: 'http://127.0.0.1:9', version: '1'}",
+        GpuSource::NoGpus,
+    ));
+    assert!(
+        external.contains("replica 0: the external engine at http://127.0.0.1:9 (nothing is created)"),
+        "{external}"
+    );
+    assert!(
+        external.contains("\n  not fetched here: the external engine loads its own weights"),
+        "{external}"
+    );
+    assert!(!external.contains("VRAM per replica"), "{external}");
+}
+
+#[test]
 fn a_llamacpp_engine_that_offloads_nothing_is_warned_about_with_the_fix() {
     let bare = render(&input(
         "{image: 'img:dev', version: '1'}",
