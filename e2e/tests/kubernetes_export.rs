@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use llama_orch_e2e::daemon::{bin, mock_stack};
 use llama_orch_e2e::python::venv_named;
 use llama_orch_e2e::sse::{TaskClient, tokens};
-use llama_orch_e2e::{ContainerGuard, docker_socket, mock_image, run_cli, unique};
+use llama_orch_e2e::{ContainerGuard, docker_socket, mock_image, run_cli, runtime_cli, unique};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -375,7 +375,11 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
             .to_string()
     };
     let config_mount = format!("{}:{}:ro", mounted.display(), mount_of("config"));
-    let state_mount = format!("type=tmpfs,destination={},tmpfs-mode=1777", mount_of("state"));
+    // An emptyDir: an empty directory anyone may write, as the kubelet makes it.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    Command::new("chmod").arg("0777").arg(&state).status().unwrap();
+    let state_mount = format!("{}:{}", state.display(), mount_of("state"));
     let token = sha256_hex(label_value.as_bytes());
     let mut env: Vec<String> = Vec::new();
     for e in c["env"].as_array().unwrap() {
@@ -410,7 +414,7 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
         &publish,
         "-v",
         &config_mount,
-        "--mount",
+        "-v",
         &state_mount,
     ];
     for e in &env {
@@ -428,7 +432,23 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
         .collect();
     run.extend(args.iter().map(String::as_str));
     let gateway_id = docker(&run);
-    let published = docker(&["port", &gateway_id, &format!("{port}/tcp")]);
+    let logs = || {
+        let out = runtime_cli("docker", &docker_socket())
+            .args(["logs", &gateway_id])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let published = run_cli(
+        "docker",
+        &docker_socket(),
+        &["port", &gateway_id, &format!("{port}/tcp")],
+    )
+    .unwrap_or_else(|e| panic!("the gateway is not running: {e}\n{}", logs()));
     let url = format!("http://{}", published.lines().next().unwrap());
 
     // Ready, through the real orchctl against the gateway.
@@ -445,7 +465,6 @@ fn the_gateway_export_serves_tasks_against_the_exported_engines_on_docker() {
         ])
         .output()
         .unwrap();
-    let logs = || run_cli("docker", &docker_socket(), &["logs", &gateway_id]).unwrap_or_else(|e| e);
     assert!(
         client.status.success(),
         "pool/chat not Ready behind the gateway: {}\n{}",
