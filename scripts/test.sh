@@ -112,6 +112,16 @@ step "promtool (Debian's prometheus package) for the /metrics exposition e2e tes
 LLORCH_PROMTOOL=$(bash scripts/install-promtool.sh)
 export LLORCH_PROMTOOL
 
+step "systemd-analyze (Debian's systemd package) for the install e2e test"
+# e2e/tests/install.rs installs the units into a scratch root (scripts/install.sh --root) and
+# checks them with `systemd-analyze verify`. Installing the package starts nothing here.
+if ! command -v systemd-analyze >/dev/null; then
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends systemd >/dev/null
+fi
+LLORCH_SYSTEMD_ANALYZE=$(command -v systemd-analyze)
+export LLORCH_SYSTEMD_ANALYZE
+
 step "binaries for the end-to-end tests"
 cargo build --locked --bins
 

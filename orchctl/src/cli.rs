@@ -3,6 +3,7 @@
 
 mod export;
 mod records;
+mod version;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -10,6 +11,7 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use export::{DEFAULT_GATEWAY_IMAGE, ExportArgs, ExportFormat, ExportTarget};
 pub use records::{ArtifactKindArg, ArtifactsArgs, ArtifactsCommand, ArtifactsGetArgs, ArtifactsListArgs, ReplayArgs};
+pub use version::VersionArgs;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -116,6 +118,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Check this host: NVIDIA driver and NVML, container runtime and toolkit, disk, tools.
     Doctor(DoctorArgs),
+    /// Print orchctl's version and the daemon's (with its API version).
+    Version(VersionArgs),
 }
 
 /// `-o`.

@@ -37,6 +37,7 @@ pub mod status_line;
 pub mod table;
 pub mod task_api;
 pub mod tasks;
+pub mod version;
 pub mod views;
 pub mod wait;
 pub mod wake;
@@ -77,6 +78,12 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
     if let Command::Doctor(args) = &cli.command {
         return doctor::run(cli.config.as_deref(), args, io).await;
     }
+    // `version --client` needs no config (a broken one must not hide the version).
+    if let Command::Version(args) = &cli.command
+        && args.client
+    {
+        return version::client_only(args, io);
+    }
     let mut ctx = context::Context::resolve(cli.config.as_deref(), cli.server.as_deref(), &|name| {
         std::env::var(name).ok()
     })?;
@@ -104,6 +111,7 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Replay(args) => artifacts::replay(&ctx, &args, io).await,
         Command::Export(args) => export::command::run(&ctx, &args, io).await,
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args, io).await,
+        Command::Version(args) => version::run(&ctx, &args, io).await,
     }
 }
 

@@ -171,5 +171,11 @@ pub(crate) async fn capabilities(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "api_version": DATA_API_VERSION, "pools": pools })).into_response()
+    Json(json!({
+        "api_version": DATA_API_VERSION,
+        // llama-orchd's own version (`orchctl version`); every crate shares the workspace's.
+        "server_version": env!("CARGO_PKG_VERSION"),
+        "pools": pools,
+    }))
+    .into_response()
 }
