@@ -40,7 +40,7 @@ use tokio::sync::watch;
 pub use error::ApiError;
 pub use error::OpenAi;
 pub use sources::{
-    BoxFuture, CatalogSource, EventSource, LogSource, LogsError, NoCatalog, NoEvents, NoLogs, PullRefusal,
+    BoxFuture, CatalogSource, EventSource, LogLines, LogSource, LogsError, NoCatalog, NoEvents, NoLogs, PullRefusal,
 };
 pub use sources::{NoPoolControl, PoolControl, PoolEditError, RestartError};
 

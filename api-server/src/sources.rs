@@ -29,11 +29,22 @@ pub trait EventSource: Send + Sync {
     }
 }
 
+/// A replica's log lines as its engine writes them (`logs -f`); ends when its container stops.
+pub type LogLines = Pin<Box<dyn futures_util::Stream<Item = Result<String, LogsError>> + Send>>;
+
 /// Where engine container logs come from.
 pub trait LogSource: Send + Sync {
     /// The last `lines` lines the replica's container wrote, oldest first, or why they cannot
     /// be read (no container, runtime unreachable).
     fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, LogsError>>;
+
+    /// The last `lines` lines, then each new line until the container stops; or why its logs
+    /// cannot be followed. Not served unless the source says otherwise.
+    fn follow(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<LogLines, LogsError>> {
+        let _ = lines;
+        let replica = replica_id.to_string();
+        Box::pin(async move { Err(LogsError::NotServed { replica }) })
+    }
 }
 
 /// Why a replica's logs cannot be read.
@@ -54,6 +65,12 @@ pub enum LogsError {
     /// The runtime could not produce them.
     #[error("{0}")]
     Runtime(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The replica's logs can be read but not followed (an engine run as a local process).
+    #[error("replica `{replica}` runs as a local process, whose log cannot be followed yet; read it without -f")]
+    CannotFollow {
+        /// The replica.
+        replica: String,
+    },
     /// This server has no way to read logs.
     #[error("logs of replica `{replica}` are not available from this server")]
     NotServed {

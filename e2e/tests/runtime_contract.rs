@@ -245,8 +245,26 @@ async fn a_killed_engine_is_reported_by_a_die_event_and_listed_as_exited_without
     let fx = Fixture::new(runtime).await;
     let info = fx.start_healthy().await;
     let mut events = fx.rt.events(&fx.selector());
+    // A followed log (`orchctl logs -f`) gives the tail first, and ends when the container stops.
+    let mut followed = fx.rt.logs_follow(&info.id, 200);
+    within(async {
+        loop {
+            match followed.next().await {
+                Some(Ok(line)) if line.contains(MODEL_IN_CONTAINER) => break,
+                Some(Ok(_)) => {}
+                other => panic!("{runtime}: the followed log ended before the startup line: {other:?}"),
+            }
+        }
+    })
+    .await;
     fx.cli(&["kill", &info.id]);
     wait_for_event(&mut events, &info.id, "die").await;
+    within(async {
+        while let Some(line) = followed.next().await {
+            line.unwrap_or_else(|e| panic!("{runtime}: the followed log failed: {e}"));
+        }
+    })
+    .await;
     let listed = fx.list().await;
     assert_eq!(listed.len(), 1, "{runtime}: {listed:?}");
     assert_eq!(listed[0].id, info.id);

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use llorch_api::sources::{
-    BoxFuture, CatalogSource, EventSource, LogSource, LogsError, PoolEditError, PullRefusal, RestartError,
+    BoxFuture, CatalogSource, EventSource, LogLines, LogSource, LogsError, PoolEditError, PullRefusal, RestartError,
 };
 use llorch_controller::manifest_edit::{self, EditError};
 use llorch_controller::models::{ModelsHandle, PullError};
@@ -118,15 +119,43 @@ pub struct Logs<R> {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
 }
 
-impl<R: ContainerRuntime> LogSource for Logs<R> {
-    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, LogsError>> {
-        let container = self
-            .snapshot
+impl<R: ContainerRuntime> Logs<R> {
+    /// The replica's container: `None` for no such replica, `Some(None)` when it has none now.
+    fn container(&self, replica_id: &str) -> Option<Option<String>> {
+        self.snapshot
             .borrow()
             .replicas
             .iter()
             .find(|r| r.id.as_str() == replica_id)
-            .map(|r| r.container_id.clone());
+            .map(|r| r.container_id.clone())
+    }
+}
+
+impl<R: ContainerRuntime> LogSource for Logs<R> {
+    fn follow(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<LogLines, LogsError>> {
+        let container = self.container(replica_id);
+        let replica = replica_id.to_string();
+        Box::pin(async move {
+            match container {
+                None => Err(LogsError::NoReplica { replica }),
+                Some(None) => Err(LogsError::NoContainer { replica }),
+                // A process's log is a file the runtime does not follow (yet): say so up front.
+                Some(Some(id)) if llorch_controller::runtime::process::ProcessRuntime::owns(&id) => {
+                    Err(LogsError::CannotFollow { replica })
+                }
+                Some(Some(id)) => {
+                    let lines = self
+                        .runtime
+                        .logs_follow(&id, lines)
+                        .map(|line| line.map_err(|e| LogsError::Runtime(Box::new(e))));
+                    Ok(Box::pin(lines) as LogLines)
+                }
+            }
+        })
+    }
+
+    fn tail(&self, replica_id: &str, lines: usize) -> BoxFuture<'_, Result<Vec<String>, LogsError>> {
+        let container = self.container(replica_id);
         let replica = replica_id.to_string();
         Box::pin(async move {
             match container {

@@ -29,7 +29,8 @@ pub use server::{
 };
 
 use super::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EventStream, Result, RuntimeError, RuntimeIdentity,
+    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EventStream, LogStream, Result, RuntimeError,
+    RuntimeIdentity,
 };
 
 /// How long connecting (version, negotiation, ping) may take per socket.
@@ -356,6 +357,30 @@ impl ContainerRuntime for DockerRuntime {
             }
             Ok(assembled.finish(lines))
         }
+    }
+
+    fn logs_follow(&self, id: &str, lines: usize) -> LogStream {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let this = self.clone();
+        let mut assembled = convert::LogLines::default();
+        // Docker and Podman end a followed log when the container stops.
+        let lines = self.docker.logs(id, Some(options)).flat_map(move |frame| {
+            let out: Vec<Result<String>> = match frame {
+                Ok(frame) => {
+                    assembled.push(&frame);
+                    assembled.take().into_iter().map(Ok).collect()
+                }
+                Err(e) => vec![Err(this.error("follow container logs", e))],
+            };
+            futures_util::stream::iter(out)
+        });
+        Box::pin(lines)
     }
 
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send {

@@ -187,6 +187,9 @@ pub struct RuntimeIdentity {
 /// A boxed stream of runtime events.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<RuntimeEvent>> + Send>>;
 
+/// A boxed stream of log lines (`logs_follow`).
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<String>> + Send>>;
+
 /// The container runtime as the reconciler sees it.
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Which runtime this is.
@@ -203,6 +206,18 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// The last `lines` lines of a container's stdout and stderr, oldest first.
     fn logs_tail(&self, id: &str, lines: usize) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// The last `lines` lines of a container's stdout and stderr, then each line as it is
+    /// written, until the container stops (the stream ends) or the stream is dropped. A
+    /// runtime that cannot follow says so in the stream's only item.
+    fn logs_follow(&self, id: &str, lines: usize) -> LogStream {
+        let _ = (id, lines);
+        let kind = self.identity().kind;
+        Box::pin(futures_util::stream::once(std::future::ready(Err(RuntimeError::Api {
+            step: "follow logs",
+            message: format!("the {kind} runtime cannot follow logs; read them with --tail instead"),
+        }))))
+    }
 
     /// True when the image is present locally.
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;

@@ -13,7 +13,8 @@ use futures_util::StreamExt;
 
 use super::process::ProcessRuntime;
 use super::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, EventStream, Launch, Result, RuntimeError, RuntimeIdentity,
+    ContainerInfo, ContainerRuntime, ContainerSpec, EventStream, Launch, LogStream, Result, RuntimeError,
+    RuntimeIdentity,
 };
 
 /// Docker/Podman (when reachable) plus local processes.
@@ -108,6 +109,16 @@ impl<C: ContainerRuntime> ContainerRuntime for MultiRuntime<C> {
             } else {
                 self.container_side()?.logs_tail(&id, lines).await
             }
+        }
+    }
+
+    fn logs_follow(&self, id: &str, lines: usize) -> LogStream {
+        if ProcessRuntime::owns(id) {
+            return self.processes.logs_follow(id, lines);
+        }
+        match self.container_side() {
+            Ok(c) => c.logs_follow(id, lines),
+            Err(e) => Box::pin(futures_util::stream::once(std::future::ready(Err(e)))),
         }
     }
 

@@ -204,6 +204,9 @@ pub fn exit_code_from_status(status: &str) -> Option<i64> {
     code.trim().parse().ok()
 }
 
+/// The longest log line kept whole; a longer one is split.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
 /// Reassembles multiplexed log frames into lines. A frame may hold several lines or part of
 /// one; stdout and stderr are assembled separately so that their partial lines never mix.
 #[derive(Debug, Default)]
@@ -227,6 +230,16 @@ impl LogLines {
             let line: Vec<u8> = partial.drain(..=pos).collect();
             self.lines.push(decode_line(&line));
         }
+        // An engine that never ends a line must not grow this without bound.
+        if partial.len() > MAX_LINE_BYTES {
+            let line = std::mem::take(partial);
+            self.lines.push(decode_line(&line));
+        }
+    }
+
+    /// The complete lines so far, leaving partial ones (a followed log).
+    pub fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.lines)
     }
 
     /// All complete lines plus any unterminated ones, keeping only the last `keep`.
@@ -501,6 +514,18 @@ mod tests {
             lines.push(&f);
         }
         assert_eq!(lines.finish(10), ["one", "two", "warning", "three"]);
+    }
+
+    #[test]
+    fn a_followed_log_yields_complete_lines_as_they_arrive_and_splits_endless_ones() {
+        let mut lines = LogLines::default();
+        lines.push(&out("one\ntw"));
+        assert_eq!(lines.take(), ["one"]);
+        lines.push(&out("o\n"));
+        assert_eq!(lines.take(), ["two"]);
+        lines.push(&out(&"x".repeat(MAX_LINE_BYTES + 1)));
+        assert_eq!(lines.take().len(), 1);
+        assert!(lines.take().is_empty());
     }
 
     #[test]
