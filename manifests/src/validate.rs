@@ -167,6 +167,20 @@ fn check_engine(spec: &EngineSpec, out: &mut Vec<Problem>) {
             ));
         }
     }
+    // What `orchctl get -o yaml` shows in place of a secret: applied back, it would become
+    // the value.
+    for (key, value) in &spec.env {
+        if matches!(value, crate::secrets::EnvValue::Literal(v) if v == crate::secrets::REDACTED) {
+            out.push(problem(
+                &format!("spec.env.{key}"),
+                format!(
+                    "the value is `{}`, a placeholder for a secret that was not shown",
+                    crate::secrets::REDACTED
+                ),
+                "write the real value, or `valueFrom: {env: NAME}` / `{file: PATH}`",
+            ));
+        }
+    }
     let h = &spec.health;
     if !h.path.starts_with('/') {
         out.push(problem(

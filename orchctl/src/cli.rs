@@ -2,14 +2,15 @@
 //! `--help`. Parsing only; what the commands do lives in their own modules.
 
 mod export;
+mod get;
 mod records;
 mod version;
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use export::{DEFAULT_GATEWAY_IMAGE, ExportArgs, ExportFormat, ExportTarget};
+pub use get::{GetArgs, GetOutput, Resource, Target};
 pub use records::{ArtifactKindArg, ArtifactsArgs, ArtifactsCommand, ArtifactsGetArgs, ArtifactsListArgs, ReplayArgs};
 pub use version::VersionArgs;
 
@@ -195,61 +196,6 @@ pub struct DeleteArgs {
     pub ignore_not_found: bool,
 }
 
-/// What `get` lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resource {
-    /// Pools.
-    Pools,
-    /// Models.
-    Models,
-    /// Engines.
-    Engines,
-    /// Replicas of pools.
-    Replicas,
-    /// The GPU inventory.
-    Gpus,
-}
-
-impl FromStr for Resource {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "pool" | "pools" => Ok(Resource::Pools),
-            "model" | "models" => Ok(Resource::Models),
-            "engine" | "engines" => Ok(Resource::Engines),
-            "replica" | "replicas" => Ok(Resource::Replicas),
-            "gpu" | "gpus" => Ok(Resource::Gpus),
-            _ => Err(format!(
-                "`{s}` is not something orchctl lists; use pools, models, engines, replicas or gpus"
-            )),
-        }
-    }
-}
-
-/// `orchctl get`.
-#[derive(Debug, Args)]
-#[command(after_help = "\
-Examples:
-  orchctl get pools
-  orchctl get pool chat -o yaml
-  orchctl get replicas --pool chat
-  orchctl get gpus")]
-pub struct GetArgs {
-    /// pools, models, engines, replicas or gpus.
-    #[arg(value_name = "RESOURCE")]
-    pub resource: Resource,
-    /// Only this one (a name; a replica id; a GPU index).
-    #[arg(value_name = "NAME")]
-    pub name: Option<String>,
-    /// Replicas of this pool only.
-    #[arg(long, value_name = "POOL")]
-    pub pool: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
-}
-
 /// `orchctl describe`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -310,7 +256,10 @@ pub struct EventsArgs {
 #[command(after_help = "\
 Examples:
   orchctl logs chat/0
-  orchctl logs chat-1 --tail 200")]
+  orchctl logs chat-1 --tail 200
+  orchctl logs chat/0 -f --tail 10           # then follow: new lines as the engine writes them
+
+-f ends when the container stops, the daemon goes away, or on Ctrl-C.")]
 pub struct LogsArgs {
     /// `<pool>/<index>` or a replica id (`chat-0`).
     #[arg(value_name = "REPLICA")]
@@ -318,6 +267,9 @@ pub struct LogsArgs {
     /// How many of the last lines.
     #[arg(long, default_value_t = 100)]
     pub tail: usize,
+    /// Keep printing lines as the engine writes them.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
 }
 
 /// `--priority`.
@@ -572,6 +524,15 @@ mod tests {
     #[test]
     fn get_accepts_singular_and_plural_resource_names() {
         assert_eq!("pool".parse(), Ok(Resource::Pools));
+        let cli = Cli::parse_from(["orchctl", "get", "pool/chat", "-o", "wide", "-l", "team=demo", "-w"]);
+        let Command::Get(args) = cli.command else {
+            panic!("not get")
+        };
+        assert_eq!((args.resource(), args.name().unwrap()), (Resource::Pools, Some("chat")));
+        assert_eq!(
+            (args.output, args.selector.as_deref(), args.watch),
+            (GetOutput::Wide, Some("team=demo"), true)
+        );
         assert_eq!("GPUS".parse(), Ok(Resource::Gpus));
         assert!("widgets".parse::<Resource>().is_err());
     }

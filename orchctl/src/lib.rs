@@ -32,6 +32,7 @@ pub mod plan;
 pub mod reload;
 pub mod run;
 pub mod scale;
+pub mod selector;
 pub mod sse;
 pub mod status_line;
 pub mod table;
@@ -92,11 +93,11 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Apply(args) => apply::run(&ctx, &args, io).await,
         Command::Diff(args) => diff::run(&ctx, &args, io).await,
         Command::Delete(args) => delete::run(&ctx, &args, io).await,
-        Command::Get(args) => get::run(&ctx, &args, io).await,
+        Command::Get(args) => get::run(&ctx, &args, io, ctrl_c()).await,
         Command::Describe(args) => describe::run(&ctx, &args, io).await,
         Command::Wait(args) => wait::run(&ctx, &args, io).await,
         Command::Events(args) => events::run(&ctx, &args, io).await,
-        Command::Logs(args) => logs::run(&ctx, &args, io).await,
+        Command::Logs(args) => logs::run(&ctx, &args, io, ctrl_c()).await,
         Command::Run(args) => run::run(&ctx, &args, io, ctrl_c()).await,
         Command::Tasks(args) => tasks::list(&ctx, &args, io).await,
         Command::Cancel(args) => tasks::cancel(&ctx, &args, io).await,

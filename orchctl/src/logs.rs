@@ -1,9 +1,18 @@
-//! `orchctl logs <pool>/<index> | <replica-id> [--tail N]`: the last lines of a replica's
-//! engine container, as llama-orchd reads them from the container runtime.
+//! `orchctl logs <pool>/<index> | <replica-id> [--tail N] [-f]`: the last lines of a
+//! replica's engine container, as llama-orchd reads them from the container runtime; with
+//! `-f`, then each new line until the container stops (exit 0), the daemon goes away, or
+//! Ctrl-C (exit 130).
+
+use std::future::Future;
+
+use llorch_manifests::task::TaskError;
 
 use crate::Io;
 use crate::cli::LogsArgs;
 use crate::context::Context;
+
+/// The exit code after Ctrl-C, as for `run`.
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// The replica id for `chat/0`, `pool/chat/0` or `chat-0`.
 pub fn replica_id(arg: &str) -> anyhow::Result<String> {
@@ -21,14 +30,61 @@ pub fn replica_id(arg: &str) -> anyhow::Result<String> {
 }
 
 /// `orchctl logs`.
-pub async fn run(ctx: &Context, args: &LogsArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &Context,
+    args: &LogsArgs,
+    io: &mut Io<'_>,
+    interrupt: impl Future<Output = ()>,
+) -> anyhow::Result<u8> {
     let id = replica_id(&args.replica)?;
     let client = ctx.client()?;
+    if args.follow {
+        return follow(&client, &id, args.tail, io, interrupt).await;
+    }
     let tail = client.logs(&id, args.tail).await?;
     for line in &tail.lines {
         writeln!(io.out, "{line}")?;
     }
     Ok(0)
+}
+
+/// `-f`: the stream of `line` events, printed as they come.
+async fn follow(
+    client: &crate::client::Client,
+    id: &str,
+    tail: usize,
+    io: &mut Io<'_>,
+    interrupt: impl Future<Output = ()>,
+) -> anyhow::Result<u8> {
+    let mut interrupt = std::pin::pin!(interrupt);
+    let mut stream = tokio::select! {
+        biased;
+        () = &mut interrupt => return Ok(EXIT_INTERRUPTED),
+        stream = client.follow_logs(id, tail) => stream?,
+    };
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut interrupt => return Ok(EXIT_INTERRUPTED),
+            next = stream.next() => next?,
+        };
+        let Some(event) = next else { return Ok(0) };
+        match event.event.as_str() {
+            "line" => {
+                let line: String = serde_json::from_str(&event.data)
+                    .map_err(|e| anyhow::anyhow!("llama-orchd sent a log line orchctl cannot read: {e}"))?;
+                writeln!(io.out, "{line}")?;
+                io.out.flush()?;
+            }
+            "error" => {
+                let message = serde_json::from_str::<TaskError>(&event.data)
+                    .map(|e| e.message)
+                    .unwrap_or(event.data);
+                anyhow::bail!("{message}");
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,12 +31,13 @@ pub struct Refused {
     pub backoff_ms: Option<u64>,
 }
 
-/// A task's open SSE stream.
+/// An open SSE stream: a task's, or the daemon's live events (`get --watch`).
 pub struct EventStream {
     response: reqwest::Response,
     parser: SseParser,
     ready: VecDeque<SseEvent>,
-    task_id: String,
+    /// What streams, for messages: `task <id>`, `the events stream`.
+    what: String,
 }
 
 impl EventStream {
@@ -49,12 +50,12 @@ impl EventStream {
             let chunk = self.response.chunk().await.map_err(|e| {
                 if e.is_timeout() {
                     RequestError::Other(format!(
-                        "task {}'s stream was silent for {} s; llama-orchd may have stopped",
-                        self.task_id,
+                        "{}'s stream was silent for {} s; llama-orchd may have stopped",
+                        self.what,
                         STREAM_IDLE_TIMEOUT.as_secs()
                     ))
                 } else {
-                    RequestError::Other(format!("task {}'s stream broke: {e}", self.task_id))
+                    RequestError::Other(format!("{}'s stream broke: {e}", self.what))
                 }
             })?;
             match chunk {
@@ -104,6 +105,27 @@ impl Client {
     /// Opens `GET /v2/tasks/{id}/events`.
     pub async fn task_events(&self, task_id: &str) -> Result<EventStream, RequestError> {
         let url = self.url(&["v2", "tasks", task_id, "events"])?;
+        self.open_stream(url, format!("task {task_id}")).await
+    }
+
+    /// `GET /v2/events/stream`: a `snapshot` event now and after each change, an `event` per
+    /// controller event.
+    pub async fn live_events(&self) -> Result<EventStream, RequestError> {
+        let url = self.url(&["v2", "events", "stream"])?;
+        self.open_stream(url, "the events stream".into()).await
+    }
+
+    /// `GET /v2/replicas/{id}/logs?follow=true&tail=`: a `line` event per log line.
+    pub async fn follow_logs(&self, replica: &str, tail: usize) -> Result<EventStream, RequestError> {
+        let mut url = self.url(&["v2", "replicas", replica, "logs"])?;
+        url.query_pairs_mut()
+            .append_pair("follow", "true")
+            .append_pair("tail", &tail.to_string());
+        self.open_stream(url, format!("replica {replica}'s log")).await
+    }
+
+    /// A `GET` of an SSE stream: the open stream, or the daemon's error.
+    async fn open_stream(&self, url: reqwest::Url, what: String) -> Result<EventStream, RequestError> {
         let response = self
             .stream_http
             .get(url.clone())
@@ -123,7 +145,7 @@ impl Client {
             response,
             parser: SseParser::new(),
             ready: VecDeque::new(),
-            task_id: task_id.to_string(),
+            what,
         })
     }
 

@@ -11,6 +11,8 @@ use llorch_manifests::status::{ConditionType, Event, EventType, ObjectStatus, Re
 use llorch_manifests::{Kind, ManifestError};
 use serde_json::Value;
 
+pub mod wide;
+
 use crate::duration;
 use crate::table::Table;
 
