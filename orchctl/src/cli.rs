@@ -1,6 +1,7 @@
 //! The command line: global flags and one struct per subcommand, each with examples in its
 //! `--help`. Parsing only; what the commands do lives in their own modules.
 
+mod completion;
 mod export;
 mod records;
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use completion::{CompletionArgs, ExplainArgs, Shell};
 pub use export::{DEFAULT_GATEWAY_IMAGE, ExportArgs, ExportFormat, ExportTarget};
 pub use records::{ArtifactKindArg, ArtifactsArgs, ArtifactsCommand, ArtifactsGetArgs, ArtifactsListArgs, ReplayArgs};
 
@@ -116,6 +118,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Check this host: NVIDIA driver and NVML, container runtime and toolkit, disk, tools.
     Doctor(DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    Completion(CompletionArgs),
+    /// Describe a manifest or config field: type, default, limits, allowed values, children.
+    Explain(ExplainArgs),
 }
 
 /// `-o`.
