@@ -125,3 +125,63 @@ fn pool_rules(mut schema: Value) -> Value {
     }
     schema
 }
+
+/// The comment that tells an editor (yaml-language-server) which schema checks a file.
+pub const MODELINE_PREFIX: &str = "# yaml-language-server: $schema=";
+
+/// The schema a `# yaml-language-server: $schema=<target>` line in `text` names, if any.
+pub fn modeline_target(text: &str) -> Option<&str> {
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix('#')?.trim_start();
+        let rest = rest.strip_prefix("yaml-language-server:")?.trim_start();
+        let target = rest.strip_prefix("$schema=")?.trim();
+        (!target.is_empty()).then_some(target)
+    })
+}
+
+/// The modeline for a file that holds one object of `kind`: the user's `target` when it names
+/// this kind's schema file where any editor finds it (a URL or an absolute path), else the
+/// published `$id`.
+pub fn modeline_for(kind: crate::Kind, user: Option<&str>) -> String {
+    let file = file_of(kind);
+    let usable = |t: &&str| {
+        let located = ["https://", "http://", "file://", "/"].iter().any(|p| t.starts_with(p));
+        located && t.ends_with(&file) && !t.contains(|c: char| c.is_control() || c.is_whitespace())
+    };
+    match user.filter(usable) {
+        Some(target) => format!("{MODELINE_PREFIX}{target}"),
+        None => format!("{MODELINE_PREFIX}{}", id(&file)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Kind;
+
+    #[test]
+    fn a_modeline_keeps_the_users_schema_for_its_kind_else_names_the_published_one() {
+        let text = "# yaml-language-server: $schema=https://example.com/s/pool.schema.json\nkind: Pool\n";
+        assert_eq!(modeline_target(text), Some("https://example.com/s/pool.schema.json"));
+        assert_eq!(modeline_target("kind: Pool\n"), None);
+        assert_eq!(
+            modeline_for(Kind::Pool, modeline_target(text)),
+            "# yaml-language-server: $schema=https://example.com/s/pool.schema.json"
+        );
+        let published = "# yaml-language-server: $schema=https://llama-orch.dev/schemas/v1alpha1/engine.schema.json";
+        assert_eq!(
+            modeline_for(Kind::Engine, modeline_target(text)),
+            published,
+            "another kind's schema"
+        );
+        assert_eq!(
+            modeline_for(Kind::Engine, Some("../schemas/engine.schema.json")),
+            published,
+            "relative"
+        );
+        assert_eq!(
+            modeline_for(Kind::Engine, Some("/opt/llama-orch/schemas/engine.schema.json")),
+            "# yaml-language-server: $schema=/opt/llama-orch/schemas/engine.schema.json"
+        );
+    }
+}
