@@ -4,6 +4,7 @@
 //! one test, the runtime's own CLI, and a guard that removes a test's containers even when the
 //! test fails. Nothing here skips a test: a runtime that does not answer is a failure.
 
+pub mod bad_input;
 pub mod bench;
 pub mod daemon;
 pub mod lan;

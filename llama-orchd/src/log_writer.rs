@@ -148,6 +148,13 @@ impl<'a> MakeWriter<'a> for BufferedStderr {
     }
 }
 
+/// Whether text log lines carry ANSI colours: only when stderr is a terminal and `NO_COLOR`
+/// (<https://no-color.org>: set and not empty) does not say otherwise. A file, a pipe or the
+/// journal gets plain text.
+pub fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +185,19 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the line was never flushed");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+#[cfg(test)]
+mod colour_tests {
+    use super::colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))), "an empty NO_COLOR is unset");
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None), "a file or a pipe gets plain text");
     }
 }

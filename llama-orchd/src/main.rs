@@ -303,9 +303,14 @@ fn init_logging(format: &str, exporter: Option<&otel::Exporter>) -> log_writer::
     let filter = tracing_subscriber::EnvFilter::try_from_env("LLAMA_ORCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = log_writer::buffered_stderr();
+    // Colour only for a person at a terminal: a file, a pipe or journald gets plain text.
+    let ansi = log_writer::colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     if let Some(exporter) = exporter {
         let registry = tracing_subscriber::registry().with(exporter.layer());
-        let log = fmt::layer().with_writer(writer);
+        let log = fmt::layer().with_writer(writer).with_ansi(ansi);
         if format == "json" {
             let log = log
                 .json()
@@ -318,7 +323,7 @@ fn init_logging(format: &str, exporter: Option<&otel::Exporter>) -> log_writer::
         }
         return guard;
     }
-    let builder = fmt().with_env_filter(filter).with_writer(writer);
+    let builder = fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     if format == "json" {
         builder
             .json()

@@ -22,15 +22,18 @@ pub struct EngineSpec {
     /// `llama-orch/mock-engine:dev`. Required for `container`; it must be present locally unless
     /// the config's `provisioning.allowImagePulls` lets llama-orch pull it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::validate::NO_SPACE_PATTERN))]
     pub image: Option<String>,
     /// `external`: the base URL of an engine that is already running, e.g.
     /// `http://127.0.0.1:8081`. llama-orch probes it and sends it work; it never starts or
     /// stops it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::validate::URL_PATTERN))]
     pub url: Option<String>,
     /// `binary`: the executable to spawn (absolute path, or a name looked up on `PATH`), e.g.
     /// `/usr/local/bin/llama-server`. `{port}` is a free loopback port chosen per replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::validate::NOT_BLANK_PATTERN))]
     pub executable: Option<String>,
     /// `source`: where to build the engine from (git + cmake).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,27 +42,32 @@ pub struct EngineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageInstall>,
     /// A version label pinned by every replica of a Pool (shown in status and capabilities).
+    #[schemars(pattern(crate::validate::NOT_BLANK_PATTERN))]
     pub version: String,
     /// Which HTTP API the engine speaks.
     #[serde(default)]
     pub api: ApiFlavour,
     /// Port the engine listens on inside the container. It is published on 127.0.0.1 only.
     #[serde(default = "default_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Command-line arguments. Placeholders: `{model_path}` (the model file as mounted,
     /// read-only, inside the container; the host path for `binary`), `{port}`, `{ctx_size}`,
     /// `{slots}`, `{host}`, `{tensor_split}` (the Pool's `tensorSplit` as `2,1`; an argument
     /// that uses it, and the flag just before it, are dropped when the Pool sets none).
     #[serde(default = "default_args")]
+    #[schemars(inner(pattern(crate::validate::ARG_PATTERN)))]
     pub args: Vec<String>,
     /// Appended after `args` (same placeholders).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(crate::validate::ARG_PATTERN)))]
     pub extra_args: Vec<String>,
     /// Environment variables for the engine process: a value, or `{valueFrom: {env: NAME}}` /
     /// `{valueFrom: {file: PATH}}` read when a replica starts. Values from `valueFrom`, and
     /// values whose names look like secrets (`*_KEY`, `*_TOKEN`, `*PASSWORD*`, `*SECRET*`),
     /// are shown as `<redacted>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": crate::validate::ENV_NAME_PATTERN }))]
     pub env: BTreeMap<String, EnvValue>,
     /// The readiness probe.
     #[serde(default)]
@@ -75,15 +83,18 @@ impl Spec for EngineSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SourceBuild {
     /// Repository URL, e.g. `https://github.com/ggml-org/llama.cpp`.
+    #[schemars(pattern(crate::validate::NOT_BLANK_PATTERN))]
     pub repo: String,
     /// Tag, branch or commit to build (pin a tag or commit for reproducible builds).
     #[serde(rename = "ref")]
+    #[schemars(pattern(crate::validate::NOT_BLANK_PATTERN))]
     pub git_ref: String,
     /// Extra cmake `-D` flags, e.g. `["GGML_CUDA=ON"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cmake_flags: Vec<String>,
-    /// The cmake target and binary to run, e.g. `llama-server`.
+    /// The cmake target and binary to run, e.g. `llama-server`: a plain file name.
     #[serde(default = "default_source_target")]
+    #[schemars(pattern(crate::validate::PLAIN_FILE_NAME_PATTERN))]
     pub target: String,
 }
 
@@ -166,18 +177,24 @@ impl ApiFlavour {
 pub struct HealthCheck {
     /// Path probed on the engine's port.
     #[serde(default = "default_health_path")]
+    #[schemars(pattern("^/"))]
     pub path: String,
-    /// Time between probes, in milliseconds.
+    /// Time between probes, in milliseconds (at least 50).
     #[serde(default = "default_interval_ms")]
+    #[schemars(range(min = 50))]
     pub interval_ms: u64,
-    /// Time one probe may take, in milliseconds.
+    /// Time one probe may take, in milliseconds (at least 50).
     #[serde(default = "default_timeout_ms")]
+    #[schemars(range(min = 50))]
     pub timeout_ms: u64,
-    /// How long a new replica may take to become healthy before it counts as failed.
+    /// How long a new replica may take to become healthy before it counts as failed, in
+    /// milliseconds (at least 1000).
     #[serde(default = "default_startup_timeout_ms")]
+    #[schemars(range(min = 1000))]
     pub startup_timeout_ms: u64,
     /// Consecutive failed probes that take a Ready replica out of service.
     #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1))]
     pub failure_threshold: u32,
 }
 

@@ -90,10 +90,18 @@ impl fmt::Display for ObjectRef {
 #[serde(deny_unknown_fields)]
 pub struct ObjectMeta {
     /// Unique per kind; a DNS label: lower-case letters, digits and `-`, 1–40 characters,
-    /// starting with a letter.
+    /// starting with a letter and not ending with `-`.
+    #[schemars(length(max = crate::validate::MAX_NAME_CHARS), pattern(crate::validate::NAME_PATTERN))]
     pub name: String,
-    /// Free-form labels for people and tools; llama-orch does not interpret them.
+    /// Free-form labels for people and tools; llama-orch does not interpret them. Kubernetes'
+    /// rules: at most 64; a key is `[prefix/]name`, a value is empty or a name of 1–63
+    /// letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = crate::validate::MAX_LABELS,
+        "propertyNames" = { "pattern": crate::validate::LABEL_KEY_PATTERN },
+        "additionalProperties" = { "type": "string", "pattern": crate::validate::LABEL_VALUE_PATTERN }
+    ))]
     pub labels: BTreeMap<String, String>,
 }
 

@@ -19,12 +19,15 @@ pub struct ModelSpec {
     pub reference: String,
     /// Expected content digest, `sha256:<64 hex>`; verified before any replica starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::validate::DIGEST_PATTERN))]
     pub digest: Option<String>,
     /// The largest context (tokens) the model supports.
+    #[schemars(range(min = 1))]
     pub ctx_max: u32,
     /// VRAM one replica needs, in bytes (weights, KV cache and overhead together); overrides
     /// the estimate read from the GGUF header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub vram_bytes: Option<u64>,
 }
 

@@ -12,12 +12,15 @@ use crate::meta::{Kind, Spec};
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PoolSpec {
     /// Name of the Engine that runs the replicas.
+    #[schemars(length(max = crate::validate::MAX_NAME_CHARS), pattern(crate::validate::NAME_PATTERN))]
     pub engine: String,
     /// Name of the Model the replicas serve.
+    #[schemars(length(max = crate::validate::MAX_NAME_CHARS), pattern(crate::validate::NAME_PATTERN))]
     pub model: String,
     /// How many replicas to run (0–16), always. Leave it out to size the Pool by demand with
     /// `scaling` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = crate::validate::MAX_REPLICAS))]
     pub replicas: Option<u32>,
     /// Replicas by demand instead of a fixed count: between `minReplicas` and `maxReplicas`,
     /// down to zero after `idleTimeout` without a task when `minReplicas` is 0, and up again
@@ -34,8 +37,9 @@ pub struct PoolSpec {
     /// Which GPUs the pool may use: `all`, or a list of device indices such as `[0, 1]`.
     #[serde(default)]
     pub gpus: GpuSelector,
-    /// GPUs given to each replica.
+    /// GPUs given to each replica (1–8).
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 8))]
     pub gpus_per_replica: u32,
     /// How a replica's model is split across its GPUs, as relative weights, one per GPU of
     /// the replica (e.g. `[2, 1]`): passed to the engine as `{tensor_split}` (llama.cpp's
@@ -43,12 +47,15 @@ pub struct PoolSpec {
     /// checks each GPU's share against that GPU; without it the model is assumed evenly split,
     /// so the smallest GPU caps what a replica may need.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(range(min = 1, max = 1000)))]
     pub tensor_split: Option<Vec<u32>>,
-    /// Concurrent sequences per replica (the engine's `--parallel`).
+    /// Concurrent sequences per replica (the engine's `--parallel`; 1–256).
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 256))]
     pub slots_per_replica: u32,
     /// Context size per replica; defaults to the Model's `ctxMax`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub ctx_size: Option<u32>,
     /// The admission queue in front of the replicas.
     #[serde(default)]
@@ -199,10 +206,12 @@ pub struct ScalingSpec {
     /// Replicas kept even without demand; 0 lets the Pool sleep (no container, no VRAM) until
     /// a task arrives.
     #[serde(default)]
+    #[schemars(range(max = crate::validate::MAX_REPLICAS))]
     pub min_replicas: u32,
     /// Most replicas (1–16): an awake Pool gets one more when tasks have waited for a slot for
     /// 5 s and the VRAM fits.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = crate::validate::MAX_REPLICAS))]
     pub max_replicas: u32,
     /// How long the Pool may go without a queued or running task before it scales down to
     /// `minReplicas`, and how long a replica's worth of slots must be idle before an awake
@@ -222,13 +231,16 @@ fn default_idle_timeout() -> HumanDuration {
 pub struct SessionSpec {
     /// Idle time after which a session expires (1–3600).
     #[serde(default = "default_session_ttl")]
+    #[schemars(range(min = 1, max = 3600))]
     pub ttl_seconds: u64,
     /// Turns after which a session starts afresh (1–1000).
     #[serde(default = "default_session_turns")]
+    #[schemars(range(min = 1, max = 1000))]
     pub max_turns: u32,
     /// Tokens a session may generate over its life; a task whose `max_tokens` would exceed
     /// what is left is refused before enqueue. None: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub token_budget: Option<u64>,
 }
 
@@ -260,7 +272,8 @@ impl Spec for PoolSpec {
 pub enum GpuSelector {
     /// `all`: every GPU in the inventory.
     Keyword(AllGpus),
-    /// Device indices, e.g. `[0, 1]`.
+    /// Device indices, e.g. `[0, 1]`: at least one, each once.
+    #[schemars(extend("minItems" = 1, "uniqueItems" = true))]
     Devices(Vec<u32>),
 }
 
@@ -296,8 +309,9 @@ pub enum AllGpus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct QueueSpec {
-    /// Tasks that may wait per pool.
+    /// Tasks that may wait per pool (1–100000).
     #[serde(default = "default_queue_capacity")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub capacity: u32,
     /// What happens when the queue is full.
     #[serde(default)]
@@ -328,15 +342,18 @@ pub enum FullQueuePolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RestartSpec {
-    /// First delay after a crash, in milliseconds.
+    /// First delay after a crash, in milliseconds (at least 10).
     #[serde(default = "default_backoff_initial_ms")]
+    #[schemars(range(min = 10))]
     pub backoff_initial_ms: u64,
-    /// Longest delay between attempts, in milliseconds.
+    /// Longest delay between attempts, in milliseconds (at least `backoffInitialMs`).
     #[serde(default = "default_backoff_max_ms")]
+    #[schemars(range(min = 10))]
     pub backoff_max_ms: u64,
     /// Consecutive failures after which the circuit opens: attempts pause for `backoffMaxMs`
     /// and then one trial start is made (half-open).
     #[serde(default = "default_circuit_failures")]
+    #[schemars(range(min = 1))]
     pub circuit_breaker_failures: u32,
 }
 

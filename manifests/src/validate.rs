@@ -39,6 +39,44 @@ fn problem(field: &str, message: impl Into<String>, hint: impl Into<String>) -> 
 /// Most labels on one object.
 pub const MAX_LABELS: usize = 64;
 
+/// Longest object name.
+pub const MAX_NAME_CHARS: usize = 40;
+
+/// [`is_valid_name`] as a JSON Schema pattern (with [`MAX_NAME_CHARS`] as `maxLength`). These
+/// patterns are the schemas' copy of the checks in this file; `manifests/tests/schema_agreement.rs`
+/// holds the two to the same verdicts.
+pub const NAME_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
+
+/// A label key as a JSON Schema pattern: `[prefix/]name`, the prefix dot-separated DNS labels.
+/// (The prefix's 253-character limit is the validator's alone.)
+pub const LABEL_KEY_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+
+/// A label value as a JSON Schema pattern: empty, or a label name.
+pub const LABEL_VALUE_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$";
+
+/// An Engine argument's placeholders ([`check_placeholders`]) as a JSON Schema pattern.
+pub const ARG_PATTERN: &str = r"^([^{]|\{(model_path|port|ctx_size|slots|host|tensor_split)\})*$";
+
+/// A Model digest as a JSON Schema pattern.
+pub const DIGEST_PATTERN: &str = r"^sha256:[0-9a-fA-F]{64}$";
+
+/// Text with something besides white space.
+pub const NOT_BLANK_PATTERN: &str = r"\S";
+
+/// Text without white space, not empty.
+pub const NO_SPACE_PATTERN: &str = r"^\S+$";
+
+/// An http(s) URL without white space.
+pub const URL_PATTERN: &str = r"^https?://\S*$";
+
+/// An environment variable name: not empty, no `=` or NUL.
+pub const ENV_NAME_PATTERN: &str = r"^[^=\u0000]+$";
+
+/// [`is_plain_file_name`] as a JSON Schema pattern: not empty, not `.` or `..`, no slash,
+/// backslash or NUL.
+pub const PLAIN_FILE_NAME_PATTERN: &str =
+    r"^([^/\\\u0000.][^/\\\u0000]*|\.[^/\\\u0000.][^/\\\u0000]*|\.\.[^/\\\u0000]+)$";
+
 /// Kubernetes' label rules: a key is `[prefix/]name`, the name 1–63 characters of
 /// `[A-Za-z0-9._-]` starting and ending alphanumeric, the prefix a DNS subdomain of at most 253;
 /// a value is empty or a name.
@@ -101,7 +139,7 @@ pub fn check_object(object: &AnyObject) -> Vec<Problem> {
 pub fn is_valid_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
-        && b.len() <= 40
+        && b.len() <= MAX_NAME_CHARS
         && b[0].is_ascii_lowercase()
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')

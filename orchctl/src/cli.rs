@@ -1,6 +1,7 @@
 //! The command line: global flags and one struct per subcommand, each with examples in its
 //! `--help`. Parsing only; what the commands do lives in their own modules.
 
+mod completion;
 mod export;
 mod get;
 mod records;
@@ -9,6 +10,7 @@ mod version;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use completion::{CompletionArgs, ExplainArgs, Shell};
 pub use export::{DEFAULT_GATEWAY_IMAGE, ExportArgs, ExportFormat, ExportTarget};
 pub use get::{GetArgs, GetOutput, Resource, Target};
 pub use records::{ArtifactKindArg, ArtifactsArgs, ArtifactsCommand, ArtifactsGetArgs, ArtifactsListArgs, ReplayArgs};
@@ -121,6 +123,10 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Print orchctl's version and the daemon's (with its API version).
     Version(VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    Completion(CompletionArgs),
+    /// Describe a manifest or config field: type, default, limits, allowed values, children.
+    Explain(ExplainArgs),
 }
 
 /// `-o`.

@@ -79,12 +79,24 @@ pub fn parse_sources(sources: &[Source]) -> Result<Vec<InputObject>, Vec<Manifes
                 InputObject {
                     located: l,
                     source: source.name.clone(),
+                    schema: schema_of(source),
                 }
             })),
             Err(mut errs) => errors.append(&mut errs),
         }
     }
     if errors.is_empty() { Ok(objects) } else { Err(errors) }
+}
+
+/// The schema the source's `yaml-language-server` modeline names, a relative path resolved
+/// against the source's folder (the written file lives elsewhere).
+fn schema_of(source: &Source) -> Option<String> {
+    let text = std::str::from_utf8(&source.bytes).ok()?;
+    let target = llorch_manifests::schema::modeline_target(text)?;
+    if target.contains("://") || Path::new(target).is_absolute() {
+        return Some(target.to_string());
+    }
+    Some(normalize(&source.base_dir.join(target)).display().to_string())
 }
 
 /// Reads and parses every `-f` argument (files relative to the working directory); every

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod artifacts;
 pub mod cli;
 pub mod client;
+pub mod completion;
 pub mod context;
 pub mod delete;
 pub mod describe;
@@ -20,6 +21,7 @@ pub mod doctor;
 pub mod drain;
 pub mod duration;
 pub mod events;
+pub mod explain;
 pub mod export;
 pub mod get;
 pub mod health;
@@ -62,16 +64,27 @@ pub struct Io<'a> {
 /// Runs one command and returns the process exit code: 0 success, 1 failure (for `diff`:
 /// 1 means differences and 2 failure, like `kubectl diff`; for `run`: 3 refused by
 /// backpressure, 4 the task failed, 130 interrupted; for `replay`: 0 identical, 1 different,
-/// 2 not reproducible, 3 failure).
+/// 2 not reproducible, 3 failure). A reader that went away (`orchctl get pools | head -1`)
+/// ends the command quietly with 0, as kubectl does: the output was not wanted any more.
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
     let failure = if matches!(cli.command, Command::Diff(_)) { 2 } else { 1 };
     match dispatch(cli, io).await {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             let _ = writeln!(io.err, "error: {e:#}");
             failure
         }
     }
+}
+
+/// True when `e` is, or was caused by, a write to a pipe whose reader has closed it.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
@@ -84,6 +97,12 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         && args.client
     {
         return version::client_only(args, io);
+    }
+    // Neither needs a config nor a daemon: a broken config file must not stop them.
+    match &cli.command {
+        Command::Completion(args) => return completion::run(args, io),
+        Command::Explain(args) => return explain::run(args, io),
+        _ => {}
     }
     let mut ctx = context::Context::resolve(cli.config.as_deref(), cli.server.as_deref(), &|name| {
         std::env::var(name).ok()
@@ -113,6 +132,8 @@ async fn dispatch(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<u8> {
         Command::Export(args) => export::command::run(&ctx, &args, io).await,
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args, io).await,
         Command::Version(args) => version::run(&ctx, &args, io).await,
+        Command::Completion(args) => completion::run(&args, io),
+        Command::Explain(args) => explain::run(&args, io),
     }
 }
 

@@ -313,3 +313,45 @@ fn delete_dash_f_removes_pools_before_what_they_refer_to() {
         ran.err
     );
 }
+
+#[test]
+fn apply_keeps_the_inputs_modeline_or_writes_the_published_one() {
+    let home = home();
+    let relative = home.input_file(
+        "pool.yaml",
+        &format!("# yaml-language-server: $schema=../schemas/pool.schema.json\n{POOL}"),
+    );
+    let url = home.input_file(
+        "engine.yaml",
+        &format!("# yaml-language-server: $schema=https://example.com/s/engine.schema.json\n{ENGINE}"),
+    );
+    let plain = home.input_file("model.yaml", &MODEL.replace("file:models/", "file:/abs/"));
+    for input in [&url, &plain, &relative] {
+        let ran = home.run_blocking(&["apply", "-f", input]);
+        assert_eq!(ran.code, 0, "{ran:?}");
+    }
+    let modeline = |file: &str| {
+        let text = std::fs::read_to_string(home.manifests().join(file)).unwrap();
+        let line = text.lines().nth(1).unwrap_or_default().to_string();
+        assert!(parse_file(file, text.as_bytes()).is_ok(), "{text}");
+        line
+    };
+    assert_eq!(
+        modeline("engine-mock.yaml"),
+        "# yaml-language-server: $schema=https://example.com/s/engine.schema.json",
+        "the user's URL is kept"
+    );
+    assert_eq!(
+        modeline("model-tiny.yaml"),
+        "# yaml-language-server: $schema=https://llama-orch.dev/schemas/v1alpha1/model.schema.json",
+        "none in the input: the published schema"
+    );
+    assert_eq!(
+        modeline("pool-chat.yaml"),
+        format!(
+            "# yaml-language-server: $schema={}",
+            home.tmp.path().join("schemas/pool.schema.json").display()
+        ),
+        "a relative path is resolved against the input's folder, so it still finds the schema"
+    );
+}

@@ -22,6 +22,9 @@ pub struct InputObject {
     pub located: Located,
     /// Which input it came from, for the written file's header.
     pub source: String,
+    /// The schema its input's `yaml-language-server` modeline named, if any (a relative path
+    /// already resolved against the input's folder, where that is known).
+    pub schema: Option<String>,
 }
 
 /// What applying one object does.
@@ -53,6 +56,8 @@ pub struct Step {
     pub object: AnyObject,
     /// The input it came from.
     pub source: String,
+    /// The schema its input's modeline named, if any.
+    pub schema: Option<String>,
     /// Where it will be written.
     pub target: PathBuf,
     /// The object as declared now (references resolved), and its file.
@@ -173,6 +178,7 @@ pub fn plan(dir: &ManifestDir, new: &[InputObject], writer: &str) -> Plan {
         plan.steps.push(Step {
             object: n.located.object.clone(),
             source: n.source.clone(),
+            schema: n.schema.clone(),
             target,
             existing,
             action,
@@ -218,7 +224,9 @@ pub fn plan(dir: &ManifestDir, new: &[InputObject], writer: &str) -> Plan {
 }
 
 /// Writes every created or configured object, each file headed by a comment saying `writer`
-/// wrote it from its source. Call only with a clean plan.
+/// wrote it from its source, and the `yaml-language-server` modeline that keeps editors
+/// checking it: the input's own, when it names this kind's schema where any editor finds it,
+/// else the published schema (`schema::modeline_for`). Call only with a clean plan.
 pub fn execute(dir: &ManifestDir, plan: &Plan, writer: &str) -> Result<(), DirError> {
     if plan.steps.iter().any(|s| s.action != Action::Unchanged) {
         std::fs::create_dir_all(&dir.dir).map_err(|source| DirError::Create {
@@ -230,8 +238,9 @@ pub fn execute(dir: &ManifestDir, plan: &Plan, writer: &str) -> Result<(), DirEr
         // One comment line, whatever the names hold.
         let from = step.source.replace(|c: char| c.is_control(), " ");
         let writer = writer.replace(|c: char| c.is_control(), " ");
+        let modeline = llorch_manifests::schema::modeline_for(step.object.kind(), step.schema.as_deref());
         let contents = format!(
-            "# Written by {writer} from {from}; edit freely.\n{}",
+            "# Written by {writer} from {from}; edit freely.\n{modeline}\n{}",
             manifest_yaml(&step.object).map_err(DirError::Render)?
         );
         write_atomic(&step.target, &contents)?;
@@ -253,6 +262,7 @@ mod tests {
             .map(|located| InputObject {
                 located,
                 source: source.to_string(),
+                schema: llorch_manifests::schema::modeline_target(text).map(String::from),
             })
             .collect()
     }

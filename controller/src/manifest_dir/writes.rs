@@ -161,6 +161,9 @@ fn parse_request(files: &[ManifestText]) -> Result<Vec<InputObject>, WriteError>
             Ok(located) => inputs.extend(located.into_iter().map(|located| InputObject {
                 located,
                 source: name.clone(),
+                // A relative schema path means nothing on the daemon's side: the published one
+                // is written instead (`schema::modeline_for`).
+                schema: llorch_manifests::schema::modeline_target(&file.text).map(String::from),
             })),
             Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
         }
@@ -200,6 +203,12 @@ mod tests {
         assert!(!done.objects[0].yaml.contains("hunter2"), "{}", done.objects[0].yaml);
         let file = std::fs::read_to_string(tmp.path().join("m/engine-e.yaml")).unwrap();
         assert!(file.starts_with("# Written by llama-orchd's write API for token:ci from e.yaml"));
+        assert!(
+            file.contains(
+                "\n# yaml-language-server: $schema=https://llama-orch.dev/schemas/v1alpha1/engine.schema.json\n"
+            ),
+            "a file without a modeline gets the published schema's: {file}"
+        );
         assert!(file.contains("hunter2"), "the file keeps the value the engine needs");
         let again = w.apply(&text("e.yaml", ENGINE), false, "token:ci").unwrap();
         assert_eq!(again.objects[0].action, ApplyAction::Unchanged);
