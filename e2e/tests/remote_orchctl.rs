@@ -80,6 +80,12 @@ fn a_second_home_applies_diffs_and_deletes_through_the_write_api() {
         assert!(shown.contains(line), "diff lacks `{line}`:\n{shown}");
     }
     assert!(files(&d.manifests_dir()).is_empty(), "a diff wrote nothing");
+    // It says where it acts: the daemon, not this machine's directory.
+    assert!(
+        text(&diff.stderr).starts_with(&format!("comparing with llama-orchd at {url} (its write API)")),
+        "{}",
+        text(&diff.stderr)
+    );
 
     // apply: written by the daemon into its own directory, one file per object.
     assert_eq!(

@@ -42,6 +42,7 @@ pub async fn run(ctx: &Context, args: &ApplyArgs, io: &mut Io<'_>) -> anyhow::Re
 
 /// `apply` on already-read sources (what `run` does after reading `-f`).
 pub async fn apply_sources(ctx: &Context, sources: &[input::Source], io: &mut Io<'_>) -> anyhow::Result<u8> {
+    writeln!(io.err, "applying to {}", ctx.write_place())?;
     match ctx.writes {
         WriteTarget::Directory => apply_to_directory(ctx, sources, io),
         WriteTarget::Api => apply_through_api(ctx, sources, io).await,

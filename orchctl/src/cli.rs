@@ -33,7 +33,8 @@ Without --server (or $LLAMA_ORCH_URL), apply, diff and delete edit the manifests
 on this machine and work without a running daemon, and the other commands ask the daemon at
 the config's bind address. With a server named, every command goes to that daemon: apply,
 diff and delete through its write API, which validates and writes its own directory (use
---token or $LLAMA_ORCH_TOKEN when it requires a token). doctor always checks this machine.";
+--token or $LLAMA_ORCH_TOKEN when it requires a token). apply, diff and delete first say on
+stderr where they act. doctor always checks this machine.";
 
 /// Control llama-orch: declare engines, models and pools, and see how they run.
 #[derive(Debug, Parser)]

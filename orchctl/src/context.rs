@@ -106,6 +106,19 @@ impl Context {
         crate::client::Client::new(&self.server, self.token.as_deref())
     }
 
+    /// Where `apply`, `diff` and `delete` act, in words: the daemon named by `--server` (its
+    /// write API), or this machine's manifests directory. They print it on stderr first, so a
+    /// user never mistakes one for the other.
+    pub fn write_place(&self) -> String {
+        match self.writes {
+            WriteTarget::Api => format!("llama-orchd at {} (its write API)", self.server),
+            WriteTarget::Directory => format!(
+                "the manifests directory {} on this machine (no --server named)",
+                self.manifests_dir.display()
+            ),
+        }
+    }
+
     /// How the write API's requests treat relative `file:` references: resolved here when
     /// [`Context::server`] is a loopback address (`localhost`, `127.0.0.0/8`, `::1`).
     pub fn relative_refs(&self) -> RelativeRefs {

@@ -126,6 +126,7 @@ pub async fn run(ctx: &Context, args: &DeleteArgs, io: &mut Io<'_>) -> anyhow::R
             }
         }
     };
+    writeln!(io.err, "deleting from {}", ctx.write_place())?;
     match ctx.writes {
         WriteTarget::Directory => delete(ctx, &objects, args.ignore_not_found, io),
         WriteTarget::Api => delete_through_api(ctx, &objects, args.ignore_not_found, io).await,

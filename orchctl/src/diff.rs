@@ -23,6 +23,7 @@ use llorch_manifests::api::ApplyAction;
 pub async fn run(ctx: &Context, args: &DiffArgs, io: &mut Io<'_>) -> anyhow::Result<u8> {
     let cwd = std::env::current_dir()?;
     let sources = input::read_sources(&args.files, &cwd, io.input)?;
+    writeln!(io.err, "comparing with {}", ctx.write_place())?;
     match ctx.writes {
         WriteTarget::Directory => diff_sources(ctx, &sources, io),
         WriteTarget::Api => diff_through_api(ctx, &sources, io).await,

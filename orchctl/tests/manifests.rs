@@ -102,7 +102,13 @@ fn an_invalid_manifest_prints_one_error_per_line_and_writes_nothing() {
     let bad = home.input_file("pool.yaml", &POOL.replace("replicas: 2", "replicas: 2\n  replicaz: 1"));
     let ran = home.run_blocking(&["apply", "-f", &good, "-f", &bad]);
     assert_eq!(ran.code, 1);
-    let first = ran.err.lines().next().unwrap();
+    // The first line says where apply acts; the first error follows it.
+    assert!(
+        ran.err.starts_with("applying to the manifests directory"),
+        "{}",
+        ran.err
+    );
+    let first = ran.err.lines().nth(1).unwrap();
     assert!(
         first.starts_with("error: ") && first.contains("pool.yaml") && first.contains("replicaz"),
         "{}",
@@ -353,5 +359,41 @@ fn apply_keeps_the_inputs_modeline_or_writes_the_published_one() {
             home.tmp.path().join("schemas/pool.schema.json").display()
         ),
         "a relative path is resolved against the input's folder, so it still finds the schema"
+    );
+}
+
+#[test]
+fn apply_diff_and_delete_say_where_they_act() {
+    let home = home();
+    let deps = home.input_file("deps.yaml", &format!("{ENGINE}---\n{MODEL}"));
+    let local = home.run_blocking(&["apply", "-f", &deps]);
+    assert_eq!(local.code, 0, "{}", local.err);
+    let here = format!(
+        "applying to the manifests directory {} on this machine (no --server named)",
+        home.manifests().display()
+    );
+    assert!(local.err.starts_with(&here), "{}", local.err);
+    let diff = home.run_blocking(&["diff", "-f", &deps]);
+    assert!(
+        diff.err.starts_with("comparing with the manifests directory"),
+        "{}",
+        diff.err
+    );
+    // With a server named, the same commands act there (here: nothing answers, and it says so
+    // after saying where it tried).
+    let remote = home.run_blocking(&["--server", "http://127.0.0.1:9", "apply", "-f", &deps]);
+    assert_eq!(remote.code, 1, "{remote:?}");
+    assert!(
+        remote
+            .err
+            .starts_with("applying to llama-orchd at http://127.0.0.1:9 (its write API)\n"),
+        "{}",
+        remote.err
+    );
+    let gone = home.run_blocking(&["--server", "http://127.0.0.1:9", "delete", "engine/mock"]);
+    assert!(
+        gone.err.starts_with("deleting from llama-orchd at http://127.0.0.1:9"),
+        "{}",
+        gone.err
     );
 }
