@@ -25,7 +25,9 @@ pub fn install_as_libnvidia_ml(so: &Path, dir: &Path) -> std::io::Result<PathBuf
 
 /// The built cdylib for a binary at `exe` in a cargo target directory: tests run from
 /// `target/<profile>/deps/`, examples from `target/<profile>/examples/`, binaries from
-/// `target/<profile>/`; cargo writes the library to `target/<profile>/` (and `deps/`).
+/// `target/<profile>/`. Cargo writes the library to `deps/` whenever it builds it (a test
+/// build too) but copies it up to `target/<profile>/` only on `cargo build`, so the newer of
+/// the two is the current one.
 pub fn cdylib_near(exe: &Path) -> Option<PathBuf> {
     let dir = exe.parent()?;
     let profile = match dir.file_name()?.to_str()? {
@@ -34,28 +36,43 @@ pub fn cdylib_near(exe: &Path) -> Option<PathBuf> {
     };
     [profile.join(CDYLIB_FILE), profile.join("deps").join(CDYLIB_FILE)]
         .into_iter()
-        .find(|p| p.is_file())
+        .filter_map(|p| {
+            let modified = std::fs::metadata(&p).ok().filter(|m| m.is_file())?.modified().ok()?;
+            Some((modified, p))
+        })
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, p)| p)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn write_aged(path: &Path, age_s: u64) {
+        let f = std::fs::File::create(path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age_s))
+            .unwrap();
+    }
+
     #[test]
-    fn the_library_is_found_from_tests_examples_and_binaries_preferring_the_profile_dir() {
+    fn the_newest_library_is_found_from_tests_examples_and_binaries() {
         let t = tempfile::tempdir().unwrap();
         let profile = t.path().join("debug");
+        let (top, deps) = (profile.join(CDYLIB_FILE), profile.join("deps").join(CDYLIB_FILE));
         std::fs::create_dir_all(profile.join("deps")).unwrap();
-        std::fs::write(profile.join("deps").join(CDYLIB_FILE), b"deps").unwrap();
-        let from_test = profile.join("deps").join("shim-0123");
-        assert_eq!(cdylib_near(&from_test), Some(profile.join("deps").join(CDYLIB_FILE)));
-        std::fs::write(profile.join(CDYLIB_FILE), b"top").unwrap();
-        for exe in [
-            from_test,
+        let exes = [
+            profile.join("deps").join("shim-0123"),
             profile.join("examples").join("x"),
             profile.join("llama-orchd"),
-        ] {
-            assert_eq!(cdylib_near(&exe), Some(profile.join(CDYLIB_FILE)), "{exe:?}");
+        ];
+        write_aged(&deps, 60);
+        assert_eq!(cdylib_near(&exes[0]), Some(deps.clone()));
+        // `cargo build` copied it up, then a test build rebuilt it in deps/ only.
+        write_aged(&top, 30);
+        assert_eq!(cdylib_near(&exes[0]), Some(top.clone()));
+        write_aged(&deps, 0);
+        for exe in &exes {
+            assert_eq!(cdylib_near(exe), Some(deps.clone()), "{exe:?}");
         }
         assert_eq!(cdylib_near(&t.path().join("elsewhere").join("x")), None);
     }

@@ -18,7 +18,7 @@
 //!               "eccUncorrected": 0,            // default 0
 //!               "eccSupported": true,           // default true; false: ECC queries NotSupported
 //!               "pagesPendingRetirement": false,
-//!               "lost": false,                  // true: every query on it is GPU_IS_LOST
+//!               "lost": false,                  // true: every query on it, its handle too, is GPU_IS_LOST
 //!               "processes": [{"pid": 1234, "usedBytes": 1073741824},
 //!                             {"environ": "LLORCH_TEST_ON_GPU=1", "usedBytes": 1073741824}]}]}
 //! ```
