@@ -1,0 +1,97 @@
+//! Finds host processes by an environment entry (`KEY=VALUE`) in `/proc/<pid>/environ`, so a
+//! state file can say "whatever process carries this variable is on this GPU" — an engine
+//! container started with it — and the shim reports real host PIDs as NVML does. Processes
+//! whose environment cannot be read (another user's, gone meanwhile) are skipped silently.
+//! It owns no state and decides nothing about memory.
+
+use std::path::Path;
+
+/// True when the NUL-separated `environ` block holds exactly `entry`.
+pub fn environ_contains(environ: &[u8], entry: &str) -> bool {
+    environ.split(|b| *b == 0).any(|e| e == entry.as_bytes())
+}
+
+/// The PIDs under `proc_root` (normally `/proc`) whose environment holds `entry`, ascending.
+pub fn pids_with_entry(proc_root: &Path, entry: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(proc_root.join(pid.to_string()).join("environ"))
+                .is_ok_and(|environ| environ_contains(&environ, entry))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_whole_entry_matches() {
+        let block = b"PATH=/bin\0LLORCH_ON_GPU=1\0HOME=/root\0";
+        assert!(environ_contains(block, "LLORCH_ON_GPU=1"));
+        assert!(environ_contains(block, "HOME=/root"));
+        assert!(!environ_contains(block, "LLORCH_ON_GPU=10"));
+        assert!(!environ_contains(block, "LLORCH_ON_GPU="));
+        assert!(!environ_contains(block, "ON_GPU=1"));
+        assert!(!environ_contains(b"", "A=B"));
+    }
+
+    /// Kills the child when the test ends, even on a failed assertion.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A shell carrying `KEY=value`, returned once it has printed a line: its exec is complete,
+    /// so its environment is in `/proc` (right after `spawn` it can still read as empty).
+    fn running_with(key: &str, value: &str) -> Child {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Child(
+            Command::new("sh")
+                .args(["-c", "echo ready; read line"])
+                .env(key, value)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        std::io::BufReader::new(child.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        child
+    }
+
+    #[test]
+    fn a_spawned_process_is_found_by_its_unique_entry_and_nothing_else_is() {
+        let value = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+        let mut child = running_with("LLORCH_SHIM_ENVIRON_TEST", &value);
+        let entry = format!("LLORCH_SHIM_ENVIRON_TEST={value}");
+        assert_eq!(pids_with_entry(Path::new("/proc"), &entry), [child.0.id()]);
+        assert_eq!(
+            pids_with_entry(Path::new("/proc"), &format!("{entry}x")),
+            Vec::<u32>::new()
+        );
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+        assert_eq!(pids_with_entry(Path::new("/proc"), &entry), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn an_unreadable_proc_root_finds_nothing() {
+        assert!(pids_with_entry(Path::new("/nonexistent-proc"), "A=B").is_empty());
+    }
+}
