@@ -84,7 +84,7 @@ pub fn index_of(addr: usize) -> Option<u32> {
 }
 
 /// The processes on `d`, with `environ` entries resolved to PIDs by `find`.
-pub fn processes(d: &ShimDevice, find: &dyn Fn(&str) -> Vec<u32>) -> Vec<Process> {
+pub fn processes(d: &ShimDevice, find: &dyn Fn(&[String]) -> Vec<u32>) -> Vec<Process> {
     let bytes = |used: &Option<u64>| used.unwrap_or(VALUE_NOT_AVAILABLE);
     let mut out = Vec::new();
     for p in &d.processes {
@@ -251,15 +251,15 @@ mod tests {
                 used_bytes: None,
             },
             ShimProcess::Environ {
-                environ: "ON_GPU=1".into(),
+                environ: vec!["ON_GPU=1".into()],
                 used_bytes: Some(5),
             },
             ShimProcess::Environ {
-                environ: "NOBODY=1".into(),
+                environ: vec!["NOBODY=1".into()],
                 used_bytes: Some(7),
             },
         ];
-        let find = |e: &str| if e == "ON_GPU=1" { vec![20, 21] } else { vec![] };
+        let find = |e: &[String]| if e == ["ON_GPU=1"] { vec![20, 21] } else { vec![] };
         assert_eq!(processes(&d, &find), [p(10, VALUE_NOT_AVAILABLE), p(20, 5), p(21, 5)]);
     }
 

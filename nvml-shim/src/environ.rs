@@ -1,6 +1,7 @@
-//! Finds host processes by an environment entry (`KEY=VALUE`) in `/proc/<pid>/environ`, so a
-//! state file can say "whatever process carries this variable is on this GPU" — an engine
-//! container started with it — and the shim reports real host PIDs as NVML does. Processes
+//! Finds host processes by environment entries (`KEY=VALUE`) in `/proc/<pid>/environ`, so a
+//! state file can say "whatever process carries these variables is on this GPU" — an engine
+//! container started with them, e.g. `NVIDIA_VISIBLE_DEVICES=1` (which Docker's device request
+//! puts there) and a test's own marker — and the shim reports real host PIDs as NVML does. Processes
 //! whose environment cannot be read (another user's, gone meanwhile) are skipped silently.
 //! It owns no state and decides nothing about memory.
 
@@ -11,8 +12,12 @@ pub fn environ_contains(environ: &[u8], entry: &str) -> bool {
     environ.split(|b| *b == 0).any(|e| e == entry.as_bytes())
 }
 
-/// The PIDs under `proc_root` (normally `/proc`) whose environment holds `entry`, ascending.
-pub fn pids_with_entry(proc_root: &Path, entry: &str) -> Vec<u32> {
+/// The PIDs under `proc_root` (normally `/proc`) whose environment holds every one of
+/// `entries`, ascending. No entries match nothing (a state file cannot claim every process).
+pub fn pids_with_entries(proc_root: &Path, entries: &[String]) -> Vec<u32> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
     let Ok(dir) = std::fs::read_dir(proc_root) else {
         return Vec::new();
     };
@@ -21,7 +26,7 @@ pub fn pids_with_entry(proc_root: &Path, entry: &str) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(proc_root.join(pid.to_string()).join("environ"))
-                .is_ok_and(|environ| environ_contains(&environ, entry))
+                .is_ok_and(|environ| entries.iter().all(|entry| environ_contains(&environ, entry)))
         })
         .collect();
     pids.sort_unstable();
@@ -80,18 +85,29 @@ mod tests {
         let value = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
         let mut child = running_with("LLORCH_SHIM_ENVIRON_TEST", &value);
         let entry = format!("LLORCH_SHIM_ENVIRON_TEST={value}");
-        assert_eq!(pids_with_entry(Path::new("/proc"), &entry), [child.0.id()]);
+        let proc = Path::new("/proc");
+        assert_eq!(pids_with_entries(proc, std::slice::from_ref(&entry)), [child.0.id()]);
+        let with_path = [entry.clone(), format!("PATH={}", std::env::var("PATH").unwrap())];
+        assert_eq!(pids_with_entries(proc, &with_path), [child.0.id()], "all entries held");
+        let with_other = [entry.clone(), "LLORCH_SHIM_NOT_SET=1".to_string()];
         assert_eq!(
-            pids_with_entry(Path::new("/proc"), &format!("{entry}x")),
-            Vec::<u32>::new()
+            pids_with_entries(proc, &with_other),
+            Vec::<u32>::new(),
+            "one entry missing"
+        );
+        assert_eq!(pids_with_entries(proc, &[format!("{entry}x")]), Vec::<u32>::new());
+        assert_eq!(
+            pids_with_entries(proc, &[]),
+            Vec::<u32>::new(),
+            "no entries match nothing"
         );
         let _ = child.0.kill();
         let _ = child.0.wait();
-        assert_eq!(pids_with_entry(Path::new("/proc"), &entry), Vec::<u32>::new());
+        assert_eq!(pids_with_entries(proc, &[entry]), Vec::<u32>::new());
     }
 
     #[test]
     fn an_unreadable_proc_root_finds_nothing() {
-        assert!(pids_with_entry(Path::new("/nonexistent-proc"), "A=B").is_empty());
+        assert!(pids_with_entries(Path::new("/nonexistent-proc"), &["A=B".to_string()]).is_empty());
     }
 }

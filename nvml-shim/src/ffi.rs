@@ -43,7 +43,9 @@ fn on_device<T>(handle: NvmlDevice, f: impl FnOnce(&ShimDevice) -> Result<T, Cod
 }
 
 fn resolved_processes(device: &ShimDevice) -> Vec<answers::Process> {
-    answers::processes(device, &|entry| environ::pids_with_entry(Path::new("/proc"), entry))
+    answers::processes(device, &|entries| {
+        environ::pids_with_entries(Path::new("/proc"), entries)
+    })
 }
 
 /// Writes `value` through `out`, or `NVML_ERROR_INVALID_ARGUMENT` for a null or misaligned one.

@@ -20,14 +20,14 @@
 //!               "pagesPendingRetirement": false,
 //!               "lost": false,                  // true: every query on it, its handle too, is GPU_IS_LOST
 //!               "processes": [{"pid": 1234, "usedBytes": 1073741824},
-//!                             {"environ": "LLORCH_TEST_ON_GPU=1", "usedBytes": 1073741824}]}]}
+//!                             {"environ": ["LLORCH_TEST_ON_GPU=1"], "usedBytes": 1073741824}]}]}
 //! ```
 //! - `init` other than `ok` makes `nvmlInit_v2` fail with that NVML error (9, 18, 4). A missing
 //!   or unparsable file fails it with `NVML_ERROR_UNKNOWN` (999) and one stderr line naming
 //!   `LLORCH_NVML_SHIM_STATE`, the path and the parse error; later queries answer the same
 //!   (one line per distinct problem).
 //! - A process is a literal host `pid`, or `environ`: every host process whose
-//!   `/proc/<pid>/environ` holds exactly that `KEY=VALUE` (unreadable ones skipped), each
+//!   `/proc/<pid>/environ` holds every listed `KEY=VALUE` exactly (unreadable ones skipped), each
 //!   reported with `usedBytes` (absent or `null`: NVML's "not available"). An engine container
 //!   started with that variable is "on the GPU"; without it, it is not. All are compute
 //!   processes; the graphics list is always empty.

@@ -101,11 +101,11 @@ pub enum ShimProcess {
         /// GPU memory it uses.
         used_bytes: Option<u64>,
     },
-    /// `{"environ": "KEY=VALUE", "usedBytes": …}`: every process whose `/proc/<pid>/environ`
-    /// holds exactly this entry.
+    /// `{"environ": ["KEY=VALUE", …], "usedBytes": …}`: every process whose
+    /// `/proc/<pid>/environ` holds every one of these entries, exactly.
     Environ {
-        /// `KEY=VALUE`.
-        environ: String,
+        /// `KEY=VALUE` entries, all required.
+        environ: Vec<String>,
         /// GPU memory each such process uses.
         used_bytes: Option<u64>,
     },
@@ -220,7 +220,7 @@ mod tests {
                      "usedBytes": 0, "utilizationPct": 3, "eccUncorrected": 0,
                      "pagesPendingRetirement": false, "lost": false,
                      "processes": [{"pid": 1234, "usedBytes": 1073741824},
-                                   {"environ": "LLORCH_TEST_ON_GPU=1", "usedBytes": 1073741824},
+                                   {"environ": ["LLORCH_TEST_ON_GPU=1"], "usedBytes": 1073741824},
                                    {"pid": 7}]}]}"#;
 
     fn parse(text: &str) -> Result<ShimState, StateError> {
@@ -241,7 +241,7 @@ mod tests {
                     used_bytes: Some(1 << 30)
                 },
                 ShimProcess::Environ {
-                    environ: "LLORCH_TEST_ON_GPU=1".into(),
+                    environ: vec!["LLORCH_TEST_ON_GPU=1".into()],
                     used_bytes: Some(1 << 30)
                 },
                 ShimProcess::Pid {
@@ -285,7 +285,7 @@ mod tests {
                               "processes": [{"pid": 1, "usedbytes": 2}]}]}"#;
         assert!(parse(bad_process).is_err());
         let both = r#"{"devices": [{"uuid": "u", "name": "n", "totalBytes": 1,
-                       "processes": [{"pid": 1, "environ": "A=B"}]}]}"#;
+                       "processes": [{"pid": 1, "environ": ["A=B"]}]}]}"#;
         assert!(parse(both).is_err());
     }
 

@@ -153,7 +153,7 @@ fn processes_by_pid_and_by_environment_are_listed_and_count_as_used_memory() {
             used_bytes: Some(2 << 30),
         },
         ShimProcess::Environ {
-            environ: format!("LLORCH_SHIM_IT_ON_GPU={value}"),
+            environ: vec![format!("LLORCH_SHIM_IT_ON_GPU={value}")],
             used_bytes: Some(3 << 30),
         },
         ShimProcess::Pid {
