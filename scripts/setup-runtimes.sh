@@ -5,6 +5,13 @@
 #
 # Sockets:  Docker  unix:///tmp/lo-docker/docker.sock
 #           Podman  unix:///tmp/lo-podman.sock
+#
+# dockerd starts with a TEST STAND-IN for the NVIDIA container toolkit's prestart hook on its
+# PATH (see install_toolkit_hook_stand_in): Docker registers its `nvidia` device driver only
+# when `nvidia-container-runtime-hook` is on the daemon's PATH, so without it a container
+# with a GPU device request cannot start on a machine without the toolkit. The stand-in makes
+# no device available; it records what Docker asked for, so the NVML-shim e2e tests can check
+# the device request of a real `gpus: nvml` daemon end to end.
 set -euo pipefail
 
 DOCKER_DIR=${LLORCH_DOCKER_DIR:-/tmp/lo-docker}
@@ -41,16 +48,60 @@ wait_for() { # wait_for <seconds> <command...>
   done
 }
 
+TOOLKIT_DIR="$DOCKER_DIR/toolkit-stand-in"
+HOOK_LOG="$DOCKER_DIR/nvidia-hook.log"
+
+# Writes the stand-in hook. runc runs it before a container with an `nvidia` device request
+# starts, with the OCI state (JSON, holding the bundle path) on stdin and an empty
+# environment; it appends the container id and the NVIDIA_VISIBLE_DEVICES Docker put in the
+# container's spec to $HOOK_LOG, and exits 0.
+install_toolkit_hook_stand_in() {
+  # On a machine with the real toolkit, dockerd keeps the real hook.
+  if command -v nvidia-container-runtime-hook >/dev/null 2>&1; then
+    log "docker: the NVIDIA container toolkit is installed; no stand-in"
+    return
+  fi
+  mkdir -p "$TOOLKIT_DIR"
+  cat >"$TOOLKIT_DIR/nvidia-container-runtime-hook" <<HOOK
+#!/bin/sh
+# llama-orch TEST STAND-IN for nvidia-container-runtime-hook: attaches no GPU, only records
+# what Docker asked for (written by scripts/setup-runtimes.sh).
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+[ "\$1" = prestart ] || exit 0
+state=\$(cat)
+id=\$(printf '%s' "\$state" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+bundle=\$(printf '%s' "\$state" | sed -n 's/.*"bundle":"\([^"]*\)".*/\1/p')
+devices=\$(grep -o 'NVIDIA_VISIBLE_DEVICES=[^"]*' "\$bundle/config.json" | head -n 1)
+echo "\$id \$devices" >>"$HOOK_LOG"
+exit 0
+HOOK
+  chmod 755 "$TOOLKIT_DIR/nvidia-container-runtime-hook"
+}
+
+# True when the running dockerd was started with the stand-in on its PATH.
+docker_has_stand_in() {
+  local pid
+  [ -x "$TOOLKIT_DIR/nvidia-container-runtime-hook" ] || return 0
+  pid=$(cat "$DOCKER_DIR/dockerd.pid" 2>/dev/null) || return 1
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q "^PATH=$TOOLKIT_DIR:"
+}
+
 start_docker() {
+  install_toolkit_hook_stand_in
   if DOCKER_HOST="unix://$DOCKER_SOCK" docker version >/dev/null 2>&1; then
-    log "docker: already answering on $DOCKER_SOCK"; return
+    if docker_has_stand_in; then
+      log "docker: already answering on $DOCKER_SOCK"; return
+    fi
+    log "docker: restarting dockerd so that the toolkit stand-in is on its PATH"
+    kill "$(cat "$DOCKER_DIR/dockerd.pid")"
+    wait_for 30 sh -c "! DOCKER_HOST=unix://$DOCKER_SOCK docker version" || true
   fi
   need_root
   mkdir -p "$DOCKER_DIR"
   # A stale pid file from a killed daemon makes dockerd refuse to start.
   rm -f "$DOCKER_DIR/dockerd.pid"
   log "docker: starting dockerd on $DOCKER_SOCK"
-  (cd / && exec nohup dockerd --host "unix://$DOCKER_SOCK" --data-root "$DOCKER_DIR/data" \
+  (cd / && PATH="$TOOLKIT_DIR:$PATH" exec nohup dockerd --host "unix://$DOCKER_SOCK" --data-root "$DOCKER_DIR/data" \
     --exec-root "$DOCKER_DIR/exec" --pidfile "$DOCKER_DIR/dockerd.pid") \
     >"$DOCKER_DIR/dockerd.log" 2>&1 </dev/null &
   if ! wait_for 60 env DOCKER_HOST="unix://$DOCKER_SOCK" docker version; then
@@ -104,3 +155,4 @@ configure_podman
 start_podman
 echo "DOCKER_SOCKET=unix://$DOCKER_SOCK"
 echo "PODMAN_SOCKET=unix://$PODMAN_SOCK"
+echo "NVIDIA_HOOK_LOG=$HOOK_LOG"

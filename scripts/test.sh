@@ -37,6 +37,8 @@ if [ "$fast" = 1 ]; then exit 0; fi
 step "container runtimes (Docker and Podman)"
 eval "$(bash scripts/setup-runtimes.sh)"
 export LLORCH_DOCKER_SOCKET="$DOCKER_SOCKET" LLORCH_PODMAN_SOCKET="$PODMAN_SOCKET"
+# What the NVIDIA toolkit stand-in on dockerd's PATH recorded (e2e/tests/nvml_shim.rs reads it).
+export LLORCH_NVIDIA_HOOK_LOG="$NVIDIA_HOOK_LOG"
 
 step "mock engine image for both runtimes"
 bash scripts/build-mock-image.sh --docker "$DOCKER_SOCKET" --podman "$PODMAN_SOCKET"
@@ -122,8 +124,9 @@ fi
 LLORCH_SYSTEMD_ANALYZE=$(command -v systemd-analyze)
 export LLORCH_SYSTEMD_ANALYZE
 
-step "binaries for the end-to-end tests"
+step "binaries for the end-to-end tests, and the NVML shim (a test-only libnvidia-ml.so.1)"
 cargo build --locked --bins
+cargo build --locked -p llama-orch-nvml-shim
 
 step "end-to-end tests against real Docker and real Podman"
 # Two at a time: each test runs its own daemon and engine containers on a 2-core machine.
