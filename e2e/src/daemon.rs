@@ -93,6 +93,11 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The reference workstation every e2e daemon has unless a test says otherwise: two
+/// simulated GPUs of 24 and 12 GiB.
+const SIMULATED_GPUS: &str = "{simulate: [{name: Simulated RTX 3090, vramBytes: 25769803776}, \
+                              {name: Simulated RTX 3060, vramBytes: 12884901888}]}";
+
 /// A running daemon.
 pub struct Daemon {
     /// The temporary home (`LLAMA_ORCH_HOME`).
@@ -127,20 +132,40 @@ impl Daemon {
     /// [`start`](Self::start), with `extra` (YAML lines such as `shutdownGraceMs: 1000`)
     /// added to the config.
     pub fn start_with(runtime: Runtime, extra: &str) -> Daemon {
-        Self::launch(runtime, extra, &[], std::net::Ipv4Addr::LOCALHOST.into(), &[])
+        Self::launch(
+            runtime,
+            extra,
+            &[],
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            &[],
+            SIMULATED_GPUS,
+        )
     }
 
     /// [`start_with`](Self::start_with), requiring `tokens` (name and token, written to a
     /// `chmod 600` token file) and listening on `ip`; the harness's own requests and
     /// [`orchctl`](Self::orchctl) present the first token.
     pub fn start_secured(runtime: Runtime, tokens: &[(&str, &str)], ip: std::net::IpAddr, extra: &str) -> Daemon {
-        Self::launch(runtime, extra, tokens, ip, &[])
+        Self::launch(runtime, extra, tokens, ip, &[], SIMULATED_GPUS)
     }
 
     /// [`start_with`](Self::start_with), with `env` added to the daemon's environment (kept
     /// across restarts).
     pub fn start_with_env(runtime: Runtime, extra: &str, env: &[(&str, &str)]) -> Daemon {
-        Self::launch(runtime, extra, &[], std::net::Ipv4Addr::LOCALHOST.into(), env)
+        Self::launch(
+            runtime,
+            extra,
+            &[],
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            env,
+            SIMULATED_GPUS,
+        )
+    }
+
+    /// [`start_with_env`](Self::start_with_env) with the config's `gpus:` value replaced by
+    /// `gpus` (e.g. `nvml`) instead of the two simulated GPUs.
+    pub fn start_with_gpus(runtime: Runtime, gpus: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::launch(runtime, extra, &[], std::net::Ipv4Addr::LOCALHOST.into(), env, gpus)
     }
 
     fn launch(
@@ -149,6 +174,7 @@ impl Daemon {
         tokens: &[(&str, &str)],
         ip: std::net::IpAddr,
         env: &[(&str, &str)],
+        gpus: &str,
     ) -> Daemon {
         let token = tokens.first().map(|(_, token)| *token);
         let home = tempfile::Builder::new()
@@ -180,7 +206,7 @@ impl Daemon {
         };
         let config = format!(
             "{auth}bind: {ip}:{port}\ninstance: {instance}\nresyncIntervalMs: 2000\nruntime:\n  kind: {}\n  socket: {}\n\
-             gpus:\n  simulate:\n    - {{name: Simulated RTX 3090, vramBytes: 25769803776}}\n    - {{name: Simulated RTX 3060, vramBytes: 12884901888}}\n{extra}",
+             gpus: {gpus}\n{extra}",
             runtime.name, runtime.socket
         );
         std::fs::write(home.path().join("config.yaml"), config).expect("config");

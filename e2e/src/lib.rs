@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod lan;
 pub mod llama_server;
 pub mod monitoring;
+pub mod nvml_shim;
 pub mod python;
 pub mod sse;
 
