@@ -532,6 +532,7 @@ mod tests {
                 utilization_pct: Some(40),
                 simulated: false,
                 processes: Vec::new(),
+                process_listing: Default::default(),
                 errors: vec!["GPU lost".into(), "3 uncorrected ECC error(s)".into()],
             }],
             ..Snapshot::default()
@@ -567,6 +568,7 @@ mod tests {
                 utilization_pct: None,
                 simulated: false,
                 processes: Vec::new(),
+                process_listing: Default::default(),
                 errors: Vec::new(),
             }],
             ..Snapshot::default()

@@ -205,7 +205,12 @@ pub fn gpus(gpus: &[GpuView], inventory_simulated: bool) -> Table {
             gib(g.used_bytes),
             gib(g.free_bytes),
             g.utilization_pct.map_or_else(|| "-".into(), |u| format!("{u}%")),
-            g.processes.len().to_string(),
+            // `?`: NVML cannot list this device's processes (not the same as none).
+            if g.process_listing.is_listed() {
+                g.processes.len().to_string()
+            } else {
+                "?".into()
+            },
             if g.errors.is_empty() {
                 "ok".into()
             } else {
@@ -380,6 +385,7 @@ mod tests {
                 pid: 7,
                 used_bytes: Some(9 << 30),
             }],
+            process_listing: Default::default(),
             errors: Vec::new(),
         };
         let ok = gpus(std::slice::from_ref(&g), false).render();
