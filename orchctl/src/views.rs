@@ -394,6 +394,13 @@ mod tests {
             "INDEX   NAME       TOTAL      USED       FREE       UTIL   PROCS   HEALTH   SIMULATED\n\
              1       RTX 4090   24.0 GiB   10.0 GiB   14.0 GiB   37%    1       ok       no\n"
         );
+        let mut unlisted = g.clone();
+        unlisted.processes.clear();
+        unlisted.process_listing = llorch_manifests::api::ProcessListing::NotSupported;
+        assert!(
+            gpus(&[unlisted], false).render().contains("37%    ?"),
+            "a list NVML cannot give is not 0 processes"
+        );
         g.errors = vec!["GPU lost".into()];
         assert!(gpus(std::slice::from_ref(&g), false).render().contains("ERRORS (1)"));
         assert_eq!(gpu_errors(&[g]), "error: GPU 1: GPU lost\n");
