@@ -239,6 +239,26 @@ async fn a_gpu_whose_processes_nvml_cannot_list_is_not_checked_and_says_so_once(
 }
 
 #[tokio::test]
+async fn a_replica_whose_processes_cannot_be_seen_is_not_checked_and_says_so_once() {
+    let grace = Duration::from_millis(200);
+    let mut w = world(ProcessListing::Listed, false, grace);
+    w.until("a container", |s| {
+        !s.replicas.is_empty() && s.replicas[0].container_id.is_some()
+    })
+    .await;
+    let (id, _) = w.container().await;
+    assert!(w.runtime.fake.set_pids(&id, &[]));
+    w.until("the replica Ready", |s| phase(s) == Some(ReplicaPhase::Ready))
+        .await;
+    let past = Instant::now() + grace * 2;
+    let s = w.until("passes past the grace", |_| Instant::now() > past).await;
+    assert_eq!(phase(&s), Some(ReplicaPhase::Ready), "not decidable: it serves");
+    let told = w.events(Reason::OnGpuUnchecked);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].1.contains("PID namespace"), "{told:?}");
+}
+
+#[tokio::test]
 async fn a_simulated_inventory_is_never_checked() {
     let mut w = world(ProcessListing::Listed, true, Duration::ZERO);
     w.until("the replica Ready", |s| phase(s) == Some(ReplicaPhase::Ready))

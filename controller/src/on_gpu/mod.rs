@@ -142,11 +142,7 @@ pub fn gpu_name(index: u32, uuid: &str) -> String {
 /// pids looked for, and the fix.
 pub fn not_on_gpu_message(replica: &ReplicaId, pool: &str, missing: &[Finding], pids: &[u32], fix: Fix) -> String {
     let gpus: Vec<String> = missing.iter().map(|f| gpu_name(f.index, &f.uuid)).collect();
-    let pids = if pids.is_empty() {
-        "none found".to_string()
-    } else {
-        pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-    };
+    let pids = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
     format!(
         "replica {replica} of Pool {pool} is not on its GPU: none of its processes (pids {pids}) holds memory on {} \
          in NVML's process list, so its engine computes on the CPU, which llama-orch never serves; it takes no \

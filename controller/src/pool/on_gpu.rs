@@ -26,6 +26,8 @@ pub struct Watch {
     not_on_gpu: bool,
     /// GPUs already reported as not checkable.
     told_unchecked: BTreeSet<u32>,
+    /// Already reported that none of its processes can be seen.
+    told_no_pids: bool,
 }
 
 /// A health after the check, and when to look again to end a grace period on time.
@@ -63,13 +65,32 @@ pub(super) async fn vet<R: ContainerRuntime>(
             return pass_through(health);
         }
     };
-    let findings = on_gpu::look(&pids, &placed, inputs.gpus);
     let slot = ctx.slots.entry(index).or_default();
     let watch = slot.on_gpu.entry(c.id.clone()).or_insert_with(|| Watch {
         ready_at: since.unwrap_or(now),
         not_on_gpu: false,
         told_unchecked: BTreeSet::new(),
+        told_no_pids: false,
     });
+    if pids.is_empty() {
+        // It answers, so it runs: its processes are just not visible from here.
+        if !std::mem::replace(&mut watch.told_no_pids, true) {
+            let message = format!(
+                "cannot check that replica {replica} computes on its GPUs: the runtime names no process of it \
+                 in this host's /proc (is llama-orchd in another PID namespace than the engines?); not checked"
+            );
+            tracing::info!(replica = %replica, "{message}");
+            ctx.events.emit(
+                Some(obj),
+                Some(replica),
+                EventType::Normal,
+                Reason::OnGpuUnchecked,
+                message,
+            );
+        }
+        return pass_through(health);
+    }
+    let findings = on_gpu::look(&pids, &placed, inputs.gpus);
     for f in &findings {
         if let OnDevice::Unchecked(why) = &f.on
             && watch.told_unchecked.insert(f.index)
