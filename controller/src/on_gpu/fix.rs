@@ -1,13 +1,10 @@
 //! The fix a NotOnGpu message carries, chosen from what the Engine says: a llama.cpp engine
-//! without a GPU-layers argument, else a container without GPU access, else a local engine
-//! built without CUDA.
+//! that offloads no layers (the same rule as `orchctl plan`'s warning,
+//! [`llorch_manifests::warnings::offloads`]), else a container without GPU access, else a
+//! local engine built without CUDA.
 
 use llorch_manifests::engine::{ApiFlavour, EngineSpec, Provisioning};
-
-/// The arguments llama.cpp's `llama-server` takes for GPU layers.
-const GPU_LAYER_FLAGS: &[&str] = &["-ngl", "--n-gpu-layers", "--gpu-layers"];
-/// The environment variable `llama-server` reads the same setting from.
-const GPU_LAYERS_ENV: &str = "LLAMA_ARG_N_GPU_LAYERS";
+use llorch_manifests::warnings::offloads;
 
 /// What to do about an engine that computes on the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +20,7 @@ pub enum Fix {
 impl Fix {
     /// The fix for `engine`.
     pub fn for_engine(engine: &EngineSpec) -> Fix {
-        if engine.api == ApiFlavour::Llamacpp && !has_gpu_layers(engine) {
+        if engine.api == ApiFlavour::Llamacpp && !offloads(engine) {
             Fix::AddGpuLayers
         } else if engine.provisioning == Provisioning::Container {
             Fix::ContainerGpuAccess
@@ -47,14 +44,4 @@ impl std::fmt::Display for Fix {
             }
         })
     }
-}
-
-/// Whether the Engine's args (or its environment) set llama.cpp's GPU layers.
-pub fn has_gpu_layers(engine: &EngineSpec) -> bool {
-    let in_args = engine.args.iter().chain(&engine.extra_args).any(|a| {
-        GPU_LAYER_FLAGS
-            .iter()
-            .any(|flag| a == flag || a.strip_prefix(flag).is_some_and(|rest| rest.starts_with('=')))
-    });
-    in_args || engine.env.contains_key(GPU_LAYERS_ENV)
 }

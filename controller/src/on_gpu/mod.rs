@@ -16,7 +16,7 @@ use std::time::Duration;
 use llorch_manifests::ReplicaId;
 use llorch_manifests::api::{GpuView, ProcessListing};
 
-pub use fix::{Fix, has_gpu_layers};
+pub use fix::Fix;
 
 /// Why a GPU cannot be checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
