@@ -10,7 +10,8 @@
 //! Simulated GPUs carry `simulated="true"` on every GPU series, and
 //! `llorch_gpu_inventory_simulated` says so once for the whole inventory.
 //!
-//! Each replica's `kv_cache_usage_ratio` is what the controller's prober last read from its
+//! Replica series (`kv_cache_usage_ratio`, `llorch_pool_replicas_not_on_gpu`) are in
+//! [`replicas`]. Each replica's `kv_cache_usage_ratio` is what the controller's prober last read from its
 //! engine (see `controller::kv_usage`), carried in the snapshot. The process series and
 //! `llorch_build_info` come from [`process`].
 
@@ -27,6 +28,7 @@ use prometheus_client::registry::Registry;
 use crate::tasks::telemetry::Telemetry;
 
 pub mod process;
+mod replicas;
 mod wake_times;
 
 pub use process::ProcessSample;
@@ -63,7 +65,7 @@ pub fn render_full(
     register_daemon(&mut registry, snapshot);
     register_gpus(&mut registry, snapshot);
     register_pools(&mut registry, snapshot);
-    register_replicas(&mut registry, snapshot);
+    replicas::register_replicas(&mut registry, snapshot);
     register_models(&mut registry, snapshot, verifications);
     if let Some(telemetry) = telemetry {
         telemetry.register(&mut registry);
@@ -153,22 +155,6 @@ fn register_gpus(registry: &mut Registry, snapshot: &Snapshot) {
         "llorch_gpu_problems",
         "Problems NVML reports for the GPU (uncorrected ECC errors, pages pending retirement, GPU lost, failed reads); any makes it unhealthy",
         problems,
-    );
-}
-
-/// `kv_cache_usage_ratio{pool,replica}` of every replica whose engine reported one.
-fn register_replicas(registry: &mut Registry, snapshot: &Snapshot) {
-    let kv = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-    for r in &snapshot.replicas {
-        if let Some(ratio) = r.kv_cache_usage_ratio {
-            kv.get_or_create(&vec![("pool", r.pool.clone()), ("replica", r.id.to_string())])
-                .set(ratio);
-        }
-    }
-    registry.register(
-        "kv_cache_usage_ratio",
-        "Share of the replica's engine KV cache in use, 0 to 1, as the engine last reported it (llama-server, vLLM; never TGI)",
-        kv,
     );
 }
 
@@ -532,6 +518,7 @@ mod tests {
                 utilization_pct: Some(40),
                 simulated: false,
                 processes: Vec::new(),
+                process_listing: Default::default(),
                 errors: vec!["GPU lost".into(), "3 uncorrected ECC error(s)".into()],
             }],
             ..Snapshot::default()
@@ -567,6 +554,7 @@ mod tests {
                 utilization_pct: None,
                 simulated: false,
                 processes: Vec::new(),
+                process_listing: Default::default(),
                 errors: Vec::new(),
             }],
             ..Snapshot::default()

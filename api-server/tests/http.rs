@@ -116,6 +116,7 @@ fn snapshot() -> Snapshot {
         utilization_pct: Some(50),
         simulated: true,
         processes: Vec::new(),
+        process_listing: Default::default(),
         errors: Vec::new(),
     };
     Snapshot {

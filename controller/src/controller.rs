@@ -56,6 +56,9 @@ pub struct Settings {
     pub resync: Duration,
 }
 
+/// The NotOnGpu grace when none is configured (as config `onGpuGrace`'s default).
+pub const DEFAULT_ON_GPU_GRACE: Duration = Duration::from_secs(60);
+
 /// The controller: owns the loop state. Build it, then [`Controller::run`] it.
 pub struct Controller<R: ContainerRuntime> {
     runtime: Arc<R>,
@@ -90,6 +93,8 @@ pub struct Controller<R: ContainerRuntime> {
     cold: crate::cold_start::ColdStarts,
     reloads: Arc<ReloadCounters>,
     serving: ServingBook,
+    /// How long a Ready replica on NVML GPUs may go without its processes on them.
+    on_gpu_grace: Duration,
     /// Passes run so far (the `reconcile pass` span's `pass`).
     passes: u64,
 }
@@ -139,6 +144,7 @@ impl<R: ContainerRuntime> Controller<R> {
             cold: crate::cold_start::ColdStarts::default(),
             reloads: Arc::new(ReloadCounters::in_memory()),
             serving: ServingBook::default(),
+            on_gpu_grace: DEFAULT_ON_GPU_GRACE,
             passes: 0,
         }
     }
@@ -154,6 +160,13 @@ impl<R: ContainerRuntime> Controller<R> {
     /// instead of removing them at once.
     pub fn with_gate(mut self, gate: Arc<dyn ReplicaGate>) -> Self {
         self.gate = gate;
+        self
+    }
+
+    /// Marks a Ready replica on NVML GPUs NotOnGpu once its processes have been missing from
+    /// one of its GPUs for `grace` (config `onGpuGrace`; default [`DEFAULT_ON_GPU_GRACE`]).
+    pub fn with_on_gpu_grace(mut self, grace: Duration) -> Self {
+        self.on_gpu_grace = grace;
         self
     }
 

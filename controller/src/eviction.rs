@@ -168,6 +168,7 @@ mod tests {
             utilization_pct: None,
             simulated: true,
             processes: Vec::new(),
+            process_listing: Default::default(),
             errors: Vec::new(),
         }
     }

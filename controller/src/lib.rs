@@ -17,6 +17,7 @@ pub mod manifest_dir;
 pub mod manifest_edit;
 pub mod manifest_store;
 pub mod models;
+pub mod on_gpu;
 pub mod placement;
 pub mod pool;
 pub mod probe;

@@ -115,6 +115,7 @@ fn gpus(n: u32) -> Vec<GpuView> {
             utilization_pct: None,
             simulated: true,
             processes: Vec::new(),
+            process_listing: Default::default(),
             errors: Vec::new(),
         })
         .collect()

@@ -75,6 +75,7 @@ fn world(gpu_gib: u64) -> World {
             utilization_pct: None,
             simulated: true,
             processes: Vec::new(),
+            process_listing: Default::default(),
             errors: Vec::new(),
         }],
         true,

@@ -39,6 +39,7 @@ fn gpu(index: u32, name: &str, gib: u64) -> GpuView {
         utilization_pct: None,
         simulated: true,
         processes: Vec::new(),
+        process_listing: Default::default(),
         errors: Vec::new(),
     }
 }

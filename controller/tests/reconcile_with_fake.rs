@@ -31,6 +31,7 @@ impl GpuInventory for TwoSimulatedGpus {
                 utilization_pct: None,
                 simulated: true,
                 processes: Vec::new(),
+                process_listing: Default::default(),
                 errors: Vec::new(),
             })
             .collect())

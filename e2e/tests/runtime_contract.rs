@@ -345,6 +345,37 @@ async fn a_gpu_the_runtime_cannot_attach_fails_and_leaves_no_container(runtime: 
     assert_eq!(fx.guard.container_ids().unwrap(), Vec::<String>::new());
 }
 
+/// `pids` (what the NotOnGpu check looks for in NVML's process lists): the engine's host
+/// processes, the runtime's own `State.Pid` among them, carrying the container's environment;
+/// none once it stopped.
+async fn pids_are_the_engines_host_processes_and_none_once_it_stopped(runtime: &'static str) {
+    let fx = Fixture::new(runtime).await;
+    let info = fx.start_healthy().await;
+    let pids = within(fx.rt.pids(&info.id))
+        .await
+        .unwrap_or_else(|e| panic!("{runtime}: pids: {e}"));
+    let main: u32 = fx
+        .cli(&["inspect", "--format", "{{.State.Pid}}", &info.id])
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{runtime}: State.Pid: {e}"));
+    assert!(pids.contains(&main), "{runtime}: {pids:?} lacks State.Pid {main}");
+    let environ = std::fs::read(format!("/proc/{main}/environ")).expect("the engine's environment");
+    assert!(
+        environ.split(|b| *b == 0).any(|e| e == b"MOCK_SEED=7"),
+        "{runtime}: pid {main} is not the engine (no MOCK_SEED=7 in its environment)"
+    );
+    let mut events = fx.rt.events(&fx.selector());
+    fx.cli(&["kill", &info.id]);
+    wait_for_event(&mut events, &info.id, "die").await;
+    let after = within(fx.rt.pids(&info.id)).await.unwrap();
+    assert_eq!(
+        after,
+        Vec::<u32>::new(),
+        "{runtime}: a stopped container has no processes"
+    );
+}
+
 async fn auto_connects_to_the_given_socket_and_names_the_runtime_truthfully(runtime: &'static str) {
     let socket = socket_of(runtime);
     let rt = DockerRuntime::connect(RuntimeKind::Auto, Some(&socket))
@@ -372,5 +403,6 @@ for_both_runtimes!(
     removing_twice_succeeds_reports_destroy_and_leaves_nothing,
     a_missing_image_is_image_missing_and_creates_nothing,
     a_gpu_the_runtime_cannot_attach_fails_and_leaves_no_container,
+    pids_are_the_engines_host_processes_and_none_once_it_stopped,
     auto_connects_to_the_given_socket_and_names_the_runtime_truthfully,
 );

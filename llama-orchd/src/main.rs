@@ -248,7 +248,8 @@ fn controller(
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_gate(Arc::new(sources::DataPlaneGate(data.clone())))
             .with_demand(Arc::new(sources::DataPlaneGate(data.clone())))
-            .with_reloads(reloads.clone()),
+            .with_reloads(reloads.clone())
+            .with_on_gpu_grace(s.config.on_gpu_grace.get()),
     )
 }
 

@@ -55,9 +55,13 @@ pub struct GpuView {
     pub utilization_pct: Option<u32>,
     /// True for the simulated inventory: no real device behind it.
     pub simulated: bool,
-    /// Processes using the device (NVML), largest first.
+    /// Processes using the device (NVML), largest first. Empty also when NVML cannot list
+    /// them: `processListing` tells the two apart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<GpuProcess>,
+    /// Whether `processes` is NVML's list or NVML could not give one (absent: listed).
+    #[serde(default, skip_serializing_if = "ProcessListing::is_listed")]
+    pub process_listing: ProcessListing,
     /// Driver or ECC problems; a device with any is unhealthy and its replicas are not Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -90,6 +94,42 @@ impl GpuSource {
 impl std::fmt::Display for GpuSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Whether NVML could list a device's processes. When it cannot (some vGPU and MIG setups,
+/// containers without the host's PID namespace, old drivers), an empty list means nothing,
+/// and checks that look for a process there cannot decide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ProcessListing {
+    /// `processes` is the device's list (simulated devices: always, and always empty).
+    #[default]
+    Listed,
+    /// NVML answered `NotSupported` (or the driver lacks the call).
+    NotSupported,
+    /// NVML answered `NoPermission`.
+    NoPermission,
+    /// The query failed otherwise (the device reports the error in `errors`).
+    Failed,
+}
+
+impl ProcessListing {
+    /// True when the list is NVML's answer.
+    pub fn is_listed(&self) -> bool {
+        *self == ProcessListing::Listed
+    }
+
+    /// Why there is no list, in words; `None` when listed.
+    pub fn why_not(self) -> Option<&'static str> {
+        match self {
+            ProcessListing::Listed => None,
+            ProcessListing::NotSupported => {
+                Some("NVML does not support listing its processes (NotSupported; common on vGPU)")
+            }
+            ProcessListing::NoPermission => Some("NVML refuses to list its processes (NoPermission)"),
+            ProcessListing::Failed => Some("listing its processes through NVML failed"),
+        }
     }
 }
 
@@ -461,4 +501,28 @@ pub enum WriteError {
     /// Reading or writing the directory failed (`500`).
     #[error("{0}")]
     Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_gpu_without_process_listing_on_the_wire_is_listed_and_an_unlisted_one_says_why() {
+        let old =
+            r#"{"index":0,"uuid":"GPU-1","name":"g","totalBytes":1,"usedBytes":0,"freeBytes":1,"simulated":false}"#;
+        let g: GpuView = serde_json::from_str(old).unwrap();
+        assert_eq!(g.process_listing, ProcessListing::Listed);
+        assert!(!serde_json::to_string(&g).unwrap().contains("processListing"));
+        let unlisted = GpuView {
+            process_listing: ProcessListing::NotSupported,
+            ..g
+        };
+        let json = serde_json::to_string(&unlisted).unwrap();
+        assert!(json.contains(r#""processListing":"notSupported""#), "{json}");
+        assert_eq!(serde_json::from_str::<GpuView>(&json).unwrap(), unlisted);
+        assert!(ProcessListing::NoPermission.why_not().unwrap().contains("NoPermission"));
+        assert_eq!(ProcessListing::Listed.why_not(), None);
+    }
 }

@@ -33,6 +33,11 @@ pub struct Config {
     /// daemon without GPUs that only serves Pools on `external` Engines).
     #[serde(default)]
     pub gpus: GpuConfig,
+    /// How long a Ready replica on NVML GPUs may go without its processes showing up on every
+    /// GPU it was placed on before it is marked NotOnGpu (taken out of service, left running).
+    /// `0s` checks at once. Never applies to simulated GPUs or `gpus: none`. Default `60s`.
+    #[serde(default = "default_on_gpu_grace")]
+    pub on_gpu_grace: crate::duration::HumanDuration,
     /// Periodic full reconcile, in milliseconds, on top of file and container events.
     #[serde(default = "default_resync_ms")]
     pub resync_interval_ms: u64,
@@ -298,6 +303,7 @@ impl Default for Config {
             instance: default_instance(),
             runtime: RuntimeConfig::default(),
             gpus: GpuConfig::default(),
+            on_gpu_grace: default_on_gpu_grace(),
             resync_interval_ms: default_resync_ms(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             models: ModelsConfig::default(),
@@ -369,6 +375,10 @@ fn default_bind() -> String {
 
 fn default_instance() -> String {
     "default".into()
+}
+
+fn default_on_gpu_grace() -> crate::duration::HumanDuration {
+    crate::duration::HumanDuration::seconds(60)
 }
 
 fn default_resync_ms() -> u64 {
@@ -491,6 +501,16 @@ mod from_yaml_tests {
         // Written back the way it is read: `gpus: none` round-trips.
         let yaml = serde_json::to_value(GpuConfig::None).unwrap();
         assert_eq!(yaml, serde_json::json!("none"));
+    }
+
+    #[test]
+    fn on_gpu_grace_is_60s_by_default_and_reads_like_other_durations() {
+        assert_eq!(Config::default().on_gpu_grace.get(), std::time::Duration::from_secs(60));
+        let c = Config::from_yaml("onGpuGrace: 1m30s\n").unwrap();
+        assert_eq!(c.on_gpu_grace.get(), std::time::Duration::from_secs(90));
+        assert_eq!(serde_json::to_value(&c).unwrap()["onGpuGrace"], "1m30s");
+        let bad = Config::from_yaml("onGpuGrace: soon\n").unwrap_err().to_string();
+        assert!(bad.starts_with("field `onGpuGrace`: "), "{bad}");
     }
 
     fn traces_url(endpoint: &str) -> Result<Option<String>, String> {

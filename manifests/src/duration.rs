@@ -74,6 +74,14 @@ impl HumanDuration {
         }
     }
 
+    /// Whole seconds, written `<n>s`.
+    pub fn seconds(n: u64) -> Self {
+        HumanDuration {
+            text: format!("{n}s"),
+            value: Duration::from_secs(n),
+        }
+    }
+
     /// The duration.
     pub fn get(&self) -> Duration {
         self.value

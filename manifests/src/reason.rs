@@ -102,6 +102,15 @@ reasons! {
     PlacementRefused,
     /// A Pool's replicas need more VRAM than its GPUs have free.
     InsufficientVram,
+    /// A Ready replica's processes do not appear on a GPU it was placed on (NVML), past
+    /// `onGpuGrace`: it computes on the CPU. It is taken out of service, left running; the
+    /// message names the GPU, the pids looked for and the fix.
+    NotOnGpu,
+    /// A replica that was NotOnGpu shows up on all its GPUs again and serves.
+    OnGpu,
+    /// NVML cannot list a GPU's processes (NotSupported, NoPermission): whether a replica
+    /// computes on it cannot be checked, and is not.
+    OnGpuUnchecked,
 
     // Scaling by demand.
     /// A Pool sized by `scaling` went without a task for its `idleTimeout`: its replicas are

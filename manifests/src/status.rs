@@ -242,6 +242,11 @@ pub enum ReplicaPhase {
     /// Replaced by a new revision in a reload: takes no new tasks, finishes the ones it runs,
     /// then goes.
     Draining,
+    /// Its engine answers, but none of its processes computes on a GPU it was placed on (NVML
+    /// lists none of them there) past `onGpuGrace`: it computes on the CPU. Out of service
+    /// (no task is placed on it) but left running so its logs can be read; Ready again once
+    /// its process shows up on every GPU.
+    NotOnGpu,
 }
 
 /// One replica of a Pool.

@@ -98,7 +98,8 @@ pub fn for_set(objects: &[Located]) -> Vec<Warning> {
 
 /// Whether llama-server started with this spec offloads any layer: the last GPU-layers flag
 /// in `args` + `extraArgs` decides (llama-server reads them in order), else the environment.
-fn offloads(spec: &EngineSpec) -> bool {
+/// Also what the controller's NotOnGpu check reads to choose its fix.
+pub fn offloads(spec: &EngineSpec) -> bool {
     let args: Vec<&str> = spec.args.iter().chain(&spec.extra_args).map(String::as_str).collect();
     let mut layers: Option<Option<&str>> = None;
     for (i, arg) in args.iter().enumerate() {

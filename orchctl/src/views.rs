@@ -205,7 +205,12 @@ pub fn gpus(gpus: &[GpuView], inventory_simulated: bool) -> Table {
             gib(g.used_bytes),
             gib(g.free_bytes),
             g.utilization_pct.map_or_else(|| "-".into(), |u| format!("{u}%")),
-            g.processes.len().to_string(),
+            // `?`: NVML cannot list this device's processes (not the same as none).
+            if g.process_listing.is_listed() {
+                g.processes.len().to_string()
+            } else {
+                "?".into()
+            },
             if g.errors.is_empty() {
                 "ok".into()
             } else {
@@ -380,6 +385,7 @@ mod tests {
                 pid: 7,
                 used_bytes: Some(9 << 30),
             }],
+            process_listing: Default::default(),
             errors: Vec::new(),
         };
         let ok = gpus(std::slice::from_ref(&g), false).render();
@@ -387,6 +393,13 @@ mod tests {
             ok,
             "INDEX   NAME       TOTAL      USED       FREE       UTIL   PROCS   HEALTH   SIMULATED\n\
              1       RTX 4090   24.0 GiB   10.0 GiB   14.0 GiB   37%    1       ok       no\n"
+        );
+        let mut unlisted = g.clone();
+        unlisted.processes.clear();
+        unlisted.process_listing = llorch_manifests::api::ProcessListing::NotSupported;
+        assert!(
+            gpus(&[unlisted], false).render().contains("37%    ?"),
+            "a list NVML cannot give is not 0 processes"
         );
         g.errors = vec!["GPU lost".into()];
         assert!(gpus(std::slice::from_ref(&g), false).render().contains("ERRORS (1)"));

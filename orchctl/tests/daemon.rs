@@ -142,6 +142,7 @@ fn snapshot() -> Snapshot {
             utilization_pct: None,
             simulated: true,
             processes: Vec::new(),
+            process_listing: Default::default(),
             errors: Vec::new(),
         }],
         gpus_simulated: true,

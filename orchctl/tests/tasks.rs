@@ -170,6 +170,7 @@ fn snapshot(endpoint: &str, slots: u32, queue: &str) -> Snapshot {
             utilization_pct: None,
             simulated: true,
             processes: Vec::new(),
+            process_listing: Default::default(),
             errors: Vec::new(),
         }],
         gpus_simulated: true,

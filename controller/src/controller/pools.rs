@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use llorch_manifests::api::GpuSource;
 use llorch_manifests::identity::ReplicaLabels;
 use llorch_manifests::status::{ModelPhase, ObjectStatus, ReplicaPhase, ReplicaStatus};
 use llorch_manifests::{AnyObject, Blocked, Endpoint, Kind, ObjectRef, Pool, Reason};
@@ -264,6 +265,8 @@ impl<R: ContainerRuntime> Controller<R> {
                     gpus_simulated: self.gpus.simulated(),
                     reload: self.reloads.get(pool.name()),
                     room,
+                    // Only NVML lists processes: simulated and absent GPUs are never checked.
+                    on_gpu_grace: (self.gpus.source() == GpuSource::Nvml).then_some(self.on_gpu_grace),
                 };
                 let done = reconcile_pool(ctx, inputs, containers, status, self.settings.resync).await;
                 self.serving.reconciled(pool.name(), Some(resolved.contract(pool)));

@@ -30,6 +30,7 @@ impl FakeGpus {
                     utilization_pct: None,
                     simulated: true,
                     processes: Vec::new(),
+                    process_listing: Default::default(),
                     errors: Vec::new(),
                 })
                 .collect(),

@@ -7,7 +7,7 @@
 //! fails for another reason. What does not: `NotSupported` (consumer boards have no ECC
 //! counters; some hide processes), a symbol an older driver lacks, and `NoPermission`.
 
-use llorch_manifests::api::{GpuProcess, GpuView};
+use llorch_manifests::api::{GpuProcess, GpuView, ProcessListing};
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
@@ -69,6 +69,7 @@ pub fn unreadable(index: u32, e: &NvmlError) -> GpuView {
         utilization_pct: None,
         simulated: false,
         processes: Vec::new(),
+        process_listing: ProcessListing::Failed,
         errors: vec![problem("handle", e).unwrap_or_else(|| format!("NVML gives no handle for it: {e}"))],
     }
 }
@@ -98,6 +99,12 @@ pub fn view(index: u32, r: Readings) -> GpuView {
     });
     let utilization_pct = r.utilization.map_err(|e| note(&mut errors, "utilisation", &e)).ok();
     let mut processes: Vec<GpuProcess> = Vec::new();
+    // Compute processes are what an engine shows up as; a graphics list NVML cannot give
+    // does not make the compute list less complete.
+    let process_listing = match &r.compute {
+        Ok(_) => ProcessListing::Listed,
+        Err(e) => listing_failure(e),
+    };
     for list in [r.compute, r.graphics] {
         match list {
             Ok(list) => {
@@ -145,7 +152,17 @@ pub fn view(index: u32, r: Readings) -> GpuView {
         utilization_pct,
         simulated: false,
         processes,
+        process_listing,
         errors,
+    }
+}
+
+/// What a failed process query means for the list: it cannot be had, and why.
+fn listing_failure(e: &NvmlError) -> ProcessListing {
+    match e {
+        NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_) => ProcessListing::NotSupported,
+        NvmlError::NoPermission => ProcessListing::NoPermission,
+        _ => ProcessListing::Failed,
     }
 }
 
@@ -186,6 +203,7 @@ mod tests {
             (24 << 30, 10 << 30, 14 << 30)
         );
         assert_eq!(v.utilization_pct, Some(37));
+        assert_eq!(v.process_listing, ProcessListing::Listed);
         assert_eq!(
             v.processes,
             [GpuProcess {
@@ -262,6 +280,11 @@ mod tests {
         let v = view(0, r);
         assert!(v.errors.is_empty(), "{v:?}");
         assert_eq!(v.utilization_pct, None);
+        assert_eq!(
+            (v.processes.len(), v.process_listing),
+            (0, ProcessListing::NoPermission),
+            "no permission is not the same as no processes"
+        );
         let mut r = healthy();
         r.memory = Err(NvmlError::Unknown);
         let v = view(0, r);
@@ -271,6 +294,27 @@ mod tests {
             "{v:?}"
         );
         assert_eq!(v.total_bytes, 0);
+    }
+
+    #[test]
+    fn an_unsupported_process_query_is_told_apart_from_an_empty_list() {
+        let mut r = healthy();
+        r.compute = Err(NvmlError::NotSupported);
+        r.graphics = Err(NvmlError::NotSupported);
+        let v = view(0, r);
+        assert_eq!(
+            (v.processes.len(), v.process_listing),
+            (0, ProcessListing::NotSupported)
+        );
+        let mut r = healthy();
+        r.compute = Ok(vec![]);
+        r.graphics = Err(NvmlError::NotSupported);
+        assert_eq!(view(0, r).process_listing, ProcessListing::Listed);
+        let mut r = healthy();
+        r.compute = Err(NvmlError::Unknown);
+        let v = view(0, r);
+        assert_eq!(v.process_listing, ProcessListing::Failed);
+        assert_eq!(v.errors.len(), 1, "a failed query is also a problem");
     }
 
     #[test]

@@ -39,6 +39,7 @@ impl SimulatedGpus {
                 utilization_pct: Some(0),
                 simulated: true,
                 processes: Vec::new(),
+                process_listing: Default::default(),
                 errors: Vec::new(),
             });
         }
@@ -88,6 +89,7 @@ mod tests {
                 utilization_pct: Some(0),
                 simulated: true,
                 processes: Vec::new(),
+                process_listing: Default::default(),
                 errors: Vec::new(),
             }
         );

@@ -21,6 +21,9 @@ pub(super) enum Health {
     Unknown,
     /// Exited, no port, or never/no longer healthy past the startup timeout.
     Failed(String),
+    /// Its probe passes but its processes are not on its GPU past the grace (why, with the
+    /// fix): not Ready, left running. Only `on_gpu::vet` makes it.
+    NotOnGpu(String),
 }
 
 /// Probes `c` (starting a prober on first sight, which for a container this process did not
@@ -124,6 +127,7 @@ fn serving_port(c: &ContainerInfo) -> Result<u16, NotServing> {
 pub(super) fn waiting_phase(h: &Health) -> ReplicaPhase {
     match h {
         Health::Waiting(phase) => *phase,
+        Health::NotOnGpu(_) => ReplicaPhase::NotOnGpu,
         _ => ReplicaPhase::Starting,
     }
 }

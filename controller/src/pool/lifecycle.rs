@@ -46,6 +46,14 @@ pub(super) async fn act<R: ContainerRuntime>(
                 pass.replicas.push(row);
                 return;
             }
+            Health::NotOnGpu(message) => {
+                // Out of service, left running: its logs say why it computes on the CPU.
+                row.phase = ReplicaPhase::NotOnGpu;
+                row.restarts = slot.restarts;
+                pass.not_on_gpu.push(message);
+                pass.replicas.push(row);
+                return;
+            }
             Health::Waiting(_) | Health::Unknown => {
                 row.phase = waiting_phase(&h);
                 pass.requeue = pass.requeue.min(BUSY_REQUEUE);

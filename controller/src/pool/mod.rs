@@ -15,6 +15,7 @@ mod cleanup;
 mod health;
 mod lifecycle;
 mod observe;
+mod on_gpu;
 mod row;
 mod summary;
 mod surge;
@@ -57,6 +58,8 @@ pub struct SlotMemory {
     pub retiring: Option<(String, Instant)>,
     /// A create of the new revision that failed during a rollout: (spec hash, why).
     pub surge_failure: Option<(String, String)>,
+    /// The NotOnGpu check's memory of this slot's containers, by container id.
+    pub on_gpu: BTreeMap<String, on_gpu::Watch>,
 }
 
 /// Everything a pool reconcile may touch.
@@ -99,6 +102,9 @@ pub struct PoolInputs<'a> {
     pub reload: u64,
     /// VRAM left once every replica is placed, and what one replica needs of it.
     pub room: SurgeRoom,
+    /// How long a Ready replica may go without its processes on its GPUs before it is
+    /// NotOnGpu; `None` when the GPUs do not come from NVML (simulated, `none`): not checked.
+    pub on_gpu_grace: Option<Duration>,
 }
 
 /// Room for a rollout's new replicas next to the old ones: each device's VRAM still free after
@@ -145,6 +151,8 @@ struct Pass {
     to_create: Vec<Create>,
     /// Old containers retired this pass.
     retired: usize,
+    /// Why each NotOnGpu replica is out of service (for the Pool's Degraded condition).
+    not_on_gpu: Vec<String>,
 }
 
 /// One container to create: its slot, its row in [`Pass::replicas`], and whether it is a new
@@ -174,6 +182,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
         replicas: Vec::new(),
         to_create: Vec::new(),
         retired: 0,
+        not_on_gpu: Vec::new(),
     };
     let mut by_index: BTreeMap<u32, Vec<ContainerInfo>> = BTreeMap::new();
     for c in containers {
@@ -248,6 +257,7 @@ pub async fn reconcile_pool<R: ContainerRuntime>(
     let rolled_back = rollout::failed_target(status, &targets).is_some();
     summary::summarize(status, inputs.pool, &pass.replicas, ctx.slots, pass.now, rolled_back);
     summary::refused(status, &pass.replicas, &refused);
+    summary::not_on_gpu(status, &pass.replicas, &pass.not_on_gpu);
     PoolOutcome {
         replicas: pass.replicas,
         requeue: pass.requeue,

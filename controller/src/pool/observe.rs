@@ -11,6 +11,7 @@ use llorch_manifests::{ObjectRef, Reason, ReplicaId};
 
 use super::cleanup::{fail, remove};
 use super::health::{Health, assess};
+use super::on_gpu;
 use super::{BUSY_REQUEUE, Pass, PoolContext, PoolInputs};
 use crate::backoff::SlotBackoff;
 use crate::reloads;
@@ -108,12 +109,23 @@ pub(super) async fn slot<R: ContainerRuntime>(
         ready_since: None,
         kv_cache_usage_ratio: None,
     };
-    let new = current.map(|c| {
-        let h = assess(ctx, obj, &replica_id, &c, engine, now);
-        (c, h)
-    });
+    let mut recheck = None;
+    let new = match current {
+        Some(c) => {
+            let h = assess(ctx, obj, &replica_id, &c, engine, now);
+            let vetted = on_gpu::vet(ctx, inputs, (obj, &replica_id, index), &c, h, now).await;
+            recheck = vetted.recheck_in;
+            Some((c, vetted.health))
+        }
+        None => None,
+    };
     let old = keep_one_old(ctx, obj, index, &replica_id, outdated, inputs, now).await;
+    if let Some(wait) = recheck {
+        pass.requeue = pass.requeue.min(wait);
+    }
     let slot = ctx.slots.entry(index).or_default();
+    let seen = [&new, &old].map(|c| c.as_ref().map(|(c, _)| c.id.as_str()));
+    slot.on_gpu.retain(|id, _| seen.contains(&Some(id.as_str())));
     if old.is_none() && slot.retiring.take().is_some() {
         pass.requeue = pass.requeue.min(BUSY_REQUEUE);
     }
@@ -196,13 +208,15 @@ async fn keep_one_old<R: ContainerRuntime>(
     now: std::time::Instant,
 ) -> Option<(ContainerInfo, Health)> {
     let engine = &inputs.engine.spec;
-    let mut olds: Vec<(ContainerInfo, Health)> = outdated
-        .into_iter()
-        .map(|c| {
-            let h = assess(ctx, obj, replica_id, &c, engine, now);
-            (c, h)
-        })
-        .collect();
+    let mut olds: Vec<(ContainerInfo, Health)> = Vec::with_capacity(outdated.len());
+    for c in outdated {
+        let h = assess(ctx, obj, replica_id, &c, engine, now);
+        // An old container that computes on the CPU does not serve through a rollout either.
+        let h = on_gpu::vet(ctx, inputs, (obj, replica_id, index), &c, h, now)
+            .await
+            .health;
+        olds.push((c, h));
+    }
     olds.sort_by_key(|(c, h)| (!matches!(h, Health::Ready(_)), c.id.clone()));
     let keeper = olds
         .iter()

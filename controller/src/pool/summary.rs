@@ -149,6 +149,28 @@ pub(super) fn refused(status: &mut ObjectStatus, replicas: &[ReplicaStatus], ref
     conditions::set(status, ConditionType::Degraded, true, Reason::InsufficientVram, message);
 }
 
+/// Replicas out of service because they compute on the CPU (`messages`, one each, with the
+/// fix) degrade the Pool; nothing is on its way for them either.
+pub(super) fn not_on_gpu(status: &mut ObjectStatus, replicas: &[ReplicaStatus], messages: &[String]) {
+    if messages.is_empty() {
+        return;
+    }
+    let message = messages.join("; ");
+    if replicas
+        .iter()
+        .all(|r| matches!(r.phase, ReplicaPhase::Ready | ReplicaPhase::NotOnGpu))
+    {
+        conditions::set(
+            status,
+            ConditionType::Progressing,
+            false,
+            Reason::NotOnGpu,
+            message.clone(),
+        );
+    }
+    conditions::set(status, ConditionType::Degraded, true, Reason::NotOnGpu, message);
+}
+
 /// The conditions of a Pool left alone while its Model is fetched or verified (`why` says how
 /// far): Progressing, not Degraded, and Ready as long as the replicas it already has (`untouched`,
 /// left exactly as they are) all serve.

@@ -8,6 +8,7 @@
 
 mod convert;
 mod create_body;
+mod pid;
 mod server;
 
 use std::collections::HashMap;
@@ -408,6 +409,25 @@ impl ContainerRuntime for DockerRuntime {
                 step.map_err(|e| self.error("pull image", e))?;
             }
             Ok(())
+        }
+    }
+
+    /// `State.Pid` from inspect, then its descendants in `/proc`.
+    fn pids(&self, id: &str) -> impl Future<Output = Result<Vec<u32>>> + Send {
+        let id = id.to_string();
+        async move {
+            let root = match self.docker.inspect_container(&id, None).await {
+                Ok(inspected) => pid::pid_of(&inspected),
+                Err(BollardError::JsonDataError { contents, .. }) => pid::pid_leniently(&contents),
+                Err(e) => return Err(self.error("inspect container", e)),
+            };
+            let Some(root) = root else {
+                return Ok(Vec::new());
+            };
+            super::proc_tree::tree(root).await.map_err(|e| RuntimeError::Api {
+                step: "list container processes",
+                message: e.to_string(),
+            })
         }
     }
 

@@ -17,6 +17,9 @@ use super::{
     RuntimeIdentity,
 };
 
+/// The made-up pid of the first container (`FIRST_PID + n` for the n-th one after it).
+pub const FIRST_PID: u32 = 900_000;
+
 /// The first host port handed out.
 pub const FIRST_HOST_PORT: u16 = 40_000;
 
@@ -32,6 +35,8 @@ pub struct FakeContainer {
     pub info: ContainerInfo,
     /// What `logs_tail` returns.
     pub logs: Vec<String>,
+    /// What `pids` returns while it runs: one made-up pid unless a test sets others.
+    pub pids: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -101,6 +106,7 @@ impl FakeRuntime {
                 spec: spec.clone(),
                 info: info.clone(),
                 logs: Vec::new(),
+                pids: vec![fake_pid(&info.id)],
             },
         );
         info
@@ -157,6 +163,18 @@ impl FakeRuntime {
         }
     }
 
+    /// Sets what `pids` returns for a container while it runs. False when there is no such
+    /// container.
+    pub fn set_pids(&self, id: &str, pids: &[u32]) -> bool {
+        match self.state().containers.get_mut(id) {
+            Some(c) => {
+                c.pids = pids.to_vec();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// How many times `create_and_start` was called, failures included.
     pub fn create_count(&self) -> usize {
         self.state().creates
@@ -192,6 +210,12 @@ impl State {
             host_port: Some(host_port),
         }
     }
+}
+
+/// The made-up pid of a fake container, from its id's number.
+fn fake_pid(id: &str) -> u32 {
+    let n: u32 = id.trim_start_matches("fake").parse().unwrap_or(0);
+    FIRST_PID.saturating_add(n)
 }
 
 fn carries_all(have: &BTreeMap<String, String>, wanted: &[(String, String)]) -> bool {
@@ -243,6 +267,7 @@ impl ContainerRuntime for FakeRuntime {
                     spec: spec.clone(),
                     info: info.clone(),
                     logs: Vec::new(),
+                    pids: vec![fake_pid(&info.id)],
                 };
                 state.containers.insert(info.id.clone(), container);
                 Ok(info)
@@ -283,6 +308,19 @@ impl ContainerRuntime for FakeRuntime {
 
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send {
         std::future::ready(Ok(!self.state().missing_images.contains(image)))
+    }
+
+    /// Its pids while it runs (see [`FakeRuntime::set_pids`]), none once it exited.
+    fn pids(&self, id: &str) -> impl Future<Output = Result<Vec<u32>>> + Send {
+        let result = match self.state().containers.get(id) {
+            Some(c) if c.info.state.is_running() => Ok(c.pids.clone()),
+            Some(_) => Ok(Vec::new()),
+            None => Err(RuntimeError::Api {
+                step: "list container processes",
+                message: format!("no such container: {id}"),
+            }),
+        };
+        std::future::ready(result)
     }
 
     /// Every image is in the fake registry, except those [`FakeRuntime::fail_create_for`]
@@ -461,6 +499,21 @@ mod tests {
         assert_eq!(rt.logs_tail(&a.id, 10).await.unwrap().len(), 3);
         assert!(rt.logs_tail("nope", 2).await.is_err());
         assert!(!rt.set_logs("nope", &[]));
+    }
+
+    #[tokio::test]
+    async fn pids_are_made_up_settable_and_gone_once_it_exits() {
+        let rt = FakeRuntime::new();
+        let a = rt.create_and_start(&spec("a", "chat")).await.unwrap();
+        let b = rt.create_and_start(&spec("b", "chat")).await.unwrap();
+        let (pa, pb) = (rt.pids(&a.id).await.unwrap(), rt.pids(&b.id).await.unwrap());
+        assert_eq!(pa.len(), 1);
+        assert_ne!(pa, pb, "each container has its own");
+        assert!(rt.set_pids(&a.id, &[7, 8]));
+        assert_eq!(rt.pids(&a.id).await.unwrap(), [7, 8]);
+        rt.kill(&a.id, 1);
+        assert!(rt.pids(&a.id).await.unwrap().is_empty());
+        assert!(rt.pids("nope").await.is_err());
     }
 
     #[tokio::test]

@@ -9,6 +9,8 @@
 //! - `remove` force-removes; a container that is already gone is success (cleanup is idempotent).
 //! - `events` yields lifecycle events (`start`, `die`, `destroy`, …) of containers carrying the
 //!   labels; the stream ends when the connection drops (the caller reconnects).
+//! - `pids` gives the host pids of a replica's processes (its main process and everything
+//!   below it, from `proc_tree`); empty when it does not run.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,6 +21,7 @@ use futures_util::Stream;
 pub mod docker;
 pub mod fake;
 pub mod multi;
+pub mod proc_tree;
 pub mod process;
 
 /// Errors from the container runtime.
@@ -228,4 +231,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// Lifecycle events of containers carrying all of `labels`.
     fn events(&self, labels: &[(String, String)]) -> EventStream;
+
+    /// The host pids of a container's processes: its main process and every descendant,
+    /// sorted; empty when it does not run. What the NotOnGpu check looks for in NVML's
+    /// per-GPU process lists.
+    fn pids(&self, id: &str) -> impl Future<Output = Result<Vec<u32>>> + Send;
 }

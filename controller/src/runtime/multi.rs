@@ -132,6 +132,17 @@ impl<C: ContainerRuntime> ContainerRuntime for MultiRuntime<C> {
         async move { self.container_side()?.pull_image(&image).await }
     }
 
+    fn pids(&self, id: &str) -> impl Future<Output = Result<Vec<u32>>> + Send {
+        let id = id.to_string();
+        async move {
+            if ProcessRuntime::owns(&id) {
+                self.processes.pids(&id).await
+            } else {
+                self.container_side()?.pids(&id).await
+            }
+        }
+    }
+
     fn events(&self, labels: &[(String, String)]) -> EventStream {
         let processes = self.processes.events(labels);
         match &self.containers {

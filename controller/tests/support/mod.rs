@@ -32,6 +32,7 @@ impl GpuInventory for OneGpu {
             utilization_pct: None,
             simulated: true,
             processes: Vec::new(),
+            process_listing: Default::default(),
             errors: Vec::new(),
         }])
     }
@@ -137,6 +138,9 @@ impl ContainerRuntime for Served {
     }
     fn events(&self, labels: &[(String, String)]) -> EventStream {
         self.fake.events(labels)
+    }
+    fn pids(&self, id: &str) -> impl Future<Output = RtResult<Vec<u32>>> + Send {
+        self.fake.pids(id)
     }
 }
 

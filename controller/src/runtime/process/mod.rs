@@ -293,6 +293,20 @@ impl ContainerRuntime for ProcessRuntime {
         }))
     }
 
+    /// The engine's pid and its descendants, while it is still the process that was started.
+    fn pids(&self, id: &str) -> impl Future<Output = Result<Vec<u32>>> + Send {
+        let record = self.inner.store.load(id);
+        async move {
+            let Some(r) = record.filter(|r| procfs::is_alive(r.pid, r.start_ticks)) else {
+                return Ok(Vec::new());
+            };
+            super::proc_tree::tree(r.pid).await.map_err(|e| RuntimeError::Api {
+                step: "list processes",
+                message: e.to_string(),
+            })
+        }
+    }
+
     fn events(&self, labels: &[(String, String)]) -> EventStream {
         let wanted = labels.to_vec();
         let receiver = self.inner.events.subscribe();

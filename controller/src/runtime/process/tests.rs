@@ -115,3 +115,32 @@ async fn a_missing_executable_is_refused_with_what_was_looked_for() {
     assert!(err.contains("`llorch-no-such-engine` is not on PATH"), "{err}");
     assert!(rt.list(&[]).await.unwrap().is_empty(), "nothing recorded");
 }
+
+#[tokio::test]
+async fn the_pids_of_a_process_engine_are_its_own_and_its_childrens_and_none_once_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::open(dir.path()).unwrap();
+    let started = rt
+        .create_and_start(&spec("sh", &["-c", "sleep 30 & echo child $!; wait"]))
+        .await
+        .unwrap();
+    // The log line comes after the fork: poll for it (no event says a line was written).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let child: u32 = loop {
+        let lines = rt.logs_tail(&started.id, 5).await.unwrap();
+        if let Some(pid) = lines.iter().find_map(|l| l.strip_prefix("child ")) {
+            break pid.trim().parse().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no child line in {lines:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let record = rt.inner.store.load(&started.id).unwrap();
+    let pids = rt.pids(&started.id).await.unwrap();
+    assert!(
+        pids.contains(&record.pid) && pids.contains(&child),
+        "{pids:?} lacks {} or {child}",
+        record.pid
+    );
+    rt.remove(&started.id).await.unwrap();
+    assert!(rt.pids(&started.id).await.unwrap().is_empty());
+}

@@ -1,0 +1,142 @@
+//! The NotOnGpu check in a pool's pass: for a container whose engine is Ready, ask the runtime
+//! for its pids, look for them on each GPU it was placed on ([`crate::on_gpu`]), and keep per
+//! container when it became Ready, whether it is out of service, and which GPUs were reported
+//! as unchecked. Emits `NotOnGpu` (Warning) and `OnGpu` on each change and `OnGpuUnchecked`
+//! once per container and GPU; never removes or restarts anything — a NotOnGpu container is
+//! left running for its logs, it is only not Ready.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use llorch_manifests::identity::gpus_of;
+use llorch_manifests::status::EventType;
+use llorch_manifests::{ObjectRef, Reason, ReplicaId};
+
+use super::health::Health;
+use super::{PoolContext, PoolInputs};
+use crate::on_gpu::{self, Decision, Fix, OnDevice};
+use crate::runtime::{ContainerInfo, ContainerRuntime};
+
+/// What the check remembers of one container across passes.
+#[derive(Debug)]
+pub struct Watch {
+    /// When its engine was first seen Ready: the grace runs from here.
+    ready_at: Instant,
+    /// Marked NotOnGpu (so the change back is announced once).
+    not_on_gpu: bool,
+    /// GPUs already reported as not checkable.
+    told_unchecked: BTreeSet<u32>,
+    /// Already reported that none of its processes can be seen.
+    told_no_pids: bool,
+}
+
+/// A health after the check, and when to look again to end a grace period on time.
+pub(super) struct Vetted {
+    pub health: Health,
+    pub recheck_in: Option<Duration>,
+}
+
+/// Checks a container its probe calls Ready; any other health passes through unchanged, and
+/// so does every health when the Pool's GPUs do not come from NVML (`on_gpu_grace` is none).
+pub(super) async fn vet<R: ContainerRuntime>(
+    ctx: &mut PoolContext<'_, R>,
+    inputs: &PoolInputs<'_>,
+    (obj, replica, index): (&ObjectRef, &ReplicaId, u32),
+    c: &ContainerInfo,
+    health: Health,
+    now: Instant,
+) -> Vetted {
+    let pass_through = |health| Vetted {
+        health,
+        recheck_in: None,
+    };
+    let (Health::Ready(since), Some(grace)) = (&health, inputs.on_gpu_grace) else {
+        return pass_through(health);
+    };
+    let since = *since;
+    let placed = gpus_of(&c.labels);
+    if placed.is_empty() {
+        return pass_through(health);
+    }
+    let pids = match ctx.runtime.pids(&c.id).await {
+        Ok(pids) => pids,
+        Err(e) => {
+            tracing::warn!(replica = %replica, container = %c.id, error = %e, "cannot list the replica's processes; whether it is on its GPU is not checked this pass");
+            return pass_through(health);
+        }
+    };
+    let slot = ctx.slots.entry(index).or_default();
+    let watch = slot.on_gpu.entry(c.id.clone()).or_insert_with(|| Watch {
+        ready_at: since.unwrap_or(now),
+        not_on_gpu: false,
+        told_unchecked: BTreeSet::new(),
+        told_no_pids: false,
+    });
+    if pids.is_empty() {
+        // It answers, so it runs: its processes are just not visible from here.
+        if !std::mem::replace(&mut watch.told_no_pids, true) {
+            let message = format!(
+                "cannot check that replica {replica} computes on its GPUs: the runtime names no process of it \
+                 in this host's /proc (is llama-orchd in another PID namespace than the engines?); not checked"
+            );
+            tracing::info!(replica = %replica, "{message}");
+            ctx.events.emit(
+                Some(obj),
+                Some(replica),
+                EventType::Normal,
+                Reason::OnGpuUnchecked,
+                message,
+            );
+        }
+        return pass_through(health);
+    }
+    let findings = on_gpu::look(&pids, &placed, inputs.gpus);
+    for f in &findings {
+        if let OnDevice::Unchecked(why) = &f.on
+            && watch.told_unchecked.insert(f.index)
+        {
+            let gpu = on_gpu::gpu_name(f.index, &f.uuid);
+            let message = format!(
+                "cannot check that replica {replica} computes on {gpu}: {why}; the check is skipped for this GPU"
+            );
+            tracing::info!(replica = %replica, gpu = f.index, "{message}");
+            ctx.events.emit(
+                Some(obj),
+                Some(replica),
+                EventType::Normal,
+                Reason::OnGpuUnchecked,
+                message,
+            );
+        }
+    }
+    match on_gpu::decide(&findings, now.saturating_duration_since(watch.ready_at), grace) {
+        Decision::OnGpu => {
+            if std::mem::take(&mut watch.not_on_gpu) {
+                let message = format!("replica {replica} computes on its GPU again (pids {pids:?}); Ready");
+                ctx.events
+                    .emit(Some(obj), Some(replica), EventType::Normal, Reason::OnGpu, message);
+            }
+            pass_through(health)
+        }
+        Decision::Unconfirmed { left } => Vetted {
+            health,
+            // Just past the grace, so that pass decides.
+            recheck_in: Some(left + Duration::from_millis(10)),
+        },
+        Decision::NotOnGpu { missing } => {
+            let fix = Fix::for_engine(&inputs.engine.spec);
+            let message = on_gpu::not_on_gpu_message(replica, inputs.pool.name(), &missing, &pids, fix);
+            if !std::mem::replace(&mut watch.not_on_gpu, true) {
+                tracing::warn!(replica = %replica, "{message}");
+                ctx.events.emit(
+                    Some(obj),
+                    Some(replica),
+                    EventType::Warning,
+                    Reason::NotOnGpu,
+                    message.clone(),
+                );
+            }
+            pass_through(Health::NotOnGpu(message))
+        }
+    }
+}
