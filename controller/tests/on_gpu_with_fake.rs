@@ -269,3 +269,46 @@ async fn a_simulated_inventory_is_never_checked() {
     assert_eq!(phase(&w.snapshot()), Some(ReplicaPhase::Ready));
     assert!(w.events(Reason::NotOnGpu).is_empty() && w.events(Reason::OnGpuUnchecked).is_empty());
 }
+
+/// A CUDA build with no layers offloaded is listed with its CUDA context while its weights stay
+/// in host memory (0.59 GiB of 1.10 GiB on an H200, docs/gpus.md): the replica's memory on its
+/// GPU is held against its model's weights from the GGUF header.
+#[tokio::test]
+async fn a_replica_listed_with_less_than_its_models_weights_is_not_on_its_gpu() {
+    let mut w = world(ProcessListing::Listed, false, Duration::ZERO);
+    let s = w
+        .until("a container and the Pool's VRAM figures", |s| {
+            !s.replicas.is_empty() && s.replicas[0].container_id.is_some() && pool(s).status.vram.is_some()
+        })
+        .await;
+    let vram = pool(&s).status.vram.clone().unwrap();
+    assert_eq!(vram.source, "gguf");
+    let weights = vram.weights_bytes;
+    assert!(weights > 10, "{vram:?}");
+    let (_, pids) = w.container().await;
+    let pid = pids[0];
+    let hold = move |bytes: u64| {
+        move |g: &mut GpuView| {
+            g.processes = vec![GpuProcess {
+                pid,
+                used_bytes: Some(bytes),
+            }];
+        }
+    };
+    w.gpus.edit(0, hold(weights / 2));
+    let s = w
+        .until("NotOnGpu: half its weights", |s| {
+            phase(s) == Some(ReplicaPhase::NotOnGpu)
+        })
+        .await;
+    let degraded = pool(&s).status.condition(ConditionType::Degraded).unwrap().clone();
+    assert!(
+        degraded.message.contains("less than 90 % of its model's") && degraded.message.contains("of weights"),
+        "{}",
+        degraded.message
+    );
+    w.gpus.edit(0, hold(weights));
+    w.until("Ready: all its weights", |s| phase(s) == Some(ReplicaPhase::Ready))
+        .await;
+    assert_eq!(w.events(Reason::OnGpu).len(), 1);
+}

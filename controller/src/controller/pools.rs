@@ -267,6 +267,11 @@ impl<R: ContainerRuntime> Controller<R> {
                     room,
                     // Only NVML lists processes: simulated and absent GPUs are never checked.
                     on_gpu_grace: (self.gpus.source() == GpuSource::Nvml).then_some(self.on_gpu_grace),
+                    weights_bytes: status
+                        .vram
+                        .as_ref()
+                        .filter(|v| v.source == placement::vram::SOURCE_GGUF)
+                        .map(|v| v.weights_bytes),
                 };
                 let done = reconcile_pool(ctx, inputs, containers, status, self.settings.resync).await;
                 self.serving.reconciled(pool.name(), Some(resolved.contract(pool)));

@@ -1,7 +1,8 @@
 //! The fix a NotOnGpu message carries, chosen from what the Engine says: a llama.cpp engine
 //! that offloads no layers (the same rule as `orchctl plan`'s warning,
 //! [`llorch_manifests::warnings::offloads`]), else a container without GPU access, else a
-//! local engine built without CUDA.
+//! local engine built without CUDA. An engine that is on its GPU but keeps its weights in host
+//! memory ([`Fix::for_shortfall`]) is told to offload them, whatever its kind.
 
 use llorch_manifests::engine::{ApiFlavour, EngineSpec, Provisioning};
 use llorch_manifests::warnings::offloads;
@@ -15,6 +16,8 @@ pub enum Fix {
     ContainerGpuAccess,
     /// A local engine (binary, source, package) without CUDA.
     BuildWithCuda,
+    /// On its GPU, but with (some of) its weights in host memory.
+    OffloadWeights,
 }
 
 impl Fix {
@@ -26,6 +29,16 @@ impl Fix {
             Fix::ContainerGpuAccess
         } else {
             Fix::BuildWithCuda
+        }
+    }
+
+    /// The fix for `engine` when it falls short in the way `why` says: listed on its GPUs
+    /// but short of its weights is an offload problem, unless the engine offloads nothing.
+    pub fn for_shortfall(engine: &EngineSpec, why: &super::Shortfall) -> Fix {
+        match (Fix::for_engine(engine), why) {
+            (Fix::AddGpuLayers, _) => Fix::AddGpuLayers,
+            (_, super::Shortfall::Weights { .. }) => Fix::OffloadWeights,
+            (fix, super::Shortfall::Missing(_)) => fix,
         }
     }
 }
@@ -41,6 +54,11 @@ impl std::fmt::Display for Fix {
             Fix::BuildWithCuda => {
                 "check that the engine's executable was built with CUDA (llama.cpp: `-DGGML_CUDA=ON`; \
                  `llama-server --list-devices` must list the GPU)"
+            }
+            Fix::OffloadWeights => {
+                "make the engine offload every layer to its GPU (llama.cpp: `--n-gpu-layers 999`, and its log \
+                 says how many layers it offloaded); if the GPU is too small for the model, give the Pool more \
+                 GPUs (`gpusPerReplica`) or a smaller quantisation"
             }
         })
     }

@@ -9,13 +9,16 @@ use llorch_manifests::status::{ModelVram, PoolVram};
 /// `source` when neither the GGUF header nor an override gives a figure.
 pub const SOURCE_UNKNOWN: &str = "unknown";
 
+/// `PoolVram.source` when the figures come from the model's GGUF header.
+pub const SOURCE_GGUF: &str = "gguf";
+
 /// Sizes one replica from a Model's figures at the Pool's context and slots
 /// (`llorch_gguf::estimate`: weights, the KV cache over the whole `--ctx-size`, which the
 /// slots share, and a conservative overhead).
 pub fn estimate(weights_bytes: u64, kv_bytes_per_token: u64, ctx_size: u32, slots: u32) -> PoolVram {
     let e = llorch_gguf::estimate(weights_bytes, kv_bytes_per_token, ctx_size, slots);
     PoolVram {
-        source: "gguf".into(),
+        source: SOURCE_GGUF.into(),
         weights_bytes: e.weights_bytes,
         kv_cache_bytes: e.kv_cache_bytes,
         overhead_bytes: e.overhead_bytes,

@@ -105,6 +105,9 @@ pub struct PoolInputs<'a> {
     /// How long a Ready replica may go without its processes on its GPUs before it is
     /// NotOnGpu; `None` when the GPUs do not come from NVML (simulated, `none`): not checked.
     pub on_gpu_grace: Option<Duration>,
+    /// The model's weights as its GGUF header sums them; `None` for a `vramBytes` override or
+    /// an unknown size: the NotOnGpu check then only looks for the engine's processes.
+    pub weights_bytes: Option<u64>,
 }
 
 /// Room for a rollout's new replicas next to the old ones: each device's VRAM still free after

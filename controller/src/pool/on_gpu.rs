@@ -109,7 +109,8 @@ pub(super) async fn vet<R: ContainerRuntime>(
             );
         }
     }
-    match on_gpu::decide(&findings, now.saturating_duration_since(watch.ready_at), grace) {
+    let ready_for = now.saturating_duration_since(watch.ready_at);
+    match on_gpu::decide(&findings, inputs.weights_bytes, ready_for, grace) {
         Decision::OnGpu => {
             if std::mem::take(&mut watch.not_on_gpu) {
                 let message = format!("replica {replica} computes on its GPU again (pids {pids:?}); Ready");
@@ -123,9 +124,9 @@ pub(super) async fn vet<R: ContainerRuntime>(
             // Just past the grace, so that pass decides.
             recheck_in: Some(left + Duration::from_millis(10)),
         },
-        Decision::NotOnGpu { missing } => {
-            let fix = Fix::for_engine(&inputs.engine.spec);
-            let message = on_gpu::not_on_gpu_message(replica, inputs.pool.name(), &missing, &pids, fix);
+        Decision::NotOnGpu(why) => {
+            let fix = Fix::for_shortfall(&inputs.engine.spec, &why);
+            let message = on_gpu::not_on_gpu_message(replica, inputs.pool.name(), &why, &pids, fix);
             if !std::mem::replace(&mut watch.not_on_gpu, true) {
                 tracing::warn!(replica = %replica, "{message}");
                 ctx.events.emit(
