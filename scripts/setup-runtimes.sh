@@ -54,7 +54,8 @@ HOOK_LOG="$DOCKER_DIR/nvidia-hook.log"
 # Writes the stand-in hook. runc runs it before a container with an `nvidia` device request
 # starts, with the OCI state (JSON, holding the bundle path) on stdin and an empty
 # environment; it appends the container id and the NVIDIA_VISIBLE_DEVICES Docker put in the
-# container's spec to $HOOK_LOG, and exits 0.
+# container's spec to $HOOK_LOG, and exits 0 — or 1 for a GPU other than 0 and 1, as the real
+# toolkit fails for a GPU the machine lacks.
 install_toolkit_hook_stand_in() {
   # On a machine with the real toolkit, dockerd keeps the real hook.
   if command -v nvidia-container-runtime-hook >/dev/null 2>&1; then
@@ -73,6 +74,14 @@ id=\$(printf '%s' "\$state" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 bundle=\$(printf '%s' "\$state" | sed -n 's/.*"bundle":"\([^"]*\)".*/\1/p')
 devices=\$(grep -o 'NVIDIA_VISIBLE_DEVICES=[^"]*' "\$bundle/config.json" | head -n 1)
 echo "\$id \$devices" >>"$HOOK_LOG"
+# Like the real toolkit, a GPU the machine does not have fails the start (the tests'
+# workstation has GPUs 0 and 1).
+for d in \$(printf '%s' "\${devices#NVIDIA_VISIBLE_DEVICES=}" | tr ',' ' '); do
+  case "\$d" in
+    0|1) ;;
+    *) echo "nvidia-container-cli: device error: \$d: unknown device (llama-orch test stand-in: GPUs 0 and 1 only)" >&2; exit 1 ;;
+  esac
+done
 exit 0
 HOOK
   chmod 755 "$TOOLKIT_DIR/nvidia-container-runtime-hook"
