@@ -38,13 +38,18 @@ LLAMA_CPP_PYTHON=0.3.36
 BUILD_TOOLS=(cmake==3.31.6 ninja==1.11.1.4)
 JOBS=2
 # Offline-safe flags (no web UI download, no curl/OpenSSL) from real-engines.md, plus a static
-# link. GGML_NATIVE stays on (the default): the binary is built and run on the same machine.
+# link. GGML_NATIVE stays on (the default): the binary is built and run on the same machine —
+# but without AMX: on a Xeon with AMX in a VM (a CI machine of 2026-12), the AMX matmul
+# segfaulted at the first decode (ggml_backend_amx_mul_mat, exit 139), as the guest may not be
+# granted the tile state; AVX-512 stays.
 CMAKE_FLAGS=(
   -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF
   -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
   -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF
   -DLLAMA_USE_PREBUILT_UI=OFF
   -DGGML_STATIC=ON -DCMAKE_EXE_LINKER_FLAGS=-static
+  "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 )
 
 CACHE=${LLORCH_CACHE:-$HOME/.cache/llama-orch-ci}
