@@ -6,9 +6,19 @@
 #   3. the Docker device request and the Podman CDI device that the container create body holds
 #      for a replica on GPU 0;
 #   4. a cross-check: NVML's free VRAM of GPU 0 against nvidia-smi's (they must agree within
-#      64 MiB, the driver's own rounding and what other processes allocate in between).
+#      64 MiB, the driver's own rounding and what other processes allocate in between);
+#   5. with --model: the engine is on its GPU. The real llama-orchd (`gpus: nvml`) runs two
+#      one-replica Pools of the real llama.cpp server on GPU 0 — `on-gpu` with
+#      `--n-gpu-layers 999`, `on-cpu` with `--n-gpu-layers 0` — and must find `on-gpu`'s engine
+#      in NVML's process list holding its weights (Ready), and mark `on-cpu` NotOnGpu with the
+#      fix. The engine is the llama.cpp server image (--image, default
+#      ghcr.io/ggml-org/llama.cpp:server-cuda, on Docker with the NVIDIA container toolkit), or
+#      a CUDA build of llama-server run as a `binary` Engine (--llama-server PATH).
 #
 #   scripts/gpu-proof.sh [--bin PATH]      # PATH: a prebuilt gpu-inventory example binary
+#   scripts/gpu-proof.sh --model M.gguf [--image IMAGE | --llama-server PATH] [--daemon-dir DIR]
+#                                          # DIR: where llama-orchd and orchctl are (default:
+#                                          # target/release, else target/debug, else cargo build)
 #
 # Without --bin it builds the example with cargo, or, without cargo, uses
 # target/{release,debug}/examples/gpu-inventory. On a machine that cannot build, build here with
@@ -17,7 +27,8 @@
 # binary runs on any machine with the same glibc).
 #
 # Exit status: 0 proven; 1 no usable NVIDIA GPU (the reason, and what to install, on stderr);
-# 2 a GPU reports driver/ECC errors; 3 NVML and nvidia-smi disagree. Nothing falls back to CPU.
+# 2 a GPU reports driver/ECC errors; 3 NVML and nvidia-smi disagree; 4 the engine check (5.)
+# failed. Nothing falls back to CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,10 +39,18 @@ fail() { # <status> <message>
 }
 
 BIN=""
+MODEL=""
+IMAGE="ghcr.io/ggml-org/llama.cpp:server-cuda"
+LLAMA_SERVER=""
+DAEMON_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN="${2:?--bin needs a path}"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --model) MODEL="${2:?--model needs a GGUF file}"; shift 2 ;;
+    --image) IMAGE="${2:?--image needs an image}"; shift 2 ;;
+    --llama-server) LLAMA_SERVER="${2:?--llama-server needs a path}"; shift 2 ;;
+    --daemon-dir) DAEMON_DIR="${2:?--daemon-dir needs a directory}"; shift 2 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) fail 64 "unknown argument \`$1\`; see --help" ;;
   esac
 done
@@ -78,6 +97,11 @@ if $have_smi; then
   diff=$((nvml_mib > smi_mib ? nvml_mib - smi_mib : smi_mib - nvml_mib))
   echo "nvidia-smi: ${smi_mib} MiB free; llama-orch (NVML): ${nvml_mib} MiB free; difference ${diff} MiB"
   [ "$diff" -le 64 ] || fail 3 "NVML and nvidia-smi disagree on GPU 0's free VRAM by ${diff} MiB"
+fi
+
+if [ -n "$MODEL" ]; then
+  bash scripts/gpu-proof-engine.sh --model "$MODEL" --image "$IMAGE" --llama-server "$LLAMA_SERVER" \
+    --daemon-dir "$DAEMON_DIR" || fail 4 "the engine-on-its-GPU check failed (above)"
 fi
 
 say "proven: llama-orch reads this machine's GPUs through NVML and attaches GPU 0 as shown"
