@@ -31,6 +31,7 @@ pub fn workstation() -> ShimState {
         utilization_pct: 0,
         ecc_uncorrected: 0,
         ecc_supported: true,
+        processes_supported: true,
         pages_pending_retirement: false,
         lost: false,
         processes: Vec::new(),

@@ -110,3 +110,33 @@ fn docker_an_engine_not_on_its_gpu_is_taken_out_of_service_and_back_once_nvml_li
             .any(|l| l == r#"llorch_pool_replicas_not_on_gpu{pool="chat"} 0"#)
     );
 }
+
+/// A GPU whose processes NVML cannot list (`NotSupported`, as on some vGPU setups): the check
+/// cannot decide, so the replica serves on, with one `OnGpuUnchecked` event saying why, and
+/// `orchctl get gpus` shows `?` for its processes.
+#[test]
+fn docker_a_gpu_that_cannot_list_its_processes_is_not_checked_and_says_so_once() {
+    let mut state = workstation();
+    state.devices[0].processes_supported = false;
+    let shim = Shim::new(&state);
+    let d = Daemon::start_with_gpus(Runtime::docker(), "nvml", "onGpuGrace: 1s\n", &shim.env());
+    d.write_manifest("chat.yaml", &stack(&d));
+    d.wait_for("chat Ready and the check skipped", WITHIN, |s| {
+        pool_ready(s, "chat", 1) && events_of(&d, Reason::OnGpuUnchecked).len() == 1
+    });
+    let past = std::time::Instant::now() + Duration::from_secs(3);
+    let s = d.wait_for("a pass well past the grace", WITHIN, |_| {
+        std::time::Instant::now() > past
+    });
+    assert_eq!(phase(&s), Some(ReplicaPhase::Ready), "not decidable: it serves");
+    assert!(events_of(&d, Reason::NotOnGpu).is_empty());
+    let told = events_of(&d, Reason::OnGpuUnchecked);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains(&format!("GPU 0 ({})", uuid(0))) && told[0].contains("NotSupported"),
+        "{told:?}"
+    );
+    let gpus = String::from_utf8_lossy(&d.orchctl(&["get", "gpus"]).stdout).to_string();
+    let row0: Vec<_> = gpus.lines().nth(1).unwrap().split_whitespace().collect();
+    assert!(row0.contains(&"?"), "PROCS is ? for GPU 0:\n{gpus}");
+}

@@ -104,6 +104,16 @@ pub fn processes(d: &ShimDevice, find: &dyn Fn(&[String]) -> Vec<u32>) -> Vec<Pr
     out
 }
 
+/// The process list as `nvmlDeviceGetComputeRunningProcesses_v3` answers it: `processes`, or
+/// `NVML_ERROR_NOT_SUPPORTED` when the state says the device cannot list them.
+pub fn process_list(d: &ShimDevice, processes: Vec<Process>) -> Result<Vec<Process>, Code> {
+    if d.processes_supported {
+        Ok(processes)
+    } else {
+        Err(NVML_ERROR_NOT_SUPPORTED)
+    }
+}
+
 /// `d`'s memory given its resolved processes.
 pub fn memory(d: &ShimDevice, processes: &[Process]) -> Memory {
     let by_processes = processes
@@ -205,6 +215,7 @@ mod tests {
             utilization_pct: 0,
             ecc_uncorrected: 0,
             ecc_supported: true,
+            processes_supported: true,
             pages_pending_retirement: false,
             lost: false,
             processes: Vec::new(),
@@ -295,6 +306,14 @@ mod tests {
         d.ecc_supported = false;
         assert_eq!(total_ecc_errors(&d, 1, 0), Err(NVML_ERROR_NOT_SUPPORTED));
         assert_eq!(pages_pending(&d), Err(NVML_ERROR_NOT_SUPPORTED));
+    }
+
+    #[test]
+    fn a_device_that_cannot_list_processes_says_not_supported() {
+        let mut d = gpu();
+        assert_eq!(process_list(&d, vec![p(1, 2)]), Ok(vec![p(1, 2)]));
+        d.processes_supported = false;
+        assert_eq!(process_list(&d, vec![p(1, 2)]), Err(NVML_ERROR_NOT_SUPPORTED));
     }
 
     #[test]

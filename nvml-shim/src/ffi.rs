@@ -248,7 +248,7 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     count: *mut u32,
     infos: *mut NvmlProcessInfo,
 ) -> Code {
-    let list = on_device(device, |d| Ok(resolved_processes(d)));
+    let list = on_device(device, |d| answers::process_list(d, resolved_processes(d)));
     // SAFETY: forwarded contract.
     unsafe { put_processes(count, infos, list) }
 }
@@ -263,7 +263,7 @@ pub unsafe extern "C" fn nvmlDeviceGetGraphicsRunningProcesses_v3(
     count: *mut u32,
     infos: *mut NvmlProcessInfo,
 ) -> Code {
-    let list = on_device(device, |_| Ok(Vec::new()));
+    let list = on_device(device, |d| answers::process_list(d, Vec::new()));
     // SAFETY: forwarded contract.
     unsafe { put_processes(count, infos, list) }
 }

@@ -20,7 +20,8 @@
 //!               "pagesPendingRetirement": false,
 //!               "lost": false,                  // true: every query on it, its handle too, is GPU_IS_LOST
 //!               "processes": [{"pid": 1234, "usedBytes": 1073741824},
-//!                             {"environ": ["LLORCH_TEST_ON_GPU=1"], "usedBytes": 1073741824}]}]}
+//!                             {"environ": ["LLORCH_TEST_ON_GPU=1"], "usedBytes": 1073741824}],
+//!               "processesSupported": true}]}  // default true; false: process lists NotSupported (vGPU)
 //! ```
 //! - `init` other than `ok` makes `nvmlInit_v2` fail with that NVML error (9, 18, 4). A missing
 //!   or unparsable file fails it with `NVML_ERROR_UNKNOWN` (999) and one stderr line naming

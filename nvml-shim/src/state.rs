@@ -83,6 +83,10 @@ pub struct ShimDevice {
     /// Compute processes on it.
     #[serde(default)]
     pub processes: Vec<ShimProcess>,
+    /// `false`: the process-list queries answer `NVML_ERROR_NOT_SUPPORTED`, as on some vGPU
+    /// setups, so a caller cannot tell which processes use the GPU.
+    #[serde(default = "yes")]
+    pub processes_supported: bool,
 }
 
 fn yes() -> bool {

@@ -68,6 +68,7 @@ fn gpu(uuid: &str, total_gib: u64) -> ShimDevice {
         utilization_pct: 0,
         ecc_uncorrected: 0,
         ecc_supported: true,
+        processes_supported: true,
         pages_pending_retirement: false,
         lost: false,
         processes: Vec::new(),
@@ -219,6 +220,31 @@ fn ecc_errors_and_pending_pages_are_reported_and_boards_without_ecc_say_not_supp
     assert_eq!(corrected.unwrap(), 0);
     assert!(matches!(ecc(2), Err(NvmlError::NotSupported)));
     assert!(matches!(pending(2), Err(NvmlError::NotSupported)));
+}
+
+#[test]
+fn a_gpu_that_cannot_list_processes_answers_not_supported() {
+    let f = fixture();
+    let mut vgpu = gpu("GPU-1", 24);
+    vgpu.processes_supported = false;
+    f.write(&state(vec![gpu("GPU-0", 24), vgpu]));
+    let nvml = f.init().unwrap();
+    assert!(
+        nvml.device_by_index(0)
+            .unwrap()
+            .running_compute_processes()
+            .unwrap()
+            .is_empty()
+    );
+    let hidden = nvml.device_by_index(1).unwrap();
+    assert!(matches!(
+        hidden.running_compute_processes(),
+        Err(NvmlError::NotSupported)
+    ));
+    assert!(matches!(
+        hidden.running_graphics_processes(),
+        Err(NvmlError::NotSupported)
+    ));
 }
 
 #[test]
