@@ -23,24 +23,10 @@ pub fn uuid(index: u32) -> String {
 /// The reference workstation as the shim serves it: GPU 0 of 24 GiB and GPU 1 of 12 GiB, both
 /// idle and healthy, no processes.
 pub fn workstation() -> ShimState {
-    let card = |index: u32, name: &str, gib: u64| ShimDevice {
-        uuid: uuid(index),
-        name: name.to_string(),
-        total_bytes: gib * GIB,
-        used_bytes: 0,
-        utilization_pct: 0,
-        ecc_uncorrected: 0,
-        ecc_supported: true,
-        processes_supported: true,
-        pages_pending_retirement: false,
-        lost: false,
-        processes: Vec::new(),
-    };
-    ShimState {
-        init: InitMode::Ok,
-        driver_version: llorch_nvml_shim::DEFAULT_DRIVER_VERSION.to_string(),
-        devices: vec![card(0, "NVML Shim 24G", 24), card(1, "NVML Shim 12G", 12)],
-    }
+    ShimState::with_devices(vec![
+        ShimDevice::new(&uuid(0), "NVML Shim 24G", 24 * GIB),
+        ShimDevice::new(&uuid(1), "NVML Shim 12G", 12 * GIB),
+    ])
 }
 
 /// The library, installed as `libnvidia-ml.so.1` in a temporary directory, and its state file.

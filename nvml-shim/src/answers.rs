@@ -204,30 +204,13 @@ pub fn error_string(code: u32) -> &'static std::ffi::CStr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::InitMode;
 
     fn gpu() -> ShimDevice {
-        ShimDevice {
-            uuid: "GPU-1".into(),
-            name: "NVML Shim 24G".into(),
-            total_bytes: 24 << 30,
-            used_bytes: 0,
-            utilization_pct: 0,
-            ecc_uncorrected: 0,
-            ecc_supported: true,
-            processes_supported: true,
-            pages_pending_retirement: false,
-            lost: false,
-            processes: Vec::new(),
-        }
+        ShimDevice::new("GPU-1", "NVML Shim 24G", 24 << 30)
     }
 
     fn state(devices: Vec<ShimDevice>) -> ShimState {
-        ShimState {
-            init: InitMode::Ok,
-            driver_version: "580.00.shim".into(),
-            devices,
-        }
+        ShimState::with_devices(devices)
     }
 
     fn p(pid: u32, used: u64) -> Process {

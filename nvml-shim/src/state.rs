@@ -93,6 +93,36 @@ fn yes() -> bool {
     true
 }
 
+impl ShimDevice {
+    /// A healthy, idle GPU with ECC and process lists, as the defaults of the file format.
+    pub fn new(uuid: &str, name: &str, total_bytes: u64) -> Self {
+        ShimDevice {
+            uuid: uuid.to_string(),
+            name: name.to_string(),
+            total_bytes,
+            used_bytes: 0,
+            utilization_pct: 0,
+            ecc_uncorrected: 0,
+            ecc_supported: true,
+            pages_pending_retirement: false,
+            lost: false,
+            processes: Vec::new(),
+            processes_supported: true,
+        }
+    }
+}
+
+impl ShimState {
+    /// A working driver (the default version) with `devices`.
+    pub fn with_devices(devices: Vec<ShimDevice>) -> Self {
+        ShimState {
+            init: InitMode::Ok,
+            driver_version: default_driver_version(),
+            devices,
+        }
+    }
+}
+
 /// A process on a GPU: one literal PID, or every host process with an environment entry.
 /// `usedBytes` absent or `null` is memory NVML cannot tell (`NVML_VALUE_NOT_AVAILABLE`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

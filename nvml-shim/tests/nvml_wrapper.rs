@@ -60,27 +60,11 @@ impl Fixture {
 }
 
 fn gpu(uuid: &str, total_gib: u64) -> ShimDevice {
-    ShimDevice {
-        uuid: uuid.into(),
-        name: format!("NVML Shim {total_gib}G"),
-        total_bytes: total_gib << 30,
-        used_bytes: 0,
-        utilization_pct: 0,
-        ecc_uncorrected: 0,
-        ecc_supported: true,
-        processes_supported: true,
-        pages_pending_retirement: false,
-        lost: false,
-        processes: Vec::new(),
-    }
+    ShimDevice::new(uuid, &format!("NVML Shim {total_gib}G"), total_gib << 30)
 }
 
 fn state(devices: Vec<ShimDevice>) -> ShimState {
-    ShimState {
-        init: InitMode::Ok,
-        driver_version: "580.00.shim".into(),
-        devices,
-    }
+    ShimState::with_devices(devices)
 }
 
 /// Kills the child when the test ends, even on a failed assertion.

@@ -16,6 +16,7 @@ use super::health::Health;
 use super::{PoolContext, PoolInputs};
 use crate::on_gpu::{self, Decision, Fix, OnDevice};
 use crate::runtime::{ContainerInfo, ContainerRuntime};
+use crate::state_dir::EventLog;
 
 /// What the check remembers of one container across passes.
 #[derive(Debug)]
@@ -75,17 +76,13 @@ pub(super) async fn vet<R: ContainerRuntime>(
     if pids.is_empty() {
         // It answers, so it runs: its processes are just not visible from here.
         if !std::mem::replace(&mut watch.told_no_pids, true) {
-            let message = format!(
-                "cannot check that replica {replica} computes on its GPUs: the runtime names no process of it \
-                 in this host's /proc (is llama-orchd in another PID namespace than the engines?); not checked"
-            );
-            tracing::info!(replica = %replica, "{message}");
-            ctx.events.emit(
-                Some(obj),
-                Some(replica),
-                EventType::Normal,
-                Reason::OnGpuUnchecked,
-                message,
+            unchecked(
+                ctx.events,
+                (obj, replica),
+                format!(
+                    "cannot check that replica {replica} computes on its GPUs: the runtime names no process of \
+                     it in this host's /proc (is llama-orchd in another PID namespace than the engines?); not checked"
+                ),
             );
         }
         return pass_through(health);
@@ -96,16 +93,12 @@ pub(super) async fn vet<R: ContainerRuntime>(
             && watch.told_unchecked.insert(f.index)
         {
             let gpu = on_gpu::gpu_name(f.index, &f.uuid);
-            let message = format!(
-                "cannot check that replica {replica} computes on {gpu}: {why}; the check is skipped for this GPU"
-            );
-            tracing::info!(replica = %replica, gpu = f.index, "{message}");
-            ctx.events.emit(
-                Some(obj),
-                Some(replica),
-                EventType::Normal,
-                Reason::OnGpuUnchecked,
-                message,
+            unchecked(
+                ctx.events,
+                (obj, replica),
+                format!(
+                    "cannot check that replica {replica} computes on {gpu}: {why}; the check is skipped for this GPU"
+                ),
             );
         }
     }
@@ -140,4 +133,16 @@ pub(super) async fn vet<R: ContainerRuntime>(
             pass_through(Health::NotOnGpu(message))
         }
     }
+}
+
+/// Logs and emits one `OnGpuUnchecked` event: the check cannot decide, so the replica serves.
+fn unchecked(events: &EventLog, (obj, replica): (&ObjectRef, &ReplicaId), message: String) {
+    tracing::info!(replica = %replica, "{message}");
+    events.emit(
+        Some(obj),
+        Some(replica),
+        EventType::Normal,
+        Reason::OnGpuUnchecked,
+        message,
+    );
 }
