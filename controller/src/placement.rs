@@ -167,12 +167,21 @@ pub fn check_mask(mask: &[u32], per_replica: u32) -> Result<(), MaskError> {
     Ok(())
 }
 
-/// A device's errors, as one line naming it, when any of `gpus` has some.
+/// What is wrong with `gpus`, as one line naming each device, when any has errors or is no
+/// longer in the inventory at all (NVML lists fewer GPUs than when the replica was placed: a
+/// GPU fallen off the bus after a driver reload is gone, not "lost").
 pub fn gpu_errors(devices: &[GpuView], gpus: &[u32]) -> Option<String> {
-    let bad: Vec<String> = devices
+    let bad: Vec<String> = gpus
         .iter()
-        .filter(|d| gpus.contains(&d.index) && !d.errors.is_empty())
-        .map(|d| format!("{}: {}", refusal::device_name(d), d.errors.join("; ")))
+        .filter_map(|&index| match devices.iter().find(|d| d.index == index) {
+            Some(d) if d.errors.is_empty() => None,
+            Some(d) => Some(format!("{}: {}", refusal::device_name(d), d.errors.join("; "))),
+            None => Some(format!(
+                "GPU {index}: no longer in the GPU inventory ({} GPU(s) listed now); check `nvidia-smi -L` and \
+                 `dmesg` for Xid errors",
+                devices.len()
+            )),
+        })
         .collect();
     (!bad.is_empty()).then(|| bad.join("; "))
 }

@@ -106,8 +106,9 @@ fn engine_process(rt: &Runtime, id: &str) -> (u32, Vec<String>) {
 }
 
 /// Issue 15, item 2 on Docker: real GPUs as NVML reports them, placed by free VRAM, attached
-/// through Docker's `nvidia` device request for the chosen GPU, and moved off a GPU that reports
-/// ECC errors or falls off the bus.
+/// through Docker's `nvidia` device request for the chosen GPU, moved off a GPU that reports
+/// ECC errors, not Ready with the reason when no GPU is usable, and moved off a GPU that
+/// disappears from NVML's list.
 #[test]
 fn docker_nvml_gpus_are_real_placed_by_free_vram_attached_and_left_when_broken() {
     let mut state = busy_workstation();
@@ -191,11 +192,26 @@ fn docker_nvml_gpus_are_real_placed_by_free_vram_attached_and_left_when_broken()
     });
     assert!(placed(&s, "chat").is_empty(), "{:?}", s.replicas);
 
-    // Both healthy again: served again.
-    shim.write(&busy_workstation());
-    d.wait_for("chat Ready after the GPUs recover", READY_WITHIN, |s| {
-        pool_ready(s, "chat", 1)
+    // Both healthy again: served again, on GPU 1 (the most free VRAM).
+    let mut state = busy_workstation();
+    shim.write(&state);
+    d.wait_for("chat Ready on GPU 1 after the GPUs recover", READY_WITHIN, |s| {
+        pool_ready(s, "chat", 1) && placed(s, "chat").iter().any(|(g, _)| g == &[1])
     });
+
+    // GPU 1 disappears (NVML lists one GPU): its replica moves to GPU 0, saying why.
+    state.devices.truncate(1);
+    shim.write(&state);
+    let s = d.wait_for("chat Ready on GPU 0 after GPU 1 is gone", READY_WITHIN, |s| {
+        s.gpus.len() == 1 && pool_ready(s, "chat", 1) && placed(s, "chat").iter().any(|(g, _)| g == &[0])
+    });
+    let [(_, last)] = placed(&s, "chat").try_into().expect("one Ready replica");
+    assert_eq!(device_request_seen(&last).as_deref(), Some("NVIDIA_VISIBLE_DEVICES=0"));
+    assert!(
+        events(&d).contains("GPU 1: no longer in the GPU inventory"),
+        "{}",
+        events(&d)
+    );
 }
 
 /// Issue 15, item 2 on Podman: the shim's GPUs are real GPUs to the daemon on Podman too, and

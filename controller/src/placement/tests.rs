@@ -362,6 +362,14 @@ fn mask_checks_and_gpu_errors_read_as_sentences() {
         Some("GPU 1 (Simulated RTX 4070, 12.0 GiB): 2 uncorrected volatile ECC errors")
     );
     assert_eq!(gpu_errors(&gpus, &[0]), None);
+    assert_eq!(
+        gpu_errors(&gpus[..1], &[0, 1]).as_deref(),
+        Some(
+            "GPU 1: no longer in the GPU inventory (1 GPU(s) listed now); check `nvidia-smi -L` and `dmesg` for \
+             Xid errors"
+        ),
+        "a GPU that is gone is as broken as one with errors"
+    );
 }
 
 #[test]
