@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
     --image) IMAGE="${2:?--image needs an image}"; shift 2 ;;
     --llama-server) LLAMA_SERVER="${2:?--llama-server needs a path}"; shift 2 ;;
     --daemon-dir) DAEMON_DIR="${2:?--daemon-dir needs a directory}"; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) fail 64 "unknown argument \`$1\`; see --help" ;;
   esac
 done
