@@ -243,6 +243,6 @@ mod tests {
         assert!(exprs.len() > 20, "{exprs:?}");
         assert!(exprs.iter().all(|e| !metric_names(e).is_empty()), "{exprs:?}");
         let rules = rule_exprs(&std::fs::read_to_string(repo_file(ALERTS)).unwrap()).unwrap();
-        assert_eq!(rules.len(), 8, "{rules:?}");
+        assert_eq!(rules.len(), 9, "{rules:?}");
     }
 }
