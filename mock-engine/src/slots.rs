@@ -87,13 +87,14 @@ impl SlotTable {
         if capacity <= 0.0 {
             return 0.0;
         }
-        let used: f64 = self
+        // Summed as integers: an empty f64 sum is −0.0, which a scrape would read as `-0`.
+        let used: u64 = self
             .slots
             .iter()
             .filter(|s| s.is_processing)
-            .map(|s| f64::from(s.n_tokens().min(n_ctx_slot)))
+            .map(|s| u64::from(s.n_tokens().min(n_ctx_slot)))
             .sum();
-        (used / capacity).clamp(0.0, 1.0)
+        (used as f64 / capacity).clamp(0.0, 1.0)
     }
 
     pub fn busy(&self) -> usize {
@@ -230,6 +231,10 @@ mod tests {
     fn kv_cache_usage_counts_the_prompt_and_generated_tokens_of_busy_slots_only() {
         let mut table = SlotTable::new(2);
         assert_eq!(table.kv_cache_usage_ratio(100), 0.0);
+        assert!(
+            table.kv_cache_usage_ratio(100).is_sign_positive(),
+            "0, not -0 (an empty f64 sum)"
+        );
         let a = table.claim(1).unwrap();
         table.set_prompt(a, 30);
         for _ in 0..10 {

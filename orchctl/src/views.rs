@@ -172,12 +172,18 @@ pub fn replicas(replicas: &[ReplicaStatus]) -> Table {
             container,
             r.endpoint.as_ref().map_or_else(|| "-".into(), ToString::to_string),
             gpu_list(&r.gpus, r.gpus_simulated),
-            r.kv_cache_usage_ratio
-                .map_or_else(|| "-".into(), |k| format!("{:.0}%", k * 100.0)),
+            r.kv_cache_usage_ratio.map_or_else(|| "-".into(), percent),
             r.restarts.to_string(),
         ]);
     }
     t
+}
+
+/// A 0–1 ratio as a whole percent. A zero that is negative (an engine's empty sum: Rust and C
+/// both sum nothing to −0.0) reads `0%`, not `-0%`.
+fn percent(ratio: f64) -> String {
+    let pct = ratio * 100.0;
+    format!("{:.0}%", if pct == 0.0 { 0.0 } else { pct })
 }
 
 pub use llorch_manifests::units::gib;
@@ -293,6 +299,14 @@ mod tests {
             })
             .collect();
         s
+    }
+
+    #[test]
+    fn a_ratio_reads_as_a_whole_percent_and_a_negative_zero_as_zero() {
+        assert_eq!(percent(-0.0), "0%");
+        assert_eq!(percent(0.0), "0%");
+        assert_eq!(percent(0.125), "12%");
+        assert_eq!(percent(1.0), "100%");
     }
 
     #[test]
