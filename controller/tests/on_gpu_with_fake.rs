@@ -197,6 +197,17 @@ async fn a_replica_not_on_its_gpu_goes_out_of_service_after_the_grace_and_serves
     assert!(!pool(&s).status.condition(ConditionType::Degraded).unwrap().status);
     assert_eq!(w.events(Reason::OnGpu).len(), 1);
     assert_eq!(w.runtime.fake.create_count(), 1, "the same container throughout");
+
+    // Settled passes look its known pids up without asking the runtime, but a process that
+    // leaves the GPU is still caught on the next pass.
+    for _ in 0..3 {
+        w.controller.pass().await;
+    }
+    assert_eq!(phase(&w.snapshot()), Some(ReplicaPhase::Ready));
+    w.gpus.edit(0, |g| g.processes.clear());
+    w.until("NotOnGpu again", |s| phase(s) == Some(ReplicaPhase::NotOnGpu))
+        .await;
+    assert_eq!(w.events(Reason::NotOnGpu).len(), 2);
 }
 
 #[tokio::test]

@@ -29,6 +29,9 @@ pub struct Watch {
     told_unchecked: BTreeSet<u32>,
     /// Already reported that none of its processes can be seen.
     told_no_pids: bool,
+    /// Its pids as last read from the runtime: while they are still on its GPUs, the next
+    /// pass looks them up again without asking the runtime or scanning `/proc`.
+    pids: Vec<u32>,
 }
 
 /// A health after the check, and when to look again to end a grace period on time.
@@ -59,6 +62,20 @@ pub(super) async fn vet<R: ContainerRuntime>(
     if placed.is_empty() {
         return pass_through(health);
     }
+    // The steady state — on its GPUs last pass, and its pids still are — costs no inspect
+    // call and no /proc scan: this runs on every pass for every Ready replica.
+    let settled = ctx
+        .slots
+        .get(&index)
+        .and_then(|s| s.on_gpu.get(&c.id))
+        .filter(|w| !w.not_on_gpu && !w.pids.is_empty())
+        .is_some_and(|w| {
+            let findings = on_gpu::look(&w.pids, &placed, inputs.gpus);
+            on_gpu::decide(&findings, inputs.weights_bytes, grace, grace) == Decision::OnGpu
+        });
+    if settled {
+        return pass_through(health);
+    }
     let pids = match ctx.runtime.pids(&c.id).await {
         Ok(pids) => pids,
         Err(e) => {
@@ -72,7 +89,9 @@ pub(super) async fn vet<R: ContainerRuntime>(
         not_on_gpu: false,
         told_unchecked: BTreeSet::new(),
         told_no_pids: false,
+        pids: Vec::new(),
     });
+    watch.pids.clone_from(&pids);
     if pids.is_empty() {
         // It answers, so it runs: its processes are just not visible from here.
         if !std::mem::replace(&mut watch.told_no_pids, true) {
