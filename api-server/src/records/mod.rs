@@ -32,6 +32,9 @@ use store::{ArtifactStore, Lookup, StoreError};
 /// rather than make a task wait.
 pub const WRITER_BACKLOG: usize = 1024;
 
+/// Most finished jobs written as one group (one directory sync, one index append).
+const WRITE_GROUP: usize = 64;
+
 /// How often retention runs when nothing is written.
 pub const GC_EVERY: Duration = Duration::from_secs(60);
 
@@ -206,17 +209,38 @@ fn write_loop(store: &ArtifactStore, settings: &RecordsSettings, jobs: &mpsc::Re
     loop {
         match jobs.recv_timeout(GC_EVERY) {
             Ok(job) => {
-                let created = job.created_ms;
-                let record = job.into_record();
-                let task = record.task_id.clone();
-                match store.put(&Artifact::Job(Box::new(record)), created) {
-                    Ok((id, _)) => tracing::debug!(task_id = %task, artifact = %id, "job recorded"),
-                    Err(e) => tracing::warn!(task_id = %task, error = %e, "job record not written"),
+                // Everything else waiting joins it: one group write, one retention pass.
+                let mut batch = vec![job];
+                while batch.len() < WRITE_GROUP
+                    && let Ok(job) = jobs.try_recv()
+                {
+                    batch.push(job);
                 }
+                write_group(store, batch);
                 collect(store, settings);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => collect(store, settings),
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Records `jobs` in one group write; each outcome is logged.
+fn write_group(store: &ArtifactStore, jobs: Vec<FinishedJob>) {
+    let artifacts: Vec<(Artifact, i64)> = jobs
+        .into_iter()
+        .map(|job| {
+            let created = job.created_ms;
+            (Artifact::Job(Box::new(job.into_record())), created)
+        })
+        .collect();
+    let refs: Vec<(&Artifact, i64)> = artifacts.iter().map(|(a, created)| (a, *created)).collect();
+    for ((artifact, _), result) in artifacts.iter().zip(store.put_all(&refs)) {
+        let Artifact::Job(record) = artifact else { continue };
+        let task = &record.task_id;
+        match result {
+            Ok((id, _)) => tracing::debug!(task_id = %task, artifact = %id, "job recorded"),
+            Err(e) => tracing::warn!(task_id = %task, error = %e, "job record not written"),
         }
     }
 }

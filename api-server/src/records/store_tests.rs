@@ -147,3 +147,50 @@ fn hostile_ids_are_refused_and_oversized_artifacts_too() {
     assert_eq!(store.usage().0, 0);
     assert_eq!(huge.kind(), ArtifactKind::Diff);
 }
+
+#[test]
+fn a_group_write_gives_one_result_per_artifact_in_order_and_one_index_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let (stored, _) = store.put(&plan(0), 500).unwrap();
+    let index = dir.path().join("index.jsonl");
+    let lines_before = fs::read_to_string(&index).unwrap().lines().count();
+    let huge = Artifact::Diff(Document {
+        content: serde_json::Value::String("x".repeat(MAX_ARTIFACT_BYTES)),
+    });
+    let (one, two) = (plan(1), plan(2));
+    let results = store.put_all(&[
+        (&plan(0), 600),
+        (&one, 1_000),
+        (&huge, 1_100),
+        (&two, 1_200),
+        (&one, 1_300),
+    ]);
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[0].as_ref().unwrap(), &(stored, false), "stored before: not new");
+    let (id1, new1) = results[1].as_ref().unwrap().clone();
+    assert!(new1);
+    assert!(matches!(results[2], Err(StoreError::TooLarge { .. })));
+    let (id2, new2) = results[3].as_ref().unwrap().clone();
+    assert!(new2 && id2 != id1);
+    assert_eq!(
+        results[4].as_ref().unwrap(),
+        &(id1.clone(), false),
+        "the same bytes twice in one group: one object, the second is not new"
+    );
+    assert_eq!(
+        fs::read_to_string(&index).unwrap().lines().count(),
+        lines_before + 2,
+        "one index line per new object"
+    );
+    let objects = files(&dir.path().join("objects"));
+    assert_eq!(objects.len(), 3, "no temporary file is left: {objects:?}");
+    drop(store);
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    assert_eq!(store.usage().0, 3);
+    for id in [id1, id2] {
+        let (entry, bytes) = store.get(&Lookup::Id(id.clone())).unwrap().unwrap();
+        assert_eq!(format!("sha256:{}", llorch_manifests::hash::sha256_hex(&bytes)), id);
+        assert_eq!(entry.size, bytes.len() as u64);
+    }
+}
