@@ -41,7 +41,9 @@
 //! `--only` takes a comma-separated list; the default is `ttft,relay,real,admission`. `relay`
 //! runs both relay variants, `relay-docker` and `relay-process` one each. `--otlp URL` starts
 //! the daemon with trace export on (`telemetry.otlpEndpoint: URL`): two runs, one with it and
-//! one without, give the cost of traces, each against its own direct baseline.
+//! one without, give the cost of traces, each against its own direct baseline. `--records off`
+//! starts it with job records off (`records.enabled: false`): the same comparison gives the cost
+//! of writing a record per finished task.
 //!
 //! Layout: `ttft`, `relay`, `real` and `admission` hold one measurement each; `window` the
 //! counted streaming window the relay and real sections share; `paths` the direct and through
@@ -117,6 +119,10 @@ fn main() {
     if let Some(url) = flag("--otlp") {
         allow += &format!("telemetry:\n  otlpEndpoint: {url}\n");
         println!("trace export on: {url}");
+    }
+    if flag("--records").as_deref() == Some("off") {
+        allow += "records:\n  enabled: false\n";
+        println!("job records off");
     }
     let d = Daemon::start_with(Runtime::docker(), &allow);
     if wants("real") {
