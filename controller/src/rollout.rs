@@ -176,18 +176,7 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
         if r.olds_left || !r.settled {
             return;
         }
-        // Nothing surges, no old container is left and every replica is Ready on the new
-        // revision: a rollout in motion has finished.
-        if let Some(mut done) = prev.filter(|p| matches!(p.phase, RolloutPhase::Progressing | RolloutPhase::Draining)) {
-            done.phase = RolloutPhase::Complete;
-            done.message = format!("every replica runs revision {}", done.to_revision);
-            emit(
-                EventType::Normal,
-                Reason::RolloutComplete,
-                format!("rollout {} → {} complete", done.from_revision, done.to_revision),
-            );
-            status.rollout = Some(done);
-        }
+        complete(status, prev, emit);
         return;
     };
     let Some(first) = r.surges.first() else { return };
@@ -198,8 +187,62 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
         .filter(|p| p.phase != RolloutPhase::Complete)
         .map(|p| p.started_at.clone())
         .unwrap_or_else(now_rfc3339);
+    let (phase, message) = phase_of(status, step, &r, first);
+    let changed = same.is_none_or(|p| p.phase != phase);
+    if changed {
+        let (kind, reason) = match phase {
+            RolloutPhase::Progressing => (EventType::Normal, Reason::RolloutStarted),
+            RolloutPhase::Draining => (EventType::Normal, Reason::RolloutDraining),
+            RolloutPhase::RolledBack => (EventType::Warning, Reason::RolloutFailed),
+            RolloutPhase::Complete => (EventType::Normal, Reason::RolloutComplete),
+        };
+        let models = match (&from_model, &to_model) {
+            (Some(f), Some(t)) => format!(" (model {f} → {t})"),
+            _ => String::new(),
+        };
+        emit(
+            kind,
+            reason,
+            format!(
+                "rollout {} → {}{models} ({}): {message}",
+                first.old_hash, first.new_hash, r.method
+            ),
+        );
+    }
+    status.rollout = Some(Rollout {
+        phase,
+        from_revision: same
+            .map(|p| p.from_revision.clone())
+            .unwrap_or_else(|| first.old_hash.clone()),
+        to_revision: first.new_hash.clone(),
+        from_model: same.and_then(|p| p.from_model.clone()).or(from_model),
+        to_model: same.and_then(|p| p.to_model.clone()).or(to_model),
+        message,
+        started_at,
+        method: r.method,
+    });
+}
+
+/// Nothing surges, no old container is left and every replica is Ready on the new
+/// revision: a rollout in motion (`prev`) has finished.
+fn complete(status: &mut ObjectStatus, prev: Option<Rollout>, emit: impl Fn(EventType, Reason, String)) {
+    if let Some(mut done) = prev.filter(|p| matches!(p.phase, RolloutPhase::Progressing | RolloutPhase::Draining)) {
+        done.phase = RolloutPhase::Complete;
+        done.message = format!("every replica runs revision {}", done.to_revision);
+        emit(
+            EventType::Normal,
+            Reason::RolloutComplete,
+            format!("rollout {} → {} complete", done.from_revision, done.to_revision),
+        );
+        status.rollout = Some(done);
+    }
+}
+
+/// The phase `step` puts the rollout in, with its status message; a rollback also sets
+/// `status.last_error`.
+fn phase_of(status: &mut ObjectStatus, step: &Step, r: &Record<'_>, first: &Surge) -> (RolloutPhase, String) {
     let n = r.surges.len();
-    let (phase, message) = match step {
+    match step {
         Step::Progress => {
             let ready = r.surges.iter().filter(|s| s.new == NewState::Ready).count();
             (
@@ -244,40 +287,7 @@ pub fn record(status: &mut ObjectStatus, events: &EventLog, r: Record<'_>) {
             });
             (RolloutPhase::RolledBack, text)
         }
-    };
-    let changed = same.is_none_or(|p| p.phase != phase);
-    if changed {
-        let (kind, reason) = match phase {
-            RolloutPhase::Progressing => (EventType::Normal, Reason::RolloutStarted),
-            RolloutPhase::Draining => (EventType::Normal, Reason::RolloutDraining),
-            RolloutPhase::RolledBack => (EventType::Warning, Reason::RolloutFailed),
-            RolloutPhase::Complete => (EventType::Normal, Reason::RolloutComplete),
-        };
-        let models = match (&from_model, &to_model) {
-            (Some(f), Some(t)) => format!(" (model {f} → {t})"),
-            _ => String::new(),
-        };
-        emit(
-            kind,
-            reason,
-            format!(
-                "rollout {} → {}{models} ({}): {message}",
-                first.old_hash, first.new_hash, r.method
-            ),
-        );
     }
-    status.rollout = Some(Rollout {
-        phase,
-        from_revision: same
-            .map(|p| p.from_revision.clone())
-            .unwrap_or_else(|| first.old_hash.clone()),
-        to_revision: first.new_hash.clone(),
-        from_model: same.and_then(|p| p.from_model.clone()).or(from_model),
-        to_model: same.and_then(|p| p.to_model.clone()).or(to_model),
-        message,
-        started_at,
-        method: r.method,
-    });
 }
 
 /// The engine's own words for a failure: its first error line (llama.cpp prints the cause

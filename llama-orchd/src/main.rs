@@ -102,17 +102,7 @@ async fn run(s: settings::Resolved) -> anyhow::Result<()> {
     s.log();
     let mut signals = shutdown::Signals::listen();
     let gpus = gpu::open(&s.config.gpus).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if gpus.simulated() {
-        tracing::warn!(
-            gpus = gpus.devices().map(|d| d.len()).unwrap_or(0),
-            "GPU inventory is SIMULATED (config `gpus: simulate`): for tests and demos only; no inference runs on these devices"
-        );
-    }
-    if gpus.source() == GpuSource::None {
-        tracing::info!(
-            "no GPUs (config `gpus: none`): only Pools on external Engines run; any other Pool is blocked, and no Model only they use is fetched"
-        );
-    }
+    log_gpu_source(gpus.as_ref());
     let runtime = connect_runtime(&s).await?;
     std::fs::create_dir_all(&s.manifests_dir)
         .map_err(|e| anyhow::anyhow!("cannot create manifests directory {}: {e}", s.manifests_dir.display()))?;
@@ -132,16 +122,7 @@ async fn run(s: settings::Resolved) -> anyhow::Result<()> {
         instance: s.config.instance.clone(),
         ..Snapshot::default()
     }));
-    let drains = Arc::new(sources::Drains(DrainRecords::open(&s.state_dir)));
-    let data = DataPlane::with_drain_store(snapshot.clone(), llorch_api::engine::EngineClients::new(), drains);
-    if let Ok(mode) = std::env::var(prompt_count::TOKEN_COUNT_ENV) {
-        let mode: prompt_count::CountMode = mode
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", prompt_count::TOKEN_COUNT_ENV))?;
-        tracing::info!(mode = ?mode, "prompt token counting for admission");
-        data.set_token_counting(mode);
-    }
-    data.restore_drains().await;
+    let data = data_plane(&s, snapshot.clone()).await?;
     let records = open_records(&s).await?;
     data.set_records(records.clone());
     let reloads = Arc::new(ReloadCounters::open(&s.state_dir));
@@ -205,6 +186,40 @@ async fn run(s: settings::Resolved) -> anyhow::Result<()> {
     })
     .await;
     Ok(())
+}
+
+/// Says at startup when the GPU inventory is simulated or absent: both change what can run.
+fn log_gpu_source(gpus: &dyn gpu::GpuInventory) {
+    if gpus.simulated() {
+        tracing::warn!(
+            gpus = gpus.devices().map(|d| d.len()).unwrap_or(0),
+            "GPU inventory is SIMULATED (config `gpus: simulate`): for tests and demos only; no inference runs on these devices"
+        );
+    }
+    if gpus.source() == GpuSource::None {
+        tracing::info!(
+            "no GPUs (config `gpus: none`): only Pools on external Engines run; any other Pool is blocked, and no Model only they use is fetched"
+        );
+    }
+}
+
+/// The data plane reading `snapshot`: drains recorded under `<state>` restored, and prompt
+/// token counting set from the environment when it says so.
+async fn data_plane(
+    s: &settings::Resolved,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+) -> anyhow::Result<Arc<DataPlane>> {
+    let drains = Arc::new(sources::Drains(DrainRecords::open(&s.state_dir)));
+    let data = DataPlane::with_drain_store(snapshot, llorch_api::engine::EngineClients::new(), drains);
+    if let Ok(mode) = std::env::var(prompt_count::TOKEN_COUNT_ENV) {
+        let mode: prompt_count::CountMode = mode
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", prompt_count::TOKEN_COUNT_ENV))?;
+        tracing::info!(mode = ?mode, "prompt token counting for admission");
+        data.set_token_counting(mode);
+    }
+    data.restore_drains().await;
+    Ok(data)
 }
 
 /// The artifact store under `<state>/artifacts` (job records, plans, diffs), opened on a

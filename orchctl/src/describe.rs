@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 use llorch_manifests::Kind;
 use llorch_manifests::api::ObjectView;
-use llorch_manifests::status::{CircuitState, Event, PoolVram, ReplicaStatus, ScalingStatus};
+use llorch_manifests::status::{CircuitState, Event, LastError, ObjectStatus, PoolVram, ReplicaStatus, ScalingStatus};
 use serde_json::Value;
 
 use crate::Io;
@@ -78,7 +78,6 @@ pub fn vram_text(v: &PoolVram, replicas: &[ReplicaStatus], split: Option<&[u64]>
     s
 }
 
-/// The whole description.
 /// `0–2 replicas, at 1 now; last task 41s ago; 3 wakes, 1 eviction; a wake takes ~1.2s`, or
 /// `asleep (evicted for pool/chat)` in place of the level and last task.
 pub fn scaling_text(sc: &ScalingStatus, now: Timestamp) -> String {
@@ -107,6 +106,7 @@ pub fn scaling_text(sc: &ScalingStatus, now: Timestamp) -> String {
     text
 }
 
+/// The whole description.
 pub fn render(
     view: &ObjectView,
     replicas: &[ReplicaStatus],
@@ -114,6 +114,23 @@ pub fn render(
     now: Timestamp,
 ) -> String {
     let mut s = String::new();
+    let status = &view.status;
+    write_identity(&mut s, view);
+    write_state(&mut s, status, now);
+    write_conditions(&mut s, status, now);
+    if view.object.kind == Kind::Pool {
+        write_pool(&mut s, view, replicas);
+    }
+    if let Some(err) = &status.last_error {
+        write_last_error(&mut s, err, now);
+    }
+    write_manifest_errors(&mut s, status);
+    write_events(&mut s, events);
+    s
+}
+
+/// Name, kind, where it is declared, generation, labels and the spec in brief.
+fn write_identity(s: &mut String, view: &ObjectView) {
     let status = &view.status;
     let _ = writeln!(s, "Name:         {}", view.object.name);
     let _ = writeln!(s, "Kind:         {}", view.object.kind);
@@ -151,6 +168,10 @@ pub fn render(
             let _ = writeln!(s, "  {key:width$}  {}", scalar(value));
         }
     }
+}
+
+/// The status line, replica counts and restarts, scaling and when it was last updated.
+fn write_state(s: &mut String, status: &ObjectStatus, now: Timestamp) {
     let _ = writeln!(s, "Status:       {}", views::status_summary(status));
     if let Some(counts) = status.replicas {
         let mut line = format!(
@@ -176,7 +197,10 @@ pub fn render(
     if !status.updated_at.is_empty() {
         let _ = writeln!(s, "Updated:      {} ago", views::age(&status.updated_at, now));
     }
+}
 
+/// The conditions as a table.
+fn write_conditions(s: &mut String, status: &ObjectStatus, now: Timestamp) {
     let _ = writeln!(s, "\nConditions:");
     if status.conditions.is_empty() {
         let _ = writeln!(s, "  (none yet)");
@@ -193,47 +217,56 @@ pub fn render(
         }
         s.push_str(&indent(&t.render(), "  "));
     }
+}
 
-    if view.object.kind == Kind::Pool {
-        let _ = writeln!(s, "\nReplicas:");
-        if replicas.is_empty() {
-            let _ = writeln!(s, "  (none)");
-        } else {
-            s.push_str(&indent(&views::replicas(replicas).render(), "  "));
-        }
-        if let Some(v) = &status.vram {
-            let split = view
-                .manifest
-                .as_ref()
-                .and_then(|m| m.get("spec")?.get("tensorSplit")?.as_array().cloned())
-                .map(|w| w.iter().filter_map(Value::as_u64).collect::<Vec<u64>>());
-            s.push_str(&vram_text(v, replicas, split.as_deref()));
+/// A Pool's replicas and its VRAM.
+fn write_pool(s: &mut String, view: &ObjectView, replicas: &[ReplicaStatus]) {
+    let status = &view.status;
+    let _ = writeln!(s, "\nReplicas:");
+    if replicas.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    } else {
+        s.push_str(&indent(&views::replicas(replicas).render(), "  "));
+    }
+    if let Some(v) = &status.vram {
+        let split = view
+            .manifest
+            .as_ref()
+            .and_then(|m| m.get("spec")?.get("tensorSplit")?.as_array().cloned())
+            .map(|w| w.iter().filter_map(Value::as_u64).collect::<Vec<u64>>());
+        s.push_str(&vram_text(v, replicas, split.as_deref()));
+    }
+}
+
+/// The last error, with the engine's log tail.
+fn write_last_error(s: &mut String, err: &LastError, now: Timestamp) {
+    match views::age(&err.at, now).as_str() {
+        "-" => s.push_str("\nLast error:\n"),
+        age => {
+            let _ = writeln!(s, "\nLast error ({age} ago):");
         }
     }
-
-    if let Some(err) = &status.last_error {
-        match views::age(&err.at, now).as_str() {
-            "-" => s.push_str("\nLast error:\n"),
-            age => {
-                let _ = writeln!(s, "\nLast error ({age} ago):");
-            }
-        }
-        let _ = writeln!(s, "  {}", err.message);
-        if !err.log_tail.is_empty() {
-            let _ = writeln!(s, "  Engine log tail:");
-            for line in &err.log_tail {
-                let _ = writeln!(s, "    | {line}");
-            }
+    let _ = writeln!(s, "  {}", err.message);
+    if !err.log_tail.is_empty() {
+        let _ = writeln!(s, "  Engine log tail:");
+        for line in &err.log_tail {
+            let _ = writeln!(s, "    | {line}");
         }
     }
+}
 
+/// Errors in the object's manifest.
+fn write_manifest_errors(s: &mut String, status: &ObjectStatus) {
     if !status.manifest_errors.is_empty() {
         let _ = writeln!(s, "\nManifest errors:");
         for e in &status.manifest_errors {
             let _ = writeln!(s, "  {e}");
         }
     }
+}
 
+/// Recent events, or why they are unavailable.
+fn write_events(s: &mut String, events: &Result<Vec<Event>, String>) {
     let _ = writeln!(s, "\nEvents:");
     match events {
         Ok(events) if events.is_empty() => {
@@ -258,7 +291,6 @@ pub fn render(
             let _ = writeln!(s, "  (unavailable: {why})");
         }
     }
-    s
 }
 
 /// `orchctl describe`.

@@ -83,97 +83,20 @@ impl TaskState {
             Step::Admitted {
                 position,
                 predicted_start_ms,
-            } => {
-                self.telemetry.enqueued(&self.pool, self.request.priority);
-                self.spans.admitted(position);
-                log::admitted(self, position, predicted_start_ms);
-                true
-            }
-            Step::Dropped(error) => {
-                let error = error.into_body();
-                let ended = self.finish(Some(error.clone()));
-                if ended {
-                    self.telemetry.rejected(error.code);
-                    self.telemetry.backpressure(&self.pool, "drop-lru");
-                    self.spans.failed(error.code, 0);
-                    log::rejected(
-                        Some(&self.id),
-                        Some(&self.pool),
-                        log::Requester {
-                            correlation_id: &self.meta.correlation_id,
-                            session_id: self.request.session_id.as_deref(),
-                            identity: &self.meta.identity,
-                        },
-                        0,
-                        &error,
-                        0,
-                    );
-                    self.send(TaskEvent::Error(error));
-                    self.record_end(None);
-                }
-                ended
-            }
+            } => self.on_admitted(position, predicted_start_ms),
+            Step::Dropped(error) => self.on_dropped(error),
             Step::Placed {
                 replica,
                 affinity,
                 waited_ms,
-            } => {
-                {
-                    let mut p = self.progress();
-                    if p.phase != TaskPhase::Queued {
-                        return false;
-                    }
-                    p.phase = TaskPhase::Running;
-                    p.replica = Some(replica.clone());
-                    p.figures.queue_wait_ms = Some(waited_ms);
-                }
-                self.spans.placed(replica, waited_ms, affinity.kv_warmth());
-                self.telemetry
-                    .started(&self.pool, self.request.priority, self.request.prompt_tokens);
-                self.telemetry.placed(&self.pool, replica.as_str());
-                log::placed(self, replica, affinity, waited_ms);
-                true
-            }
-            Step::FirstToken => {
-                let ms = self.created.elapsed().as_millis() as u64;
-                self.progress().figures.ttft_ms = Some(ms);
-                self.telemetry.first_token_ms(&self.pool, ms);
-                self.spans.first_token();
-                log::stream_started(self, self.replica().as_ref(), ms);
-                true
-            }
+            } => self.on_placed(replica, affinity, waited_ms),
+            Step::FirstToken => self.on_first_token(),
             Step::Ended {
                 tokens_out,
                 decode_time_ms,
                 finish,
                 tokens_in,
-            } => {
-                let ended = self.finish(None);
-                if ended {
-                    // The engine's count includes what is not streamed as text (reasoning,
-                    // tool-call arguments): that is what a session's budget is charged.
-                    let mut p = self.progress();
-                    p.tokens_out = p.tokens_out.max(tokens_out);
-                    p.figures.decode_ms = Some(decode_time_ms);
-                    p.figures.tokens_in = Some(tokens_in.unwrap_or(self.request.prompt_tokens));
-                    p.figures.finish = Some(finish);
-                    drop(p);
-                    self.telemetry.decode_ms(&self.pool, decode_time_ms);
-                    let tokens_in = tokens_in.unwrap_or(self.request.prompt_tokens);
-                    self.spans.ended(tokens_in, tokens_out, finish);
-                    log::ended(self, self.replica().as_ref(), tokens_out, decode_time_ms);
-                }
-                self.send(TaskEvent::End(End {
-                    tokens_out,
-                    decode_time_ms,
-                    finish_reason: finish,
-                    tokens_in: tokens_in.unwrap_or(self.request.prompt_tokens),
-                }));
-                if ended {
-                    self.record_end(None);
-                }
-                ended
-            }
+            } => self.on_ended(tokens_out, decode_time_ms, finish, tokens_in),
             Step::Failed(error) => self.fail(error.into_body()),
             Step::Aborted(error) => {
                 let ended = self.fail(error.into_body());
@@ -181,6 +104,100 @@ impl TaskState {
                 ended
             }
         }
+    }
+
+    /// [`Step::Admitted`]: counts and logs the task's entry into the queue.
+    fn on_admitted(&self, position: u32, predicted_start_ms: u64) -> bool {
+        self.telemetry.enqueued(&self.pool, self.request.priority);
+        self.spans.admitted(position);
+        log::admitted(self, position, predicted_start_ms);
+        true
+    }
+
+    /// [`Step::Dropped`]: ends the task with `error` (a `drop-lru` eviction from a full queue).
+    fn on_dropped(&self, error: ApiError) -> bool {
+        let error = error.into_body();
+        let ended = self.finish(Some(error.clone()));
+        if ended {
+            self.telemetry.rejected(error.code);
+            self.telemetry.backpressure(&self.pool, "drop-lru");
+            self.spans.failed(error.code, 0);
+            log::rejected(
+                Some(&self.id),
+                Some(&self.pool),
+                log::Requester {
+                    correlation_id: &self.meta.correlation_id,
+                    session_id: self.request.session_id.as_deref(),
+                    identity: &self.meta.identity,
+                },
+                0,
+                &error,
+                0,
+            );
+            self.send(TaskEvent::Error(error));
+            self.record_end(None);
+        }
+        ended
+    }
+
+    /// [`Step::Placed`]: moves a queued task to `Running` on `replica`; false when it had
+    /// already left the queue.
+    fn on_placed(&self, replica: &ReplicaId, affinity: &Affinity, waited_ms: u64) -> bool {
+        {
+            let mut p = self.progress();
+            if p.phase != TaskPhase::Queued {
+                return false;
+            }
+            p.phase = TaskPhase::Running;
+            p.replica = Some(replica.clone());
+            p.figures.queue_wait_ms = Some(waited_ms);
+        }
+        self.spans.placed(replica, waited_ms, affinity.kv_warmth());
+        self.telemetry
+            .started(&self.pool, self.request.priority, self.request.prompt_tokens);
+        self.telemetry.placed(&self.pool, replica.as_str());
+        log::placed(self, replica, affinity, waited_ms);
+        true
+    }
+
+    /// [`Step::FirstToken`]: records the time to first token.
+    fn on_first_token(&self) -> bool {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.progress().figures.ttft_ms = Some(ms);
+        self.telemetry.first_token_ms(&self.pool, ms);
+        self.spans.first_token();
+        log::stream_started(self, self.replica().as_ref(), ms);
+        true
+    }
+
+    /// [`Step::Ended`]: ends the task with the engine's figures and sends its `end` frame
+    /// (sent even when the task had already ended, as before).
+    fn on_ended(&self, tokens_out: u32, decode_time_ms: u64, finish: FinishReason, tokens_in: Option<u32>) -> bool {
+        let ended = self.finish(None);
+        if ended {
+            // The engine's count includes what is not streamed as text (reasoning,
+            // tool-call arguments): that is what a session's budget is charged.
+            let mut p = self.progress();
+            p.tokens_out = p.tokens_out.max(tokens_out);
+            p.figures.decode_ms = Some(decode_time_ms);
+            p.figures.tokens_in = Some(tokens_in.unwrap_or(self.request.prompt_tokens));
+            p.figures.finish = Some(finish);
+            drop(p);
+            self.telemetry.decode_ms(&self.pool, decode_time_ms);
+            let tokens_in = tokens_in.unwrap_or(self.request.prompt_tokens);
+            self.spans.ended(tokens_in, tokens_out, finish);
+            log::ended(self, self.replica().as_ref(), tokens_out, decode_time_ms);
+        }
+        self.send(TaskEvent::End(End {
+            tokens_out,
+            decode_time_ms,
+            finish_reason: finish,
+            tokens_in: tokens_in.unwrap_or(self.request.prompt_tokens),
+        }));
+        if ended {
+            self.record_end(None);
+        }
+        ended
     }
 
     /// Hands tokens that arrived together to the stream and counts them (the per-token path:

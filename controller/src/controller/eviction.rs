@@ -16,6 +16,7 @@ use super::Controller;
 use super::pools::PlacementInputs;
 use crate::eviction::{Candidate, Inputs, choose};
 use crate::manifest_store::DesiredState;
+use crate::placement::PoolDemand;
 use crate::runtime::{ContainerInfo, ContainerRuntime};
 use crate::scaling::{Demand, Sized};
 
@@ -28,6 +29,24 @@ impl<R: ContainerRuntime> Controller<R> {
         inputs: &mut PlacementInputs,
         by_pool: &BTreeMap<String, Vec<ContainerInfo>>,
     ) -> Vec<String> {
+        let only = inputs.only();
+        let (victims, watch) = self.choose_victims(sized, inputs, &only, by_pool);
+        self.watch_busy(watch);
+        self.evict(sized, inputs, &only, &victims);
+        self.fit_scale_ups(sized, inputs);
+        victims.into_iter().map(|v| v.pool).collect()
+    }
+
+    /// The idle Pools to evict for each waking Pool that does not fit, the most important
+    /// waking Pool first; and the busy Pools that alone could make room for one that stays
+    /// asleep.
+    fn choose_victims(
+        &self,
+        sized: &DesiredState,
+        inputs: &PlacementInputs,
+        only: &[PoolDemand],
+        by_pool: &BTreeMap<String, Vec<ContainerInfo>>,
+    ) -> (Vec<Victim>, BTreeSet<String>) {
         let priority = |name: &str| match sized.get(Kind::Pool, name).map(|e| &e.object) {
             Some(AnyObject::Pool(p)) => p.spec.priority,
             _ => 0,
@@ -53,16 +72,15 @@ impl<R: ContainerRuntime> Controller<R> {
             .collect();
         waking.sort_by_key(|name| (-priority(name), name.to_string()));
 
-        let only = inputs.only();
-        let mut victims: Vec<(String, String, String)> = Vec::new();
+        let mut victims: Vec<Victim> = Vec::new();
         let mut watch: BTreeSet<String> = BTreeSet::new();
         for w in waking {
-            let gone: Vec<&str> = victims.iter().map(|(v, _, _)| v.as_str()).collect();
+            let gone: Vec<&str> = victims.iter().map(|v| v.pool.as_str()).collect();
             let now_inputs = Inputs {
                 devices: &inputs.devices,
                 accounting: inputs.accounting,
                 existing: &inputs.existing,
-                pools: &only,
+                pools: only,
             };
             if now_inputs.fits(w, &gone) {
                 continue;
@@ -104,37 +122,43 @@ impl<R: ContainerRuntime> Controller<R> {
             let need = view.pools.iter().find(|p| p.name == *w).map_or(0, |p| p.need);
             let free = view.most_free(w);
             for c in chosen {
-                let idle = c
-                    .last_active
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .map_or_else(
-                        || "never used".to_string(),
-                        |d| format!("idle {}", llorch_manifests::duration::short(d)),
-                    );
-                let message = format!(
-                    "evicted ({idle}, priority {}) to fit pool/{w}: it needs {} per replica, {} free on its GPUs; \
-                     the next task wakes this Pool",
-                    c.priority,
-                    gib(need),
-                    gib(free)
-                );
-                victims.push((c.pool, w.clone(), message));
+                let message = eviction_message(&c, w, need, free);
+                victims.push(Victim {
+                    pool: c.pool,
+                    waking: w.clone(),
+                    message,
+                });
             }
         }
+        (victims, watch)
+    }
+
+    /// Asks the data plane to wake the controller when one of `watch` goes idle.
+    fn watch_busy(&self, watch: BTreeSet<String>) {
         let watched: Vec<String> = watch.into_iter().collect();
         self.demand.wake_when_idle(&watched);
         // One that went idle since its demand was read would never poke: look again at once.
         if watched.iter().any(|p| self.demand.demand(p).busy == 0) {
             self.wake.notify_one();
         }
+    }
 
+    /// Puts each victim to sleep: its VRAM freed in `inputs`, sized to zero in `sized` and
+    /// `self.sizes`, with its `Evicted` event.
+    fn evict(
+        &mut self,
+        sized: &mut DesiredState,
+        inputs: &mut PlacementInputs,
+        only: &[PoolDemand],
+        victims: &[Victim],
+    ) {
         let now = SystemTime::now();
-        let names: Vec<&str> = victims.iter().map(|(v, _, _)| v.as_str()).collect();
+        let names: Vec<&str> = victims.iter().map(|v| v.pool.as_str()).collect();
         let without = Inputs {
             devices: &inputs.devices,
             accounting: inputs.accounting,
             existing: &inputs.existing,
-            pools: &only,
+            pools: only,
         }
         .without(&names);
         inputs.devices = without.devices;
@@ -144,7 +168,12 @@ impl<R: ContainerRuntime> Controller<R> {
                 demand.replicas = 0;
             }
         }
-        for (victim, waking, message) in &victims {
+        for Victim {
+            pool: victim,
+            waking,
+            message,
+        } in victims
+        {
             self.scale.evict(victim, waking, now);
             self.events.emit(
                 Some(&ObjectRef::new(Kind::Pool, victim)),
@@ -169,8 +198,6 @@ impl<R: ContainerRuntime> Controller<R> {
                 },
             );
         }
-        self.fit_scale_ups(sized, inputs);
-        victims.into_iter().map(|(v, _, _)| v).collect()
     }
 
     /// Keeps each scale-up (`ScaledUp`) that places, with its event; one that does not fit
@@ -218,6 +245,31 @@ impl<R: ContainerRuntime> Controller<R> {
             }
         }
     }
+}
+
+/// One Pool to evict: which, for which waking Pool, and its `Evicted` event's message.
+struct Victim {
+    pool: String,
+    waking: String,
+    message: String,
+}
+
+/// The `Evicted` event's message for `c`, evicted to fit `waking`.
+fn eviction_message(c: &Candidate, waking: &str, need: u64, free: u64) -> String {
+    let idle = c
+        .last_active
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .map_or_else(
+            || "never used".to_string(),
+            |d| format!("idle {}", llorch_manifests::duration::short(d)),
+        );
+    format!(
+        "evicted ({idle}, priority {}) to fit pool/{waking}: it needs {} per replica, {} free on its GPUs; \
+         the next task wakes this Pool",
+        c.priority,
+        gib(need),
+        gib(free)
+    )
 }
 
 /// Whether `name` is a Pool that may sleep (`scaling` with `minReplicas: 0`).

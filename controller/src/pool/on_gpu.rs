@@ -64,16 +64,7 @@ pub(super) async fn vet<R: ContainerRuntime>(
     }
     // The steady state — on its GPUs last pass, and its pids still are — costs no inspect
     // call and no /proc scan: this runs on every pass for every Ready replica.
-    let settled = ctx
-        .slots
-        .get(&index)
-        .and_then(|s| s.on_gpu.get(&c.id))
-        .filter(|w| !w.not_on_gpu && !w.pids.is_empty())
-        .is_some_and(|w| {
-            let findings = on_gpu::look(&w.pids, &placed, inputs.gpus);
-            on_gpu::decide(&findings, inputs.weights_bytes, grace, grace) == Decision::OnGpu
-        });
-    if settled {
+    if settled(ctx, inputs, (index, c), &placed, grace) {
         return pass_through(health);
     }
     let pids = match ctx.runtime.pids(&c.id).await {
@@ -107,13 +98,45 @@ pub(super) async fn vet<R: ContainerRuntime>(
         return pass_through(health);
     }
     let findings = on_gpu::look(&pids, &placed, inputs.gpus);
-    for f in &findings {
+    report_unchecked(ctx.events, (obj, replica), watch, &findings);
+    let ready_for = now.saturating_duration_since(watch.ready_at);
+    let decision = on_gpu::decide(&findings, inputs.weights_bytes, ready_for, grace);
+    act_on(ctx.events, inputs, (obj, replica), watch, &pids, health, decision)
+}
+
+/// The steady state: the container was on its GPUs last pass and the pids read then still
+/// are, looked up without asking the runtime.
+fn settled<R: ContainerRuntime>(
+    ctx: &PoolContext<'_, R>,
+    inputs: &PoolInputs<'_>,
+    (index, c): (u32, &ContainerInfo),
+    placed: &[u32],
+    grace: Duration,
+) -> bool {
+    ctx.slots
+        .get(&index)
+        .and_then(|s| s.on_gpu.get(&c.id))
+        .filter(|w| !w.not_on_gpu && !w.pids.is_empty())
+        .is_some_and(|w| {
+            let findings = on_gpu::look(&w.pids, placed, inputs.gpus);
+            on_gpu::decide(&findings, inputs.weights_bytes, grace, grace) == Decision::OnGpu
+        })
+}
+
+/// Reports each GPU of `findings` that cannot be checked, once per container and GPU.
+fn report_unchecked(
+    events: &EventLog,
+    (obj, replica): (&ObjectRef, &ReplicaId),
+    watch: &mut Watch,
+    findings: &[on_gpu::Finding],
+) {
+    for f in findings {
         if let OnDevice::Unchecked(why) = &f.on
             && watch.told_unchecked.insert(f.index)
         {
             let gpu = on_gpu::gpu_name(f.index, &f.uuid);
             unchecked(
-                ctx.events,
+                events,
                 (obj, replica),
                 format!(
                     "cannot check that replica {replica} computes on {gpu}: {why}; the check is skipped for this GPU"
@@ -121,13 +144,28 @@ pub(super) async fn vet<R: ContainerRuntime>(
             );
         }
     }
-    let ready_for = now.saturating_duration_since(watch.ready_at);
-    match on_gpu::decide(&findings, inputs.weights_bytes, ready_for, grace) {
+}
+
+/// Turns `decision` into the replica's health, announcing a change of NotOnGpu either way
+/// once.
+fn act_on(
+    events: &EventLog,
+    inputs: &PoolInputs<'_>,
+    (obj, replica): (&ObjectRef, &ReplicaId),
+    watch: &mut Watch,
+    pids: &[u32],
+    health: Health,
+    decision: Decision,
+) -> Vetted {
+    let pass_through = |health| Vetted {
+        health,
+        recheck_in: None,
+    };
+    match decision {
         Decision::OnGpu => {
             if std::mem::take(&mut watch.not_on_gpu) {
                 let message = format!("replica {replica} computes on its GPU again (pids {pids:?}); Ready");
-                ctx.events
-                    .emit(Some(obj), Some(replica), EventType::Normal, Reason::OnGpu, message);
+                events.emit(Some(obj), Some(replica), EventType::Normal, Reason::OnGpu, message);
             }
             pass_through(health)
         }
@@ -138,10 +176,10 @@ pub(super) async fn vet<R: ContainerRuntime>(
         },
         Decision::NotOnGpu(why) => {
             let fix = Fix::for_shortfall(&inputs.engine.spec, &why);
-            let message = on_gpu::not_on_gpu_message(replica, inputs.pool.name(), &why, &pids, fix);
+            let message = on_gpu::not_on_gpu_message(replica, inputs.pool.name(), &why, pids, fix);
             if !std::mem::replace(&mut watch.not_on_gpu, true) {
                 tracing::warn!(replica = %replica, "{message}");
-                ctx.events.emit(
+                events.emit(
                     Some(obj),
                     Some(replica),
                     EventType::Warning,

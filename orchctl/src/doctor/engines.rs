@@ -13,7 +13,7 @@ use llorch_controller::runtime::docker::DockerRuntime;
 use llorch_controller::runtime::process::resolve::which;
 use llorch_manifests::config::{Config, GpuConfig};
 use llorch_manifests::parse::Located;
-use llorch_manifests::{AnyObject, Provisioning};
+use llorch_manifests::{AnyObject, Engine, EngineSpec, Provisioning};
 
 use super::{Check, Level, check, short};
 use llorch_controller::manifest_dir::ManifestDir;
@@ -56,10 +56,6 @@ pub(super) async fn checks(
     let os = OsRelease::read();
     for e in engines {
         let name = format!("engine/{} ({})", e.name(), e.spec.provisioning.as_str());
-        let tool = |t: &str, fix: &str| match which(t) {
-            Ok(p) => check(&name, Level::Ok, format!("{t}: {}", p.display()), None),
-            Err(why) => check(&name, Level::Fail, short(&why), Some(fix)),
-        };
         if config.gpus == GpuConfig::None && e.spec.provisioning != Provisioning::External {
             checks.push(check(
                 &name,
@@ -70,128 +66,149 @@ pub(super) async fn checks(
             continue;
         }
         match e.spec.provisioning {
-            Provisioning::Container => {
-                let image = e.spec.image.clone().unwrap_or_default();
-                match runtime {
-                    Some(rt) => match rt.image_exists(&image).await {
-                        Ok(true) => checks.push(check(&name, Level::Ok, format!("image {image} is present"), None)),
-                        Ok(false) if config.provisioning.allow_image_pulls => checks.push(check(
-                            &name,
-                            Level::Ok,
-                            format!("image {image} is not present; it will be pulled (allowImagePulls: true)"),
-                            None,
-                        )),
-                        Ok(false) => {
-                            let kind = rt.identity().kind;
-                            checks.push(check(
-                                &name,
-                                Level::Fail,
-                                format!("image {image} is not present and pulls are off (config `provisioning.allowImagePulls: false`)"),
-                                Some(&format!("{kind} pull {image}")),
-                            ))
-                        }
-                        Err(err) => checks.push(check(
-                            &name,
-                            Level::Warn,
-                            format!("cannot check image {image}: {err}"),
-                            None,
-                        )),
-                    },
-                    None => checks.push(check(&name, Level::Fail, "needs a container runtime (see above)", None)),
-                }
-            }
-            Provisioning::External => {
-                let url = e.spec.url.clone().unwrap_or_default();
-                let probe = format!("{}{}", url.trim_end_matches('/'), e.spec.health.path);
-                let answer = reqwest::Client::new()
-                    .get(&probe)
-                    .timeout(Duration::from_secs(3))
-                    .send()
-                    .await;
-                checks.push(match answer {
-                    Ok(r) if r.status().is_success() => {
-                        check(&name, Level::Ok, format!("{probe} answers {}", r.status()), None)
-                    }
-                    Ok(r) => check(
-                        &name,
-                        Level::Warn,
-                        format!("{probe} answers {}", r.status()),
-                        Some("check the engine's own logs"),
-                    ),
-                    Err(err) => check(
-                        &name,
-                        Level::Warn,
-                        format!("{probe} does not answer: {err}"),
-                        Some("start the engine at that URL (llama-orch never starts external engines)"),
-                    ),
-                });
-            }
+            Provisioning::Container => checks.push(image_check(&name, &e.spec, config, runtime).await),
+            Provisioning::External => checks.push(url_check(&name, &e.spec).await),
             Provisioning::Binary => checks.push(tool(
+                &name,
                 e.spec.executable.as_deref().unwrap_or_default(),
                 "install the engine, or set `spec.executable` to its absolute path",
             )),
-            Provisioning::Source => {
-                let plan = engine_plan(e.name(), &e.spec, &config.provisioning, engine_cache, &os);
-                if let RunAs::Executable(exe) = &plan.run
-                    && which(exe).is_ok()
-                {
-                    checks.push(check(&name, Level::Ok, format!("already built: {exe}"), None));
-                    continue;
-                }
-                checks.push(tool("git", "apt install git"));
-                checks.push(tool("cmake", "apt install cmake"));
-                let cxx = ["c++", "g++", "clang++"].iter().find_map(|c| which(c).ok());
-                checks.push(match cxx {
-                    Some(p) => check(&name, Level::Ok, format!("C++ compiler: {}", p.display()), None),
-                    None => check(
-                        &name,
-                        Level::Fail,
-                        "no C++ compiler (c++, g++ or clang++) on PATH",
-                        Some("apt install build-essential"),
-                    ),
-                });
-                let nvcc = which("nvcc").or_else(|_| which("/usr/local/cuda/bin/nvcc"));
-                checks.push(match nvcc {
-                    Ok(p) => check(&name, Level::Ok, format!("nvcc: {}", p.display()), None),
-                    Err(_) => check(
-                        &name,
-                        Level::Fail,
-                        "no nvcc on PATH or in /usr/local/cuda/bin: a CUDA build needs the CUDA toolkit",
-                        Some("apt install nvidia-cuda-toolkit   # or NVIDIA's CUDA repository; then put nvcc on PATH"),
-                    ),
-                });
-                if !config.provisioning.allow_source_builds {
-                    checks.push(check(
-                        &name,
-                        Level::Warn,
-                        "config `provisioning.allowSourceBuilds` is false: llama-orch will not build it (`orchctl plan` shows the steps)",
-                        Some("set `provisioning: {allowSourceBuilds: true}` in config.yaml, or run the plan yourself"),
-                    ));
-                }
-            }
-            Provisioning::Package => {
-                let binary = e.spec.package.as_ref().map(|p| p.binary.clone()).unwrap_or_default();
-                if which(&binary).is_ok() {
-                    checks.push(tool(&binary, ""));
-                } else if !os.is_arch() {
-                    checks.push(check(
-                        &name,
-                        Level::Fail,
-                        format!(
-                            "package provisioning needs Arch Linux (pacman); this host is {}",
-                            os.describe()
-                        ),
-                        Some("use `provisioning: binary` with an installed llama-server, or `provisioning: container`"),
-                    ));
-                } else {
-                    checks.push(tool("pacman", "this is not a working Arch Linux install"));
-                    if e.spec.package.as_ref().is_some_and(|p| p.aur) {
-                        checks.push(tool("makepkg", "pacman -S --needed base-devel"));
-                    }
-                }
-            }
+            Provisioning::Source => checks.extend(build_checks(&name, &e, config, engine_cache, &os)),
+            Provisioning::Package => checks.extend(package_checks(&name, &e.spec, &os)),
         }
     }
+}
+
+/// `t` on PATH (or at its path), or a failure with `fix`.
+fn tool(name: &str, t: &str, fix: &str) -> Check {
+    match which(t) {
+        Ok(p) => check(name, Level::Ok, format!("{t}: {}", p.display()), None),
+        Err(why) => check(name, Level::Fail, short(&why), Some(fix)),
+    }
+}
+
+/// A container Engine: its image is present, or may be pulled.
+async fn image_check(name: &str, spec: &EngineSpec, config: &Config, runtime: Option<&DockerRuntime>) -> Check {
+    let image = spec.image.clone().unwrap_or_default();
+    match runtime {
+        Some(rt) => match rt.image_exists(&image).await {
+            Ok(true) => check(name, Level::Ok, format!("image {image} is present"), None),
+            Ok(false) if config.provisioning.allow_image_pulls => check(
+                name,
+                Level::Ok,
+                format!("image {image} is not present; it will be pulled (allowImagePulls: true)"),
+                None,
+            ),
+            Ok(false) => {
+                let kind = rt.identity().kind;
+                check(
+                    name,
+                    Level::Fail,
+                    format!(
+                        "image {image} is not present and pulls are off (config `provisioning.allowImagePulls: false`)"
+                    ),
+                    Some(&format!("{kind} pull {image}")),
+                )
+            }
+            Err(err) => check(name, Level::Warn, format!("cannot check image {image}: {err}"), None),
+        },
+        None => check(name, Level::Fail, "needs a container runtime (see above)", None),
+    }
+}
+
+/// An external Engine: its health URL answers.
+async fn url_check(name: &str, spec: &EngineSpec) -> Check {
+    let url = spec.url.clone().unwrap_or_default();
+    let probe = format!("{}{}", url.trim_end_matches('/'), spec.health.path);
+    let answer = reqwest::Client::new()
+        .get(&probe)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    match answer {
+        Ok(r) if r.status().is_success() => check(name, Level::Ok, format!("{probe} answers {}", r.status()), None),
+        Ok(r) => check(
+            name,
+            Level::Warn,
+            format!("{probe} answers {}", r.status()),
+            Some("check the engine's own logs"),
+        ),
+        Err(err) => check(
+            name,
+            Level::Warn,
+            format!("{probe} does not answer: {err}"),
+            Some("start the engine at that URL (llama-orch never starts external engines)"),
+        ),
+    }
+}
+
+/// A source Engine: already built, or the tools a CUDA build needs and whether builds are
+/// allowed.
+fn build_checks(name: &str, e: &Engine, config: &Config, engine_cache: &Path, os: &OsRelease) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let plan = engine_plan(e.name(), &e.spec, &config.provisioning, engine_cache, os);
+    if let RunAs::Executable(exe) = &plan.run
+        && which(exe).is_ok()
+    {
+        return vec![check(name, Level::Ok, format!("already built: {exe}"), None)];
+    }
+    checks.push(tool(name, "git", "apt install git"));
+    checks.push(tool(name, "cmake", "apt install cmake"));
+    let cxx = ["c++", "g++", "clang++"].iter().find_map(|c| which(c).ok());
+    checks.push(match cxx {
+        Some(p) => check(name, Level::Ok, format!("C++ compiler: {}", p.display()), None),
+        None => check(
+            name,
+            Level::Fail,
+            "no C++ compiler (c++, g++ or clang++) on PATH",
+            Some("apt install build-essential"),
+        ),
+    });
+    let nvcc = which("nvcc").or_else(|_| which("/usr/local/cuda/bin/nvcc"));
+    checks.push(match nvcc {
+        Ok(p) => check(name, Level::Ok, format!("nvcc: {}", p.display()), None),
+        Err(_) => check(
+            name,
+            Level::Fail,
+            "no nvcc on PATH or in /usr/local/cuda/bin: a CUDA build needs the CUDA toolkit",
+            Some("apt install nvidia-cuda-toolkit   # or NVIDIA's CUDA repository; then put nvcc on PATH"),
+        ),
+    });
+    if !config.provisioning.allow_source_builds {
+        checks.push(check(
+            name,
+            Level::Warn,
+            "config `provisioning.allowSourceBuilds` is false: llama-orch will not build it (`orchctl plan` shows the steps)",
+            Some("set `provisioning: {allowSourceBuilds: true}` in config.yaml, or run the plan yourself"),
+        ));
+    }
+    checks
+}
+
+/// A package Engine: its binary is installed, or this is Arch Linux with pacman (and makepkg
+/// for the AUR).
+fn package_checks(name: &str, spec: &EngineSpec, os: &OsRelease) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let binary = spec.package.as_ref().map(|p| p.binary.clone()).unwrap_or_default();
+    if which(&binary).is_ok() {
+        checks.push(tool(name, &binary, ""));
+    } else if !os.is_arch() {
+        checks.push(check(
+            name,
+            Level::Fail,
+            format!(
+                "package provisioning needs Arch Linux (pacman); this host is {}",
+                os.describe()
+            ),
+            Some("use `provisioning: binary` with an installed llama-server, or `provisioning: container`"),
+        ));
+    } else {
+        checks.push(tool(name, "pacman", "this is not a working Arch Linux install"));
+        if spec.package.as_ref().is_some_and(|p| p.aur) {
+            checks.push(tool(name, "makepkg", "pacman -S --needed base-devel"));
+        }
+    }
+    checks
 }
 
 /// One `warn` per manifest warning about the declared objects (e.g. a llama.cpp Engine that

@@ -141,6 +141,23 @@ pub fn objects(pools: &[GatewayPool<'_>], options: &Options, gateway: &GatewayOp
         (key::NAME.to_string(), GATEWAY_APP.to_string()),
         (key::INSTANCE.to_string(), GATEWAY.to_string()),
     ]);
+    let (config_map, items) = config_map(pools, ns, &labels);
+    let container = container(gateway);
+    let deployment = deployment(ns, &labels, &selector, container, items);
+    let service = service(ns, &labels, selector);
+    [
+        serde_json::to_value(&config_map),
+        serde_json::to_value(&deployment),
+        serde_json::to_value(&service),
+    ]
+    .into_iter()
+    .filter_map(Result::ok)
+    .collect()
+}
+
+/// The ConfigMap holding the gateway's `config.yaml` and the Pools' manifests, and where its
+/// volume lays each key out.
+fn config_map(pools: &[GatewayPool<'_>], ns: Option<&str>, labels: &Labels) -> (ConfigMap, Vec<KeyToPath>) {
     let manifests = manifests(pools);
     let mut data = BTreeMap::from([("config.yaml".to_string(), config(ns))]);
     let mut items = vec![KeyToPath {
@@ -157,10 +174,16 @@ pub fn objects(pools: &[GatewayPool<'_>], options: &Options, gateway: &GatewayOp
         data.insert(file, text);
     }
     let config_map = ConfigMap {
-        metadata: names::meta(GATEWAY, ns, &labels, BTreeMap::new()),
+        metadata: names::meta(GATEWAY, ns, labels, BTreeMap::new()),
         data: Some(data),
         ..ConfigMap::default()
     };
+    (config_map, items)
+}
+
+/// The llama-orchd container: its config and state mounts, the token from the Secret, probes
+/// on `/healthz`, a read-only root and no capabilities.
+fn container(gateway: &GatewayOptions) -> Container {
     let http_probe = |path: &str, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -177,7 +200,7 @@ pub fn objects(pools: &[GatewayPool<'_>], options: &Options, gateway: &GatewayOp
         read_only: Some(read_only),
         ..VolumeMount::default()
     };
-    let container = Container {
+    Container {
         name: "llama-orchd".into(),
         image: Some(gateway.image.clone()),
         args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/config.yaml")]),
@@ -219,11 +242,21 @@ pub fn objects(pools: &[GatewayPool<'_>], options: &Options, gateway: &GatewayOp
             ..SecurityContext::default()
         }),
         ..Container::default()
-    };
+    }
+}
+
+/// One gateway (its queues live in the process), recreated on change, as a non-root user.
+fn deployment(
+    ns: Option<&str>,
+    labels: &Labels,
+    selector: &BTreeMap<String, String>,
+    container: Container,
+    items: Vec<KeyToPath>,
+) -> Deployment {
     let mut pod_labels = labels.clone();
     pod_labels.0.extend(selector.clone());
-    let deployment = Deployment {
-        metadata: names::meta(GATEWAY, ns, &labels, BTreeMap::new()),
+    Deployment {
+        metadata: names::meta(GATEWAY, ns, labels, BTreeMap::new()),
         spec: Some(DeploymentSpec {
             // The queues live in the process: two gateways would be two sets of queues.
             replicas: Some(1),
@@ -271,9 +304,13 @@ pub fn objects(pools: &[GatewayPool<'_>], options: &Options, gateway: &GatewayOp
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
-    };
-    let service = Service {
-        metadata: names::meta(GATEWAY, ns, &labels, BTreeMap::new()),
+    }
+}
+
+/// The Service in front of the gateway's pod.
+fn service(ns: Option<&str>, labels: &Labels, selector: BTreeMap<String, String>) -> Service {
+    Service {
+        metadata: names::meta(GATEWAY, ns, labels, BTreeMap::new()),
         spec: Some(ServiceSpec {
             selector: Some(selector),
             ports: Some(vec![ServicePort {
@@ -286,13 +323,5 @@ pub fn objects(pools: &[GatewayPool<'_>], options: &Options, gateway: &GatewayOp
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    };
-    [
-        serde_json::to_value(&config_map),
-        serde_json::to_value(&deployment),
-        serde_json::to_value(&service),
-    ]
-    .into_iter()
-    .filter_map(Result::ok)
-    .collect()
+    }
 }

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec, Toleration};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec, Toleration};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use llorch_manifests::Provisioning;
 use llorch_manifests::pool::RolloutStrategy;
+use llorch_manifests::{Pool, Provisioning};
 use serde::Serialize;
 
 use super::model_volume::ModelVolume;
@@ -92,18 +92,7 @@ fn container_pool(parts: &PoolParts<'_>, options: &Options) -> Result<PoolExport
     if let Some(d) = &parts.model.spec.digest {
         annotations.insert(key::MODEL_DIGEST.to_string(), d.clone());
     }
-    let replicas = match (pool.spec.replicas, &pool.spec.scaling) {
-        (Some(n), _) => n,
-        (None, Some(s)) => {
-            let n = s.min_replicas.max(1);
-            notes.push(format!(
-                "sized by demand (`scaling`, {}–{} replicas): a Deployment has no scale-from-zero on request, so it runs {n}; scale it with `kubectl scale`, an autoscaler such as KEDA, or use `--format kubeai`",
-                s.min_replicas, s.max_replicas
-            ));
-            n
-        }
-        (None, None) => 0,
-    };
+    let replicas = fixed_replicas(pool, &mut notes);
     if !matches!(pool.spec.gpus, llorch_manifests::GpuSelector::Keyword(_)) {
         notes.push(
             "`gpus:` lists this host's device indices, which mean nothing on a cluster node: the scheduler picks any free GPU (pin a model of GPU with `--gpu-product`)".into(),
@@ -127,21 +116,6 @@ fn container_pool(parts: &PoolParts<'_>, options: &Options) -> Result<PoolExport
         l.0.extend(selector(pool.name()));
         l
     };
-    let strategy = match pool.spec.rollout.strategy {
-        RolloutStrategy::Recreate => DeploymentStrategy {
-            type_: Some("Recreate".into()),
-            ..DeploymentStrategy::default()
-        },
-        // `Auto` surges too: without a spare GPU the new pod waits (Pending) while the old one
-        // serves, which is what llama-orch's Surge does when it fits.
-        RolloutStrategy::Surge | RolloutStrategy::Auto => DeploymentStrategy {
-            type_: Some("RollingUpdate".into()),
-            rolling_update: Some(RollingUpdateDeployment {
-                max_surge: Some(IntOrString::Int(1)),
-                max_unavailable: Some(IntOrString::Int(0)),
-            }),
-        },
-    };
     let deployment = Deployment {
         metadata: names::meta(&name, ns, &labels, annotations.clone()),
         spec: Some(DeploymentSpec {
@@ -150,50 +124,20 @@ fn container_pool(parts: &PoolParts<'_>, options: &Options) -> Result<PoolExport
                 match_labels: Some(selector(pool.name())),
                 ..LabelSelector::default()
             },
-            strategy: Some(strategy),
+            strategy: Some(rollout_strategy(pool.spec.rollout.strategy)),
             template: PodTemplateSpec {
                 metadata: Some(names::meta(&name, None, &pod_labels, annotations)).map(|mut m| {
                     m.name = None;
                     m
                 }),
-                spec: Some(PodSpec {
-                    init_containers: model.init_container(&options.fetch_image).map(|c| vec![c]),
-                    containers: vec![engine],
-                    volumes: Some(vec![model.volume(parts.model.name())]),
-                    node_selector: options
-                        .gpu_product
-                        .as_ref()
-                        .map(|p| BTreeMap::from([("nvidia.com/gpu.product".to_string(), p.clone())])),
-                    // GPU nodes are commonly tainted so that only GPU pods land there.
-                    tolerations: Some(vec![Toleration {
-                        key: Some(GPU_RESOURCE.into()),
-                        operator: Some("Exists".into()),
-                        effect: Some("NoSchedule".into()),
-                        ..Toleration::default()
-                    }]),
-                    ..PodSpec::default()
-                }),
+                spec: Some(pod_spec(parts, options, &model, engine)),
             },
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
     };
     let port = parts.engine.spec.port;
-    let service = Service {
-        metadata: names::meta(&name, ns, &labels, BTreeMap::new()),
-        spec: Some(ServiceSpec {
-            selector: Some(selector(pool.name())),
-            ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.into()),
-                port: i32::from(port),
-                target_port: Some(IntOrString::String(PORT_NAME.into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    };
+    let service = service(&name, ns, &labels, pool.name(), port);
     let mut objects = Vec::new();
     let size = options.model_sizes.get(parts.model.name()).copied();
     if let Some(claim) = model.claim(parts.model.name(), ns, &labels, size, replicas) {
@@ -219,6 +163,82 @@ fn container_pool(parts: &PoolParts<'_>, options: &Options) -> Result<PoolExport
             replicas,
         }),
     })
+}
+
+/// The Deployment's replicas: `replicas`, or for a Pool sized by demand its minimum but at
+/// least one, with a note that says so.
+fn fixed_replicas(pool: &Pool, notes: &mut Vec<String>) -> u32 {
+    match (pool.spec.replicas, &pool.spec.scaling) {
+        (Some(n), _) => n,
+        (None, Some(s)) => {
+            let n = s.min_replicas.max(1);
+            notes.push(format!(
+                "sized by demand (`scaling`, {}–{} replicas): a Deployment has no scale-from-zero on request, so it runs {n}; scale it with `kubectl scale`, an autoscaler such as KEDA, or use `--format kubeai`",
+                s.min_replicas, s.max_replicas
+            ));
+            n
+        }
+        (None, None) => 0,
+    }
+}
+
+/// The Deployment's strategy for the Pool's rollout strategy.
+fn rollout_strategy(strategy: RolloutStrategy) -> DeploymentStrategy {
+    match strategy {
+        RolloutStrategy::Recreate => DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            ..DeploymentStrategy::default()
+        },
+        // `Auto` surges too: without a spare GPU the new pod waits (Pending) while the old one
+        // serves, which is what llama-orch's Surge does when it fits.
+        RolloutStrategy::Surge | RolloutStrategy::Auto => DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::Int(1)),
+                max_unavailable: Some(IntOrString::Int(0)),
+            }),
+        },
+    }
+}
+
+/// The engine's pod: the model's init container and volume, on a GPU node.
+fn pod_spec(parts: &PoolParts<'_>, options: &Options, model: &ModelVolume, engine: Container) -> PodSpec {
+    PodSpec {
+        init_containers: model.init_container(&options.fetch_image).map(|c| vec![c]),
+        containers: vec![engine],
+        volumes: Some(vec![model.volume(parts.model.name())]),
+        node_selector: options
+            .gpu_product
+            .as_ref()
+            .map(|p| BTreeMap::from([("nvidia.com/gpu.product".to_string(), p.clone())])),
+        // GPU nodes are commonly tainted so that only GPU pods land there.
+        tolerations: Some(vec![Toleration {
+            key: Some(GPU_RESOURCE.into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        }]),
+        ..PodSpec::default()
+    }
+}
+
+/// The Service in front of a Pool's pods, on the engine's port.
+fn service(name: &str, ns: Option<&str>, labels: &Labels, pool: &str, port: u16) -> Service {
+    Service {
+        metadata: names::meta(name, ns, labels, BTreeMap::new()),
+        spec: Some(ServiceSpec {
+            selector: Some(selector(pool)),
+            ports: Some(vec![ServicePort {
+                name: Some(PORT_NAME.into()),
+                port: i32::from(port),
+                target_port: Some(IntOrString::String(PORT_NAME.into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
 }
 
 /// `scheme://host[:port]` of an external Engine's URL.
