@@ -317,7 +317,13 @@ fn models_settings(s: &settings::Resolved) -> ModelsSettings {
 /// a background thread, so that no request waits for a write. The guard flushes what is left
 /// when it drops at exit. With an `exporter`, its layer sits beside the log's, each with its
 /// own filter (`LLAMA_ORCH_LOG` does not turn spans off); without one, no such layer exists.
+///
+/// JSON lines print no span (no current span, no span list), so the JSON log layer takes
+/// events only: without an exporter no layer wants a span, and a task's spans cost nothing
+/// (each task opens six, and a refusal at admission two; the log layer formatted their fields
+/// for nobody). Text lines keep their span context.
 fn init_logging(format: &str, exporter: Option<&otel::Exporter>) -> log_writer::FlushGuard {
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
@@ -330,31 +336,21 @@ fn init_logging(format: &str, exporter: Option<&otel::Exporter>) -> log_writer::
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    if let Some(exporter) = exporter {
-        let registry = tracing_subscriber::registry().with(exporter.layer());
-        let log = fmt::layer().with_writer(writer).with_ansi(ansi);
-        if format == "json" {
-            let log = log
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false);
-            registry.with(log.with_filter(filter)).init();
-        } else {
-            registry.with(log.with_filter(filter)).init();
-        }
-        return guard;
-    }
-    let builder = fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
-    if format == "json" {
-        builder
-            .json()
+    let log = fmt::layer().with_writer(writer).with_ansi(ansi);
+    let log = if format == "json" {
+        log.json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .init();
+            .with_filter(filter.and(filter_fn(|meta| meta.is_event())))
+            .boxed()
     } else {
-        builder.init();
+        log.with_filter(filter).boxed()
+    };
+    let registry = tracing_subscriber::registry().with(log);
+    match exporter {
+        Some(exporter) => registry.with(exporter.layer()).init(),
+        None => registry.init(),
     }
     guard
 }
