@@ -230,11 +230,53 @@ impl Daemon {
                 .build()
                 .expect("http client"),
         };
-        d.spawn();
+        for attempt in 1.. {
+            match d.try_spawn() {
+                Ok(()) => break,
+                // Another process took the port between `free_port` and the daemon's bind
+                // (Docker publishes engine ports from the same ephemeral range): a new port.
+                Err(exit) if attempt < 5 && exit.contains("Address already in use") => d.rebind(free_port()),
+                Err(exit) => panic!("{exit}"),
+            }
+        }
         d
     }
 
+    /// Moves the (not running) daemon to `port`: its config's `bind:` and [`url`](Self::url).
+    fn rebind(&mut self, port: u16) {
+        let path = self.home.path().join("config.yaml");
+        let config = std::fs::read_to_string(&path).expect("config");
+        let mut addr = None;
+        let lines: Vec<String> = config
+            .lines()
+            .map(|line| {
+                match line
+                    .strip_prefix("bind: ")
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                {
+                    Some(old) => {
+                        let new = std::net::SocketAddr::new(old.ip(), port);
+                        addr = Some(new);
+                        format!("bind: {new}")
+                    }
+                    None => line.to_string(),
+                }
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").expect("config");
+        self.url = format!("http://{}", addr.expect("the config binds an address"));
+    }
+
     fn spawn(&mut self) {
+        if let Err(exit) = self.try_spawn() {
+            panic!("{exit}");
+        }
+    }
+
+    /// Starts the daemon and waits until it is ready; `Err` with its exit status and what it
+    /// logged when it exits during start-up.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let logged_before = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -251,21 +293,27 @@ impl Daemon {
             .spawn()
             .expect("spawn llama-orchd");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(logged_before)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, logged_before: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send()
                 && r.status().is_success()
             {
-                return;
+                return Ok(());
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("llama-orchd exited with {status} during start-up:\n{}", self.log());
+                self.child = None;
+                // The daemon flushes its log buffer as it exits: the file is whole now.
+                let log = self.log();
+                let this_start = log.get(logged_before..).unwrap_or(&log);
+                return Err(format!(
+                    "llama-orchd exited with {status} during start-up:\n{this_start}"
+                ));
             }
             assert!(
                 Instant::now() < deadline,
