@@ -12,7 +12,7 @@ mod sources;
 
 /// mimalloc, not glibc's malloc: the relay path allocates a buffer per engine read on one worker
 /// thread and frees it on another, where glibc's arenas spent ~16 % of the daemon's CPU
-/// (docs/benchmarks.md, "Relay at 256 streams").
+/// (docs/benchmarks.md, "Results — 2026-12-04").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
