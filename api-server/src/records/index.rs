@@ -1,11 +1,13 @@
 //! The artifact index in memory: one [`IndexEntry`] per stored object, ordered by creation
-//! time, with the job → artifact map, the byte total, paging and the retention choice (which
-//! entries go, oldest first). Pure: no file is read here; [`store`](super::store) persists it.
+//! time, with the job → artifact map, the byte total, how many artifacts each segment still
+//! holds, paging and the retention choice (which entries go, oldest first). Pure: no file is read here; [`store`](super::store) persists it.
 
 use std::collections::{BTreeMap, HashMap};
 
 use llorch_manifests::records::{ArtifactEntry, ArtifactKind, ArtifactList, ArtifactSummary};
 use serde::{Deserialize, Serialize};
+
+use super::segments::Location;
 
 /// What the index knows of one artifact (and what `index.jsonl` holds per line).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub struct IndexEntry {
     /// `sha256:<hex>`.
     pub id: String,
+    /// Where its bytes are (`size` of them).
+    pub at: Location,
     /// Its kind.
     pub kind: ArtifactKind,
     /// The task, for a job record.
@@ -103,6 +107,7 @@ pub struct Index {
     by_time: BTreeMap<(i64, String), IndexEntry>,
     by_id: HashMap<String, i64>,
     by_job: HashMap<String, String>,
+    by_segment: HashMap<u32, usize>,
     bytes: u64,
 }
 
@@ -113,6 +118,7 @@ impl Index {
             return false;
         }
         self.bytes += entry.size;
+        *self.by_segment.entry(entry.at.seg).or_default() += 1;
         self.by_id.insert(entry.id.clone(), entry.created_ms);
         if let Some(job) = &entry.job {
             self.by_job.insert(job.clone(), entry.id.clone());
@@ -126,6 +132,12 @@ impl Index {
         let created = self.by_id.remove(id)?;
         let entry = self.by_time.remove(&(created, id.to_string()))?;
         self.bytes -= entry.size;
+        if let Some(n) = self.by_segment.get_mut(&entry.at.seg) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_segment.remove(&entry.at.seg);
+            }
+        }
         if let Some(job) = &entry.job
             && self.by_job.get(job).is_some_and(|j| j == id)
         {
@@ -148,6 +160,11 @@ impl Index {
     /// The artifact of task `job`.
     pub fn job(&self, job: &str) -> Option<&str> {
         self.by_job.get(job).map(String::as_str)
+    }
+
+    /// True when an artifact kept is in segment `seg`.
+    pub fn holds(&self, seg: u32) -> bool {
+        self.by_segment.contains_key(&seg)
     }
 
     /// Bytes of every artifact.
@@ -222,6 +239,10 @@ mod tests {
     fn entry(n: u8, created_ms: i64, size: u64, kind: ArtifactKind) -> IndexEntry {
         IndexEntry {
             id: format!("sha256:{}", format!("{n:02x}").repeat(32)),
+            at: Location {
+                seg: u32::from(n % 2),
+                off: 0,
+            },
             kind,
             job: (kind == ArtifactKind::Job).then(|| format!("task-{n}")),
             pool: Some("p".into()),
@@ -255,10 +276,15 @@ mod tests {
         let by_age = index.expired(10_000, 1_002);
         assert_eq!(by_age.len(), 2, "created at 1000 and 1001 are older than 1002");
         assert!(index.expired(10_000, 0).is_empty());
+        assert!(index.holds(0) && index.holds(1));
         let gone = index.remove(&by_size[0]).unwrap();
         assert_eq!(gone.job.as_deref(), Some("task-0"));
+        index.remove(&entry(2, 0, 0, ArtifactKind::Job).id);
+        assert!(index.holds(0), "task-4 is still in segment 0");
+        index.remove(&entry(4, 0, 0, ArtifactKind::Job).id);
+        assert!(!index.holds(0) && index.holds(1), "segment 0 holds nothing kept");
         assert_eq!(index.job("task-0"), None);
-        assert_eq!(index.bytes(), 400);
+        assert_eq!(index.bytes(), 200);
     }
 
     #[test]

@@ -9,12 +9,16 @@
 //! logs a prompt or a token.
 //!
 //! - [`index`]: the in-memory index, paging and the retention choice (pure).
-//! - [`store`]: files: atomic object writes, the persisted index, garbage collection.
+//! - [`store`]: the store: group writes, lookups, the persisted index, garbage collection.
+//! - [`segments`]: the files artifacts are appended to.
+//! - [`recovery`]: what the store finds on disk at open.
 //! - [`transcript`]: splitting and comparing transcripts.
 //! - [`replay`]: re-running a record through the data plane.
 
 pub mod index;
+mod recovery;
 pub mod replay;
+pub mod segments;
 pub mod store;
 pub mod transcript;
 
@@ -32,7 +36,7 @@ use store::{ArtifactStore, Lookup, StoreError};
 /// rather than make a task wait.
 pub const WRITER_BACKLOG: usize = 1024;
 
-/// Most finished jobs written as one group (one directory sync, one index append).
+/// Most finished jobs written as one group (one segment append and sync, one index append).
 const WRITE_GROUP: usize = 64;
 
 /// How often retention runs when nothing is written.

@@ -1,16 +1,18 @@
-//! The content-addressed artifact store under `<state>/artifacts/`: each object is the
-//! compact JSON of an [`Artifact`] in `objects/<hex>.json`, named by the sha256 of those bytes
-//! and written atomically (a temporary file, fsync, rename); `index.jsonl` holds one
-//! [`IndexEntry`] per object so lists read no object. The index is append-only while the
-//! daemon runs and compacted at open; at open it is also checked against `objects/` (an
-//! object it misses is read and indexed, an entry whose object is gone is dropped), so a
-//! crash between the object's rename and the index line loses nothing.
+//! The content-addressed artifact store under `<state>/artifacts/`: each artifact is the
+//! compact JSON of an [`Artifact`], named by the sha256 of those bytes and appended, one per
+//! line, to the current file of [`segments`](super::segments); `index.jsonl` holds one
+//! [`IndexEntry`] per artifact (with where its bytes are) so lists read no segment. The index
+//! is append-only while the daemon runs and compacted at open, after
+//! [`recovery`](super::recovery) has checked it against the segments: a crash between a
+//! segment's sync and the index line loses nothing. Retention removes a segment whole once
+//! none of its artifacts is kept.
 //!
 //! Blocking file I/O throughout: callers use a blocking thread (`spawn_blocking` or the
 //! records writer thread), never an async worker.
 
+use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, Write};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -20,9 +22,8 @@ use llorch_manifests::records::{
 };
 
 use super::index::{Index, IndexEntry, ListQuery};
-
-/// Largest `index.jsonl` read at open; a larger one is rebuilt from the objects.
-const MAX_INDEX_BYTES: u64 = 256 << 20;
+use super::recovery;
+use super::segments::{self, Location, SEGMENT_BYTES, Segments};
 
 /// Why the store could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,16 @@ pub enum StoreError {
     /// The artifact could not be encoded.
     #[error("cannot encode the artifact: {0}")]
     Encode(#[source] serde_json::Error),
+    /// The bytes stored for an artifact are not the ones its id names.
+    #[error(
+        "the bytes stored for {id} in {path} do not match its id; the segment was changed or damaged outside llama-orch"
+    )]
+    Corrupt {
+        /// The artifact.
+        id: String,
+        /// Its segment.
+        path: PathBuf,
+    },
 }
 
 impl StoreError {
@@ -70,11 +81,15 @@ impl StoreError {
                 source: std::io::Error::new(source.kind(), source.to_string()),
             },
             StoreError::Encode(e) => StoreError::Encode(serde::ser::Error::custom(e.to_string())),
+            StoreError::Corrupt { id, path } => StoreError::Corrupt {
+                id: id.clone(),
+                path: path.clone(),
+            },
         }
     }
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+pub(super) fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         what,
         path: path.to_path_buf(),
@@ -112,47 +127,45 @@ impl Lookup {
 /// The store.
 #[derive(Debug)]
 pub struct ArtifactStore {
-    objects: PathBuf,
+    segments: Segments,
     index_file: PathBuf,
     index: Mutex<Index>,
 }
 
 impl ArtifactStore {
-    /// Opens (creating) the store in `dir`, rebuilding and compacting its index.
+    /// Opens (creating) the store in `dir`: reads its index back, recovers what the newest
+    /// segment holds past it, moves a legacy `objects/` directory in, starts a fresh segment,
+    /// removes segments that hold nothing kept and compacts the index.
     pub fn open(dir: &Path) -> Result<ArtifactStore, StoreError> {
-        let objects = dir.join("objects");
-        fs::create_dir_all(&objects).map_err(io("cannot create", &objects))?;
+        ArtifactStore::open_sealing_at(dir, SEGMENT_BYTES)
+    }
+
+    /// [`open`](Self::open), sealing segments at `seal_at` bytes (tests use small ones).
+    pub(super) fn open_sealing_at(dir: &Path, seal_at: u64) -> Result<ArtifactStore, StoreError> {
+        let seg_dir = dir.join("segments");
+        fs::create_dir_all(&seg_dir).map_err(io("cannot create", &seg_dir))?;
         let index_file = dir.join("index.jsonl");
-        let mut index = Index::default();
-        for entry in read_index(&index_file) {
-            match entry {
-                IndexLine::Put(e) => {
-                    index.insert(e);
-                }
-                IndexLine::Del { id } => {
-                    index.remove(&id);
-                }
-            }
-        }
-        let on_disk = list_objects(&objects)?;
-        let indexed: Vec<String> = index.entries().map(|e| e.id.clone()).collect();
-        for id in indexed {
-            if !on_disk.contains(&id) {
-                index.remove(&id);
-            }
-        }
-        for id in &on_disk {
-            if !index.contains(id)
-                && let Some(entry) = entry_from_object(&objects, id)
-            {
-                index.insert(entry);
-            }
-        }
+        let existing = segments::list(&seg_dir).map_err(io("cannot read", &seg_dir))?;
+        let found = recovery::read_back(&seg_dir, &index_file, &existing);
         let store = ArtifactStore {
-            objects,
             index_file,
-            index: Mutex::new(index),
+            index: Mutex::new(found.index),
+            // A fresh segment only once what the newest one held past the index is indexed:
+            // a crash in between finds the same tail again.
+            segments: {
+                let lines: Vec<IndexLine> = found.recovered.into_iter().map(IndexLine::Put).collect();
+                append_lines(&dir.join("index.jsonl"), &lines)?;
+                Segments::start(&seg_dir, seal_at).map_err(io("cannot start a segment in", &seg_dir))?
+            },
         };
+        recovery::import_legacy(&store, &dir.join("objects"));
+        for seq in existing {
+            if !store.index().holds(seq)
+                && let Err(e) = store.segments.remove(seq)
+            {
+                tracing::warn!(segment = %store.segments.path(seq).display(), error = %e, "cannot remove an empty segment");
+            }
+        }
         store.compact()?;
         Ok(store)
     }
@@ -180,93 +193,104 @@ impl ArtifactStore {
     }
 
     /// Stores each artifact with its creation time, as [`put`](Self::put) does, as one group:
-    /// each object's temporary file is written and fsynced, then all are renamed into place,
-    /// the directory is fsynced once and the index gets one append. A busy writer pays one
-    /// directory sync and one index open per group instead of per object. One result per
-    /// artifact, in order.
+    /// the new ones are appended to the current segment in one write and one `fdatasync`, then
+    /// the index gets one append. One result per artifact, in order.
     pub fn put_all(&self, artifacts: &[(&Artifact, i64)]) -> Vec<Result<(String, bool), StoreError>> {
         let mut results = Vec::with_capacity(artifacts.len());
-        let mut staged: Vec<(usize, Staged)> = Vec::new();
+        let mut fresh: Vec<Encoded> = Vec::new();
         for (i, (artifact, created_ms)) in artifacts.iter().enumerate() {
-            results.push(match self.stage(artifact, *created_ms) {
-                Ok(Stage::Stored(id)) => Ok((id, false)),
-                Ok(Stage::Written(s)) => {
-                    let id = s.entry.id.clone();
-                    staged.push((i, s));
+            results.push(match encode(artifact) {
+                Ok(e) if self.index().contains(&e.id) || fresh.iter().any(|f| f.id == e.id) => Ok((e.id, false)),
+                Ok(e) => {
+                    let id = e.id.clone();
+                    fresh.push(Encoded {
+                        slot: i,
+                        created_ms: *created_ms,
+                        ..e
+                    });
                     Ok((id, true))
                 }
                 Err(e) => Err(e),
             });
         }
-        if staged.is_empty() {
-            return results;
-        }
-        let mut placed = Vec::with_capacity(staged.len());
-        for (i, s) in staged {
-            match fs::rename(&s.tmp, &s.path) {
-                Ok(()) => placed.push((i, s.entry)),
-                Err(e) => {
-                    let _ = fs::remove_file(&s.tmp);
-                    results[i] = Err(io("cannot write", &s.path)(e));
+        for (slot, outcome) in self.write(artifacts, fresh) {
+            match outcome {
+                Written::Indexed => {}
+                Written::Already => {
+                    if let Ok((_, new)) = &mut results[slot] {
+                        *new = false;
+                    }
                 }
-            }
-        }
-        sync_dir(&self.objects);
-        // Files are written without the index lock held (a list never waits for an fsync). Two
-        // writers of the same bytes write the same file; the index takes one entry.
-        let mut lines = Vec::with_capacity(placed.len());
-        for (i, entry) in placed {
-            if self.index().insert(entry.clone()) {
-                lines.push((i, IndexLine::Put(entry)));
-            } else if let Ok((_, new)) = &mut results[i] {
-                *new = false;
-            }
-        }
-        if let Err(e) = self.append(lines.iter().map(|(_, line)| line)) {
-            for (i, _) in &lines {
-                results[*i] = Err(e.again());
+                Written::Failed(e) => results[slot] = Err(e),
             }
         }
         results
     }
 
-    /// Encodes `artifact` and, unless it is stored already, writes it to a temporary file
-    /// beside its place (fsynced, not yet renamed).
-    fn stage(&self, artifact: &Artifact, created_ms: i64) -> Result<Stage, StoreError> {
-        let bytes = serde_json::to_vec(artifact).map_err(StoreError::Encode)?;
-        if bytes.len() > MAX_ARTIFACT_BYTES {
-            return Err(StoreError::TooLarge {
-                size: bytes.len(),
-                limit: MAX_ARTIFACT_BYTES,
-            });
+    /// Appends `fresh` (encoded from `artifacts`) to the current segment and indexes each;
+    /// what came of each, by its slot in `artifacts`. The index lock is not held while the
+    /// segment syncs (a list never waits for an fsync).
+    fn write(&self, artifacts: &[(&Artifact, i64)], fresh: Vec<Encoded>) -> Vec<(usize, Written)> {
+        if fresh.is_empty() {
+            return Vec::new();
         }
-        let hex = llorch_manifests::hash::sha256_hex(&bytes);
-        let id = format!("{ID_PREFIX}{hex}");
-        if self.index().contains(&id) {
-            return Ok(Stage::Stored(id));
+        let bytes: Vec<&[u8]> = fresh.iter().map(|e| e.bytes.as_slice()).collect();
+        let at = match self.segments.append(&bytes) {
+            Ok(at) => at,
+            Err(e) => {
+                let failed = io("cannot append to", &self.segments.path(self.segments.current_seq()))(e);
+                return fresh
+                    .iter()
+                    .map(|e| (e.slot, Written::Failed(failed.again())))
+                    .collect();
+            }
+        };
+        let mut outcomes = Vec::with_capacity(fresh.len());
+        let mut lines = Vec::with_capacity(fresh.len());
+        for (e, at) in fresh.into_iter().zip(at) {
+            let entry = entry_of(artifacts[e.slot].0, e.id, at, e.created_ms, e.bytes.len() as u64);
+            // Two writers of the same bytes both append them; the index takes one.
+            if self.index().insert(entry.clone()) {
+                lines.push(IndexLine::Put(entry));
+                outcomes.push((e.slot, Written::Indexed));
+            } else {
+                outcomes.push((e.slot, Written::Already));
+            }
         }
-        let path = self.objects.join(format!("{hex}.json"));
-        let tmp = write_temporary(&path, &bytes)?;
-        let entry = entry_of(artifact, id, created_ms, bytes.len() as u64);
-        Ok(Stage::Written(Staged { tmp, path, entry }))
+        if let Err(e) = append_lines(&self.index_file, &lines) {
+            for (_, outcome) in &mut outcomes {
+                if matches!(outcome, Written::Indexed) {
+                    *outcome = Written::Failed(e.again());
+                }
+            }
+        }
+        outcomes
     }
 
-    /// Appends `lines` to `index.jsonl` in one write (nothing is opened for none).
-    fn append<'a>(&self, lines: impl IntoIterator<Item = &'a IndexLine>) -> Result<(), StoreError> {
-        let mut text = Vec::new();
-        for line in lines {
-            serde_json::to_writer(&mut text, line).map_err(StoreError::Encode)?;
-            text.push(b'\n');
+    /// Stores already encoded, hash-checked artifacts (a legacy object directory's) as one
+    /// group; how many were new.
+    pub(super) fn put_encoded(&self, found: Vec<(Artifact, Vec<u8>, i64)>) -> Result<usize, StoreError> {
+        let artifacts: Vec<(&Artifact, i64)> = found.iter().map(|(a, _, created)| (a, *created)).collect();
+        let fresh = found
+            .iter()
+            .enumerate()
+            .map(|(slot, (_, bytes, created_ms))| Encoded {
+                slot,
+                id: format!("{ID_PREFIX}{}", llorch_manifests::hash::sha256_hex(bytes)),
+                bytes: bytes.clone(),
+                created_ms: *created_ms,
+            })
+            .filter(|e| !self.index().contains(&e.id))
+            .collect();
+        let mut new = 0;
+        for (_, outcome) in self.write(&artifacts, fresh) {
+            match outcome {
+                Written::Indexed => new += 1,
+                Written::Already => {}
+                Written::Failed(e) => return Err(e),
+            }
         }
-        if text.is_empty() {
-            return Ok(());
-        }
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.index_file)
-            .map_err(io("cannot open", &self.index_file))?;
-        file.write_all(&text).map_err(io("cannot append to", &self.index_file))
+        Ok(new)
     }
 
     /// The entry and stored bytes of `what`; `None` when nothing is stored under it.
@@ -282,17 +306,16 @@ impl ArtifactStore {
                 None => return Ok(None),
             }
         };
-        let path = self.object_path(&entry.id);
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some((entry, bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("cannot read", &path)(e)),
+        let path = self.segments.path(entry.at.seg);
+        let bytes = match self.segments.read(entry.at, entry.size) {
+            Ok(bytes) => bytes,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::UnexpectedEof) => return Ok(None),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        if llorch_manifests::hash::sha256_hex(&bytes) != entry.id.trim_start_matches(ID_PREFIX) {
+            return Err(StoreError::Corrupt { id: entry.id, path });
         }
-    }
-
-    fn object_path(&self, id: &str) -> PathBuf {
-        // Only ids that passed `is_artifact_id` reach here: 64 hex digits, no separator.
-        self.objects.join(format!("{}.json", id.trim_start_matches(ID_PREFIX)))
+        Ok(Some((entry, bytes)))
     }
 
     /// One page of the index, newest first.
@@ -301,34 +324,33 @@ impl ArtifactStore {
     }
 
     /// Removes what retention no longer keeps (over `max_bytes`, or created before
-    /// `oldest_ms`), oldest first; how many went.
+    /// `oldest_ms`), oldest first, and every segment left holding nothing kept; how many
+    /// artifacts went.
     pub fn collect_garbage(&self, max_bytes: u64, oldest_ms: i64) -> Result<usize, StoreError> {
         // Out of the index first (under its lock), then off the disk (without it).
-        let gone: Vec<String> = {
+        let (gone, emptied) = {
             let mut index = self.index();
             let gone = index.expired(max_bytes, oldest_ms);
+            let mut emptied = BTreeSet::new();
             for id in &gone {
-                index.remove(id);
-            }
-            gone
-        };
-        let mut lines = Vec::with_capacity(gone.len());
-        let mut removed = Ok(());
-        for id in &gone {
-            let path = self.object_path(id);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    removed = Err(io("cannot remove", &path)(e));
-                    break;
+                if let Some(entry) = index.remove(id)
+                    && !index.holds(entry.at.seg)
+                {
+                    emptied.insert(entry.at.seg);
                 }
             }
-            lines.push(IndexLine::Del { id: id.clone() });
+            (gone, emptied)
+        };
+        let lines: Vec<IndexLine> = gone.iter().map(|id| IndexLine::Del { id: id.clone() }).collect();
+        // The removals are recorded before any segment goes: a crash in between leaves
+        // segments that hold nothing kept, and the next open removes them.
+        append_lines(&self.index_file, &lines)?;
+        for seq in emptied {
+            self.segments
+                .remove(seq)
+                .map_err(io("cannot remove", &self.segments.path(seq)))?;
         }
-        // One append for what went, also when a removal failed part way.
-        self.append(&lines)?;
-        removed.map(|()| gone.len())
+        Ok(gone.len())
     }
 
     /// `(artifacts, bytes)` stored.
@@ -338,93 +360,70 @@ impl ArtifactStore {
     }
 }
 
-/// An object in its temporary file, to be renamed into place.
-struct Staged {
-    tmp: PathBuf,
-    path: PathBuf,
-    entry: IndexEntry,
+/// An artifact's bytes and id, to be appended.
+struct Encoded {
+    /// Its place in the group.
+    slot: usize,
+    id: String,
+    bytes: Vec<u8>,
+    created_ms: i64,
 }
 
-/// What staging an artifact came to.
-enum Stage {
-    /// The same bytes are stored already, under this id.
-    Stored(String),
-    /// Written, not yet in place.
-    Written(Staged),
+/// What came of appending one artifact.
+enum Written {
+    /// Appended and indexed.
+    Indexed,
+    /// Appended, but another writer indexed the same bytes first.
+    Already,
+    /// Not stored.
+    Failed(StoreError),
+}
+
+/// `artifact`'s compact JSON and id (its slot and time are filled in by the caller).
+fn encode(artifact: &Artifact) -> Result<Encoded, StoreError> {
+    let bytes = serde_json::to_vec(artifact).map_err(StoreError::Encode)?;
+    if bytes.len() > MAX_ARTIFACT_BYTES {
+        return Err(StoreError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_ARTIFACT_BYTES,
+        });
+    }
+    Ok(Encoded {
+        slot: 0,
+        id: format!("{ID_PREFIX}{}", llorch_manifests::hash::sha256_hex(&bytes)),
+        bytes,
+        created_ms: 0,
+    })
+}
+
+/// Appends `lines` to the index file at `path` in one write (nothing is opened for none).
+fn append_lines(path: &Path, lines: &[IndexLine]) -> Result<(), StoreError> {
+    let mut text = Vec::new();
+    for line in lines {
+        serde_json::to_writer(&mut text, line).map_err(StoreError::Encode)?;
+        text.push(b'\n');
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io("cannot open", path))?;
+    file.write_all(&text).map_err(io("cannot append to", path))
 }
 
 /// One line of `index.jsonl`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
-enum IndexLine {
+pub(super) enum IndexLine {
     Put(IndexEntry),
     Del { id: String },
 }
 
-/// The lines of `index.jsonl` that parse, in order (a torn last line is skipped).
-fn read_index(path: &Path) -> Vec<IndexLine> {
-    let Ok(file) = fs::File::open(path) else {
-        return Vec::new();
-    };
-    if file.metadata().is_ok_and(|m| m.len() > MAX_INDEX_BYTES) {
-        return Vec::new();
-    }
-    std::io::BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str(&line).ok())
-        .filter(|l: &IndexLine| match l {
-            IndexLine::Put(e) => is_artifact_id(&e.id),
-            IndexLine::Del { .. } => true,
-        })
-        .collect()
-}
-
-/// The ids of the objects in `dir` (`<hex>.json`; temporary files and strangers skipped).
-fn list_objects(dir: &Path) -> Result<std::collections::HashSet<String>, StoreError> {
-    let mut ids = std::collections::HashSet::new();
-    for entry in fs::read_dir(dir).map_err(io("cannot read", dir))? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-            continue;
-        };
-        let id = format!("{ID_PREFIX}{hex}");
-        if is_artifact_id(&id) {
-            ids.insert(id);
-        }
-    }
-    Ok(ids)
-}
-
-/// The entry of an object found without one (its creation time: a job's admission, else the
-/// file's modification time).
-fn entry_from_object(dir: &Path, id: &str) -> Option<IndexEntry> {
-    let path = dir.join(format!("{}.json", id.trim_start_matches(ID_PREFIX)));
-    let bytes = fs::read(&path).ok()?;
-    if llorch_manifests::hash::sha256_hex(&bytes) != id.trim_start_matches(ID_PREFIX) {
-        tracing::warn!(file = %path.display(), "artifact does not match its name; not indexed");
-        return None;
-    }
-    let artifact: Artifact = serde_json::from_slice(&bytes).ok()?;
-    let created_ms = match &artifact {
-        Artifact::Job(job) => job
-            .created_at
-            .parse::<jiff::Timestamp>()
-            .ok()
-            .map(|t| t.as_millisecond()),
-        _ => None,
-    }
-    .or_else(|| {
-        let modified = fs::metadata(&path).ok()?.modified().ok()?;
-        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
-        Some(since.as_millis() as i64)
-    })
-    .unwrap_or(0);
-    Some(entry_of(&artifact, id.to_string(), created_ms, bytes.len() as u64))
-}
-
-fn entry_of(artifact: &Artifact, id: String, created_ms: i64, size: u64) -> IndexEntry {
+/// The index entry of `artifact`, stored under `id` at `at` (`size` bytes).
+pub(super) fn entry_of(artifact: &Artifact, id: String, at: Location, created_ms: i64, size: u64) -> IndexEntry {
     let identity = match artifact {
         Artifact::Job(r) => Some(r.identity.clone()),
         _ => None,
@@ -444,6 +443,7 @@ fn entry_of(artifact: &Artifact, id: String, created_ms: i64, size: u64) -> Inde
     };
     IndexEntry {
         id,
+        at,
         kind: artifact.kind(),
         job,
         pool,
@@ -493,7 +493,7 @@ fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
 
 /// Makes the renames in `dir` durable (best effort: not every file system can sync a
 /// directory).
-fn sync_dir(dir: &Path) {
+pub(super) fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }

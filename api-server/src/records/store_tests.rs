@@ -37,62 +37,123 @@ fn the_same_content_is_stored_once_under_its_sha256() {
     assert_eq!(store.usage(), (1, bytes.len() as u64));
 }
 
-#[test]
-fn writes_leave_no_temporary_file_and_a_torn_index_line_is_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
-    let (id, _) = store.put(&plan(1), 1_000).unwrap();
-    let objects = files(&dir.path().join("objects"));
-    assert_eq!(objects, vec![format!("{}.json", id.trim_start_matches("sha256:"))]);
-    drop(store);
-    // A crash mid-append leaves half a line; a stray temporary file is not an object.
-    let mut index = fs::OpenOptions::new()
-        .append(true)
-        .open(dir.path().join("index.jsonl"))
-        .unwrap();
-    index.write_all(b"{\"op\":\"put\",\"id\":\"sha2").unwrap();
-    fs::write(dir.path().join("objects/.x.json.tmp-1-1"), b"{").unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
-    assert_eq!(store.usage().0, 1);
-    assert!(store.get(&Lookup::Id(id)).unwrap().is_some());
+fn segment_lines(dir: &Path, seq: u32) -> usize {
+    fs::read(segments::path_of(&dir.join("segments"), seq))
+        .unwrap()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+fn ids(store: &ArtifactStore) -> Vec<String> {
+    let query = ListQuery {
+        limit: 50,
+        ..Default::default()
+    };
+    store.list(&query).items.into_iter().map(|e| e.id).collect()
 }
 
 #[test]
-fn the_index_is_rebuilt_from_the_objects_when_it_is_lost_or_behind() {
+fn a_torn_index_line_and_a_torn_segment_tail_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::open(dir.path()).unwrap();
+    let (id, _) = store.put(&plan(1), 1_000).unwrap();
+    assert_eq!(files(&dir.path().join("segments")), vec!["00000000.jsonl"]);
+    assert_eq!(segment_lines(dir.path(), 0), 1);
+    drop(store);
+    // A crash mid-append leaves half a line in the index and half an artifact in the segment.
+    let append = |path: PathBuf, bytes: &[u8]| {
+        let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(bytes).unwrap();
+    };
+    append(dir.path().join("index.jsonl"), b"{\"op\":\"put\",\"id\":\"sha2");
+    append(dir.path().join("segments/00000000.jsonl"), b"{\"kind\":\"pl");
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    assert_eq!(store.usage().0, 1);
+    assert!(store.get(&Lookup::Id(id)).unwrap().is_some());
+    assert_eq!(
+        files(&dir.path().join("segments")),
+        vec!["00000000.jsonl", "00000001.jsonl"],
+        "every open starts a fresh segment"
+    );
+}
+
+#[test]
+fn what_the_index_misses_is_recovered_from_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    // One artifact per segment.
+    let store = ArtifactStore::open_sealing_at(dir.path(), 1).unwrap();
     let (a, _) = store.put(&plan(1), 1_000).unwrap();
     let (b, _) = store.put(&plan(2), 2_000).unwrap();
     drop(store);
-    fs::remove_file(dir.path().join("index.jsonl")).unwrap();
+    // A crash after `b`'s segment sync and before its index line.
+    let index = dir.path().join("index.jsonl");
+    let text = fs::read_to_string(&index).unwrap();
+    fs::write(&index, format!("{}\n", text.lines().next().unwrap())).unwrap();
+    let store = ArtifactStore::open_sealing_at(dir.path(), 1).unwrap();
+    let listed = ids(&store);
+    assert_eq!(listed, vec![b.clone(), a.clone()], "newest first, both back");
+    drop(store);
+    // The index lost: every segment is read.
+    fs::remove_file(&index).unwrap();
+    let store = ArtifactStore::open_sealing_at(dir.path(), 1).unwrap();
+    assert_eq!(ids(&store), vec![b.clone(), a.clone()]);
+    let (entry, _) = store.get(&Lookup::Id(a.clone())).unwrap().unwrap();
+    drop(store);
+    // A segment removed behind the store's back drops its artifacts at the next open.
+    fs::remove_file(segments::path_of(&dir.path().join("segments"), entry.at.seg)).unwrap();
+    let store = ArtifactStore::open_sealing_at(dir.path(), 1).unwrap();
+    assert_eq!(ids(&store), vec![b]);
+    assert!(store.get(&Lookup::Id(a)).unwrap().is_none());
+}
+
+#[test]
+fn bytes_changed_in_a_segment_are_refused_not_served() {
+    let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::open(dir.path()).unwrap();
-    let listed: Vec<_> = store
-        .list(&ListQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .items
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(listed.len(), 2);
-    assert!(listed.contains(&a) && listed.contains(&b));
-    // An object removed behind the store's back drops out of the index at the next open.
-    fs::remove_file(
-        dir.path()
-            .join(format!("objects/{}.json", a.trim_start_matches("sha256:"))),
-    )
-    .unwrap();
+    let (id, _) = store.put(&plan(1), 1_000).unwrap();
+    let path = dir.path().join("segments/00000000.jsonl");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, text.replace("\"plan\":1", "\"plan\":7")).unwrap();
+    let err = store.get(&Lookup::Id(id.clone())).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(&id), "{err}");
+}
+
+#[test]
+fn an_earlier_versions_object_files_are_moved_into_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    fs::create_dir_all(&objects).unwrap();
+    let bytes = serde_json::to_vec(&plan(3)).unwrap();
+    let hex = llorch_manifests::hash::sha256_hex(&bytes);
+    fs::write(objects.join(format!("{hex}.json")), &bytes).unwrap();
+    fs::write(objects.join(format!("{}.json", "0".repeat(64))), &bytes).unwrap();
+    // The old index's lines name no segment: they are not read as entries.
+    let old_line = format!(
+        "{{\"op\":\"put\",\"id\":\"sha256:{hex}\",\"kind\":\"plan\",\"job\":null,\"pool\":null,\"createdMs\":5,\"size\":{}}}\n",
+        bytes.len()
+    );
+    fs::write(dir.path().join("index.jsonl"), old_line).unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    assert_eq!(ids(&store), vec![format!("sha256:{hex}")]);
+    let (_, stored) = store.get(&Lookup::Id(format!("sha256:{hex}"))).unwrap().unwrap();
+    assert_eq!(stored, bytes);
+    assert_eq!(
+        files(&objects),
+        vec![format!("{}.json", "0".repeat(64))],
+        "the moved object is gone; one that does not match its name stays"
+    );
     drop(store);
     let store = ArtifactStore::open(dir.path()).unwrap();
-    assert_eq!(store.usage().0, 1);
-    assert!(store.get(&Lookup::Id(a)).unwrap().is_none());
+    assert_eq!(store.usage().0, 1, "moved once");
 }
 
 #[test]
 fn garbage_collection_removes_the_oldest_first_and_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    // One artifact per segment: a segment goes with its artifact.
+    let store = ArtifactStore::open_sealing_at(dir.path(), 1).unwrap();
     let ids: Vec<String> = (0..4)
         .map(|n| store.put(&plan(n), 1_000 + i64::from(n)).unwrap().0)
         .collect();
@@ -105,12 +166,17 @@ fn garbage_collection_removes_the_oldest_first_and_survives_a_reopen() {
     assert!(store.get(&Lookup::Id(ids[1].clone())).unwrap().is_none());
     assert!(store.get(&Lookup::Id(ids[3].clone())).unwrap().is_some());
     assert_eq!(
+        files(&dir.path().join("segments")),
+        vec!["00000002.jsonl", "00000003.jsonl"],
+        "the segments of what went are removed"
+    );
+    assert_eq!(
         store.collect_garbage(u64::MAX, 1_003).unwrap(),
         1,
         "created before 1003"
     );
     drop(store);
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let store = ArtifactStore::open_sealing_at(dir.path(), 1).unwrap();
     assert_eq!(store.usage().0, 1);
     assert_eq!(
         store
@@ -183,8 +249,7 @@ fn a_group_write_gives_one_result_per_artifact_in_order_and_one_index_append() {
         lines_before + 2,
         "one index line per new object"
     );
-    let objects = files(&dir.path().join("objects"));
-    assert_eq!(objects.len(), 3, "no temporary file is left: {objects:?}");
+    assert_eq!(segment_lines(dir.path(), 0), 3, "one line per new artifact");
     drop(store);
     let store = ArtifactStore::open(dir.path()).unwrap();
     assert_eq!(store.usage().0, 3);

@@ -40,7 +40,7 @@ fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::InvalidId(_) => ApiError::invalid(e.to_string()),
         StoreError::TooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
-        StoreError::Io { .. } | StoreError::Encode(_) => ApiError::internal(e.to_string()),
+        StoreError::Io { .. } | StoreError::Encode(_) | StoreError::Corrupt { .. } => ApiError::internal(e.to_string()),
     }
 }
 
