@@ -354,3 +354,53 @@ async fn a_controller_publishes_into_a_channel_made_before_it() {
     assert!(snap.synced, "the first full pass is published there");
     assert_eq!(snap.serving("chat").map(|p| p.model.as_str()), Some("tiny"));
 }
+
+#[tokio::test]
+async fn a_pass_that_changes_nothing_rewrites_no_status_file() {
+    use std::os::unix::fs::MetadataExt;
+    let mut w = world();
+    w.write(&stack(1));
+    let dir = w.dir.path().join("state/status");
+    // The Model's digest is computed in the background and changes its status once: pass
+    // until it is in.
+    let mut digested = false;
+    for _ in 0..500 {
+        w.controller.pass().await;
+        let model = std::fs::read_to_string(dir.join("model-tiny.json")).unwrap_or_default();
+        if model.contains("sha256:") {
+            digested = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(digested, "the Model's digest was never computed");
+    w.controller.pass().await;
+    // Each write replaces the file (a new inode): an unchanged inode is an unwritten file.
+    let inodes = || -> Vec<(String, u64)> {
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().ino(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = inodes();
+    assert_eq!(before.len(), 3, "{before:?}");
+    w.controller.pass().await;
+    w.controller.pass().await;
+    assert_eq!(inodes(), before, "no status changed, so no file was written");
+    w.write(&stack(2));
+    w.controller.pass().await;
+    let pool = |files: &[(String, u64)]| files.iter().find(|(n, _)| n == "pool-chat.json").unwrap().1;
+    assert_ne!(
+        pool(&inodes()),
+        pool(&before),
+        "the Pool's status changed and was written"
+    );
+}

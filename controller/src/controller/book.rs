@@ -16,9 +16,12 @@ use crate::runtime::ContainerRuntime;
 use crate::state_dir::now_rfc3339;
 
 impl<R: ContainerRuntime> Controller<R> {
+    /// The status of `obj` to update this pass: a copy of the one in memory (which stays, so
+    /// [`put_status`](Self::put_status) can tell whether anything changed), else the stored one.
     pub(super) fn take_status(&mut self, obj: &ObjectRef) -> ObjectStatus {
         self.statuses
-            .remove(obj)
+            .get(obj)
+            .cloned()
             .or_else(|| self.status_files.load(obj))
             .unwrap_or_else(|| ObjectStatus::new(obj.clone()))
     }
