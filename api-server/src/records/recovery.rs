@@ -1,8 +1,9 @@
 //! What the artifact store finds on disk when it opens: `index.jsonl` read back and checked
-//! against the segments (an entry whose bytes are gone is dropped), the lines the newest
-//! segment holds past its last indexed one (a crash after a segment's sync and before the
-//! index line), every segment's lines when the index is lost, and the one-file-per-artifact
-//! `objects/` directory of earlier versions, moved into segments once.
+//! against the segments (an entry whose segment is gone or too short is dropped, and so is one
+//! in the newest segment whose bytes do not hash to its id: a machine crash before a sync),
+//! the lines the newest segment holds past its last indexed one (a crash after the append and
+//! before the index line), every segment's lines when the index is lost, and the
+//! one-file-per-artifact `objects/` directory of earlier versions, moved into segments once.
 //!
 //! Blocking file I/O, at open only.
 
@@ -53,6 +54,9 @@ pub fn read_back(seg_dir: &Path, index_file: &Path, existing: &[u32]) -> Found {
             }
         }
     }
+    if let Some(&newest) = existing.last() {
+        drop_unwritten(seg_dir, newest, &mut index);
+    }
     let to_scan: Vec<(u32, u64)> = match lines {
         // Only the newest segment was appended to after the index's last line.
         Some(_) => existing
@@ -87,6 +91,41 @@ pub fn read_back(seg_dir: &Path, index_file: &Path, existing: &[u32]) -> Found {
         );
     }
     Found { index, recovered }
+}
+
+/// Drops the entries of segment `seq` whose bytes are not theirs. Only the newest segment
+/// can hold such entries: its appends are synced after they are indexed, so a crash of the
+/// machine in between leaves index lines whose bytes never reached the disk.
+fn drop_unwritten(seg_dir: &Path, seq: u32, index: &mut Index) {
+    use std::os::unix::fs::FileExt;
+    let entries: Vec<(String, Location, u64)> = index
+        .entries()
+        .filter(|e| e.at.seg == seq)
+        .map(|e| (e.id.clone(), e.at, e.size))
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    let file = fs::File::open(segments::path_of(seg_dir, seq)).ok();
+    let mut dropped = 0;
+    for (id, at, size) in entries {
+        let mut bytes = vec![0; size as usize];
+        let intact = file
+            .as_ref()
+            .is_some_and(|f| f.read_exact_at(&mut bytes, at.off).is_ok())
+            && llorch_manifests::hash::sha256_hex(&bytes) == id.trim_start_matches(ID_PREFIX);
+        if !intact {
+            index.remove(&id);
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        tracing::warn!(
+            segment = %segments::path_of(seg_dir, seq).display(),
+            artifacts = dropped,
+            "artifacts whose bytes never reached the disk (the machine stopped before a sync) are dropped"
+        );
+    }
 }
 
 /// The lines of `index.jsonl` that parse, in order (a torn last line is skipped); `None` when

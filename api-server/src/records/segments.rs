@@ -5,9 +5,11 @@
 //! one is started at every open, so a crash can leave unindexed lines (or half a line) only at
 //! the end of the newest segment. A segment is removed whole once none of its artifacts is kept.
 //!
-//! One append is one `write` and one `fdatasync` for a whole group of artifacts: no file is
-//! created, renamed or unlinked per artifact (on the machines this was measured on, creating,
-//! syncing and renaming a file per job record was a third of the daemon's CPU on the relay).
+//! An append is one `write` for a whole group of artifacts: no file is created, renamed or
+//! unlinked per artifact (on the machines this was measured on, creating, syncing and renaming
+//! a file per job record was a third of the daemon's CPU on the relay). Appends reach the disk
+//! at [`Segments::sync`], which the store's callers choose when to call, and always before a
+//! segment is sealed: only the newest segment can hold bytes not yet on the disk.
 //!
 //! Blocking file I/O throughout, like the rest of the store.
 
@@ -46,6 +48,8 @@ struct Current {
     seq: u32,
     file: fs::File,
     len: u64,
+    /// Appended to since the last sync.
+    dirty: bool,
 }
 
 /// A line read back from a segment.
@@ -84,12 +88,13 @@ impl Segments {
         path_of(&self.dir, seq)
     }
 
-    /// Appends `records` (each a line's bytes, without its newline) in one write and one
-    /// `fdatasync`; where each one went, in order. A segment that holds [`SEGMENT_BYTES`]
-    /// is sealed first.
+    /// Appends `records` (each a line's bytes, without its newline) in one write, not yet
+    /// synced; where each one went, in order. A segment that holds [`SEGMENT_BYTES`] is synced
+    /// and sealed first.
     pub fn append(&self, records: &[&[u8]]) -> std::io::Result<Vec<Location>> {
         let mut current = self.current();
         if current.len >= self.seal_at {
+            sync(&mut current)?;
             *current = create(&self.dir, current.seq + 1)?;
         }
         let mut text = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
@@ -102,8 +107,8 @@ impl Segments {
             text.extend_from_slice(record);
             text.push(b'\n');
         }
-        let written = current.file.write_all(&text).and_then(|()| current.file.sync_data());
-        if let Err(e) = written {
+        current.dirty = true;
+        if let Err(e) = current.file.write_all(&text) {
             // Whatever part went out is past the indexed end: a later open skips it if it does
             // not hash. Appends go on from the file's real end.
             current.len = current.file.metadata().map_or(current.len, |m| m.len());
@@ -111,6 +116,12 @@ impl Segments {
         }
         current.len += text.len() as u64;
         Ok(at)
+    }
+
+    /// Makes every append so far durable (`fdatasync` of the newest segment; nothing when
+    /// nothing was appended since the last sync).
+    pub fn sync(&self) -> std::io::Result<()> {
+        sync(&mut self.current())
     }
 
     /// The `len` bytes at `at`.
@@ -132,6 +143,14 @@ impl Segments {
             _ => Ok(()),
         }
     }
+}
+
+fn sync(current: &mut Current) -> std::io::Result<()> {
+    if current.dirty {
+        current.file.sync_data()?;
+        current.dirty = false;
+    }
+    Ok(())
 }
 
 /// The sequence numbers of the segments in `dir`, ascending (strangers skipped).
@@ -187,7 +206,12 @@ fn create(dir: &Path, seq: u32) -> std::io::Result<Current> {
         .open(path_of(dir, seq))?;
     let len = file.metadata()?.len();
     super::store::sync_dir(dir);
-    Ok(Current { seq, file, len })
+    Ok(Current {
+        seq,
+        file,
+        len,
+        dirty: false,
+    })
 }
 
 #[cfg(test)]
@@ -201,7 +225,8 @@ mod tests {
         let segments = Segments::start(dir.path(), 10).unwrap();
         let at = segments.append(&[b"{\"a\":1}", b"{}"]).unwrap();
         assert_eq!(at, vec![Location { seg: 0, off: 0 }, Location { seg: 0, off: 8 }]);
-        assert_eq!(segments.read(at[1], 2).unwrap(), b"{}");
+        assert_eq!(segments.read(at[1], 2).unwrap(), b"{}", "readable before a sync");
+        segments.sync().unwrap();
         let next = segments.append(&[b"[1]"]).unwrap();
         assert_eq!(next, vec![Location { seg: 1, off: 0 }], "11 bytes held: sealed");
         assert_eq!(list(dir.path()).unwrap(), vec![0, 1]);

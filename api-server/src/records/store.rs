@@ -3,9 +3,11 @@
 //! line, to the current file of [`segments`](super::segments); `index.jsonl` holds one
 //! [`IndexEntry`] per artifact (with where its bytes are) so lists read no segment. The index
 //! is append-only while the daemon runs and compacted at open, after
-//! [`recovery`](super::recovery) has checked it against the segments: a crash between a
-//! segment's sync and the index line loses nothing. Retention removes a segment whole once
-//! none of its artifacts is kept.
+//! [`recovery`](super::recovery) has checked it against the segments: an artifact whose index
+//! line was lost is found again, one whose bytes were lost is dropped. Retention removes a
+//! segment whole once none of its artifacts is kept. [`ArtifactStore::put`] syncs at once;
+//! the records writer syncs its group writes at most a second apart
+//! ([`SYNC_EVERY`](super::SYNC_EVERY)).
 //!
 //! Blocking file I/O throughout: callers use a blocking thread (`spawn_blocking` or the
 //! records writer thread), never an async worker.
@@ -184,17 +186,29 @@ impl ArtifactStore {
         write_atomically(&self.index_file, &text)
     }
 
-    /// Stores `artifact`, created at `created_ms`; its id and whether it is new (the same
-    /// bytes stored before give the same id, and nothing is written).
+    /// Stores `artifact`, created at `created_ms`, and syncs it to the disk; its id and whether
+    /// it is new (the same bytes stored before give the same id, and nothing is written).
     pub fn put(&self, artifact: &Artifact, created_ms: i64) -> Result<(String, bool), StoreError> {
-        self.put_all(&[(artifact, created_ms)])
+        let put = self
+            .put_all(&[(artifact, created_ms)])
             .pop()
-            .unwrap_or_else(|| Err(StoreError::Encode(serde::ser::Error::custom("nothing was stored"))))
+            .unwrap_or_else(|| Err(StoreError::Encode(serde::ser::Error::custom("nothing was stored"))))?;
+        self.sync()?;
+        Ok(put)
     }
 
-    /// Stores each artifact with its creation time, as [`put`](Self::put) does, as one group:
-    /// the new ones are appended to the current segment in one write and one `fdatasync`, then
-    /// the index gets one append. One result per artifact, in order.
+    /// Makes every artifact stored so far durable (see [`Segments::sync`]).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.segments
+            .sync()
+            .map_err(io("cannot sync", &self.segments.path(self.segments.current_seq())))
+    }
+
+    /// Stores each artifact with its creation time as one group: the new ones are appended to
+    /// the current segment in one write, then indexed (readable at once) with one append to
+    /// the index. They reach the disk at the next [`sync`](Self::sync); until then a crash of
+    /// the machine (not of the daemon) can lose them, and the next open drops what was lost.
+    /// One result per artifact, in order.
     pub fn put_all(&self, artifacts: &[(&Artifact, i64)]) -> Vec<Result<(String, bool), StoreError>> {
         let mut results = Vec::with_capacity(artifacts.len());
         let mut fresh: Vec<Encoded> = Vec::new();
@@ -290,6 +304,7 @@ impl ArtifactStore {
                 Written::Failed(e) => return Err(e),
             }
         }
+        self.sync()?;
         Ok(new)
     }
 

@@ -108,6 +108,32 @@ fn what_the_index_misses_is_recovered_from_the_segments() {
 }
 
 #[test]
+fn an_artifact_whose_bytes_never_reached_the_disk_is_dropped_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let results = store.put_all(&[(&plan(1), 1_000), (&plan(2), 2_000)]);
+    let (kept, lost) = (
+        results[0].as_ref().unwrap().0.clone(),
+        results[1].as_ref().unwrap().0.clone(),
+    );
+    assert!(
+        store.get(&Lookup::Id(lost.clone())).unwrap().is_some(),
+        "readable before a sync"
+    );
+    let (entry, _) = store.get(&Lookup::Id(lost.clone())).unwrap().unwrap();
+    drop(store);
+    // The machine stopped before the sync: the index line is there, the bytes are zeros.
+    let path = dir.path().join("segments/00000000.jsonl");
+    let mut bytes = fs::read(&path).unwrap();
+    let (from, to) = (entry.at.off as usize, bytes.len());
+    bytes[from..to].fill(0);
+    fs::write(&path, bytes).unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    assert_eq!(ids(&store), vec![kept]);
+    assert!(store.get(&Lookup::Id(lost)).unwrap().is_none(), "gone, not an error");
+}
+
+#[test]
 fn bytes_changed_in_a_segment_are_refused_not_served() {
     let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::open(dir.path()).unwrap();
