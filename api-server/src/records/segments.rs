@@ -153,6 +153,13 @@ fn sync(current: &mut Current) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Syncs segment `seq` in `dir` to the disk (best effort: a failure leaves it to the kernel).
+pub fn sync_segment(dir: &Path, seq: u32) {
+    if let Ok(file) = fs::File::open(path_of(dir, seq)) {
+        let _ = file.sync_data();
+    }
+}
+
 /// The sequence numbers of the segments in `dir`, ascending (strangers skipped).
 pub fn list(dir: &Path) -> std::io::Result<Vec<u32>> {
     let mut seqs: Vec<u32> = fs::read_dir(dir)?

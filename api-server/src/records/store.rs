@@ -149,6 +149,12 @@ impl ArtifactStore {
         let index_file = dir.join("index.jsonl");
         let existing = segments::list(&seg_dir).map_err(io("cannot read", &seg_dir))?;
         let found = recovery::read_back(&seg_dir, &index_file, &existing);
+        // The last run's newest segment may hold appends only in the page cache (a daemon
+        // stops without waiting for its writer's sync). Only the newest segment is checked at
+        // open, so they reach the disk before a newer one starts.
+        if let Some(&newest) = existing.last() {
+            segments::sync_segment(&seg_dir, newest);
+        }
         let store = ArtifactStore {
             index_file,
             index: Mutex::new(found.index),
