@@ -132,7 +132,10 @@ impl Records {
     /// Opens the store in `dir` (blocking: call before serving, or on a blocking thread) and
     /// starts its writer thread.
     pub fn open(dir: &std::path::Path, settings: RecordsSettings) -> Result<Arc<Records>, StoreError> {
-        let store = Arc::new(ArtifactStore::open(dir)?);
+        // Segments of an eighth of what is kept (16 MiB at most): what retention removes
+        // leaves the disk within about an eighth more than `max_bytes`.
+        let seal_at = (settings.max_bytes / 8).clamp(64 << 10, segments::SEGMENT_BYTES);
+        let store = Arc::new(ArtifactStore::open_sealing_at(dir, seal_at)?);
         let (writer, jobs) = mpsc::sync_channel(WRITER_BACKLOG);
         let records = Arc::new(Records {
             store: store.clone(),

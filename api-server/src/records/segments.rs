@@ -1,7 +1,7 @@
 //! Segment files under `<state>/artifacts/segments/`: the artifacts' bytes, appended. Each
 //! segment (`<seq>.jsonl`, `seq` counting up) holds artifacts one per line, each line the
 //! compact JSON the store names by its sha256 (compact JSON has no raw newline). Only the
-//! newest segment is appended to; it is sealed once it holds [`SEGMENT_BYTES`], and a fresh
+//! newest segment is appended to; it is sealed once it is full (see [`SEGMENT_BYTES`]), and a fresh
 //! one is started at every open, so a crash can leave unindexed lines (or half a line) only at
 //! the end of the newest segment. A segment is removed whole once none of its artifacts is kept.
 //!
@@ -21,7 +21,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-/// A segment is sealed (the next append starts a new one) once it holds this many bytes.
+/// A segment is sealed (the next append starts a new one) once it holds this many bytes, or
+/// an eighth of the store's `maxBytes` when that is less (at least 64 KiB).
 pub const SEGMENT_BYTES: u64 = 16 << 20;
 
 /// Where an artifact's bytes are: its segment and the offset of its line (its length is the

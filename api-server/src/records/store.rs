@@ -142,8 +142,9 @@ impl ArtifactStore {
         ArtifactStore::open_sealing_at(dir, SEGMENT_BYTES)
     }
 
-    /// [`open`](Self::open), sealing segments at `seal_at` bytes (tests use small ones).
-    pub(super) fn open_sealing_at(dir: &Path, seal_at: u64) -> Result<ArtifactStore, StoreError> {
+    /// [`open`](Self::open), sealing segments at `seal_at` bytes instead of
+    /// [`SEGMENT_BYTES`].
+    pub fn open_sealing_at(dir: &Path, seal_at: u64) -> Result<ArtifactStore, StoreError> {
         let seg_dir = dir.join("segments");
         fs::create_dir_all(&seg_dir).map_err(io("cannot create", &seg_dir))?;
         let index_file = dir.join("index.jsonl");

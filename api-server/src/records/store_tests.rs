@@ -285,3 +285,24 @@ fn a_group_write_gives_one_result_per_artifact_in_order_and_one_index_append() {
         assert_eq!(entry.size, bytes.len() as u64);
     }
 }
+
+#[test]
+fn retention_keeps_the_disk_within_one_segment_of_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = serde_json::to_vec(&plan(0)).unwrap().len() as u64 + 1;
+    let (max_bytes, seal_at) = (one * 20, one * 4);
+    let store = ArtifactStore::open_sealing_at(dir.path(), seal_at).unwrap();
+    for n in 0..200 {
+        store.put_all(&[(&plan(n), i64::from(n))]);
+        store.collect_garbage(max_bytes, 0).unwrap();
+        let on_disk: u64 = fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(
+            on_disk <= max_bytes + seal_at + one,
+            "after {n}: {on_disk} bytes on disk for {max_bytes} kept"
+        );
+    }
+    assert!(store.usage().1 <= max_bytes);
+}
