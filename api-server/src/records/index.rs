@@ -1,6 +1,7 @@
 //! The artifact index in memory: one [`IndexEntry`] per stored object, ordered by creation
 //! time, with the job → artifact map, the byte total, how many artifacts each segment still
-//! holds, paging and the retention choice (which entries go, oldest first). Pure: no file is read here; [`store`](super::store) persists it.
+//! holds, paging and the retention choice (which entries go, oldest first). Pure: no file is
+//! read here; [`store`](super::store) persists it.
 
 use std::collections::{BTreeMap, HashMap};
 

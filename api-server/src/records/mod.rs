@@ -44,8 +44,8 @@ pub const GC_EVERY: Duration = Duration::from_secs(60);
 
 /// Most time a job record the writer stored waits for its sync to the disk. Readable at once;
 /// a crash of the machine (not of the daemon) loses at most this much of the newest records.
-/// One sync per group cost the relay about 5 points of its ratio at 256 streams on the
-/// measuring machine (docs/benchmarks.md).
+/// One sync per group cost the relay 3–5 points of its ratio at 256 streams on the measuring
+/// machine (docs/benchmarks.md).
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether and how long records are kept (the config's `records`).

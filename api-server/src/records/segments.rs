@@ -161,10 +161,12 @@ pub fn sync_segment(dir: &Path, seq: u32) {
     }
 }
 
-/// The sequence numbers of the segments in `dir`, ascending (strangers skipped).
+/// The sequence numbers of the segments in `dir`, ascending (strangers skipped, and so is
+/// anything but a regular file: a FIFO of a segment's name would block the open).
 pub fn list(dir: &Path) -> std::io::Result<Vec<u32>> {
     let mut seqs: Vec<u32> = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
             let name = e.file_name();
             let digits = name.to_str()?.strip_suffix(".jsonl")?;
@@ -206,18 +208,25 @@ pub fn path_of(dir: &Path, seq: u32) -> PathBuf {
     dir.join(format!("{seq:08}.jsonl"))
 }
 
-/// Creates segment `seq` (empty) and makes its name durable.
+/// Creates a new, empty segment numbered `seq` or, when something already has that name (a
+/// stranger that is no regular file), the next free number; makes its name durable.
 fn create(dir: &Path, seq: u32) -> std::io::Result<Current> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path_of(dir, seq))?;
-    let len = file.metadata()?.len();
+    let mut seq = seq;
+    let file = loop {
+        match fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(path_of(dir, seq))
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && seq < u32::MAX => seq += 1,
+            other => break other?,
+        }
+    };
     super::store::sync_dir(dir);
     Ok(Current {
         seq,
         file,
-        len,
+        len: 0,
         dirty: false,
     })
 }
@@ -252,7 +261,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("00000003.jsonl"), b"one\ntwo\nthr").unwrap();
         fs::write(dir.path().join("3.jsonl"), b"").unwrap();
-        assert_eq!(list(dir.path()).unwrap(), vec![3], "only <8 digits>.jsonl is a segment");
+        fs::create_dir(dir.path().join("00000004.jsonl")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("00000005.jsonl")).unwrap();
+        assert_eq!(
+            list(dir.path()).unwrap(),
+            vec![3],
+            "only regular files named <8 digits>.jsonl are segments"
+        );
+        let segments = Segments::start(dir.path(), 10).unwrap();
+        assert_eq!(segments.current_seq(), 6, "names taken by strangers are skipped");
         let lines = scan(dir.path(), 3, 4).unwrap();
         assert_eq!(lines.len(), 1);
         assert_eq!((lines[0].at.off, lines[0].bytes.as_slice()), (4, &b"two"[..]));
