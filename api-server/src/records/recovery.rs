@@ -180,14 +180,20 @@ fn modified_ms(path: &Path) -> i64 {
 /// removes those files and the directory once it is empty. A file that is no artifact or
 /// does not match its name is left where it is; when the move fails, everything stays for the
 /// next open.
-pub fn import_legacy(store: &ArtifactStore, objects: &Path) {
+pub fn import_legacy(store: &ArtifactStore, objects: &Path, index_file: &Path) {
     let Ok(dir) = fs::read_dir(objects) else { return };
+    let listed = legacy_created(index_file);
     let mut found = Vec::new();
     let mut moved = Vec::new();
     for entry in dir.filter_map(|e| e.ok()) {
         let path = entry.path();
         if let Some((artifact, bytes)) = legacy_object(&path) {
-            let created = created_of(&artifact).unwrap_or_else(|| modified_ms(&path));
+            let id = format!("{ID_PREFIX}{}", llorch_manifests::hash::sha256_hex(&bytes));
+            let created = listed
+                .get(&id)
+                .copied()
+                .or_else(|| created_of(&artifact))
+                .unwrap_or_else(|| modified_ms(&path));
             found.push((artifact, bytes, created));
             moved.push(path);
         }
@@ -206,6 +212,31 @@ pub fn import_legacy(store: &ArtifactStore, objects: &Path) {
             tracing::warn!(artifacts = total, dir = %objects.display(), "artifacts moved into segments; the directory keeps files that are no artifact (remove them by hand)")
         }
     }
+}
+
+/// The creation times an earlier version's `index.jsonl` lists (its lines name no segment, so
+/// they are not read as entries), by id.
+fn legacy_created(index_file: &Path) -> HashMap<String, i64> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Listed {
+        op: String,
+        id: String,
+        created_ms: i64,
+    }
+    let Ok(file) = fs::File::open(index_file) else {
+        return HashMap::new();
+    };
+    if file.metadata().is_ok_and(|m| m.len() > MAX_INDEX_BYTES) {
+        return HashMap::new();
+    }
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Listed>(&line).ok())
+        .filter(|l| l.op == "put")
+        .map(|l| (l.id, l.created_ms))
+        .collect()
 }
 
 /// The artifact in a legacy object file, when its bytes are one and match its name.

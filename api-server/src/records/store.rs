@@ -167,7 +167,7 @@ impl ArtifactStore {
                 Segments::start(&seg_dir, seal_at).map_err(io("cannot start a segment in", &seg_dir))?
             },
         };
-        recovery::import_legacy(&store, &dir.join("objects"));
+        recovery::import_legacy(&store, &dir.join("objects"), &store.index_file);
         for seq in existing {
             if !store.index().holds(seq)
                 && let Err(e) = store.segments.remove(seq)

@@ -155,7 +155,8 @@ fn an_earlier_versions_object_files_are_moved_into_a_segment() {
     let hex = llorch_manifests::hash::sha256_hex(&bytes);
     fs::write(objects.join(format!("{hex}.json")), &bytes).unwrap();
     fs::write(objects.join(format!("{}.json", "0".repeat(64))), &bytes).unwrap();
-    // The old index's lines name no segment: they are not read as entries.
+    // The old index's lines name no segment: they are not read as entries, only for the
+    // creation time they list.
     let old_line = format!(
         "{{\"op\":\"put\",\"id\":\"sha256:{hex}\",\"kind\":\"plan\",\"job\":null,\"pool\":null,\"createdMs\":5,\"size\":{}}}\n",
         bytes.len()
@@ -163,6 +164,14 @@ fn an_earlier_versions_object_files_are_moved_into_a_segment() {
     fs::write(dir.path().join("index.jsonl"), old_line).unwrap();
     let store = ArtifactStore::open(dir.path()).unwrap();
     assert_eq!(ids(&store), vec![format!("sha256:{hex}")]);
+    let listed = store.list(&ListQuery {
+        limit: 1,
+        ..Default::default()
+    });
+    assert_eq!(
+        listed.items[0].created_at, "1970-01-01T00:00:00.005Z",
+        "the creation time the old index listed"
+    );
     let (_, stored) = store.get(&Lookup::Id(format!("sha256:{hex}"))).unwrap().unwrap();
     assert_eq!(stored, bytes);
     assert_eq!(
