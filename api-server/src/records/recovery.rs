@@ -131,19 +131,29 @@ fn drop_unwritten(seg_dir: &Path, seq: u32, index: &mut Index) {
 /// The lines of `index.jsonl` that parse, in order (a torn last line is skipped); `None` when
 /// there is no index or it is too large to be one.
 fn read_index(path: &Path) -> Option<Vec<IndexLine>> {
+    let lines = index_lines::<IndexLine>(path);
+    if lines.is_none() && path.exists() {
+        tracing::warn!(file = %path.display(), "the artifact index is too large or unreadable; it is rebuilt from the segments");
+    }
+    let mut lines = lines?;
+    lines.retain(|l| match l {
+        IndexLine::Put(e) => is_artifact_id(&e.id),
+        IndexLine::Del { .. } => true,
+    });
+    Some(lines)
+}
+
+/// The lines of the index file at `path` that parse as `T`, in order; `None` when there is
+/// no such file or it is larger than [`MAX_INDEX_BYTES`].
+fn index_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Option<Vec<T>> {
     let file = fs::File::open(path).ok()?;
     if file.metadata().is_ok_and(|m| m.len() > MAX_INDEX_BYTES) {
-        tracing::warn!(file = %path.display(), "the artifact index is too large to read; it is rebuilt from the segments");
         return None;
     }
     let lines = std::io::BufReader::new(file)
         .lines()
         .map_while(Result::ok)
         .filter_map(|line| serde_json::from_str(&line).ok())
-        .filter(|l: &IndexLine| match l {
-            IndexLine::Put(e) => is_artifact_id(&e.id),
-            IndexLine::Del { .. } => true,
-        })
         .collect();
     Some(lines)
 }
@@ -224,16 +234,9 @@ fn legacy_created(index_file: &Path) -> HashMap<String, i64> {
         id: String,
         created_ms: i64,
     }
-    let Ok(file) = fs::File::open(index_file) else {
-        return HashMap::new();
-    };
-    if file.metadata().is_ok_and(|m| m.len() > MAX_INDEX_BYTES) {
-        return HashMap::new();
-    }
-    std::io::BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str::<Listed>(&line).ok())
+    index_lines::<Listed>(index_file)
+        .unwrap_or_default()
+        .into_iter()
         .filter(|l| l.op == "put")
         .map(|l| (l.id, l.created_ms))
         .collect()

@@ -156,16 +156,15 @@ impl ArtifactStore {
         if let Some(&newest) = existing.last() {
             segments::sync_segment(&seg_dir, newest);
         }
+        // A fresh segment only once what the newest one held past the index is indexed: a
+        // crash in between finds the same tail again.
+        let recovered: Vec<IndexLine> = found.recovered.into_iter().map(IndexLine::Put).collect();
+        append_lines(&index_file, &recovered)?;
+        let segments = Segments::start(&seg_dir, seal_at).map_err(io("cannot start a segment in", &seg_dir))?;
         let store = ArtifactStore {
+            segments,
             index_file,
             index: Mutex::new(found.index),
-            // A fresh segment only once what the newest one held past the index is indexed:
-            // a crash in between finds the same tail again.
-            segments: {
-                let lines: Vec<IndexLine> = found.recovered.into_iter().map(IndexLine::Put).collect();
-                append_lines(&dir.join("index.jsonl"), &lines)?;
-                Segments::start(&seg_dir, seal_at).map_err(io("cannot start a segment in", &seg_dir))?
-            },
         };
         recovery::import_legacy(&store, &dir.join("objects"), &store.index_file);
         for seq in existing {
@@ -250,7 +249,7 @@ impl ArtifactStore {
 
     /// Appends `fresh` (encoded from `artifacts`) to the current segment and indexes each;
     /// what came of each, by its slot in `artifacts`. The index lock is not held while the
-    /// segment syncs (a list never waits for an fsync).
+    /// segment is written (a list never waits for the disk).
     fn write(&self, artifacts: &[(&Artifact, i64)], fresh: Vec<Encoded>) -> Vec<(usize, Written)> {
         if fresh.is_empty() {
             return Vec::new();
