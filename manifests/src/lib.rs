@@ -30,6 +30,7 @@ pub mod serving;
 pub mod status;
 pub mod task;
 pub mod text;
+pub mod transcript;
 pub mod units;
 pub mod validate;
 pub mod warnings;

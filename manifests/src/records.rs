@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ApiFlavour;
 use crate::task::{ChatMessage, FinishReason, Priority, TaskError, TaskPhase};
+pub use crate::transcript::{EventRef, Transcript, TranscriptEvent};
 
 /// Largest artifact stored, in bytes of its JSON (a job record with a long transcript fits
 /// many times over; `POST /v2/artifacts` bodies are held to the API's 1 MiB body limit first).
@@ -152,7 +153,7 @@ pub struct JobRecord {
     /// When it ended, RFC 3339.
     pub finished_at: String,
     /// The task stream exactly as `GET /v2/tasks/{id}/events` wrote it (keep-alives left out).
-    pub transcript: Vec<TranscriptEvent>,
+    pub transcript: Transcript,
 }
 
 /// What ran the task.
@@ -243,15 +244,6 @@ pub struct JobTimings {
     pub decode_ms: Option<u64>,
     /// Admission to the end.
     pub total_ms: u64,
-}
-
-/// One SSE event of a task stream: its name and its `data` line, byte for byte.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct TranscriptEvent {
-    /// `started`, `metrics`, `token`, `end` or `error`.
-    pub event: String,
-    /// The `data:` payload as written.
-    pub data: String,
 }
 
 /// One entry of `GET /v2/artifacts`.

@@ -182,10 +182,10 @@ fn print_job(job: &JobRecord, io: &mut Io<'_>) -> anyhow::Result<()> {
     }
     writeln!(o, "Transcript ({} events):", job.transcript.len())?;
     let mut text = String::new();
-    for e in &job.transcript {
-        match e.event.as_str() {
+    for e in job.transcript.events() {
+        match e.event {
             "token" => {
-                if let Ok(t) = serde_json::from_str::<Token>(&e.data) {
+                if let Ok(t) = serde_json::from_str::<Token>(e.data) {
                     text.push_str(&t.t);
                 }
             }

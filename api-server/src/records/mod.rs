@@ -3,16 +3,17 @@
 //! finished task into its [`JobRecord`] off the request path.
 //!
 //! A task's transcript is captured as its events are sent (native SSE bytes appended to one
-//! buffer, see [`transcript`]); when the task ends, [`lifecycle`](crate::tasks::lifecycle)
-//! hands a [`FinishedJob`] to [`Records::submit`] — a non-blocking channel send — and the
-//! writer thread splits the transcript, serializes, stores and applies retention. Nothing here
-//! logs a prompt or a token.
+//! buffer); when the task ends, [`lifecycle`](crate::tasks::lifecycle) hands a
+//! [`FinishedJob`] to [`Records::submit`] — a non-blocking channel send — and the writer
+//! thread serializes the record (its transcript kept as that text, a [`Transcript`], never
+//! split into owned events), stores it and applies retention. Nothing here logs a prompt or a
+//! token.
 //!
 //! - [`index`]: the in-memory index, paging and the retention choice (pure).
 //! - [`store`]: the store: group writes, lookups, the persisted index, garbage collection.
 //! - [`segments`]: the files artifacts are appended to.
 //! - [`recovery`]: what the store finds on disk at open.
-//! - [`transcript`]: splitting and comparing transcripts.
+//! - [`transcript`]: what a replay compares of two transcripts.
 //! - [`replay`]: re-running a record through the data plane.
 
 pub mod index;
@@ -27,7 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use llorch_manifests::records::{Artifact, ArtifactList, JobRecord, OpenAiSurface, RecordedEngine, RecordedModel};
+use llorch_manifests::records::{
+    Artifact, ArtifactList, JobRecord, OpenAiSurface, RecordedEngine, RecordedModel, Transcript,
+};
 
 use index::ListQuery;
 use store::{ArtifactStore, Lookup, StoreError};
@@ -77,11 +80,10 @@ impl FinishedJob {
     /// The record with its transcript.
     pub fn into_record(self) -> JobRecord {
         let mut record = self.record;
-        let mut events = transcript::parse(&self.transcript);
+        record.transcript = Transcript::from_sse(self.transcript);
         if let Some(n) = self.tokens_streamed {
-            transcript::keep_tokens(&mut events, n);
+            record.transcript.keep_tokens(n);
         }
-        record.transcript = events;
         record
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use llorch_manifests::api::Snapshot;
-use llorch_manifests::records::{Change, ChangeKind, JobRecord, OpenAiSurface, ReplayReport, TranscriptEvent, Verdict};
+use llorch_manifests::records::{Change, ChangeKind, JobRecord, OpenAiSurface, ReplayReport, Transcript, Verdict};
 use llorch_manifests::task::TaskRequest;
 
 use super::transcript;
@@ -113,12 +113,12 @@ pub async fn replay(
             break;
         }
     }
-    let replayed = transcript::parse(&bytes);
+    let replayed = Transcript::from_sse(bytes);
     Ok(compare(record, &replayed, admitted.task_id))
 }
 
 /// The verdict of `replayed` against `record`'s transcript.
-pub fn compare(record: &JobRecord, replayed: &[TranscriptEvent], replay_task_id: String) -> ReplayReport {
+pub fn compare(record: &JobRecord, replayed: &Transcript, replay_task_id: String) -> ReplayReport {
     let difference = transcript::first_difference(
         &transcript::deterministic(&record.transcript),
         &transcript::deterministic(replayed),

@@ -69,7 +69,7 @@ impl TaskState {
             tokens_out,
             created_at: crate::records::index::rfc3339(created_ms),
             finished_at: crate::records::index::rfc3339(finished_ms),
-            transcript: Vec::new(),
+            transcript: Default::default(),
         };
         setup.records.submit(FinishedJob {
             record,
@@ -186,8 +186,11 @@ mod tests {
             }
         }
         let record = record_of(&records, &task.id).await;
-        let sse = crate::records::transcript::to_sse(&record.transcript);
-        assert_eq!(sse.as_bytes(), &expected[..], "the transcript is the native stream");
+        assert_eq!(
+            record.transcript.as_sse().as_bytes(),
+            &expected[..],
+            "the transcript is the native stream"
+        );
         assert_eq!(record.state, TaskPhase::Done);
         assert_eq!(record.finish_reason, Some(FinishReason::Length));
         assert_eq!(record.request.prompt.as_deref(), Some("a secret prompt"));
@@ -209,7 +212,7 @@ mod tests {
         task.cancel(CancelReason::Disconnected);
         let record = record_of(&records, &task.id).await;
         assert_eq!(record.state, TaskPhase::Canceled);
-        let tokens = record.transcript.iter().filter(|e| e.event == "token").count();
+        let tokens = record.transcript.events().filter(|e| e.event == "token").count();
         assert_eq!(tokens, 2);
     }
 
