@@ -10,13 +10,15 @@
 //! token.
 //!
 //! - [`index`]: the in-memory index, paging and the retention choice (pure).
-//! - [`store`]: the store: group writes, lookups, the persisted index, garbage collection.
+//! - [`store`]: the store: group writes, lookups, garbage collection.
+//! - [`index_file`]: the index on disk, appended to and compacted.
 //! - [`segments`]: the files artifacts are appended to.
 //! - [`recovery`]: what the store finds on disk at open.
 //! - [`transcript`]: what a replay compares of two transcripts.
 //! - [`replay`]: re-running a record through the data plane.
 
 pub mod index;
+mod index_file;
 mod recovery;
 pub mod replay;
 pub mod segments;

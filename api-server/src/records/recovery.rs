@@ -15,8 +15,9 @@ use std::path::Path;
 use llorch_manifests::records::{Artifact, ID_PREFIX, MAX_ARTIFACT_BYTES, is_artifact_id};
 
 use super::index::{Index, IndexEntry};
+use super::index_file::IndexLine;
 use super::segments::{self, Location};
-use super::store::{ArtifactStore, IndexLine, entry_of};
+use super::store::{ArtifactStore, entry_of};
 
 /// Largest `index.jsonl` read at open; a larger one is rebuilt from the segments.
 const MAX_INDEX_BYTES: u64 = 256 << 20;

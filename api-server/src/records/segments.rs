@@ -222,7 +222,7 @@ fn create(dir: &Path, seq: u32) -> std::io::Result<Current> {
             other => break other?,
         }
     };
-    super::store::sync_dir(dir);
+    super::index_file::sync_dir(dir);
     Ok(Current {
         seq,
         file,

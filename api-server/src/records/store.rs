@@ -2,9 +2,10 @@
 //! compact JSON of an [`Artifact`], named by the sha256 of those bytes and appended, one per
 //! line, to the current file of [`segments`](super::segments); `index.jsonl` holds one
 //! [`IndexEntry`] per artifact (with where its bytes are) so lists read no segment. The index
-//! is append-only while the daemon runs and compacted at open, after
-//! [`recovery`](super::recovery) has checked it against the segments: an artifact whose index
-//! line was lost is found again, one whose bytes were lost is dropped. Retention removes a
+//! is appended to while the daemon runs and compacted at open, after
+//! [`recovery`](super::recovery) has checked it against the segments (an artifact whose index
+//! line was lost is found again, one whose bytes were lost is dropped), and when its appends
+//! outgrow it ([`index_file`](super::index_file)). Retention removes a
 //! segment whole once none of its artifacts is kept. [`ArtifactStore::put`] syncs at once;
 //! the records writer syncs its group writes at most a second apart
 //! ([`SYNC_EVERY`](super::SYNC_EVERY)).
@@ -14,9 +15,8 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use llorch_manifests::records::{
@@ -24,6 +24,7 @@ use llorch_manifests::records::{
 };
 
 use super::index::{Index, IndexEntry, ListQuery};
+use super::index_file::{IndexFile, IndexLine};
 use super::recovery;
 use super::segments::{self, Location, SEGMENT_BYTES, Segments};
 
@@ -130,7 +131,7 @@ impl Lookup {
 #[derive(Debug)]
 pub struct ArtifactStore {
     segments: Segments,
-    index_file: PathBuf,
+    index_file: IndexFile,
     index: Mutex<Index>,
 }
 
@@ -147,9 +148,9 @@ impl ArtifactStore {
     pub fn open_sealing_at(dir: &Path, seal_at: u64) -> Result<ArtifactStore, StoreError> {
         let seg_dir = dir.join("segments");
         fs::create_dir_all(&seg_dir).map_err(io("cannot create", &seg_dir))?;
-        let index_file = dir.join("index.jsonl");
+        let index_file = IndexFile::new(dir.join("index.jsonl"));
         let existing = segments::list(&seg_dir).map_err(io("cannot read", &seg_dir))?;
-        let found = recovery::read_back(&seg_dir, &index_file, &existing);
+        let found = recovery::read_back(&seg_dir, index_file.path(), &existing);
         // The last run's newest segment may hold appends only in the page cache (a daemon
         // stops without waiting for its writer's sync). Only the newest segment is checked at
         // open, so they reach the disk before a newer one starts.
@@ -159,14 +160,14 @@ impl ArtifactStore {
         // A fresh segment only once what the newest one held past the index is indexed: a
         // crash in between finds the same tail again.
         let recovered: Vec<IndexLine> = found.recovered.into_iter().map(IndexLine::Put).collect();
-        append_lines(&index_file, &recovered)?;
+        index_file.append(&recovered)?;
         let segments = Segments::start(&seg_dir, seal_at).map_err(io("cannot start a segment in", &seg_dir))?;
         let store = ArtifactStore {
             segments,
             index_file,
             index: Mutex::new(found.index),
         };
-        recovery::import_legacy(&store, &dir.join("objects"), &store.index_file);
+        recovery::import_legacy(&store, &dir.join("objects"), store.index_file.path());
         for seq in existing {
             if !store.index().holds(seq)
                 && let Err(e) = store.segments.remove(seq)
@@ -174,22 +175,12 @@ impl ArtifactStore {
                 tracing::warn!(segment = %store.segments.path(seq).display(), error = %e, "cannot remove an empty segment");
             }
         }
-        store.compact()?;
+        store.index_file.compact(&store.index)?;
         Ok(store)
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Rewrites `index.jsonl` with the entries in force, atomically.
-    fn compact(&self) -> Result<(), StoreError> {
-        let mut text = Vec::new();
-        for e in self.index().entries() {
-            serde_json::to_writer(&mut text, &IndexLine::Put(e.clone())).map_err(StoreError::Encode)?;
-            text.push(b'\n');
-        }
-        write_atomically(&self.index_file, &text)
     }
 
     /// Stores `artifact`, created at `created_ms`, and syncs it to the disk; its id and whether
@@ -277,7 +268,7 @@ impl ArtifactStore {
                 outcomes.push((e.slot, Written::Already));
             }
         }
-        if let Err(e) = append_lines(&self.index_file, &lines) {
+        if let Err(e) = self.index_file.append(&lines) {
             for (_, outcome) in &mut outcomes {
                 if matches!(outcome, Written::Indexed) {
                     *outcome = Written::Failed(e.again());
@@ -365,11 +356,14 @@ impl ArtifactStore {
         let lines: Vec<IndexLine> = gone.iter().map(|id| IndexLine::Del { id: id.clone() }).collect();
         // The removals are recorded before any segment goes: a crash in between leaves
         // segments that hold nothing kept, and the next open removes them.
-        append_lines(&self.index_file, &lines)?;
+        self.index_file.append(&lines)?;
         for seq in emptied {
             self.segments
                 .remove(seq)
                 .map_err(io("cannot remove", &self.segments.path(seq)))?;
+        }
+        if self.index_file.wants_compaction() {
+            self.index_file.compact(&self.index)?;
         }
         Ok(gone.len())
     }
@@ -417,32 +411,6 @@ fn encode(artifact: &Artifact) -> Result<Encoded, StoreError> {
     })
 }
 
-/// Appends `lines` to the index file at `path` in one write (nothing is opened for none).
-fn append_lines(path: &Path, lines: &[IndexLine]) -> Result<(), StoreError> {
-    let mut text = Vec::new();
-    for line in lines {
-        serde_json::to_writer(&mut text, line).map_err(StoreError::Encode)?;
-        text.push(b'\n');
-    }
-    if text.is_empty() {
-        return Ok(());
-    }
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io("cannot open", path))?;
-    file.write_all(&text).map_err(io("cannot append to", path))
-}
-
-/// One line of `index.jsonl`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-pub(super) enum IndexLine {
-    Put(IndexEntry),
-    Del { id: String },
-}
-
 /// The index entry of `artifact`, stored under `id` at `at` (`size` bytes).
 pub(super) fn entry_of(artifact: &Artifact, id: String, at: Location, created_ms: i64, size: u64) -> IndexEntry {
     let identity = match artifact {
@@ -472,51 +440,6 @@ pub(super) fn entry_of(artifact: &Artifact, id: String, at: Location, created_ms
         size,
         summary,
         identity,
-    }
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of
-/// the directory. A reader sees the old file or the new one, never a part.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = write_temporary(path, bytes)?;
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(io("cannot write", path)(e));
-    }
-    sync_dir(path.parent().unwrap_or_else(|| Path::new(".")));
-    Ok(())
-}
-
-/// Writes `bytes` to a new temporary file beside `path` and fsyncs it; its path. Nothing is
-/// left behind when that fails.
-fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    match written {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(io("cannot write", path)(e))
-        }
-    }
-}
-
-/// Makes the renames in `dir` durable (best effort: not every file system can sync a
-/// directory).
-pub(super) fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

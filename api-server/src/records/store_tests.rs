@@ -1,7 +1,10 @@
 #![allow(clippy::unwrap_used)]
+use std::io::Write;
+
 use llorch_manifests::records::{ArtifactKind, Document};
 
 use super::*;
+use crate::records::index_file;
 
 fn plan(n: u32) -> Artifact {
     Artifact::Plan(Document {
@@ -314,4 +317,36 @@ fn retention_keeps_the_disk_within_one_segment_of_max_bytes() {
         );
     }
     assert!(store.usage().1 <= max_bytes);
+}
+
+#[test]
+fn the_index_file_is_compacted_while_the_store_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = serde_json::to_vec(&plan(0)).unwrap().len() as u64 + 1;
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let index_file = dir.path().join("index.jsonl");
+    let mut largest = 0;
+    let mut compacted = false;
+    // Each round appends 20 `put` lines and retention about as many `del` lines: ~3 MiB of
+    // appends in all, for about 20 artifacts kept.
+    for round in 0..200u32 {
+        let group: Vec<Artifact> = (0..20).map(|i| plan(round * 20 + i)).collect();
+        let refs: Vec<(&Artifact, i64)> = group.iter().map(|a| (a, i64::from(round))).collect();
+        store.put_all(&refs);
+        store.collect_garbage(one * 20, 0).unwrap();
+        let size = fs::metadata(&index_file).unwrap().len();
+        compacted |= size < largest;
+        largest = largest.max(size);
+    }
+    assert!(compacted, "the index was never rewritten");
+    assert!(
+        largest <= 2 * index_file::COMPACT_AT_LEAST,
+        "index.jsonl reached {largest} bytes for 20 artifacts kept"
+    );
+    // What it holds after compactions and later appends reads back to the same store.
+    let kept = ids(&store);
+    assert!(kept.len() >= 10, "{} kept", kept.len());
+    drop(store);
+    let reopened = ArtifactStore::open(dir.path()).unwrap();
+    assert_eq!(ids(&reopened), kept);
 }
