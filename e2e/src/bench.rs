@@ -201,7 +201,8 @@ pub mod cpu {
         pids
     }
 
-    /// CPU seconds used by the bench client, the engines, Docker's port proxies and the daemon.
+    /// CPU seconds used by the bench client, the engines, Docker's port proxies, the daemon and the
+    /// reference proxy.
     #[derive(Clone, Copy, Default, Debug)]
     pub struct CpuUse {
         /// This process (the benchmark's clients).
@@ -212,6 +213,8 @@ pub mod cpu {
         pub proxies: f64,
         /// The daemon.
         pub daemon: f64,
+        /// The reference proxy (`bench-proxy`), where a benchmark runs one.
+        pub reference: f64,
     }
 
     /// The processes whose CPU time a benchmark reads.
@@ -223,6 +226,8 @@ pub mod cpu {
         pub engines: Vec<u32>,
         /// `docker-proxy` processes.
         pub proxies: Vec<u32>,
+        /// The reference proxy (`bench-proxy`), where a benchmark runs one.
+        pub reference: Vec<u32>,
     }
 
     impl Procs {
@@ -233,6 +238,7 @@ pub mod cpu {
                 engines: self.engines.iter().map(|&p| cpu_secs(p)).sum(),
                 proxies: self.proxies.iter().map(|&p| cpu_secs(p)).sum(),
                 daemon: cpu_secs(self.daemon),
+                reference: self.reference.iter().map(|&p| cpu_secs(p)).sum(),
             }
         }
 
@@ -244,6 +250,7 @@ pub mod cpu {
                 engines: group(&self.engines),
                 proxies: group(&self.proxies),
                 daemon: thread_ns(self.daemon),
+                reference: group(&self.reference),
             }
         }
     }
@@ -275,6 +282,7 @@ pub mod cpu {
         engines: HashMap<u32, u64>,
         proxies: HashMap<u32, u64>,
         daemon: HashMap<u32, u64>,
+        reference: HashMap<u32, u64>,
     }
 
     impl Sample {
@@ -292,6 +300,7 @@ pub mod cpu {
                 engines: delta(&self.engines, &before.engines),
                 proxies: delta(&self.proxies, &before.proxies),
                 daemon: delta(&self.daemon, &before.daemon),
+                reference: delta(&self.reference, &before.reference),
             }
         }
     }
@@ -304,6 +313,7 @@ pub mod cpu {
                 engines: self.engines - o.engines,
                 proxies: self.proxies - o.proxies,
                 daemon: self.daemon - o.daemon,
+                reference: self.reference - o.reference,
             }
         }
     }
@@ -314,6 +324,7 @@ pub mod cpu {
             self.engines += o.engines;
             self.proxies += o.proxies;
             self.daemon += o.daemon;
+            self.reference += o.reference;
         }
     }
 }

@@ -2,6 +2,10 @@
 //! against a baseline measured in the same run, on a real daemon on Docker with mock-engine
 //! Pools (and one real-engine Pool).
 //!
+//! Every section also runs a third way beside direct and through: the direct request sent to
+//! the reference proxy (`bench-proxy`, the smallest reverse proxy on the same stack: one HTTP
+//! hop, nothing else). It tells what any proxy costs on this machine from what llama-orch adds.
+//!
 //! 1. Time to first token (TTFT), concurrency 1 and 64, pool 2 replicas × 32 slots:
 //!    - direct: `POST <replica endpoint>/completion` (`stream: true`), clock from the send to
 //!      the first token event of the body;
@@ -23,8 +27,8 @@
 //!    token of the daemon, the docker-proxy and the engine. Needs the fixtures
 //!    `scripts/build-llama-server-image.sh` builds (`LLORCH_SMOLLM2_GGUF`, else its cache).
 //!
-//! Direct and through runs alternate (request by request at concurrency 1, in blocks above)
-//! so both see the same machine load; after each block the engines' `/slots` are polled until
+//! Direct, through and reference runs take turns (request by request at concurrency 1, in
+//! blocks above) so all see the same machine load; after each block the engines' `/slots` are polled until
 //! the streams cut at the deadline have left them. All clients share one async `reqwest`
 //! client with keep-alive (as the daemon's own engine client has), except the real engine's
 //! direct requests, which open a connection each (llama-server closes it after a streamed
@@ -46,14 +50,15 @@
 //! of writing a record per finished task.
 //!
 //! Layout: `ttft`, `relay`, `real` and `admission` hold one measurement each; `window` the
-//! counted streaming window the relay and real sections share; `paths` the direct and through
-//! ways to a token; `pools` the Pools they run on.
+//! counted streaming window the relay and real sections share; `paths` the direct, through and
+//! reference ways to a token; `reference` the reference proxy; `pools` the Pools they run on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admission;
 mod paths;
 mod pools;
 mod real;
+mod reference;
 mod relay;
 mod ttft;
 mod window;

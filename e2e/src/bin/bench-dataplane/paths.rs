@@ -1,8 +1,10 @@
 //! The ways to a token that the measurements compare: straight to a replica's `/completion`
 //! ("direct"), through the daemon's `/v2/tasks` ("through": submit, then open the task's
-//! stream), and, for time to first token, through the daemon's OpenAI-compatible
-//! `/v1/completions` (one request); the TTFT of each and the stages of "through", and waiting
-//! until the engines' slots are idle. It must not bring Pools up or print.
+//! stream), through the reference proxy ([`reference`](crate::reference): the same
+//! `/completion` request over one plain HTTP hop), and, for time to first token, through the
+//! daemon's OpenAI-compatible `/v1/completions` (one request); the TTFT of each and the stages
+//! of "through", and waiting until the engines' slots are idle. It must not bring Pools up or
+//! print.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,8 @@ pub(crate) struct Paths {
     pub(crate) base: String,
     /// The pool's replica endpoints.
     pub(crate) endpoints: Arc<Vec<String>>,
+    /// The reference proxy in front of them, `http://127.0.0.1:port`.
+    pub(crate) reference: String,
     /// Pool name.
     pub(crate) pool: String,
 }
@@ -63,15 +67,14 @@ impl Paths {
 
     pub(crate) async fn open_direct(&self, worker: usize, body: &[u8]) -> Events {
         let url = format!("{}/completion", self.endpoints[worker % self.endpoints.len()]);
-        let r = self
-            .engine_http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "direct /completion");
+        let r = post_streamed(&self.engine_http, url, body, "direct /completion").await;
+        Events::new(r, sse_count::direct)
+    }
+
+    /// The direct request, sent to the reference proxy instead.
+    pub(crate) async fn open_reference(&self, body: &[u8]) -> Events {
+        let url = format!("{}/completion", self.reference);
+        let r = post_streamed(&self.http, url, body, "/completion through the reference proxy").await;
         Events::new(r, sse_count::direct)
     }
 
@@ -108,18 +111,23 @@ impl Paths {
         first_token_ms(ev, t0, "direct").await
     }
 
+    /// TTFT through the reference proxy, ms.
+    pub(crate) async fn ttft_reference(&self, body: &[u8]) -> f64 {
+        let t0 = Instant::now();
+        let ev = self.open_reference(body).await;
+        first_token_ms(ev, t0, "reference").await
+    }
+
     /// TTFT through llama-orch's OpenAI-compatible front door (one request), ms.
     pub(crate) async fn ttft_openai(&self, body: &[u8]) -> f64 {
         let t0 = Instant::now();
-        let r = self
-            .http
-            .post(format!("{}/v1/completions", self.base))
-            .header("content-type", "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "/v1/completions");
+        let r = post_streamed(
+            &self.http,
+            format!("{}/v1/completions", self.base),
+            body,
+            "/v1/completions",
+        )
+        .await;
         first_token_ms(Events::new(r, sse_count::openai), t0, "OpenAI").await
     }
 
@@ -173,6 +181,19 @@ pub(crate) fn no_reuse(http_timeout: Duration) -> Client {
         .timeout(http_timeout)
         .build()
         .unwrap()
+}
+
+/// `POST`s the JSON `body` to `url` and checks the answer is a 200 (`what` names the way).
+async fn post_streamed(client: &Client, url: String, body: &[u8], what: &str) -> reqwest::Response {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{what}");
+    r
 }
 
 /// Ms from `t0` to the stream's first token; then reads the stream to its end.

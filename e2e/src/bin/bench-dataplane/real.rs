@@ -1,9 +1,10 @@
 //! Measurement 4, a real engine: llama.cpp's `llama-server` (the fixture image
 //! `llama-orch/llama-server:dev`) serving the real SmolLM2-135M on the CPU, in a Pool of one
 //! replica × 16 slots on Docker. 4 and 16 concurrent streams of 64-token replies (fixed seed,
-//! temperature 0), direct (`POST <endpoint>/completion`, streamed) vs through (`/v2/tasks`),
-//! interleaved: tokens per second both ways, and the CPU per relayed token of the daemon next
-//! to the docker-proxy's and the engine's. The fixtures are the ones e2e/tests/real_engine.rs
+//! temperature 0), direct (`POST <endpoint>/completion`, streamed) vs through (`/v2/tasks`) vs
+//! the reference proxy (the direct request over one plain HTTP hop), interleaved: tokens per
+//! second each way, and the CPU per relayed token of the daemon next to the reference proxy's,
+//! the docker-proxy's and the engine's. The fixtures are the ones e2e/tests/real_engine.rs
 //! uses; `scripts/build-llama-server-image.sh` builds and caches both.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,8 @@ use serde_json::json;
 use crate::Opts;
 use crate::paths::{PROMPT, Paths, no_reuse};
 use crate::pools::{bring_up, tear_down};
-use crate::window::{Bodies, Compared, order, way, window};
+use crate::reference::Reference;
+use crate::window::{Bodies, Compared, Way, order, window};
 
 const IMAGE: &str = "llama-orch/llama-server:dev";
 /// Set by `scripts/test.sh` to the cached model file.
@@ -99,10 +101,13 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
     let model = require_fixtures(d);
     eprintln!("real: {IMAGE} serving SmolLM2-135M, 1 replica × {SLOTS} slots, ctx {CTX}, {REPLY_TOKENS}-token replies");
     let endpoints = bring_up(d, POOL, &stack(&model), 1);
+    // A fresh upstream connection per request, as the direct client opens (see `no_reuse`).
+    let reference = Reference::start(&endpoints, true);
     let procs = Procs {
         daemon,
         engines: engine_pids(d, POOL),
         proxies: proxy_pids(&endpoints),
+        reference: vec![reference.pid()],
     };
     eprintln!("  {} docker-proxy processes in the path", procs.proxies.len());
     let p = Paths {
@@ -110,6 +115,7 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
         engine_http: no_reuse(Duration::from_secs(120)),
         base: d.url.clone(),
         endpoints: Arc::new(endpoints),
+        reference: reference.url.clone(),
         pool: POOL.into(),
     };
     let b = bodies();
@@ -117,11 +123,11 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
     for concurrency in [4usize, 16] {
         let mut c = Compared::default();
         for rep in 0..opts.reps {
-            for through in order(rep) {
-                eprintln!("  {concurrency} streams, rep {rep}, {}", way(through));
-                let w = tokio.block_on(window(&p, &procs, through, concurrency, &b, opts.secs));
+            for way in order(rep) {
+                eprintln!("  {concurrency} streams, rep {rep}, {}", way.label());
+                let w = tokio.block_on(window(&p, &procs, way, concurrency, &b, opts.secs));
                 eprintln!("    {:.1} tokens/s, CPU s: {:?}", w.rate, w.cpu);
-                c.add(through, w);
+                c.add(way, w);
             }
         }
         rows.push((concurrency, c));
@@ -133,27 +139,33 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
 fn table(rows: &[(usize, Compared)], opts: &Opts) -> String {
     let mut out = format!(
         "### A real engine: llama-server + SmolLM2-135M on the CPU (1 replica × {SLOTS} slots, {REPLY_TOKENS}-token replies)\n\n\
-         | streams | direct tokens/s | through tokens/s | **through / direct** | **daemon CPU µs per relayed token** (less its idle use) | docker-proxy µs per token: direct / through | llama-server µs per token: direct / through | client µs per token: direct / through |\n\
-         |---|---|---|---|---|---|---|---|\n"
+         | streams | direct tokens/s | through tokens/s | **through / direct** | reference proxy tokens/s | **daemon CPU µs per relayed token** (less its idle use) | reference proxy µs per token | docker-proxy µs per token: direct / through / reference | llama-server µs per token: direct / through | client µs per token: direct / through |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n"
     );
     for (concurrency, c) in rows {
-        let (dm, tm) = c.medians();
-        let (dc, tc) = c.per_token();
+        let (dm, tm, rm) = (c.median(Way::Direct), c.median(Way::Through), c.median(Way::Reference));
+        let (dc, tc, rc) = (
+            c.per_token(Way::Direct),
+            c.per_token(Way::Through),
+            c.per_token(Way::Reference),
+        );
         out += &format!(
-            "| {concurrency} | {dm:.1} | {tm:.1} | **{:.1} %** | **{:.1}** | {:.1} / {:.1} | {:.0} / {:.0} | {:.1} / {:.1} |\n",
+            "| {concurrency} | {dm:.1} | {tm:.1} | **{:.1} %** | {rm:.1} | **{:.1}** | {:.1} | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} | {:.1} / {:.1} |\n",
             100.0 * tm / dm,
             tc.daemon,
+            rc.reference,
             dc.proxies,
             tc.proxies,
+            rc.proxies,
             dc.engines,
             tc.engines,
             dc.client,
             tc.client,
         );
     }
-    let tokens: u64 = rows.iter().map(|(_, c)| c.through_tokens).sum();
+    let tokens: u64 = rows.iter().map(|(_, c)| c.tokens(Way::Through)).sum();
     out += &format!(
-        "\n(aim: the daemon ≤ 80 µs per relayed token; median of {} runs of {} s each way, interleaved; \
+        "\n(aim: the daemon ≤ 80 µs per relayed token; median of {} runs of {} s each way, the ways in turns; \
          CPU of every thread from /proc/<pid>/task/*/schedstat over the counted windows, {tokens} tokens relayed in all)\n\n",
         opts.reps, opts.secs,
     );

@@ -1,5 +1,5 @@
 //! Measurement 2, token relay throughput: tokens per second received by the clients, direct
-//! vs through, with the CPU each process on the path used. Two variants of the same Pool,
+//! vs through (and through the reference proxy), with the CPU each process on the path used. Two variants of the same Pool,
 //! measured in the same run, window by window in turn: mock engines in Docker containers
 //! (reached through Docker's userland proxy, `docker-proxy`, on both paths) and mock engines
 //! as plain processes (`provisioning: binary`, reached on loopback with no proxy).
@@ -13,7 +13,8 @@ use reqwest::Client;
 use crate::Opts;
 use crate::paths::Paths;
 use crate::pools::{ProcessGuard, bring_up, pool, process_pool, tear_down};
-use crate::window::{Bodies, Compared, order, way, window};
+use crate::reference::Reference;
+use crate::window::{Bodies, Compared, Way, order, window};
 
 /// One way of running the relay Pool's engines.
 pub(crate) struct Variant {
@@ -61,6 +62,8 @@ struct Up {
     paths: Paths,
     procs: Procs,
     bodies: Bodies,
+    /// Kept running while the variant is measured.
+    _reference: Reference,
 }
 
 fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant) -> Up {
@@ -71,10 +74,12 @@ fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant)
         process_pool(d, v.pool, REPLICAS, SLOTS, CTX, queue, &args)
     };
     let endpoints = bring_up(d, v.pool, &manifest, REPLICAS);
+    let reference = Reference::start(&endpoints, false);
     let procs = Procs {
         daemon,
         engines: engine_pids(d, v.pool),
         proxies: if v.docker { proxy_pids(&endpoints) } else { Vec::new() },
+        reference: vec![reference.pid()],
     };
     eprintln!(
         "  {}: {} engine processes, {} docker-proxy processes in the path",
@@ -87,6 +92,7 @@ fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant)
         engine_http: http.clone(),
         base: d.url.clone(),
         endpoints: Arc::new(endpoints),
+        reference: reference.url.clone(),
         pool: v.pool.into(),
     };
     let bodies = Bodies {
@@ -98,6 +104,7 @@ fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant)
         paths,
         procs,
         bodies,
+        _reference: reference,
     }
 }
 
@@ -127,15 +134,15 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
             }
             for i in turn {
                 let u = &up[i];
-                for through in order(rep) {
+                for way in order(rep) {
                     eprintln!(
                         "  {}, {concurrency} streams, rep {rep}, {}",
                         u.variant.label,
-                        way(through)
+                        way.label()
                     );
-                    let w = tokio.block_on(window(&u.paths, &u.procs, through, concurrency, &u.bodies, opts.secs));
+                    let w = tokio.block_on(window(&u.paths, &u.procs, way, concurrency, &u.bodies, opts.secs));
                     eprintln!("    {:.0} tokens/s, CPU s: {:?}", w.rate, w.cpu);
-                    compared[i].add(through, w);
+                    compared[i].add(way, w);
                 }
             }
         }
@@ -164,42 +171,58 @@ fn split(parts: &[Option<f64>]) -> String {
 fn tables(rows: &[Row], opts: &Opts) -> String {
     let mut out = String::from(
         "### Token relay throughput (tokens/s received by the clients)\n\n\
-         | engines reached | streams | direct | through | **through / direct** | CPU µs per token, direct: client + docker-proxy + engines | through: client + docker-proxy + engines + daemon (less its idle use) |\n\
-         |---|---|---|---|---|---|---|\n",
+         | engines reached | streams | direct | through | **through / direct** | reference proxy | reference / direct | CPU µs per token, direct: client + docker-proxy + engines | through: client + docker-proxy + engines + daemon (less its idle use) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
-        let (dm, tm) = r.compared.medians();
-        let (dc, tc) = r.compared.per_token();
+        let c = &r.compared;
+        let (dm, tm, rm) = (c.median(Way::Direct), c.median(Way::Through), c.median(Way::Reference));
+        let (dc, tc) = (c.per_token(Way::Direct), c.per_token(Way::Through));
         let proxy = |c: &CpuUse| r.variant.docker.then_some(c.proxies);
         out += &format!(
-            "| {} | {} | {dm:.0} | {tm:.0} | **{:.1} %** | {} | {} |\n",
+            "| {} | {} | {dm:.0} | {tm:.0} | **{:.1} %** | {rm:.0} | {:.1} % | {} | {} |\n",
             r.variant.label,
             r.concurrency,
             100.0 * tm / dm,
+            100.0 * rm / dm,
             split(&[Some(dc.client), proxy(&dc), Some(dc.engines)]),
             split(&[Some(tc.client), proxy(&tc), Some(tc.engines), Some(tc.daemon)]),
         );
     }
-    out += "\n**Daemon CPU per relayed token** (µs; aim ≤ 3 at 256 streams), next to what the other \
-            processes on the path spend per token:\n\n\
-            | engines reached | streams | **daemon** (through, less its idle use) | docker-proxy: direct / through | engines: direct / through | client: direct / through |\n\
-            |---|---|---|---|---|---|\n";
+    out += "\n**Daemon CPU per relayed token** (µs; aim ≤ 3 at 256 streams), next to the reference \
+            proxy's (one plain HTTP hop, `bench-proxy`) and what the other processes on the path \
+            spend per token:\n\n\
+            | engines reached | streams | **daemon** (through, less its idle use) | reference proxy | docker-proxy: direct / through / reference | engines: direct / through | client: direct / through / reference |\n\
+            |---|---|---|---|---|---|---|\n";
     for r in rows {
-        let (dc, tc) = r.compared.per_token();
+        let c = &r.compared;
+        let (dc, tc, rc) = (
+            c.per_token(Way::Direct),
+            c.per_token(Way::Through),
+            c.per_token(Way::Reference),
+        );
         let proxies = if r.variant.docker {
-            format!("{:.1} / {:.1}", dc.proxies, tc.proxies)
+            format!("{:.1} / {:.1} / {:.1}", dc.proxies, tc.proxies, rc.proxies)
         } else {
             "— (none)".into()
         };
         out += &format!(
-            "| {} | {} | **{:.1}** | {proxies} | {:.1} / {:.1} | {:.1} / {:.1} |\n",
-            r.variant.label, r.concurrency, tc.daemon, dc.engines, tc.engines, dc.client, tc.client,
+            "| {} | {} | **{:.1}** | {:.1} | {proxies} | {:.1} / {:.1} | {:.1} / {:.1} / {:.1} |\n",
+            r.variant.label,
+            r.concurrency,
+            tc.daemon,
+            rc.reference,
+            dc.engines,
+            tc.engines,
+            dc.client,
+            tc.client,
+            rc.client,
         );
     }
-    let idle: f64 = rows.iter().map(|r| r.compared.direct_cpu.daemon).sum();
-    let idle_secs = rows.iter().map(|r| r.compared.direct.len()).sum::<usize>() as f64 * opts.secs;
+    let idle: f64 = rows.iter().map(|r| r.compared.cpu(Way::Direct).daemon).sum();
+    let idle_secs = rows.len() as f64 * opts.reps as f64 * opts.secs;
     out += &format!(
-        "\n(median of {} runs of {} s each way, interleaved, the variants in turn; CPU of every thread from \
+        "\n(median of {} runs of {} s each way, the ways and the variants in turns; CPU of every thread from \
          /proc/<pid>/task/*/schedstat over the counted windows; the daemon used {:.1} % of a core during \
          the direct runs, when its data plane was idle)\n\n",
         opts.reps,

@@ -1,4 +1,5 @@
-//! Measurement 1, time to first token: direct vs through, at concurrency 1 and 64, and its table.
+//! Measurement 1, time to first token: direct vs through (the task API, and the OpenAI front
+//! door) vs the reference proxy, at concurrency 1 and 64, and its table.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use reqwest::Client;
 use crate::Opts;
 use crate::paths::{Paths, Stages, ms};
 use crate::pools::{bring_up, pool, tear_down};
+use crate::reference::Reference;
 
 struct TtftResult {
     concurrency: usize,
@@ -17,20 +19,26 @@ struct TtftResult {
     through: Vec<Stages>,
     /// Through the OpenAI-compatible front door: one request instead of submit + stream.
     openai: Vec<f64>,
+    /// The direct request through the reference proxy.
+    reference: Vec<f64>,
 }
 
-/// One request the way `way` (mod 3) names: direct, through, OpenAI.
+/// How many ways [`ttft_one`] takes.
+const WAYS: usize = 4;
+
+/// One request the way `way` (mod [`WAYS`]) names: direct, through, OpenAI, reference proxy.
 async fn ttft_one(p: &Paths, bodies: &Bodies, worker: usize, way: usize, r: &mut TtftResult) {
-    match way % 3 {
+    match way % WAYS {
         0 => r.direct.push(p.ttft_direct(worker, &bodies.direct).await),
         1 => r.through.push(p.ttft_through(&bodies.through).await),
-        _ => r.openai.push(p.ttft_openai(&bodies.openai).await),
+        2 => r.openai.push(p.ttft_openai(&bodies.openai).await),
+        _ => r.reference.push(p.ttft_reference(&bodies.direct).await),
     }
 }
 
 /// One request each way, starting with `turn`'s (so no way always follows another).
 async fn ttft_round(p: &Paths, bodies: &Bodies, worker: usize, turn: usize, r: &mut TtftResult) {
-    for k in 0..3 {
+    for k in 0..WAYS {
         ttft_one(p, bodies, worker, turn + k, r).await;
     }
 }
@@ -59,6 +67,7 @@ impl TtftResult {
             direct: Vec::new(),
             through: Vec::new(),
             openai: Vec::new(),
+            reference: Vec::new(),
         }
     }
 
@@ -66,6 +75,7 @@ impl TtftResult {
         self.direct.extend(other.direct);
         self.through.extend(other.through);
         self.openai.extend(other.openai);
+        self.reference.extend(other.reference);
     }
 }
 
@@ -89,7 +99,7 @@ async fn ttft_concurrent(p: &Paths, concurrency: usize, per_worker: usize, reps:
     // Rep 0 is a warm-up (opens the connections on every side), not counted. In each block
     // all clients take one way; the ways take turns block by block.
     for rep in 0..=reps {
-        for way in 0..3 {
+        for way in 0..WAYS {
             let handles: Vec<_> = (0..concurrency)
                 .map(|w| {
                     let (p, bodies) = (p.clone(), bodies.clone());
@@ -148,6 +158,12 @@ fn ttft_table(results: &[TtftResult], healthz: f64) -> String {
     for r in results {
         out += &added_row(r.concurrency, &r.direct, &r.openai, healthz);
     }
+    out += &format!(
+        "\nThrough the reference proxy (`bench-proxy`: the direct request over one plain HTTP hop, what any proxy adds here):\n\n{HEAD}"
+    );
+    for r in results {
+        out += &added_row(r.concurrency, &r.direct, &r.reference, healthz);
+    }
     out += "\nThrough the task API, p50 of each stage (ms from the submit):\n\n| concurrency | 202 received | events head received | first token |\n|---|---|---|---|\n";
     for r in results {
         let st = |f: fn(&Stages) -> f64| median(&r.through.iter().map(f).collect::<Vec<_>>());
@@ -172,11 +188,13 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
         &pool(d, "ttft", 2, 32, 4096, "{capacity: 256}", &["--token-rate", "0"]),
         2,
     );
+    let reference = Reference::start(&endpoints, false);
     let p = Paths {
         http: http.clone(),
         engine_http: http.clone(),
         base: d.url.clone(),
         endpoints: Arc::new(endpoints),
+        reference: reference.url.clone(),
         pool: "ttft".into(),
     };
     // A bare HTTP round trip to the daemon, for reading the stages.

@@ -1,7 +1,8 @@
 //! Streaming throughput over a counted window, shared by the relay and real-engine sections:
-//! clients stream replies back to back, direct or through, tokens received in the window are
-//! counted and the CPU of every process on the path is read over the same window. `compare`
-//! alternates direct and through runs so both see the same machine.
+//! clients stream replies back to back one [`Way`] (direct, through llama-orch, or through the
+//! reference proxy), tokens received in the window are counted and the CPU of every process on
+//! the path is read over the same window. [`order`] takes the ways in turns so all see the
+//! same machine.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +13,8 @@ use llama_orch_e2e::bench::stats::median;
 
 use crate::paths::{Paths, Stages};
 
-/// The request bodies of one measurement: the engine's `/completion` and the daemon's
-/// `/v2/tasks`, asking for the same reply.
+/// The request bodies of one measurement: the engine's `/completion` (direct, and through the
+/// reference proxy) and the daemon's `/v2/tasks`, asking for the same reply.
 #[derive(Clone)]
 pub(crate) struct Bodies {
     pub(crate) direct: Arc<Vec<u8>>,
@@ -27,17 +28,36 @@ pub(crate) struct Window {
     pub(crate) cpu: CpuUse,
 }
 
+/// A way to a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Way {
+    /// Straight to a replica.
+    Direct,
+    /// Through llama-orch's task API.
+    Through,
+    /// Through the reference proxy (one plain HTTP hop).
+    Reference,
+}
+
+impl Way {
+    /// As progress lines name it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Way::Direct => "direct",
+            Way::Through => "through",
+            Way::Reference => "reference proxy",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Tokens received per second by `concurrency` clients, each streaming replies back to back,
 /// counted over `secs` after a 1 s warm-up; then waits until the engines' slots are idle again
 /// (the streams cut at the deadline are canceled).
-pub(crate) async fn window(
-    p: &Paths,
-    procs: &Procs,
-    through: bool,
-    concurrency: usize,
-    b: &Bodies,
-    secs: f64,
-) -> Window {
+pub(crate) async fn window(p: &Paths, procs: &Procs, way: Way, concurrency: usize, b: &Bodies, secs: f64) -> Window {
     let start = Instant::now() + Duration::from_secs(1);
     let deadline = start + Duration::from_secs_f64(secs);
     let handles: Vec<_> = (0..concurrency)
@@ -47,10 +67,10 @@ pub(crate) async fn window(
                 let mut counted = 0u64;
                 let work = async {
                     loop {
-                        let mut ev = if through {
-                            p.open_through(&b.through, Instant::now(), &mut Stages::default()).await
-                        } else {
-                            p.open_direct(w, &b.direct).await
+                        let mut ev = match way {
+                            Way::Through => p.open_through(&b.through, Instant::now(), &mut Stages::default()).await,
+                            Way::Direct => p.open_direct(w, &b.direct).await,
+                            Way::Reference => p.open_reference(&b.direct).await,
                         };
                         loop {
                             match ev.next().await {
@@ -93,66 +113,60 @@ pub(crate) async fn window(
     }
 }
 
-/// Direct and through at one concurrency, `reps` windows each way, alternating which goes
-/// first.
+/// The three ways at one concurrency, `reps` windows each, in turns.
 #[derive(Default)]
 pub(crate) struct Compared {
-    pub(crate) direct: Vec<f64>,
-    pub(crate) through: Vec<f64>,
-    pub(crate) direct_cpu: CpuUse,
-    pub(crate) through_cpu: CpuUse,
-    pub(crate) direct_tokens: u64,
-    pub(crate) through_tokens: u64,
+    rates: [Vec<f64>; 3],
+    cpu: [CpuUse; 3],
+    tokens: [u64; 3],
 }
 
 impl Compared {
     /// Adds one window.
-    pub(crate) fn add(&mut self, through: bool, w: Window) {
-        if through {
-            self.through.push(w.rate);
-            self.through_cpu += w.cpu;
-            self.through_tokens += w.tokens;
-        } else {
-            self.direct.push(w.rate);
-            self.direct_cpu += w.cpu;
-            self.direct_tokens += w.tokens;
-        }
+    pub(crate) fn add(&mut self, way: Way, w: Window) {
+        let i = way.index();
+        self.rates[i].push(w.rate);
+        self.cpu[i] += w.cpu;
+        self.tokens[i] += w.tokens;
     }
 
-    /// Median tokens/s direct and through.
-    pub(crate) fn medians(&self) -> (f64, f64) {
-        (median(&self.direct), median(&self.through))
+    /// Median tokens/s of `way`.
+    pub(crate) fn median(&self, way: Way) -> f64 {
+        median(&self.rates[way.index()])
     }
 
-    /// CPU µs per token direct and through, the daemon's through less what it used in the
-    /// direct windows (its idle background: the direct windows are as many and as long).
-    pub(crate) fn per_token(&self) -> (CpuUse, CpuUse) {
+    /// Tokens counted over `way`'s windows.
+    pub(crate) fn tokens(&self, way: Way) -> u64 {
+        self.tokens[way.index()]
+    }
+
+    /// CPU seconds over `way`'s windows.
+    pub(crate) fn cpu(&self, way: Way) -> CpuUse {
+        self.cpu[way.index()]
+    }
+
+    /// CPU µs per token of `way`; through, the daemon's less what it used in the direct windows
+    /// (its idle background: the direct windows are as many and as long).
+    pub(crate) fn per_token(&self, way: Way) -> CpuUse {
         let us = |s: f64, n: u64| 1e6 * s / n.max(1) as f64;
-        let per = |c: CpuUse, n: u64| CpuUse {
+        let mut c = self.cpu(way);
+        if way == Way::Through {
+            c.daemon -= self.cpu(Way::Direct).daemon;
+        }
+        let n = self.tokens(way);
+        CpuUse {
             client: us(c.client, n),
             engines: us(c.engines, n),
             proxies: us(c.proxies, n),
             daemon: us(c.daemon, n),
-        };
-        let mut through = self.through_cpu;
-        through.daemon -= self.direct_cpu.daemon;
-        (
-            per(self.direct_cpu, self.direct_tokens),
-            per(through, self.through_tokens),
-        )
+            reference: us(c.reference, n),
+        }
     }
 }
 
-/// The window order of repetition `rep`: direct first on even ones.
-pub(crate) fn order(rep: usize) -> [bool; 2] {
-    if rep.is_multiple_of(2) {
-        [false, true]
-    } else {
-        [true, false]
-    }
-}
-
-/// `direct` or `through`, for progress lines.
-pub(crate) fn way(through: bool) -> &'static str {
-    if through { "through" } else { "direct" }
+/// The window order of repetition `rep`: each way goes first in turn.
+pub(crate) fn order(rep: usize) -> [Way; 3] {
+    let mut ways = [Way::Direct, Way::Through, Way::Reference];
+    ways.rotate_left(rep % 3);
+    ways
 }
