@@ -24,6 +24,7 @@ pub(crate) mod fuzzing;
 mod http;
 mod llamacpp;
 mod openai;
+mod own_waker;
 pub mod sse;
 mod stream;
 mod tgi;

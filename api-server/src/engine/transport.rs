@@ -5,6 +5,8 @@
 //! every token cost two scheduler round trips between that task and the reader. Here the
 //! connection ([`hyper::client::conn::http1`], hyper's own HTTP/1.1 implementation) is polled
 //! inside the reader's task: one socket read yields every chunk it holds, within one poll.
+//! Both halves are polled under an [`OwnWaker`], so the wakes hyper's hand-overs give the
+//! task while it polls them do not reach the scheduler.
 //!
 //! [`Transport`] keeps idle keep-alive connections per engine (`host:port`) and retries a
 //! request once on a fresh connection when a reused one turns out closed before any answer
@@ -30,6 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::clients::ClientOptions;
+use super::own_waker::OwnWaker;
 
 type Conn = http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
 
@@ -166,9 +169,12 @@ impl Transport {
             status,
             content_type,
             body: DrivenBody {
-                incoming: response.into_body(),
-                open: Some(open),
-                home,
+                driven: Driven {
+                    incoming: response.into_body(),
+                    open: Some(open),
+                    home,
+                },
+                own: OwnWaker::default(),
             },
         }
     }
@@ -208,17 +214,19 @@ impl Transport {
 
 /// Waits until `open` can take a request, driving its connection meanwhile (a connection
 /// says it is ready only once it has been polled).
-async fn ready(open: &mut Open) -> Result<(), TransportError> {
+async fn ready(open: &mut Open, own: &OwnWaker) -> Result<(), TransportError> {
     std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = open.sender.poll_ready(cx) {
-            return Poll::Ready(r.or(Err(TransportError::ClosedEarly)));
-        }
-        if open.conn.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(TransportError::ClosedEarly));
-        }
-        open.sender
-            .poll_ready(cx)
-            .map(|r| r.or(Err(TransportError::ClosedEarly)))
+        own.poll(cx, |cx| {
+            if let Poll::Ready(r) = open.sender.poll_ready(cx) {
+                return Poll::Ready(r.or(Err(TransportError::ClosedEarly)));
+            }
+            if open.conn.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(TransportError::ClosedEarly));
+            }
+            open.sender
+                .poll_ready(cx)
+                .map(|r| r.or(Err(TransportError::ClosedEarly)))
+        })
     })
     .await
 }
@@ -228,19 +236,22 @@ async fn send(
     mut open: Open,
     request: Request<Full<Bytes>>,
 ) -> Result<(http::Response<Incoming>, Open), TransportError> {
-    ready(&mut open).await?;
+    let own = OwnWaker::default();
+    ready(&mut open, &own).await?;
     let answer = open.sender.send_request(request);
     tokio::pin!(answer);
     let response = std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = answer.as_mut().poll(cx) {
-            return Poll::Ready(r.map_err(TransportError::Http));
-        }
-        match open.conn.as_mut().poll(cx) {
-            Poll::Pending => answer.as_mut().poll(cx).map_err(TransportError::Http),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(TransportError::Http(e))),
-            // The connection ended before the head: the answer future can only fail now.
-            Poll::Ready(Ok(())) => Poll::Ready(Err(TransportError::ClosedEarly)),
-        }
+        own.poll(cx, |cx| {
+            if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+                return Poll::Ready(r.map_err(TransportError::Http));
+            }
+            match open.conn.as_mut().poll(cx) {
+                Poll::Pending => answer.as_mut().poll(cx).map_err(TransportError::Http),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(TransportError::Http(e))),
+                // The connection ended before the head: the answer future can only fail now.
+                Poll::Ready(Ok(())) => Poll::Ready(Err(TransportError::ClosedEarly)),
+            }
+        })
     })
     .await?;
     Ok((response, open))
@@ -257,12 +268,18 @@ struct Home {
 /// it closes the connection (which makes llama-server stop generating); read to its end on a
 /// keep-alive connection, the connection goes back to the pool.
 pub struct DrivenBody {
+    driven: Driven,
+    own: OwnWaker,
+}
+
+/// The body and the connection that fills it.
+struct Driven {
     incoming: Incoming,
     open: Option<Open>,
     home: Option<Home>,
 }
 
-impl DrivenBody {
+impl Driven {
     /// The body ended: the connection is pooled when it can serve another request.
     fn finished(&mut self) {
         let (Some(open), Some(home)) = (self.open.take(), self.home.take()) else {
@@ -293,7 +310,7 @@ enum Frame {
     Empty,
 }
 
-impl DrivenBody {
+impl Driven {
     fn frame(&mut self, cx: &mut Context<'_>) -> Frame {
         match Pin::new(&mut self.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
@@ -327,7 +344,15 @@ impl Stream for DrivenBody {
     type Item = Result<Bytes, TransportError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
+        let DrivenBody { driven, own } = &mut *self;
+        own.poll(cx, |cx| driven.look(cx))
+    }
+}
+
+impl Driven {
+    /// One look at the body, driving the connection when nothing is buffered.
+    fn look(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, TransportError>>> {
+        let this = self;
         loop {
             let frame = this.frame(cx);
             let empty = matches!(frame, Frame::Empty);
@@ -368,3 +393,7 @@ impl Stream for DrivenBody {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+#[path = "transport_tests.rs"]
+mod tests;
