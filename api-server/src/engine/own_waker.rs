@@ -105,20 +105,20 @@ mod tests {
         }
     }
 
-    fn task() -> (Arc<Counting>, Waker) {
-        let c = Arc::new(Counting::default());
-        (c.clone(), Waker::from(c))
+    /// Polls `f` once under a fresh [`OwnWaker`], for a task that counts its wakes.
+    fn poll_once<T>(f: impl FnMut(&mut Context<'_>) -> Poll<T>) -> (Poll<T>, Arc<Counting>) {
+        let count = Arc::new(Counting::default());
+        let waker = Waker::from(count.clone());
+        let polled = OwnWaker::default().poll(&mut Context::from_waker(&waker), f);
+        (polled, count)
     }
 
     #[test]
     fn a_wake_inside_the_poll_is_absorbed_and_looked_at_again() {
-        let (count, waker) = task();
-        let mut cx = Context::from_waker(&waker);
-        let own = OwnWaker::default();
         let mut looks = 0;
         // The first look hands itself a chunk (as hyper's connection does to the body) and
         // is pending; the second look finds it.
-        let polled = own.poll(&mut cx, |cx| {
+        let (polled, count) = poll_once(|cx| {
             looks += 1;
             if looks == 1 {
                 cx.waker().wake_by_ref();
@@ -133,13 +133,10 @@ mod tests {
 
     #[test]
     fn a_wake_after_the_poll_reaches_the_task() {
-        let (count, waker) = task();
-        let mut cx = Context::from_waker(&waker);
-        let own = OwnWaker::default();
         let mut kept = None;
-        let polled: Poll<()> = own.poll(&mut cx, |cx| {
+        let (polled, count) = poll_once(|cx| {
             kept = Some(cx.waker().clone());
-            Poll::Pending
+            Poll::<()>::Pending
         });
         assert!(polled.is_pending());
         assert_eq!(count.0.load(SeqCst), 0);
@@ -150,17 +147,14 @@ mod tests {
 
     #[test]
     fn a_wake_from_another_thread_during_the_poll_is_not_lost() {
-        let (count, waker) = task();
-        let mut cx = Context::from_waker(&waker);
-        let own = OwnWaker::default();
         let mut looks = 0;
-        let polled: Poll<()> = own.poll(&mut cx, |cx| {
+        let (polled, count) = poll_once(|cx| {
             looks += 1;
             if looks == 1 {
                 let w = cx.waker().clone();
                 std::thread::spawn(move || w.wake()).join().unwrap();
             }
-            Poll::Pending
+            Poll::<()>::Pending
         });
         assert!(polled.is_pending());
         assert_eq!(looks, 2, "the wake made the poll look again");
@@ -169,14 +163,11 @@ mod tests {
 
     #[test]
     fn a_future_that_keeps_waking_itself_yields_to_the_scheduler() {
-        let (count, waker) = task();
-        let mut cx = Context::from_waker(&waker);
-        let own = OwnWaker::default();
         let mut looks = 0;
-        let polled: Poll<()> = own.poll(&mut cx, |cx| {
+        let (polled, count) = poll_once(|cx| {
             looks += 1;
             cx.waker().wake_by_ref();
-            Poll::Pending
+            Poll::<()>::Pending
         });
         assert!(polled.is_pending());
         assert_eq!(looks, MAX_LOOKS);

@@ -350,41 +350,33 @@ impl Stream for DrivenBody {
 }
 
 impl Driven {
-    /// One look at the body, driving the connection when nothing is buffered.
+    /// One look at the body, driving the connection when nothing is buffered. A chunk the
+    /// connection hands over while it is polled wakes the [`OwnWaker`], which looks again.
     fn look(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, TransportError>>> {
-        let this = self;
         loop {
-            let frame = this.frame(cx);
+            let frame = self.frame(cx);
             let empty = matches!(frame, Frame::Empty);
-            if let Some(item) = this.deliver(frame) {
+            if let Some(item) = self.deliver(frame) {
                 return Poll::Ready(item);
             }
             if !empty {
                 continue;
             }
             // Nothing buffered: let the connection read and decode what the socket holds.
-            let Some(open) = this.open.as_mut() else {
+            let Some(open) = self.open.as_mut() else {
                 return Poll::Ready(Some(Err(TransportError::ClosedEarly)));
             };
             match open.conn.as_mut().poll(cx) {
                 Poll::Ready(Ok(())) => {
                     // Done; whatever it decoded is in the body already, which ends next.
-                    this.open = None;
-                    this.home = None;
+                    self.open = None;
+                    self.home = None;
                 }
                 Poll::Ready(Err(e)) => {
-                    this.open = None;
+                    self.open = None;
                     return Poll::Ready(Some(Err(TransportError::Http(e))));
                 }
-                // It may have handed over a chunk before it waited: one more look.
-                Poll::Pending => match this.frame(cx) {
-                    Frame::Empty => return Poll::Pending,
-                    frame => {
-                        if let Some(item) = this.deliver(frame) {
-                            return Poll::Ready(item);
-                        }
-                    }
-                },
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
