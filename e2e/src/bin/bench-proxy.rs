@@ -8,10 +8,17 @@
 //! cost of one HTTP hop there, whatever the orchestrator does; what llama-orch adds beyond this
 //! proxy is its own work.
 //!
-//! `bench-proxy --upstream http://127.0.0.1:A[,http://127.0.0.1:B…] [--fresh]` listens on an
-//! ephemeral loopback port and prints it on the first line of stdout. `--fresh` opens a new
-//! upstream connection per request (llama-server closes its connection after a streamed reply),
-//! else idle upstream connections are kept and reused. A test helper, not part of the product.
+//! `bench-proxy --upstream http://127.0.0.1:A[,http://127.0.0.1:B…] [--fresh | --tcp]` listens
+//! on an ephemeral loopback port and prints it on the first line of stdout. `--fresh` opens a
+//! new upstream connection per request (llama-server closes its connection after a streamed
+//! reply), else idle upstream connections are kept and reused.
+//!
+//! `--tcp` makes it a byte pump instead: no HTTP at all, each accepted connection is joined to
+//! a new connection to the next upstream in turn and bytes are copied both ways as they come
+//! (`tokio::io::copy_bidirectional`). That is the floor under any proxy that reads and writes in
+//! user space: what it costs is the machine's, not a protocol's.
+//!
+//! A test helper, not part of the product.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::convert::Infallible;
@@ -65,7 +72,7 @@ fn bad_gateway(why: String) -> Reply {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench-proxy --upstream http://HOST:PORT[,http://HOST:PORT…] [--fresh]");
+    eprintln!("usage: bench-proxy --upstream http://HOST:PORT[,http://HOST:PORT…] [--fresh | --tcp]");
     std::process::exit(2)
 }
 
@@ -74,6 +81,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut bases = Vec::new();
     let mut fresh = false;
+    let mut tcp = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -82,11 +90,19 @@ async fn main() {
                 bases.extend(list.split(',').map(|b| b.trim_end_matches('/').to_string()));
             }
             "--fresh" => fresh = true,
+            "--tcp" => tcp = true,
             _ => usage(),
         }
     }
-    if bases.is_empty() {
+    if bases.is_empty() || (fresh && tcp) {
         usage();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let port = listener.local_addr().expect("the bound address").port();
+    let mut out = std::io::stdout();
+    writeln!(out, "{port}").and_then(|()| out.flush()).expect("stdout");
+    if tcp {
+        pump(listener, bases).await
     }
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -98,10 +114,6 @@ async fn main() {
         next: AtomicUsize::new(0),
         client,
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-    let port = listener.local_addr().expect("the bound address").port();
-    let mut out = std::io::stdout();
-    writeln!(out, "{port}").and_then(|()| out.flush()).expect("stdout");
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -116,6 +128,30 @@ async fn main() {
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+        });
+    }
+}
+
+/// `--tcp`: joins each accepted connection to a new one to the next upstream, bytes both ways.
+async fn pump(listener: TcpListener, bases: Vec<String>) -> ! {
+    let addrs: Vec<String> = bases
+        .iter()
+        .map(|b| b.strip_prefix("http://").unwrap_or(b).to_string())
+        .collect();
+    let mut next = 0usize;
+    loop {
+        let Ok((mut down, _)) = listener.accept().await else {
+            continue;
+        };
+        let addr = addrs[next % addrs.len()].clone();
+        next += 1;
+        tokio::spawn(async move {
+            let Ok(mut up) = tokio::net::TcpStream::connect(&addr).await else {
+                return;
+            };
+            let _ = down.set_nodelay(true);
+            let _ = up.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
         });
     }
 }

@@ -40,14 +40,17 @@
 //!
 //! `cargo build --release -p llama-orchd -p orchctl -p mock-engine -p llama-orch-e2e && \
 //!  LLORCH_BIN_DIR=target/release target/release/bench-dataplane [--runs 400] [--reps 3] \
-//!  [--secs 5] [--only ttft,relay,real,admission | ttft1 | ttft64 | relay-docker | relay-process]`
+//!  [--secs 5] [--only ttft,relay,real,admission | ttft1 | ttft64 | relay-docker | relay-process] \
+//!  [--reference http | tcp]`
 //!
 //! `--only` takes a comma-separated list; the default is `ttft,relay,real,admission`. `relay`
 //! runs both relay variants, `relay-docker` and `relay-process` one each. `--otlp URL` starts
 //! the daemon with trace export on (`telemetry.otlpEndpoint: URL`): two runs, one with it and
 //! one without, give the cost of traces, each against its own direct baseline. `--records off`
 //! starts it with job records off (`records.enabled: false`): the same comparison gives the cost
-//! of writing a record per finished task.
+//! of writing a record per finished task. `--reference tcp` makes the third way a byte pump
+//! (`bench-proxy --tcp`: no HTTP, bytes copied both ways per connection) in place of the HTTP
+//! hop: the floor under any relay in user space on this machine.
 //!
 //! Layout: `ttft`, `relay`, `real` and `admission` hold one measurement each; `window` the
 //! counted streaming window the relay and real sections share; `paths` the direct, through and
@@ -75,6 +78,8 @@ struct Opts {
     reps: usize,
     secs: f64,
     only: Vec<String>,
+    /// What the third way goes through.
+    hop: reference::Hop,
 }
 
 impl Opts {
@@ -98,6 +103,10 @@ fn main() {
             .split(',')
             .map(str::to_string)
             .collect(),
+        hop: match flag("--reference") {
+            None => reference::Hop::Http,
+            Some(h) => reference::Hop::parse(&h).unwrap_or_else(|| panic!("--reference takes http or tcp, not `{h}`")),
+        },
     };
     let wants = |what: &str| opts.wants(what);
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -129,6 +138,7 @@ fn main() {
         allow += "records:\n  enabled: false\n";
         println!("job records off");
     }
+    println!("reference: {}", opts.hop.describe());
     let d = Daemon::start_with(Runtime::docker(), &allow);
     if wants("real") {
         real::require_fixtures(&d);

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 pub(crate) const PROMPT: &str = "Once upon a time";
 
-/// The two ways to a token.
+/// The three ways to a token.
 #[derive(Clone)]
 pub(crate) struct Paths {
     /// The client for the daemon.
@@ -29,6 +29,10 @@ pub(crate) struct Paths {
     pub(crate) endpoints: Arc<Vec<String>>,
     /// The reference proxy in front of them, `http://127.0.0.1:port`.
     pub(crate) reference: String,
+    /// The client for the reference proxy: the daemon's, except that a byte pump in front of
+    /// an engine that closes its connections closes the client's with them, so it gets
+    /// `engine_http`'s.
+    pub(crate) reference_http: Client,
     /// Pool name.
     pub(crate) pool: String,
 }
@@ -74,7 +78,13 @@ impl Paths {
     /// The direct request, sent to the reference proxy instead.
     pub(crate) async fn open_reference(&self, body: &[u8]) -> Events {
         let url = format!("{}/completion", self.reference);
-        let r = post_streamed(&self.http, url, body, "/completion through the reference proxy").await;
+        let r = post_streamed(
+            &self.reference_http,
+            url,
+            body,
+            "/completion through the reference proxy",
+        )
+        .await;
         Events::new(r, sse_count::direct)
     }
 

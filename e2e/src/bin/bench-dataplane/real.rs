@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::Opts;
 use crate::paths::{PROMPT, Paths, no_reuse};
 use crate::pools::{bring_up, tear_down};
-use crate::reference::Reference;
+use crate::reference::{Hop, Reference};
 use crate::window::{Bodies, Compared, Way, order, window};
 
 const IMAGE: &str = "llama-orch/llama-server:dev";
@@ -102,7 +102,7 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
     eprintln!("real: {IMAGE} serving SmolLM2-135M, 1 replica × {SLOTS} slots, ctx {CTX}, {REPLY_TOKENS}-token replies");
     let endpoints = bring_up(d, POOL, &stack(&model), 1);
     // A fresh upstream connection per request, as the direct client opens (see `no_reuse`).
-    let reference = Reference::start(&endpoints, true);
+    let reference = Reference::start(&endpoints, true, opts.hop);
     let procs = Procs {
         daemon,
         engines: engine_pids(d, POOL),
@@ -110,9 +110,14 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
         reference: vec![reference.pid()],
     };
     eprintln!("  {} docker-proxy processes in the path", procs.proxies.len());
+    let engine_http = no_reuse(Duration::from_secs(120));
     let p = Paths {
         http: http.clone(),
-        engine_http: no_reuse(Duration::from_secs(120)),
+        reference_http: match opts.hop {
+            Hop::Http => http.clone(),
+            Hop::Tcp => engine_http.clone(),
+        },
+        engine_http,
         base: d.url.clone(),
         endpoints: Arc::new(endpoints),
         reference: reference.url.clone(),

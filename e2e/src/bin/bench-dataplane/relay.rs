@@ -13,7 +13,7 @@ use reqwest::Client;
 use crate::Opts;
 use crate::paths::Paths;
 use crate::pools::{ProcessGuard, bring_up, pool, process_pool, tear_down};
-use crate::reference::Reference;
+use crate::reference::{Hop, Reference};
 use crate::window::{Bodies, Compared, Way, order, window};
 
 /// One way of running the relay Pool's engines.
@@ -66,7 +66,7 @@ struct Up {
     _reference: Reference,
 }
 
-fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant) -> Up {
+fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant, hop: Hop) -> Up {
     let (queue, args) = ("{capacity: 512}", ["--token-rate", "0"]);
     let manifest = if v.docker {
         pool(d, v.pool, REPLICAS, SLOTS, CTX, queue, &args)
@@ -74,7 +74,7 @@ fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant)
         process_pool(d, v.pool, REPLICAS, SLOTS, CTX, queue, &args)
     };
     let endpoints = bring_up(d, v.pool, &manifest, REPLICAS);
-    let reference = Reference::start(&endpoints, false);
+    let reference = Reference::start(&endpoints, false, hop);
     let procs = Procs {
         daemon,
         engines: engine_pids(d, v.pool),
@@ -93,6 +93,7 @@ fn bring_up_variant(http: &Client, d: &Daemon, daemon: u32, v: &'static Variant)
         base: d.url.clone(),
         endpoints: Arc::new(endpoints),
         reference: reference.url.clone(),
+        reference_http: http.clone(),
         pool: v.pool.into(),
     };
     let bodies = Bodies {
@@ -121,7 +122,7 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
     eprintln!("relay: pools of {REPLICAS} replicas × {SLOTS} slots, --token-rate 0, {REPLY_TOKENS}-token replies");
     let up: Vec<Up> = variants(opts)
         .into_iter()
-        .map(|v| bring_up_variant(http, d, daemon, v))
+        .map(|v| bring_up_variant(http, d, daemon, v, opts.hop))
         .collect();
     let mut rows = Vec::new();
     for concurrency in [1usize, 256] {
@@ -189,10 +190,12 @@ fn tables(rows: &[Row], opts: &Opts) -> String {
             split(&[Some(tc.client), proxy(&tc), Some(tc.engines), Some(tc.daemon)]),
         );
     }
-    out += "\n**Daemon CPU per relayed token** (µs; aim ≤ 3 at 256 streams), next to the reference \
-            proxy's (one plain HTTP hop, `bench-proxy`) and what the other processes on the path \
-            spend per token:\n\n\
-            | engines reached | streams | **daemon** (through, less its idle use) | reference proxy | docker-proxy: direct / through / reference | engines: direct / through | client: direct / through / reference |\n\
+    out += &format!(
+        "\n**Daemon CPU per relayed token** (µs; aim ≤ 3 at 256 streams), next to the reference \
+         proxy's ({}) and what the other processes on the path spend per token:\n\n",
+        opts.hop.describe()
+    );
+    out += "| engines reached | streams | **daemon** (through, less its idle use) | reference proxy | docker-proxy: direct / through / reference | engines: direct / through | client: direct / through / reference |\n\
             |---|---|---|---|---|---|---|\n";
     for r in rows {
         let c = &r.compared;

@@ -11,7 +11,7 @@ use reqwest::Client;
 use crate::Opts;
 use crate::paths::{Paths, Stages, ms};
 use crate::pools::{bring_up, pool, tear_down};
-use crate::reference::Reference;
+use crate::reference::{Hop, Reference};
 
 struct TtftResult {
     concurrency: usize,
@@ -145,7 +145,7 @@ fn added_row(concurrency: usize, direct: &[f64], via: &[f64], healthz: f64) -> S
     )
 }
 
-fn ttft_table(results: &[TtftResult], healthz: f64) -> String {
+fn ttft_table(results: &[TtftResult], healthz: f64, hop: Hop) -> String {
     const HEAD: &str = "| concurrency | samples | direct p50 | through p50 | **added p50** | added p50 in `/healthz` round trips | direct p99 | through p99 | **added p99** | ≥ 30 ms direct / through |\n|---|---|---|---|---|---|---|---|---|---|\n";
     let mut out = format!("Through the task API (`POST /v2/tasks`, then `GET /v2/tasks/{{id}}/events`):\n\n{HEAD}");
     for r in results {
@@ -159,7 +159,8 @@ fn ttft_table(results: &[TtftResult], healthz: f64) -> String {
         out += &added_row(r.concurrency, &r.direct, &r.openai, healthz);
     }
     out += &format!(
-        "\nThrough the reference proxy (`bench-proxy`: the direct request over one plain HTTP hop, what any proxy adds here):\n\n{HEAD}"
+        "\nThrough the reference proxy (the direct request over {}, what any proxy adds here):\n\n{HEAD}",
+        hop.describe()
     );
     for r in results {
         out += &added_row(r.concurrency, &r.direct, &r.reference, healthz);
@@ -188,13 +189,14 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
         &pool(d, "ttft", 2, 32, 4096, "{capacity: 256}", &["--token-rate", "0"]),
         2,
     );
-    let reference = Reference::start(&endpoints, false);
+    let reference = Reference::start(&endpoints, false, opts.hop);
     let p = Paths {
         http: http.clone(),
         engine_http: http.clone(),
         base: d.url.clone(),
         endpoints: Arc::new(endpoints),
         reference: reference.url.clone(),
+        reference_http: http.clone(),
         pool: "ttft".into(),
     };
     // A bare HTTP round trip to the daemon, for reading the stages.
@@ -221,7 +223,7 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
     }
     let healthz = median(&healthz);
     report += "### Added time to first token (ms)\n\n";
-    report += &ttft_table(&results, healthz);
+    report += &ttft_table(&results, healthz, opts.hop);
     report += &format!("\nA bare `GET /healthz` round trip to the daemon (concurrency 1): p50 {healthz:.3} ms.\n\n");
     tear_down(d, "ttft");
     report

@@ -35,7 +35,7 @@ pub(crate) enum Way {
     Direct,
     /// Through llama-orch's task API.
     Through,
-    /// Through the reference proxy (one plain HTTP hop).
+    /// Through the reference proxy (one plain HTTP hop; a byte pump with `--reference tcp`).
     Reference,
 }
 
