@@ -11,6 +11,9 @@
 //!      the first token event of the body;
 //!    - through: `POST /v2/tasks` then `GET /v2/tasks/{id}/events`, clock from the submit to
 //!      the first `token` event.
+//!
+//!    At concurrency 1 it also gives the CPU per request of the daemon and of the reference
+//!    proxy.
 //! 2. Token relay throughput, 1 and 256 concurrent streams of 512 tokens, pools of 4 replicas ×
 //!    64 slots, mock at unlimited token rate: tokens per second received by the clients,
 //!    direct vs through, in two variants measured in turn in the same run: the engines in
@@ -154,7 +157,7 @@ fn main() {
     }
 
     if wants("ttft") || wants("ttft1") || wants("ttft64") {
-        report += &ttft::section(&tokio, &http, &d, &opts);
+        report += &ttft::section(&tokio, &http, &d, daemon, &opts);
     }
 
     if !relay::variants(&opts).is_empty() {

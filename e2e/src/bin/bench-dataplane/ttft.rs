@@ -2,8 +2,9 @@
 //! door) vs the reference proxy, at concurrency 1 and 64, and its table.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use llama_orch_e2e::bench::cpu::Procs;
 use llama_orch_e2e::bench::stats::{median, percentile, sorted};
 use llama_orch_e2e::daemon::Daemon;
 use reqwest::Client;
@@ -79,18 +80,37 @@ impl TtftResult {
     }
 }
 
-async fn ttft_c1(p: &Paths, runs: usize) -> TtftResult {
+/// CPU per request at concurrency 1, µs.
+struct PerRequest {
+    /// The daemon, over its task API and OpenAI requests together, less its idle use.
+    daemon: f64,
+    /// The reference proxy, over its requests.
+    reference: f64,
+}
+
+async fn ttft_c1(p: &Paths, procs: &Procs, runs: usize) -> (TtftResult, PerRequest) {
     let bodies = Bodies::new(p);
     // Warm the connections on all paths (the daemon's to the engine too).
     let mut warm = TtftResult::new(1);
     for i in 0..20 {
         ttft_round(p, &bodies, i, i, &mut warm).await;
     }
+    // The daemon's background use, to take out of what the requests cost.
+    let (idle_from, idle_start) = (procs.sample(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = procs.sample().since(&idle_from).daemon / idle_start.elapsed().as_secs_f64();
+    let (before, start) = (procs.sample(), Instant::now());
     let mut r = TtftResult::new(1);
     for i in 0..runs {
         ttft_round(p, &bodies, i, i, &mut r).await;
     }
-    r
+    let used = procs.sample().since(&before);
+    let per = |secs: f64, n: usize| 1e6 * secs / n.max(1) as f64;
+    let cpu = PerRequest {
+        daemon: per(used.daemon - idle * start.elapsed().as_secs_f64(), 2 * runs),
+        reference: per(used.reference, runs),
+    };
+    (r, cpu)
 }
 
 async fn ttft_concurrent(p: &Paths, concurrency: usize, per_worker: usize, reps: usize) -> TtftResult {
@@ -180,7 +200,7 @@ fn ttft_table(results: &[TtftResult], healthz: f64, hop: Hop) -> String {
 }
 
 /// The TTFT section of the report, on its own pool.
-pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon, opts: &Opts) -> String {
+pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon, daemon: u32, opts: &Opts) -> String {
     let mut report = String::new();
     eprintln!("TTFT: pool 2 replicas × 32 slots, --token-rate 0");
     let endpoints = bring_up(
@@ -212,10 +232,19 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
         }
         v
     });
+    let procs = Procs {
+        daemon,
+        engines: Vec::new(),
+        proxies: Vec::new(),
+        reference: vec![reference.pid()],
+    };
     let mut results = Vec::new();
+    let mut per_request = None;
     if opts.wants("ttft") || opts.wants("ttft1") {
         eprintln!("  concurrency 1, {} requests each way", opts.runs);
-        results.push(tokio.block_on(ttft_c1(&p, opts.runs)));
+        let (r, cpu) = tokio.block_on(ttft_c1(&p, &procs, opts.runs));
+        results.push(r);
+        per_request = Some(cpu);
     }
     if opts.wants("ttft") || opts.wants("ttft64") {
         eprintln!("  concurrency 64, {} reps of 64 × 10 requests each way", opts.reps);
@@ -224,7 +253,15 @@ pub(crate) fn section(tokio: &tokio::runtime::Runtime, http: &Client, d: &Daemon
     let healthz = median(&healthz);
     report += "### Added time to first token (ms)\n\n";
     report += &ttft_table(&results, healthz, opts.hop);
-    report += &format!("\nA bare `GET /healthz` round trip to the daemon (concurrency 1): p50 {healthz:.3} ms.\n\n");
+    report += &format!("\nA bare `GET /healthz` round trip to the daemon (concurrency 1): p50 {healthz:.3} ms.\n");
+    if let Some(cpu) = per_request {
+        report += &format!(
+            "\nCPU per request at concurrency 1 (4-token replies; `/proc/<pid>/task/*/schedstat` over the {} rounds): \
+             the daemon {:.0} µs (its task API and OpenAI requests together, less its idle use), the reference proxy {:.0} µs.\n",
+            opts.runs, cpu.daemon, cpu.reference
+        );
+    }
+    report += "\n";
     tear_down(d, "ttft");
     report
 }
